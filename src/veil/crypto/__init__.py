@@ -1,0 +1,1 @@
+"""Pure cryptographic primitives (no I/O): HE schemes, curves, randomness."""

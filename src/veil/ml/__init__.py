@@ -1,0 +1,1 @@
+"""Federated learning algorithms, written once with one function per role."""

@@ -1,0 +1,191 @@
+"""Safe, compact encoding of the values protocols exchange. Never pickle.
+
+Supported: None, bool, int (any size), float, str, bytes, list/tuple, dict with
+str keys, numpy arrays of numeric/bool/fixed-width bytes dtypes (raw bytes +
+dtype + shape), and :class:`IntArray` (big non-negative integers at a fixed byte
+width, e.g. ciphertexts). Every value is a one-byte type tag then its body;
+lengths are little-endian unsigned. Decoding checks every length against the
+buffer, so a malformed frame raises :class:`ProtocolError`, never anything worse.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from veil.errors import ProtocolError
+
+_NONE, _FALSE, _TRUE, _INT, _FLOAT, _STR, _BYTES, _LIST, _DICT, _NDARRAY, _INTARRAY = range(11)
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_F64 = struct.Struct("<d")
+_ALLOWED_KINDS = frozenset("biufcS")
+_MAX_DEPTH = 64
+
+
+@dataclass(frozen=True)
+class IntArray:
+    """Non-negative big integers sent at a fixed byte width (little-endian)."""
+
+    values: Sequence[int]
+    width: int
+
+    def to_bytes(self) -> bytes:
+        w = self.width
+        return b"".join(int(v).to_bytes(w, "little") for v in self.values)
+
+    @classmethod
+    def from_bytes(cls, data: bytes | memoryview, width: int) -> IntArray:
+        if width <= 0 or len(data) % width:
+            raise ProtocolError(f"IntArray of {len(data)} bytes is not a multiple of {width}")
+        mv = memoryview(data)
+        vals = [int.from_bytes(mv[i : i + width], "little") for i in range(0, len(mv), width)]
+        return cls(vals, width)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def encode(value: Any) -> bytes:
+    """Encode ``value`` to bytes; raises TypeError for anything not listed above."""
+    out: list[bytes] = []
+    _enc(value, out, 0)
+    return b"".join(out)
+
+
+def _enc(v: Any, out: list[bytes], depth: int) -> None:
+    if depth > _MAX_DEPTH:
+        raise TypeError("value nested too deeply to encode")
+    if v is None:
+        out.append(bytes((_NONE,)))
+    elif v is True or v is False or isinstance(v, np.bool_):
+        out.append(bytes((_TRUE if v else _FALSE,)))
+    elif isinstance(v, int | np.integer):
+        iv = int(v)
+        raw = iv.to_bytes((iv.bit_length() + 8) // 8 or 1, "little", signed=True)
+        out += [bytes((_INT,)), _U32.pack(len(raw)), raw]
+    elif isinstance(v, float | np.floating):
+        out += [bytes((_FLOAT,)), _F64.pack(float(v))]
+    elif isinstance(v, str):
+        raw = v.encode("utf-8")
+        out += [bytes((_STR,)), _U64.pack(len(raw)), raw]
+    elif isinstance(v, bytes | bytearray | memoryview):
+        raw = bytes(v)
+        out += [bytes((_BYTES,)), _U64.pack(len(raw)), raw]
+    elif isinstance(v, np.ndarray):
+        _enc_array(v, out)
+    elif isinstance(v, IntArray):
+        raw = v.to_bytes()
+        out += [bytes((_INTARRAY,)), _U32.pack(v.width), _U64.pack(len(raw)), raw]
+    elif isinstance(v, list | tuple):
+        out += [bytes((_LIST,)), _U32.pack(len(v))]
+        for item in v:
+            _enc(item, out, depth + 1)
+    elif isinstance(v, dict):
+        out += [bytes((_DICT,)), _U32.pack(len(v))]
+        for k, item in v.items():
+            if not isinstance(k, str):
+                raise TypeError(f"dict keys must be str to encode, got {type(k).__name__}")
+            _enc(k, out, depth + 1)
+            _enc(item, out, depth + 1)
+    else:
+        raise TypeError(f"cannot encode {type(v).__name__} for the wire (pickle is never used)")
+
+
+def _enc_array(a: np.ndarray, out: list[bytes]) -> None:
+    if a.dtype.kind not in _ALLOWED_KINDS:
+        raise TypeError(f"cannot encode numpy dtype {a.dtype} (object arrays are refused)")
+    a = np.ascontiguousarray(a)
+    dt = a.dtype.str.encode("ascii")
+    out += [bytes((_NDARRAY, len(dt))), dt, bytes((a.ndim,))]
+    out += [_U64.pack(d) for d in a.shape]
+    raw = a.tobytes()
+    out += [_U64.pack(len(raw)), raw]
+
+
+def decode(data: bytes | memoryview) -> Any:
+    """Decode bytes made by :func:`encode`; raises ProtocolError on malformed input."""
+    mv = memoryview(data)
+    try:
+        value, pos = _dec(mv, 0, 0)
+    except (struct.error, UnicodeDecodeError, ValueError, TypeError, IndexError) as e:
+        raise ProtocolError(f"malformed message: {e}") from e
+    if pos != len(mv):
+        raise ProtocolError(f"malformed message: {len(mv) - pos} trailing bytes")
+    return value
+
+
+def _take(mv: memoryview, pos: int, n: int) -> tuple[memoryview, int]:
+    end = pos + n
+    if n < 0 or end > len(mv):
+        raise ProtocolError("malformed message: length runs past the end")
+    return mv[pos:end], end
+
+
+def _dec(mv: memoryview, pos: int, depth: int) -> tuple[Any, int]:
+    if depth > _MAX_DEPTH:
+        raise ProtocolError("malformed message: nested too deeply")
+    t = mv[pos]
+    pos += 1
+    if t == _NONE:
+        return None, pos
+    if t in (_FALSE, _TRUE):
+        return t == _TRUE, pos
+    if t == _INT:
+        (n,) = _U32.unpack_from(mv, pos)
+        raw, pos = _take(mv, pos + 4, n)
+        return int.from_bytes(raw, "little", signed=True), pos
+    if t == _FLOAT:
+        return _F64.unpack_from(mv, pos)[0], pos + 8
+    if t in (_STR, _BYTES):
+        (n,) = _U64.unpack_from(mv, pos)
+        raw, pos = _take(mv, pos + 8, n)
+        return (bytes(raw).decode("utf-8") if t == _STR else bytes(raw)), pos
+    if t == _LIST:
+        (n,) = _U32.unpack_from(mv, pos)
+        pos += 4
+        items = []
+        for _ in range(n):
+            item, pos = _dec(mv, pos, depth + 1)
+            items.append(item)
+        return items, pos
+    if t == _DICT:
+        (n,) = _U32.unpack_from(mv, pos)
+        pos += 4
+        d: dict[str, Any] = {}
+        for _ in range(n):
+            k, pos = _dec(mv, pos, depth + 1)
+            if not isinstance(k, str):
+                raise ProtocolError("malformed message: dict key is not a string")
+            d[k], pos = _dec(mv, pos, depth + 1)
+        return d, pos
+    if t == _NDARRAY:
+        return _dec_array(mv, pos)
+    if t == _INTARRAY:
+        (width,) = _U32.unpack_from(mv, pos)
+        (n,) = _U64.unpack_from(mv, pos + 4)
+        raw, pos = _take(mv, pos + 12, n)
+        return IntArray.from_bytes(raw, width), pos
+    raise ProtocolError(f"malformed message: unknown type tag {t}")
+
+
+def _dec_array(mv: memoryview, pos: int) -> tuple[np.ndarray, int]:
+    n = mv[pos]
+    dts, pos = _take(mv, pos + 1, n)
+    dtype = np.dtype(bytes(dts).decode("ascii"))
+    if dtype.kind not in _ALLOWED_KINDS:
+        raise ProtocolError(f"malformed message: refused dtype {dtype}")
+    ndim = mv[pos]
+    pos += 1
+    shape = tuple(_U64.unpack_from(mv, pos + 8 * i)[0] for i in range(ndim))
+    pos += 8 * ndim
+    (nbytes,) = _U64.unpack_from(mv, pos)
+    raw, pos = _take(mv, pos + 8, nbytes)
+    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if count * dtype.itemsize != nbytes:
+        raise ProtocolError("malformed message: array size does not match its shape")
+    return np.frombuffer(raw, dtype=dtype).reshape(shape).copy(), pos

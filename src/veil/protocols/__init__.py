@@ -1,0 +1,1 @@
+"""Multi-party protocols: one module each, one function per role."""

@@ -1,0 +1,90 @@
+"""Session semantics over the in-memory transport (gRPC runs the same tests)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from veil.errors import ConfigError, PeerAborted, PeerTimeout
+from veil.net import Session, run_parties
+from veil.net.memory import MemoryHub
+
+
+def test_send_recv_roundtrip_and_tag_counters() -> None:
+    def alice(s: Session) -> list[int]:
+        for i in range(3):
+            s.send("bob", "batch", i)
+        return [s.recv("bob", "reply") for _ in range(3)]
+
+    def bob(s: Session) -> None:
+        got = [s.recv("alice", "batch") for _ in range(3)]
+        for g in reversed(got):
+            s.send("alice", "reply", g * 10)
+
+    out = run_parties({"alice": alice, "bob": bob})
+    assert out["alice"] == [20, 10, 0]
+
+
+def test_out_of_order_tags_and_scopes() -> None:
+    def alice(s: Session) -> None:
+        s.sub("r2").send("bob", "x", "second")
+        s.sub("r1").send("bob", "x", "first")
+
+    def bob(s: Session) -> tuple[str, str]:
+        return s.sub("r1").recv("alice", "x"), s.sub("r2").recv("alice", "x")
+
+    assert run_parties({"alice": alice, "bob": bob})["bob"] == ("first", "second")
+
+
+def test_keys_follow_interconnection_convention() -> None:
+    keys: list[str] = []
+    hub = MemoryHub(2, tap=lambda src, dst, key, payload: keys.append(key))
+    a = Session(hub.transport(0), ["a", "b"], "a")
+    b = Session(hub.transport(1), ["a", "b"], "b")
+    a.send("b", "enc", np.arange(3))
+    a.sub("psi").send("b", "enc", 1)
+    assert keys == ["root/enc:P2P-1:0->1", "root.psi/enc:P2P-1:0->1"]
+    assert b.recv("a", "enc").tolist() == [0, 1, 2]
+
+
+def test_recv_timeout_names_peer_and_tag() -> None:
+    hub = MemoryHub(2)
+    s = Session(hub.transport(0), ["bank", "partner"], "bank", timeout=0.2)
+    t0 = time.monotonic()
+    with pytest.raises(PeerTimeout, match=r"root/hello.*peer partner"):
+        s.recv("partner", "hello")
+    assert time.monotonic() - t0 < 2
+
+
+def test_failing_party_aborts_the_others() -> None:
+    def alice(s: Session) -> None:
+        raise RuntimeError("disk full")
+
+    def bob(s: Session) -> None:
+        s.recv("alice", "never", timeout=30)
+
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_parties({"alice": alice, "bob": bob})
+    assert time.monotonic() - t0 < 5
+
+
+def test_peer_aborted_is_raised_on_waiters() -> None:
+    hub = MemoryHub(2)
+    s = Session(hub.transport(1), ["a", "b"], "b")
+    hub.transport(0).abort("boom")
+    with pytest.raises(PeerAborted, match="boom"):
+        s.recv("a", "x", timeout=5)
+
+
+def test_unknown_party_and_role_are_config_errors() -> None:
+    hub = MemoryHub(2)
+    with pytest.raises(ConfigError, match="carol"):
+        Session(hub.transport(0), ["a", "b"], "carol")
+    s = Session(hub.transport(0), ["a", "b"], "a", {"sender": "a"})
+    with pytest.raises(ConfigError, match="receiver"):
+        s.party_of("receiver")
+    with pytest.raises(ConfigError, match="zed"):
+        s.send("zed", "t", 1)
