@@ -22,6 +22,7 @@ import socket
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent import futures
 from contextlib import contextmanager
@@ -43,6 +44,11 @@ _P2P_KEY = re.compile(r":P2P-\d+:(\d+)->(\d+)$")
 _FRAME_SLACK = 64 * 1024
 _MIN_RECV_FRAME = 32 << 20
 _ABORT_TIMEOUT = 2.0
+_WINDOW = 8  # chunks of one value in flight at once
+_TLS_FAILURE = re.compile(
+    r"handshake failed|Hostname Verification|CERTIFICATE_VERIFY_FAILED|TLSV1_ALERT|SSLV3_ALERT",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -264,20 +270,50 @@ class GrpcTransport(Transport):
         if n <= size:
             self._push(dst, link_pb2.PushRequest(sender_rank=self.rank, key=key, value=payload))
         else:
-            view = memoryview(payload)
-            for off in range(0, n, size):
-                req = link_pb2.PushRequest(
-                    sender_rank=self.rank,
-                    key=key,
-                    value=bytes(view[off : off + size]),
-                    trans_type=link_pb2.CHUNKED,
-                    chunk_info=link_pb2.ChunkInfo(message_length=n, chunk_offset=off),
-                )
-                self._push(dst, req)
+            self._send_chunked(dst, key, memoryview(payload))
         self.stats.sent(dst, n)
 
+    def _send_chunked(self, dst: int, key: str, view: memoryview) -> None:
+        """CHUNKED pushes, up to ``_WINDOW`` in flight (the first one waits for the peer)."""
+        n, size = len(view), self.cfg.chunk_size
+        reqs = (
+            link_pb2.PushRequest(
+                sender_rank=self.rank,
+                key=key,
+                value=bytes(view[off : off + size]),
+                trans_type=link_pb2.CHUNKED,
+                chunk_info=link_pb2.ChunkInfo(message_length=n, chunk_offset=off),
+            )
+            for off in range(0, n, size)
+        )
+        self._push(dst, next(reqs))
+        stub = self._stub(dst)
+        flying: deque[tuple[Any, grpc.Future[Any]]] = deque()
+        try:
+            for req in reqs:
+                flying.append((req, stub.future(req, timeout=self.cfg.connect_timeout + 30.0)))
+                if len(flying) >= _WINDOW:
+                    self._settle(dst, *flying.popleft())
+            while flying:
+                self._settle(dst, *flying.popleft())
+        finally:
+            for _, fut in flying:
+                fut.cancel()
+
+    def _settle(self, dst: int, req: Any, fut: grpc.Future[Any]) -> None:
+        """Wait for one pipelined push; a transient failure falls back to a retried push."""
+        try:
+            self._check(dst, req, fut.result())
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.UNAVAILABLE:
+                raise NetworkError(self._explain(dst, e.code(), str(e.details()), 0)) from None
+            self._push(dst, req)
+
     def _push(self, dst: int, req: Any, patience: float | None = None) -> None:
-        """One Push, retried while the peer is unreachable, up to ``patience`` seconds."""
+        """One Push, retried while the peer is unreachable, up to ``patience`` seconds.
+
+        A failed TLS handshake is not retried: another CA or a wrong name stays wrong.
+        """
         stub = self._stub(dst)
         patience = self.cfg.connect_timeout if patience is None else patience
         deadline = time.monotonic() + patience
@@ -288,22 +324,32 @@ class GrpcTransport(Transport):
                 resp = stub(req, timeout=max(left, 0.1) + 30.0)
             except grpc.RpcError as e:
                 code, detail = e.code(), str(e.details())
-                if code == grpc.StatusCode.UNAVAILABLE and time.monotonic() + delay < deadline:
+                retry = code == grpc.StatusCode.UNAVAILABLE and not _TLS_FAILURE.search(detail)
+                if retry and time.monotonic() + delay < deadline:
                     time.sleep(delay)
                     delay = min(delay * 2, 1.0)
                     continue
                 raise NetworkError(self._explain(dst, code, detail, patience)) from None
-            if resp.header.error_code != header_pb2.OK:
-                raise NetworkError(
-                    f"party {self.cfg.names[dst]} refused message '{req.key}': "
-                    f"error {resp.header.error_code} {resp.header.error_msg}"
-                )
+            self._check(dst, req, resp)
             return
+
+    def _check(self, dst: int, req: Any, resp: Any) -> None:
+        if resp.header.error_code != header_pb2.OK:
+            raise NetworkError(
+                f"party {self.cfg.names[dst]} refused message '{req.key}': "
+                f"error {resp.header.error_code} {resp.header.error_msg}"
+            )
 
     def _explain(self, dst: int, code: grpc.StatusCode, detail: str, waited: float) -> str:
         peer, addr = self.cfg.names[dst], self.cfg.addresses[dst]
         if code == grpc.StatusCode.PERMISSION_DENIED:
             hint = f"our certificate must be issued to '{self.name}' by the federation CA"
+        elif _TLS_FAILURE.search(detail):
+            hint = (
+                f"the TLS handshake failed: check that {peer}'s certificate and ours are signed "
+                f"by the same federation CA (ca.crt) and that {peer}'s is issued to the party "
+                f"name '{peer}'"
+            )
         elif code == grpc.StatusCode.UNAVAILABLE:
             hint = (
                 f"gave up after {waited:.0f} s; check that {peer} is running and listening at "
