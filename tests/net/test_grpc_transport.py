@@ -245,3 +245,43 @@ def test_crashed_peer_process_makes_the_other_fail_in_time(
         a.close()
         if peer.is_alive():
             peer.kill()
+
+
+def test_listen_address_and_dns_names(feds: dict[str, dict[str, TlsFiles]]) -> None:
+    """Bind on all interfaces, reach each other as 'localhost' (a SAN of the certs)."""
+    ports = [free_port(), free_port()]
+    addrs = [f"localhost:{p}" for p in ports]
+    ts = [
+        GrpcTransport(
+            GrpcConfig(
+                rank=r,
+                names=NAMES,
+                addresses=addrs,
+                tls=feds["good"][n],
+                listen=f"0.0.0.0:{ports[r]}",
+                connect_timeout=5,
+            )
+        )
+        for r, n in enumerate(NAMES)
+    ]
+    try:
+        ts[1].send(0, "root:P2P-1:1->0", b"hi")
+        assert ts[0].recv(1, "root:P2P-1:1->0", 5) == b"hi"
+    finally:
+        for t in ts:
+            t.close()
+
+
+def test_port_in_use_and_close_releases_threads(
+    pair: list[GrpcTransport], feds: dict[str, dict[str, TlsFiles]], addrs: list[str]
+) -> None:
+    with pytest.raises(NetworkError, match=r"alice cannot listen on 127\.0\.0\.1:\d+"):
+        _mk(0, feds["good"]["alice"], addrs)  # pair[0] already listens there
+    before = threading.active_count()
+    with loopback_transports(NAMES) as (a, b):
+        a.send(1, "k", b"x")
+        assert b.recv(0, "k", 5) == b"x"
+    deadline = time.monotonic() + 5
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() <= before

@@ -145,10 +145,11 @@ class GrpcTransport(Transport):
             if tls is None
             else (Path(tls.ca_cert).read_bytes(), Path(tls.cert).read_bytes(), tls.key)
         )
-        self._server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=max(4, 2 * len(cfg.names))),
-            options=self._options,
+        self._pool = futures.ThreadPoolExecutor(
+            max_workers=max(4, 2 * len(cfg.names)), thread_name_prefix=f"veil-grpc-{self.name}"
         )
+        # no SO_REUSEPORT: a second process on our port must fail, not share our traffic
+        self._server = grpc.server(self._pool, options=[*self._options, ("grpc.so_reuseport", 0)])
         handler = grpc.unary_unary_rpc_method_handler(
             self._on_push,
             request_deserializer=link_pb2.PushRequest.FromString,
@@ -173,6 +174,7 @@ class GrpcTransport(Transport):
         else:
             err = ""
         if not port:
+            self._pool.shutdown(wait=False)
             raise NetworkError(
                 f"party {self.name} cannot listen on {bind}: {err or 'bind failed'}; "
                 "check that the port is free and the address belongs to this machine"
@@ -200,6 +202,9 @@ class GrpcTransport(Transport):
                 )
         key = str(req.key)
         if key.startswith(ABORT_KEY_PREFIX):
+            with self._lock:  # drop half-received values of the failed peer
+                for k in [k for k in self._partial if k[0] == src]:
+                    del self._partial[k]
             self.mailbox.abort(src, bytes(req.value).decode("utf-8", "replace"))
             return _ok()
         m = _P2P_KEY.search(key)
@@ -228,7 +233,9 @@ class GrpcTransport(Transport):
             if done:
                 del self._partial[(src, key)]
         if done:
-            self.mailbox.put(key, bytes(part.buf))
+            data = bytes(part.buf)
+            part.buf = bytearray()  # free the reassembly buffer before anyone decodes
+            self.mailbox.put(key, data)
         return _ok()
 
     def recv(self, src: int, key: str, timeout: float, peer_name: str = "") -> bytes:
@@ -393,6 +400,9 @@ class GrpcTransport(Transport):
         for ch in channels:
             ch.close()
         self._server.stop(grace=0.5).wait(2.0)
+        self._pool.shutdown(wait=False)
+        with self._lock:
+            self._partial.clear()
 
 
 def _ok() -> Any:
