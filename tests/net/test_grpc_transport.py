@@ -167,6 +167,34 @@ def test_cert_with_the_wrong_party_name_is_refused(
         bob.close()
 
 
+def test_connect_is_a_barrier_and_names_the_missing_party(
+    feds: dict[str, dict[str, TlsFiles]], addrs: list[str]
+) -> None:
+    a = _mk(0, feds["good"]["alice"], addrs, connect_timeout=10)
+    late: list[GrpcTransport] = []
+
+    def bob_starts_late() -> None:
+        time.sleep(0.5)
+        late.append(_mk(1, feds["good"]["bob"], addrs))
+        late[0].connect(10)
+
+    th = threading.Thread(target=bob_starts_late)
+    try:
+        t0 = time.monotonic()
+        th.start()
+        a.connect(10)  # returns once bob is up and has said hello
+        assert time.monotonic() - t0 >= 0.4
+        th.join(10)
+        assert late and not th.is_alive()
+        late[0].close()
+        with pytest.raises(NetworkError, match="party bob"):  # bob is gone now
+            a.connect(0.5)
+    finally:
+        a.close()
+        for t in late:
+            t.close()
+
+
 def test_abort_reaches_the_peer(pair: list[GrpcTransport]) -> None:
     a, b = pair
     a.abort("out of memory")

@@ -41,6 +41,7 @@ Tap = Callable[[int, int, str, bytes], None]
 PUSH_METHOD = "/org.interconnection.link.ReceiverService/Push"
 _SERVICE = "org.interconnection.link.ReceiverService"
 _P2P_KEY = re.compile(r":P2P-\d+:(\d+)->(\d+)$")
+_CONNECT_KEY = re.compile(r"^connect_(\d+)(?:\x01\x02\d*)?$")  # yacl adds "\x01\x02{seq}"
 _FRAME_SLACK = 64 * 1024
 _MIN_RECV_FRAME = 32 << 20
 _ABORT_TIMEOUT = 2.0
@@ -213,6 +214,11 @@ class GrpcTransport(Transport):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"key '{key}' does not run from sender {src} to receiver {self.rank}",
             )
+        c = _CONNECT_KEY.match(key)
+        if c:
+            if int(c.group(1)) != src:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"'{key}' from rank {src}")
+            key = f"connect_{src}"
         if req.trans_type == link_pb2.CHUNKED:
             return self._on_chunk(src, key, req, context)
         self.mailbox.put(key, bytes(req.value))
@@ -242,6 +248,23 @@ class GrpcTransport(Transport):
         data = self.mailbox.take(key, src, timeout, peer_name or self.cfg.names[src])
         self.stats.received(src, len(data))
         return data
+
+    def connect(self, timeout: float | None = None) -> None:
+        """The interconnection mesh handshake: a barrier until every party is up.
+
+        Pushes ``connect_{rank}`` (empty value) to each peer, then waits for each peer's
+        ``connect_{peer}`` (SecretFlow's ``connect_{peer}\\x01\\x02{seq}`` is accepted as the
+        same). Raises NetworkError or PeerTimeout naming the party that is not there.
+        """
+        wait = self.cfg.connect_timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        peers = [r for r in range(len(self.cfg.names)) if r != self.rank]
+        for dst in peers:
+            req = link_pb2.PushRequest(sender_rank=self.rank, key=f"connect_{self.rank}")
+            self._push(dst, req, patience=max(deadline - time.monotonic(), 0.1))
+        for src in peers:
+            left = max(deadline - time.monotonic(), 0.01)
+            self.mailbox.take(f"connect_{src}", src, left, self.cfg.names[src])
 
     # -- sending side ---------------------------------------------------------
     def _stub(self, dst: int) -> Any:
