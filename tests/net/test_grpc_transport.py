@@ -21,6 +21,7 @@ from veil.net.grpc_transport import (
     GrpcConfig,
     GrpcTransport,
     free_port,
+    loopback_configs,
     loopback_transports,
 )
 from veil.net.proto import link_pb2
@@ -55,22 +56,15 @@ def pair(feds: dict[str, dict[str, TlsFiles]], addrs: list[str]) -> Iterator[lis
 
 
 def test_large_message_is_chunked_and_reassembled() -> None:
-    frames: list[int] = []
     payload = os.urandom(30 << 20)
-    with loopback_transports(NAMES, chunk_size=1 << 20) as (a, b):
-        seen: list[tuple[int, int]] = []
-        orig = b._on_chunk  # type: ignore[attr-defined]
-
-        def spy(src: int, key: str, req: link_pb2.PushRequest, ctx: grpc.ServicerContext) -> object:
-            seen.append((req.chunk_info.chunk_offset, len(req.value)))
-            return orig(src, key, req, ctx)
-
-        b._on_chunk = spy  # type: ignore[attr-defined]
+    with loopback_transports(NAMES, chunk_size=1 << 20) as ts:
+        a, b = ts
+        assert isinstance(b, GrpcTransport)
         a.send(1, "root/big:P2P-1:0->1", payload)
         assert b.recv(0, "root/big:P2P-1:0->1", 30) == payload
-        frames = [n for _, n in seen]
-    assert len(frames) == 30 and max(frames) == 1 << 20
-    assert sorted(o for o, _ in seen) == [i << 20 for i in range(30)]
+        assert b.receiver.frames == 30  # 30 CHUNKED pushes, none over 1 MiB
+        assert b.receiver.largest_frame == 1 << 20
+        assert a.stats.totals().bytes_sent == 30 << 20
 
 
 def test_chunks_in_any_order_from_a_raw_interconnection_client(
@@ -230,13 +224,11 @@ def test_bad_config_is_refused(feds: dict[str, dict[str, TlsFiles]], addrs: list
         GrpcTransport(GrpcConfig(rank=0, names=NAMES, addresses=addrs, tls=missing))
 
 
-def test_each_party_in_its_own_process(
-    feds: dict[str, dict[str, TlsFiles]], addrs: list[str]
-) -> None:
-    ctx = mp.get_context("spawn")
-    peer = ctx.Process(target=echo_party, args=(NAMES, addrs, feds["good"]["bob"]))
+def test_each_party_in_its_own_process(tmp_path: Path) -> None:
+    cfgs = loopback_configs(NAMES, tmp_path, connect_timeout=20)
+    peer = mp.get_context("spawn").Process(target=echo_party, args=(cfgs[1],))
     peer.start()
-    a = _mk(0, feds["good"]["alice"], addrs, connect_timeout=20)
+    a = GrpcTransport(cfgs[0])
     try:
         s = Session(a, NAMES, "alice", timeout=20)
         for i in range(3):
@@ -251,13 +243,11 @@ def test_each_party_in_its_own_process(
             peer.kill()
 
 
-def test_crashed_peer_process_makes_the_other_fail_in_time(
-    feds: dict[str, dict[str, TlsFiles]], addrs: list[str]
-) -> None:
-    ctx = mp.get_context("spawn")
-    peer = ctx.Process(target=echo_party, args=(NAMES, addrs, feds["good"]["bob"], 2))
+def test_crashed_peer_process_makes_the_other_fail_in_time(tmp_path: Path) -> None:
+    cfgs = loopback_configs(NAMES, tmp_path, connect_timeout=20)
+    peer = mp.get_context("spawn").Process(target=echo_party, args=(cfgs[1], 2))
     peer.start()
-    a = _mk(0, feds["good"]["alice"], addrs, connect_timeout=20)
+    a = GrpcTransport(cfgs[0])
     try:
         s = Session(a, NAMES, "alice", timeout=2)
         s.send("bob", "ask", 1)
