@@ -219,6 +219,10 @@ def test_bad_config_is_refused(feds: dict[str, dict[str, TlsFiles]], addrs: list
         GrpcTransport(GrpcConfig(rank=0, names=NAMES, addresses=addrs[:1], tls=tls))
     with pytest.raises(ConfigError, match=r"addresses\[1\]"):
         GrpcTransport(GrpcConfig(rank=0, names=NAMES, addresses=[addrs[0], "bob"], tls=tls))
+    with pytest.raises(ConfigError, match="listen"):
+        GrpcTransport(GrpcConfig(rank=0, names=NAMES, addresses=addrs, tls=tls, listen=":70000"))
+    with pytest.raises(ConfigError, match=r"names\[1\]"):
+        GrpcTransport(GrpcConfig(rank=0, names=["a", "b c"], addresses=addrs, tls=tls))
     missing = TlsFiles(tls.ca_cert, Path("/nonexistent.crt"), tls.key)
     with pytest.raises(ConfigError, match=r"tls\.cert"):
         GrpcTransport(GrpcConfig(rank=0, names=NAMES, addresses=addrs, tls=missing))

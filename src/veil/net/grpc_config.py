@@ -43,9 +43,11 @@ class GrpcConfig:
             check_party_name(name, f"names[{i}]")
         if not 0 <= self.rank < n:
             raise ConfigError("rank", f"{self.rank} is not in 0..{n - 1}")
-        for i, a in enumerate([*self.addresses, *([self.listen] if self.listen else [])]):
-            if not re.match(r"^\S+:\d{1,5}$", a):
-                raise ConfigError(f"addresses[{i}]", f"'{a}' is not host:port")
+        spots = [(f"addresses[{i}]", a) for i, a in enumerate(self.addresses)]
+        for field, a in [*spots, *([("listen", self.listen)] if self.listen else [])]:
+            m = re.match(r"^\S+:(\d{1,5})$", str(a))
+            if not m or not 0 < int(m.group(1)) < 65536:
+                raise ConfigError(field, f"'{a}' is not host:port", "e.g. 10.0.0.5:9443")
         if self.tls is None and not self.insecure:
             raise ConfigError(
                 "tls", "no certificates given", "pass TlsFiles (see 'veil ca'), or insecure=True"
