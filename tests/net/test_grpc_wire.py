@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from veil.net.grpc_transport import PUSH_METHOD
 from veil.net.proto import header_pb2, link_pb2
 
@@ -46,3 +48,12 @@ def test_known_bytes_on_the_wire() -> None:
     )
     # field 1 varint 1, field 2 "k", field 3 b"x", field 4 varint 1, field 5 {1: 5, 2: 2}
     assert req.SerializeToString() == bytes.fromhex("080112016b1a017820012a0408051002")
+
+
+def test_generated_code_runs_on_protobuf_4_25_and_later() -> None:
+    """Gencode from protoc >= 26 demands a runtime at least as new as itself; ours comes
+    from grpcio-tools 1.62 (protoc 25, see scripts/gen_protos) and carries no such check."""
+    for mod in (link_pb2, header_pb2):
+        text = Path(str(mod.__file__)).read_text()
+        assert "ValidateProtobufRuntimeVersion" not in text
+        assert "_builder.BuildTopDescriptorsAndMessages" in text  # 4.25 builder API
