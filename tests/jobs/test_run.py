@@ -1,0 +1,134 @@
+"""``veil run`` end to end: one OS process per party over loopback mutual-TLS gRPC."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.jobs import fake_steps
+from tests.jobs.conftest import write_job
+from veil.errors import ConfigError
+from veil.jobs import RunOptions, load_job, run_job
+
+certs = pytest.importorskip("veil.net.certs", reason="needs veil.net.certs (gRPC branch)")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def fake_step_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers import the test-only steps too (and find the tests package)."""
+    assert fake_steps.echo is not None  # registered in this process by the import
+    monkeypatch.setenv("VEIL_STEP_MODULES", "tests.jobs.fake_steps")
+    path = os.environ.get("PYTHONPATH", "")
+    monkeypatch.setenv("PYTHONPATH", f"{ROOT}{os.pathsep}{path}" if path else str(ROOT))
+
+
+def party_dirs(out: Path) -> list[str]:
+    return sorted(p.name for p in out.iterdir()) if out.exists() else []
+
+
+def test_cli_runs_steps_in_separate_processes(jobdir: Path) -> None:
+    job = write_job(jobdir, ["_echo", "_write"])
+    out = jobdir / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "veil.cli", "run", str(job), "--out", str(out), "--quiet"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["name"] == "test-job" and report["status"] == "ok"
+    echo, write = report["steps"]
+    assert [echo["name"], write["name"]] == ["_echo", "_write"]
+    assert echo["status"] == "ok" and echo["seconds"] >= 0
+    # Agreed values merge to one; per-party values stay per party.
+    assert echo["outputs"]["constant"] == 42
+    assert echo["outputs"]["rows"] == {"bank": 40, "partner": 50}
+    assert echo["party_outputs"]["bank"]["peer_rows"] == {"partner": 50}
+    for party in ("bank", "partner"):
+        t = echo["traffic"][party]
+        assert t["bytes_sent"] > 0 and t["bytes_received"] > 0
+        assert t["messages_sent"] == 1 and t["messages_received"] == 1
+        assert write["traffic"][party]["bytes_sent"] == 0
+    assert echo["traffic"]["bank"]["bytes_sent"] == echo["traffic"]["partner"]["bytes_received"]
+    assert (out / "bank" / "partial.txt").read_text() == "half done\n"
+    assert party_dirs(out) == ["bank", "partner", "report.json"]
+
+
+def test_crash_midway_fails_fast_names_party_and_leaves_no_outputs(jobdir: Path) -> None:
+    job = write_job(jobdir, ["_write", {"_crash": {"party": "partner"}}])
+    out = jobdir / "out"
+    timeout = 60.0
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "veil.cli",
+            "run",
+            str(job),
+            "--out",
+            str(out),
+            "--quiet",
+            "--timeout",
+            str(timeout),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 1
+    assert "party 'partner' in step 1 '_crash': crashed (exit code 3)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert elapsed < timeout / 2  # the parent stopped the waiting party, no timeout needed
+    report = json.loads((out / "report.json").read_text())
+    assert report["status"] == "failed" and "partner" in report["error"]
+    assert [s["status"] for s in report["steps"]] == ["ok", "failed"]
+    assert party_dirs(out) == ["report.json"]  # partial.txt of step 0 is gone too
+
+
+def test_failing_step_reports_root_cause_not_echo(jobdir: Path) -> None:
+    spec = load_job(write_job(jobdir, [{"_fail": {"party": "bank"}}, "_echo"]))
+    res = run_job(spec, jobdir / "out", RunOptions(timeout=60))
+    assert not res.ok and res.error is not None
+    assert res.error.startswith("party 'bank' in step 0 '_fail': ValueError: boom")
+    assert res.report["steps"][1]["status"] == "not run"
+    assert party_dirs(jobdir / "out") == ["report.json"]
+
+
+def test_previous_outputs_replaced_and_foreign_folders_refused(jobdir: Path) -> None:
+    spec = load_job(write_job(jobdir, ["_write"]))
+    out = jobdir / "out"
+    assert run_job(spec, out).ok
+    (out / "bank" / "stale.txt").write_text("old")
+    assert run_job(spec, out).ok
+    assert not (out / "bank" / "stale.txt").exists()
+    (out / "partner").rename(out / "elsewhere")
+    (out / "partner").mkdir()
+    with pytest.raises(ConfigError, match=r"--out: .*partner' exists and was not written"):
+        run_job(spec, out)
+
+
+def test_peer_certificate_from_another_ca_is_refused(jobdir: Path) -> None:
+    spec = load_job(write_job(jobdir, ["_echo"]))
+    ours = certs.throwaway_federation(["bank", "partner"], jobdir / "ca-ours")
+    theirs = certs.throwaway_federation(["bank", "partner"], jobdir / "ca-theirs")
+    tls = {"bank": ours["bank"], "partner": theirs["partner"]}
+    timeout = 15.0
+    t0 = time.monotonic()
+    res = run_job(spec, jobdir / "out", RunOptions(timeout=timeout, tls=tls))
+    assert time.monotonic() - t0 < timeout + 15
+    assert not res.ok and res.error is not None
+    assert "party '" in res.error
+    assert res.report["status"] == "failed"
+    assert party_dirs(jobdir / "out") == ["report.json"]
