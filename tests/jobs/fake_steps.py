@@ -56,3 +56,12 @@ def fail(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     for peer in ctx.session.peers():
         ctx.session.recv(peer, Tag.NEVER)
     return {}
+
+
+@register("_hang")
+def hang(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Every party waits for a message nobody sends (until stopped)."""
+    ctx.progress(0.1, "waiting")
+    for peer in ctx.session.peers():
+        ctx.session.recv(peer, Tag.NEVER)
+    return {}

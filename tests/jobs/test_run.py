@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.jobs import fake_steps
@@ -97,6 +99,29 @@ def test_crash_midway_fails_fast_names_party_and_leaves_no_outputs(jobdir: Path)
     assert party_dirs(out) == ["report.json"]  # partial.txt of step 0 is gone too
 
 
+def test_ctrl_c_stops_every_worker(jobdir: Path) -> None:
+    job = write_job(jobdir, ["_write", "_hang"])
+    out = jobdir / "out"
+    cmd = [sys.executable, "-m", "veil.cli", "run", str(job), "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(out.glob(".veil-staging-*/bank/partial.txt")):  # step 0 is done
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(0.5)
+    workers = [p for p in psutil.Process(proc.pid).children() if "veil.jobs.worker" in p.cmdline()]
+    assert len(workers) == 2
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert "interrupted" in err
+    _, alive = psutil.wait_procs(workers, timeout=5)
+    assert not alive
+    report = json.loads((out / "report.json").read_text())
+    assert report["status"] == "failed" and "interrupted" in report["error"]
+    assert party_dirs(out) == ["report.json"]
+
+
 def test_failing_step_reports_root_cause_not_echo(jobdir: Path) -> None:
     spec = load_job(write_job(jobdir, [{"_fail": {"party": "bank"}}, "_echo"]))
     res = run_job(spec, jobdir / "out", RunOptions(timeout=60))
@@ -132,3 +157,29 @@ def test_peer_certificate_from_another_ca_is_refused(jobdir: Path) -> None:
     assert "party '" in res.error
     assert res.report["status"] == "failed"
     assert party_dirs(jobdir / "out") == ["report.json"]
+
+
+def test_two_sites_each_run_their_own_party(jobdir: Path) -> None:
+    """The multi-machine mode: one ``veil run --party`` per site, federation certificates."""
+    job = write_job(jobdir, ["_echo"])
+    fed = certs.throwaway_federation(["bank", "partner"], jobdir / "ca")
+    grpc_transport = pytest.importorskip("veil.net.grpc_transport")
+    ports = {p: grpc_transport.free_port() for p in ("bank", "partner")}
+    procs = {}
+    for party in ("bank", "partner"):
+        cmd = [sys.executable, "-m", "veil.cli", "run", str(job), "--quiet", "--timeout", "60"]
+        cmd += ["--out", str(jobdir / f"site-{party}"), "--party", party]
+        cmd += [f"--address={p}=127.0.0.1:{port}" for p, port in ports.items()]
+        tls = fed[party]
+        cmd += ["--ca", str(tls.ca_cert), "--cert", str(tls.cert), "--key", str(tls.key)]
+        procs[party] = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    for party, proc in procs.items():
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        out = jobdir / f"site-{party}"
+        assert party_dirs(out) == [party, "report.json"]
+        report = json.loads((out / "report.json").read_text())
+        assert report["status"] == "ok" and report["parties"] == [party]
+        (step,) = report["steps"]
+        assert step["outputs"]["rows"] == {"bank": 40, "partner": 50}[party]
+        assert step["traffic"][party]["bytes_received"] > 0

@@ -125,3 +125,30 @@ def test_parquet_data(jobdir: Path) -> None:
     spec = load_job(write_job(jobdir, ["psi"], parties=parties))
     assert spec.party("bank").data.suffix == ".parquet"
     assert job.exists()
+
+
+def test_federation_party_needs_certificates(
+    jobdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = write_job(jobdir, ["psi"])
+    out = jobdir / "out"
+    code = main(["run", str(job), "--out", str(out), "--party", "bank", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--ca/--cert/--key: a federation party needs all three" in err
+    code = main(["run", str(job), "--out", str(out), "--address", "bank=h:1", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--party: missing" in err
+    assert not out.exists()
+
+
+def test_unknown_local_party(jobdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    job = write_job(jobdir, ["psi"])
+    f = jobdir / "f.pem"
+    f.write_text("x")
+    tls = ["--ca", str(f), "--cert", str(f), "--key", str(f)]
+    code = main(["run", str(job), "--out", str(jobdir / "o"), "--party", "bnak", *tls])
+    err = capsys.readouterr().err
+    assert code == 2 and "--party: 'bnak' is not in the job -- use one of bank, partner" in err
+    code = main(["run", str(job), "--out", str(jobdir / "o"), "--party", "bank", *tls])
+    err = capsys.readouterr().err
+    assert code == 2 and "--address: no address for bank, partner" in err

@@ -1,12 +1,15 @@
-"""``veil run JOB --out DIR [--timeout S] [--quiet]``."""
+"""``veil run JOB --out DIR [--timeout S] [--quiet] [--party P --address P=HOST:PORT ...]``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from veil.errors import ConfigError
 from veil.jobs.display import Display, LiveDisplay
 from veil.jobs.runner import RunOptions, run_job
 from veil.jobs.spec import load_job
@@ -15,14 +18,23 @@ EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
 
 
+@dataclass(frozen=True)
+class _Tls:
+    ca_cert: Path
+    cert: Path
+    key: Path
+
+
 def add_parser(subparsers: Any) -> None:
     """Add the ``run`` command to the ``veil`` command line."""
     p: argparse.ArgumentParser = subparsers.add_parser(
         "run",
-        help="run a job locally, each party in its own process over mutual-TLS gRPC",
-        description="Run JOB (a YAML job file) locally: one OS process per party, talking "
-        "over loopback mutual-TLS gRPC with a throw-away CA. Writes DIR/report.json and "
-        "each party's outputs under DIR/<party>/.",
+        help="run a job: every party locally, or one party of a federation",
+        description="Run JOB (a YAML job file). By default every party runs on this machine, "
+        "each in its own OS process, over loopback mutual-TLS gRPC with a throw-away CA. "
+        "With --party, only that party runs here and talks to the others at their "
+        "--address, with the federation certificates from 'veil ca'. Writes DIR/report.json "
+        "and each local party's outputs under DIR/<party>/.",
     )
     p.add_argument("job", metavar="JOB", help="the job file (YAML)")
     p.add_argument("--out", metavar="DIR", required=True, help="folder for the results")
@@ -34,15 +46,58 @@ def add_parser(subparsers: Any) -> None:
         help="seconds a party waits for a peer before failing (default 300)",
     )
     p.add_argument("--quiet", action="store_true", help="no live progress display")
+    fed = p.add_argument_group("one party of a federation (several machines)")
+    fed.add_argument("--party", metavar="NAME", help="run only this party here")
+    fed.add_argument(
+        "--address",
+        metavar="PARTY=HOST:PORT",
+        action="append",
+        default=[],
+        help="where a party listens; give one per party of the job",
+    )
+    fed.add_argument("--listen", metavar="HOST:PORT", help="bind here (default: own --address)")
+    fed.add_argument("--ca", metavar="FILE", type=Path, help="the federation CA certificate")
+    fed.add_argument("--cert", metavar="FILE", type=Path, help="this party's certificate")
+    fed.add_argument("--key", metavar="FILE", type=Path, help="this party's private key")
     p.set_defaults(func=run_command)
+
+
+def options_from_args(args: argparse.Namespace) -> RunOptions:
+    """Turn the federation flags into :class:`RunOptions`, rejecting half-given ones."""
+    addresses: dict[str, str] = {}
+    for item in args.address:
+        party, sep, addr = item.partition("=")
+        if not sep or not party or not addr:
+            raise ConfigError("--address", f"'{item}' is not PARTY=HOST:PORT", "e.g. bank=h:9443")
+        addresses[party] = addr
+    tls_given = [f for f in ("ca", "cert", "key") if getattr(args, f) is not None]
+    if args.party is None:
+        if tls_given or addresses or args.listen:
+            raise ConfigError(
+                "--party", "missing", "--address, --listen, --ca, --cert and --key need --party"
+            )
+        return RunOptions(timeout=args.timeout)
+    if len(tls_given) != 3:
+        raise ConfigError(
+            "--ca/--cert/--key", "a federation party needs all three", "see 'veil ca --help'"
+        )
+    tls = {args.party: _Tls(args.ca, args.cert, args.key)}
+    return RunOptions(
+        timeout=args.timeout,
+        parties=(args.party,),
+        addresses=addresses,
+        listen=args.listen,
+        tls=tls,
+    )
 
 
 def run_command(args: argparse.Namespace) -> int:
     """Validate the job, run it, print one summary line; the exit code says how it went."""
-    spec = load_job(args.job)
+    options = options_from_args(args)
+    spec = load_job(args.job, check_data=True if args.party is None else [args.party])
     display: Display = Display() if args.quiet else LiveDisplay()
     t0 = time.perf_counter()
-    result = run_job(spec, args.out, RunOptions(timeout=args.timeout), display)
+    result = run_job(spec, args.out, options, display)
     if result.ok:
         if not args.quiet:
             print(

@@ -44,6 +44,8 @@ def connect(
     addresses: Sequence[str],
     tls: TlsPaths,
     timeout: float,
+    *,
+    listen: str | None = None,
 ) -> Transport:
     """Rank ``rank``'s mutual-TLS gRPC transport to the other parties."""
     certs = importlib.import_module("veil.net.certs")
@@ -55,5 +57,6 @@ def connect(
         addresses=tuple(addresses),
         tls=files,
         connect_timeout=timeout,
+        listen=listen,
     )
     return cast(Transport, grpc.GrpcTransport(cfg))

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -46,3 +47,41 @@ def write_json(obj: Any, path: Path) -> Path:
         f.write(data)
 
     return write_atomic(path, write)
+
+
+MARKER = ".veil-output"  # in every party folder veil run wrote; only those are replaced
+
+
+def check_out_dir(out: Path, parties: Sequence[str]) -> None:
+    """Refuse an ``--out`` whose party folders were not written by ``veil run``."""
+    from veil.errors import ConfigError
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError("--out", f"'{out}' is a file", "give a folder for the results")
+    for p in parties:
+        d = out / p
+        if d.exists() and not (d / MARKER).exists():
+            raise ConfigError(
+                "--out",
+                f"'{d}' exists and was not written by veil run",
+                "choose another --out folder (veil run replaces only its own outputs)",
+            )
+
+
+def publish(staging: Path, out: Path, parties: Sequence[str]) -> None:
+    """Move each staged party folder to ``out/<party>``, replacing an older run's."""
+    for name in parties:
+        src, dst = staging / name, out / name
+        src.mkdir(parents=True, exist_ok=True)
+        (src / MARKER).write_text("written by veil run; replaced by the next run\n")
+        if dst.exists():
+            shutil.rmtree(dst)
+        os.replace(src, dst)
+
+
+def remove_outputs(out: Path, parties: Sequence[str]) -> None:
+    """Remove party folders a previous ``veil run`` wrote (after a failed run)."""
+    for name in parties:
+        d = out / name
+        if (d / MARKER).exists():
+            shutil.rmtree(d, ignore_errors=True)

@@ -1,11 +1,15 @@
-"""``veil run``: run a job locally, each party in its own OS process over mutual-TLS gRPC.
+"""``veil run``: run a job, each party in its own OS process over mutual-TLS gRPC.
 
-The parent makes a throw-away CA and one certificate per party, picks free
-loopback ports, starts one :mod:`veil.jobs.worker` per party and follows their
-events (local pipes, not the protocol wire). Workers write into a staging
-folder inside ``DIR``; only when every party finished every step are the
-staged folders renamed to ``DIR/<party>/``. A failed run leaves no party
-folder, only ``DIR/report.json`` with the error naming the party and the cause.
+Locally (the default) the parent makes a throw-away CA and one certificate per
+party, picks free loopback ports and starts one :mod:`veil.jobs.worker` per
+party. Across machines each site runs only its own party (``RunOptions.parties``)
+with the federation's certificates and everyone's addresses. Either way the
+parent follows its workers' events (local pipes, not the protocol wire).
+
+Workers write into a staging folder inside ``DIR``; only when every local party
+finished every step are the staged folders renamed to ``DIR/<party>/``. A failed
+run leaves no party folder, only ``DIR/report.json`` with the error naming the
+party and the cause.
 """
 
 from __future__ import annotations
@@ -20,21 +24,22 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from veil.errors import ConfigError
 from veil.jobs.display import Display
 from veil.jobs.federation import TlsPaths, free_port, throwaway_federation
-from veil.jobs.files import write_json
-from veil.jobs.spec import JobSpec
+from veil.jobs.files import check_out_dir, publish, remove_outputs, write_json
+from veil.jobs.report import StepRecord, build_report
+from veil.jobs.spec import JobSpec, one_of
 from veil.jobs.worker import WorkerConfig
 
-MARKER = ".veil-output"  # in every party folder veil run wrote; only those are replaced
 ECHO_ERRORS = ("PeerAborted",)  # a peer failing because another one did
 GRACE_S = 3.0  # how long the others may take to fail by themselves after one failed
+Events = queue.Queue[tuple[str, dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -42,16 +47,43 @@ class RunOptions:
     """How to run a job.
 
     ``timeout``: seconds a party waits for a peer (connect and each message).
-    ``tls``: per-party certificates to use instead of a throw-away CA (tests use
-    it to give one party a certificate from another CA).
+    ``parties``: the parties to run here (default: all, on this machine).
+    ``addresses``: ``host:port`` of every party (default: free loopback ports).
+    ``listen``: where the local party's server binds (default: its address).
+    ``tls``: certificates of the local parties (default: a throw-away CA; a
+    federation's certificates from ``veil ca`` when running across machines).
     """
 
     timeout: float = 300.0
+    parties: tuple[str, ...] | None = None
+    addresses: Mapping[str, str] | None = None
+    listen: str | None = None
     tls: Mapping[str, TlsPaths] | None = None
+
+    def local(self, spec: JobSpec) -> tuple[str, ...]:
+        """The parties this process runs, checked against the job."""
+        if self.parties is None:
+            return spec.party_names
+        for p in self.parties:
+            if p not in spec.party_names:
+                raise ConfigError("--party", f"'{p}' is not in the job", one_of(spec.party_names))
+        if not self.parties:
+            raise ConfigError("--party", "no party to run", one_of(spec.party_names))
+        return tuple(p for p in spec.party_names if p in self.parties)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What :func:`run_job` returns: ``report`` is what it wrote to ``report_path``."""
+
+    ok: bool
+    error: str | None
+    report: dict[str, Any]
+    report_path: Path
 
 
 @dataclass
-class _Party:
+class _Worker:
     name: str
     proc: subprocess.Popen[bytes]
     log: Path
@@ -62,108 +94,124 @@ class _Party:
     stopped: bool = False  # killed by us after another party failed
 
 
-@dataclass
-class _Step:
-    name: str
-    status: str = "not run"
-    started: float | None = None
-    ended: float | None = None
-    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    traffic: dict[str, dict[str, int]] = field(default_factory=dict)
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """What ``run_job`` returns: ``report`` is what it wrote to ``report_path``."""
-
-    ok: bool
-    error: str | None
-    report: dict[str, Any]
-    report_path: Path
-
-
 def run_job(
     spec: JobSpec,
     out_dir: str | Path,
     options: RunOptions | None = None,
     display: Display | None = None,
 ) -> RunResult:
-    """Run ``spec`` with one worker process per party; write ``out_dir/report.json``.
+    """Run ``spec`` with one worker process per local party; write ``out_dir/report.json``.
 
-    Raises :class:`ConfigError` for bad input found before the parties start
-    (bad ``out_dir``); a failure while running is returned (``ok=False``).
+    Raises :class:`ConfigError` for bad input found before any party starts; a
+    failure while running is returned (``ok=False``), never raised.
     """
     options = options or RunOptions()
     display = display or Display()
+    local = options.local(spec)
     if options.timeout <= 0:
         raise ConfigError("--timeout", "must be positive", "e.g. --timeout 300")
     out = Path(out_dir)
-    _check_out_dir(out, spec)
+    check_out_dir(out, local)
+    addresses = _addresses(spec, local, options)
     out.mkdir(parents=True, exist_ok=True)
-    steps = [_Step(s.name) for s in spec.steps]
+    steps = [StepRecord(s.name) for s in spec.steps]
     t0 = time.perf_counter()
-    display.start(spec.name, [s.name for s in spec.steps], spec.party_names)
+    display.start(spec.name, [s.name for s in spec.steps], local)
     staging = Path(tempfile.mkdtemp(prefix=".veil-staging-", dir=out))
     error: str | None = None
     try:
         with tempfile.TemporaryDirectory(prefix="veil-run-") as tmp:
-            error = _run(
-                spec, tmp=Path(tmp), staging=staging, options=options, steps=steps, display=display
+            tls = _tls(spec, local, Path(tmp), options)
+            workers = _start(
+                spec,
+                local=local,
+                addresses=addresses,
+                tls=tls,
+                tmp=Path(tmp),
+                staging=staging,
+                options=options,
             )
+            error = _follow(workers, steps, display)
     except KeyboardInterrupt:
         error = "interrupted (Ctrl-C): all parties were stopped"
     finally:
         display.stop()
         if error is None:
-            _publish(staging, out, spec)
+            publish(staging, out, local)
         else:
-            _remove_party_dirs(out, spec)
+            remove_outputs(out, local)
         shutil.rmtree(staging, ignore_errors=True)
-    report = _report(spec, steps, error, time.perf_counter() - t0)
+    report = build_report(spec.name, local, steps, error, time.perf_counter() - t0)
     path = write_json(report, out / "report.json")
     return RunResult(ok=error is None, error=error, report=report, report_path=path)
 
 
-def _check_out_dir(out: Path, spec: JobSpec) -> None:
-    if out.exists() and not out.is_dir():
-        raise ConfigError("--out", f"'{out}' is a file", "give a folder for the results")
-    for p in spec.party_names:
-        d = out / p
-        if d.exists() and not (d / MARKER).exists():
-            raise ConfigError(
-                "--out",
-                f"'{d}' exists and was not written by veil run",
-                "choose another --out folder (veil run replaces only its own outputs)",
-            )
-
-
-def _tls_files(spec: JobSpec, tmp: Path, options: RunOptions) -> Mapping[str, TlsPaths]:
-    if options.tls is not None:
-        missing = [p for p in spec.party_names if p not in options.tls]
+def _addresses(spec: JobSpec, local: tuple[str, ...], options: RunOptions) -> tuple[str, ...]:
+    given = dict(options.addresses or {})
+    for p in given:
+        if p not in spec.party_names:
+            raise ConfigError("--address", f"unknown party '{p}'", one_of(spec.party_names))
+    if len(local) < len(spec.party_names):
+        missing = [p for p in spec.party_names if p not in given]
         if missing:
-            raise ConfigError("tls", f"no certificate for {missing}", "give one per party")
-        return options.tls
-    return throwaway_federation(spec.party_names, tmp / "ca")
+            raise ConfigError(
+                "--address",
+                f"no address for {', '.join(missing)}",
+                "give every party's HOST:PORT, e.g. --address partner=10.0.0.2:9443",
+            )
+    for p, a in given.items():
+        host, _, port = a.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"--address {p}", f"'{a}' is not HOST:PORT", "e.g. 10.0.0.2:9443")
+    return tuple(given.get(p) or f"127.0.0.1:{free_port()}" for p in spec.party_names)
 
 
-def _start(spec: JobSpec, tmp: Path, staging: Path, options: RunOptions) -> dict[str, _Party]:
-    tls = _tls_files(spec, tmp, options)
-    names = spec.party_names
-    addresses = tuple(f"127.0.0.1:{free_port()}" for _ in names)
+def _tls(
+    spec: JobSpec, local: tuple[str, ...], tmp: Path, options: RunOptions
+) -> Mapping[str, TlsPaths]:
+    if options.tls is None:
+        if len(local) < len(spec.party_names):
+            raise ConfigError(
+                "--cert",
+                "running one party needs the federation's certificates",
+                "give --ca, --cert and --key (made with veil ca)",
+            )
+        return throwaway_federation(spec.party_names, tmp / "ca")
+    missing = [p for p in local if p not in options.tls]
+    if missing:
+        raise ConfigError("tls", f"no certificate for {', '.join(missing)}", "give one per party")
+    for p in local:
+        for what in ("ca_cert", "cert", "key"):
+            f = Path(getattr(options.tls[p], what))
+            if not f.is_file():
+                raise ConfigError(f"tls.{p}.{what}", f"no such file '{f}'", "check the path")
+    return options.tls
+
+
+def _start(
+    spec: JobSpec,
+    *,
+    local: tuple[str, ...],
+    addresses: tuple[str, ...],
+    tls: Mapping[str, TlsPaths],
+    tmp: Path,
+    staging: Path,
+    options: RunOptions,
+) -> dict[str, _Worker]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    parties = {}
-    for name in names:
+    workers: dict[str, _Worker] = {}
+    for name in local:
         cfg = WorkerConfig(
             job=str(spec.path),
             party=name,
             out_dir=str(staging / name),
-            names=names,
+            names=spec.party_names,
             addresses=addresses,
             ca_cert=str(tls[name].ca_cert),
             cert=str(tls[name].cert),
             key=str(tls[name].key),
             timeout=options.timeout,
+            listen=options.listen,
         )
         cfg_path = tmp / f"{name}.json"
         cfg_path.write_text(cfg.to_json(), encoding="utf-8")
@@ -177,11 +225,11 @@ def _start(spec: JobSpec, tmp: Path, staging: Path, options: RunOptions) -> dict
                 env=env,
                 start_new_session=True,  # Ctrl-C reaches the parent, which stops them
             )
-        parties[name] = _Party(name, proc, log)
-    return parties
+        workers[name] = _Worker(name, proc, log)
+    return workers
 
 
-def _reader(party: str, stream: IO[bytes], q: queue.Queue[tuple[str, dict[str, Any]]]) -> None:
+def _reader(party: str, stream: IO[bytes], q: Events) -> None:
     for line in stream:
         try:
             ev = json.loads(line)
@@ -192,78 +240,69 @@ def _reader(party: str, stream: IO[bytes], q: queue.Queue[tuple[str, dict[str, A
     q.put((party, {"event": "eof"}))
 
 
-def _run(
-    spec: JobSpec,
-    *,
-    tmp: Path,
-    staging: Path,
-    options: RunOptions,
-    steps: list[_Step],
-    display: Display,
-) -> str | None:
-    parties = _start(spec, tmp, staging, options)
-    q: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
-    for p in parties.values():
-        assert p.proc.stdout is not None
+def _follow(workers: dict[str, _Worker], steps: list[StepRecord], display: Display) -> str | None:
+    """Follow the workers' events until all exited; stop the rest once one failed."""
+    q: Events = queue.Queue()
+    for w in workers.values():
+        assert w.proc.stdout is not None
         threading.Thread(
-            target=_reader, args=(p.name, p.proc.stdout, q), daemon=True, name=f"events-{p.name}"
+            target=_reader, args=(w.name, w.proc.stdout, q), daemon=True, name=f"events-{w.name}"
         ).start()
     stop_at: float | None = None
     try:
-        while not all(p.exited for p in parties.values()):
+        while not all(w.exited for w in workers.values()):
             if stop_at is not None and time.monotonic() >= stop_at:
-                for p in parties.values():
-                    if not p.exited and not p.done:
-                        p.stopped = True
-                _terminate(parties.values())
-                stop_at = time.monotonic() + 3600
+                for w in workers.values():
+                    w.stopped = w.stopped or not (w.exited or w.done)
+                _terminate(workers.values())
+                stop_at = float("inf")
             try:
                 name, ev = q.get(timeout=0.2)
             except queue.Empty:
                 continue
-            p = parties[name]
-            _handle(p, ev, steps, display, len(parties))
-            if (p.failure is not None or (p.exited and not p.done)) and stop_at is None:
+            w = workers[name]
+            _handle(w, ev, steps, display, len(workers))
+            if stop_at is None and (w.failure is not None or (w.exited and not w.done)):
                 stop_at = time.monotonic() + GRACE_S
     finally:
-        _terminate(parties.values())
-    return _root_cause(parties, steps)
+        _terminate(workers.values())
+    return _root_cause(workers, steps)
 
 
 def _handle(
-    p: _Party, ev: dict[str, Any], steps: list[_Step], display: Display, n_parties: int
+    w: _Worker, ev: dict[str, Any], steps: list[StepRecord], display: Display, n_workers: int
 ) -> None:
     kind, now = ev.get("event"), time.perf_counter()
-    i = int(ev.get("step", p.step))
+    i = int(ev.get("step", w.step))
     if kind == "step_start":
-        p.step = i
+        w.step = i
         s = steps[i]
         if s.started is None:
             s.started, s.status = now, "running"
             display.update(i, status="running")
-        display.update(i, party=p.name, fraction=0.0)
+        display.update(i, party=w.name, fraction=0.0)
     elif kind == "progress":
-        display.update(i, party=p.name, fraction=float(ev.get("fraction", 0.0)), msg=ev.get("msg"))
+        display.update(i, party=w.name, fraction=float(ev.get("fraction", 0.0)), msg=ev.get("msg"))
     elif kind == "step_done":
         s = steps[i]
-        s.outputs[p.name] = ev.get("outputs") or {}
-        s.traffic[p.name] = ev.get("traffic") or {}
-        display.update(i, party=p.name, fraction=1.0)
-        if len(s.outputs) == n_parties and s.started is not None:
+        s.outputs[w.name] = ev.get("outputs") or {}
+        s.traffic[w.name] = ev.get("traffic") or {}
+        display.update(i, party=w.name, fraction=1.0)
+        if len(s.outputs) == n_workers and s.started is not None:
             s.ended, s.status = now, "ok"
             display.update(i, status="ok", seconds=now - s.started)
     elif kind == "done":
-        p.done = True
+        w.done = True
     elif kind == "failed":
-        p.failure = (str(ev.get("kind", "Error")), str(ev.get("error", "unknown error")))
+        w.failure = (str(ev.get("kind", "Error")), str(ev.get("error", "unknown error")))
     elif kind == "eof":
-        rc = p.proc.wait()
-        p.exited = True
-        if not p.done and p.failure is None and not p.stopped:
-            p.failure = ("crash", f"crashed (exit code {rc}){_last_log_line(p.log)}")
-        if p.failure is not None and 0 <= p.step < len(steps):
-            steps[p.step].status = "failed"
-            display.update(p.step, status="failed")
+        rc = w.proc.wait()
+        w.exited = True
+        if not w.done and w.failure is None and not w.stopped:
+            w.failure = ("crash", f"crashed (exit code {rc}){_last_log_line(w.log)}")
+        if w.failure is not None and 0 <= w.step < len(steps):
+            steps[w.step].status = "failed"
+            display.update(w.step, status="failed")
 
 
 def _last_log_line(log: Path) -> str:
@@ -274,105 +313,45 @@ def _last_log_line(log: Path) -> str:
     return f": {lines[-1].strip()[:300]}" if lines else ""
 
 
-def _terminate(parties: Any) -> None:
-    """Stop every worker still running: close its stdin, SIGTERM, then SIGKILL."""
-    running = [p for p in parties if p.proc.poll() is None]
-    for p in running:
+def _terminate(workers: Iterable[_Worker]) -> None:
+    """Stop every worker still running (SIGTERM, then SIGKILL) and close its stdin."""
+    workers = list(workers)
+    running = [w for w in workers if w.proc.poll() is None]
+    for w in running:
         with contextlib.suppress(OSError):
-            p.proc.terminate()
+            w.proc.terminate()
     deadline = time.monotonic() + 3.0
-    for p in running:
+    for w in running:
         try:
-            p.proc.wait(max(0.0, deadline - time.monotonic()))
+            w.proc.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            p.proc.kill()
-            p.proc.wait()
-    for p in parties:
-        if p.proc.stdin is not None:
+            w.proc.kill()
+            w.proc.wait()
+    for w in workers:
+        if w.proc.stdin is not None:
             with contextlib.suppress(OSError):
-                p.proc.stdin.close()
+                w.proc.stdin.close()
 
 
-def _root_cause(parties: dict[str, _Party], steps: list[_Step]) -> str | None:
-    failed = [p for p in parties.values() if p.failure is not None]
-    if not failed and all(p.done for p in parties.values()):
-        return None
+def _root_cause(workers: dict[str, _Worker], steps: list[StepRecord]) -> str | None:
+    failed = [w for w in workers.values() if w.failure is not None]
     if not failed:
+        if all(w.done for w in workers.values()):
+            return None
         return "the run stopped before every party finished"
-    # A party's own failure explains the run better than the peers' echoes of it.
-    rank = {"crash": 0}
-    failed.sort(key=lambda p: (p.failure[0] in ECHO_ERRORS, rank.get(p.failure[0], 1)))  # type: ignore[index]
-    p = failed[0]
-    assert p.failure is not None
-    where = f" in step {p.step} '{steps[p.step].name}'" if 0 <= p.step < len(steps) else ""
-    if p.step < 0:
+
+    def rank(w: _Worker) -> tuple[bool, bool]:
+        # A party's own failure explains the run better than the peers' echoes of it.
+        kind = w.failure[0] if w.failure else ""
+        return (kind in ECHO_ERRORS, kind != "crash")
+
+    w = min(failed, key=rank)
+    assert w.failure is not None
+    if 0 <= w.step < len(steps):
+        where = f" in step {w.step} '{steps[w.step].name}'"
+    else:
         where = " before the first step"
-    msg = f"party '{p.name}'{where}: {p.failure[1]}"
-    if 0 <= p.step < len(steps):
-        steps[p.step].error = msg
+    msg = f"party '{w.name}'{where}: {w.failure[1]}"
+    if 0 <= w.step < len(steps):
+        steps[w.step].error = msg
     return msg
-
-
-def _publish(staging: Path, out: Path, spec: JobSpec) -> None:
-    for name in spec.party_names:
-        src, dst = staging / name, out / name
-        src.mkdir(parents=True, exist_ok=True)
-        (src / MARKER).write_text("written by veil run; replaced by the next run\n")
-        if dst.exists():
-            shutil.rmtree(dst)
-        os.replace(src, dst)
-
-
-def _remove_party_dirs(out: Path, spec: JobSpec) -> None:
-    for name in spec.party_names:
-        d = out / name
-        if (d / MARKER).exists():
-            shutil.rmtree(d, ignore_errors=True)
-
-
-def merge_outputs(per_party: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """One value per key where the parties agree, else ``{party: value}``."""
-    keys: list[str] = []
-    for o in per_party.values():
-        keys += [k for k in o if k not in keys]
-    merged: dict[str, Any] = {}
-    for k in keys:
-        vals = {p: o[k] for p, o in per_party.items() if k in o and o[k] is not None}
-        distinct = {json.dumps(v, sort_keys=True) for v in vals.values()}
-        merged[k] = next(iter(vals.values())) if len(distinct) == 1 else vals or None
-    return merged
-
-
-def _report(spec: JobSpec, steps: list[_Step], error: str | None, seconds: float) -> dict[str, Any]:
-    rows = []
-    order = spec.party_names
-    for s in steps:
-        s.outputs = {p: s.outputs[p] for p in order if p in s.outputs}
-        s.traffic = {p: s.traffic[p] for p in order if p in s.traffic}
-        row: dict[str, Any] = {
-            "name": s.name,
-            "status": s.status,
-            "seconds": None
-            if s.started is None or s.ended is None
-            else round(s.ended - s.started, 3),
-            "outputs": merge_outputs(s.outputs),
-            "party_outputs": s.outputs,
-            "traffic": {
-                p: {k: t.get(k, 0) for k in ("bytes_sent", "bytes_received")}
-                | {k: t[k] for k in ("messages_sent", "messages_received") if k in t}
-                for p, t in s.traffic.items()
-            },
-        }
-        if s.error:
-            row["error"] = s.error
-        rows.append(row)
-    report: dict[str, Any] = {
-        "name": spec.name,
-        "status": "ok" if error is None else "failed",
-        "seconds": round(seconds, 3),
-        "parties": list(spec.party_names),
-        "steps": rows,
-    }
-    if error is not None:
-        report["error"] = error
-    return report

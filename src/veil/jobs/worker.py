@@ -48,6 +48,7 @@ class WorkerConfig:
     cert: str
     key: str
     timeout: float
+    listen: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__ | {"names": list(self.names)})
@@ -87,7 +88,8 @@ def connect(cfg: WorkerConfig) -> Transport:
     from veil.jobs.federation import connect as grpc_connect
 
     tls = _Tls(Path(cfg.ca_cert), Path(cfg.cert), Path(cfg.key))
-    return grpc_connect(cfg.names.index(cfg.party), cfg.names, cfg.addresses, tls, cfg.timeout)
+    rank = cfg.names.index(cfg.party)
+    return grpc_connect(rank, cfg.names, cfg.addresses, tls, cfg.timeout, listen=cfg.listen)
 
 
 @dataclass(frozen=True)
