@@ -10,11 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import psutil
 import pytest
 
 from tests.jobs import fake_steps
-from tests.jobs.conftest import write_job
+from tests.jobs.conftest import write_job, write_table
 from veil.errors import ConfigError
 from veil.jobs import RunOptions, load_job, run_job
 
@@ -183,3 +185,48 @@ def test_two_sites_each_run_their_own_party(jobdir: Path) -> None:
         (step,) = report["steps"]
         assert step["outputs"]["rows"] == {"bank": 40, "partner": 50}[party]
         assert step["traffic"][party]["bytes_received"] > 0
+
+
+def test_psi_job_aligns_rows_and_writes_intersection(jobdir: Path) -> None:
+    pytest.importorskip("veil.protocols.psi", reason="needs veil.protocols.psi (PSI branch)")
+    rng = np.random.default_rng(7)
+    universe = [f"cust-{i:04d}" for i in rng.permutation(400)]
+    common, only_bank, only_partner = universe[:120], universe[120:220], universe[220:300]
+    bank_ids = common + only_bank + common[:5]  # duplicates: first occurrence counts
+    partner_ids = list(rng.permutation(common + only_partner))
+    jobdir.mkdir(parents=True)
+    bank = write_table(jobdir / "bank.csv", bank_ids, label=True, seed=3)
+    partner = write_table(jobdir / "partner.csv", partner_ids, label=False, seed=4)
+    job = write_job(jobdir, [{"psi": {"result_to": ["bank", "partner"], "batch_size": 64}}])
+    out = jobdir / "out"
+    res = run_job(load_job(job), out, RunOptions(timeout=60))
+    assert res.ok, res.error
+    (step,) = res.report["steps"]
+    assert step["name"] == "psi" and step["status"] == "ok"
+    assert step["outputs"]["intersection_size"] == 120
+    assert step["outputs"]["n_input"] == {"bank": 225, "partner": 200}
+    assert step["party_outputs"]["bank"]["duplicates_dropped"] == 5
+    for party in ("bank", "partner"):
+        assert step["traffic"][party]["bytes_sent"] > 120 * 32
+    got_bank = pd.read_csv(out / "bank" / "psi.csv", dtype={"id": str})
+    got_partner = pd.read_csv(out / "partner" / "psi.csv", dtype={"id": str})
+    assert sorted(got_bank["id"]) == sorted(common)
+    assert list(got_bank["id"]) == list(got_partner["id"])  # aligned row for row
+    # Each party's rows are its own rows (first occurrence), columns untouched.
+    first = bank.drop_duplicates("id").set_index("id").loc[got_bank["id"]].reset_index()
+    pd.testing.assert_frame_equal(got_bank, first, check_dtype=False)
+    assert list(got_partner.columns) == list(partner.columns)
+    written = json.loads((out / "report.json").read_text())
+    assert written == json.loads(json.dumps(res.report))
+
+
+def test_psi_result_to_one_party(jobdir: Path) -> None:
+    pytest.importorskip("veil.protocols.psi", reason="needs veil.protocols.psi (PSI branch)")
+    job = write_job(jobdir, [{"psi": {"result_to": ["bank"]}}])
+    res = run_job(load_job(job), jobdir / "out", RunOptions(timeout=60))
+    assert res.ok, res.error
+    (step,) = res.report["steps"]
+    assert step["outputs"]["intersection_size"] == 20  # c20..c39
+    assert "intersection_size" not in step["party_outputs"]["partner"]
+    assert (jobdir / "out" / "bank" / "psi.csv").exists()
+    assert not (jobdir / "out" / "partner" / "psi.csv").exists()
