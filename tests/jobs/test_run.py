@@ -173,7 +173,10 @@ def test_two_sites_each_run_their_own_party(jobdir: Path) -> None:
         cmd += ["--out", str(jobdir / f"site-{party}"), "--party", party]
         cmd += [f"--address={p}=127.0.0.1:{port}" for p, port in ports.items()]
         tls = fed[party]
-        cmd += ["--ca", str(tls.ca_cert), "--cert", str(tls.cert), "--key", str(tls.key)]
+        if party == "bank":  # the folder 'veil ca issue' writes
+            cmd += ["--tls", str(tls.cert.parent)]
+        else:
+            cmd += ["--ca", str(tls.ca_cert), "--cert", str(tls.cert), "--key", str(tls.key)]
         procs[party] = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     for party, proc in procs.items():
         _, err = proc.communicate(timeout=120)

@@ -134,7 +134,7 @@ def test_federation_party_needs_certificates(
     out = jobdir / "out"
     code = main(["run", str(job), "--out", str(out), "--party", "bank", "--quiet"])
     err = capsys.readouterr().err
-    assert code == 2 and "--ca/--cert/--key: a federation party needs all three" in err
+    assert code == 2 and "--ca/--cert/--key: a federation party needs its certificates" in err
     code = main(["run", str(job), "--out", str(out), "--address", "bank=h:1", "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and "--party: missing" in err
@@ -146,9 +146,10 @@ def test_unknown_local_party(jobdir: Path, capsys: pytest.CaptureFixture[str]) -
     f = jobdir / "f.pem"
     f.write_text("x")
     tls = ["--ca", str(f), "--cert", str(f), "--key", str(f)]
-    code = main(["run", str(job), "--out", str(jobdir / "o"), "--party", "bnak", *tls])
+    out = jobdir / "o"
+    code = main(["run", str(job), "--out", str(out), "--party", "bnak", *tls])
     err = capsys.readouterr().err
     assert code == 2 and "--party: 'bnak' is not in the job -- use one of bank, partner" in err
-    code = main(["run", str(job), "--out", str(jobdir / "o"), "--party", "bank", *tls])
+    code = main(["run", str(job), "--out", str(out), "--party", "bank", *tls])
     err = capsys.readouterr().err
     assert code == 2 and "--address: no address for bank, partner" in err

@@ -56,6 +56,12 @@ def add_parser(subparsers: Any) -> None:
         help="where a party listens; give one per party of the job",
     )
     fed.add_argument("--listen", metavar="HOST:PORT", help="bind here (default: own --address)")
+    fed.add_argument(
+        "--tls",
+        metavar="DIR",
+        type=Path,
+        help="the folder 'veil ca issue PARTY' wrote (ca.crt, PARTY.crt, PARTY.key)",
+    )
     fed.add_argument("--ca", metavar="FILE", type=Path, help="the federation CA certificate")
     fed.add_argument("--cert", metavar="FILE", type=Path, help="this party's certificate")
     fed.add_argument("--key", metavar="FILE", type=Path, help="this party's private key")
@@ -72,14 +78,25 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         addresses[party] = addr
     tls_given = [f for f in ("ca", "cert", "key") if getattr(args, f) is not None]
     if args.party is None:
-        if tls_given or addresses or args.listen:
+        if tls_given or addresses or args.listen or args.tls:
             raise ConfigError(
-                "--party", "missing", "--address, --listen, --ca, --cert and --key need --party"
+                "--party", "missing", "--address, --listen, --tls, --ca, --cert, --key need --party"
             )
         return RunOptions(timeout=args.timeout)
-    if len(tls_given) != 3:
+    if args.tls is not None:
+        if tls_given:
+            raise ConfigError("--tls", "given with --ca/--cert/--key", "give one or the other")
+        d = args.tls
+        args.ca, args.cert, args.key = (
+            d / "ca.crt",
+            d / f"{args.party}.crt",
+            d / f"{args.party}.key",
+        )
+    elif len(tls_given) != 3:
         raise ConfigError(
-            "--ca/--cert/--key", "a federation party needs all three", "see 'veil ca --help'"
+            "--ca/--cert/--key",
+            "a federation party needs its certificates",
+            "give --tls DIR (from 'veil ca issue') or all of --ca, --cert and --key",
         )
     tls = {args.party: _Tls(args.ca, args.cert, args.key)}
     return RunOptions(
