@@ -119,6 +119,7 @@ def run_job(
     display.start(spec.name, [s.name for s in spec.steps], local)
     staging = Path(tempfile.mkdtemp(prefix=".veil-staging-", dir=out))
     error: str | None = None
+    logs: dict[str, list[str]] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="veil-run-") as tmp:
             tls = _tls(spec, local, Path(tmp), options)
@@ -132,6 +133,8 @@ def run_job(
                 options=options,
             )
             error = _follow(workers, steps, display)
+            if error is not None:
+                logs = {w.name: _tail(w.log) for w in workers.values() if w.failure}
     except KeyboardInterrupt:
         error = "interrupted (Ctrl-C): all parties were stopped"
     finally:
@@ -142,6 +145,8 @@ def run_job(
             remove_outputs(out, local)
         shutil.rmtree(staging, ignore_errors=True)
     report = build_report(spec.name, local, steps, error, time.perf_counter() - t0)
+    if logs:
+        report["logs"] = logs  # the failed workers' last log lines (their stderr)
     path = write_json(report, out / "report.json")
     return RunResult(ok=error is None, error=error, report=report, report_path=path)
 
@@ -305,11 +310,16 @@ def _handle(
             display.update(w.step, status="failed")
 
 
-def _last_log_line(log: Path) -> str:
+def _tail(log: Path, n: int = 20) -> list[str]:
     try:
         lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
-        return ""
+        return []
+    return [ln[:500] for ln in lines[-n:]]
+
+
+def _last_log_line(log: Path) -> str:
+    lines = _tail(log, 1)
     return f": {lines[-1].strip()[:300]}" if lines else ""
 
 
