@@ -73,6 +73,8 @@ class LiveDisplay(Display):
             self._live.update(self._render())
             self._live.stop()
             self._live = None
+            if not self.console.is_terminal:
+                self.console.line()  # rich leaves the last line open when not on a terminal
 
     def _render(self) -> Table:
         t = Table(title=f"veil run: {self._job}", title_justify="left")
