@@ -15,7 +15,15 @@ from hypothesis import strategies as st
 
 from veil.errors import ConfigError, ProtocolError
 from veil.net import Session, run_parties
-from veil.protocols.psi import PsiParams, PsiResult, run_psi, run_receiver, run_sender
+from veil.protocols.psi import (
+    PsiParams,
+    PsiResult,
+    match_duals,
+    run_psi,
+    run_receiver,
+    run_sender,
+    secure_permutation,
+)
 from veil.protocols.psi import truncate_bytes as psi_truncate_bytes
 
 BANK, PARTNER = "bank", "partner"
@@ -268,6 +276,16 @@ def test_malformed_batch_is_a_protocol_error() -> None:
 
     with pytest.raises(ProtocolError, match="33"):
         run_parties({BANK: lambda s: run_psi(s, ["a"], PsiParams((BANK,))), PARTNER: liar})
+
+
+def test_helpers_permutation_and_matching() -> None:
+    perm = secure_permutation(1000)
+    assert sorted(perm.tolist()) == list(range(1000))
+    assert perm.tolist() != secure_permutation(1000).tolist()  # 1/1000! to fail by chance
+    own = b"\x03\x00" + b"\x01\x00" + b"\x02\x00" + b"\x00\x00"  # trailing NULs matter
+    peer = b"\x00\x00" + b"\x03\x00" + b"\x09\x00"
+    assert match_duals(own, peer, 2).tolist() == [3, 0]  # sorted by value
+    assert match_duals(b"", peer, 2).tolist() == []
 
 
 def test_truncation_length() -> None:

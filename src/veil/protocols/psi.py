@@ -102,9 +102,8 @@ class PsiResult:
 def run_psi(session: Session, ids: Iterable[str] | Sequence[str], params: PsiParams) -> PsiResult:
     """Entry point for a job step: play receiver or sender as ``params.result_to`` says."""
     _check_params(session, params)
-    if session.me in params.result_to:
-        return run_receiver(session, ids, params)
-    return run_sender(session, ids, params)
+    role = Role.RECEIVER if session.me in params.result_to else Role.SENDER
+    return {Role.RECEIVER: run_receiver, Role.SENDER: run_sender}[role](session, ids, params)
 
 
 def run_receiver(
@@ -159,9 +158,9 @@ class _Plan:
 
 
 def _run(session: Session, ids: Iterable[str] | Sequence[str], params: PsiParams) -> PsiResult:
-    raw = _encode_ids(ids)
-    distinct = _first_occurrences(raw)
-    order = distinct[_secure_permutation(len(distinct))]  # send order -> input position
+    raw = encode_ids(ids)
+    distinct = first_occurrences(raw)
+    order = distinct[secure_permutation(len(distinct))]  # send order -> input position
     plan = _handshake(session, params, len(distinct))
     scalar = ecc.new_scalar(params.suite)
     own_duals: list[bytes] = []
@@ -189,7 +188,7 @@ def _run(session: Session, ids: Iterable[str] | Sequence[str], params: PsiParams
     for i in range(nb_own):
         expect = min(plan.my_batch, plan.n - i * plan.my_batch)
         own_duals.append(_recv_bytes(session, plan.peer, Tag.DUAL, expect * plan.tbytes))
-    hits = _match(b"".join(own_duals), b"".join(peer_duals), plan.tbytes)
+    hits = match_duals(b"".join(own_duals), b"".join(peer_duals), plan.tbytes)
     return PsiResult(order[hits], len(hits), len(raw), plan.n, plan.m)
 
 
@@ -241,7 +240,7 @@ def _recv_points(session: Session, peer: str, tag: Tag, count: int, width: int) 
     return ecc.split_points(_recv_bytes(session, peer, tag, count * width), width)
 
 
-def _match(own: bytes, peer: bytes, width: int) -> np.ndarray:
+def match_duals(own: bytes, peer: bytes, width: int) -> np.ndarray:
     """Positions of ``own`` values found in ``peer``, sorted by value (a shared order)."""
     dtype = np.dtype(f"S{width}")  # fixed width: distinct byte strings stay distinct
     mine = np.frombuffer(own, dtype=dtype)
@@ -274,7 +273,7 @@ def _check_params(session: Session, params: PsiParams) -> None:
         raise ConfigError("suite", f"expected an ecc.Suite, got {type(params.suite).__name__}")
 
 
-def _encode_ids(ids: Iterable[str] | Sequence[str]) -> list[bytes]:
+def encode_ids(ids: Iterable[str] | Sequence[str]) -> list[bytes]:
     """utf-8 bytes of every id; rejects nulls and non-strings naming the position."""
     if isinstance(ids, str | bytes):
         raise ConfigError("ids", "got a single string, not a collection of ids", "pass a list")
@@ -301,7 +300,7 @@ def _reject(pos: int, x: object) -> None:
         )
 
 
-def _first_occurrences(raw: list[bytes]) -> np.ndarray:
+def first_occurrences(raw: list[bytes]) -> np.ndarray:
     """Input positions of the first occurrence of each distinct id, ascending."""
     if not raw:
         return np.zeros(0, dtype=np.int64)
@@ -309,7 +308,7 @@ def _first_occurrences(raw: list[bytes]) -> np.ndarray:
     return np.flatnonzero(~dup).astype(np.int64)
 
 
-def _secure_permutation(n: int) -> np.ndarray:
+def secure_permutation(n: int) -> np.ndarray:
     """A uniformly random permutation of range(n) from the OS generator."""
     keys = np.frombuffer(secrets.token_bytes(8 * n), dtype=np.uint64)
     return np.argsort(keys, kind="stable")
