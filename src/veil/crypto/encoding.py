@@ -35,6 +35,9 @@ DEFAULT_FRAC_BITS = 40
 SCALAR_BITS = 53
 """Significant bits kept of a float multiplier (53 = exact float64)."""
 
+MAX_MULTIPLIER_FRAC_BITS = 256
+"""Multipliers are rounded to multiples of 2**-256 (smaller magnitudes become 0)."""
+
 _INT64_SAFE = 1 << 62
 
 
@@ -108,7 +111,7 @@ def encode_multiplier(x: Any, bits: int = SCALAR_BITS, field: str = "x") -> tupl
 
     Integers give ``f = 0``. Floats get the smallest ``f`` making every ``x * 2**f`` an
     integer (0.25 -> f = 2), capped so the largest magnitude keeps ``bits`` significant
-    bits (relative error <= 2**-bits of the largest entry).
+    bits (relative error <= 2**-bits of the largest entry) and at 256 frac bits.
     """
     a = as_array(x, field)
     if a.dtype.kind != "f":
@@ -122,7 +125,7 @@ def encode_multiplier(x: Any, bits: int = SCALAR_BITS, field: str = "x") -> tupl
     tz = _trailing_zeros(m_int)
     needed = int(np.max(53 - exp - tz))
     cap = bits - int(np.max(exp))
-    f = max(0, min(needed, cap))
+    f = max(0, min(needed, cap, MAX_MULTIPLIER_FRAC_BITS))
     return scale_to_int(a64, f), f
 
 
