@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import gmpy2
+import numpy as np
 from gmpy2 import mpz
 
 ONE = mpz(1)
@@ -30,19 +31,26 @@ def _window(n: int, bits: int) -> int:
 
 def pippenger(bases: list[Any], exps: list[int], m: mpz) -> Any:
     """``prod bases[i] ** exps[i] mod m`` for non-negative ``exps`` (bucket method)."""
-    bits = max((e.bit_length() for e in exps), default=0)
-    if bits == 0:
+    pairs = [(b, int(e)) for b, e in zip(bases, exps, strict=True) if e]
+    if not pairs:
         return ONE
-    w = _window(len(bases), bits)
+    bs = [b for b, _ in pairs]
+    es = [e for _, e in pairs]
+    bits = max(e.bit_length() for e in es)
+    w = _window(len(bs), bits)
     mask = (1 << w) - 1
     n_win = math.ceil(bits / w)
+    small = np.array(es, dtype=np.int64) if bits <= 62 else None
     result = ONE
     for t in range(n_win - 1, -1, -1):
         if t != n_win - 1:
             result = gmpy2.powmod(result, 1 << w, m)
         shift = t * w
-        digits = [((e >> shift) & mask) - 1 for e in exps]  # digit 0 -> skipped (-1)
-        buckets = group_product_serial(bases, digits, mask, m)
+        if small is not None:  # digit 0 -> bucket -1 (skipped)
+            digits = (((small >> shift) & mask) - 1).tolist()
+        else:
+            digits = [((e >> shift) & mask) - 1 for e in es]
+        buckets = group_product_serial(bs, digits, mask, m)
         running, window_sum = ONE, ONE
         for d in range(mask - 1, -1, -1):  # bucket d holds digit d + 1
             if buckets[d] is not ONE:
@@ -51,3 +59,12 @@ def pippenger(bases: list[Any], exps: list[int], m: mpz) -> Any:
                 window_sum = window_sum * running % m
         result = result * window_sum % m
     return result
+
+
+def signed_multi_exp(bases: list[Any], exps: list[int], m: mpz) -> Any:
+    """``prod bases[i] ** exps[i] mod m`` for signed ``exps``: one inversion in all."""
+    pos = pippenger(bases, [e if e > 0 else 0 for e in exps], m)
+    neg = pippenger(bases, [-e if e < 0 else 0 for e in exps], m)
+    if neg is ONE:
+        return pos
+    return pos * gmpy2.invert(neg, m) % m

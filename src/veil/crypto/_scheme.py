@@ -142,12 +142,12 @@ class HESecretKey(ABC):
     public_key: HEPublicKey
 
     @abstractmethod
-    def raw_decrypt(self, cts: np.ndarray) -> list[int]:
-        """Plaintexts in ``[0, N)`` of a 1-D object array of ciphertexts."""
+    def raw_decrypt(self, cts: np.ndarray, span: int) -> tuple[list[int], int]:
+        """Residues of a 1-D object array of ciphertexts and the modulus they are exact mod.
 
-    @abstractmethod
-    def plain_modulus(self) -> int:
-        """``N``: decrypted values live modulo this."""
+        ``span`` bounds how many consecutive integers the plaintexts may take (``2b+1`` for
+        signed values ``|v| <= b``); a scheme may then decrypt modulo a smaller prime.
+        """
 
     def _check(self, c: EncryptedArray) -> None:
         from veil.crypto.encrypted import EncryptedArray
@@ -162,9 +162,8 @@ class HESecretKey(ABC):
         self._check(c)
         if c.pack is not None:
             raise ConfigError("c", "is packed", "use sk.decrypt_packed(c)")
-        n = self.plain_modulus()
+        raw, n = self.raw_decrypt(c.ct.ravel(), 2 * c.bound + 1)
         half = n // 2
-        raw = self.raw_decrypt(c.ct.ravel())
         signed = [v - n if v > half else v for v in raw]
         return enc.decode(signed, c.frac_bits, c.is_float).reshape(c.shape)
 
@@ -173,7 +172,7 @@ class HESecretKey(ABC):
         self._check(c)
         if c.pack is None or c.terms is None:
             raise ConfigError("c", "is not packed", "use sk.decrypt(c)")
-        raw = self.raw_decrypt(c.ct.ravel())
+        raw, _ = self.raw_decrypt(c.ct.ravel(), 1 << (c.pack.slots * c.pack.slot_bits))
         return enc.unpack_rows(raw, c.terms, c.pack)
 
     def __repr__(self) -> str:

@@ -27,7 +27,6 @@ public-key holder nothing beyond shapes and the public encoding metadata.
 
 from __future__ import annotations
 
-import os
 import secrets
 import threading
 from collections import deque
@@ -101,9 +100,7 @@ class PublicKey(HEPublicKey):
             return self._tables[which]
 
     def _fresh_randomisers(self, count: int) -> np.ndarray:
-        table = self._table("H")
-        digits = table.random_digits(count, os.urandom(count * (self.rand_bits // 8)))
-        return par.fixed_base_pow(table, digits)
+        return par.random_pow(self._table("H"), self.H, count)
 
     def precompute(self, count: int) -> None:
         """Add ``count`` randomisers ``H^r`` to the pool (offline phase)."""
@@ -182,13 +179,10 @@ class SecretKey(HESecretKey):
         gt = gmpy2.powmod(public_key.G % self._p2, self._t, self._p2)
         self._gt_inv = gmpy2.invert((gt - 1) // self._p, self._p)
 
-    def plain_modulus(self) -> int:
-        return int(self._p)
-
-    def raw_decrypt(self, cts: np.ndarray) -> list[int]:
+    def raw_decrypt(self, cts: np.ndarray, span: int) -> tuple[list[int], int]:
         p, p2 = self._p, self._p2
         xs = par.powmod_base_list([c % p2 for c in cts], self._t, p2)
-        return [int((x - 1) // p * self._gt_inv % p) for x in xs]
+        return [int((x - 1) // p * self._gt_inv % p) for x in xs], int(p)
 
 
 def _rand_prime(bits: int) -> mpz:

@@ -24,7 +24,6 @@ shapes and the public ``bound``/``frac_bits`` metadata of :class:`EncryptedArray
 from __future__ import annotations
 
 import math
-import os
 import secrets
 import threading
 from collections import deque
@@ -90,9 +89,7 @@ class PublicKey(HEPublicKey):
             return self._table
 
     def _fresh_randomisers(self, count: int) -> np.ndarray:
-        table = self.table()
-        digits = table.random_digits(count, os.urandom(count * self.rand_bytes))
-        return par.fixed_base_pow(table, digits)
+        return par.random_pow(self.table(), self.hs, count)
 
     def precompute(self, count: int) -> None:
         """Add ``count`` randomisers ``h_s^a`` to the pool (offline phase)."""
@@ -165,19 +162,22 @@ class SecretKey(HESecretKey):
     def _l(x: Any, p: Any) -> Any:
         return (x - 1) // p
 
-    def plain_modulus(self) -> int:
-        return int(self.public_key.n)
-
-    def raw_decrypt(self, cts: np.ndarray) -> list[int]:
-        p, q, p2, q2 = self._p, self._q, self._p2, self._q2
+    def raw_decrypt(self, cts: np.ndarray, span: int) -> tuple[list[int], int]:
+        """CRT decryption; when every plaintext fits below ``p`` (``span <= p``, the usual
+        case for tracked fixed-point values) only the ``p`` half is computed: 2x faster."""
+        p, p2 = self._p, self._p2
         xp = par.powmod_base_list([c % p2 for c in cts], p - 1, p2)
+        hp = self._hp
+        mps = [(a - 1) // p * hp % p for a in xp]
+        if span <= p:
+            return [int(v) for v in mps], int(p)
+        q, q2, hq, q_inv = self._q, self._q2, self._hq, self._q_inv
         xq = par.powmod_base_list([c % q2 for c in cts], q - 1, q2)
         out = []
-        for a, b in zip(xp, xq, strict=True):
-            mp = (a - 1) // p * self._hp % p
-            mq = (b - 1) // q * self._hq % q
-            out.append(int(mq + q * ((mp - mq) * self._q_inv % p)))
-        return out
+        for mp, b in zip(mps, xq, strict=True):
+            mq = (b - 1) // q * hq % q
+            out.append(int(mq + q * ((mp - mq) * q_inv % p)))
+        return out, int(self.public_key.n)
 
 
 def _prime(bits: int) -> mpz:
