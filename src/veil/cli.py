@@ -1,7 +1,9 @@
 """The ``veil`` command line: a thin dispatcher.
 
 Each command lives beside the code it drives and adds itself through an
-``add_parser(subparsers)`` function listed in ``COMMANDS``.
+``add_parser(subparsers)`` function of a module listed in ``COMMANDS``.
+User errors print one line on stderr, never a traceback: exit code 2 for bad
+input (:class:`ConfigError`), 1 for other Veil errors.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 from veil import __version__
 from veil.errors import ConfigError, VeilError
 
-COMMANDS = ("veil.jobs.cli_run",)
+COMMANDS = ("veil.jobs.cli_run", "veil.net.cli_ca")
 EXIT_USAGE = 2
 EXIT_FAILED = 1
 
@@ -30,11 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
+    func = getattr(args, "func", None)
+    if args.command is None or func is None:
         parser.print_help()
         return EXIT_USAGE
     try:
-        return int(args.func(args))
+        return int(func(args))
     except ConfigError as e:
         print(f"veil: error: {e}", file=sys.stderr)
         return EXIT_USAGE
