@@ -17,6 +17,7 @@ another CA fails the TLS handshake, so nothing flows.
 
 from __future__ import annotations
 
+import logging
 import re
 import socket
 import tempfile
@@ -47,6 +48,7 @@ __all__ = [
     "loopback_transports",
 ]
 
+log = logging.getLogger(__name__)
 Tap = Callable[[int, int, str, bytes], None]
 PUSH_METHOD = f"/{SERVICE}/Push"
 _FRAME_SLACK = 64 * 1024
@@ -84,6 +86,8 @@ class GrpcTransport(Transport):
             else (Path(tls.ca_cert).read_bytes(), Path(tls.cert).read_bytes(), tls.key)
         )
         self.receiver = PushReceiver(cfg, self.mailbox, self._options)
+        if tls is None:
+            log.warning("party %s: gRPC WITHOUT TLS (insecure=True): no authentication", self.name)
 
     @property
     def name(self) -> str:
@@ -193,8 +197,9 @@ class GrpcTransport(Transport):
         stub = self._stub(dst)
         patience = self.cfg.connect_timeout if patience is None else patience
         deadline = time.monotonic() + patience
-        delay = 0.05
+        delay, attempt = 0.05, 0
         while True:
+            attempt += 1
             left = deadline - time.monotonic()
             try:
                 resp = stub(req, timeout=max(left, 0.1) + 30.0)
@@ -202,6 +207,13 @@ class GrpcTransport(Transport):
                 code, detail = e.code(), str(e.details())
                 retry = code == grpc.StatusCode.UNAVAILABLE and not _TLS_FAILURE.search(detail)
                 if retry and time.monotonic() + delay < deadline:
+                    if attempt == 4:  # once per push, after ~0.35 s of refusals
+                        log.info(
+                            "party %s: waiting for %s at %s (not reachable yet)",
+                            self.name,
+                            self.cfg.names[dst],
+                            self.cfg.addresses[dst],
+                        )
                     time.sleep(delay)
                     delay = min(delay * 2, 1.0)
                     continue
