@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent import futures
 from pathlib import Path
@@ -26,6 +27,7 @@ from veil.net.transport import ABORT_KEY_PREFIX, Mailbox
 
 SERVICE = "org.interconnection.link.ReceiverService"
 _P2P_KEY = re.compile(r":P2P-\d+:(\d+)->(\d+)$")
+_FINISHED_KEPT = 4096
 _CONNECT_KEY = re.compile(r"^connect_(\d+)(?:\x01\x02\d*)?$")  # yacl adds "\x01\x02{seq}"
 
 
@@ -63,6 +65,7 @@ class PushReceiver:
         self.largest_frame = 0
         self._lock = threading.Lock()
         self._partial: dict[tuple[int, str], _Reassembly] = {}
+        self._finished: OrderedDict[tuple[int, str], None] = OrderedDict()  # recent, bounded
         self._tls = cfg.tls is not None
         self._pool = futures.ThreadPoolExecutor(
             max_workers=max(4, 2 * len(cfg.names)), thread_name_prefix=f"veil-grpc-{self.name}"
@@ -142,6 +145,8 @@ class PushReceiver:
     def _on_chunk(self, src: int, key: str, req: Any, context: grpc.ServicerContext) -> Any:
         info = req.chunk_info
         with self._lock:
+            if (src, key) in self._finished:  # a retried chunk of a value already delivered
+                return _ok()
             part = self._partial.get((src, key))
             if part is None:
                 part = self._partial[(src, key)] = _Reassembly(int(info.message_length))
@@ -153,6 +158,9 @@ class PushReceiver:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{key}: {e}")
             if done:
                 del self._partial[(src, key)]
+                self._finished[(src, key)] = None
+                if len(self._finished) > _FINISHED_KEPT:
+                    self._finished.popitem(last=False)
         if done:
             data = bytes(part.buf)
             part.buf = bytearray()  # free the reassembly buffer before anyone decodes
