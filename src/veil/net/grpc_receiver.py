@@ -167,6 +167,12 @@ class PushReceiver:
             self.mailbox.put(key, data)
         return _ok()
 
+    @property
+    def pending(self) -> int:
+        """How many CHUNKED values are partly received."""
+        with self._lock:
+            return len(self._partial)
+
     def stop(self) -> None:
         """Stop serving (in-flight pushes get half a second) and free the threads."""
         self._server.stop(grace=0.5).wait(2.0)
