@@ -222,6 +222,8 @@ def test_bad_config_is_refused(feds: dict[str, dict[str, TlsFiles]], addrs: list
     tls = feds["good"]["alice"]
     with pytest.raises(ConfigError, match="tls"):
         GrpcTransport(GrpcConfig(rank=0, names=NAMES, addresses=addrs, tls=None))
+    with pytest.raises(ConfigError, match="insecure"):
+        GrpcTransport(GrpcConfig(rank=0, names=NAMES, addresses=addrs, tls=tls, insecure=True))
     with pytest.raises(ConfigError, match="rank"):
         GrpcTransport(GrpcConfig(rank=2, names=NAMES, addresses=addrs, tls=tls))
     with pytest.raises(ConfigError, match="addresses"):

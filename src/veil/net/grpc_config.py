@@ -48,6 +48,8 @@ class GrpcConfig:
             m = re.match(r"^\S+:(\d{1,5})$", str(a))
             if not m or not 0 < int(m.group(1)) < 65536:
                 raise ConfigError(field, f"'{a}' is not host:port", "e.g. 10.0.0.5:9443")
+        if self.tls is not None and self.insecure:
+            raise ConfigError("insecure", "set together with tls", "drop one of the two")
         if self.tls is None and not self.insecure:
             raise ConfigError(
                 "tls", "no certificates given", "pass TlsFiles (see 'veil ca'), or insecure=True"
