@@ -38,10 +38,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def cpu_now() -> float:
-    me = psutil.Process()
-    t = me.cpu_times()
-    total = t.user + t.system
-    for child in me.children(recursive=True):
+    """CPU seconds of this process (all threads, ns resolution) plus its worker processes."""
+    total = time.process_time()
+    for child in psutil.Process().children(recursive=True):
         try:
             ct = child.cpu_times()
             total += ct.user + ct.system
