@@ -216,3 +216,18 @@ def test_precomputed_pool_is_used(keys):
     assert pk.pool_size() == before - 3
     np.testing.assert_array_equal(sk.decrypt(c), [1, 2, 3])
     assert len({int(v) for v in c.ct}) == 3
+
+
+@pytest.mark.parametrize("rows", [1, 7, 40])
+def test_compress_round_trip(keys, rows):
+    pk, sk = keys
+    spec = pk.pack_spec(slots=2, max_abs=1.0, max_terms=1000, frac_bits=16)
+    vals = np.column_stack([RNG.uniform(-1, 1, 3 * rows), RNG.uniform(0, 0.25, 3 * rows)])
+    hist = pk.encrypt_packed(vals, spec).group_sum(np.arange(3 * rows) % rows, rows)
+    small = hist.compress()
+    k = (pk.plain_bits // spec.slot_bits) // 2
+    assert len(small) == -(-rows // min(k, rows))
+    want = np.array([vals[np.arange(3 * rows) % rows == g].sum(axis=0) for g in range(rows)])
+    got = sk.decrypt_packed(small, slots=2, rows=rows)
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    np.testing.assert_allclose(sk.decrypt_packed(hist), got, atol=0)
