@@ -19,8 +19,8 @@ from tests.jobs import fake_steps
 from tests.jobs.conftest import write_job, write_table
 from veil.errors import ConfigError
 from veil.jobs import RunOptions, load_job, run_job
+from veil.net import certs, grpc_transport
 
-certs = pytest.importorskip("veil.net.certs", reason="needs veil.net.certs (gRPC branch)")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -166,7 +166,6 @@ def test_two_sites_each_run_their_own_party(jobdir: Path) -> None:
     """The multi-machine mode: one ``veil run --party`` per site, federation certificates."""
     job = write_job(jobdir, ["_echo"])
     fed = certs.throwaway_federation(["bank", "partner"], jobdir / "ca")
-    grpc_transport = pytest.importorskip("veil.net.grpc_transport")
     ports = {p: grpc_transport.free_port() for p in ("bank", "partner")}
     procs = {}
     for party in ("bank", "partner"):
@@ -192,7 +191,6 @@ def test_two_sites_each_run_their_own_party(jobdir: Path) -> None:
 
 
 def test_psi_job_aligns_rows_and_writes_intersection(jobdir: Path) -> None:
-    pytest.importorskip("veil.protocols.psi", reason="needs veil.protocols.psi (PSI branch)")
     rng = np.random.default_rng(7)
     universe = [f"cust-{i:04d}" for i in rng.permutation(400)]
     common, only_bank, only_partner = universe[:120], universe[120:220], universe[220:300]
@@ -225,7 +223,6 @@ def test_psi_job_aligns_rows_and_writes_intersection(jobdir: Path) -> None:
 
 
 def test_psi_result_to_one_party(jobdir: Path) -> None:
-    pytest.importorskip("veil.protocols.psi", reason="needs veil.protocols.psi (PSI branch)")
     job = write_job(jobdir, [{"psi": {"result_to": ["bank"]}}])
     res = run_job(load_job(job), jobdir / "out", RunOptions(timeout=60))
     assert res.ok, res.error

@@ -85,18 +85,18 @@ class Events:
 
 def connect(cfg: WorkerConfig) -> Transport:
     """This party's mutual-TLS gRPC transport to every other party."""
-    from veil.jobs.federation import connect as grpc_connect
+    from veil.net.certs import TlsFiles
+    from veil.net.grpc_transport import GrpcConfig, GrpcTransport
 
-    tls = _Tls(Path(cfg.ca_cert), Path(cfg.cert), Path(cfg.key))
-    rank = cfg.names.index(cfg.party)
-    return grpc_connect(rank, cfg.names, cfg.addresses, tls, cfg.timeout, listen=cfg.listen)
-
-
-@dataclass(frozen=True)
-class _Tls:
-    ca_cert: Path
-    cert: Path
-    key: Path
+    gcfg = GrpcConfig(
+        rank=cfg.names.index(cfg.party),
+        names=cfg.names,
+        addresses=cfg.addresses,
+        tls=TlsFiles(ca_cert=Path(cfg.ca_cert), cert=Path(cfg.cert), key=Path(cfg.key)),
+        connect_timeout=cfg.timeout,
+        listen=cfg.listen,
+    )
+    return GrpcTransport(gcfg)
 
 
 def _traffic(t: Transport) -> dict[str, int]:
