@@ -209,7 +209,8 @@ def test_rerandomize_changes_ciphertexts_not_values(keys):
 
 def test_precomputed_pool_is_used(keys):
     pk, sk = keys
-    pk.precompute(5)
+    pk.precompute_async(3).result(timeout=60)
+    pk.precompute(2)
     assert pk.pool_size() >= 5
     before = pk.pool_size()
     c = pk.encrypt(np.array([1, 2, 3]))

@@ -59,9 +59,10 @@ def _shutdown_locked() -> None:
         while not idle.empty():
             idle.get().close()
         _STATE["procs"] = None
-    if _STATE["threads"] is not None:
-        _STATE["threads"].shutdown(wait=True)
-        _STATE["threads"] = None
+    for key in ("threads", "background"):
+        if _STATE.get(key) is not None:
+            _STATE[key].shutdown(wait=True)
+            _STATE[key] = None
 
 
 def shutdown() -> None:
@@ -92,6 +93,16 @@ def _on_worker(op: str, *args: Any) -> Future[Any]:
 
     fut: Future[Any] = pool.submit(run)
     return fut
+
+
+def background(fn: Any, *args: Any) -> Future[Any]:
+    """Run ``fn(*args)`` on a background thread (e.g. filling a randomiser pool while the
+    caller waits on the network; the work itself runs in worker processes)."""
+    with _LOCK:
+        if _STATE.get("background") is None:
+            _STATE["background"] = ThreadPoolExecutor(max_workers=1)
+        ex: ThreadPoolExecutor = _STATE["background"]
+    return ex.submit(fn, *args)
 
 
 def _threads() -> ThreadPoolExecutor:
