@@ -46,29 +46,24 @@ def set_workers(n: int) -> None:
     """Use ``n`` cores for large HE batches (1 = single core, in-process)."""
     if not isinstance(n, int) or n < 1:
         raise ConfigError("workers", f"must be an int >= 1, got {n!r}", "pass e.g. os.cpu_count()")
-    with _LOCK:
-        _shutdown_locked()
-        _STATE["workers"] = n
+    shutdown()
+    _STATE["workers"] = n
 
 
-def _shutdown_locked() -> None:
-    procs = _STATE["procs"]
+def shutdown() -> None:
+    """Stop worker processes and threads (they restart on demand)."""
+    with _LOCK:  # detach under the lock, wait outside it (running tasks may need it)
+        procs, _STATE["procs"] = _STATE["procs"], None
+        execs = [_STATE.get(k) for k in ("threads", "background")]
+        _STATE["threads"] = _STATE["background"] = None
+    for ex in execs:
+        if ex is not None:
+            ex.shutdown(wait=True)
     if procs is not None:
         pool, idle = procs
         pool.shutdown(wait=True)
         while not idle.empty():
             idle.get().close()
-        _STATE["procs"] = None
-    for key in ("threads", "background"):
-        if _STATE.get(key) is not None:
-            _STATE[key].shutdown(wait=True)
-            _STATE[key] = None
-
-
-def shutdown() -> None:
-    """Stop worker processes and threads (they restart on demand)."""
-    with _LOCK:
-        _shutdown_locked()
 
 
 atexit.register(shutdown)
