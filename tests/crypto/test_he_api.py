@@ -81,6 +81,7 @@ def test_sum_group_sum_matmul(keys):
     np.testing.assert_allclose(sk.decrypt(c @ X), x @ X, atol=1e-8)
     Xi = RNG.integers(-50, 50, size=(12, 4))
     np.testing.assert_allclose(sk.decrypt(c.matmul(Xi)), x @ Xi, atol=1e-8)
+    np.testing.assert_allclose(sk.decrypt(Xi.T @ c), Xi.T @ x, atol=1e-8)
 
 
 def test_concatenate_aligns_precision(keys):

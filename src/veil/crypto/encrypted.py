@@ -255,6 +255,11 @@ class EncryptedArray:
     def __matmul__(self, X: Any) -> EncryptedArray:
         return self.matmul(X)
 
+    def __rmatmul__(self, X: Any) -> EncryptedArray:
+        """``X @ c`` for plaintext ``X`` of shape (k, n): the same as ``c @ X.T``."""
+        Xa = enc.as_array(X, "X")
+        return self.matmul(Xa.T if Xa.ndim == 2 else Xa)
+
     def compress(self) -> EncryptedArray:
         """Fold packed rows into as few ciphertexts as fit (see :mod:`veil.crypto.packing`)."""
         from veil.crypto.packing import compress
