@@ -104,6 +104,10 @@ def test_packing_round_trip_and_sums(keys):
     want = np.array([gh[groups == g].sum(axis=0) for g in range(4)])
     np.testing.assert_allclose(sk.decrypt_packed(c.group_sum(groups, 4)), want, atol=1e-5)
     np.testing.assert_allclose(sk.decrypt_packed(c.sum()), [gh.sum(axis=0)], atol=1e-5)
+    G = np.column_stack([groups, groups[::-1]])  # two features' histograms in one call
+    both = sk.decrypt_packed(c.group_sum(G, 4))
+    want2 = np.array([gh[groups[::-1] == g].sum(axis=0) for g in range(4)])
+    np.testing.assert_allclose(both, np.concatenate([want, want2]), atol=1e-5)
     np.testing.assert_allclose(sk.decrypt_packed(c + c), 2 * gh, atol=1e-5)
 
 

@@ -145,21 +145,39 @@ def random_pow(table: FixedBase, base: Any, count: int) -> np.ndarray:
     return out
 
 
-def group_product(a: list[Any], groups: list[int], n_groups: int, m: Any) -> list[Any]:
-    """Per-group products; chunks of rows go to workers, partial products are combined."""
-    w = get_workers()
-    if w == 1 or len(a) < MIN_PRODUCTS * w:
-        return kern.group_product_serial(a, groups, n_groups, m)
-    g = np.asarray(groups, dtype=np.int64)
-    futs = [
-        _on_worker("group_product", pack_ints(a[i:j], m), g[i:j], n_groups, int(m))
-        for i, j in _split(len(a), w)
-    ]
-    parts = [unpack_ints(f.result()) for f in futs]
+def _combine(parts: list[list[Any]], m: Any) -> list[Any]:
     out = parts[0]
     for part in parts[1:]:
         out = [x * y % m if y != 1 else x for x, y in zip(out, part, strict=True)]
     return out
+
+
+def group_product(a: list[Any], groups: list[int], n_groups: int, m: Any) -> list[Any]:
+    """Per-group products of one grouping."""
+    return group_product_columns(a, np.asarray(groups, dtype=np.int64).reshape(-1, 1), n_groups, m)
+
+
+def group_product_columns(a: list[Any], G: np.ndarray, n_groups: int, m: Any) -> list[Any]:
+    """Per-group products for each column of ``G`` (n, F), concatenated by column.
+
+    Many columns: whole columns go to each worker. Few: rows are split and the partial
+    products multiplied together.
+    """
+    n, F = G.shape
+    w = get_workers()
+    if w == 1 or n * F < MIN_PRODUCTS * w:
+        return kern.group_product_columns(a, G, n_groups, m)
+    if w <= F:
+        wire = pack_ints(a, m)
+        futs = [
+            _on_worker("group_product", wire, G[:, i:j], n_groups, int(m)) for i, j in _split(F, w)
+        ]
+        return [r for f in futs for r in unpack_ints(f.result())]
+    futs = [
+        _on_worker("group_product", pack_ints(a[i:j], m), G[i:j], n_groups, int(m))
+        for i, j in _split(n, w)
+    ]
+    return _combine([unpack_ints(f.result()) for f in futs], m)
 
 
 def _cols_wire(cols: list[list[int]]) -> Any:
@@ -186,8 +204,4 @@ def multi_exp_columns(bases: list[Any], cols: list[list[int]], m: Any) -> list[A
         )
         for i, j in _split(n, w)
     ]
-    parts = [unpack_ints(f.result()) for f in futs]
-    out = parts[0]
-    for part in parts[1:]:
-        out = [x * y % m for x, y in zip(out, part, strict=True)]
-    return out
+    return _combine([unpack_ints(f.result()) for f in futs], m)
