@@ -66,7 +66,7 @@ class Events:
     def __init__(self, out: IO[str]) -> None:
         self._out = out
         self._lock = threading.Lock()
-        self._last: tuple[float, float] = (-1.0, 0.0)
+        self._last: tuple[int, float, float] = (-1, -1.0, 0.0)  # step, fraction, time
 
     def emit(self, event: str, **fields: Any) -> None:
         line = json.dumps({"event": event, **fields}, default=str)
@@ -76,10 +76,11 @@ class Events:
 
     def progress(self, step: int, fraction: float, msg: str) -> None:
         now = time.monotonic()
-        last_frac, last_t = self._last
-        if fraction < 1.0 and fraction - last_frac < 0.01 and now - last_t < 0.25:
+        last_step, last_frac, last_t = self._last
+        small = abs(fraction - last_frac) < 0.01 and now - last_t < 0.25
+        if step == last_step and fraction < 1.0 and small:
             return
-        self._last = (fraction, now)
+        self._last = (step, fraction, now)
         self.emit("progress", step=step, fraction=round(fraction, 4), msg=msg)
 
 
