@@ -17,7 +17,6 @@ import pytest
 
 from tests.jobs import fake_steps
 from tests.jobs.conftest import write_job, write_table
-from veil.errors import ConfigError
 from veil.jobs import RunOptions, load_job, run_job
 from veil.net import certs, grpc_transport
 
@@ -132,19 +131,6 @@ def test_failing_step_reports_root_cause_not_echo(jobdir: Path) -> None:
     assert res.report["steps"][1]["status"] == "not run"
     assert any("ValueError: boom" in line for line in res.report["logs"]["bank"])
     assert party_dirs(jobdir / "out") == ["report.json"]
-
-
-def test_previous_outputs_replaced_and_foreign_folders_refused(jobdir: Path) -> None:
-    spec = load_job(write_job(jobdir, ["_write"]))
-    out = jobdir / "out"
-    assert run_job(spec, out).ok
-    (out / "bank" / "stale.txt").write_text("old")
-    assert run_job(spec, out).ok
-    assert not (out / "bank" / "stale.txt").exists()
-    (out / "partner").rename(out / "elsewhere")
-    (out / "partner").mkdir()
-    with pytest.raises(ConfigError, match=r"--out: .*partner' exists and was not written"):
-        run_job(spec, out)
 
 
 def test_peer_certificate_from_another_ca_is_refused(jobdir: Path) -> None:
