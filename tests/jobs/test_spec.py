@@ -153,3 +153,15 @@ def test_unknown_local_party(jobdir: Path, capsys: pytest.CaptureFixture[str]) -
     code = main(["run", str(job), "--out", str(out), "--party", "bank", *tls])
     err = capsys.readouterr().err
     assert code == 2 and "--address: no address for bank, partner" in err
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"), [("ca", "'ca' is reserved"), ("1bank", "bad party name")]
+)
+def test_bad_party_names(jobdir: Path, name: str, problem: str) -> None:
+    parties = {
+        name: {"data": "bank.csv", "id": "id"},
+        "partner": {"data": "partner.csv", "id": "id"},
+    }
+    with pytest.raises(ConfigError, match=f"parties.{name}: {problem}"):
+        load_job(write_job(jobdir, ["psi"], parties=parties))
