@@ -42,9 +42,9 @@ def keys(he: Any) -> tuple[Any, Any]:
 
 @pytest.fixture(scope="session")
 def credit() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """default_credit vertical split, first 3000 aligned rows (guest has y)."""
-    g = pd.read_csv(DATA / "default_credit_hetero_guest.csv", nrows=3000)
-    h = pd.read_csv(DATA / "default_credit_hetero_host.csv", nrows=3000)
+    """default_credit vertical split, first 1500 aligned rows (guest has y)."""
+    g = pd.read_csv(DATA / "default_credit_hetero_guest.csv", nrows=1500)
+    h = pd.read_csv(DATA / "default_credit_hetero_host.csv", nrows=1500)
     assert (g["id"].to_numpy() == h["id"].to_numpy()).all()
     return g, h
 

@@ -29,7 +29,7 @@ def test_joint_score_equals_plaintext_lr_on_woe(
 ) -> None:
     g, h = credit
     opts = FedBinningOptions(
-        BinningOptions(BinMethod.MONOTONIC, n_bins=5, fine_bins=10, min_bin_size=100),
+        BinningOptions(BinMethod.MONOTONIC, n_bins=5, fine_bins=10, min_bin_size=60),
         share_woe=True,
     )
     out = _run(g, h, opts, keys, he)

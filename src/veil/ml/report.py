@@ -32,6 +32,7 @@ def atomic_write(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -72,15 +73,15 @@ def _ks(y: npt.ArrayLike, s: npt.ArrayLike, name: str) -> bytes:
     def draw(fig: Any) -> None:
         ax = fig.add_subplot()
         fpr, tpr, _ = metrics.roc_curve(y, s)
-        share = np.linspace(0, 1, len(fpr))
+        pos = float(np.mean(np.asarray(y, dtype=np.float64)))
+        share = pos * tpr + (1 - pos) * fpr  # population share above each threshold
         ks_i = int(np.argmax(tpr - fpr))
         ax.plot(share, tpr, label="events (cum. share)")
         ax.plot(share, fpr, label="non-events (cum. share)")
-        ax.vlines(
-            share[ks_i], fpr[ks_i], tpr[ks_i], colors="red", label=f"KS {tpr[ks_i] - fpr[ks_i]:.3f}"
-        )
+        ks_label = f"KS {tpr[ks_i] - fpr[ks_i]:.3f}"
+        ax.vlines(share[ks_i], fpr[ks_i], tpr[ks_i], colors="red", label=ks_label)
         ax.set(
-            xlabel="Score threshold (high to low, by rank)",
+            xlabel="Share of population (highest scores first)",
             ylabel="Cumulative share",
             title=f"KS curve ({name})",
         )
