@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,10 @@ DATA = Path("/work/shared/data")
 
 
 def _backend() -> Any:
-    if importlib.util.find_spec("veil.crypto.paillier") is not None:
-        from veil.crypto import paillier
+    if importlib.util.find_spec("veil.crypto.he") is not None:
+        from veil.crypto import he
 
-        return paillier
+        return he
     from tests.ml import phe_backend
 
     return phe_backend
@@ -24,20 +25,40 @@ def _backend() -> Any:
 
 @pytest.fixture(scope="session")
 def he() -> Any:
-    """The Paillier module (``veil.crypto.paillier`` once merged)."""
+    """``veil.crypto.he`` (or, before it is merged, a python-paillier stand-in)."""
     return _backend()
 
 
 @pytest.fixture(scope="session")
-def keys(he: Any) -> tuple[Any, Any]:
-    """A 1024-bit test keypair (fast; production uses 2048+)."""
-    gen = he.generate_keypair
-    try:
-        from veil.crypto.policy import TEST_POLICY  # type: ignore[import-not-found]
+def policy(he: Any) -> Any:
+    """The HE test key policy (1024-bit keys allowed), or None for the stand-in."""
+    return getattr(he, "TEST_POLICY", None)
 
-        return gen(1024, policy=TEST_POLICY)  # type: ignore[no-any-return]
-    except ImportError:
-        return gen(1024)  # type: ignore[no-any-return]
+
+@pytest.fixture(scope="session")
+def keys(he: Any, policy: Any) -> tuple[Any, Any]:
+    """A 1024-bit test keypair (fast; production uses 2048+)."""
+    return he.generate_keypair("paillier", 1024, policy=policy)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class HE:
+    """Keyword arguments the role functions take in tests."""
+
+    backend: Any
+    keys: tuple[Any, Any]
+    policy: Any
+
+    def holder(self) -> dict[str, Any]:
+        return {"keys": self.keys, "policy": self.policy, "backend": self.backend}
+
+    def partner(self) -> dict[str, Any]:
+        return {"policy": self.policy, "backend": self.backend}
+
+
+@pytest.fixture(scope="session")
+def crypto(he: Any, keys: tuple[Any, Any], policy: Any) -> HE:
+    return HE(he, keys, policy)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
-"""Test-only HE backend over python-paillier, shaped like ``veil.crypto.paillier``.
+"""Test-only HE backend over python-paillier, shaped like ``veil.crypto.he``.
 
-Used only while ``veil.crypto.paillier`` is not on this branch: real Paillier
+Used only while ``veil.crypto.he`` is not on this branch: real Paillier
 (phe's keygen and raw encryption, gmpy2 arithmetic), integer labels only.
 """
 
@@ -31,10 +31,10 @@ class PublicKey:
         )
 
     def to_wire(self) -> dict[str, Any]:
-        return {"n": str(self.inner.n)}
+        return {"scheme": "paillier", "n": str(self.inner.n)}
 
     @classmethod
-    def from_wire(cls, obj: dict[str, Any]) -> PublicKey:
+    def from_wire(cls, obj: dict[str, Any], policy: Any = None) -> PublicKey:
         return cls(phe.PaillierPublicKey(int(obj["n"])))
 
 
@@ -66,6 +66,13 @@ class EncryptedArray:
                 acc[g] = gmpy2.f_mod(acc[g] * v, nsq)
         return EncryptedArray(self.pk, acc)
 
+    def rerandomize(self) -> EncryptedArray:
+        nsq = self.pk.nsq
+        zeros = self.pk.encrypt(np.zeros(len(self.values), dtype=np.int64)).values
+        return EncryptedArray(
+            self.pk, [gmpy2.f_mod(a * z, nsq) for a, z in zip(self.values, zeros, strict=True)]
+        )
+
     def to_wire(self) -> IntArray:
         return IntArray([int(v) for v in self.values], self.pk.width)
 
@@ -74,7 +81,12 @@ class EncryptedArray:
         return cls(pk, [gmpy2.mpz(v) for v in obj.values])
 
 
-def generate_keypair(bits: int) -> tuple[PublicKey, PrivateKey]:
+def public_key_from_wire(obj: dict[str, Any], policy: Any = None) -> PublicKey:
+    return PublicKey.from_wire(obj, policy)
+
+
+def generate_keypair(he: str, bits: int, policy: Any = None) -> tuple[PublicKey, PrivateKey]:
+    assert he == "paillier"
     pub, priv = phe.generate_paillier_keypair(n_length=bits)
     pk = PublicKey(pub)
     return pk, PrivateKey(pk, priv)

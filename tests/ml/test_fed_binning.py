@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.ml.conftest import HE
 from tests.ml.test_binning import plain_iv
 from veil.errors import ConfigError
 from veil.ml import fed_binning
@@ -20,8 +21,7 @@ def _run(
     g: pd.DataFrame,
     h: pd.DataFrame,
     opts: FedBinningOptions,
-    keys: Any,
-    he: Any,
+    crypto: HE,
     *,
     reveal: bool = False,
     tap: Any = None,
@@ -31,10 +31,10 @@ def _run(
     return run_parties(
         {
             "bank": lambda s: fed_binning.run_label_holder(
-                s, g["y"].to_numpy(), gx, opts, keys=keys, backend=he
+                s, g["y"].to_numpy(), gx, opts, **crypto.holder()
             ),
             "bureau": lambda s: fed_binning.run_partner(
-                s, hx, opts.binning, reveal_names=reveal, backend=he
+                s, hx, opts.binning, reveal_names=reveal, **crypto.partner()
             ),
         },
         roles=ROLES,
@@ -44,14 +44,14 @@ def _run(
 
 @pytest.mark.parametrize("method", [BinMethod.QUANTILE, BinMethod.MONOTONIC, BinMethod.CHI_MERGE])
 def test_partner_iv_equals_plaintext_with_same_bins(
-    credit: tuple[pd.DataFrame, pd.DataFrame], keys: Any, he: Any, method: BinMethod
+    credit: tuple[pd.DataFrame, pd.DataFrame], crypto: HE, method: BinMethod
 ) -> None:
     g, h = credit
     opts = FedBinningOptions(
         BinningOptions(method, n_bins=5, fine_bins=10, min_bin_size=60), share_woe=True
     )
     frames: list[tuple[int, int, str, bytes]] = []
-    out = _run(g, h, opts, keys, he, tap=lambda *f: frames.append(f))
+    out = _run(g, h, opts, crypto, tap=lambda *f: frames.append(f))
     bank, bureau = out["bank"], out["bureau"]
     y = g["y"].to_numpy()
     partner_stats = [b for b in bank.stats if b.party == "bureau"]
@@ -76,17 +76,17 @@ def test_partner_iv_equals_plaintext_with_same_bins(
 
 
 def test_names_revealed_only_when_allowed_and_woe_not_shared_by_default(
-    credit: tuple[pd.DataFrame, pd.DataFrame], keys: Any, he: Any
+    credit: tuple[pd.DataFrame, pd.DataFrame], crypto: HE
 ) -> None:
     g, h = credit
     g, h = g.iloc[:800], h.iloc[:800]
-    out = _run(g, h, FedBinningOptions(BinningOptions(n_bins=4)), keys, he, reveal=True)
+    out = _run(g, h, FedBinningOptions(BinningOptions(n_bins=4)), crypto, reveal=True)
     names = [b.name for b in out["bank"].stats if b.party == "bureau"]
     assert names == [c for c in h.columns if c.startswith("x")]
     assert all(b.woe is None and b.iv is None for b in out["bureau"].values())
 
 
-def test_three_parties(credit: tuple[pd.DataFrame, pd.DataFrame], keys: Any, he: Any) -> None:
+def test_three_parties(credit: tuple[pd.DataFrame, pd.DataFrame], crypto: HE) -> None:
     g, h = credit
     g, h = g.iloc[:1000], h.iloc[:1000]
     opts = FedBinningOptions(BinningOptions(n_bins=4, min_bin_size=50))
@@ -95,10 +95,10 @@ def test_three_parties(credit: tuple[pd.DataFrame, pd.DataFrame], keys: Any, he:
     out = run_parties(
         {
             "bank": lambda s: fed_binning.run_label_holder(
-                s, g["y"].to_numpy(), {"x0": g["x0"].to_numpy()}, opts, keys=keys, backend=he
+                s, g["y"].to_numpy(), {"x0": g["x0"].to_numpy()}, opts, **crypto.holder()
             ),
-            "p1": lambda s: fed_binning.run_partner(s, h1, opts.binning, backend=he),
-            "p2": lambda s: fed_binning.run_partner(s, h2, opts.binning, backend=he),
+            "p1": lambda s: fed_binning.run_partner(s, h1, opts.binning, **crypto.partner()),
+            "p2": lambda s: fed_binning.run_partner(s, h2, opts.binning, **crypto.partner()),
         },
         roles={"label_holder": "bank"},
     )
@@ -112,30 +112,30 @@ def test_three_parties(credit: tuple[pd.DataFrame, pd.DataFrame], keys: Any, he:
 
 
 def test_row_mismatch_and_bad_columns_are_clear_errors(
-    credit: tuple[pd.DataFrame, pd.DataFrame], keys: Any, he: Any
+    credit: tuple[pd.DataFrame, pd.DataFrame], crypto: HE
 ) -> None:
     g, h = credit
     with pytest.raises(ConfigError, match=r"label holder has 500 rows, this party 400"):
-        _run(g.iloc[:500], h.iloc[:400], FedBinningOptions(), keys, he)
+        _run(g.iloc[:500], h.iloc[:400], FedBinningOptions(), crypto)
     h2 = h.iloc[:500].copy()
     h2["x3"] = 7.0
     with pytest.raises(ConfigError, match=r"'x3'.*constant"):
-        _run(g.iloc[:500], h2, FedBinningOptions(), keys, he)
+        _run(g.iloc[:500], h2, FedBinningOptions(), crypto)
     g2 = g.iloc[:500].copy()
     g2["y"] = 2 * g2["y"]
     with pytest.raises(ConfigError, match=r"label column 'y'.*not binary"):
-        _run(g2, h.iloc[:500], FedBinningOptions(), keys, he)
+        _run(g2, h.iloc[:500], FedBinningOptions(), crypto)
 
 
 @pytest.mark.slow
-def test_full_default_credit_iv_within_1e6(keys: Any, he: Any) -> None:
+def test_full_default_credit_iv_within_1e6(crypto: HE) -> None:
     """Acceptance: all 30,000 rows, every feature of both parties."""
     from tests.ml.conftest import DATA
 
     g = pd.read_csv(DATA / "default_credit_hetero_guest.csv")
     h = pd.read_csv(DATA / "default_credit_hetero_host.csv")
     opts = FedBinningOptions(BinningOptions(BinMethod.MONOTONIC, n_bins=8), share_woe=True)
-    out = _run(g, h, opts, keys, he)
+    out = _run(g, h, opts, crypto)
     y = g["y"].to_numpy()
     by_party = {"bank": (out["bank"].own, g), "bureau": (out["bureau"], h)}
     stats = out["bank"].stats

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from tests.ml.conftest import HE
 from tests.ml.test_fed_binning import ROLES, _run
 from veil.errors import ConfigError
 from veil.ml import scorecard
@@ -25,14 +26,14 @@ def test_scaling_constants() -> None:
 
 
 def test_joint_score_equals_plaintext_lr_on_woe(
-    credit: tuple[pd.DataFrame, pd.DataFrame], keys: Any, he: Any
+    credit: tuple[pd.DataFrame, pd.DataFrame], crypto: HE
 ) -> None:
     g, h = credit
     opts = FedBinningOptions(
         BinningOptions(BinMethod.MONOTONIC, n_bins=5, fine_bins=10, min_bin_size=60),
         share_woe=True,
     )
-    out = _run(g, h, opts, keys, he)
+    out = _run(g, h, opts, crypto)
     gb, hb = out["bank"].own, out["bureau"]
     gcols, hcols = list(gb), list(hb)
     X = np.column_stack(

@@ -120,9 +120,14 @@ class LabelHolderBinning:
         return {(b.party, b.name): b.iv for b in self.stats}
 
 
-def he_backend(scheme: HEScheme | str) -> Any:
-    """The ``veil.crypto`` module implementing ``scheme``."""
-    return importlib.import_module(f"veil.crypto.{HEScheme(scheme).value}")
+def he_backend() -> Any:
+    """``veil.crypto.he``: ``generate_keypair(he, bits, policy=)``,
+    ``public_key_from_wire(obj, policy)`` and ``EncryptedArray``."""
+    return importlib.import_module("veil.crypto.he")
+
+
+def _policy_kw(policy: Any) -> dict[str, Any]:
+    return {} if policy is None else {"policy": policy}
 
 
 def anonymous_id(party: str, index: int) -> str:
@@ -148,12 +153,14 @@ def run_label_holder(
     *,
     partners: Sequence[str] | None = None,
     keys: tuple[Any, Any] | None = None,
+    policy: Any = None,
     backend: Any = None,
 ) -> LabelHolderBinning:
     """Bin own features in plaintext and every partner's under encrypted labels.
 
-    ``keys`` (a ``(public, private)`` pair of ``opts.he``) skips key generation,
-    e.g. for tests under a relaxed key policy; ``backend`` overrides the module.
+    ``keys`` (a ``(public, secret)`` pair of ``opts.he``) skips key generation;
+    ``policy`` is the HE key policy (default: the library's, >= 2048 bits; tests
+    pass ``TEST_POLICY``); ``backend`` replaces :mod:`veil.crypto.he`.
     """
     labels = check_labels(y)
     cols = _columns(features, len(labels))
@@ -164,11 +171,13 @@ def run_label_holder(
     ]
     peers = list(partners) if partners is not None else s.peers()
     if peers:
-        he = backend or he_backend(opts.he)
-        pk, sk = keys if keys is not None else he.generate_keypair(opts.key_bits)
-        enc = pk.encrypt(labels.astype(np.float64)).to_wire()
+        he = backend or he_backend()
+        if keys is None:
+            keys = he.generate_keypair(opts.he.value, opts.key_bits, **_policy_kw(policy))
+        pk, sk = keys
+        enc = pk.encrypt(labels).to_wire()
         for p in peers:
-            s.send(p, Tag.PUBLIC_KEY, {"scheme": opts.he.value, "pk": pk.to_wire()})
+            s.send(p, Tag.PUBLIC_KEY, pk.to_wire())
             s.send(p, Tag.ENC_LABELS, enc)
         for p in peers:
             stats.extend(_finish_partner(s, p, pk=pk, sk=sk, he=he, opts=opts))
@@ -220,13 +229,15 @@ def run_partner(
     binning: BinningOptions | None = None,
     *,
     reveal_names: bool = False,
+    policy: Any = None,
     backend: Any = None,
 ) -> dict[str, Bins]:
     """Bin own features and help the label holder compute their WOE/IV.
 
     ``binning`` must equal the label holder's options (the job passes the same
     block to both). Returns this party's :class:`Bins`, with WOE only if the
-    label holder shares it.
+    label holder shares it. ``policy``: the smallest HE key accepted from the
+    label holder (default: the library's).
     """
     binning = binning or BinningOptions()
     holder = s.party_of(LABEL_HOLDER)
@@ -238,9 +249,8 @@ def run_partner(
     if n_rows == 0:
         raise ConfigError("features", "this party has zero rows", "check the PSI/split output")
     fines = [fine_bins(name, col, binning) for name, col in cols.items()]
-    key_msg = s.recv(holder, Tag.PUBLIC_KEY)
-    he = backend or he_backend(key_msg["scheme"])
-    pk = he.PublicKey.from_wire(key_msg["pk"])
+    he = backend or he_backend()
+    pk = he.public_key_from_wire(s.recv(holder, Tag.PUBLIC_KEY), **_policy_kw(policy))
     enc = he.EncryptedArray.from_wire(pk, s.recv(holder, Tag.ENC_LABELS))
     if len(enc) != n_rows:
         raise ConfigError(
@@ -255,7 +265,9 @@ def run_partner(
             {
                 "counts": fine.counts,
                 "has_missing": fine.has_missing_bin,
-                "events": enc.group_sum(groups, fine.n_bins).to_wire(),
+                # Fresh randomness: the label holder made every Enc(y_i) and could
+                # otherwise test which rows a product of them covers.
+                "events": enc.group_sum(groups, fine.n_bins).rerandomize().to_wire(),
             }
         )
     names = list(cols) if reveal_names else None
