@@ -69,3 +69,23 @@ def test_joint_score_equals_plaintext_lr_on_woe(
     if f0.coef > 0:
         assert f0.points[np.argmax(f0.bins.woe)] == f0.points.min()
     assert all(len(row) == 3 for row in f0.table())
+
+
+def test_standardized_clipped_model_is_reproduced_exactly() -> None:
+    """A hetero_lr-style part (scaled, clipped WOE) gives points summing to its score."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=3000)
+    y = (rng.random(3000) < 1 / (1 + np.exp(-x))).astype(int)
+    from veil.ml.binning import bin_feature
+
+    b = bin_feature("x", x, y, BinningOptions(n_bins=6, min_bin_size=100))
+    w = b.woe_transform(x)
+    part = scorecard.LinearPart(
+        ("x",), np.array([0.8]), -1.2, np.array([w.mean()]), np.array([w.std() / 3]), clip=1.5
+    )
+    card = scorecard.build({"x": b}, part, ScorecardOptions())
+    z = 0.8 * np.clip((w - w.mean()) / (w.std() / 3), -1.5, 1.5) - 1.2
+    o = ScorecardOptions()
+    np.testing.assert_allclose(card.score({"x": x}), o.offset - o.factor * z, atol=1e-9)
+    with pytest.raises(ConfigError, match=r"model feature 'q'"):
+        scorecard.build({"x": b}, {"q": 1.0})

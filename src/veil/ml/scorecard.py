@@ -28,6 +28,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -113,26 +114,72 @@ class PartyScorecard:
         return total + self.base_points
 
 
+@dataclass(frozen=True)
+class LinearPart:
+    """This party's part of a linear model on WOE features, as a vertical LR
+    stores it: ``coef`` apply to ``clip((woe - mean) / std)`` when scaling is set.
+    Build it from a hetero_lr ``PartyModel`` with :meth:`of`."""
+
+    feature_names: tuple[str, ...]
+    coef: FloatArray
+    intercept: float | None = None
+    mean: FloatArray | None = None
+    std: FloatArray | None = None
+    clip: float = 0.0
+
+    @classmethod
+    def of(cls, model: Any) -> LinearPart:
+        """From any object with these attributes (e.g. ``veil.ml.hetero_lr.PartyModel``)."""
+        return cls(
+            tuple(model.feature_names),
+            np.asarray(model.coef, dtype=np.float64),
+            None if model.intercept is None else float(model.intercept),
+            None if model.mean is None else np.asarray(model.mean, dtype=np.float64),
+            None if model.std is None else np.asarray(model.std, dtype=np.float64),
+            float(model.clip or 0.0),
+        )
+
+    def contribution(self, j: int, woe: FloatArray) -> FloatArray:
+        """Feature ``j``'s share of the linear score for each WOE value."""
+        x = woe
+        if self.mean is not None and self.std is not None:
+            x = (x - self.mean[j]) / self.std[j]
+        if self.clip > 0:
+            x = np.clip(x, -self.clip, self.clip)
+        return np.asarray(float(self.coef[j]) * x, dtype=np.float64)
+
+
 def build(
     bins: Mapping[str, Bins],
-    coefs: Mapping[str, float],
-    opts: ScorecardOptions = ScorecardOptions(),
+    model: LinearPart | Mapping[str, float],
+    opts: ScorecardOptions | None = None,
     intercept: float | None = None,
 ) -> PartyScorecard:
-    """Points per bin of this party's features; base points if ``intercept`` given."""
+    """Points per bin of this party's features (and base points if it holds the intercept).
+
+    ``model`` is a :class:`LinearPart` or plain ``{feature: coefficient}`` on raw
+    WOE. Points reproduce the model exactly: ``-factor`` times each bin's share of
+    the linear score, so the summed scorecard equals ``offset - factor * logit``.
+    """
+    opts = opts or ScorecardOptions()
+    if not isinstance(model, LinearPart):
+        names = tuple(model)
+        model = LinearPart(names, np.asarray([model[n] for n in names], dtype=np.float64))
+    if intercept is None:
+        intercept = model.intercept
     features = []
-    for name, coef in coefs.items():
+    for j, name in enumerate(model.feature_names):
         if name not in bins:
-            raise ConfigError(f"coefficient '{name}'", "has no bins", "bin every model feature")
+            raise ConfigError(f"model feature '{name}'", "has no bins", "bin every model feature")
         b = bins[name]
         if b.woe is None:
             raise ConfigError(
                 f"bins of '{name}'", "have no WOE", "run binning with share_woe: true"
             )
-        pts = -opts.factor * float(coef) * b.woe
+        pts = -opts.factor * model.contribution(j, b.woe)
         if opts.round_points:
             pts = np.round(pts)
-        features.append(FeaturePoints(name, b, float(coef), pts))
+        features.append(FeaturePoints(name, b, float(model.coef[j]), pts))
     base = 0.0
     if intercept is not None:
         base = opts.offset - opts.factor * float(intercept)
