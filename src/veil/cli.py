@@ -6,12 +6,14 @@ import argparse
 import sys
 
 from veil import __version__
+from veil.net import cli_ca
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="veil", description="Veil: data usable, never visible.")
     p.add_argument("--version", action="version", version=f"veil {__version__}")
-    p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    cli_ca.add_parser(sub)
     return p
 
 
@@ -21,7 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return 0
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    return int(func(args))
 
 
 if __name__ == "__main__":
