@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,55 +9,34 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from veil.crypto import he
+
 DATA = Path("/work/shared/data")
 
 
-def _backend() -> Any:
-    if importlib.util.find_spec("veil.crypto.he") is not None:
-        from veil.crypto import he
-
-        return he
-    from tests.ml import phe_backend
-
-    return phe_backend
-
-
 @pytest.fixture(scope="session")
-def he() -> Any:
-    """``veil.crypto.he`` (or, before it is merged, a python-paillier stand-in)."""
-    return _backend()
-
-
-@pytest.fixture(scope="session")
-def policy(he: Any) -> Any:
-    """The HE test key policy (1024-bit keys allowed), or None for the stand-in."""
-    return getattr(he, "TEST_POLICY", None)
-
-
-@pytest.fixture(scope="session")
-def keys(he: Any, policy: Any) -> tuple[Any, Any]:
-    """A 1024-bit test keypair (fast; production uses 2048+)."""
-    return he.generate_keypair("paillier", 1024, policy=policy)  # type: ignore[no-any-return]
+def keys() -> tuple[Any, Any]:
+    """A 1024-bit test keypair (fast; production keys are 2048+ bits)."""
+    return he.generate_keypair("paillier", 1024, policy=he.TEST_POLICY)
 
 
 @dataclass(frozen=True)
 class HE:
     """Keyword arguments the role functions take in tests."""
 
-    backend: Any
     keys: tuple[Any, Any]
     policy: Any
 
     def holder(self) -> dict[str, Any]:
-        return {"keys": self.keys, "policy": self.policy, "backend": self.backend}
+        return {"keys": self.keys, "policy": self.policy}
 
     def partner(self) -> dict[str, Any]:
-        return {"policy": self.policy, "backend": self.backend}
+        return {"policy": self.policy}
 
 
 @pytest.fixture(scope="session")
-def crypto(he: Any, keys: tuple[Any, Any], policy: Any) -> HE:
-    return HE(he, keys, policy)
+def crypto(keys: tuple[Any, Any]) -> HE:
+    return HE(keys, he.TEST_POLICY)
 
 
 @pytest.fixture(scope="session")

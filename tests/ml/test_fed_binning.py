@@ -86,16 +86,16 @@ def test_names_revealed_only_when_allowed_and_woe_not_shared_by_default(
     assert all(b.woe is None and b.iv is None for b in out["bureau"].values())
 
 
-def test_three_parties(credit: tuple[pd.DataFrame, pd.DataFrame], crypto: HE) -> None:
+def test_three_parties_with_ou(credit: tuple[pd.DataFrame, pd.DataFrame], crypto: HE) -> None:
     g, h = credit
     g, h = g.iloc[:1000], h.iloc[:1000]
-    opts = FedBinningOptions(BinningOptions(n_bins=4, min_bin_size=50))
+    opts = FedBinningOptions(BinningOptions(n_bins=4, min_bin_size=50), he="ou", key_bits=1024)
     h1 = {c: h[c].to_numpy() for c in ("x0", "x1", "x2", "x3", "x4")}
     h2 = {c: h[c].to_numpy() for c in ("x5", "x6", "x7", "x8", "x9")}
     out = run_parties(
         {
             "bank": lambda s: fed_binning.run_label_holder(
-                s, g["y"].to_numpy(), {"x0": g["x0"].to_numpy()}, opts, **crypto.holder()
+                s, g["y"].to_numpy(), {"x0": g["x0"].to_numpy()}, opts, policy=crypto.policy
             ),
             "p1": lambda s: fed_binning.run_partner(s, h1, opts.binning, **crypto.partner()),
             "p2": lambda s: fed_binning.run_partner(s, h2, opts.binning, **crypto.partner()),
@@ -128,6 +128,7 @@ def test_row_mismatch_and_bad_columns_are_clear_errors(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_full_default_credit_iv_within_1e6(crypto: HE) -> None:
     """Acceptance: all 30,000 rows, every feature of both parties."""
     from tests.ml.conftest import DATA

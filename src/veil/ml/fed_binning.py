@@ -34,7 +34,6 @@ What each party learns:
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -43,6 +42,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from veil.crypto import he
+from veil.crypto.he import HEScheme
 from veil.errors import ConfigError, ProtocolError
 from veil.ml.binning import (
     BinningOptions,
@@ -68,13 +69,6 @@ class Tag(StrEnum):
     ENC_LABELS = "enc_labels"
     BIN_SUMS = "bin_sums"
     MERGES = "merges"
-
-
-class HEScheme(StrEnum):
-    """Additively homomorphic scheme used to hide the labels."""
-
-    PAILLIER = "paillier"
-    OU = "ou"
 
 
 @dataclass(frozen=True)
@@ -120,12 +114,6 @@ class LabelHolderBinning:
         return {(b.party, b.name): b.iv for b in self.stats}
 
 
-def he_backend() -> Any:
-    """``veil.crypto.he``: ``generate_keypair(he, bits, policy=)``,
-    ``public_key_from_wire(obj, policy)`` and ``EncryptedArray``."""
-    return importlib.import_module("veil.crypto.he")
-
-
 def _policy_kw(policy: Any) -> dict[str, Any]:
     return {} if policy is None else {"policy": policy}
 
@@ -154,13 +142,12 @@ def run_label_holder(
     partners: Sequence[str] | None = None,
     keys: tuple[Any, Any] | None = None,
     policy: Any = None,
-    backend: Any = None,
 ) -> LabelHolderBinning:
     """Bin own features in plaintext and every partner's under encrypted labels.
 
     ``keys`` (a ``(public, secret)`` pair of ``opts.he``) skips key generation;
     ``policy`` is the HE key policy (default: the library's, >= 2048 bits; tests
-    pass ``TEST_POLICY``); ``backend`` replaces :mod:`veil.crypto.he`.
+    pass ``veil.crypto.he.TEST_POLICY``).
     """
     labels = check_labels(y)
     cols = _columns(features, len(labels))
@@ -171,7 +158,6 @@ def run_label_holder(
     ]
     peers = list(partners) if partners is not None else s.peers()
     if peers:
-        he = backend or he_backend()
         if keys is None:
             keys = he.generate_keypair(opts.he.value, opts.key_bits, **_policy_kw(policy))
         pk, sk = keys
@@ -180,12 +166,12 @@ def run_label_holder(
             s.send(p, Tag.PUBLIC_KEY, pk.to_wire())
             s.send(p, Tag.ENC_LABELS, enc)
         for p in peers:
-            stats.extend(_finish_partner(s, p, pk=pk, sk=sk, he=he, opts=opts))
+            stats.extend(_finish_partner(s, p, pk=pk, sk=sk, opts=opts))
     return LabelHolderBinning(own, stats)
 
 
 def _finish_partner(
-    s: Session, partner: str, *, pk: Any, sk: Any, he: Any, opts: FedBinningOptions
+    s: Session, partner: str, *, pk: Any, sk: Any, opts: FedBinningOptions
 ) -> list[BinStats]:
     msg = s.recv(partner, Tag.BIN_SUMS)
     try:
@@ -230,7 +216,6 @@ def run_partner(
     *,
     reveal_names: bool = False,
     policy: Any = None,
-    backend: Any = None,
 ) -> dict[str, Bins]:
     """Bin own features and help the label holder compute their WOE/IV.
 
@@ -249,7 +234,6 @@ def run_partner(
     if n_rows == 0:
         raise ConfigError("features", "this party has zero rows", "check the PSI/split output")
     fines = [fine_bins(name, col, binning) for name, col in cols.items()]
-    he = backend or he_backend()
     pk = he.public_key_from_wire(s.recv(holder, Tag.PUBLIC_KEY), **_policy_kw(policy))
     enc = he.EncryptedArray.from_wire(pk, s.recv(holder, Tag.ENC_LABELS))
     if len(enc) != n_rows:
