@@ -13,7 +13,7 @@ import html
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,7 @@ def _png(draw: Any, size: tuple[float, float] = (5.5, 4.5)) -> bytes:
 Scored = tuple[npt.ArrayLike, npt.ArrayLike]
 
 
-def _roc(sets: dict[str, Scored]) -> bytes:
+def _roc(sets: Mapping[str, Scored]) -> bytes:
     def draw(fig: Any) -> None:
         ax = fig.add_subplot()
         for name, (y, s) in sets.items():
@@ -133,7 +133,7 @@ def _fmt(v: Any) -> str:
 
 def write_report(
     out_dir: str | os.PathLike[str],
-    sets: dict[str, Scored],
+    sets: Mapping[str, Scored],
     *,
     iv: Sequence[tuple[str, float]] = (),
     threshold: float = 0.5,
