@@ -24,6 +24,10 @@ class BinArgs:
     key_length: int = field(default=2048)
     out: str = field(default="/tmp/fate_binning.json")
     rows: int = field(default=0)
+    # "bucket" = equal width. FATE 2.2's "quantile" fails on this data: a discrete column
+    # gets duplicate split points, its bin count is the number of distinct ones, but
+    # bucketize still yields indices past it ("index 122 is out of bounds").
+    method: str = field(default="bucket")
 
 
 def run(ctx):
@@ -46,7 +50,7 @@ def run(ctx):
     cols = data.schema.columns.to_list()
     cls = HeteroBinningModuleGuest if ctx.is_on_guest else HeteroBinningModuleHost
     t0 = time.time()
-    binning = cls("quantile", args.n_bins, None, cols, None, [], False, 1e-6, 0.5)
+    binning = cls(args.method, args.n_bins, None, cols, None, [], False, 1e-6, 0.5)
     sub = ctx.sub_ctx("train")
     binning.fit(sub, data)
     binned = binning._bin_obj.bucketize_data(data)

@@ -12,7 +12,9 @@ Flow, per partner:
   1. label holder -> partner  public key, Enc(y_i) for every row (Paillier or OU)
   2. partner: cuts every feature into label-free bins (quantile / equal-width,
      ``fine_bins`` for the optimal methods), merges bins under ``min_bin_size``
-     rows, sums the ciphertexts per bin (``group_sum``)
+     rows, sums the ciphertexts per bin (``group_sum``) and re-randomises the
+     sums (the label holder made every Enc(y_i) and could otherwise test which
+     rows a product covers)
      partner -> label holder  per feature: row count per bin, Enc(events per bin),
      and the feature names only if the partner allows it (``reveal_names``)
   3. label holder decrypts only the per-bin totals; for chi-merge / monotonic
@@ -23,13 +25,17 @@ Flow, per partner:
 
 What each party learns:
   - label holder: for each partner feature the row count and event count of
-    every bin (each bin has >= ``min_bin_size`` rows, so no single label is
-    tied to a row); not the partner's edges, values, or (unless revealed)
-    feature names. Bin order is known (bins are sorted by value).
+    every bin (each bin has >= ``min_bin_size`` rows); not which rows are in a
+    bin, the partner's edges, values, or (unless revealed) feature names. Bin
+    order is known (bins are sorted by value).
   - partner: nothing about the labels from steps 1-2 (semantically secure
     ciphertexts, all sums stay encrypted). With ``share_woe`` it learns the WOE
     of each of its own bins, which it needs to WOE-transform its columns for the
-    next step; WOE with the bin counts reveals the event rate per bin.
+    next step; with the bin counts that is the event count of every bin. Bins of
+    >= ``min_bin_size`` rows keep single labels out of reach of one bin, but a
+    partner could difference overlapping bins of two of its features (e.g. rows
+    1-50 and 1-51) to learn a label; leave ``share_woe`` off (WOE only on the
+    label holder's side) where that matters. No noise is added.
 """
 
 from __future__ import annotations
