@@ -38,7 +38,10 @@ What each party learns (semi-honest):
     gradient; the number of rows, batch seed and stop decisions. Never labels,
     residuals, scores, or the label holder's features or coefficients.
   Nothing crosses the wire in the clear except masked gradients, public keys,
-  flags, digests and (early stopping only) partner validation scores.
+  flags, digests, block widths and (early stopping only) partner validation scores.
+  Semi-honest only: each key holder decrypts whatever masked vector its peer sends
+  (checked for length and range, see :mod:`veil.ml.lr_he`), so a malicious peer
+  could ask for k of its residuals; a malicious-secure mode needs proofs.
 """
 
 from __future__ import annotations
@@ -153,16 +156,18 @@ def train_label_holder(
         "seed": seed,
         "model_id": model_id,
         "partners": partners,
+        "width": blk.X.shape[1],
         "pk": he.pk_to_wire(pk),
     }
     for p in partners:
         s.send(p, Tag.HELLO, hello)
-    pks = {}
+    pks, widths = {}, {}
     for p in partners:
         ready = s.recv(p, Tag.READY)
         if not ready.get("ok"):
             raise ConfigError(f"partner[{p}]", str(ready.get("error")), "fix the partner's input")
-        pks[p] = he.pk_from_wire(opts.he, ready["pk"])
+        pks[p] = he.pk_from_wire(opts.he, ready["pk"], opts.effective_key_bits)
+        widths[p] = int(ready["width"])
 
     sw = sample_weights(y, opts.class_weight)
     if opts.class_weight is not None:
@@ -184,17 +189,20 @@ def train_label_holder(
                 bs.send(p, Tag.ENC_RESIDUAL, wire)
             grad = blk.X[idx].T @ d
             Xs = blk.X[idx] * sw[idx][:, None]
-            masks = {}
+            masks: dict[str, tuple[list[int], int]] = {}
             for p in partners:
-                cu = he.ct_from_wire(opts.he, pks[p], bs.recv(p, Tag.ENC_SCORE))
+                cu = he.ct_from_wire(pks[p], bs.recv(p, Tag.ENC_SCORE))
                 _check_len(cu, len(idx), p)
-                masks[p] = he.random_mask(blk.X.shape[1])
-                bs.send(p, Tag.MASKED_GRAD, he.ct_to_wire((cu @ Xs) + masks[p]))
+                masked, r = he.add_mask(he.matmul(cu, Xs))
+                bs.send(p, Tag.MASKED_GRAD, he.ct_to_wire(masked))
+                masks[p] = (r, masked.frac_bits)
             for p in partners:
-                c = he.ct_from_wire(opts.he, pk, bs.recv(p, Tag.MASKED_GRAD))
-                bs.send(p, Tag.UNMASKED, he.decrypt(sk, c))
+                c = he.ct_from_wire(pk, bs.recv(p, Tag.MASKED_GRAD))
+                _check_len(c, widths[p], p)
+                bs.send(p, Tag.UNMASKED, he.decrypt_masked(sk, c))
             for p in partners:
-                grad = grad + _vector(bs.recv(p, Tag.UNMASKED), blk.X.shape[1], p) - masks[p]
+                r, f = masks[p]
+                grad = grad + he.unmask(bs.recv(p, Tag.UNMASKED), r, f)
             blk.w = sgd_step(blk.w, grad / len(idx), lr, opts, blk.n_penalised)
         es = s.sub(f"e{epoch}")
         reports = {p: es.recv(p, Tag.EPOCH_REPORT) for p in partners}
@@ -258,19 +266,18 @@ def train_partner(
     if error is not None:
         s.send(lh, Tag.READY, {"ok": False, "error": error})
         raise ConfigError(f"partner[{s.me}]", error)
-    pk_l = he.pk_from_wire(opts.he, hello["pk"])
+    pk_l = he.pk_from_wire(opts.he, hello["pk"], opts.effective_key_bits)
     pk, sk = he.keygen(opts.he, opts.effective_key_bits)
-    s.send(lh, Tag.READY, {"ok": True, "pk": he.pk_to_wire(pk)})
+    s.send(lh, Tag.READY, {"ok": True, "pk": he.pk_to_wire(pk), "width": blk.X.shape[1]})
     others = [p for p in hello["partners"] if p != s.me]
     enc_w = None
     if opts.class_weight is not None:
-        enc_w = he.ct_from_wire(opts.he, pk_l, s.recv(lh, Tag.WEIGHTS))
+        enc_w = he.ct_from_wire(pk_l, s.recv(lh, Tag.WEIGHTS))
         _check_len(enc_w, data.n_rows, lh)
 
     report = TrainReport()
     best_w = blk.w.copy()
     seed = int(hello["seed"])
-    k = blk.X.shape[1]
     for epoch in range(opts.epochs):
         t0 = time.perf_counter()
         lr = opts.learning_rate_at(epoch)
@@ -285,18 +292,19 @@ def train_partner(
                 wire = he.ct_to_wire(cross)
                 for q in others:
                     bs.send(q, Tag.ENC_SCORE_X, wire)
-            cd = he.ct_from_wire(opts.he, pk_l, bs.recv(lh, Tag.ENC_RESIDUAL))
+            cd = he.ct_from_wire(pk_l, bs.recv(lh, Tag.ENC_RESIDUAL))
             _check_len(cd, len(idx), lh)
             cd = cd + u if ew is None else cd + ew * u
             for q in others:
-                cq = he.ct_from_wire(opts.he, pk_l, bs.recv(q, Tag.ENC_SCORE_X))
+                cq = he.ct_from_wire(pk_l, bs.recv(q, Tag.ENC_SCORE_X))
                 _check_len(cq, len(idx), q)
                 cd = cd + cq
-            mask = he.random_mask(k)
-            bs.send(lh, Tag.MASKED_GRAD, he.ct_to_wire((cd @ blk.X[idx]) + mask))
-            c = he.ct_from_wire(opts.he, pk, bs.recv(lh, Tag.MASKED_GRAD))
-            bs.send(lh, Tag.UNMASKED, he.decrypt(sk, c))
-            grad = _vector(bs.recv(lh, Tag.UNMASKED), k, lh) - mask
+            masked, mask = he.add_mask(he.matmul(cd, blk.X[idx]))
+            bs.send(lh, Tag.MASKED_GRAD, he.ct_to_wire(masked))
+            c = he.ct_from_wire(pk, bs.recv(lh, Tag.MASKED_GRAD))
+            _check_len(c, int(hello["width"]), lh)
+            bs.send(lh, Tag.UNMASKED, he.decrypt_masked(sk, c))
+            grad = he.unmask(bs.recv(lh, Tag.UNMASKED), mask, masked.frac_bits)
             blk.w = sgd_step(blk.w, grad / len(idx), lr, opts, blk.n_penalised)
         es = s.sub(f"e{epoch}")
         moved = float(np.max(np.abs(blk.w - w_before)))
