@@ -1,0 +1,187 @@
+"""Spreading big-integer batches over cores.
+
+Two mechanisms, chosen by what measured fastest for each kernel:
+
+* **threads** for ``gmpy2.powmod_base_list`` (decryption, ``c * scalar``): gmpy2 releases
+  the GIL for the whole list, so threads scale with no copying;
+* **worker processes** for the kernels that are loops of Python-level modular products
+  (fixed-base randomisers, group sums, Pippenger multi-exponentiation): see
+  :mod:`veil.crypto._worker` (plain subprocesses speaking the Veil codec over pipes; no
+  multiprocessing, no pickle). Fixed-base tables are rebuilt once per worker and cached.
+
+``set_workers(n)`` sets the degree (default: all cores; 1 = everything in-process). Small
+batches always run in-process: starting work in a pool only pays off above a few ms.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import queue
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import gmpy2
+import numpy as np
+
+from veil.crypto import _kernels as kern
+from veil.crypto._fixedbase import FixedBase
+from veil.crypto._worker import Worker, pack_ints, unpack_ints
+from veil.errors import ConfigError
+
+_STATE: dict[str, Any] = {"workers": os.cpu_count() or 1, "procs": None, "threads": None}
+_LOCK = threading.Lock()
+MIN_RANDOMISERS = 48  # per worker, below this stay in-process
+MIN_PRODUCTS = 4096  # modular products per worker, below this stay in-process
+MIN_POWMODS = 8
+
+
+def get_workers() -> int:
+    """Current degree of parallelism for HE batches."""
+    return int(_STATE["workers"])
+
+
+def set_workers(n: int) -> None:
+    """Use ``n`` cores for large HE batches (1 = single core, in-process)."""
+    if not isinstance(n, int) or n < 1:
+        raise ConfigError("workers", f"must be an int >= 1, got {n!r}", "pass e.g. os.cpu_count()")
+    with _LOCK:
+        _shutdown_locked()
+        _STATE["workers"] = n
+
+
+def _shutdown_locked() -> None:
+    procs = _STATE["procs"]
+    if procs is not None:
+        pool, idle = procs
+        pool.shutdown(wait=True)
+        while not idle.empty():
+            idle.get().close()
+        _STATE["procs"] = None
+    if _STATE["threads"] is not None:
+        _STATE["threads"].shutdown(wait=True)
+        _STATE["threads"] = None
+
+
+def shutdown() -> None:
+    """Stop worker processes and threads (they restart on demand)."""
+    with _LOCK:
+        _shutdown_locked()
+
+
+atexit.register(shutdown)
+
+
+def _on_worker(op: str, *args: Any) -> Future[Any]:
+    """Run ``op`` on the next idle worker process; returns a future of its result."""
+    with _LOCK:
+        if _STATE["procs"] is None:
+            idle: queue.Queue[Worker] = queue.Queue()
+            for _ in range(get_workers()):
+                idle.put(Worker())
+            _STATE["procs"] = (ThreadPoolExecutor(max_workers=get_workers()), idle)
+        pool, idle = _STATE["procs"]
+
+    def run() -> Any:
+        w = idle.get()
+        try:
+            return w.call(op, *args)
+        finally:
+            idle.put(w)
+
+    fut: Future[Any] = pool.submit(run)
+    return fut
+
+
+def _threads() -> ThreadPoolExecutor:
+    with _LOCK:
+        if _STATE["threads"] is None:
+            _STATE["threads"] = ThreadPoolExecutor(max_workers=get_workers())
+        ex: ThreadPoolExecutor = _STATE["threads"]
+        return ex
+
+
+def _split(n: int, parts: int) -> list[tuple[int, int]]:
+    step = -(-n // parts)
+    return [(i, min(i + step, n)) for i in range(0, n, step)]
+
+
+# -- threads: powmod_base_list releases the GIL ----------------------------------------
+def powmod_base_list(bases: list[Any], k: int, m: Any) -> list[Any]:
+    """``[b ** k mod m for b in bases]``, split over threads when large."""
+    w = get_workers()
+    if w == 1 or len(bases) < MIN_POWMODS * w:
+        return list(gmpy2.powmod_base_list(bases, k, m))
+    futs = [
+        _threads().submit(gmpy2.powmod_base_list, bases[a:b], k, m)
+        for a, b in _split(len(bases), w)
+    ]
+    out: list[Any] = []
+    for f in futs:
+        out.extend(f.result())
+    return out
+
+
+# -- processes -------------------------------------------------------------------------
+def random_pow(table: FixedBase, base: Any, count: int) -> np.ndarray:
+    """``base ** r`` for ``count`` fresh uniform ``table.exp_bits``-bit exponents ``r``."""
+    w = get_workers()
+    if w == 1 or count < MIN_RANDOMISERS * w:
+        nb = -(-table.exp_bits // 8)
+        return table.pow_digits(table.random_digits(count, os.urandom(count * nb)))
+    args = (int(base), int(table.modulus), table.exp_bits, table.window)
+    chunks = _split(count, 4 * w)  # several chunks per worker balance a loaded machine
+    futs = [_on_worker("random_pow", *args, b - a) for a, b in chunks]
+    out = np.empty(count, dtype=object)
+    for (a, b), f in zip(chunks, futs, strict=True):
+        out[a:b] = unpack_ints(f.result())
+    return out
+
+
+def group_product(a: list[Any], groups: list[int], n_groups: int, m: Any) -> list[Any]:
+    """Per-group products; chunks of rows go to workers, partial products are combined."""
+    w = get_workers()
+    if w == 1 or len(a) < MIN_PRODUCTS * w:
+        return kern.group_product_serial(a, groups, n_groups, m)
+    g = np.asarray(groups, dtype=np.int64)
+    futs = [
+        _on_worker("group_product", pack_ints(a[i:j], m), g[i:j], n_groups, int(m))
+        for i, j in _split(len(a), w)
+    ]
+    parts = [unpack_ints(f.result()) for f in futs]
+    out = parts[0]
+    for part in parts[1:]:
+        out = [x * y % m if y != 1 else x for x, y in zip(out, part, strict=True)]
+    return out
+
+
+def _cols_wire(cols: list[list[int]]) -> Any:
+    big = any(abs(v) >= 1 << 62 for c in cols for v in c)
+    return cols if big else np.array(cols, dtype=np.int64).reshape(len(cols), -1)
+
+
+def multi_exp_columns(bases: list[Any], cols: list[list[int]], m: Any) -> list[Any]:
+    """``[prod_i bases[i] ** col[i] for col in cols]`` (signed exponents)."""
+    n = len(bases)
+    w = get_workers()
+    if w == 1 or n * len(cols) < MIN_PRODUCTS * w:
+        return [kern.signed_multi_exp(bases, c, m) for c in cols]
+    if len(cols) >= 2 * w:  # whole columns per worker: no combine step
+        wire = pack_ints(bases, m)
+        futs = [
+            _on_worker("multi_exp", wire, _cols_wire(cols[a:b]), int(m))
+            for a, b in _split(len(cols), w)
+        ]
+        return [r for f in futs for r in unpack_ints(f.result())]
+    futs = [  # few columns: split the rows and multiply the partial results
+        _on_worker(
+            "multi_exp", pack_ints(bases[i:j], m), _cols_wire([c[i:j] for c in cols]), int(m)
+        )
+        for i, j in _split(n, w)
+    ]
+    parts = [unpack_ints(f.result()) for f in futs]
+    out = parts[0]
+    for part in parts[1:]:
+        out = [x * y % m for x, y in zip(out, part, strict=True)]
+    return out
