@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.ml.conftest import blocks, needs_he
 from veil.errors import ConfigError
 from veil.ml.hetero_lr import (
     LROptions,
@@ -32,7 +31,32 @@ from veil.net.local import run_parties
 
 NAMES = ["bank", "bureau", "telco"]
 FAST = {"he": "ou", "test_key_bits": 1024, "seed": 7}
-pytestmark = needs_he
+DATA = Path("/work/shared/data")
+
+
+@pytest.fixture(scope="session")
+def lr_credit() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The default_credit vertical split: guest (id, y, x0..x12) and host (id, x0..x9)."""
+    g = pd.read_csv(DATA / "default_credit_hetero_guest.csv")
+    h = pd.read_csv(DATA / "default_credit_hetero_host.csv")
+    assert (g["id"].to_numpy() == h["id"].to_numpy()).all()
+    return g, h
+
+
+def blocks(
+    g: pd.DataFrame, h: pd.DataFrame, rows: np.ndarray, split3: bool = False
+) -> list[PartyData]:
+    """Label holder block first, then one partner block (or two: a three-way split)."""
+    lh = PartyData.from_frame(g.iloc[rows].reset_index(drop=True), label="y")
+    hh = h.iloc[rows].reset_index(drop=True)
+    if not split3:
+        return [lh, PartyData.from_frame(hh)]
+    cols = [c for c in hh.columns if c != "id"]
+    return [
+        lh,
+        PartyData.from_frame(hh, features=cols[:5]),
+        PartyData.from_frame(hh, features=cols[5:]),
+    ]
 
 
 def opts(**kw: Any) -> LROptions:
@@ -44,6 +68,7 @@ def train(
     o: LROptions,
     valid: Sequence[PartyData] | None = None,
     tap: Callable[[int, int, str, bytes], None] | None = None,
+    transport: str = "memory",
 ) -> dict[str, Any]:
     names = NAMES[: len(data)]
     targets: dict[str, Any] = {}
@@ -51,16 +76,20 @@ def train(
         fn = train_label_holder if i == 0 else train_partner
         v = None if valid is None else valid[i]
         targets[name] = lambda s, fn=fn, d=data[i], v=v: fn(s, d, o, v)
-    return run_parties(targets, roles={"label_holder": "bank"}, tap=tap, timeout=120)
+    return run_parties(
+        targets, roles={"label_holder": "bank"}, tap=tap, timeout=120, transport=transport
+    )
 
 
-def predict(data: Sequence[PartyData], models: Sequence[PartyModel]) -> np.ndarray:
+def predict(
+    data: Sequence[PartyData], models: Sequence[PartyModel], transport: str = "memory"
+) -> np.ndarray:
     names = NAMES[: len(data)]
     targets: dict[str, Any] = {}
     for i, name in enumerate(names):
         fn = predict_label_holder if i == 0 else predict_partner
         targets[name] = lambda s, fn=fn, d=data[i], m=models[i]: fn(s, d, m)
-    out = run_parties(targets, roles={"label_holder": "bank"})
+    out = run_parties(targets, roles={"label_holder": "bank"}, transport=transport)
     return np.asarray(out["bank"])
 
 
@@ -93,8 +122,8 @@ def coefs(m: PartyModel) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def small(credit: tuple[pd.DataFrame, pd.DataFrame]) -> list[PartyData]:
-    g, h = credit
+def small(lr_credit: tuple[pd.DataFrame, pd.DataFrame]) -> list[PartyData]:
+    g, h = lr_credit
     return blocks(g, h, np.arange(240))
 
 
@@ -118,8 +147,10 @@ def test_two_party_matches_plaintext_algorithm(small: list[PartyData], kw: dict[
         assert not np.allclose(w, 0)
 
 
-def test_three_parties_match_plaintext_algorithm(credit: tuple[pd.DataFrame, pd.DataFrame]) -> None:
-    g, h = credit
+def test_three_parties_match_plaintext_algorithm(
+    lr_credit: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    g, h = lr_credit
     data = blocks(g, h, np.arange(160), split3=True)
     o = opts(epochs=2, batch_size=80, class_weight={0: 1.0, 1: 2.0})
     out = train(data, o)
@@ -186,13 +217,16 @@ def _arrays(v: Any) -> list[np.ndarray]:
     return []
 
 
-def test_predict_model_files_and_csv(small: list[PartyData], tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["memory", "grpc"])
+def test_predict_model_files_and_csv(
+    small: list[PartyData], tmp_path: Path, transport: str
+) -> None:
     o = opts(epochs=1, batch_size=0)
-    out = train(small, o)
+    out = train(small, o, transport=transport)
     models = [load_model(save_model(out[n][0], tmp_path / f"{n}.json")) for n in NAMES[:2]]
     assert b"pickle" not in (tmp_path / "bank.json").read_bytes()
     assert "x0" in (tmp_path / "bureau.json").read_text()
-    scores = predict(small, models)
+    scores = predict(small, models, transport)
     z = sum(m.partial_score(d.X) for m, d in zip(models, small, strict=True))
     np.testing.assert_allclose(scores, sigmoid(z), atol=1e-8)
     p = write_predictions(
@@ -207,8 +241,8 @@ def test_predict_model_files_and_csv(small: list[PartyData], tmp_path: Path) -> 
     assert len(df) == len(small[0].ids)
 
 
-def test_early_stopping_keeps_best_epoch(credit: tuple[pd.DataFrame, pd.DataFrame]) -> None:
-    g, h = credit
+def test_early_stopping_keeps_best_epoch(lr_credit: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    g, h = lr_credit
     tr = blocks(g, h, np.arange(160))
     va = blocks(g, h, np.arange(160, 260))
     o = opts(epochs=4, batch_size=0, patience=1, learning_rate=5.0)

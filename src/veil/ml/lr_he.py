@@ -105,9 +105,9 @@ def decrypt_masked(sk: Any, c: Any) -> list[int]:
     bound = int(c.bound)
     if bound.bit_length() > MAX_MASKED_BITS:
         raise ProtocolError("masked array declares a bound above 2^400; refusing to decrypt")
-    n = int(sk.plain_modulus())
+    raw, n = sk.raw_decrypt(c.ct.ravel(), 2 * bound + 1)
     out = []
-    for v in sk.raw_decrypt(c.ct.ravel()):
+    for v in raw:
         s = int(v) - n if int(v) > n // 2 else int(v)
         if abs(s) > bound:
             raise ProtocolError("masked value outside its bound; refusing to return it")
