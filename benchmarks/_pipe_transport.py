@@ -9,15 +9,17 @@ back to the parent as JSON strings.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
-import resource
 import struct
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
+
+import psutil
 
 from veil.net.session import Session
 from veil.net.transport import Mailbox, TrafficStats, Transport
@@ -69,6 +71,16 @@ class PipeTransport(Transport):
                 pass
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and its live children (the HE engine's workers)."""
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for ch in me.children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += sum(ch.cpu_times()[:2])
+    return float(total)
+
+
 def run_processes(
     targets: Mapping[str, Callable[[Session], Any]],
     roles: Mapping[str, str],
@@ -91,15 +103,14 @@ def run_processes(
         conns = {j: ends[(rank, j)] for j in range(len(names)) if j != rank}
         t = PipeTransport(rank, conns)
         s = Session(t, names, names[rank], roles, timeout=timeout)
-        t0, c0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+        t0, c0 = time.perf_counter(), _cpu()
         try:
             res = targets[names[rank]](s)
             err = None
         except BaseException as e:
             t.abort(f"{type(e).__name__}: {e}")
             res, err = None, f"{type(e).__name__}: {e}"
-        c1 = resource.getrusage(resource.RUSAGE_SELF)
-        cpu = (c1.ru_utime + c1.ru_stime) - (c0.ru_utime + c0.ru_stime)
+        cpu = _cpu() - c0
         out = {
             "result": res,
             "error": err,

@@ -25,20 +25,20 @@ Flow, per mini-batch B (keys: ``pk_L`` the label holder's, ``pk_P`` partner P's)
   3. each key owner decrypts the masked vector it received and returns it;
      each party removes its mask, adds its plaintext part, takes a gradient step.
   Once, with class weights: L -> P  [[s]]_L over all training rows.
-  Per epoch: P -> L  "moved less than tol" flag, and with early stopping the
+  Per epoch: P -> L  "moved less than tol" flag, and with a validation set the
   partial scores X_P w_P on the validation rows; L -> P  stop / keep-as-best.
 
 What each party learns (semi-honest):
   - label holder: its own gradients X_L^T s d per batch (hence its coefficients);
     masked partner gradients (uniform masks, statistically hiding); per epoch one
-    "converged" bit per partner; with early stopping, each partner's validation
-    partial scores X_P w_P (the same as joint prediction reveals).
+    "converged" bit per partner; with a validation set (early stopping), each
+    partner's validation partial scores X_P w_P (as joint prediction reveals).
   - partner: its own gradients X_P^T s d per batch (an aggregate over >= batch_size
     rows, the known leakage of gradient-based VFL); the masked label-holder
     gradient; the number of rows, batch seed and stop decisions. Never labels,
     residuals, scores, or the label holder's features or coefficients.
   Nothing crosses the wire in the clear except masked gradients, public keys,
-  flags, digests, block widths and (early stopping only) partner validation scores.
+  flags, digests, block widths and (validation set only) partner validation scores.
   Semi-honest only: each key holder decrypts whatever masked vector its peer sends
   (checked for length and range, see :mod:`veil.ml.lr_he`), so a malicious peer
   could ask for k of its residuals; a malicious-secure mode needs proofs.
