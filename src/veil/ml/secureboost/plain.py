@@ -85,8 +85,8 @@ class PlainSide:
         out = []
         for rq in reqs:
             rec = self.add_record(int(self.cols[rq.slot]), rq.bin, rq.default_left)
-            left = _left(self.bins.codes[rq.rows, rec.feature], rq.bin, rq.default_left)
-            vleft = _left(self.valid_codes[:, rec.feature], rq.bin, rq.default_left)
+            left = left_of_codes(self.bins.codes[rq.rows, rec.feature], rq.bin, rq.default_left)
+            vleft = left_of_codes(self.valid_codes[:, rec.feature], rq.bin, rq.default_left)
             out.append((len(self.records) - 1, left, vleft))
         return out
 
@@ -98,7 +98,8 @@ class PlainSide:
         return rec
 
 
-def _left(codes: np.ndarray, b: int, default_left: bool) -> np.ndarray:
+def left_of_codes(codes: np.ndarray, b: int, default_left: bool) -> np.ndarray:
+    """Rows going left at bin ``b`` (missing ones follow ``default_left``)."""
     return np.where(codes == MISSING, default_left, codes <= b)
 
 
