@@ -227,7 +227,7 @@ def run_label_holder(
                 f" has {xa.shape[0]} ({nv})",
                 "align both tables on the PSI result in the same order",
             )
-    keys = he.HEKeys(p.he, p.key_bits)
+    keys = he.HEKeys(p.he, p.key_bits, p.allow_small_keys)
     for q in partners:
         s.send(q, Tag.SETUP, {"pk": keys.public.to_wire(), "params": _params_wire(p)})
     bins = fit_bins(xa, p.max_bin)
@@ -294,8 +294,8 @@ def run_partner(
         theirs = setup.get("params") or {}
         diff = sorted(k for k, v in _params_wire(p).items() if theirs.get(k) != v)
         raise ConfigError(f"{me}.params", f"differ from the label holder's: {diff}", "")
-    pub = he.HEPublic.from_wire(setup["pk"])
-    if pub.n.bit_length() < p.key_bits - 1:
+    pub = he.HEPublic.from_wire(setup["pk"], p.allow_small_keys)
+    if pub.key_bits < p.key_bits - 1:
         raise ConfigError(f"{me}.key_bits", "label holder's key is too short", "")
     index = _partner_parties(s).index(s.me) + 1
     vcodes = apply_bins(vx, bins.edges)
@@ -353,23 +353,22 @@ class _PartnerState:
         self.cts: list[Any] = [1] * self.n
         if "ct" in msg:
             rows = np.asarray(msg["rows"], dtype=np.int64)
-            for r, c in zip(rows.tolist(), _ints(msg, "ct"), strict=True):
+            for r, c in zip(rows.tolist(), self.pub.check(_ints(msg, "ct")), strict=True):
                 self.cts[r] = c
         self.s.send(self.lh, Tag.NBINS, self.bins.n_bins[self.cols].astype(np.int64))
 
     def _build(self, msg: dict[str, Any]) -> None:
-        mod = self.pub.modulus
         nb = self.bins.n_bins[self.cols]
         keep = np.concatenate([np.arange(b) + j * self.max_bins for j, b in enumerate(nb)])
         per_node = len(self.cols) * self.max_bins
         if "ct" in msg:  # hidden instance space: one masked vector per node
             sums: list[Any] = []
             for arr in msg["ct"]:
-                cts = list(arr.values)
+                cts = self.pub.check(arr.values)
                 rows, groups, ng = hist_groups(
                     self.bins.codes, self.cols, np.zeros(self.n, np.int64), [0], self.max_bins
                 )
-                sums += he.group_sum(cts, rows, groups, ng, mod)
+                sums += self.pub.group_sum(cts, rows, groups, ng)
             n_nodes = len(msg["ct"])
         else:
             node_of = np.asarray(msg["node_of"], dtype=np.int64)
@@ -377,9 +376,9 @@ class _PartnerState:
             rows, groups, ng = hist_groups(
                 self.bins.codes, self.cols, node_of, list(range(n_nodes)), self.max_bins
             )
-            sums = he.group_sum(self.cts, rows, groups, ng, mod)
+            sums = self.pub.group_sum(self.cts, rows, groups, ng)
         picked = [sums[i * per_node + j] for i in range(n_nodes) for j in keep.tolist()]
-        packed = he.pack(picked, self.slot, self.k, mod)
+        packed = self.pub.pack(picked, self.slot, self.k)
         self.s.send(self.lh, Tag.HIST, {"ct": IntArray(packed, self.pub.width)})
 
     def _split(self, msg: dict[str, Any], plain: PlainSide) -> None:
