@@ -30,6 +30,8 @@ class SBTParams:
 
     ``hide_instance_space``: partners never learn which rows reach which node (see
     :mod:`veil.ml.secureboost.protocol`); costs one encryption pass per built node.
+    ``he``: OU by default (its ~680-bit plaintexts hold several packed (G, H) sums);
+    Paillier packs more per ciphertext but encrypts and adds slower.
     ``allow_small_keys`` lets tests use keys under 2048 bits; never set it in a job.
     """
 
@@ -45,7 +47,7 @@ class SBTParams:
     colsample: float = 1.0
     early_stopping_rounds: int = 0
     class_weight: tuple[float, float] | None = None
-    he: HEScheme = HEScheme.PAILLIER
+    he: HEScheme = HEScheme.OU
     key_bits: int = MIN_KEY_BITS
     precision_bits: int = 40
     hide_instance_space: bool = False

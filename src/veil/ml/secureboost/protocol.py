@@ -147,7 +147,8 @@ class RemoteSide:
             msg["node_of"] = np.array([slot_of.get(k, -1) for k in in_hist.tolist()], np.int32)
         self.s.send(self.party, Tag.STEP, msg)
         reply = self.s.recv(self.party, Tag.HIST)
-        sums = self.keys.decrypt(_ints(reply, "ct"))
+        cts = self.keys.public.check(_ints(reply, "ct"))
+        sums = self.keys.decrypt(cts, self.per_ct * self.codec.slot)
         flat = [v for t in sums for v in split_slots(t, self.codec.slot, self.per_ct)]
         nb, mb = self.nb, int(self.nb.max(initial=1))
         need = len(build) * int(nb.sum())
