@@ -3,8 +3,9 @@
 (a) synth20k: the peers' 16,000 x 30 split (guest: y + 10 features, host: 20),
     5 trees, depth 3, 2048-bit keys; (b) default_credit, 10 trees, depth 5, 32 bins.
 Veil runs both parties in this process over the in-memory transport; wall time,
-process CPU time, bytes exchanged (every frame, both directions), peak RSS of the
-process (both parties) and test AUC. Peers run through /work/shared/peers harnesses.
+CPU time and peak RSS of this process and its HE worker processes (both parties),
+bytes exchanged (every frame, both directions) and test AUC. Peers run through the
+/work/shared/peers harnesses.
 
     python benchmarks/secureboost.py --case synth --peers sf --peers-dir /tmp/sb-peers \
         --sf-venv /tmp/sb-sf-venv
@@ -14,19 +15,22 @@ process (both parties) and test AUC. Peers run through /work/shared/peers harnes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import psutil
 from sklearn.metrics import roc_auc_score
 
+from veil.crypto import he as he_engine
 from veil.ml.secureboost import (
     HEScheme,
     SBTParams,
@@ -62,6 +66,37 @@ def load_credit(data: Path) -> dict[str, np.ndarray]:
     return {"xa": xa[tr], "xb": xb[tr], "y": y[tr], "xa_te": xa[te], "xb_te": xb[te], "y_te": y[te]}
 
 
+class Usage:
+    """CPU seconds and peak RSS of this process plus its HE worker processes (sampled)."""
+
+    def __init__(self) -> None:
+        self.me = psutil.Process()
+        self.peak = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _procs(self) -> list[psutil.Process]:
+        return [self.me, *self.me.children(recursive=True)]
+
+    def cpu(self) -> float:
+        total = 0.0
+        for pr in self._procs():
+            try:
+                t = pr.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        return total
+
+    def _sample(self) -> None:
+        while not self.stop.wait(0.2):
+            rss = 0
+            for pr in self._procs():
+                with contextlib.suppress(psutil.Error):
+                    rss += pr.memory_info().rss
+            self.peak = max(self.peak, rss)
+
+
 def run_veil(d: dict[str, np.ndarray], p: SBTParams) -> dict[str, Any]:
     na = [f"g{i}" for i in range(d["xa"].shape[1])]
     nb = [f"h{i}" for i in range(d["xb"].shape[1])]
@@ -71,7 +106,9 @@ def run_veil(d: dict[str, np.ndarray], p: SBTParams) -> dict[str, Any]:
         traffic[0] += len(payload)
         traffic[1] += 1
 
-    c0, t0 = time.process_time(), time.perf_counter()
+    use = Usage()
+    use.thread.start()
+    c0, t0 = use.cpu(), time.perf_counter()
     models = run_parties(
         {
             "guest": lambda s: run_label_holder(s, d["xa"], d["y"], na, p),
@@ -81,7 +118,8 @@ def run_veil(d: dict[str, np.ndarray], p: SBTParams) -> dict[str, Any]:
         tap=tap,
         timeout=3600,
     )
-    fit, cpu = time.perf_counter() - t0, time.process_time() - c0
+    fit, cpu = time.perf_counter() - t0, use.cpu() - c0
+    use.stop.set()
     t1 = time.perf_counter()
     scores = run_parties(
         {
@@ -98,7 +136,8 @@ def run_veil(d: dict[str, np.ndarray], p: SBTParams) -> dict[str, Any]:
         "bytes": traffic[0],
         "frames": traffic[1],
         "predict_seconds": round(time.perf_counter() - t1, 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_rss_mb": round(use.peak / 2**20),
+        "workers": he_engine.get_workers(),
         "test_auc": round(float(roc_auc_score(d["y_te"], scores)), 4),
         "he": str(p.he),
         "key_bits": p.key_bits,
@@ -210,7 +249,10 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=0)
     ap.add_argument("--port", type=int, default=23500)
     ap.add_argument("--skip-veil", action="store_true")
+    ap.add_argument("--workers", type=int, default=0, help="HE worker processes (0: all cores)")
     a = ap.parse_args()
+    if a.workers:
+        he_engine.set_workers(a.workers)
     peers = Path(a.peers_dir)
     if a.case == "synth":
         d = load_peer_split(peers, "synth20k")
