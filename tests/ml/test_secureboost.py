@@ -272,3 +272,10 @@ def test_bad_input_is_named(breast: dict[str, np.ndarray]):
         SBTParams(key_bits=1024)
     with pytest.raises(ConfigError, match="max_depth"):
         SBTParams(max_depth=0)
+
+
+def test_public_facade_exports_what_it_lists():
+    import veil.ml.secureboost as sbt
+
+    assert all(hasattr(sbt, name) for name in sbt.__all__)
+    assert {"run_label_holder", "run_partner", "fit_plain", "SBTParams"} <= set(sbt.__all__)
