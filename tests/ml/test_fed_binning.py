@@ -57,7 +57,8 @@ def test_partner_iv_equals_plaintext_with_same_bins(
     partner_stats = [b for b in bank.stats if b.party == "bureau"]
     assert len(partner_stats) == 10
     for st, (name, bins) in zip(partner_stats, bureau.items(), strict=True):
-        assert st.name == f"bureau:f{st.index}"  # names hidden by default
+        assert st.name == f"f{st.index}"  # names hidden by default
+        assert st.label == f"bureau:f{st.index}"
         woe, iv = plain_iv(bins.transform(h[name]), y)
         assert abs(st.iv - iv) < 1e-6
         assert bins.iv is not None and abs(bins.iv - iv) < 1e-6

@@ -107,6 +107,11 @@ class BinStats:
     woe: FloatArray
     iv: float
 
+    @property
+    def label(self) -> str:
+        """``party:name`` as reports show it (``bureau:f3`` for an unrevealed column)."""
+        return f"{self.party}:{self.name}"
+
 
 @dataclass(frozen=True)
 class LabelHolderBinning:
@@ -125,8 +130,9 @@ def _policy_kw(policy: Any) -> dict[str, Any]:
 
 
 def anonymous_id(party: str, index: int) -> str:
-    """How a partner's feature is called when its name is not revealed."""
-    return f"{party}:f{index}"
+    """How a partner's feature is called when its name is not revealed (``f3``)."""
+    del party  # the id is per partner: BinStats.label adds the party
+    return f"f{index}"
 
 
 def _columns(features: Mapping[str, npt.ArrayLike], n_rows: int | None) -> dict[str, Any]:
