@@ -65,7 +65,7 @@ def _op_random_pow(base: int, modulus: int, exp_bits: int, window: int, count: i
 
 
 def _op_group_product(cts: IntArray, groups: np.ndarray, n_groups: int, m: int) -> Any:
-    out = kern.group_product_serial(unpack_ints(cts), groups.tolist(), n_groups, mpz(m))
+    out = kern.group_product_columns(unpack_ints(cts), groups, n_groups, mpz(m))
     return pack_ints(out, m)
 
 
