@@ -181,3 +181,13 @@ def test_load_frame_reads_ids_as_text_from_csv_and_parquet(jobdir: Path) -> None
     assert list(load_frame(spec.party("bank"))["id"]) == ["007", "42"]  # leading zeros kept
     partner = load_frame(spec.party("partner"))
     assert list(partner["id"]) == ["7", "42"] and list(partner["x"]) == [0.5, 1.5]
+
+
+def test_unsupported_or_unreadable_data(jobdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    job = write_job(jobdir, ["psi"])
+    (jobdir / "partner.xlsx").write_bytes(b"PK")
+    job.write_text(job.read_text().replace("partner.csv", "partner.xlsx"))
+    assert_rejected(job, capsys, "parties.partner.data: 'partner.xlsx' is neither CSV nor Parquet")
+    (jobdir / "partner.parquet").write_bytes(b"not parquet")
+    job.write_text(job.read_text().replace("partner.xlsx", "partner.parquet"))
+    assert_rejected(job, capsys, "parties.partner.data: cannot read", "readable CSV")
