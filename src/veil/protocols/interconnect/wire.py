@@ -107,6 +107,7 @@ class IcGrpcTransport(Transport):
         self.cfg = cfg
         self.mailbox = Mailbox()
         self._chunks = _Assembler()
+        self.chunks_received = 0
         opts = [
             ("grpc.max_receive_message_length", _GRPC_LIMIT),
             ("grpc.max_send_message_length", _GRPC_LIMIT),
@@ -164,6 +165,7 @@ class IcGrpcTransport(Transport):
                 self.mailbox.abort(src, req.value.decode("utf-8", "replace"))
                 return rsp
             if req.trans_type == link_pb2.CHUNKED:
+                self.chunks_received += 1
                 info = req.chunk_info
                 whole = self._chunks.add(req.key, info.message_length, info.chunk_offset, req.value)
                 if whole is None:

@@ -1,0 +1,74 @@
+"""Shared helpers of the interconnection tests: data sets, running two parties, ports."""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from veil.net.transport import Transport
+from veil.protocols.interconnect import IcPsiOptions, IcPsiResult, run_interconnect_psi
+
+UNICODE = ["ü-ñ-中文", "Ωmega", "😀", "a,b", " lead", ""]
+
+
+def make_sets(
+    n0: int, n1: int, overlap: int, seed: int = 0, prefix: str = ""
+) -> tuple[list[str], list[str]]:
+    """Two id lists with ``overlap`` common ids, duplicates and unicode mixed in."""
+    rnd = random.Random(seed)
+    common = [f"{prefix}c{i}" for i in range(overlap)]
+    a = common + [f"{prefix}a{i}" for i in range(max(0, n0 - overlap))]
+    b = common + [f"{prefix}b{i}" for i in range(max(0, n1 - overlap))]
+    if n0 > 10 and n1 > 10:
+        a += UNICODE[:3] + a[:3]  # shared unicode and duplicated ids
+        b += UNICODE[:2] + UNICODE[3:] + b[:2]
+    rnd.shuffle(a)
+    rnd.shuffle(b)
+    return a, b
+
+
+def expected_rows(mine: Sequence[str], theirs: Sequence[str]) -> list[int]:
+    """Indices of ``mine`` whose id is in ``theirs`` (plaintext intersection)."""
+    s = set(theirs)
+    return [i for i, x in enumerate(mine) if x in s]
+
+
+def run_pair(
+    transports: Sequence[Transport],
+    sets: Sequence[Sequence[str]],
+    opts: Sequence[IcPsiOptions],
+    timeout: float = 60.0,
+) -> list[Any]:
+    """Run both parties in threads; return their IcPsiResult or the exception each raised."""
+    out: list[Any] = [None, None]
+
+    def work(r: int) -> None:
+        try:
+            out[r] = run_interconnect_psi(transports[r], [x.encode() for x in sets[r]], opts[r])
+        except Exception as e:
+            out[r] = e
+
+    ths = [threading.Thread(target=work, args=(r,), daemon=True) for r in (0, 1)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join(timeout)
+    assert not any(t.is_alive() for t in ths), "a party hung"
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def check_result(res: IcPsiResult, mine: Sequence[str], theirs: Sequence[str]) -> None:
+    assert isinstance(res, IcPsiResult), res
+    assert res.indices == expected_rows(mine, theirs)
+
+
+Check = Callable[[IcPsiResult, Sequence[str], Sequence[str]], None]
