@@ -12,6 +12,7 @@ on main this module should shrink to a thin adapter over it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Sequence
@@ -65,6 +66,9 @@ class LinkConfig:
     max_payload: int = DEFAULT_MAX_PAYLOAD
     connect_timeout: float = 60.0
     server_name: str = ""
+    #: After a connection to a peer drops, how long it may take to come back before
+    #: every wait on that peer fails (a crashed peer must not leave us hanging).
+    reconnect_grace: float = 3.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.rank < len(self.addresses):
@@ -137,6 +141,9 @@ class IcGrpcTransport(Transport):
         self._server.start()
         self._channels: dict[int, grpc.Channel] = {}
         self._push: dict[int, Any] = {}
+        self._ready: set[int] = set()
+        self._lost: dict[int, str] = {}
+        self._closing = False
         for r, addr in enumerate(cfg.addresses):
             if r == self.rank:
                 continue
@@ -150,11 +157,30 @@ class IcGrpcTransport(Transport):
                     o.append(("grpc.ssl_target_name_override", cfg.server_name))
                 ch = grpc.secure_channel(addr, ccreds, options=o)
             self._channels[r] = ch
+            ch.subscribe(functools.partial(self._on_state, r), try_to_connect=False)
             self._push[r] = ch.unary_unary(
                 PUSH_METHOD,
                 request_serializer=link_pb2.PushRequest.SerializeToString,
                 response_deserializer=link_pb2.PushResponse.FromString,
             )
+
+    # -- peer liveness ----------------------------------------------------
+    def _on_state(self, r: int, state: grpc.ChannelConnectivity) -> None:
+        if state == grpc.ChannelConnectivity.READY:
+            self._ready.add(r)
+        elif r in self._ready and not self._closing:
+            self._ready.discard(r)
+            threading.Thread(target=self._check_peer, args=(r,), daemon=True).start()
+
+    def _check_peer(self, r: int) -> None:
+        try:
+            grpc.channel_ready_future(self._channels[r]).result(timeout=self.cfg.reconnect_grace)
+        except (grpc.FutureTimeoutError, ValueError):
+            if self._closing:
+                return
+            why = f"connection to rank {r} at {self.cfg.addresses[r]} was lost (peer exited?)"
+            self._lost[r] = why
+            self.mailbox.abort(r, why)
 
     # -- receiving --------------------------------------------------------
     def _on_push(self, req: Any, context: Any) -> Any:
@@ -186,6 +212,8 @@ class IcGrpcTransport(Transport):
 
     # -- sending ----------------------------------------------------------
     def _call(self, dst: int, req: Any) -> None:
+        if dst in self._lost:
+            raise NetworkError(f"cannot send '{req.key!r}': {self._lost[dst]}")
         try:
             rsp = self._push[dst](req, timeout=self.cfg.connect_timeout, wait_for_ready=True)
         except KeyError:
@@ -231,6 +259,7 @@ class IcGrpcTransport(Transport):
                 _log.debug("abort to rank %d not delivered", dst)
 
     def close(self) -> None:
+        self._closing = True
         for ch in self._channels.values():
             ch.close()
         self._server.stop(grace=1.0)
