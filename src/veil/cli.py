@@ -6,12 +6,16 @@ import argparse
 import sys
 
 from veil import __version__
+from veil.errors import ConfigError, VeilError
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="veil", description="Veil: data usable, never visible.")
     p.add_argument("--version", action="version", version=f"veil {__version__}")
-    p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    from veil.protocols.interconnect import command as interconnect_command
+
+    interconnect_command.add_parser(sub)
     return p
 
 
@@ -21,7 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return 0
+    try:
+        return int(args.func(args))
+    except ConfigError as e:
+        print(f"veil {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except VeilError as e:
+        print(f"veil {args.command}: failed: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

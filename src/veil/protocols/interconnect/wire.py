@@ -144,6 +144,7 @@ class IcGrpcTransport(Transport):
         self._ready: set[int] = set()
         self._lost: dict[int, str] = {}
         self._closing = False
+        self._watchers: dict[int, Any] = {}
         for r, addr in enumerate(cfg.addresses):
             if r == self.rank:
                 continue
@@ -157,7 +158,8 @@ class IcGrpcTransport(Transport):
                     o.append(("grpc.ssl_target_name_override", cfg.server_name))
                 ch = grpc.secure_channel(addr, ccreds, options=o)
             self._channels[r] = ch
-            ch.subscribe(functools.partial(self._on_state, r), try_to_connect=False)
+            self._watchers[r] = functools.partial(self._on_state, r)
+            ch.subscribe(self._watchers[r], try_to_connect=False)
             self._push[r] = ch.unary_unary(
                 PUSH_METHOD,
                 request_serializer=link_pb2.PushRequest.SerializeToString,
@@ -260,6 +262,7 @@ class IcGrpcTransport(Transport):
 
     def close(self) -> None:
         self._closing = True
-        for ch in self._channels.values():
+        for r, ch in self._channels.items():
+            ch.unsubscribe(self._watchers[r])
             ch.close()
         self._server.stop(grace=1.0)
