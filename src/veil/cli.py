@@ -7,12 +7,14 @@ import sys
 
 from veil import __version__
 from veil.errors import ConfigError, VeilError
+from veil.net import cli_ca
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="veil", description="Veil: data usable, never visible.")
     p.add_argument("--version", action="version", version=f"veil {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    cli_ca.add_parser(sub)
     from veil.protocols.interconnect import command as interconnect_command
 
     interconnect_command.add_parser(sub)
@@ -25,8 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
     try:
-        return int(args.func(args))
+        return int(func(args))
     except ConfigError as e:
         print(f"veil {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -1,4 +1,4 @@
-"""Session semantics over the in-memory transport (gRPC runs the same tests)."""
+"""Session semantics, run over every transport (in-memory and mutual-TLS gRPC)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import pytest
 
 from veil.errors import ConfigError, PeerAborted, PeerTimeout
 from veil.net import Session, run_parties
+from veil.net.local import local_transports
 from veil.net.memory import MemoryHub
 
 
-def test_send_recv_roundtrip_and_tag_counters() -> None:
+def test_send_recv_roundtrip_and_tag_counters(transport: str) -> None:
     def alice(s: Session) -> list[int]:
         for i in range(3):
             s.send("bob", "batch", i)
@@ -23,11 +24,11 @@ def test_send_recv_roundtrip_and_tag_counters() -> None:
         for g in reversed(got):
             s.send("alice", "reply", g * 10)
 
-    out = run_parties({"alice": alice, "bob": bob})
+    out = run_parties({"alice": alice, "bob": bob}, transport=transport)
     assert out["alice"] == [20, 10, 0]
 
 
-def test_out_of_order_tags_and_scopes() -> None:
+def test_out_of_order_tags_and_scopes(transport: str) -> None:
     def alice(s: Session) -> None:
         s.sub("r2").send("bob", "x", "second")
         s.sub("r1").send("bob", "x", "first")
@@ -35,30 +36,46 @@ def test_out_of_order_tags_and_scopes() -> None:
     def bob(s: Session) -> tuple[str, str]:
         return s.sub("r1").recv("alice", "x"), s.sub("r2").recv("alice", "x")
 
-    assert run_parties({"alice": alice, "bob": bob})["bob"] == ("first", "second")
+    out = run_parties({"alice": alice, "bob": bob}, transport=transport)
+    assert out["bob"] == ("first", "second")
 
 
-def test_keys_follow_interconnection_convention() -> None:
+def test_three_parties_all_pairs(transport: str) -> None:
+    names = ["a", "b", "c"]
+
+    def role(s: Session) -> dict[str, str]:
+        for p in s.peers():
+            s.send(p, "hi", f"{s.me}->{p}")
+        return {p: s.recv(p, "hi") for p in s.peers()}
+
+    out = run_parties({n: role for n in names}, transport=transport)
+    assert out["b"] == {"a": "a->b", "c": "c->b"}
+
+
+def test_keys_follow_interconnection_convention(transport: str) -> None:
     keys: list[str] = []
-    hub = MemoryHub(2, tap=lambda src, dst, key, payload: keys.append(key))
-    a = Session(hub.transport(0), ["a", "b"], "a")
-    b = Session(hub.transport(1), ["a", "b"], "b")
-    a.send("b", "enc", np.arange(3))
-    a.sub("psi").send("b", "enc", 1)
-    assert keys == ["root/enc:P2P-1:0->1", "root.psi/enc:P2P-1:0->1"]
-    assert b.recv("a", "enc").tolist() == [0, 1, 2]
+    with local_transports(transport, ["a", "b"], tap=lambda s, d, k, p: keys.append(k)) as ts:
+        a = Session(ts[0], ["a", "b"], "a")
+        b = Session(ts[1], ["a", "b"], "b")
+        a.send("b", "enc", np.arange(3))
+        a.sub("psi").send("b", "enc", 1)
+        assert keys == ["root/enc:P2P-1:0->1", "root.psi/enc:P2P-1:0->1"]
+        assert b.recv("a", "enc").tolist() == [0, 1, 2]
+        assert b.sub("psi").recv("a", "enc") == 1
+        assert ts[0].stats.totals().messages_sent == 2
+        assert ts[1].stats.totals().messages_received == 2
 
 
-def test_recv_timeout_names_peer_and_tag() -> None:
-    hub = MemoryHub(2)
-    s = Session(hub.transport(0), ["bank", "partner"], "bank", timeout=0.2)
-    t0 = time.monotonic()
-    with pytest.raises(PeerTimeout, match=r"root/hello.*peer partner"):
-        s.recv("partner", "hello")
-    assert time.monotonic() - t0 < 2
+def test_recv_timeout_names_peer_and_tag(transport: str) -> None:
+    with local_transports(transport, ["bank", "partner"]) as ts:
+        s = Session(ts[0], ["bank", "partner"], "bank", timeout=0.2)
+        t0 = time.monotonic()
+        with pytest.raises(PeerTimeout, match=r"root/hello.*peer partner"):
+            s.recv("partner", "hello")
+        assert time.monotonic() - t0 < 2
 
 
-def test_failing_party_aborts_the_others() -> None:
+def test_failing_party_aborts_the_others(transport: str) -> None:
     def alice(s: Session) -> None:
         raise RuntimeError("disk full")
 
@@ -67,16 +84,16 @@ def test_failing_party_aborts_the_others() -> None:
 
     t0 = time.monotonic()
     with pytest.raises(RuntimeError, match="disk full"):
-        run_parties({"alice": alice, "bob": bob})
+        run_parties({"alice": alice, "bob": bob}, transport=transport)
     assert time.monotonic() - t0 < 5
 
 
-def test_peer_aborted_is_raised_on_waiters() -> None:
-    hub = MemoryHub(2)
-    s = Session(hub.transport(1), ["a", "b"], "b")
-    hub.transport(0).abort("boom")
-    with pytest.raises(PeerAborted, match="boom"):
-        s.recv("a", "x", timeout=5)
+def test_peer_aborted_is_raised_on_waiters(transport: str) -> None:
+    with local_transports(transport, ["a", "b"]) as ts:
+        s = Session(ts[1], ["a", "b"], "b")
+        ts[0].abort("boom")
+        with pytest.raises(PeerAborted, match="boom"):
+            s.recv("a", "x", timeout=5)
 
 
 def test_unknown_party_and_role_are_config_errors() -> None:

@@ -1,0 +1,313 @@
+"""ECDH-PSI benchmarks: Veil at 1e6 x 1e6 over mutual-TLS gRPC, and Veil vs FATE 2.2 at 1e5.
+
+Each Veil party runs in its own OS process (this script re-invoked with ``party``),
+talking over loopback mutual-TLS gRPC with a throw-away federation CA. Times are of
+the protocol (``run_psi``), not of start-up or data generation; peak RSS is the
+party process's ``ru_maxrss``. Results are printed as JSON lines.
+
+    python benchmarks/psi.py rate                      # raw X25519 rate, 1 and N threads
+    python benchmarks/psi.py scale --n 1000000 --m 1000000 --overlap 0.5
+    python benchmarks/psi.py fate --repeat 3           # needs /tmp/fate-venv, /tmp/peers (README)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from veil.crypto import ecc
+
+HERE = Path(__file__).resolve()
+
+
+# -- raw primitive rate ------------------------------------------------------------------
+
+
+def x25519_rate(threads: int, ops: int = 20_000) -> float:
+    """X25519 scalar multiplications per second with ``threads`` threads (libsodium)."""
+    k = ecc.new_scalar()
+    pts = ecc.hash_to_points([str(i).encode() for i in range(ops)])
+    with ecc.ScalarMultiplier(threads) as mul:
+        t0 = time.perf_counter()
+        for i in range(0, ops, 4096):
+            mul(k, pts[i : i + 4096])
+        return ops / (time.perf_counter() - t0)
+
+
+def cmd_rate(_: argparse.Namespace) -> dict[str, Any]:
+    n = ecc.default_threads()
+    return {
+        "bench": "x25519_rate",
+        "ops_per_s_1_thread": round(x25519_rate(1)),
+        f"ops_per_s_{n}_threads": round(x25519_rate(n)),
+    }
+
+
+# -- one party in its own process --------------------------------------------------------
+
+
+def load_ids(spec: dict[str, Any], rank: int) -> list[str]:
+    """The party's ids: synthetic (n, m, overlap) or a CSV's ``id`` column."""
+    if "csv" in spec:
+        import pandas as pd
+
+        path = spec["csv"][rank]
+        return list(pd.read_csv(path, usecols=["id"], dtype={"id": str})["id"])
+    n, m, common = spec["n"], spec["m"], spec["common"]
+    if rank == 0:
+        return [f"cust-{i:010d}" for i in range(n)]
+    return [f"cust-{i:010d}" for i in range(n - common, n - common + m)]
+
+
+def cmd_party(a: argparse.Namespace) -> None:
+    """Run one party of a PSI over mutual-TLS gRPC and write its measurements to --out."""
+    from veil.net import certs
+    from veil.net.grpc_transport import GrpcConfig, GrpcTransport
+    from veil.net.session import Session
+    from veil.protocols.psi import PsiParams, run_psi
+
+    spec = json.loads(Path(a.spec).read_text())
+    names = spec["names"]
+    me = names[a.rank]
+    ids = load_ids(spec, a.rank)
+    tls = certs.TlsFiles(**spec["tls"][me])
+    cfg = GrpcConfig(rank=a.rank, names=names, addresses=spec["addresses"], tls=tls)
+    transport = GrpcTransport(cfg)
+    try:
+        session = Session(transport, names, me, timeout=600)
+        params = PsiParams(result_to=tuple(spec["result_to"]), batch_size=spec["batch_size"])
+        c0, t0 = os.times(), time.perf_counter()
+        res = run_psi(session, ids, params)
+        wall = time.perf_counter() - t0
+        c1 = os.times()
+        traffic = transport.stats.totals()
+    finally:
+        transport.close()
+    out = {
+        "party": me,
+        "n_input": res.n_input,
+        "intersection": res.size,
+        "wall_s": round(wall, 2),
+        "cpu_s": round((c1.user - c0.user) + (c1.system - c0.system), 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "bytes_sent": traffic.bytes_sent,
+        "bytes_received": traffic.bytes_received,
+    }
+    Path(a.out).write_text(json.dumps(out))
+
+
+def run_veil_pair(spec: dict[str, Any], workdir: Path) -> list[dict[str, Any]]:
+    """Start both parties as OS processes over loopback mutual-TLS gRPC; their results."""
+    from veil.net import certs
+    from veil.net.grpc_transport import free_port
+
+    names = spec["names"]
+    tls = certs.throwaway_federation(names, workdir / "pki")
+    spec = spec | {
+        "addresses": [f"127.0.0.1:{free_port()}" for _ in names],
+        "tls": {p: {k: str(v) for k, v in vars(t).items()} for p, t in tls.items()},
+    }
+    spec_file = workdir / "spec.json"
+    spec_file.write_text(json.dumps(spec))
+    outs = [workdir / f"party{r}.json" for r in range(len(names))]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(HERE),
+                "party",
+                "--rank",
+                str(r),
+                "--spec",
+                str(spec_file),
+                "--out",
+                str(outs[r]),
+            ]
+        )
+        for r in range(len(names))
+    ]
+    for p in procs:
+        if p.wait(timeout=1800) != 0:
+            for q in procs:
+                q.kill()
+            raise SystemExit(f"a party exited with status {p.returncode}")
+    return [json.loads(o.read_text()) for o in outs]
+
+
+def run_memory_pair(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Fallback: both parties as threads of this process over the in-memory transport
+    (they share one GIL and one RSS; used only when the gRPC transport is unavailable)."""
+    from veil.net import run_parties
+    from veil.net.session import Session
+    from veil.protocols.psi import PsiParams, PsiResult, run_psi
+
+    names = spec["names"]
+    ids = {p: load_ids(spec, r) for r, p in enumerate(names)}
+    params = PsiParams(result_to=tuple(spec["result_to"]), batch_size=spec["batch_size"])
+    walls: dict[str, float] = {}
+
+    def party(name: str) -> Any:
+        def fn(s: Session) -> PsiResult:
+            t0 = time.perf_counter()
+            res = run_psi(s, ids[name], params)
+            walls[name] = round(time.perf_counter() - t0, 2)
+            return res
+
+        return fn
+
+    c0 = os.times()
+    out = run_parties({p: party(p) for p in names}, timeout=600)
+    c1 = os.times()
+    rss = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    cpu = round((c1.user - c0.user) + (c1.system - c0.system), 2)
+    return [
+        {
+            "party": p,
+            "transport": "memory (one process)",
+            "n_input": out[p].n_input,
+            "intersection": out[p].size,
+            "wall_s": walls[p],
+            "cpu_s": cpu,  # of the whole process: both parties
+            "peak_rss_mb": rss,  # of the whole process: both parties
+        }
+        for p in names
+    ]
+
+
+def run_pair(spec: dict[str, Any], transport: str) -> list[dict[str, Any]]:
+    if transport == "memory":
+        return run_memory_pair(spec)
+    with tempfile.TemporaryDirectory() as d:
+        return run_veil_pair(spec, Path(d))
+
+
+def cmd_scale(a: argparse.Namespace) -> dict[str, Any]:
+    rate = cmd_rate(a)
+    spec = {
+        "names": ["bank", "partner"],
+        "n": a.n,
+        "m": a.m,
+        "common": int(min(a.n, a.m) * a.overlap),
+        "result_to": ["bank", "partner"],
+        "batch_size": a.batch_size,
+    }
+    runs = []
+    for _ in range(a.repeat):
+        parties = run_pair(spec, a.transport)
+        assert all(p["intersection"] == spec["common"] for p in parties), parties
+        runs.append(parties)
+    walls = [max(p["wall_s"] for p in r) for r in runs]
+    return {
+        "bench": "psi_scale",
+        "transport": a.transport,
+        "n": a.n,
+        "m": a.m,
+        "intersection": spec["common"],
+        "wall_s_median": statistics.median(walls),
+        "wall_s_runs": walls,
+        "items_per_s": round((a.n + a.m) / statistics.median(walls)),
+        "peak_rss_mb_max": {
+            p["party"]: max(r[i]["peak_rss_mb"] for r in runs) for i, p in enumerate(runs[0])
+        },
+        "runs": runs,
+        "x25519": rate,
+    }
+
+
+# -- side by side with FATE 2.2 ---------------------------------------------------------
+
+
+def run_fate(fate_python: str, fate_dir: Path, dataset: str) -> float:
+    """FATE's ECDH-PSI fit time in seconds (its own measurement around ``psi_run``)."""
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "psi.json"
+        cmd = [fate_python, "psi_launcher.py", "--parties", "guest:9999", "host:10000"]
+        cmd += ["--log_level", "WARNING", "--data_dir", str(fate_dir / "fate_data")]
+        cmd += ["--dataset", dataset, "--out", str(out)]
+        proc = subprocess.run(
+            cmd, check=False, cwd=fate_dir, capture_output=True, text=True, timeout=1800
+        )
+        # both roles print their own psi_time; the slower one is when PSI was done
+        found = re.findall(r"psi_time=([0-9.]+)s", proc.stdout + proc.stderr)
+        if found:
+            return max(float(x) for x in found)
+        if out.exists():
+            return float(json.loads(out.read_text())["psi_seconds"])
+        raise SystemExit(f"FATE run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+
+
+def cmd_fate(a: argparse.Namespace) -> dict[str, Any]:
+    fate_dir = Path(a.fate_dir)
+    data = fate_dir / "data"
+    spec = {
+        "names": ["guest", "host"],
+        "csv": [str(data / f"{a.dataset}_guest.csv"), str(data / f"{a.dataset}_host.csv")],
+        "result_to": ["guest", "host"],
+        "batch_size": a.batch_size,
+    }
+    veil_s: list[float] = []
+    fate_s: list[float] = []
+    sizes = set()
+    for _ in range(a.repeat):  # interleaved, so both see the same machine load
+        parties = run_pair(spec, a.transport)
+        sizes.update(p["intersection"] for p in parties)
+        veil_s.append(max(p["wall_s"] for p in parties))
+        fate_s.append(run_fate(a.fate_python, fate_dir, a.dataset))
+    v, f = statistics.median(veil_s), statistics.median(fate_s)
+    return {
+        "bench": "psi_vs_fate",
+        "transport": a.transport,
+        "dataset": a.dataset,
+        "intersection": sorted(sizes),
+        "veil_s_median": v,
+        "fate_s_median": f,
+        "speedup": round(f / v, 2),
+        "veil_s_runs": veil_s,
+        "fate_s_runs": fate_s,
+        "veil_last_run": parties,
+        "x25519": cmd_rate(a),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("rate")
+    s = sub.add_parser("scale")
+    s.add_argument("--n", type=int, default=1_000_000)
+    s.add_argument("--m", type=int, default=1_000_000)
+    s.add_argument("--overlap", type=float, default=0.5)
+    s.add_argument("--batch-size", type=int, default=4096)
+    s.add_argument("--repeat", type=int, default=1)
+    s.add_argument("--transport", choices=["grpc", "memory"], default="grpc")
+    f = sub.add_parser("fate")
+    f.add_argument("--dataset", default="psi_100k")
+    f.add_argument("--fate-python", default="/tmp/fate-venv/bin/python")
+    f.add_argument("--fate-dir", default="/tmp/peers/fate")
+    f.add_argument("--batch-size", type=int, default=4096)
+    f.add_argument("--repeat", type=int, default=3)
+    f.add_argument("--transport", choices=["grpc", "memory"], default="grpc")
+    p = sub.add_parser("party")
+    p.add_argument("--rank", type=int, required=True)
+    p.add_argument("--spec", required=True)
+    p.add_argument("--out", required=True)
+    a = ap.parse_args()
+    if a.cmd == "party":
+        cmd_party(a)
+        return
+    result = {"rate": cmd_rate, "scale": cmd_scale, "fate": cmd_fate}[a.cmd](a)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

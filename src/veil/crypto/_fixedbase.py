@@ -1,0 +1,85 @@
+"""Fixed-base exponentiation with a precomputed table (fixed-base windowing).
+
+For a base ``b`` used over and over (Paillier's ``h_s``, OU's ``G`` and ``H``) we store
+``T[i][d] = b**(d * 2**(w*i)) mod m`` for every ``w``-bit window ``i`` of the exponent
+and every digit ``d``. Then ``b**e = prod_i T[i][digit_i(e)]``: one modular product per
+window and no squarings (128 products for a 1024-bit exponent with ``w = 8``, against
+~1,200 for square-and-multiply). The table holds ``2**w * ceil(bits/w)`` residues
+(16 MiB for a 1024-bit exponent mod a 4096-bit ``n^2`` at ``w = 8``).
+
+Random exponents are drawn as raw bytes and split into digits with numpy, so they never
+become Python ints; evaluation is vectorised over a batch with numpy object arrays of
+gmpy2 ``mpz`` (one multiply and one reduction ufunc call per window).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from gmpy2 import mpz
+
+
+class FixedBase:
+    """Table for ``base**e mod modulus`` with ``0 <= e < 2**exp_bits``."""
+
+    __slots__ = ("exp_bits", "modulus", "n_windows", "table", "window")
+
+    def __init__(self, base: int, modulus: int, exp_bits: int, window: int = 8) -> None:
+        self.modulus = mpz(modulus)
+        self.window = window
+        self.exp_bits = exp_bits
+        self.n_windows = -(-exp_bits // window)
+        rows = []
+        cur = mpz(base) % self.modulus
+        for _ in range(self.n_windows):
+            row = np.empty(1 << window, dtype=object)
+            acc = mpz(1)
+            for d in range(1 << window):
+                row[d] = acc
+                acc = acc * cur % self.modulus
+            rows.append(row)
+            cur = acc  # base ** (2**w) ** (i + 1)
+        self.table = rows
+
+    def digits_from_bytes(self, raw: np.ndarray) -> np.ndarray:
+        """Little-endian exponent bytes (count, nbytes) -> window digits (count, windows)."""
+        count = raw.shape[0]
+        if self.window == 8:
+            return raw[:, : self.n_windows].astype(np.intp)
+        bits = np.unpackbits(raw, axis=1, bitorder="little")[:, : self.exp_bits]
+        pad = self.n_windows * self.window - bits.shape[1]
+        if pad:
+            bits = np.pad(bits, ((0, 0), (0, pad)))
+        weights = (1 << np.arange(self.window)).astype(np.intp)
+        return bits.reshape(count, self.n_windows, self.window).astype(np.intp) @ weights
+
+    def pow_digits(self, digits: np.ndarray) -> np.ndarray:
+        """``base**e`` for each row of window digits (count, <= n_windows)."""
+        if digits.ndim != 2 or digits.shape[1] > self.n_windows:
+            raise ValueError("exponent digits do not match the table")
+        m = self.modulus
+        if digits.shape[1] == 0:
+            out = np.empty(digits.shape[0], dtype=object)
+            out[:] = [mpz(1)] * digits.shape[0]
+            return out
+        acc = self.table[0][digits[:, 0]]
+        for i in range(1, digits.shape[1]):
+            col = digits[:, i]
+            if col.any():
+                acc = acc * self.table[i][col] % m
+        return np.asarray(acc, dtype=object)
+
+    def random_digits(self, count: int, urandom: bytes) -> np.ndarray:
+        """Digits of ``count`` uniform ``exp_bits``-bit exponents taken from ``urandom``."""
+        nb = -(-self.exp_bits // 8)
+        raw = np.frombuffer(urandom, dtype=np.uint8).reshape(count, nb)
+        return self.digits_from_bytes(raw)
+
+    def pow_ints(self, exps: list[int] | np.ndarray) -> np.ndarray:
+        """``base**e`` for non-negative ints ``e < 2**exp_bits``."""
+        nb = -(-self.exp_bits // 8)
+        raw = b"".join(int(e).to_bytes(nb, "little") for e in exps)
+        digits = self.digits_from_bytes(np.frombuffer(raw, dtype=np.uint8).reshape(len(exps), nb))
+        used = digits.shape[1]
+        while used > 0 and not digits[:, used - 1].any():
+            used -= 1  # small exponents cost fewer products
+        return self.pow_digits(digits[:, :used])

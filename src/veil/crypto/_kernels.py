@@ -1,0 +1,70 @@
+"""Serial big-integer kernels: run in the caller or in a worker process (no state)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gmpy2
+import numpy as np
+from gmpy2 import mpz
+
+ONE = mpz(1)
+
+
+def group_product_serial(a: list[Any], groups: list[int], n_groups: int, m: mpz) -> list[Any]:
+    acc: list[Any] = [ONE] * n_groups
+    for c, g in zip(a, groups, strict=True):
+        if g >= 0:
+            acc[g] = acc[g] * c % m
+    return acc
+
+
+def _window(n: int, bits: int) -> int:
+    best, best_cost = 1, math.inf
+    for w in range(1, 17):
+        cost = math.ceil(bits / w) * (n + 2 ** (w + 1))
+        if cost < best_cost:
+            best, best_cost = w, cost
+    return best
+
+
+def pippenger(bases: list[Any], exps: list[int], m: mpz) -> Any:
+    """``prod bases[i] ** exps[i] mod m`` for non-negative ``exps`` (bucket method)."""
+    pairs = [(b, int(e)) for b, e in zip(bases, exps, strict=True) if e]
+    if not pairs:
+        return ONE
+    bs = [b for b, _ in pairs]
+    es = [e for _, e in pairs]
+    bits = max(e.bit_length() for e in es)
+    w = _window(len(bs), bits)
+    mask = (1 << w) - 1
+    n_win = math.ceil(bits / w)
+    small = np.array(es, dtype=np.int64) if bits <= 62 else None
+    result = ONE
+    for t in range(n_win - 1, -1, -1):
+        if t != n_win - 1:
+            result = gmpy2.powmod(result, 1 << w, m)
+        shift = t * w
+        if small is not None:  # digit 0 -> bucket -1 (skipped)
+            digits = (((small >> shift) & mask) - 1).tolist()
+        else:
+            digits = [((e >> shift) & mask) - 1 for e in es]
+        buckets = group_product_serial(bs, digits, mask, m)
+        running, window_sum = ONE, ONE
+        for d in range(mask - 1, -1, -1):  # bucket d holds digit d + 1
+            if buckets[d] is not ONE:
+                running = running * buckets[d] % m
+            if running is not ONE:
+                window_sum = window_sum * running % m
+        result = result * window_sum % m
+    return result
+
+
+def signed_multi_exp(bases: list[Any], exps: list[int], m: mpz) -> Any:
+    """``prod bases[i] ** exps[i] mod m`` for signed ``exps``: one inversion in all."""
+    pos = pippenger(bases, [e if e > 0 else 0 for e in exps], m)
+    neg = pippenger(bases, [-e if e < 0 else 0 for e in exps], m)
+    if neg is ONE:
+        return pos
+    return pos * gmpy2.invert(neg, m) % m

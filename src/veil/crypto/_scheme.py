@@ -1,0 +1,181 @@
+"""The small interface each additively homomorphic scheme implements, and the shared keys.
+
+A scheme supplies a public key with ``raw_encrypt`` (randomised), ``raw_plain`` (the
+deterministic encoding ``g**m`` used for ciphertext + plaintext), the ciphertext modulus
+(ciphertext product = plaintext sum) and its plaintext capacity; and a secret key with
+``raw_decrypt``. Everything else (fixed point, packing, vectors, group sums, matrix
+products, serialisation of arrays) is shared in :mod:`veil.crypto.encrypted`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from gmpy2 import mpz
+
+from veil.crypto import encoding as enc
+from veil.errors import ConfigError
+
+if TYPE_CHECKING:
+    from veil.crypto.encrypted import EncryptedArray
+
+
+@dataclass(frozen=True)
+class KeyPolicy:
+    """Smallest modulus a key may have. Tests relax it only explicitly (``TEST_POLICY``)."""
+
+    min_bits: int = 2048
+    name: str = "default"
+
+
+DEFAULT_POLICY = KeyPolicy()
+TEST_POLICY = KeyPolicy(min_bits=512, name="test (insecure, tests only)")
+
+
+def check_key_bits(bits: int, policy: KeyPolicy, field: str = "bits") -> None:
+    if not isinstance(policy, KeyPolicy):
+        raise ConfigError("policy", "is not a KeyPolicy", "pass veil.crypto.he.DEFAULT_POLICY")
+    if not isinstance(bits, int) or bits < policy.min_bits:
+        raise ConfigError(
+            field,
+            f"{bits}-bit modulus is below the {policy.min_bits} bits policy '{policy.name}'",
+            "use 2048 bits or more (tests may pass policy=TEST_POLICY)",
+        )
+
+
+class HEPublicKey(ABC):
+    """Public key of an additively homomorphic scheme (Paillier or OU)."""
+
+    scheme: str
+    bits: int  # modulus size
+    ct_modulus: mpz
+    plain_bound: int  # largest |signed encoded plaintext|
+    plain_bits: int  # every integer below 2**plain_bits is a valid unsigned plaintext
+    ct_bytes: int
+
+    @abstractmethod
+    def raw_encrypt(self, ms: np.ndarray) -> np.ndarray:
+        """Randomised encryptions of signed ints ``ms`` (object array) -> object array."""
+
+    @abstractmethod
+    def raw_plain(self, ms: np.ndarray) -> np.ndarray:
+        """Deterministic ``g**m`` for signed ints ``ms``: multiply into a ciphertext to add."""
+
+    @abstractmethod
+    def raw_random_zero(self, count: int) -> np.ndarray:
+        """``count`` fresh encryptions of zero (randomisers), from the pool first."""
+
+    @abstractmethod
+    def to_wire(self) -> dict[str, Any]:
+        """Codec-compatible public parameters."""
+
+    @abstractmethod
+    def precompute(self, count: int) -> None:
+        """Fill the randomiser pool with ``count`` fresh randomisers ahead of time."""
+
+    def encrypt(self, x: Any, frac_bits: int | None = None) -> EncryptedArray:
+        """Encrypt a numpy array (any shape) of floats or ints, element-wise.
+
+        Floats are encoded with ``frac_bits`` (default 40: precision 2**-41), ints exactly.
+        """
+        from veil.crypto.encrypted import EncryptedArray
+
+        a = enc.as_array(x, "x")
+        is_float = enc.is_float_array(a)
+        f = (enc.DEFAULT_FRAC_BITS if is_float else 0) if frac_bits is None else frac_bits
+        if not isinstance(f, int) or not 0 <= f <= 1024:
+            raise ConfigError("frac_bits", f"must be an int in 0..1024, got {f!r}", "")
+        ints = enc.scale_to_int(a, f)
+        bound = enc.max_abs_int(ints)
+        self.check_bound(bound, "encrypt(x)")
+        ct = self.raw_encrypt(ints.ravel()).reshape(a.shape)
+        return EncryptedArray(self, ct, f, is_float, bound)
+
+    def check_bound(self, bound: int, what: str) -> None:
+        if bound > self.plain_bound:
+            raise enc.HEOverflowError(
+                what,
+                bound,
+                self.plain_bound,
+                "scale the values down, use fewer frac bits, or a larger key / Paillier",
+            )
+
+    def pack_spec(
+        self,
+        slots: int,
+        max_abs: float,
+        max_terms: int = 1,
+        frac_bits: int = 16,
+    ) -> enc.PackSpec:
+        """Layout for ``slots`` values ``|v| <= max_abs`` per ciphertext, summable
+        ``max_terms`` times (e.g. the row count for a histogram); see :mod:`encoding`."""
+        return enc.make_pack_spec(self.plain_bits, slots, max_abs, max_terms, frac_bits)
+
+    def pack_capacity(self, max_abs: float, max_terms: int = 1, frac_bits: int = 16) -> int:
+        """How many such values fit one ciphertext."""
+        return enc.pack_capacity(self.plain_bits, max_abs, max_terms, frac_bits)
+
+    def encrypt_packed(self, values: Any, spec: enc.PackSpec) -> EncryptedArray:
+        """Encrypt each row of ``values`` (shape (rows, spec.slots)) into one ciphertext."""
+        from veil.crypto.encrypted import EncryptedArray
+
+        if not isinstance(spec, enc.PackSpec):
+            raise ConfigError("spec", "is not a PackSpec", "build one with pk.pack_spec(...)")
+        ints = np.array(enc.pack_rows(values, spec), dtype=object)
+        ct = self.raw_encrypt(ints)
+        terms = np.ones((len(ints), spec.slots), dtype=np.int64)
+        return EncryptedArray(self, ct, 0, False, 0, pack=spec, terms=terms)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, HEPublicKey) and self.to_wire() == other.to_wire()
+
+    def __hash__(self) -> int:
+        return hash((self.scheme, int(self.ct_modulus)))
+
+
+class HESecretKey(ABC):
+    """Secret key; ``decrypt`` returns numpy arrays. Its repr never shows key material."""
+
+    public_key: HEPublicKey
+
+    @abstractmethod
+    def raw_decrypt(self, cts: np.ndarray, span: int) -> tuple[list[int], int]:
+        """Residues of a 1-D object array of ciphertexts and the modulus they are exact mod.
+
+        ``span`` bounds how many consecutive integers the plaintexts may take (``2b+1`` for
+        signed values ``|v| <= b``); a scheme may then decrypt modulo a smaller prime.
+        """
+
+    def _check(self, c: EncryptedArray) -> None:
+        from veil.crypto.encrypted import EncryptedArray
+
+        if not isinstance(c, EncryptedArray):
+            raise ConfigError("c", f"expected an EncryptedArray, got {type(c).__name__}", "")
+        if c.pk != self.public_key:
+            raise ConfigError("c", "was encrypted under another public key", "use its own key")
+
+    def decrypt(self, c: EncryptedArray) -> np.ndarray:
+        """Decrypt: float64 if the array holds floats, else int64 (object if any > 2**62)."""
+        self._check(c)
+        if c.pack is not None:
+            raise ConfigError("c", "is packed", "use sk.decrypt_packed(c)")
+        raw, n = self.raw_decrypt(c.ct.ravel(), 2 * c.bound + 1)
+        half = n // 2
+        signed = [v - n if v > half else v for v in raw]
+        return enc.decode(signed, c.frac_bits, c.is_float).reshape(c.shape)
+
+    def decrypt_packed(self, c: EncryptedArray) -> np.ndarray:
+        """Decrypt a packed array to shape (len(c), slots): float64 (int64 if frac_bits 0)."""
+        self._check(c)
+        if c.pack is None or c.terms is None:
+            raise ConfigError("c", "is not packed", "use sk.decrypt(c)")
+        raw, _ = self.raw_decrypt(c.ct.ravel(), 1 << (c.pack.slots * c.pack.slot_bits))
+        return enc.unpack_rows(raw, c.terms, c.pack)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__module__}.SecretKey {self.public_key.bits}-bit, hidden>"
+
+    __str__ = __repr__

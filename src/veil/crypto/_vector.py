@@ -1,0 +1,93 @@
+"""Vector kernels over ciphertexts (numpy object arrays of gmpy2 ``mpz``), scheme-agnostic.
+
+Everything here is modular arithmetic in the ciphertext group: products add plaintexts,
+powers multiply them. The hot paths are :func:`group_product` (SecureBoost histograms)
+and :func:`multi_exp` (the hetero-LR gradient ``X^T d``), the latter with Pippenger's
+bucket method: per exponent window, ciphertexts are multiplied into 2**w buckets by their
+digit, and the buckets are combined with two running products, so a column of ``n``
+``b``-bit exponents costs about ``(b/w) * (n + 2**(w+1))`` products instead of ``n * 1.2b``.
+Large batches are spread over worker processes by :mod:`veil.crypto._parallel`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gmpy2
+import numpy as np
+from gmpy2 import mpz
+
+from veil.crypto import _parallel as par
+from veil.errors import ProtocolError
+
+ONE = mpz(1)
+
+
+def _obj(values: Any) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = list(values)
+    return out
+
+
+def mulmod(a: np.ndarray, b: np.ndarray, m: mpz) -> np.ndarray:
+    """Element-wise ``a * b mod m`` (broadcasting like numpy).
+
+    A fused per-element loop: reducing each product while it is in cache measured ~30%
+    faster than numpy's two object-array passes (multiply, then ``%``).
+    """
+    if a.shape != b.shape:
+        a, b = np.broadcast_arrays(a, b)
+    flat = [x * y % m for x, y in zip(a.ravel().tolist(), b.ravel().tolist(), strict=True)]
+    return _obj(flat).reshape(a.shape)
+
+
+def invert(a: np.ndarray, m: mpz) -> np.ndarray:
+    flat = [gmpy2.invert(v, m) for v in a.ravel()]
+    return _obj(flat).reshape(a.shape)
+
+
+def pow_scalar(a: np.ndarray, k: int, m: mpz) -> np.ndarray:
+    """Element-wise ``a ** k mod m`` for one (possibly negative) exponent."""
+    flat = a.ravel()
+    if k == 1:
+        return a.copy()
+    if k == 0:
+        return _obj([ONE] * flat.size).reshape(a.shape)
+    if k < 0:
+        flat = invert(flat, m)
+        k = -k
+    return _obj(par.powmod_base_list(list(flat), k, m)).reshape(a.shape)
+
+
+def pow_elementwise(a: np.ndarray, ks: np.ndarray, m: mpz) -> np.ndarray:
+    """``a[i] ** ks[i] mod m`` (1-D, exponents may be negative)."""
+    return _obj([gmpy2.powmod(x, int(k), m) for x, k in zip(a, ks, strict=True)])
+
+
+def product(a: np.ndarray, m: mpz) -> np.ndarray:
+    """Product of a 1-D array mod ``m`` as a 1-element array (1 if empty)."""
+    return _obj(par.group_product(a.tolist(), [0] * a.size, 1, m))
+
+
+def group_product(a: np.ndarray, groups: np.ndarray, n_groups: int, m: mpz) -> np.ndarray:
+    """``out[g] = prod a[i] for groups[i] == g`` mod ``m``; negative groups are skipped."""
+    return _obj(par.group_product(list(a), groups.tolist(), n_groups, m))
+
+
+def multi_exp(a: np.ndarray, K: np.ndarray, m: mpz) -> np.ndarray:
+    """``out[j] = prod_i a[i] ** K[i, j] mod m`` (``K`` signed ints, shape (n, k))."""
+    cols = [[int(v) for v in K[:, j]] for j in range(K.shape[1])]
+    return _obj(par.multi_exp_columns(list(a), cols, m))
+
+
+def to_ints(a: np.ndarray) -> list[int]:
+    return [int(v) for v in a]
+
+
+def from_ints(values: Any, m: mpz) -> np.ndarray:
+    """Ciphertexts received from a peer: each must lie in ``[1, m)``."""
+    out = [mpz(v) for v in values]
+    for v in out:
+        if not 0 < v < m:
+            raise ProtocolError("ciphertext out of range for this key")
+    return _obj(out)

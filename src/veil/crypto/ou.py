@@ -1,0 +1,227 @@
+"""Okamoto-Uchiyama encryption [Okamoto-Uchiyama 1998], accelerated as in
+[Coron-Naccache-Paillier 1999, "Accelerating Okamoto-Uchiyama's public-key cryptosystem"].
+
+Keys: ``n = p^2 q`` (2048 bits by default; ``p``, ``q`` about 683 bits), ``p = t u + 1`` with
+``t`` a prime of 2 x 112 = 224 bits. Public ``G = g^u mod n`` and ``H = g'^(n u) mod n``.
+Encryption ``c = G^m H^r mod n`` with ``r`` a fresh uniform 224-bit exponent; decryption
+``m = L(c^t mod p^2) / L(G^t mod p^2) mod p``, ``L(x) = (x - 1)/p`` -- a 224-bit exponent
+instead of ``p - 1``, which is what makes OU decryption fast. Plaintexts live mod ``p``
+(signed range ``|m| < 2**(|p| - 2)``, about 2**681: ample for gradients and counts).
+
+Security of the shortcuts: semantic security rests on the p-subgroup assumption (as hard
+as factoring ``n``); the 224-bit ``t`` and ``r`` resist Pollard-rho / baby-step-giant-step
+on the exponent at 2**112 work, the level of a 2048-bit modulus (SecretFlow HEU uses 110-bit
+``r``, i.e. 2**55 against BSGS; we do not). ``G^m`` and ``H^r`` use fixed-base tables
+(about 17 MiB per key, built on first use).
+
+Where OU must NOT be used: it is malleable and not CCA-secure -- anyone who can get the
+key holder to decrypt a ciphertext of their choice and see the result can factor ``n``
+(a crafted ``G^x`` with ``x > p`` decrypts to ``x mod p``). Use it only in the semi-honest
+setting where the key holder never returns raw decryptions of ciphertexts it did not make
+itself, never for long-lived keys shared across jobs, and never where sums can exceed
+2**681 (use Paillier there). Fine for SecureBoost gradient histograms and bin counts.
+
+What each party learns: as for Paillier -- the key holder every plaintext it decrypts, a
+public-key holder nothing beyond shapes and the public encoding metadata.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections import deque
+from typing import Any
+
+import gmpy2
+import numpy as np
+from gmpy2 import mpz
+
+from veil.crypto import _parallel as par
+from veil.crypto._fixedbase import FixedBase
+from veil.crypto._scheme import (
+    DEFAULT_POLICY,
+    TEST_POLICY,
+    HEPublicKey,
+    HESecretKey,
+    KeyPolicy,
+    check_key_bits,
+)
+from veil.crypto.encrypted import EncryptedArray, concatenate
+from veil.errors import ConfigError, ProtocolError
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "TEST_POLICY",
+    "EncryptedArray",
+    "KeyPolicy",
+    "PublicKey",
+    "SecretKey",
+    "concatenate",
+    "generate_keypair",
+]
+
+SCHEME = "ou"
+SUBGROUP_BITS = 224  # 2 x 112-bit security
+H_WINDOW = 11
+G_WINDOW = 8
+
+
+class PublicKey(HEPublicKey):
+    """OU public key ``(n, G, H)`` and the public size of ``p``."""
+
+    scheme = SCHEME
+
+    def __init__(self, n: int, G: int, H: int, p_bits: int) -> None:
+        self.n = mpz(n)
+        self.G, self.H = mpz(G), mpz(H)
+        self.p_bits = int(p_bits)
+        self.bits = int(self.n.bit_length())
+        self.ct_modulus = self.n
+        self.ct_bytes = (self.bits + 7) // 8
+        self.plain_bits = self.p_bits - 1
+        self.plain_bound = (1 << (self.p_bits - 2)) - 1
+        self.rand_bits = SUBGROUP_BITS
+        self._tables: dict[str, FixedBase] = {}
+        self._pool: deque[Any] = deque()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<ou.PublicKey {self.bits}-bit>"
+
+    def _table(self, which: str) -> FixedBase:
+        with self._lock:
+            if which not in self._tables:
+                if which == "H":
+                    t = FixedBase(self.H, self.n, self.rand_bits, H_WINDOW)
+                else:
+                    base = self.G if which == "G" else gmpy2.invert(self.G, self.n)
+                    t = FixedBase(base, self.n, self.p_bits, G_WINDOW)
+                self._tables[which] = t
+            return self._tables[which]
+
+    def _fresh_randomisers(self, count: int) -> np.ndarray:
+        return par.random_pow(self._table("H"), self.H, count)
+
+    def precompute(self, count: int) -> None:
+        """Add ``count`` randomisers ``H^r`` to the pool (offline phase)."""
+        if not isinstance(count, int) or count < 0:
+            raise ConfigError("count", f"must be an int >= 0, got {count!r}", "")
+        fresh = self._fresh_randomisers(count)
+        with self._lock:
+            self._pool.extend(fresh)
+
+    def pool_size(self) -> int:
+        return len(self._pool)
+
+    def raw_random_zero(self, count: int) -> np.ndarray:
+        taken: list[Any] = []
+        with self._lock:
+            while self._pool and len(taken) < count:
+                taken.append(self._pool.popleft())
+        out = np.empty(count, dtype=object)
+        out[: len(taken)] = taken
+        if len(taken) < count:
+            out[len(taken) :] = self._fresh_randomisers(count - len(taken))
+        return out
+
+    def raw_plain(self, ms: np.ndarray) -> np.ndarray:
+        vals = [int(m) for m in ms]
+        out = np.empty(len(vals), dtype=object)
+        pos = [i for i, v in enumerate(vals) if v >= 0]
+        neg = [i for i, v in enumerate(vals) if v < 0]
+        if pos:
+            out[pos] = self._table("G").pow_ints([vals[i] for i in pos])
+        if neg:
+            out[neg] = self._table("Ginv").pow_ints([-vals[i] for i in neg])
+        return out
+
+    def raw_encrypt(self, ms: np.ndarray) -> np.ndarray:
+        gm = self.raw_plain(ms)
+        r = self.raw_random_zero(len(ms))
+        return np.asarray(gm * r % self.n, dtype=object)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "scheme": SCHEME,
+            "n": int(self.n),
+            "G": int(self.G),
+            "H": int(self.H),
+            "p_bits": self.p_bits,
+        }
+
+    @classmethod
+    def from_wire(cls, obj: Any, policy: KeyPolicy = DEFAULT_POLICY) -> PublicKey:
+        """Public key from :meth:`to_wire`; checks size (against ``policy``) and ranges."""
+        try:
+            if obj["scheme"] != SCHEME:
+                raise ProtocolError(f"expected an {SCHEME} key, got {obj['scheme']!r}")
+            n, G, H, p_bits = mpz(obj["n"]), mpz(obj["G"]), mpz(obj["H"]), int(obj["p_bits"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ProtocolError(f"malformed OU public key: {e}") from e
+        check_key_bits(int(n.bit_length()), policy, "public_key.n")
+        ok = 3 * p_bits <= n.bit_length() + 3 and p_bits > SUBGROUP_BITS + 8
+        if not ok or not (1 < G < n and 1 < H < n) or gmpy2.gcd(G * H, n) != 1:
+            raise ProtocolError("OU public key fails its sanity checks")
+        return cls(n, G, H, p_bits)
+
+
+class SecretKey(HESecretKey):
+    """OU secret key (``p``, ``t`` and ``L(G^t)^-1``); never printed."""
+
+    public_key: PublicKey
+
+    def __init__(self, public_key: PublicKey, p: int, t: int) -> None:
+        self.public_key = public_key
+        self._p, self._t = mpz(p), mpz(t)
+        self._p2 = self._p * self._p
+        if public_key.n % self._p2 != 0:
+            raise ConfigError("p", "does not divide the public modulus", "")
+        gt = gmpy2.powmod(public_key.G % self._p2, self._t, self._p2)
+        self._gt_inv = gmpy2.invert((gt - 1) // self._p, self._p)
+
+    def raw_decrypt(self, cts: np.ndarray, span: int) -> tuple[list[int], int]:
+        p, p2 = self._p, self._p2
+        xs = par.powmod_base_list([c % p2 for c in cts], self._t, p2)
+        return [int((x - 1) // p * self._gt_inv % p) for x in xs], int(p)
+
+
+def _rand_prime(bits: int) -> mpz:
+    while True:
+        p = gmpy2.next_prime(mpz(secrets.randbits(bits) | (3 << (bits - 2))))
+        if p.bit_length() == bits:
+            return p
+
+
+def generate_keypair(
+    bits: int = 2048, *, policy: KeyPolicy = DEFAULT_POLICY
+) -> tuple[PublicKey, SecretKey]:
+    """New OU key pair with a ``bits``-bit ``n = p^2 q`` (>= 2048 unless ``policy`` allows)."""
+    check_key_bits(bits, policy)
+    p_bits = (bits + 2) // 3
+    t_bits = min(SUBGROUP_BITS, p_bits // 3)
+    while True:
+        t = _rand_prime(t_bits)
+        lo, hi = (1 << (p_bits - 1)) // t + 1, ((1 << p_bits) - 2) // t
+        while True:
+            u = lo + secrets.randbelow(int(hi - lo))
+            p = t * u + 1
+            if gmpy2.is_prime(p, 40):
+                break
+        q = _rand_prime(bits - 2 * p_bits)
+        n = p * p * q
+        if n.bit_length() == bits and p != q:
+            break
+    p2 = p * p
+    while True:
+        g = mpz(secrets.randbelow(int(n) - 2) + 2)
+        gp = gmpy2.powmod(g % p2, p - 1, p2)
+        if gmpy2.gcd(g, n) == 1 and gp != 1:
+            break  # g^(p-1) has order p mod p^2, so G^t generates the plaintext group
+    while True:
+        g2 = mpz(secrets.randbelow(int(n) - 2) + 2)
+        if gmpy2.gcd(g2, n) == 1:
+            break
+    G = gmpy2.powmod(g, u, n)
+    H = gmpy2.powmod(g2, n * u, n)
+    pk = PublicKey(n, G, H, p_bits)
+    return pk, SecretKey(pk, p, t)

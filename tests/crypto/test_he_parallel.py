@@ -1,0 +1,43 @@
+"""The multi-core paths (threads and worker processes) give the serial results."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from veil.crypto import _parallel as par
+from veil.crypto.he import get_workers, set_workers
+from veil.errors import ConfigError
+
+
+@pytest.fixture
+def two_workers(monkeypatch):
+    before = get_workers()
+    monkeypatch.setattr(par, "MIN_RANDOMISERS", 1)
+    monkeypatch.setattr(par, "MIN_PRODUCTS", 1)
+    monkeypatch.setattr(par, "MIN_POWMODS", 1)
+    set_workers(2)
+    yield
+    set_workers(before)
+
+
+def test_parallel_kernels_match_numpy(keys, two_workers):
+    pk, sk = keys
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=40)
+    c = pk.encrypt(x)  # randomisers from worker processes
+    np.testing.assert_allclose(sk.decrypt(c), x, atol=2**-40)  # threaded decryption
+    groups = rng.integers(-1, 5, size=40)
+    want = np.array([x[groups == g].sum() for g in range(5)])
+    np.testing.assert_allclose(sk.decrypt(c.group_sum(groups, 5)), want, atol=1e-9)
+    np.testing.assert_allclose(sk.decrypt(c.sum()), [x.sum()], atol=1e-9)
+    X1 = rng.normal(size=(40, 1))  # few columns: rows split across workers
+    np.testing.assert_allclose(sk.decrypt(c @ X1), x @ X1, atol=1e-8)
+    X6 = rng.integers(-9, 9, size=(40, 6))  # many columns: columns split
+    np.testing.assert_allclose(sk.decrypt(c @ X6), x @ X6, atol=1e-8)
+    np.testing.assert_allclose(sk.decrypt(c * -0.75), x * -0.75, atol=1e-9)
+
+
+def test_set_workers_rejects_nonsense():
+    with pytest.raises(ConfigError, match="workers"):
+        set_workers(0)
