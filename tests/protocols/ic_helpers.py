@@ -51,7 +51,7 @@ def run_pair(
 
     def work(r: int) -> None:
         try:
-            out[r] = run_interconnect_psi(transports[r], [x.encode() for x in sets[r]], opts[r])
+            out[r] = run_interconnect_psi(transports[r], list(sets[r]), opts[r])
         except Exception as e:
             out[r] = e
 
@@ -70,9 +70,30 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def first_common(mine: Sequence[str], theirs: Sequence[str]) -> set[int]:
+    """First-occurrence positions in ``mine`` of the ids also in ``theirs``."""
+    s, seen, out = set(theirs), set(), set()
+    for i, x in enumerate(mine):
+        if x in s and x not in seen:
+            out.add(i)
+        seen.add(x)
+    return out
+
+
 def check_result(res: IcPsiResult, mine: Sequence[str], theirs: Sequence[str]) -> None:
+    """One index per distinct common id, and every row of a common id in rows()."""
     assert isinstance(res, IcPsiResult), res
-    assert res.indices == expected_rows(mine, theirs)
+    assert res.indices is not None
+    assert len(res.indices) == len(set(res.indices.tolist()))
+    assert set(res.indices.tolist()) == first_common(mine, theirs)
+    assert res.rows() == expected_rows(mine, theirs)
+    assert res.n_input == len(mine) and res.n_distinct == len(set(mine))
+
+
+def same_order(r0: IcPsiResult, r1: IcPsiResult, a: Sequence[str], b: Sequence[str]) -> None:
+    """Both receivers list the common ids in the same order."""
+    assert r0.indices is not None and r1.indices is not None
+    assert [a[i] for i in r0.indices] == [b[i] for i in r1.indices]
 
 
 Check = Callable[[IcPsiResult, Sequence[str], Sequence[str]], None]

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.protocols.ic_helpers import check_result, make_sets, run_pair
+from tests.protocols.ic_helpers import check_result, make_sets, run_pair, same_order
 from veil.errors import ConfigError, PeerTimeout
 from veil.net.memory import MemoryHub
 from veil.net.transport import Transport
@@ -42,7 +42,9 @@ def test_both_ranks_match_plaintext(rtr: int, sizes: tuple[int, int, int]) -> No
         else:
             assert res[r].indices is None
         assert res[r].fin_received
-        assert res[r].peer_item_num == len(theirs)
+        assert res[r].peer_item_num == len(set(theirs))
+    if rtr == -1:
+        same_order(res[0], res[1], a, b)
 
 
 def test_wire_is_what_the_reference_peer_sends() -> None:
@@ -70,9 +72,10 @@ def test_wire_is_what_the_reference_peer_sends() -> None:
     for nums in seen.values():
         assert sorted(nums) == list(range(1, len(nums) + 1))
     # root: 1 handshake message + ceil(n/100) enc batches + the empty last one
-    assert len(seen[("root", "0", "1")]) == 1 + -(-len(a) // 100) + 1
-    assert len(seen[("root", "1", "0")]) == 1 + -(-len(b) // 100) + 1
-    assert len(seen[("root-0", "0", "1")]) == -(-len(b) // 100) + 1  # dual.enc of b
+    na, nb = len(set(a)), len(set(b))  # distinct ids are sent
+    assert len(seen[("root", "0", "1")]) == 1 + -(-na // 100) + 1
+    assert len(seen[("root", "1", "0")]) == 1 + -(-nb // 100) + 1
+    assert len(seen[("root-0", "0", "1")]) == -(-nb // 100) + 1  # dual.enc of b
     for _, _, key, payload in frames:
         m = KEY.match(key)
         if not m or (m[2] == "1" and m[1] == "root"):
@@ -169,7 +172,7 @@ def test_missing_peer_times_out_with_a_clear_message() -> None:
     from veil.protocols.interconnect import run_interconnect_psi
 
     with pytest.raises(PeerTimeout, match="did not connect"):
-        run_interconnect_psi(hub.transport(0), [b"x"], o)
+        run_interconnect_psi(hub.transport(0), ["x"], o)
 
 
 @pytest.mark.parametrize(
@@ -180,9 +183,34 @@ def test_missing_peer_times_out_with_a_clear_message() -> None:
         ({"rank": 0, "curve": "sm2"}, "curve"),
         ({"rank": 0, "curve": "p256"}, "curve"),
         ({"rank": 0, "body": BodyOptions(batch_size=0)}, "batch_size"),
+        ({"rank": 0, "body": BodyOptions(threads=0)}, "threads"),
     ],
 )
 def test_bad_options_name_the_field(kw: dict[str, object], field: str) -> None:
     with pytest.raises(ConfigError) as e:
         IcPsiOptions(**kw)  # type: ignore[arg-type]
     assert e.value.field == field
+
+
+def test_equals_the_native_psi_step() -> None:
+    from veil.net.local import run_parties
+    from veil.protocols.psi import PsiParams, run_psi
+
+    a, b = make_sets(400, 300, 150, seed=9)
+    params = PsiParams(result_to=("p0", "p1"), batch_size=128)
+    native = run_parties(
+        {"p0": lambda s: run_psi(s, a, params), "p1": lambda s: run_psi(s, b, params)}
+    )
+    hub = MemoryHub(2)
+    ic = run_pair([hub.transport(0), hub.transport(1)], [a, b], [opts(0), opts(1)])
+    for r, p in enumerate(["p0", "p1"]):
+        assert set(ic[r].indices.tolist()) == set(native[p].indices.tolist())
+        assert ic[r].n_distinct == native[p].n_distinct
+
+
+def test_non_string_ids_are_refused() -> None:
+    from veil.protocols.interconnect import run_interconnect_psi
+
+    hub = MemoryHub(2)
+    with pytest.raises(ConfigError, match="position 1"):
+        run_interconnect_psi(hub.transport(0), ["a", None, "c"], opts(0))  # type: ignore[list-item]

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.protocols.ic_certs import make_pki
 from tests.protocols.ic_helpers import expected_rows, free_port, make_sets
 from tests.protocols.sf_peer import read_ids, start_sf
 from veil.cli import main
+from veil.net.certs import throwaway_federation
 
 
 def write_csv(path: Path, ids: list[str]) -> None:
@@ -58,11 +58,12 @@ def test_two_cli_parties(tmp_path: Path, secure: bool, capsys: pytest.CaptureFix
     write_csv(tmp_path / "in1.csv", b)
     addrs = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
     if secure:
-        pki = make_pki(tmp_path, ["p0", "p1"])
+        pki = throwaway_federation(["bank-a", "bank-b"], tmp_path / "pki")
         extras = [
-            ["--ca", str(t.ca), "--cert", str(t.cert), "--key", str(t.key),
-             "--server-name", "localhost"]
-            for t in pki
+            ["--ca", str(t.ca_cert), "--cert", str(t.cert), "--key", str(t.key),
+             "--name", me, "--peer-name", other]
+            for t, me, other in [(pki["bank-a"], "bank-a", "bank-b"),
+                                 (pki["bank-b"], "bank-b", "bank-a")]
         ]  # fmt: skip
     else:
         extras = [["--insecure"], ["--insecure"]]

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.protocols.ic_helpers import expected_rows, free_port, make_sets
+from tests.protocols.ic_helpers import check_result, expected_rows, free_port, make_sets
 from tests.protocols.sf_peer import read_ids, sf_peer_venv, start_sf
+from veil.net.grpc_transport import GrpcConfig, GrpcTransport
 from veil.protocols.interconnect import HandshakeRefused, IcPsiOptions, run_interconnect_psi
 from veil.protocols.interconnect.vocab import ErrorCode
-from veil.protocols.interconnect.wire import IcGrpcTransport, LinkConfig
 
 pytestmark = pytest.mark.interop
 
@@ -41,13 +41,15 @@ def run_against_sf(
         tmp, sf_rank, addrs[sf_rank], addrs[veil_rank], sf_ids,
         "--result-to-rank", str(rtr), *sf_args,
     )  # fmt: skip
-    t = IcGrpcTransport(LinkConfig(veil_rank, addrs[veil_rank], addrs, None, max_payload))
+    names = ["party0", "party1"]
+    cfg = GrpcConfig(veil_rank, names, addrs, None, insecure=True, chunk_size=max_payload)
+    t = GrpcTransport(cfg)
     try:
         o = IcPsiOptions(
             rank=veil_rank, result_to_rank=rtr, timeout=60, connect_timeout=60,
             fin_timeout=15, **veil_opts,  # type: ignore[arg-type]
         )  # fmt: skip
-        res: object = run_interconnect_psi(t, [x.encode() for x in veil_ids], o)
+        res: object = run_interconnect_psi(t, list(veil_ids), o)
     except Exception as e:
         res = e
     finally:
@@ -63,7 +65,7 @@ def check_both(
     assert rc == 0, log[-3000:]
     assert not isinstance(res, Exception), res
     if rtr in (-1, veil_rank):
-        assert res.indices == expected_rows(veil_ids, sf_ids)  # type: ignore[attr-defined]
+        check_result(res, veil_ids, sf_ids)  # type: ignore[arg-type]
     else:
         assert res.indices is None  # type: ignore[attr-defined]
     assert res.fin_received  # type: ignore[attr-defined]

@@ -2,11 +2,12 @@
 
 Public API::
 
+    from veil.net.grpc_transport import GrpcConfig, GrpcTransport  # the standard wire
     from veil.protocols.interconnect import IcPsiOptions, run_interconnect_psi
-    from veil.protocols.interconnect.wire import IcGrpcTransport, LinkConfig, TlsFiles
 
-``run_interconnect_psi(transport, items, IcPsiOptions(rank=R, result_to_rank=-1))``
-returns an :class:`IcPsiResult` whose ``indices`` are this party's intersected items.
+``run_interconnect_psi(transport, ids, IcPsiOptions(rank=R, result_to_rank=-1))``
+returns an :class:`IcPsiResult`: ``indices`` (first occurrences of common ids, in an
+order both receivers share) and ``rows()`` (every input row of a common id).
 """
 
 from veil.protocols.interconnect.handshake import HandshakeRefused

@@ -1,7 +1,8 @@
 """``veil psi --interconnect``: one party of an ECDH-PSI with any standard peer.
 
-    veil psi --interconnect --rank 1 --listen 0.0.0.0:61601 --peer bank-a:61600 \\
-        --data customers.csv --id id --out matched.csv --ca ca.pem --cert me.pem --key me.key
+    veil psi --interconnect --rank 1 --listen 0.0.0.0:61601 --peer bank-a.example:61600 \\
+        --name bank-b --peer-name bank-a --data customers.csv --id id --out matched.csv \\
+        --ca fed/ca.crt --cert bank-b/bank-b.crt --key bank-b/bank-b.key
 
 Reads ``--data`` (CSV with a header), runs the interconnection PSI on column ``--id``
 and, if this party gets the result, writes the intersected rows (same header, input
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import re
 import sys
 import tempfile
 import time
@@ -20,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from veil.errors import ConfigError
+from veil.net.certs import TlsFiles, check_party_name
+from veil.net.grpc_transport import GrpcConfig, GrpcTransport
 from veil.protocols.interconnect.party import IcPsiOptions, run_interconnect_psi
 from veil.protocols.interconnect.suite import SUITES
-from veil.protocols.interconnect.wire import IcGrpcTransport, LinkConfig, TlsFiles
 
 INSECURE_WARNING = (
     "WARNING: --insecure: plaintext gRPC, no authentication of the peer. Anyone on the "
@@ -53,18 +56,19 @@ def add_parser(subparsers: Any) -> None:
         help="rank that learns the intersection; -1 (default) = both",
     )  # fmt: skip
     p.add_argument("--curve", default="25519", help=f"EC suite: {', '.join(sorted(SUITES))}")
-    p.add_argument("--ca", type=Path, help="CA certificate (PEM) that signed both parties")
-    p.add_argument("--cert", type=Path, help="this party's certificate (PEM)")
-    p.add_argument("--key", type=Path, help="this party's private key (PEM)")
+    p.add_argument("--name", help="this party's name = its certificate name (default partyR)")
+    p.add_argument("--peer-name", help="the peer's certificate name (default partyN)")
+    p.add_argument("--ca", type=Path, help="federation CA certificate (ca.crt, see `veil ca`)")
+    p.add_argument("--cert", type=Path, help="this party's certificate (`veil ca issue`)")
+    p.add_argument("--key", type=Path, help="this party's private key")
     p.add_argument("--insecure", action="store_true", help="plaintext gRPC (prints a warning)")
-    p.add_argument("--server-name", default="", help="expected name in the peer's certificate")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait per message")
     p.add_argument("--no-handshake", action="store_true", help="skip the handshake")
     p.set_defaults(func=run_command)
 
 
-def read_rows(path: Path, id_col: str) -> tuple[list[str], list[list[str]], list[bytes]]:
-    """(header, rows, ids as UTF-8) of a CSV file; errors name the flag to fix."""
+def read_rows(path: Path, id_col: str) -> tuple[list[str], list[list[str]], list[str]]:
+    """(header, rows, ids) of a CSV file; errors name the flag to fix."""
     try:
         with path.open(newline="", encoding="utf-8") as f:
             reader = csv.reader(f)
@@ -82,7 +86,7 @@ def read_rows(path: Path, id_col: str) -> tuple[list[str], list[list[str]], list
     for n, r in enumerate(rows, start=2):
         if len(r) <= i:
             raise ConfigError("--data", f"line {n} of {path} has no '{id_col}' field")
-    return header, rows, [r[i].encode("utf-8") for r in rows]
+    return header, rows, [r[i] for r in rows]
 
 
 def write_rows_atomically(path: Path, header: list[str], rows: list[list[str]]) -> None:
@@ -110,7 +114,7 @@ def _tls(args: argparse.Namespace) -> TlsFiles | None:
             " ".join(missing), "mutual TLS needs a CA, a certificate and a key",
             "make them with `veil ca`, or pass --insecure for a plaintext test link",
         )  # fmt: skip
-    return TlsFiles(args.ca, args.cert, args.key)
+    return TlsFiles(ca_cert=args.ca, cert=args.cert, key=args.key)
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -119,15 +123,23 @@ def run_command(args: argparse.Namespace) -> int:
         rank=args.rank, result_to_rank=args.result_to_rank, curve=args.curve,
         handshake=not args.no_handshake, timeout=args.timeout, connect_timeout=args.timeout,
     )  # fmt: skip
+    for flag, addr in (("--listen", args.listen), ("--peer", args.peer)):
+        if not re.match(r"^\S+:\d{1,5}$", addr):
+            raise ConfigError(flag, f"'{addr}' is not HOST:PORT", "e.g. 127.0.0.1:61600")
+    peer = 1 - args.rank
+    names = ["", ""]
+    names[args.rank] = check_party_name(args.name or f"party{args.rank}", "--name")
+    names[peer] = check_party_name(args.peer_name or f"party{peer}", "--peer-name")
     header, rows, ids = read_rows(args.data, args.id_col)
     addresses = [args.peer, args.peer]
     addresses[args.rank] = args.listen
-    cfg = LinkConfig(
-        rank=args.rank, listen=args.listen, addresses=addresses, tls=_tls(args),
-        connect_timeout=args.timeout, server_name=args.server_name,
+    tls = _tls(args)
+    cfg = GrpcConfig(
+        rank=args.rank, names=names, addresses=addresses, tls=tls, insecure=tls is None,
+        connect_timeout=args.timeout, listen=args.listen,
     )  # fmt: skip
     t0 = time.monotonic()
-    transport = IcGrpcTransport(cfg)
+    transport = GrpcTransport(cfg)
     try:
         res = run_interconnect_psi(transport, ids, opts)
     finally:
@@ -141,9 +153,12 @@ def run_command(args: argparse.Namespace) -> int:
             f"intersection, not this party (nothing written). sent {sent} B, received {got} B"
         )
         return 0
-    write_rows_atomically(args.out, header, [rows[i] for i in res.indices])
+    common = res.rows()
+    n_distinct = 0 if res.indices is None else len(res.indices)
+    write_rows_atomically(args.out, header, [rows[i] for i in common])
     print(
-        f"done in {took:.1f} s: {len(res.indices)} of {len(ids)} rows in the intersection "
+        f"done in {took:.1f} s: {len(common)} of {len(ids)} rows "
+        f"({n_distinct} distinct ids) in the intersection "
         f"-> {args.out}; peer declared {res.peer_item_num} ids; sent {sent} B, received {got} B"
     )
     return 0

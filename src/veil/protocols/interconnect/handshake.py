@@ -21,7 +21,7 @@ from google.protobuf import any_pb2
 from veil.errors import NetworkError
 from veil.protocols.interconnect.channel import IcChannel
 from veil.protocols.interconnect.proto import ecc_pb2, entry_pb2, psi_pb2
-from veil.protocols.interconnect.suite import EcSuite
+from veil.protocols.interconnect.suite import IcSuite
 from veil.protocols.interconnect.vocab import (
     ECC_VERSION,
     HANDSHAKE_VERSION,
@@ -49,7 +49,7 @@ class HandshakeRefused(NetworkError):
 class Terms:
     """What this party brings to the handshake."""
 
-    suite: EcSuite
+    suite: IcSuite
     item_num: int
     result_to_rank: int
     version: int = HANDSHAKE_VERSION
@@ -59,7 +59,7 @@ class Terms:
 class Agreement:
     """What both sides agreed on."""
 
-    suite: EcSuite
+    suite: IcSuite
     result_to_rank: int
     peer_item_num: int  # -1 when the peer did not say
     bit_length_after_truncated: int

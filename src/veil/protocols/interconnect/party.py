@@ -3,21 +3,24 @@
 Link up (mesh connect) -> handshake (rank 0 decides, rank 1 proposes) -> ECDH-PSI body
 -> ``FIN`` exchange. Works against any implementation of the standard wire, including
 SecretFlow's (see ``docs/interconnection.md``), over any :class:`Transport` whose keys
-reach the peer unchanged (:mod:`veil.protocols.interconnect.wire` for gRPC).
+reach the peer unchanged (:class:`veil.net.grpc_transport.GrpcTransport` for gRPC).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from veil.errors import ConfigError, NetworkError
 from veil.net.transport import Transport
+from veil.protocols import psi
 from veil.protocols.interconnect import handshake as hs
 from veil.protocols.interconnect.channel import IcChannel, connect_mesh, send_fin, wait_fin
 from veil.protocols.interconnect.ecdh import BodyOptions, run_ecdh_body
-from veil.protocols.interconnect.suite import EcdhCipher, suite_named
+from veil.protocols.interconnect.suite import suite_named
 from veil.protocols.interconnect.vocab import ALL_RANKS, HANDSHAKE_VERSION, ROOT_CHANNEL
 
 _log = logging.getLogger(__name__)
@@ -56,29 +59,51 @@ class IcPsiOptions:
             raise ConfigError("batch_size", "must be at least 1")
         if not 1 <= self.body.dual_bytes <= 32:
             raise ConfigError("dual_bytes", "must be between 1 and 32")
+        t = self.body.threads
+        if t is not None and (not isinstance(t, int) or t < 1):
+            raise ConfigError("threads", f"must be a positive integer or None, got {t!r}")
 
 
 @dataclass(frozen=True)
 class IcPsiResult:
-    """``indices``: positions of this party's items in the intersection (None when this
-    party does not get the result); ``peer_item_num``: what the peer declared (-1 unknown)."""
+    """What one party gets.
 
-    indices: list[int] | None
+    ``indices``: input positions of the common ids, one per distinct id (its first
+    occurrence), in an order both receivers share; None when this party gets no result.
+    ``peer_item_num``: the count the peer declared in the handshake (-1 unknown).
+    """
+
+    indices: np.ndarray | None
+    all_rows: np.ndarray | None
+    n_input: int
+    n_distinct: int
     peer_item_num: int
     fin_received: bool
+
+    def rows(self) -> list[int]:
+        """Every input position whose id is common (duplicates included), ascending."""
+        if self.all_rows is None:
+            raise ConfigError("result_to_rank", "this party did not get the intersection")
+        return [int(i) for i in self.all_rows]
 
 
 def run_interconnect_psi(
     transport: Transport,
-    items: Sequence[bytes],
+    ids: Iterable[str] | Sequence[str],
     opts: IcPsiOptions,
     progress: Callable[[str, float], None] | None = None,
 ) -> IcPsiResult:
-    """Run this party's side against rank ``1 - opts.rank`` on ``transport``."""
+    """Run this party's side against rank ``1 - opts.rank`` on ``transport``.
+
+    ``ids`` are strings (hashed as UTF-8, as the reference peer hashes its CSV field).
+    """
+    if not isinstance(opts, IcPsiOptions):
+        raise ConfigError("opts", f"expected IcPsiOptions, got {type(opts).__name__}")
     if transport.rank != opts.rank:
         raise ConfigError("rank", f"transport is rank {transport.rank}, options say {opts.rank}")
-    if not all(isinstance(x, bytes) for x in items):
-        raise ConfigError("items", "items must be bytes", "encode ids with str.encode('utf-8')")
+    raw = psi.encode_ids(ids)
+    distinct = psi.first_occurrences(raw)
+    order = distinct[psi.secure_permutation(len(distinct))]
     peer = 1 - opts.rank
     suite = suite_named(opts.curve)
     fin_ok = False
@@ -87,14 +112,14 @@ def run_interconnect_psi(
         root = IcChannel(transport, ROOT_CHANNEL, opts.timeout)
         peer_items = -1
         if opts.handshake:
-            terms = hs.Terms(suite, len(items), opts.result_to_rank, opts.handshake_version)
+            terms = hs.Terms(suite, len(order), opts.result_to_rank, opts.handshake_version)
             decide = opts.rank == 0
             agreed = hs.decide(root, peer, terms) if decide else hs.propose(root, 0, terms)
             peer_items = agreed.peer_item_num
-        cipher = EcdhCipher(suite, EcdhCipher.new_secret())
         idx = run_ecdh_body(
-            root, peer, items, cipher, opts.result_to_rank, opts=opts.body, progress=progress
-        )
+            root, peer, raw, order, suite,
+            result_to_rank=opts.result_to_rank, opts=opts.body, progress=progress,
+        )  # fmt: skip
     finally:
         try:
             send_fin(transport, [peer])
@@ -103,4 +128,8 @@ def run_interconnect_psi(
             _log.warning("FIN exchange with rank %d failed: %s", peer, e)
     if not fin_ok:
         _log.warning("rank %d sent no FIN within %.0f s", peer, opts.fin_timeout)
-    return IcPsiResult(idx, peer_items, fin_ok)
+    rows = None
+    if idx is not None:
+        common = {raw[i] for i in idx}
+        rows = np.flatnonzero(np.fromiter((x in common for x in raw), bool, len(raw)))
+    return IcPsiResult(idx, rows, len(raw), len(order), peer_items, fin_ok)

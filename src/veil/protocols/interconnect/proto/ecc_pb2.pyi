@@ -2,8 +2,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable, Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -95,7 +94,7 @@ class EccProtocolProposal(_message.Message):
     ec_suits: _containers.RepeatedCompositeFieldContainer[EcSuit]
     point_octet_formats: _containers.RepeatedScalarFieldContainer[int]
     support_point_truncation: bool
-    def __init__(self, supported_versions: _Optional[_Iterable[int]] = ..., ec_suits: _Optional[_Iterable[_Union[EcSuit, _Mapping]]] = ..., point_octet_formats: _Optional[_Iterable[int]] = ..., support_point_truncation: _Optional[bool] = ...) -> None: ...
+    def __init__(self, supported_versions: _Optional[_Iterable[int]] = ..., ec_suits: _Optional[_Iterable[_Union[EcSuit, _Mapping]]] = ..., point_octet_formats: _Optional[_Iterable[int]] = ..., support_point_truncation: bool = ...) -> None: ...
 
 class EccProtocolResult(_message.Message):
     __slots__ = ("version", "ec_suit", "point_octet_format", "bit_length_after_truncated")
