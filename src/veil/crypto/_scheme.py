@@ -167,13 +167,24 @@ class HESecretKey(ABC):
         signed = [v - n if v > half else v for v in raw]
         return enc.decode(signed, c.frac_bits, c.is_float).reshape(c.shape)
 
-    def decrypt_packed(self, c: EncryptedArray) -> np.ndarray:
-        """Decrypt a packed array to shape (len(c), slots): float64 (int64 if frac_bits 0)."""
+    def decrypt_packed(
+        self, c: EncryptedArray, slots: int | None = None, rows: int | None = None
+    ) -> np.ndarray:
+        """Decrypt a packed array to shape (len(c), slots): float64 (int64 if frac_bits 0).
+
+        For a ``compress()``-ed array pass the original ``slots`` and ``rows`` to get the
+        original layout back (the result is reshaped to (-1, slots) and cut to ``rows``).
+        """
         self._check(c)
         if c.pack is None or c.terms is None:
             raise ConfigError("c", "is not packed", "use sk.decrypt(c)")
         raw, _ = self.raw_decrypt(c.ct.ravel(), 1 << (c.pack.slots * c.pack.slot_bits))
-        return enc.unpack_rows(raw, c.terms, c.pack)
+        out = enc.unpack_rows(raw, c.terms, c.pack)
+        if slots is not None:
+            if slots < 1 or out.size % slots:
+                raise ConfigError("slots", f"{slots} does not divide {out.shape}", "")
+            out = out.reshape(-1, slots)
+        return out if rows is None else out[:rows]
 
     def __repr__(self) -> str:
         return f"<{type(self).__module__}.SecretKey {self.public_key.bits}-bit, hidden>"

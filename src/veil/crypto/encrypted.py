@@ -255,6 +255,12 @@ class EncryptedArray:
     def __matmul__(self, X: Any) -> EncryptedArray:
         return self.matmul(X)
 
+    def compress(self) -> EncryptedArray:
+        """Fold packed rows into as few ciphertexts as fit (see :mod:`veil.crypto.packing`)."""
+        from veil.crypto.packing import compress
+
+        return compress(self)
+
     def rerandomize(self) -> EncryptedArray:
         """Same plaintexts under fresh randomness (hides that a value came from ``* 0``)."""
         r = self.pk.raw_random_zero(self.size).reshape(self.shape)
