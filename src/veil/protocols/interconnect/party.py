@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from veil.errors import ConfigError, NetworkError
+from veil.net.session import Session
 from veil.net.transport import Transport
 from veil.protocols import psi
 from veil.protocols.interconnect import handshake as hs
@@ -33,6 +34,8 @@ class IcPsiOptions:
     ``result_to_rank``: -1 = both parties learn the intersection, else that rank only.
     ``handshake=False`` skips the handshake (SecretFlow's ``-disable_handshake=1``).
     ``handshake_version`` exists so tests can propose a version the peer must refuse.
+    ``link_id`` is the key prefix (yacl's link id, ``root`` for SecretFlow); a job step
+    uses its own so that two steps never share keys.
     """
 
     rank: int
@@ -44,6 +47,7 @@ class IcPsiOptions:
     fin_timeout: float = 10.0
     handshake_version: int = HANDSHAKE_VERSION
     body: BodyOptions = field(default_factory=BodyOptions)
+    link_id: str = ROOT_CHANNEL
 
     def __post_init__(self) -> None:
         if self.rank not in (0, 1):
@@ -55,6 +59,8 @@ class IcPsiOptions:
                 "use -1 for both parties or the rank that gets the intersection",
             )
         suite_named(self.curve)
+        if not self.link_id or ":" in self.link_id:
+            raise ConfigError("link_id", f"'{self.link_id}' must be non-empty, without ':'")
         if self.body.batch_size < 1:
             raise ConfigError("batch_size", "must be at least 1")
         if not 1 <= self.body.dual_bytes <= 32:
@@ -109,7 +115,7 @@ def run_interconnect_psi(
     fin_ok = False
     connect_mesh(transport, [peer], opts.connect_timeout)
     try:
-        root = IcChannel(transport, ROOT_CHANNEL, opts.timeout)
+        root = IcChannel(transport, opts.link_id, opts.timeout)
         peer_items = -1
         if opts.handshake:
             terms = hs.Terms(suite, len(order), opts.result_to_rank, opts.handshake_version)
@@ -133,3 +139,29 @@ def run_interconnect_psi(
         common = {raw[i] for i in idx}
         rows = np.flatnonzero(np.fromiter((x in common for x in raw), bool, len(raw)))
     return IcPsiResult(idx, rows, len(raw), len(order), peer_items, fin_ok)
+
+
+def run_psi_interconnect(
+    session: Session, ids: Sequence[str], params: psi.PsiParams
+) -> psi.PsiResult:
+    """The native ``psi`` step's contract over the interconnection protocol (two parties).
+
+    For job files (``psi: {interconnect: true}``): same inputs and result type as
+    :func:`veil.protocols.psi.run_psi`, keys scoped under the session's scope.
+    """
+    if len(session.parties) != 2:
+        raise ConfigError("parties", f"PSI needs exactly two parties, got {session.parties}")
+    rt = tuple(params.result_to)
+    for p in rt:
+        if p not in session.parties:
+            raise ConfigError("result_to", f"'{p}' is not a party of this job {session.parties}")
+    rtr = ALL_RANKS if len(set(rt)) == 2 else session.parties.index(rt[0])
+    opts = IcPsiOptions(
+        rank=session.rank, result_to_rank=rtr, timeout=session.timeout,
+        connect_timeout=session.timeout, link_id=f"{session.scope}/interconnect",
+        body=BodyOptions(batch_size=params.batch_size, threads=params.threads),
+    )  # fmt: skip
+    res = run_interconnect_psi(session.transport, ids, opts)
+    size = None if res.indices is None else len(res.indices)
+    peer_n = res.peer_item_num if res.peer_item_num >= 0 else 0
+    return psi.PsiResult(res.indices, size, res.n_input, res.n_distinct, peer_n)
