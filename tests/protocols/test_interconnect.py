@@ -214,3 +214,13 @@ def test_non_string_ids_are_refused() -> None:
     hub = MemoryHub(2)
     with pytest.raises(ConfigError, match="position 1"):
         run_interconnect_psi(hub.transport(0), ["a", None, "c"], opts(0))  # type: ignore[list-item]
+
+
+def test_public_facade() -> None:
+    import veil.protocols.interconnect as ic
+
+    assert sorted(ic.__all__) == sorted(
+        ["SUITES", "HandshakeRefused", "IcPsiOptions", "IcPsiResult", "run_interconnect_psi",
+         "run_psi_interconnect"]
+    )  # fmt: skip
+    assert all(hasattr(ic, n) for n in ic.__all__)

@@ -8,10 +8,17 @@ Public API::
 ``run_interconnect_psi(transport, ids, IcPsiOptions(rank=R, result_to_rank=-1))``
 returns an :class:`IcPsiResult`: ``indices`` (first occurrences of common ids, in an
 order both receivers share) and ``rows()`` (every input row of a common id).
+``run_psi_interconnect(session, ids, PsiParams(...))`` is the same with the native
+``run_psi`` contract (used by the job step ``psi: {interconnect: true}``).
 """
 
 from veil.protocols.interconnect.handshake import HandshakeRefused
-from veil.protocols.interconnect.party import IcPsiOptions, IcPsiResult, run_interconnect_psi
+from veil.protocols.interconnect.party import (
+    IcPsiOptions,
+    IcPsiResult,
+    run_interconnect_psi,
+    run_psi_interconnect,
+)
 from veil.protocols.interconnect.suite import SUITES
 
 __all__ = [
@@ -20,4 +27,5 @@ __all__ = [
     "IcPsiOptions",
     "IcPsiResult",
     "run_interconnect_psi",
+    "run_psi_interconnect",
 ]
