@@ -3,7 +3,8 @@
 Both parties run the same role; ``result_to_rank`` says who learns the intersection.
 Each party sends its *distinct* ids in a secret random order (the wire does not care;
 the reference peer sends its file order, duplicates included).
-Flow, three concurrent streams per party (as SecretFlow's libpsi runs them):
+Flow, three streams per party (SecretFlow's libpsi runs them in three threads; Veil
+interleaves 1 and 2 in one loop, as native psi does, and reads 3 at the end):
   1. mask self:  send ``enc`` batches k·H(x) (≤4096 points of 32 bytes) on the root
      channel, then an empty batch (count 0, is_last_batch) that ends the stream;
   2. mask peer:  for each ``enc`` batch of the peer, compute k·(k'·H(y)), keep its last
@@ -23,8 +24,6 @@ the wire: only k·H(x) and 12-byte truncations of k·k'·H(x).
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -49,21 +48,25 @@ class BodyOptions:
     threads: int | None = None
 
 
-def _send_batches(
-    ch: IcChannel, dst: int, kind: BatchType, batches: Iterator[tuple[int, bytes]]
-) -> None:
-    """Send ``EcdhPsiCipherBatch`` messages of (count, packed points), then the empty one."""
-    idx = 0
-    for count, packed in batches:
-        if count == 0:
-            continue
+class _BatchSender:
+    """One outgoing ``EcdhPsiCipherBatch`` stream: numbered batches, then the empty one."""
+
+    def __init__(self, ch: IcChannel, dst: int, kind: BatchType) -> None:
+        self.ch, self.dst, self.kind, self.index = ch, dst, kind, 0
+
+    def send(self, count: int, packed: bytes) -> None:
         msg = ecdh_psi_pb2.EcdhPsiCipherBatch(
-            type=kind, batch_index=idx, is_last_batch=False, count=count, ciphertext=packed
+            type=self.kind, batch_index=self.index, is_last_batch=False, count=count,
+            ciphertext=packed,
+        )  # fmt: skip
+        self.ch.send(self.dst, msg.SerializeToString())
+        self.index += 1
+
+    def finish(self) -> None:
+        end = ecdh_psi_pb2.EcdhPsiCipherBatch(
+            type=self.kind, batch_index=self.index, is_last_batch=True, count=0
         )
-        ch.send(dst, msg.SerializeToString())
-        idx += 1
-    end = ecdh_psi_pb2.EcdhPsiCipherBatch(type=kind, batch_index=idx, is_last_batch=True, count=0)
-    ch.send(dst, end.SerializeToString())
+        self.ch.send(self.dst, end.SerializeToString())
 
 
 def _recv_batches(
@@ -98,26 +101,6 @@ def _recv_batches(
         expect += 1
 
 
-def _run_concurrently(jobs: list[Callable[[], None]], name: str) -> BaseException | None:
-    """Run ``jobs`` in daemon threads; return the first error as soon as one fails."""
-    errors: queue.Queue[BaseException | None] = queue.Queue()
-
-    def wrap(job: Callable[[], None]) -> None:
-        try:
-            job()
-            errors.put(None)
-        except BaseException as e:
-            errors.put(e)
-
-    for j in jobs:
-        threading.Thread(target=wrap, args=(j,), name=name, daemon=True).start()
-    for _ in jobs:
-        e = errors.get()
-        if e is not None:
-            return e
-    return None
-
-
 def run_ecdh_body(
     ch: IcChannel,
     peer: int,
@@ -143,42 +126,48 @@ def run_ecdh_body(
     peer_duals: list[bytes] = []
     own_duals: list[bytes] = []
 
-    with ecc.ScalarMultiplier(opts.threads) as mul:
-
-        def mask_self() -> None:
-            def gen() -> Iterator[tuple[int, bytes]]:
-                for i in range(0, n, bs):
-                    idx = order[i : i + bs]
+    enc_out = _BatchSender(ch, peer, BatchType.ENC)
+    dual_out = _BatchSender(dual_ch, peer, BatchType.DUAL_ENC) if peer_gets else None
+    peer_in = _recv_batches(ch, peer, BatchType.ENC, width)
+    nb = -(-n // bs)
+    try:
+        with ecc.ScalarMultiplier(opts.threads) as mul:
+            # Interleaved like native psi: own batch i out, peer batch i in. Neither side
+            # waits for the other before sending, so this cannot deadlock, and the
+            # peer's dual.enc stream waits in the mailbox until step 3.
+            i, own_done, peer_done = 0, n == 0, False
+            if own_done:
+                enc_out.finish()
+            while not (own_done and peer_done):
+                if not own_done:
+                    idx = order[i * bs : (i + 1) * bs]
                     points = ecc.hash_to_points([raw[j] for j in idx], es)
-                    yield len(idx), b"".join(mul(scalar, points))
+                    enc_out.send(len(idx), b"".join(mul(scalar, points)))
+                    i += 1
+                    if i == nb:
+                        enc_out.finish()
+                        own_done = True
                     if progress:
-                        progress("enc", min(1.0, (i + bs) / max(n, 1)))
-
-            _send_batches(ch, peer, BatchType.ENC, gen())
-
-        def mask_peer() -> None:
-            def gen() -> Iterator[tuple[int, bytes]]:
-                for count, packed in _recv_batches(ch, peer, BatchType.ENC, width):
+                        progress("enc", i / nb)
+                if not peer_done:
+                    got = next(peer_in, None)
+                    if got is None:
+                        peer_done = True
+                        if dual_out:
+                            dual_out.finish()
+                        continue
+                    count, packed = got
                     dual = ecc.truncate(mul(scalar, ecc.split_points(packed, width)), dual_w, es)
                     if self_gets:
                         peer_duals.append(dual)
-                    yield count, dual
-
-            if peer_gets:
-                _send_batches(dual_ch, peer, BatchType.DUAL_ENC, gen())
-            else:
-                for _ in gen():
-                    pass
-
-        def recv_dual() -> None:
+                    if dual_out:
+                        dual_out.send(count, dual)
+        if self_gets:
             for _, packed in _recv_batches(dual_ch, peer, BatchType.DUAL_ENC, dual_w):
                 own_duals.append(packed)
-
-        jobs = [mask_self, mask_peer] + ([recv_dual] if self_gets else [])
-        err = _run_concurrently(jobs, f"ic-psi-{me}")
-    if err is not None:
-        ch.transport.abort(f"interconnection PSI failed: {err}")
-        raise err
+    except BaseException as e:
+        ch.transport.abort(f"interconnection PSI failed: {e}")
+        raise
     if not self_gets:
         return None
     mine = b"".join(own_duals)
