@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.protocols.ic_helpers import expected_rows, free_port, make_sets
-from tests.protocols.sf_peer import read_ids, start_sf
+from tests.sf_peer import read_ids, start_sf
 from veil.cli import main
 from veil.net.certs import throwaway_federation
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.protocols.ic_helpers import check_result, expected_rows, free_port, make_sets
-from tests.protocols.sf_peer import read_ids, sf_peer_venv, start_sf
+from tests.sf_peer import read_ids, sf_peer_venv, start_sf
 from veil.net.grpc_transport import GrpcConfig, GrpcTransport
 from veil.protocols.interconnect import HandshakeRefused, IcPsiOptions, run_interconnect_psi
 from veil.protocols.interconnect.vocab import ErrorCode

@@ -1,7 +1,9 @@
 """Runs SecretFlow's interconnection PSI peer (``shared/interop``) as a subprocess.
 
 The peer needs its own venv (spu 0.9.1b0): set ``VEIL_SF_PEER`` to that venv, built by
-``shared/interop/setup.sh``. Tests using :func:`sf_peer_venv` skip when it is absent.
+``shared/interop/setup.sh`` (``scripts/test`` builds and caches it). Tests using
+:func:`sf_peer_venv` skip when it is absent, unless ``VEIL_REQUIRE_INTEROP=1`` (set by
+``scripts/test`` under CI), where a missing peer fails the test instead of hiding it.
 """
 
 from __future__ import annotations
@@ -25,19 +27,25 @@ SCRIPT_CANDIDATES = [
 ]
 
 
+def _skip(reason: str) -> None:
+    if os.environ.get("VEIL_REQUIRE_INTEROP") == "1":
+        pytest.fail(f"interop peer required (VEIL_REQUIRE_INTEROP=1) but unavailable: {reason}")
+    pytest.skip(reason)
+
+
 def sf_peer_venv() -> tuple[Path, Path]:
     """(python of the peer venv, peer script), or skip the test saying how to get them."""
     venv = os.environ.get(ENV)
     if not venv:
-        pytest.skip(
+        _skip(
             f"{ENV} is not set: build the peer with shared/interop/setup.sh DIR, export {ENV}=DIR"
         )
     py = Path(venv) / "bin" / "python"
     if not py.exists():
-        pytest.skip(f"{ENV}={venv} has no bin/python: run shared/interop/setup.sh {venv}")
+        _skip(f"{ENV}={venv} has no bin/python: run shared/interop/setup.sh {venv}")
     script = next((p for p in SCRIPT_CANDIDATES if p.exists()), None)
     if script is None:
-        pytest.skip("secretflow_psi_peer.py not found (set VEIL_SF_PEER_SCRIPT)")
+        _skip("secretflow_psi_peer.py not found (set VEIL_SF_PEER_SCRIPT)")
     return py, script
 
 
