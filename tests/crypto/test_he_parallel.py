@@ -44,3 +44,16 @@ def test_parallel_kernels_match_numpy(keys, two_workers):
 def test_set_workers_rejects_nonsense():
     with pytest.raises(ConfigError, match="workers"):
         set_workers(0)
+
+
+def test_dead_workers_fall_back_to_one_core(keys, two_workers, monkeypatch):
+    pk, sk = keys
+
+    def broken(*_args):
+        raise OSError("cannot start worker")
+
+    monkeypatch.setattr(par, "_on_worker", broken)
+    with pytest.warns(UserWarning, match="one core"):
+        c = pk.encrypt(np.arange(20))
+    assert get_workers() == 1
+    np.testing.assert_array_equal(sk.decrypt(c), np.arange(20))

@@ -52,13 +52,17 @@ def _read(stream: IO[bytes]) -> Any:
 
 # -- worker side -----------------------------------------------------------------------
 _TABLES: dict[tuple[int, int, int, int], FixedBase] = {}
+_MAX_TABLES = 4
 
 
 def _op_random_pow(base: int, modulus: int, exp_bits: int, window: int, count: int) -> Any:
     spec = (base, modulus, exp_bits, window)
-    table = _TABLES.get(spec)
+    table = _TABLES.pop(spec, None)
     if table is None:
-        table = _TABLES[spec] = FixedBase(base, modulus, exp_bits, window)
+        table = FixedBase(base, modulus, exp_bits, window)
+    _TABLES[spec] = table  # most recently used last
+    while len(_TABLES) > _MAX_TABLES:  # bound memory when a process sees many keys
+        del _TABLES[next(iter(_TABLES))]
     nb = -(-exp_bits // 8)
     out = table.pow_digits(table.random_digits(count, os.urandom(count * nb)))
     return pack_ints(out, modulus)
