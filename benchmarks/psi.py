@@ -33,24 +33,34 @@ HERE = Path(__file__).resolve()
 # -- raw primitive rate ------------------------------------------------------------------
 
 
-def x25519_rate(threads: int, ops: int = 20_000) -> float:
-    """X25519 scalar multiplications per second with ``threads`` threads (libsodium)."""
+def x25519_rate(threads: int, ops: int = 20_000) -> tuple[float, float]:
+    """X25519 scalar multiplications (libsodium) with ``threads`` threads: per wall
+    second, and per CPU second of this process (the latter hardly depends on load)."""
     k = ecc.new_scalar()
     pts = ecc.hash_to_points([str(i).encode() for i in range(ops)])
     with ecc.ScalarMultiplier(threads) as mul:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for i in range(0, ops, 4096):
             mul(k, pts[i : i + 4096])
-        return ops / (time.perf_counter() - t0)
+        return ops / (time.perf_counter() - t0), ops / (time.process_time() - c0)
 
 
 def cmd_rate(_: argparse.Namespace) -> dict[str, Any]:
     n = ecc.default_threads()
+    one, many = x25519_rate(1), x25519_rate(n)
     return {
         "bench": "x25519_rate",
-        "ops_per_s_1_thread": round(x25519_rate(1)),
-        f"ops_per_s_{n}_threads": round(x25519_rate(n)),
+        "ops_per_s_1_thread": round(one[0]),
+        f"ops_per_s_{n}_threads": round(many[0]),
+        "ops_per_cpu_s": round(one[1]),
+        "loadavg_1min": os.getloadavg()[0],
     }
+
+
+def children_cpu() -> float:
+    """CPU seconds of every child process that has ended and been waited for."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 # -- one party in its own process --------------------------------------------------------
@@ -227,43 +237,60 @@ def cmd_scale(a: argparse.Namespace) -> dict[str, Any]:
 # -- side by side with FATE 2.2 ---------------------------------------------------------
 
 
-def run_fate(fate_python: str, fate_dir: Path, dataset: str) -> float:
-    """FATE's ECDH-PSI fit time in seconds (its own measurement around ``psi_run``)."""
+def run_fate(fate_python: str, fate_dir: Path, dataset: str) -> tuple[float, float]:
+    """FATE's ECDH-PSI: its fit time in seconds (its own measurement around ``psi_run``,
+    the slower role) and the CPU seconds of all its processes (start-up included)."""
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "psi.json"
         cmd = [fate_python, "psi_launcher.py", "--parties", "guest:9999", "host:10000"]
         cmd += ["--log_level", "WARNING", "--data_dir", str(fate_dir / "fate_data")]
         cmd += ["--dataset", dataset, "--out", str(out)]
+        c0 = children_cpu()
         proc = subprocess.run(
             cmd, check=False, cwd=fate_dir, capture_output=True, text=True, timeout=1800
         )
-        # both roles print their own psi_time; the slower one is when PSI was done
+        cpu = children_cpu() - c0
         found = re.findall(r"psi_time=([0-9.]+)s", proc.stdout + proc.stderr)
-        if found:
-            return max(float(x) for x in found)
-        if out.exists():
-            return float(json.loads(out.read_text())["psi_seconds"])
-        raise SystemExit(f"FATE run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        if not found:
+            raise SystemExit(f"FATE run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        return max(float(x) for x in found), cpu
+
+
+def run_veil(spec: dict[str, Any], transport: str) -> tuple[list[dict[str, Any]], float]:
+    """Veil's parties, and the CPU seconds of all their processes (start-up included)."""
+    c0 = children_cpu()
+    parties = run_pair(spec, transport)
+    cpu = children_cpu() - c0 if transport == "grpc" else sum(p["cpu_s"] for p in parties[:1])
+    return parties, cpu
+
+
+def csv_spec(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
+    data = Path(a.fate_dir) / "data"
+    return {
+        "names": ["guest", "host"],
+        "csv": [str(data / f"{dataset}_guest.csv"), str(data / f"{dataset}_host.csv")],
+        "result_to": ["guest", "host"],
+        "batch_size": a.batch_size,
+    }
 
 
 def cmd_fate(a: argparse.Namespace) -> dict[str, Any]:
     fate_dir = Path(a.fate_dir)
-    data = fate_dir / "data"
-    spec = {
-        "names": ["guest", "host"],
-        "csv": [str(data / f"{a.dataset}_guest.csv"), str(data / f"{a.dataset}_host.csv")],
-        "result_to": ["guest", "host"],
-        "batch_size": a.batch_size,
-    }
-    veil_s: list[float] = []
-    fate_s: list[float] = []
+    # start-up cost of each side (imports, TLS, launcher), to subtract from process CPU
+    _, veil_cpu0 = run_veil(csv_spec(a, a.baseline), a.transport)
+    _, fate_cpu0 = run_fate(a.fate_python, fate_dir, a.baseline)
+    veil_s, fate_s, veil_cpu, fate_cpu = [], [], [], []
     sizes = set()
     for _ in range(a.repeat):  # interleaved, so both see the same machine load
-        parties = run_pair(spec, a.transport)
+        parties, cpu = run_veil(csv_spec(a, a.dataset), a.transport)
         sizes.update(p["intersection"] for p in parties)
         veil_s.append(max(p["wall_s"] for p in parties))
-        fate_s.append(run_fate(a.fate_python, fate_dir, a.dataset))
+        veil_cpu.append(cpu)
+        fs, fc = run_fate(a.fate_python, fate_dir, a.dataset)
+        fate_s.append(fs)
+        fate_cpu.append(fc)
     v, f = statistics.median(veil_s), statistics.median(fate_s)
+    vc, fc = statistics.median(veil_cpu) - veil_cpu0, statistics.median(fate_cpu) - fate_cpu0
     return {
         "bench": "psi_vs_fate",
         "transport": a.transport,
@@ -271,9 +298,16 @@ def cmd_fate(a: argparse.Namespace) -> dict[str, Any]:
         "intersection": sorted(sizes),
         "veil_s_median": v,
         "fate_s_median": f,
-        "speedup": round(f / v, 2),
+        "speedup_wall": round(f / v, 2),
+        "veil_cpu_s_marginal": round(vc, 1),
+        "fate_cpu_s_marginal": round(fc, 1),
+        "speedup_cpu": round(fc / vc, 2),
         "veil_s_runs": veil_s,
         "fate_s_runs": fate_s,
+        "veil_cpu_s_runs": [round(x, 1) for x in veil_cpu],
+        "fate_cpu_s_runs": [round(x, 1) for x in fate_cpu],
+        "cpu_s_baseline": {"dataset": a.baseline, "veil": round(veil_cpu0, 1)}
+        | {"fate": round(fate_cpu0, 1)},
         "veil_last_run": parties,
         "x25519": cmd_rate(a),
     }
@@ -292,6 +326,7 @@ def main() -> None:
     s.add_argument("--transport", choices=["grpc", "memory"], default="grpc")
     f = sub.add_parser("fate")
     f.add_argument("--dataset", default="psi_100k")
+    f.add_argument("--baseline", default="psi_small", help="tiny run whose CPU is start-up")
     f.add_argument("--fate-python", default="/tmp/fate-venv/bin/python")
     f.add_argument("--fate-dir", default="/tmp/peers/fate")
     f.add_argument("--batch-size", type=int, default=4096)
