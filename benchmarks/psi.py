@@ -57,12 +57,6 @@ def cmd_rate(_: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def children_cpu() -> float:
-    """CPU seconds of every child process that has ended and been waited for."""
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
 # -- one party in its own process --------------------------------------------------------
 
 
@@ -237,31 +231,22 @@ def cmd_scale(a: argparse.Namespace) -> dict[str, Any]:
 # -- side by side with FATE 2.2 ---------------------------------------------------------
 
 
-def run_fate(fate_python: str, fate_dir: Path, dataset: str) -> tuple[float, float]:
-    """FATE's ECDH-PSI: its fit time in seconds (its own measurement around ``psi_run``,
-    the slower role) and the CPU seconds of all its processes (start-up included)."""
+def run_fate(fate_python: str, fate_dir: Path, dataset: str) -> float:
+    """FATE's ECDH-PSI fit time in seconds: its own measurement around ``psi_run``, the
+    slower of its two roles. (Its CPU time is not reported: the launcher's workers are
+    not waited for, so RUSAGE_CHILDREN misses them.)"""
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "psi.json"
         cmd = [fate_python, "psi_launcher.py", "--parties", "guest:9999", "host:10000"]
         cmd += ["--log_level", "WARNING", "--data_dir", str(fate_dir / "fate_data")]
         cmd += ["--dataset", dataset, "--out", str(out)]
-        c0 = children_cpu()
         proc = subprocess.run(
             cmd, check=False, cwd=fate_dir, capture_output=True, text=True, timeout=1800
         )
-        cpu = children_cpu() - c0
         found = re.findall(r"psi_time=([0-9.]+)s", proc.stdout + proc.stderr)
         if not found:
             raise SystemExit(f"FATE run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-        return max(float(x) for x in found), cpu
-
-
-def run_veil(spec: dict[str, Any], transport: str) -> tuple[list[dict[str, Any]], float]:
-    """Veil's parties, and the CPU seconds of all their processes (start-up included)."""
-    c0 = children_cpu()
-    parties = run_pair(spec, transport)
-    cpu = children_cpu() - c0 if transport == "grpc" else sum(p["cpu_s"] for p in parties[:1])
-    return parties, cpu
+        return max(float(x) for x in found)
 
 
 def csv_spec(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
@@ -276,21 +261,17 @@ def csv_spec(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
 
 def cmd_fate(a: argparse.Namespace) -> dict[str, Any]:
     fate_dir = Path(a.fate_dir)
-    # start-up cost of each side (imports, TLS, launcher), to subtract from process CPU
-    _, veil_cpu0 = run_veil(csv_spec(a, a.baseline), a.transport)
-    _, fate_cpu0 = run_fate(a.fate_python, fate_dir, a.baseline)
-    veil_s, fate_s, veil_cpu, fate_cpu = [], [], [], []
+    veil_s: list[float] = []
+    fate_s: list[float] = []
+    veil_cpu: list[float] = []
     sizes = set()
     for _ in range(a.repeat):  # interleaved, so both see the same machine load
-        parties, cpu = run_veil(csv_spec(a, a.dataset), a.transport)
+        parties = run_pair(csv_spec(a, a.dataset), a.transport)
         sizes.update(p["intersection"] for p in parties)
         veil_s.append(max(p["wall_s"] for p in parties))
-        veil_cpu.append(cpu)
-        fs, fc = run_fate(a.fate_python, fate_dir, a.dataset)
-        fate_s.append(fs)
-        fate_cpu.append(fc)
+        veil_cpu.append(max(p["cpu_s"] for p in parties))
+        fate_s.append(run_fate(a.fate_python, fate_dir, a.dataset))
     v, f = statistics.median(veil_s), statistics.median(fate_s)
-    vc, fc = statistics.median(veil_cpu) - veil_cpu0, statistics.median(fate_cpu) - fate_cpu0
     return {
         "bench": "psi_vs_fate",
         "transport": a.transport,
@@ -299,15 +280,10 @@ def cmd_fate(a: argparse.Namespace) -> dict[str, Any]:
         "veil_s_median": v,
         "fate_s_median": f,
         "speedup_wall": round(f / v, 2),
-        "veil_cpu_s_marginal": round(vc, 1),
-        "fate_cpu_s_marginal": round(fc, 1),
-        "speedup_cpu": round(fc / vc, 2),
+        "pair_ratios": [round(fs / vs, 2) for vs, fs in zip(veil_s, fate_s, strict=True)],
         "veil_s_runs": veil_s,
         "fate_s_runs": fate_s,
-        "veil_cpu_s_runs": [round(x, 1) for x in veil_cpu],
-        "fate_cpu_s_runs": [round(x, 1) for x in fate_cpu],
-        "cpu_s_baseline": {"dataset": a.baseline, "veil": round(veil_cpu0, 1)}
-        | {"fate": round(fate_cpu0, 1)},
+        "veil_cpu_s_per_party_runs": veil_cpu,
         "veil_last_run": parties,
         "x25519": cmd_rate(a),
     }
@@ -326,7 +302,6 @@ def main() -> None:
     s.add_argument("--transport", choices=["grpc", "memory"], default="grpc")
     f = sub.add_parser("fate")
     f.add_argument("--dataset", default="psi_100k")
-    f.add_argument("--baseline", default="psi_small", help="tiny run whose CPU is start-up")
     f.add_argument("--fate-python", default="/tmp/fate-venv/bin/python")
     f.add_argument("--fate-dir", default="/tmp/peers/fate")
     f.add_argument("--batch-size", type=int, default=4096)
