@@ -1,0 +1,51 @@
+"""Small checks for step validators, so each error names the field and the fix."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from veil.errors import ConfigError
+
+if TYPE_CHECKING:
+    from veil.jobs.spec import JobSpec
+
+
+def check_keys(params: Mapping[str, Any], allowed: Iterable[str], field: str) -> None:
+    """Reject keys not in ``allowed`` (typos must not be ignored silently)."""
+    from veil.jobs.spec import suggest
+
+    allowed = tuple(allowed)
+    for k in params:
+        if k not in allowed:
+            fix = suggest(str(k), allowed) if allowed else "this step takes no parameters"
+            raise ConfigError(f"{field}.{k}", "unknown parameter", fix)
+
+
+def party_list(value: Any, job: JobSpec, field: str, *, default: Any = None) -> tuple[str, ...]:
+    """A non-empty list of distinct party names of ``job`` (a single name is accepted)."""
+    from veil.jobs.spec import one_of, suggest
+
+    if value is None:
+        value = default
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple) or not value:
+        raise ConfigError(field, "must be a list of party names", one_of(job.party_names))
+    out = []
+    for v in value:
+        if not isinstance(v, str) or v not in job.party_names:
+            raise ConfigError(field, f"unknown party '{v}'", suggest(str(v), job.party_names))
+        if v in out:
+            raise ConfigError(field, f"party '{v}' is listed twice", "list each party once")
+        out.append(v)
+    return tuple(out)
+
+
+def positive_int(value: Any, field: str, *, default: int | None = None) -> int | None:
+    """A positive integer, or ``default`` when absent."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(field, f"must be a positive integer, got {value!r}", "e.g. 4096")
+    return value

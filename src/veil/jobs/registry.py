@@ -1,0 +1,101 @@
+"""The step registry: ``@register("name")`` makes a step usable in job files.
+
+A step is one function run by every party, ``step(ctx, params) -> outputs``,
+plus an optional validator that checks its parameters in the parent before any
+party starts. Adding a step is one new module in :mod:`veil.jobs.steps`; every
+module there is imported on first use. Modules outside Veil can register steps
+too: name them, comma-separated, in the ``VEIL_STEP_MODULES`` environment
+variable (workers inherit it).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from veil.errors import ConfigError
+
+if TYPE_CHECKING:
+    from veil.jobs.context import StepContext
+    from veil.jobs.spec import JobSpec
+
+StepFn = Callable[["StepContext", Mapping[str, Any]], dict[str, Any]]
+Validator = Callable[[Mapping[str, Any], "JobSpec", str], Mapping[str, Any]]
+PLUGINS_ENV = "VEIL_STEP_MODULES"
+
+
+@dataclass(frozen=True)
+class StepDef:
+    """A registered step: its name, the function every party runs, its validator."""
+
+    name: str
+    run: StepFn
+    validate: Validator
+    doc: str
+
+
+_STEPS: dict[str, StepDef] = {}
+_loaded: list[bool] = []  # non-empty once the step modules are imported
+_lock = threading.Lock()
+
+
+def _accept_any(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str, Any]:
+    return params
+
+
+def register(name: str, *, validate: Validator | None = None) -> Callable[[StepFn], StepFn]:
+    """Register the decorated function as step ``name``.
+
+    ``validate(params, job, field)`` returns the normalised parameters (JSON-able)
+    or raises :class:`ConfigError` naming ``field`` + the key; it runs in the
+    parent and again in every worker.
+    """
+
+    def deco(fn: StepFn) -> StepFn:
+        old = _STEPS.get(name)
+        if old is not None and old.run is not fn:
+            where = f"{old.run.__module__}.{old.run.__qualname__}"
+            raise ValueError(f"step '{name}' is already registered by {where}")
+        _STEPS[name] = StepDef(name, fn, validate or _accept_any, (fn.__doc__ or "").strip())
+        return fn
+
+    return deco
+
+
+def load_steps() -> None:
+    """Import the built-in step modules and those named in ``VEIL_STEP_MODULES``."""
+    with _lock:
+        if _loaded:
+            return
+        from veil.jobs import steps
+
+        for mod in pkgutil.iter_modules(steps.__path__):
+            importlib.import_module(f"{steps.__name__}.{mod.name}")
+        for name in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
+            try:
+                importlib.import_module(name)
+            except ImportError as e:
+                raise ConfigError(
+                    PLUGINS_ENV, f"cannot import step module '{name}': {e}", "fix the module name"
+                ) from None
+        _loaded.append(True)
+
+
+def step_names() -> tuple[str, ...]:
+    """Names of every registered step, sorted."""
+    load_steps()
+    return tuple(sorted(_STEPS))
+
+
+def get(name: str) -> StepDef:
+    """The step registered as ``name``."""
+    load_steps()
+    try:
+        return _STEPS[name]
+    except KeyError:
+        raise ConfigError("step", f"unknown step '{name}'", f"use one of {step_names()}") from None

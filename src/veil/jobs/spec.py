@@ -1,0 +1,292 @@
+"""The job file: which parties take part, where their data lives, which steps run.
+
+A job file is YAML, kept stable as steps are added::
+
+    name: psi-demo
+    parties:
+      bank:    {data: data/bank.csv, id: id, label: y}   # CSV or Parquet; label optional
+      partner: {data: data/partner.csv, id: id}
+    steps:
+      - psi: {result_to: [bank, partner]}
+
+Data paths are relative to the job file. :func:`load_job` parses the file into
+frozen dataclasses and rejects every mistake with a :class:`ConfigError` that
+names the field and the fix, before any party starts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from veil.errors import ConfigError
+from veil.jobs import registry
+
+PARTY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")  # also a certificate name
+RESERVED_NAMES = ("ca",)  # its certificate would clash with the CA's file (ca.crt)
+JOB_KEYS = ("name", "parties", "steps")
+PARTY_KEYS = ("data", "id", "label")
+CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+FIX_READ = "check that it is a readable CSV (with a header) or Parquet file"
+
+
+@dataclass(frozen=True)
+class PartySpec:
+    """One party of the job: its name, its data file and the id/label columns."""
+
+    name: str
+    data: Path
+    id: str
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One step: its registered name and its validated parameters."""
+
+    name: str
+    params: Mapping[str, Any]
+    index: int
+
+    @property
+    def field(self) -> str:
+        """Where this step sits in the job file, for error messages."""
+        return f"steps[{self.index}].{self.name}"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A parsed, validated job file."""
+
+    name: str
+    path: Path
+    parties: tuple[PartySpec, ...]
+    steps: tuple[StepSpec, ...]
+
+    @property
+    def party_names(self) -> tuple[str, ...]:
+        """Party names in job-file order (this order is the wire rank)."""
+        return tuple(p.name for p in self.parties)
+
+    def party(self, name: str) -> PartySpec:
+        """The spec of party ``name``."""
+        for p in self.parties:
+            if p.name == name:
+                return p
+        raise ConfigError("party", f"unknown party '{name}'", one_of(self.party_names))
+
+
+def one_of(choices: Any) -> str:
+    """The usual fix text: ``use one of a, b, c``."""
+    return "use one of " + ", ".join(str(c) for c in choices)
+
+
+def suggest(word: str, choices: Any) -> str:
+    """A fix text that proposes the closest choice, then lists them all."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return hint + one_of(choices)
+
+
+def load_job(path: str | Path, *, check_data: bool | Collection[str] = True) -> JobSpec:
+    """Read and validate the job file at ``path``.
+
+    With ``check_data`` every party's data file (or only those of the parties
+    named in it) is opened to check that the id and label columns exist and that
+    no id is empty.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("job", f"no job file at '{path}'", "check the path given to veil run")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        where = ""
+        mark = getattr(e, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(e, "problem", None) or "not valid YAML"
+        raise ConfigError(
+            "job", f"{path.name} is not valid YAML{where}: {problem}", "fix the YAML syntax"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError("job", f"{path.name} is not UTF-8 text", "save it as UTF-8") from None
+    return parse_job(raw, path, check_data=check_data)
+
+
+def parse_job(raw: Any, path: Path, *, check_data: bool | Collection[str] = True) -> JobSpec:
+    """Validate an already-parsed job document (``path`` anchors relative data paths)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            "job", "the job file must be a mapping with name, parties and steps", "see README"
+        )
+    _no_unknown_keys(raw, JOB_KEYS, "job")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError("name", "missing or not a string", "add e.g. 'name: psi-demo'")
+    parties = _parse_parties(raw.get("parties"), path.parent, check_data)
+    spec = JobSpec(name=name, path=path.resolve(), parties=parties, steps=())
+    steps = _parse_steps(raw.get("steps"), spec)
+    return JobSpec(name=name, path=spec.path, parties=parties, steps=steps)
+
+
+def _no_unknown_keys(d: Mapping[str, Any], allowed: tuple[str, ...], field: str) -> None:
+    for k in d:
+        if k not in allowed:
+            raise ConfigError(f"{field}.{k}", "unknown key", suggest(str(k), allowed))
+
+
+def _parse_parties(
+    raw: Any, base: Path, check_data: bool | Collection[str]
+) -> tuple[PartySpec, ...]:
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(
+            "parties", "missing or empty", "list each party: 'bank: {data: bank.csv, id: id}'"
+        )
+    if len(raw) < 2:
+        raise ConfigError("parties", "a job needs at least two parties", "add the other party")
+    out = []
+    for pname, body in raw.items():
+        field = f"parties.{pname}"
+        if not isinstance(pname, str) or not PARTY_NAME.match(pname):
+            raise ConfigError(
+                field, "bad party name", "use letters, digits, '_' or '-', starting with a letter"
+            )
+        if pname.lower() in RESERVED_NAMES:
+            raise ConfigError(field, f"'{pname}' is reserved", "give the party another name")
+        if not isinstance(body, dict):
+            raise ConfigError(field, "must be a mapping", "write '{data: FILE, id: COLUMN}'")
+        _no_unknown_keys(body, PARTY_KEYS, field)
+        data, id_col, label = body.get("data"), body.get("id"), body.get("label")
+        if not isinstance(data, str) or not data:
+            raise ConfigError(f"{field}.data", "missing", "give the CSV or Parquet file path")
+        if not isinstance(id_col, str) or not id_col:
+            raise ConfigError(f"{field}.id", "missing", "name the id column, e.g. 'id: id'")
+        if label is not None and (not isinstance(label, str) or not label):
+            raise ConfigError(f"{field}.label", "must be a column name", "or leave it out")
+        if label == id_col:
+            raise ConfigError(f"{field}.label", "is the id column", "name the label column")
+        p = PartySpec(name=pname, data=(base / data).resolve(), id=id_col, label=label)
+        if check_data is True or (not isinstance(check_data, bool) and pname in check_data):
+            check_party_data(p, field)
+        out.append(p)
+    return tuple(out)
+
+
+def _parse_steps(raw: Any, job: JobSpec) -> tuple[StepSpec, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError("steps", "missing or empty", "list the steps, e.g. '- psi: {...}'")
+    known = registry.step_names()
+    out = []
+    for i, entry in enumerate(raw):
+        item = {entry: None} if isinstance(entry, str) else entry
+        if not isinstance(item, dict) or len(item) != 1:
+            raise ConfigError(
+                f"steps[{i}]", "must be one step name with its parameters", "write '- psi: {...}'"
+            )
+        ((sname, params),) = item.items()
+        if not isinstance(sname, str) or sname not in known:
+            raise ConfigError(f"steps[{i}]", f"unknown step '{sname}'", suggest(str(sname), known))
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            raise ConfigError(
+                f"steps[{i}].{sname}", "parameters must be a mapping", "write '{key: value}'"
+            )
+        checked = registry.get(sname).validate(params, job, f"steps[{i}].{sname}")
+        out.append(StepSpec(name=sname, params=MappingProxyType(dict(checked)), index=i))
+    return tuple(out)
+
+
+def _format(path: Path, field: str = "parties") -> str:
+    name = path.name.lower()
+    if name.endswith(CSV_SUFFIXES):
+        return "csv"
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    raise ConfigError(
+        f"{field}.data", f"'{path.name}' is neither CSV nor Parquet", "use .csv or .parquet"
+    )
+
+
+def _read(path: Path, columns: list[str] | None, id_col: str, field: str) -> pd.DataFrame:
+    fmt = _format(path, field)
+    try:
+        if fmt == "parquet":
+            return pd.read_parquet(path, columns=columns)
+        return pd.read_csv(path, usecols=columns, dtype={id_col: str}, sep=_sep(path))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{field}.data", f"cannot read '{path}': {e}", FIX_READ) from None
+
+
+def _columns(path: Path, id_col: str, field: str) -> list[str]:
+    if _format(path, field) == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return list(pq.read_schema(path).names)
+        except Exception as e:  # pyarrow raises its own error types
+            raise ConfigError(f"{field}.data", f"cannot read '{path}': {e}", FIX_READ) from None
+    try:
+        return list(pd.read_csv(path, nrows=0, sep=_sep(path)).columns)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{field}.data", f"cannot read '{path}': {e}", FIX_READ) from None
+
+
+def _sep(path: Path) -> str:
+    return "\t" if path.name.lower().endswith(".tsv") else ","
+
+
+def check_party_data(p: PartySpec, field: str) -> None:
+    """Check that ``p``'s data file exists and has non-empty ids and the label column."""
+    if not p.data.is_file():
+        raise ConfigError(
+            f"{field}.data", f"no such file '{p.data}'", "paths are relative to the job file"
+        )
+    _format(p.data, field)
+    cols = _columns(p.data, p.id, field)
+    if p.id not in cols:
+        raise ConfigError(
+            f"{field}.id", f"no column '{p.id}' in {p.data.name}", suggest(p.id, cols)
+        )
+    if p.label is not None and p.label not in cols:
+        raise ConfigError(
+            f"{field}.label", f"no column '{p.label}' in {p.data.name}", suggest(p.label, cols)
+        )
+    ids = _read(p.data, [p.id], p.id, field)[p.id]
+    _check_ids(ids, field)
+
+
+def _check_ids(ids: pd.Series, field: str) -> None:
+    bad = ids.isna() | (ids.astype(str).str.strip() == "")
+    if bad.any():
+        first = int(bad.to_numpy().nonzero()[0][0])
+        raise ConfigError(
+            f"{field}.id",
+            f"{int(bad.sum())} empty id(s), first at data row {first + 1}",
+            "fill or drop the rows without an id",
+        )
+
+
+def load_frame(p: PartySpec) -> pd.DataFrame:
+    """Read party ``p``'s whole table, ids as strings; checks columns and ids again."""
+    field = f"parties.{p.name}"
+    if not p.data.is_file():
+        raise ConfigError(f"{field}.data", f"no such file '{p.data}'", "")
+    df = _read(p.data, None, p.id, field)
+    if p.id not in df.columns:
+        raise ConfigError(f"{field}.id", f"no column '{p.id}' in {p.data.name}", "")
+    if p.label is not None and p.label not in df.columns:
+        raise ConfigError(f"{field}.label", f"no column '{p.label}' in {p.data.name}", "")
+    _check_ids(df[p.id], field)
+    df[p.id] = df[p.id].astype(str)
+    return df

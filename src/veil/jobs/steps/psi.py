@@ -1,0 +1,86 @@
+"""The ``psi`` step: align the parties' rows on the ids they share.
+
+Runs :func:`veil.protocols.psi.run_psi` on this party's ids. Each party named
+in ``result_to`` keeps only its rows in the intersection, in an order both
+share (so later vertical steps see aligned rows), and gets ``psi.csv``: those
+rows, first occurrence of each id. What each party learns is what the PSI
+protocol reveals: the receivers learn the intersection; nobody learns ids
+outside it.
+
+Parameters: ``result_to`` (parties that learn the intersection; default all),
+``batch_size`` (ids per message), ``threads`` (worker threads, default all cores),
+``interconnect`` (true: run the PPCA 9-2023 interconnection variant of the protocol,
+:mod:`veil.protocols.interconnect`, same result; default false).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from veil.errors import ConfigError
+from veil.jobs.context import StepContext
+from veil.jobs.files import write_csv
+from veil.jobs.params import check_keys, party_list, positive_int
+from veil.jobs.registry import register
+from veil.jobs.spec import JobSpec
+from veil.protocols.psi import PsiParams, run_psi
+
+KEYS = ("result_to", "batch_size", "threads", "interconnect")
+OUTPUT_FILE = "psi.csv"
+
+
+def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str, Any]:
+    """Check the psi parameters against the job (two parties, known names)."""
+    check_keys(params, KEYS, field)
+    if len(job.parties) != 2:
+        raise ConfigError(
+            field,
+            f"PSI runs between exactly two parties, this job has {len(job.parties)}",
+            "keep two parties in the job",
+        )
+    return {
+        "result_to": list(
+            party_list(
+                params.get("result_to"), job, f"{field}.result_to", default=list(job.party_names)
+            )
+        ),
+        "batch_size": positive_int(params.get("batch_size"), f"{field}.batch_size", default=4096),
+        "threads": positive_int(params.get("threads"), f"{field}.threads"),
+        "interconnect": _flag(params.get("interconnect", False), f"{field}.interconnect"),
+    }
+
+
+def _flag(value: Any, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(field, f"{value!r} is not true or false", "write true or false")
+    return value
+
+
+@register("psi", validate=validate)
+def psi(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Private set intersection on the id column; receivers keep the aligned rows."""
+    ids = ctx.frame[ctx.id_col].astype(str).tolist()
+    p = PsiParams(
+        result_to=tuple(params["result_to"]),
+        batch_size=int(params["batch_size"]),
+        threads=params["threads"],
+    )
+    if params.get("interconnect"):
+        from veil.protocols.interconnect.party import run_psi_interconnect
+
+        res = run_psi_interconnect(ctx.session, ids, p)
+    else:
+        res = run_psi(ctx.session, ids, p)
+    out: dict[str, Any] = {
+        "n_input": res.n_input,
+        "duplicates_dropped": res.n_input - res.n_distinct,
+    }
+    if res.size is not None:
+        out["intersection_size"] = int(res.size)
+    if res.indices is not None:
+        ctx.frame = ctx.frame.iloc[res.indices].reset_index(drop=True)
+        write_csv(ctx.frame, ctx.out_dir / OUTPUT_FILE)
+        ctx.state["aligned"] = True
+        out["intersection_size"] = len(ctx.frame)
+    return out
