@@ -33,23 +33,27 @@ HERE = Path(__file__).resolve()
 # -- raw primitive rate ------------------------------------------------------------------
 
 
-def x25519_rate(threads: int, ops: int = 20_000) -> float:
-    """X25519 scalar multiplications per second with ``threads`` threads (libsodium)."""
+def x25519_rate(threads: int, ops: int = 20_000) -> tuple[float, float]:
+    """X25519 scalar multiplications (libsodium) with ``threads`` threads: per wall
+    second, and per CPU second of this process (the latter hardly depends on load)."""
     k = ecc.new_scalar()
     pts = ecc.hash_to_points([str(i).encode() for i in range(ops)])
     with ecc.ScalarMultiplier(threads) as mul:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for i in range(0, ops, 4096):
             mul(k, pts[i : i + 4096])
-        return ops / (time.perf_counter() - t0)
+        return ops / (time.perf_counter() - t0), ops / (time.process_time() - c0)
 
 
 def cmd_rate(_: argparse.Namespace) -> dict[str, Any]:
     n = ecc.default_threads()
+    one, many = x25519_rate(1), x25519_rate(n)
     return {
         "bench": "x25519_rate",
-        "ops_per_s_1_thread": round(x25519_rate(1)),
-        f"ops_per_s_{n}_threads": round(x25519_rate(n)),
+        "ops_per_s_1_thread": round(one[0]),
+        f"ops_per_s_{n}_threads": round(many[0]),
+        "ops_per_cpu_s": round(one[1]),
+        "loadavg_1min": os.getloadavg()[0],
     }
 
 
@@ -228,7 +232,9 @@ def cmd_scale(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_fate(fate_python: str, fate_dir: Path, dataset: str) -> float:
-    """FATE's ECDH-PSI fit time in seconds (its own measurement around ``psi_run``)."""
+    """FATE's ECDH-PSI fit time in seconds: its own measurement around ``psi_run``, the
+    slower of its two roles. (Its CPU time is not reported: the launcher's workers are
+    not waited for, so RUSAGE_CHILDREN misses them.)"""
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "psi.json"
         cmd = [fate_python, "psi_launcher.py", "--parties", "guest:9999", "host:10000"]
@@ -237,31 +243,33 @@ def run_fate(fate_python: str, fate_dir: Path, dataset: str) -> float:
         proc = subprocess.run(
             cmd, check=False, cwd=fate_dir, capture_output=True, text=True, timeout=1800
         )
-        # both roles print their own psi_time; the slower one is when PSI was done
         found = re.findall(r"psi_time=([0-9.]+)s", proc.stdout + proc.stderr)
-        if found:
-            return max(float(x) for x in found)
-        if out.exists():
-            return float(json.loads(out.read_text())["psi_seconds"])
-        raise SystemExit(f"FATE run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        if not found:
+            raise SystemExit(f"FATE run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        return max(float(x) for x in found)
+
+
+def csv_spec(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
+    data = Path(a.fate_dir) / "data"
+    return {
+        "names": ["guest", "host"],
+        "csv": [str(data / f"{dataset}_guest.csv"), str(data / f"{dataset}_host.csv")],
+        "result_to": ["guest", "host"],
+        "batch_size": a.batch_size,
+    }
 
 
 def cmd_fate(a: argparse.Namespace) -> dict[str, Any]:
     fate_dir = Path(a.fate_dir)
-    data = fate_dir / "data"
-    spec = {
-        "names": ["guest", "host"],
-        "csv": [str(data / f"{a.dataset}_guest.csv"), str(data / f"{a.dataset}_host.csv")],
-        "result_to": ["guest", "host"],
-        "batch_size": a.batch_size,
-    }
     veil_s: list[float] = []
     fate_s: list[float] = []
+    veil_cpu: list[float] = []
     sizes = set()
     for _ in range(a.repeat):  # interleaved, so both see the same machine load
-        parties = run_pair(spec, a.transport)
+        parties = run_pair(csv_spec(a, a.dataset), a.transport)
         sizes.update(p["intersection"] for p in parties)
         veil_s.append(max(p["wall_s"] for p in parties))
+        veil_cpu.append(max(p["cpu_s"] for p in parties))
         fate_s.append(run_fate(a.fate_python, fate_dir, a.dataset))
     v, f = statistics.median(veil_s), statistics.median(fate_s)
     return {
@@ -271,9 +279,11 @@ def cmd_fate(a: argparse.Namespace) -> dict[str, Any]:
         "intersection": sorted(sizes),
         "veil_s_median": v,
         "fate_s_median": f,
-        "speedup": round(f / v, 2),
+        "speedup_wall": round(f / v, 2),
+        "pair_ratios": [round(fs / vs, 2) for vs, fs in zip(veil_s, fate_s, strict=True)],
         "veil_s_runs": veil_s,
         "fate_s_runs": fate_s,
+        "veil_cpu_s_per_party_runs": veil_cpu,
         "veil_last_run": parties,
         "x25519": cmd_rate(a),
     }
