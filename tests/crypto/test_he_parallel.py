@@ -31,6 +31,9 @@ def test_parallel_kernels_match_numpy(keys, two_workers):
     want = np.array([x[groups == g].sum() for g in range(5)])
     np.testing.assert_allclose(sk.decrypt(c.group_sum(groups, 5)), want, atol=1e-9)
     np.testing.assert_allclose(sk.decrypt(c.sum()), [x.sum()], atol=1e-9)
+    G = rng.integers(-1, 4, size=(40, 3))  # three histograms at once: split by feature
+    want = np.array([[x[G[:, f] == b].sum() for b in range(4)] for f in range(3)]).ravel()
+    np.testing.assert_allclose(sk.decrypt(c.group_sum(G, 4)), want, atol=1e-9)
     X1 = rng.normal(size=(40, 1))  # few columns: rows split across workers
     np.testing.assert_allclose(sk.decrypt(c @ X1), x @ X1, atol=1e-8)
     X6 = rng.integers(-9, 9, size=(40, 6))  # many columns: columns split

@@ -30,7 +30,8 @@ import yaml
 from veil.errors import ConfigError
 from veil.jobs import registry
 
-PARTY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
+PARTY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")  # also a certificate name
+RESERVED_NAMES = ("ca",)  # its certificate would clash with the CA's file (ca.crt)
 JOB_KEYS = ("name", "parties", "steps")
 PARTY_KEYS = ("data", "id", "label")
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv")
@@ -159,6 +160,8 @@ def _parse_parties(
             raise ConfigError(
                 field, "bad party name", "use letters, digits, '_' or '-', starting with a letter"
             )
+        if pname.lower() in RESERVED_NAMES:
+            raise ConfigError(field, f"'{pname}' is reserved", "give the party another name")
         if not isinstance(body, dict):
             raise ConfigError(field, "must be a mapping", "write '{data: FILE, id: COLUMN}'")
         _no_unknown_keys(body, PARTY_KEYS, field)

@@ -13,7 +13,6 @@ Parameters: ``result_to`` (parties that learn the intersection; default all),
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +22,7 @@ from veil.jobs.files import write_csv
 from veil.jobs.params import check_keys, party_list, positive_int
 from veil.jobs.registry import register
 from veil.jobs.spec import JobSpec
+from veil.protocols.psi import PsiParams, run_psi
 
 KEYS = ("result_to", "batch_size", "threads")
 OUTPUT_FILE = "psi.csv"
@@ -51,15 +51,13 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
 @register("psi", validate=validate)
 def psi(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     """Private set intersection on the id column; receivers keep the aligned rows."""
-    # veil.protocols.psi comes from the PSI branch; imported by name until it lands.
-    psi_mod = importlib.import_module("veil.protocols.psi")
     ids = ctx.frame[ctx.id_col].astype(str).tolist()
-    p = psi_mod.PsiParams(
+    p = PsiParams(
         result_to=tuple(params["result_to"]),
         batch_size=int(params["batch_size"]),
         threads=params["threads"],
     )
-    res = psi_mod.run_psi(ctx.session, ids, p)
+    res = run_psi(ctx.session, ids, p)
     out: dict[str, Any] = {
         "n_input": res.n_input,
         "duplicates_dropped": res.n_input - res.n_distinct,
