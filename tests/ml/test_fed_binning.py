@@ -57,8 +57,7 @@ def test_partner_iv_equals_plaintext_with_same_bins(
     partner_stats = [b for b in bank.stats if b.party == "bureau"]
     assert len(partner_stats) == 10
     for st, (name, bins) in zip(partner_stats, bureau.items(), strict=True):
-        assert st.name == f"f{st.index}"  # names hidden by default
-        assert st.label == f"bureau:f{st.index}"
+        assert st.name == st.key == f"bureau:f{st.index}"  # names hidden by default
         woe, iv = plain_iv(bins.transform(h[name]), y)
         assert abs(st.iv - iv) < 1e-6
         assert bins.iv is not None and abs(bins.iv - iv) < 1e-6
@@ -84,6 +83,7 @@ def test_names_revealed_only_when_allowed_and_woe_not_shared_by_default(
     out = _run(g, h, FedBinningOptions(BinningOptions(n_bins=4)), crypto, reveal=True)
     names = [b.name for b in out["bank"].stats if b.party == "bureau"]
     assert names == [c for c in h.columns if c.startswith("x")]
+    assert "bureau:x0" in out["bank"].iv() and "bank:x0" in out["bank"].iv()
     assert all(b.woe is None and b.iv is None for b in out["bureau"].values())
 
 

@@ -49,7 +49,7 @@ def test_split_errors() -> None:
 def _stats(party: str, ivs: list[float], named: bool) -> list[BinStats]:
     z = np.zeros(2, dtype=np.int64)
     return [
-        BinStats(party, i, f"c{i}" if named else f"f{i}", z, z, np.zeros(2), iv)
+        BinStats(party, i, f"c{i}" if named else f"{party}:f{i}", z, z, np.zeros(2), iv)
         for i, iv in enumerate(ivs)
     ]
 
@@ -69,7 +69,7 @@ def test_select_threshold_topk_across_parties() -> None:
     )
     sel = out["bank"]
     assert [(b.party, b.name) for b in sel.kept] == [
-        ("bureau", "f0"),
+        ("bureau", "bureau:f0"),
         ("bank", "c0"),
         ("bank", "c2"),
     ]

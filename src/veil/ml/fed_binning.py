@@ -106,11 +106,12 @@ class BinStats:
     events: IntArr
     woe: FloatArray
     iv: float
+    named: bool = True  # False: ``name`` is an anonymous id such as ``bureau:f3``
 
     @property
-    def label(self) -> str:
-        """``party:name`` as reports show it (``bureau:f3`` for an unrevealed column)."""
-        return f"{self.party}:{self.name}"
+    def key(self) -> str:
+        """Unique display name across parties: ``party:name`` or the anonymous id."""
+        return f"{self.party}:{self.name}" if self.named else self.name
 
 
 @dataclass(frozen=True)
@@ -120,9 +121,9 @@ class LabelHolderBinning:
     own: dict[str, Bins]
     stats: list[BinStats]
 
-    def iv(self) -> dict[tuple[str, str], float]:
-        """IV keyed by (party, feature name or anonymous id)."""
-        return {(b.party, b.name): b.iv for b in self.stats}
+    def iv(self) -> dict[str, float]:
+        """IV keyed by :attr:`BinStats.key`."""
+        return {b.key: b.iv for b in self.stats}
 
 
 def _policy_kw(policy: Any) -> dict[str, Any]:
@@ -130,9 +131,8 @@ def _policy_kw(policy: Any) -> dict[str, Any]:
 
 
 def anonymous_id(party: str, index: int) -> str:
-    """How a partner's feature is called when its name is not revealed (``f3``)."""
-    del party  # the id is per partner: BinStats.label adds the party
-    return f"f{index}"
+    """How a partner's feature is called when its name is not revealed."""
+    return f"{party}:f{index}"
 
 
 def _columns(features: Mapping[str, npt.ArrayLike], n_rows: int | None) -> dict[str, Any]:
@@ -212,7 +212,7 @@ def _finish_partner(
             events = np.add.reduceat(events, starts)
         woe, iv = woe_iv(events, counts)
         name = str(names[i]) if names is not None else anonymous_id(partner, i)
-        out.append(BinStats(partner, i, name, counts, events, woe, iv))
+        out.append(BinStats(partner, i, name, counts, events, woe, iv, named=names is not None))
         reply: dict[str, Any] = {"starts": None if starts is None else starts}
         if opts.share_woe:
             reply.update(woe=woe, iv=iv)

@@ -147,7 +147,7 @@ def binning(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
             for b in res.stats if b.party != ctx.party
         ]  # fmt: skip
         write_json({"own": _bins_json(bins), "partners": partners}, ctx.out_dir / "bins.json")
-        out["iv"] = {b.label: round(b.iv, 6) for b in res.stats}
+        out["iv"] = {b.key: round(b.iv, 6) for b in res.stats}
     else:
         reveal = ctx.party in params["reveal_names"]
         bins = fed_binning.run_partner(s, cols, opts.binning, reveal_names=reveal)

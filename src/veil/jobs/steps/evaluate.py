@@ -63,7 +63,7 @@ def evaluate(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     groups = df.groupby("set") if "set" in df.columns else [("all", df)]
     sets = {str(k): (g["label"].to_numpy(), g["score"].to_numpy()) for k, g in groups}
     binning = ctx.state.get("binning")
-    iv = [(b.label, b.iv) for b in binning.stats] if binning is not None else []
+    iv = [(b.key, b.iv) for b in binning.stats] if binning is not None else []
     evals = write_report(ctx.out_dir, sets, iv=iv, threshold=params["threshold"])
     out: dict[str, Any] = {}
     for name, e in evals.items():

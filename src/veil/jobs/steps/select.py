@@ -54,7 +54,7 @@ def select(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
             {"party": b.party, "feature": b.name, "iv": b.iv, "kept": False} for b in sel.dropped
         ]
         write_csv(pd.DataFrame(rows), ctx.out_dir / "selection.csv")
-        out["kept"] = [b.label for b in sel.kept]
+        out["kept"] = [b.key for b in sel.kept]
     else:
         kept = ml_select.run_partner(s, names)
     dropped = [n for n in names if n not in kept]
