@@ -81,6 +81,7 @@ def test_sum_group_sum_matmul(keys):
     np.testing.assert_allclose(sk.decrypt(c @ X), x @ X, atol=1e-8)
     Xi = RNG.integers(-50, 50, size=(12, 4))
     np.testing.assert_allclose(sk.decrypt(c.matmul(Xi)), x @ Xi, atol=1e-8)
+    np.testing.assert_allclose(sk.decrypt(Xi.T @ c), Xi.T @ x, atol=1e-8)
 
 
 def test_concatenate_aligns_precision(keys):
@@ -103,6 +104,10 @@ def test_packing_round_trip_and_sums(keys):
     want = np.array([gh[groups == g].sum(axis=0) for g in range(4)])
     np.testing.assert_allclose(sk.decrypt_packed(c.group_sum(groups, 4)), want, atol=1e-5)
     np.testing.assert_allclose(sk.decrypt_packed(c.sum()), [gh.sum(axis=0)], atol=1e-5)
+    G = np.column_stack([groups, groups[::-1]])  # two features' histograms in one call
+    both = sk.decrypt_packed(c.group_sum(G, 4))
+    want2 = np.array([gh[groups[::-1] == g].sum(axis=0) for g in range(4)])
+    np.testing.assert_allclose(both, np.concatenate([want, want2]), atol=1e-5)
     np.testing.assert_allclose(sk.decrypt_packed(c + c), 2 * gh, atol=1e-5)
 
 
@@ -209,7 +214,8 @@ def test_rerandomize_changes_ciphertexts_not_values(keys):
 
 def test_precomputed_pool_is_used(keys):
     pk, sk = keys
-    pk.precompute(5)
+    pk.precompute_async(3).result(timeout=60)
+    pk.precompute(2)
     assert pk.pool_size() >= 5
     before = pk.pool_size()
     c = pk.encrypt(np.array([1, 2, 3]))

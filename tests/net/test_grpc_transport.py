@@ -106,6 +106,20 @@ def test_chunks_in_any_order_from_a_raw_interconnection_client(
         )
         assert push(late, timeout=5).header.error_code == 0
         assert pair[1].receiver.pending == 0  # ignored, not the start of a new value
+        for i, (off, n) in enumerate([(0, 3000), (2000, 3000), (5000, 5000)]):  # overlap
+            bad = link_pb2.PushRequest(
+                sender_rank=0,
+                key="root:P2P-2:0->1",
+                value=value[off : off + n],
+                trans_type=link_pb2.CHUNKED,
+                chunk_info=link_pb2.ChunkInfo(message_length=len(value), chunk_offset=off),
+            )
+            if i < 2:
+                push(bad, timeout=5)
+            else:
+                with pytest.raises(grpc.RpcError, match="overlap") as err:
+                    push(bad, timeout=5)
+                assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         with pytest.raises(grpc.RpcError) as err:  # a key that claims another direction
             push(link_pb2.PushRequest(sender_rank=0, key="root:P2P-1:1->0", value=b""), timeout=5)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -19,6 +19,7 @@ import atexit
 import os
 import queue
 import threading
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -46,28 +47,24 @@ def set_workers(n: int) -> None:
     """Use ``n`` cores for large HE batches (1 = single core, in-process)."""
     if not isinstance(n, int) or n < 1:
         raise ConfigError("workers", f"must be an int >= 1, got {n!r}", "pass e.g. os.cpu_count()")
-    with _LOCK:
-        _shutdown_locked()
-        _STATE["workers"] = n
+    shutdown()
+    _STATE["workers"] = n
 
 
-def _shutdown_locked() -> None:
-    procs = _STATE["procs"]
+def shutdown() -> None:
+    """Stop worker processes and threads (they restart on demand)."""
+    with _LOCK:  # detach under the lock, wait outside it (running tasks may need it)
+        procs, _STATE["procs"] = _STATE["procs"], None
+        execs = [_STATE.get(k) for k in ("threads", "background")]
+        _STATE["threads"] = _STATE["background"] = None
+    for ex in execs:
+        if ex is not None:
+            ex.shutdown(wait=True)
     if procs is not None:
         pool, idle = procs
         pool.shutdown(wait=True)
         while not idle.empty():
             idle.get().close()
-        _STATE["procs"] = None
-    if _STATE["threads"] is not None:
-        _STATE["threads"].shutdown(wait=True)
-        _STATE["threads"] = None
-
-
-def shutdown() -> None:
-    """Stop worker processes and threads (they restart on demand)."""
-    with _LOCK:
-        _shutdown_locked()
 
 
 atexit.register(shutdown)
@@ -92,6 +89,41 @@ def _on_worker(op: str, *args: Any) -> Future[Any]:
 
     fut: Future[Any] = pool.submit(run)
     return fut
+
+
+class _WorkersFailed(Exception):
+    """A worker process could not start or died; callers fall back to in-process work."""
+
+
+def _results(futs: list[Future[Any]]) -> list[Any]:
+    try:
+        return [f.result() for f in futs]
+    except (EOFError, OSError) as e:
+        warnings.warn(f"HE worker processes failed ({e}); continuing on one core", stacklevel=3)
+        shutdown()
+        _STATE["workers"] = 1
+        raise _WorkersFailed from e
+
+
+def _submit_all(op: str, arg_lists: list[tuple[Any, ...]]) -> list[Any]:
+    try:
+        futs = [_on_worker(op, *args) for args in arg_lists]
+    except OSError as e:
+        futs = []
+        failed: Future[Any] = Future()
+        failed.set_exception(e)
+        futs.append(failed)
+    return _results(futs)
+
+
+def background(fn: Any, *args: Any) -> Future[Any]:
+    """Run ``fn(*args)`` on a background thread (e.g. filling a randomiser pool while the
+    caller waits on the network; the work itself runs in worker processes)."""
+    with _LOCK:
+        if _STATE.get("background") is None:
+            _STATE["background"] = ThreadPoolExecutor(max_workers=1)
+        ex: ThreadPoolExecutor = _STATE["background"]
+    return ex.submit(fn, *args)
 
 
 def _threads() -> ThreadPoolExecutor:
@@ -132,28 +164,47 @@ def random_pow(table: FixedBase, base: Any, count: int) -> np.ndarray:
         return table.pow_digits(table.random_digits(count, os.urandom(count * nb)))
     args = (int(base), int(table.modulus), table.exp_bits, table.window)
     chunks = _split(count, 4 * w)  # several chunks per worker balance a loaded machine
-    futs = [_on_worker("random_pow", *args, b - a) for a, b in chunks]
+    try:
+        parts = _submit_all("random_pow", [(*args, b - a) for a, b in chunks])
+    except _WorkersFailed:
+        return random_pow(table, base, count)
     out = np.empty(count, dtype=object)
-    for (a, b), f in zip(chunks, futs, strict=True):
-        out[a:b] = unpack_ints(f.result())
+    for (a, b), part in zip(chunks, parts, strict=True):
+        out[a:b] = unpack_ints(part)
     return out
 
 
-def group_product(a: list[Any], groups: list[int], n_groups: int, m: Any) -> list[Any]:
-    """Per-group products; chunks of rows go to workers, partial products are combined."""
-    w = get_workers()
-    if w == 1 or len(a) < MIN_PRODUCTS * w:
-        return kern.group_product_serial(a, groups, n_groups, m)
-    g = np.asarray(groups, dtype=np.int64)
-    futs = [
-        _on_worker("group_product", pack_ints(a[i:j], m), g[i:j], n_groups, int(m))
-        for i, j in _split(len(a), w)
-    ]
-    parts = [unpack_ints(f.result()) for f in futs]
+def _combine(parts: list[list[Any]], m: Any) -> list[Any]:
     out = parts[0]
     for part in parts[1:]:
         out = [x * y % m if y != 1 else x for x, y in zip(out, part, strict=True)]
     return out
+
+
+def group_product(a: list[Any], groups: list[int], n_groups: int, m: Any) -> list[Any]:
+    """Per-group products of one grouping."""
+    return group_product_columns(a, np.asarray(groups, dtype=np.int64).reshape(-1, 1), n_groups, m)
+
+
+def group_product_columns(a: list[Any], G: np.ndarray, n_groups: int, m: Any) -> list[Any]:
+    """Per-group products for each column of ``G`` (n, F), concatenated by column.
+
+    Many columns: whole columns go to each worker. Few: rows are split and the partial
+    products multiplied together.
+    """
+    n, F = G.shape
+    w = get_workers()
+    if w == 1 or n * F < MIN_PRODUCTS * w:
+        return kern.group_product_columns(a, G, n_groups, m)
+    try:
+        if w <= F:
+            wire = pack_ints(a, m)
+            jobs = [(wire, G[:, i:j], n_groups, int(m)) for i, j in _split(F, w)]
+            return [r for p in _submit_all("group_product", jobs) for r in unpack_ints(p)]
+        jobs = [(pack_ints(a[i:j], m), G[i:j], n_groups, int(m)) for i, j in _split(n, w)]
+        return _combine([unpack_ints(p) for p in _submit_all("group_product", jobs)], m)
+    except _WorkersFailed:
+        return kern.group_product_columns(a, G, n_groups, m)
 
 
 def _cols_wire(cols: list[list[int]]) -> Any:
@@ -167,21 +218,15 @@ def multi_exp_columns(bases: list[Any], cols: list[list[int]], m: Any) -> list[A
     w = get_workers()
     if w == 1 or n * len(cols) < MIN_PRODUCTS * w:
         return [kern.signed_multi_exp(bases, c, m) for c in cols]
-    if len(cols) >= 2 * w:  # whole columns per worker: no combine step
-        wire = pack_ints(bases, m)
-        futs = [
-            _on_worker("multi_exp", wire, _cols_wire(cols[a:b]), int(m))
-            for a, b in _split(len(cols), w)
+    try:
+        if len(cols) >= 2 * w:  # whole columns per worker: no combine step
+            wire = pack_ints(bases, m)
+            jobs = [(wire, _cols_wire(cols[a:b]), int(m)) for a, b in _split(len(cols), w)]
+            return [r for p in _submit_all("multi_exp", jobs) for r in unpack_ints(p)]
+        jobs = [  # few columns: split the rows and multiply the partial results
+            (pack_ints(bases[i:j], m), _cols_wire([c[i:j] for c in cols]), int(m))
+            for i, j in _split(n, w)
         ]
-        return [r for f in futs for r in unpack_ints(f.result())]
-    futs = [  # few columns: split the rows and multiply the partial results
-        _on_worker(
-            "multi_exp", pack_ints(bases[i:j], m), _cols_wire([c[i:j] for c in cols]), int(m)
-        )
-        for i, j in _split(n, w)
-    ]
-    parts = [unpack_ints(f.result()) for f in futs]
-    out = parts[0]
-    for part in parts[1:]:
-        out = [x * y % m for x, y in zip(out, part, strict=True)]
-    return out
+        return _combine([unpack_ints(p) for p in _submit_all("multi_exp", jobs)], m)
+    except _WorkersFailed:
+        return [kern.signed_multi_exp(bases, c, m) for c in cols]

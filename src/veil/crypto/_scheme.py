@@ -10,6 +10,7 @@ products, serialisation of arrays) is shared in :mod:`veil.crypto.encrypted`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +76,14 @@ class HEPublicKey(ABC):
     @abstractmethod
     def precompute(self, count: int) -> None:
         """Fill the randomiser pool with ``count`` fresh randomisers ahead of time."""
+
+    def precompute_async(self, count: int) -> Future[None]:
+        """Fill the randomiser pool in the background; encryption meanwhile keeps working
+        (it takes pooled randomisers first and makes the rest itself)."""
+        from veil.crypto import _parallel as par
+
+        fut: Future[None] = par.background(self.precompute, count)
+        return fut
 
     def encrypt(self, x: Any, frac_bits: int | None = None) -> EncryptedArray:
         """Encrypt a numpy array (any shape) of floats or ints, element-wise.

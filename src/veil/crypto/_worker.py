@@ -52,20 +52,24 @@ def _read(stream: IO[bytes]) -> Any:
 
 # -- worker side -----------------------------------------------------------------------
 _TABLES: dict[tuple[int, int, int, int], FixedBase] = {}
+_MAX_TABLES = 4
 
 
 def _op_random_pow(base: int, modulus: int, exp_bits: int, window: int, count: int) -> Any:
     spec = (base, modulus, exp_bits, window)
-    table = _TABLES.get(spec)
+    table = _TABLES.pop(spec, None)
     if table is None:
-        table = _TABLES[spec] = FixedBase(base, modulus, exp_bits, window)
+        table = FixedBase(base, modulus, exp_bits, window)
+    _TABLES[spec] = table  # most recently used last
+    while len(_TABLES) > _MAX_TABLES:  # bound memory when a process sees many keys
+        del _TABLES[next(iter(_TABLES))]
     nb = -(-exp_bits // 8)
     out = table.pow_digits(table.random_digits(count, os.urandom(count * nb)))
     return pack_ints(out, modulus)
 
 
 def _op_group_product(cts: IntArray, groups: np.ndarray, n_groups: int, m: int) -> Any:
-    out = kern.group_product_serial(unpack_ints(cts), groups.tolist(), n_groups, mpz(m))
+    out = kern.group_product_columns(unpack_ints(cts), groups, n_groups, mpz(m))
     return pack_ints(out, m)
 
 

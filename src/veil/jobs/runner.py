@@ -205,14 +205,17 @@ def _start(
     options: RunOptions,
 ) -> dict[str, _Worker]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # Wire ranks follow the sorted party names, so two sites whose job files list the
+    # parties in different orders still agree on them.
+    names = tuple(sorted(spec.party_names))
     workers: dict[str, _Worker] = {}
     for name in local:
         cfg = WorkerConfig(
             job=str(spec.path),
             party=name,
             out_dir=str(staging / name),
-            names=spec.party_names,
-            addresses=addresses,
+            names=names,
+            addresses=tuple(addresses[spec.party_names.index(n)] for n in names),
             ca_cert=str(tls[name].ca_cert),
             cert=str(tls[name].cert),
             key=str(tls[name].key),

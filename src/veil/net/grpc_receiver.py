@@ -32,22 +32,36 @@ _CONNECT_KEY = re.compile(r"^connect_(\d+)(?:\x01\x02\d*)?$")  # yacl adds "\x01
 
 
 class _Reassembly:
-    """One CHUNKED value being put back together (chunks may arrive in any order)."""
+    """One CHUNKED value being put back together (chunks may arrive in any order).
+
+    Chunks are kept as received and joined once at the end: one copy of the value,
+    no zero-filled buffer of its full size up front.
+    """
 
     def __init__(self, length: int) -> None:
-        self.buf = bytearray(length)
-        self.offsets: set[int] = set()
+        self.length = length
+        self.chunks: dict[int, bytes] = {}
         self.filled = 0
 
     def add(self, offset: int, data: bytes) -> bool:
-        """Copy a chunk in; True when the value is complete. Duplicates are ignored."""
-        if offset + len(data) > len(self.buf) or (not data and len(self.buf)):
-            raise ValueError(f"chunk at {offset}+{len(data)} outside a {len(self.buf)}-byte value")
-        if offset not in self.offsets:
-            self.offsets.add(offset)
-            self.buf[offset : offset + len(data)] = data
+        """Keep a chunk; True when every byte has arrived. Duplicates are ignored."""
+        if offset + len(data) > self.length or (not data and self.length):
+            raise ValueError(f"chunk at {offset}+{len(data)} outside a {self.length}-byte value")
+        if offset not in self.chunks:
+            self.chunks[offset] = data
             self.filled += len(data)
-        return self.filled >= len(self.buf)
+        return self.filled >= self.length
+
+    def join(self) -> bytes:
+        """The whole value; ValueError if the chunks overlap or leave a gap."""
+        pos = 0
+        for off in sorted(self.chunks):
+            if off != pos:
+                raise ValueError(f"chunks overlap or leave a gap at byte {min(off, pos)}")
+            pos += len(self.chunks[off])
+        data = b"".join(self.chunks[off] for off in sorted(self.chunks))
+        self.chunks.clear()
+        return data
 
 
 class PushReceiver:
@@ -150,7 +164,7 @@ class PushReceiver:
             part = self._partial.get((src, key))
             if part is None:
                 part = self._partial[(src, key)] = _Reassembly(int(info.message_length))
-            elif len(part.buf) != info.message_length:
+            elif part.length != info.message_length:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"chunk length mismatch on {key}")
             try:
                 done = part.add(int(info.chunk_offset), req.value)
@@ -162,8 +176,10 @@ class PushReceiver:
                 if len(self._finished) > _FINISHED_KEPT:
                     self._finished.popitem(last=False)
         if done:
-            data = bytes(part.buf)
-            part.buf = bytearray()  # free the reassembly buffer before anyone decodes
+            try:
+                data = part.join()
+            except ValueError as e:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{key}: {e}")
             self.mailbox.put(key, data)
         return _ok()
 

@@ -1,0 +1,201 @@
+"""The ``secureboost`` and ``secureboost_predict`` steps (vertical SecureBoost).
+
+``secureboost`` trains on the aligned rows (run ``psi`` first): the party with
+the label column is the label holder, every other party a partner (see
+:mod:`veil.ml.secureboost.protocol` for the flow and what each party learns).
+Training rows are those a ``split`` step left as train (``ctx.state['split']``),
+else a seeded ``test_size`` hold-out both parties draw alike; with
+``early_stopping_rounds`` a seeded ``valid_size`` share of the training rows is
+the validation set. Each party writes its own model file
+``secureboost_model.json`` and ``importance.json`` (its own features only); the
+label holder also writes ``predictions.csv`` (id, score, label, set) for
+``evaluate`` and leaves ``model``/``predictions`` in ``ctx.state``.
+
+``secureboost_predict`` scores every row of the current table with the model a
+``secureboost`` step left (or ``model_file``, this party's saved model); only
+the label holder gets scores (``scores.csv``: id, score).
+
+Parameters: the :class:`~veil.ml.secureboost.SBTParams` names (``n_trees``,
+``max_depth``, ``learning_rate``, ``min_child_weight``, ``reg_lambda``,
+``gamma``, ``max_bin``, ``subsample``, ``colsample``, ``early_stopping_rounds``,
+``class_weight``, ``objective``, ``he``, ``key_bits``, ``hide_instance_space``,
+``seed``), plus ``test_size`` (0.3) and ``valid_size`` (0.2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from veil.errors import ConfigError
+from veil.jobs.context import StepContext
+from veil.jobs.files import write_csv
+from veil.jobs.params import check_keys
+from veil.jobs.registry import register
+from veil.jobs.spec import JobSpec
+from veil.ml import secureboost as sbt
+
+MODEL_FILE = "secureboost_model.json"
+_PARAMS = tuple(f.name for f in dataclasses.fields(sbt.SBTParams) if f.name != "allow_small_keys")
+KEYS = (*_PARAMS, "test_size", "valid_size", "label_holder")
+
+
+def _label_holder(job: JobSpec, field: str) -> str:
+    with_label = [p.name for p in job.parties if p.label is not None]
+    if len(with_label) != 1:
+        raise ConfigError(
+            field,
+            f"{len(with_label)} parties have a label column {with_label}",
+            "give exactly one party (the label holder) a 'label:' column",
+        )
+    return with_label[0]
+
+
+def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str, Any]:
+    """Check the parameters by building :class:`SBTParams` (its errors name the field)."""
+    check_keys(params, KEYS, field)
+    lh = _label_holder(job, field)
+    if len(job.parties) < 2:
+        raise ConfigError(field, "needs a label holder and at least one partner", "")
+    kw = {k: params[k] for k in _PARAMS if k in params}
+    if "class_weight" in kw and kw["class_weight"] is not None:
+        kw["class_weight"] = tuple(kw["class_weight"])
+    try:
+        sbt.SBTParams(**kw)
+    except TypeError as e:
+        raise ConfigError(field, str(e), "check the parameter types") from None
+    for k, default in (("test_size", 0.3), ("valid_size", 0.2)):
+        v = params.get(k, default)
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1:
+            raise ConfigError(f"{field}.{k}", f"must be in [0, 1), got {v!r}", f"e.g. {default}")
+    return {**params, "label_holder": lh}
+
+
+def _params(params: Mapping[str, Any]) -> sbt.SBTParams:
+    kw = {k: params[k] for k in _PARAMS if k in params}
+    if kw.get("class_weight") is not None:
+        kw["class_weight"] = tuple(kw["class_weight"])
+    return sbt.SBTParams(**kw)
+
+
+def _roles(ctx: StepContext, lh: str) -> dict[str, str]:
+    roles = {"label_holder": lh}
+    for i, q in enumerate(p for p in ctx.parties if p != lh):
+        roles[f"partner{i + 1}"] = q
+    return roles
+
+
+def _features(ctx: StepContext) -> list[str]:
+    feats = ctx.state.get("features")
+    if feats is not None:
+        return list(feats)
+    return [c for c in ctx.frame.columns if c not in (ctx.id_col, ctx.label_col)]
+
+
+def _test_mask(ctx: StepContext, n: int, test_size: float, seed: int) -> np.ndarray:
+    split = ctx.state.get("split")
+    if split is not None and getattr(split, "test_mask", None) is not None:
+        return np.asarray(split.test_mask, dtype=bool)
+    mask = np.zeros(n, dtype=bool)
+    mask[np.random.default_rng([seed, 7]).permutation(n)[: round(test_size * n)]] = True
+    return mask
+
+
+@register("secureboost", validate=validate)
+def secureboost(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Train vertical SecureBoost; the label holder gets train/test predictions."""
+    p = _params(params)
+    lh = str(params["label_holder"])  # set by validate from the job's label column
+    s = ctx.session.with_roles(_roles(ctx, lh))
+    feats = _features(ctx)
+    x = ctx.frame[feats].to_numpy()
+    n = x.shape[0]
+    test = _test_mask(ctx, n, float(params.get("test_size", 0.3)), p.seed)
+    train = np.flatnonzero(~test)
+    valid = np.zeros(0, dtype=np.int64)
+    if p.early_stopping_rounds:
+        rng = np.random.default_rng([p.seed, 8])
+        k = round(float(params.get("valid_size", 0.2)) * len(train))
+        shuffled = rng.permutation(train)
+        valid, train = np.sort(shuffled[:k]), np.sort(shuffled[k:])
+    vx = x[valid] if len(valid) else None
+    out: dict[str, Any] = {}
+    if ctx.party == lh:
+        y = ctx.frame[ctx.label_col].to_numpy()
+        model = sbt.run_label_holder(
+            s.sub("train"),
+            x[train],
+            y[train],
+            feats,
+            p,
+            valid_x=vx,
+            valid_y=y[valid] if len(valid) else None,
+        )
+        scores = sbt.run_predict_label_holder(s.sub("predict"), model, x)
+        ctx.state["model"] = model
+        sbt.save(model, ctx.out_dir / MODEL_FILE)
+        (ctx.out_dir / "importance.json").write_text(json.dumps(model.importance(), indent=1))
+        pred = pd.DataFrame(
+            {
+                "id": ctx.frame[ctx.id_col].to_numpy(),
+                "score": scores,
+                "label": y,
+                "set": np.where(test, "test", "train"),
+            }
+        )
+        write_csv(pred, ctx.out_dir / "predictions.csv")
+        ctx.state["predictions"] = pred
+        out["trees"] = len(model.trees)
+        from sklearn.metrics import roc_auc_score
+
+        for name, m in (("train", ~test), ("test", test)):
+            if p.objective == sbt.Objective.BINARY and len(np.unique(y[m])) == 2:
+                out[f"auc_{name}"] = round(float(roc_auc_score(y[m], scores[m])), 6)
+    else:
+        pmodel = sbt.run_partner(s.sub("train"), x[train], feats, p, valid_x=vx)
+        sbt.run_predict_partner(s.sub("predict"), pmodel, x)
+        out["splits"] = len(pmodel.records)
+        ctx.state["model"] = pmodel
+        sbt.save(pmodel, ctx.out_dir / MODEL_FILE)
+        (ctx.out_dir / "importance.json").write_text(json.dumps(pmodel.importance(), indent=1))
+    return out
+
+
+def validate_predict(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str, Any]:
+    check_keys(params, ("model_file", "label_holder"), field)
+    mf = params.get("model_file")
+    if mf is not None and not isinstance(mf, str):
+        raise ConfigError(f"{field}.model_file", "must be a path", "")
+    return {**params, "label_holder": _label_holder(job, field)}
+
+
+@register("secureboost_predict", validate=validate_predict)
+def secureboost_predict(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Joint scoring of the current rows with a SecureBoost model; scores to the label holder."""
+    model = ctx.state.get("model")
+    if params.get("model_file"):
+        model = sbt.load(Path(params["model_file"]))
+    if not isinstance(model, sbt.LabelHolderModel | sbt.PartnerModel):
+        raise ConfigError(
+            "steps.secureboost_predict",
+            "found no SecureBoost model",
+            "run secureboost first or give model_file",
+        )
+    if isinstance(model, sbt.LabelHolderModel):
+        roles = {"label_holder": ctx.party}
+        roles.update({f"partner{i}": q for i, q in enumerate(model.parties[1:], start=1)})
+        x = ctx.frame[model.feature_names].to_numpy()
+        scores = sbt.run_predict_label_holder(ctx.session.with_roles(roles), model, x)
+        df = pd.DataFrame({"id": ctx.frame[ctx.id_col].to_numpy(), "score": scores})
+        write_csv(df, ctx.out_dir / "scores.csv")
+        return {"rows": len(df)}
+    x = ctx.frame[model.feature_names].to_numpy()
+    lh = str(params["label_holder"])
+    sbt.run_predict_partner(ctx.session.with_roles({"label_holder": lh}), model, x)
+    return {}

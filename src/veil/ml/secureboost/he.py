@@ -1,0 +1,103 @@
+"""The additive-HE operations SecureBoost needs, on Veil's HE engine (:mod:`veil.crypto.he`).
+
+SecureBoost packs its own plaintexts (``T = h << w | g`` per row, several bin
+sums per ciphertext on the way back), so it uses the engine's raw layer: signed
+integer encryption and decryption, and the ciphertext group (product = plaintext
+sum). Per-bin sums go through ``EncryptedArray.group_sum`` (the engine's kernel);
+packing sums is ``c^(2^slot) * c'`` (``E(a)^k = E(k a)``) with gmpy2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gmpy2
+import numpy as np
+
+from veil.crypto import he as engine
+from veil.crypto.encrypted import EncryptedArray
+from veil.errors import ProtocolError
+from veil.ml.secureboost.params import HEScheme
+
+
+def _policy(allow_small: bool) -> engine.KeyPolicy:
+    return engine.TEST_POLICY if allow_small else engine.DEFAULT_POLICY
+
+
+def _objects(values: Sequence[Any]) -> np.ndarray:
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = list(values)
+    return arr
+
+
+class HEPublic:
+    """A partner's view of the key: modulus, sizes, wire form, group sums and packing."""
+
+    def __init__(self, pk: engine.HEPublicKey) -> None:
+        self.pk = pk
+        self.scheme = HEScheme(pk.scheme)
+        self.modulus = pk.ct_modulus
+        self.plain_bits = int(pk.plain_bits) - 1  # signed values decode unambiguously
+        self.width = int(pk.ct_bytes)
+        self.key_bits = int(pk.bits)
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.pk.to_wire()
+
+    @classmethod
+    def from_wire(cls, obj: Any, allow_small: bool) -> HEPublic:
+        return cls(engine.public_key_from_wire(obj, _policy(allow_small)))
+
+    def check(self, cts: Sequence[int]) -> list[Any]:
+        """Ciphertexts from the wire, each checked to lie in ``[1, modulus)``."""
+        m = self.modulus
+        out = [gmpy2.mpz(c) for c in cts]
+        if any(not 0 < c < m for c in out):
+            raise ProtocolError("ciphertext out of range for this key")
+        return out
+
+    def group_sum(
+        self, cts: Sequence[Any], rows: np.ndarray, groups: np.ndarray, n_groups: int
+    ) -> list[Any]:
+        """out[k] = sum of cts[rows[i]] over (i, j) with groups[i, j] == k (< 0 skipped)."""
+        flat_rows = np.broadcast_to(rows[:, None], groups.shape).ravel()
+        flat_groups = groups.ravel()
+        keep = flat_groups >= 0
+        picked = _objects(cts)[flat_rows[keep]]
+        ea = EncryptedArray(self.pk, picked, 0, False, 0)
+        return list(ea.group_sum(flat_groups[keep].astype(np.int64), n_groups).ct)
+
+    def pack(self, cts: Sequence[Any], slot: int, k: int) -> list[Any]:
+        """Pack ``k`` sums per ciphertext: Enc(sum_j m_j << (j * slot)), Horner style."""
+        mod, shift = self.modulus, gmpy2.mpz(1) << slot
+        out = []
+        for i in range(0, len(cts), k):
+            chunk = cts[i : i + k]
+            acc = chunk[-1]
+            for c in reversed(chunk[:-1]):
+                acc = gmpy2.powmod(acc, shift, mod) * c % mod
+            out.append(acc)
+        return out
+
+
+class HEKeys:
+    """The label holder's key pair: encrypt packed rows, decrypt packed sums."""
+
+    def __init__(self, scheme: HEScheme, bits: int, allow_small: bool = False) -> None:
+        pk, self._sk = engine.generate_keypair(str(scheme), bits, policy=_policy(allow_small))
+        self.public = HEPublic(pk)
+
+    def precompute(self, count: int) -> None:
+        """Fill the randomiser pool (offline phase) for ``count`` later encryptions."""
+        self.public.pk.precompute(count)
+
+    def encrypt(self, values: Sequence[int]) -> list[Any]:
+        """One fresh ciphertext per (signed) integer."""
+        return list(self.public.pk.raw_encrypt(_objects(values)))
+
+    def decrypt(self, cts: Sequence[Any], value_bits: int) -> list[int]:
+        """Signed plaintexts ``|v| < 2**value_bits`` (centred lift of the residues)."""
+        res, n = self._sk.raw_decrypt(_objects(cts), (1 << (value_bits + 1)) + 1)
+        half = n // 2
+        return [m - n if m > half else m for m in res]
