@@ -4,11 +4,12 @@
         [--peer-json results/fate_lr.json ...]
 
 Splits the aligned rows 70/30 (stratified, seed 42), trains Veil's ``hetero_lr`` with
-the label holder and partner in two threads over the in-memory transport, scores the
-test rows jointly, and prints wall time, seconds per epoch, CPU seconds, bytes on the
-wire and test AUC, beside scikit-learn's LogisticRegression fitted on the joined
-table in the same run. ``--peer-json`` adds rows from the FATE / SecretFlow harness
-outputs (``results/out.json``) fed by ``benchmarks/lr_peer_data.py``.
+the label holder and partner as two OS processes joined by pipes (two cores), scores the
+test rows jointly, and prints wall time, seconds per epoch, CPU seconds (each party with
+its HE worker processes), bytes on the wire and test AUC, beside scikit-learn's
+LogisticRegression fitted on the joined table in the same run. ``--peer-json`` adds
+rows from the FATE / SecretFlow harness outputs (``results/out.json``) fed by
+``benchmarks/lr_peer_data.py``.
 """
 
 from __future__ import annotations

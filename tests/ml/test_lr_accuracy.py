@@ -49,7 +49,7 @@ def test_default_options_reach_sklearn_auc_in_the_clear(
         m, s = X[tr].mean(0), X[tr].std(0)
         blocks.append(clip_block((X - m) / s, o.clip))
     blocks[0] = np.hstack([blocks[0], np.ones((len(y), 1))])
-    for seed in (1, 2, 3):
+    for seed in range(6):  # batch orders differ per run; the bar must hold for each
         w = taylor_fit_plain([b[tr] for b in blocks], y[tr], o, seed=seed)
         a = auc(y[te], blocks[0][te] @ w[0] + blocks[1][te] @ w[1])
         assert abs(a - sk_auc) <= BAR, (seed, a, sk_auc)
