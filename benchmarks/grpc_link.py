@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -36,7 +37,8 @@ def _receiver(addrs: list[str], tls: TlsFiles | None) -> None:
         data = t.recv(0, f"b:P2P-{i}:0->1", 600)
         if data == b"stop":
             break
-        t.send(0, f"b:P2P-{i}:1->0", str(len(data)).encode())
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t.send(0, f"b:P2P-{i}:1->0", f"{len(data)} {time.process_time()} {rss}".encode())
     t.close()
 
 
@@ -48,20 +50,27 @@ def _run(tls: dict[str, TlsFiles] | None, mb: int, repeat: int, small: int) -> d
     t = GrpcTransport(_cfg(0, addrs, mine))
     i = 0
 
-    def roundtrip(payload: bytes) -> None:
+    peak = {"receiver_rss_mb": 0.0}
+
+    def roundtrip(payload: bytes) -> float:
+        """Send, wait for the ack; return the receiver's CPU seconds so far."""
         nonlocal i
         i += 1
         t.send(1, f"b:P2P-{i}:0->1", payload)
-        assert t.recv(1, f"b:P2P-{i}:1->0", 600) == str(len(payload)).encode()
+        n, cpu, rss = t.recv(1, f"b:P2P-{i}:1->0", 600).split()
+        assert int(n) == len(payload)
+        peak["receiver_rss_mb"] = int(rss) / 1024
+        return float(cpu)
 
-    roundtrip(b"warm-up")
+    rcpu = roundtrip(b"warm-up")
     payload = os.urandom(mb << 20)
-    big_s, big_cpu = [], []
+    big_s, big_cpu, recv_cpu = [], [], []
     for _ in range(repeat):
         c0, t0 = time.process_time(), time.perf_counter()
-        roundtrip(payload)
+        rcpu0, rcpu = rcpu, roundtrip(payload)
         big_s.append(time.perf_counter() - t0)
         big_cpu.append(time.process_time() - c0)
+        recv_cpu.append(rcpu - rcpu0)
     lat = []
     for _ in range(small):
         t0 = time.perf_counter()
@@ -76,8 +85,11 @@ def _run(tls: dict[str, TlsFiles] | None, mb: int, repeat: int, small: int) -> d
         "MB/s": mb * 1.048576 / med,
         "big_s": med,
         "sender_cpu_s": statistics.median(big_cpu),
+        "receiver_cpu_s": statistics.median(recv_cpu),
         "rtt_ms": statistics.median(lat) * 1e3,
         "rtt_p90_ms": sorted(lat)[int(0.9 * len(lat))] * 1e3,
+        "sender_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **peak,
     }
 
 
@@ -86,20 +98,23 @@ def main() -> None:
     ap.add_argument("--mb", type=int, default=100, help="size of the big message in MiB")
     ap.add_argument("--repeat", type=int, default=5, help="big messages per mode")
     ap.add_argument("--small", type=int, default=500, help="small round trips per mode")
+    ap.add_argument("--no-baseline", action="store_true", help="mTLS only, skip insecure")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tls = throwaway_federation(NAMES, Path(tmp))
-        res = {
-            "mTLS": _run(tls, a.mb, a.repeat, a.small),
-            "insecure": _run(None, a.mb, a.repeat, a.small),
-        }
+        res = {"mTLS": _run(tls, a.mb, a.repeat, a.small)}
+        if not a.no_baseline:
+            res["insecure"] = _run(None, a.mb, a.repeat, a.small)
     print(f"{a.mb} MiB message x{a.repeat}, {a.small} small round trips (medians)")
     for mode, r in res.items():
         print(
             f"{mode:9s} {r['MB/s']:7.1f} MB/s  ({r['big_s']:.2f} s, "
-            f"sender CPU {r['sender_cpu_s']:.2f} s)"
+            f"CPU sender {r['sender_cpu_s']:.2f} s receiver {r['receiver_cpu_s']:.2f} s)"
             f"  small-message round trip {r['rtt_ms']:.2f} ms (p90 {r['rtt_p90_ms']:.2f} ms)"
+            f"  peak RSS sender {r['sender_rss_mb']:.0f} MB receiver {r['receiver_rss_mb']:.0f} MB"
         )
+    if "insecure" not in res:
+        return
     m, b = res["mTLS"], res["insecure"]
     print(
         f"mTLS / insecure: throughput x{m['MB/s'] / b['MB/s']:.2f}, "

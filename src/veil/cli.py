@@ -15,7 +15,7 @@ import sys
 from veil import __version__
 from veil.errors import ConfigError, VeilError
 
-COMMANDS = ("veil.jobs.cli_run", "veil.net.cli_ca")
+COMMANDS = ("veil.jobs.cli_run", "veil.net.cli_ca", "veil.protocols.interconnect.command")
 EXIT_USAGE = 2
 EXIT_FAILED = 1
 

@@ -31,6 +31,9 @@ def test_parallel_kernels_match_numpy(keys, two_workers):
     want = np.array([x[groups == g].sum() for g in range(5)])
     np.testing.assert_allclose(sk.decrypt(c.group_sum(groups, 5)), want, atol=1e-9)
     np.testing.assert_allclose(sk.decrypt(c.sum()), [x.sum()], atol=1e-9)
+    G = rng.integers(-1, 4, size=(40, 3))  # three histograms at once: split by feature
+    want = np.array([[x[G[:, f] == b].sum() for b in range(4)] for f in range(3)]).ravel()
+    np.testing.assert_allclose(sk.decrypt(c.group_sum(G, 4)), want, atol=1e-9)
     X1 = rng.normal(size=(40, 1))  # few columns: rows split across workers
     np.testing.assert_allclose(sk.decrypt(c @ X1), x @ X1, atol=1e-8)
     X6 = rng.integers(-9, 9, size=(40, 6))  # many columns: columns split
@@ -41,3 +44,16 @@ def test_parallel_kernels_match_numpy(keys, two_workers):
 def test_set_workers_rejects_nonsense():
     with pytest.raises(ConfigError, match="workers"):
         set_workers(0)
+
+
+def test_dead_workers_fall_back_to_one_core(keys, two_workers, monkeypatch):
+    pk, sk = keys
+
+    def broken(*_args):
+        raise OSError("cannot start worker")
+
+    monkeypatch.setattr(par, "_on_worker", broken)
+    with pytest.warns(UserWarning, match="one core"):
+        c = pk.encrypt(np.arange(20))
+    assert get_workers() == 1
+    np.testing.assert_array_equal(sk.decrypt(c), np.arange(20))

@@ -43,6 +43,7 @@ def test_float_identities(name, a, s):
     np.testing.assert_allclose(sk.decrypt(c * s), x * s, rtol=1e-12, atol=1e-6)
 
 
+@settings(deadline=None)
 @given(x=st.lists(floats, min_size=1, max_size=8), f=st.integers(0, 60))
 def test_fixed_point_round_trip_error_bound(x, f):
     a = np.array(x)
@@ -50,6 +51,7 @@ def test_fixed_point_round_trip_error_bound(x, f):
     assert np.all(np.abs(back - a) <= 2.0 ** (-f - 1) + np.abs(a) * 2**-52)
 
 
+@settings(deadline=None)
 @given(x=st.lists(st.floats(-1e9, 1e9, allow_nan=False), min_size=1, max_size=8))
 def test_multiplier_encoding_is_exact_or_53_bits(x):
     a = np.array(x)

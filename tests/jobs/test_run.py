@@ -14,13 +14,13 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
+import yaml
 
 from tests.jobs import fake_steps
 from tests.jobs.conftest import write_job, write_table
-from veil.errors import ConfigError
 from veil.jobs import RunOptions, load_job, run_job
+from veil.net import certs, grpc_transport
 
-certs = pytest.importorskip("veil.net.certs", reason="needs veil.net.certs (gRPC branch)")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -134,19 +134,6 @@ def test_failing_step_reports_root_cause_not_echo(jobdir: Path) -> None:
     assert party_dirs(jobdir / "out") == ["report.json"]
 
 
-def test_previous_outputs_replaced_and_foreign_folders_refused(jobdir: Path) -> None:
-    spec = load_job(write_job(jobdir, ["_write"]))
-    out = jobdir / "out"
-    assert run_job(spec, out).ok
-    (out / "bank" / "stale.txt").write_text("old")
-    assert run_job(spec, out).ok
-    assert not (out / "bank" / "stale.txt").exists()
-    (out / "partner").rename(out / "elsewhere")
-    (out / "partner").mkdir()
-    with pytest.raises(ConfigError, match=r"--out: .*partner' exists and was not written"):
-        run_job(spec, out)
-
-
 def test_peer_certificate_from_another_ca_is_refused(jobdir: Path) -> None:
     spec = load_job(write_job(jobdir, ["_echo"]))
     ours = certs.throwaway_federation(["bank", "partner"], jobdir / "ca-ours")
@@ -162,14 +149,12 @@ def test_peer_certificate_from_another_ca_is_refused(jobdir: Path) -> None:
     assert party_dirs(jobdir / "out") == ["report.json"]
 
 
-def test_two_sites_each_run_their_own_party(jobdir: Path) -> None:
-    """The multi-machine mode: one ``veil run --party`` per site, federation certificates."""
-    job = write_job(jobdir, ["_echo"])
+def run_sites(jobdir: Path, jobs: dict[str, Path]) -> dict[str, tuple[int, str]]:
+    """Run each party with its own ``veil run --party`` and job file, as two sites would."""
     fed = certs.throwaway_federation(["bank", "partner"], jobdir / "ca")
-    grpc_transport = pytest.importorskip("veil.net.grpc_transport")
     ports = {p: grpc_transport.free_port() for p in ("bank", "partner")}
     procs = {}
-    for party in ("bank", "partner"):
+    for party, job in jobs.items():
         cmd = [sys.executable, "-m", "veil.cli", "run", str(job), "--quiet", "--timeout", "60"]
         cmd += ["--out", str(jobdir / f"site-{party}"), "--party", party]
         cmd += [f"--address={p}=127.0.0.1:{port}" for p, port in ports.items()]
@@ -179,9 +164,26 @@ def test_two_sites_each_run_their_own_party(jobdir: Path) -> None:
         else:
             cmd += ["--ca", str(tls.ca_cert), "--cert", str(tls.cert), "--key", str(tls.key)]
         procs[party] = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    results = {}
     for party, proc in procs.items():
         _, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
+        results[party] = (proc.returncode, err)
+    return results
+
+
+def test_two_sites_each_run_their_own_party(jobdir: Path) -> None:
+    """The multi-machine mode: one ``veil run --party`` per site, federation certificates.
+
+    The partner's job file lists the parties in the other order: ranks still agree.
+    """
+    bank_job = write_job(jobdir, ["_echo"])
+    swapped = yaml.safe_load(bank_job.read_text())
+    swapped["parties"] = dict(reversed(list(swapped["parties"].items())))
+    partner_job = jobdir / "partner-job.yaml"
+    partner_job.write_text(yaml.safe_dump(swapped, sort_keys=False))
+    results = run_sites(jobdir, {"bank": bank_job, "partner": partner_job})
+    for party, (code, err) in results.items():
+        assert code == 0, err
         out = jobdir / f"site-{party}"
         assert party_dirs(out) == [party, "report.json"]
         report = json.loads((out / "report.json").read_text())
@@ -191,8 +193,22 @@ def test_two_sites_each_run_their_own_party(jobdir: Path) -> None:
         assert step["traffic"][party]["bytes_received"] > 0
 
 
+def test_two_sites_with_different_steps_fail_at_once(jobdir: Path) -> None:
+    bank_job = write_job(jobdir, ["_echo", {"_fail": {"party": "bank"}}])
+    other = yaml.safe_load(bank_job.read_text())
+    other["steps"] = ["_echo", {"_fail": {"party": "partner"}}]
+    partner_job = jobdir / "partner-job.yaml"
+    partner_job.write_text(yaml.safe_dump(other, sort_keys=False))
+    results = run_sites(jobdir, {"bank": bank_job, "partner": partner_job})
+    for party, (code, err) in results.items():
+        assert code == 1
+        assert f"party '{party}' before the first step: steps[1]: this job file differs" in err
+        report = json.loads((jobdir / f"site-{party}" / "report.json").read_text())
+        assert report["status"] == "failed"
+        assert [s["status"] for s in report["steps"]] == ["not run", "not run"]
+
+
 def test_psi_job_aligns_rows_and_writes_intersection(jobdir: Path) -> None:
-    pytest.importorskip("veil.protocols.psi", reason="needs veil.protocols.psi (PSI branch)")
     rng = np.random.default_rng(7)
     universe = [f"cust-{i:04d}" for i in rng.permutation(400)]
     common, only_bank, only_partner = universe[:120], universe[120:220], universe[220:300]
@@ -225,7 +241,6 @@ def test_psi_job_aligns_rows_and_writes_intersection(jobdir: Path) -> None:
 
 
 def test_psi_result_to_one_party(jobdir: Path) -> None:
-    pytest.importorskip("veil.protocols.psi", reason="needs veil.protocols.psi (PSI branch)")
     job = write_job(jobdir, [{"psi": {"result_to": ["bank"]}}])
     res = run_job(load_job(job), jobdir / "out", RunOptions(timeout=60))
     assert res.ok, res.error

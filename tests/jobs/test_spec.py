@@ -153,3 +153,41 @@ def test_unknown_local_party(jobdir: Path, capsys: pytest.CaptureFixture[str]) -
     code = main(["run", str(job), "--out", str(out), "--party", "bank", *tls])
     err = capsys.readouterr().err
     assert code == 2 and "--address: no address for bank, partner" in err
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"), [("ca", "'ca' is reserved"), ("1bank", "bad party name")]
+)
+def test_bad_party_names(jobdir: Path, name: str, problem: str) -> None:
+    parties = {
+        name: {"data": "bank.csv", "id": "id"},
+        "partner": {"data": "partner.csv", "id": "id"},
+    }
+    with pytest.raises(ConfigError, match=f"parties.{name}: {problem}"):
+        load_job(write_job(jobdir, ["psi"], parties=parties))
+
+
+def test_load_frame_reads_ids_as_text_from_csv_and_parquet(jobdir: Path) -> None:
+    from veil.jobs.spec import load_frame
+
+    jobdir.mkdir(parents=True)
+    pd.DataFrame({"id": ["007", "42"], "y": [0, 1]}).to_csv(jobdir / "b.csv", index=False)
+    pd.DataFrame({"id": [7, 42], "x": [0.5, 1.5]}).to_parquet(jobdir / "p.parquet")
+    parties = {
+        "bank": {"data": "b.csv", "id": "id", "label": "y"},
+        "partner": {"data": "p.parquet", "id": "id"},
+    }
+    spec = load_job(write_job(jobdir, ["psi"], parties=parties))
+    assert list(load_frame(spec.party("bank"))["id"]) == ["007", "42"]  # leading zeros kept
+    partner = load_frame(spec.party("partner"))
+    assert list(partner["id"]) == ["7", "42"] and list(partner["x"]) == [0.5, 1.5]
+
+
+def test_unsupported_or_unreadable_data(jobdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    job = write_job(jobdir, ["psi"])
+    (jobdir / "partner.xlsx").write_bytes(b"PK")
+    job.write_text(job.read_text().replace("partner.csv", "partner.xlsx"))
+    assert_rejected(job, capsys, "parties.partner.data: 'partner.xlsx' is neither CSV nor Parquet")
+    (jobdir / "partner.parquet").write_bytes(b"not parquet")
+    job.write_text(job.read_text().replace("partner.xlsx", "partner.parquet"))
+    assert_rejected(job, capsys, "parties.partner.data: cannot read", "readable CSV")

@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
 
-from veil.net.certs import TlsFiles
 from veil.net.grpc_transport import GrpcConfig, GrpcTransport
 from veil.net.session import Session
 
 
-def echo_party(
-    names: Sequence[str], addrs: Sequence[str], tls: TlsFiles, die_after: int = -1
-) -> None:
-    """Rank 1: doubles every array it receives and sends it back; ``die_after`` messages
-    in, exits without a word (to play a crashed peer)."""
-    t = GrpcTransport(GrpcConfig(rank=1, names=names, addresses=addrs, tls=tls))
-    s = Session(t, names, names[1], timeout=30)
+def echo_party(cfg: GrpcConfig, die_after: int = -1) -> None:
+    """Doubles every value rank 0 sends and sends it back, until it gets None;
+    ``die_after`` messages in, exits without a word (to play a crashed peer)."""
+    t = GrpcTransport(cfg)
+    names = list(cfg.names)
+    s = Session(t, names, names[cfg.rank], timeout=30)
     n = 0
     while True:
         v = s.recv(names[0], "ask")

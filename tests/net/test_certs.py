@@ -80,3 +80,5 @@ def test_api_validation(tmp_path: Path) -> None:
     init_ca(tmp_path / "ca")
     with pytest.raises(ConfigError, match="party"):
         issue_party(tmp_path / "ca", "", tmp_path / "o")
+    with pytest.raises(ConfigError, match="clash"):
+        issue_party(tmp_path / "ca", "ca", tmp_path / "o")

@@ -21,6 +21,7 @@ from veil.net.grpc_transport import (
     GrpcConfig,
     GrpcTransport,
     free_port,
+    loopback_configs,
     loopback_transports,
 )
 from veil.net.proto import link_pb2
@@ -55,22 +56,15 @@ def pair(feds: dict[str, dict[str, TlsFiles]], addrs: list[str]) -> Iterator[lis
 
 
 def test_large_message_is_chunked_and_reassembled() -> None:
-    frames: list[int] = []
     payload = os.urandom(30 << 20)
-    with loopback_transports(NAMES, chunk_size=1 << 20) as (a, b):
-        seen: list[tuple[int, int]] = []
-        orig = b._on_chunk  # type: ignore[attr-defined]
-
-        def spy(src: int, key: str, req: link_pb2.PushRequest, ctx: grpc.ServicerContext) -> object:
-            seen.append((req.chunk_info.chunk_offset, len(req.value)))
-            return orig(src, key, req, ctx)
-
-        b._on_chunk = spy  # type: ignore[attr-defined]
+    with loopback_transports(NAMES, chunk_size=1 << 20) as ts:
+        a, b = ts
+        assert isinstance(b, GrpcTransport)
         a.send(1, "root/big:P2P-1:0->1", payload)
         assert b.recv(0, "root/big:P2P-1:0->1", 30) == payload
-        frames = [n for _, n in seen]
-    assert len(frames) == 30 and max(frames) == 1 << 20
-    assert sorted(o for o, _ in seen) == [i << 20 for i in range(30)]
+        assert b.receiver.frames == 30  # 30 CHUNKED pushes, none over 1 MiB
+        assert b.receiver.largest_frame == 1 << 20
+        assert a.stats.totals().bytes_sent == 30 << 20
 
 
 def test_chunks_in_any_order_from_a_raw_interconnection_client(
@@ -103,6 +97,29 @@ def test_chunks_in_any_order_from_a_raw_interconnection_client(
             )
             assert resp.header.error_code == 0
         assert pair[1].recv(0, "root:P2P-1:0->1", 5) == value
+        late = link_pb2.PushRequest(  # a retried chunk after the value was delivered
+            sender_rank=0,
+            key="root:P2P-1:0->1",
+            value=value[:3000],
+            trans_type=link_pb2.CHUNKED,
+            chunk_info=link_pb2.ChunkInfo(message_length=len(value), chunk_offset=0),
+        )
+        assert push(late, timeout=5).header.error_code == 0
+        assert pair[1].receiver.pending == 0  # ignored, not the start of a new value
+        for i, (off, n) in enumerate([(0, 3000), (2000, 3000), (5000, 5000)]):  # overlap
+            bad = link_pb2.PushRequest(
+                sender_rank=0,
+                key="root:P2P-2:0->1",
+                value=value[off : off + n],
+                trans_type=link_pb2.CHUNKED,
+                chunk_info=link_pb2.ChunkInfo(message_length=len(value), chunk_offset=off),
+            )
+            if i < 2:
+                push(bad, timeout=5)
+            else:
+                with pytest.raises(grpc.RpcError, match="overlap") as err:
+                    push(bad, timeout=5)
+                assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         with pytest.raises(grpc.RpcError) as err:  # a key that claims another direction
             push(link_pb2.PushRequest(sender_rank=0, key="root:P2P-1:1->0", value=b""), timeout=5)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -167,6 +184,34 @@ def test_cert_with_the_wrong_party_name_is_refused(
         bob.close()
 
 
+def test_connect_is_a_barrier_and_names_the_missing_party(
+    feds: dict[str, dict[str, TlsFiles]], addrs: list[str]
+) -> None:
+    a = _mk(0, feds["good"]["alice"], addrs, connect_timeout=10)
+    late: list[GrpcTransport] = []
+
+    def bob_starts_late() -> None:
+        time.sleep(0.5)
+        late.append(_mk(1, feds["good"]["bob"], addrs))
+        late[0].connect(10)
+
+    th = threading.Thread(target=bob_starts_late)
+    try:
+        t0 = time.monotonic()
+        th.start()
+        a.connect(10)  # returns once bob is up and has said hello
+        assert time.monotonic() - t0 >= 0.4
+        th.join(10)
+        assert late and not th.is_alive()
+        late[0].close()
+        with pytest.raises(NetworkError, match="party bob"):  # bob is gone now
+            a.connect(0.5)
+    finally:
+        a.close()
+        for t in late:
+            t.close()
+
+
 def test_abort_reaches_the_peer(pair: list[GrpcTransport]) -> None:
     a, b = pair
     a.abort("out of memory")
@@ -191,24 +236,28 @@ def test_bad_config_is_refused(feds: dict[str, dict[str, TlsFiles]], addrs: list
     tls = feds["good"]["alice"]
     with pytest.raises(ConfigError, match="tls"):
         GrpcTransport(GrpcConfig(rank=0, names=NAMES, addresses=addrs, tls=None))
+    with pytest.raises(ConfigError, match="insecure"):
+        GrpcTransport(GrpcConfig(rank=0, names=NAMES, addresses=addrs, tls=tls, insecure=True))
     with pytest.raises(ConfigError, match="rank"):
         GrpcTransport(GrpcConfig(rank=2, names=NAMES, addresses=addrs, tls=tls))
     with pytest.raises(ConfigError, match="addresses"):
         GrpcTransport(GrpcConfig(rank=0, names=NAMES, addresses=addrs[:1], tls=tls))
     with pytest.raises(ConfigError, match=r"addresses\[1\]"):
         GrpcTransport(GrpcConfig(rank=0, names=NAMES, addresses=[addrs[0], "bob"], tls=tls))
+    with pytest.raises(ConfigError, match="listen"):
+        GrpcTransport(GrpcConfig(rank=0, names=NAMES, addresses=addrs, tls=tls, listen=":70000"))
+    with pytest.raises(ConfigError, match=r"names\[1\]"):
+        GrpcTransport(GrpcConfig(rank=0, names=["a", "b c"], addresses=addrs, tls=tls))
     missing = TlsFiles(tls.ca_cert, Path("/nonexistent.crt"), tls.key)
     with pytest.raises(ConfigError, match=r"tls\.cert"):
         GrpcTransport(GrpcConfig(rank=0, names=NAMES, addresses=addrs, tls=missing))
 
 
-def test_each_party_in_its_own_process(
-    feds: dict[str, dict[str, TlsFiles]], addrs: list[str]
-) -> None:
-    ctx = mp.get_context("spawn")
-    peer = ctx.Process(target=echo_party, args=(NAMES, addrs, feds["good"]["bob"]))
+def test_each_party_in_its_own_process(tmp_path: Path) -> None:
+    cfgs = loopback_configs(NAMES, tmp_path, connect_timeout=20)
+    peer = mp.get_context("spawn").Process(target=echo_party, args=(cfgs[1],))
     peer.start()
-    a = _mk(0, feds["good"]["alice"], addrs, connect_timeout=20)
+    a = GrpcTransport(cfgs[0])
     try:
         s = Session(a, NAMES, "alice", timeout=20)
         for i in range(3):
@@ -223,13 +272,11 @@ def test_each_party_in_its_own_process(
             peer.kill()
 
 
-def test_crashed_peer_process_makes_the_other_fail_in_time(
-    feds: dict[str, dict[str, TlsFiles]], addrs: list[str]
-) -> None:
-    ctx = mp.get_context("spawn")
-    peer = ctx.Process(target=echo_party, args=(NAMES, addrs, feds["good"]["bob"], 2))
+def test_crashed_peer_process_makes_the_other_fail_in_time(tmp_path: Path) -> None:
+    cfgs = loopback_configs(NAMES, tmp_path, connect_timeout=20)
+    peer = mp.get_context("spawn").Process(target=echo_party, args=(cfgs[1], 2))
     peer.start()
-    a = _mk(0, feds["good"]["alice"], addrs, connect_timeout=20)
+    a = GrpcTransport(cfgs[0])
     try:
         s = Session(a, NAMES, "alice", timeout=2)
         s.send("bob", "ask", 1)

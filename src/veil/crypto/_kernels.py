@@ -20,6 +20,14 @@ def group_product_serial(a: list[Any], groups: list[int], n_groups: int, m: mpz)
     return acc
 
 
+def group_product_columns(a: list[Any], G: np.ndarray, n_groups: int, m: mpz) -> list[Any]:
+    """Column by column :func:`group_product_serial` over ``G`` (n, F), concatenated."""
+    out: list[Any] = []
+    for f in range(G.shape[1]):
+        out.extend(group_product_serial(a, G[:, f].tolist(), n_groups, m))
+    return out
+
+
 def _window(n: int, bits: int) -> int:
     best, best_cost = 1, math.inf
     for w in range(1, 17):

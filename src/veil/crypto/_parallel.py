@@ -5,10 +5,9 @@ Two mechanisms, chosen by what measured fastest for each kernel:
 * **threads** for ``gmpy2.powmod_base_list`` (decryption, ``c * scalar``): gmpy2 releases
   the GIL for the whole list, so threads scale with no copying;
 * **worker processes** for the kernels that are loops of Python-level modular products
-  (fixed-base randomisers, group sums, Pippenger multi-exponentiation): a pool started
-  with ``forkserver`` (never a fork of a threaded parent), fed chunks of ``mpz`` via the
-  local multiprocessing pipe. Nothing here crosses a network; fixed-base tables are
-  rebuilt once per worker and cached there.
+  (fixed-base randomisers, group sums, Pippenger multi-exponentiation): see
+  :mod:`veil.crypto._worker` (plain subprocesses speaking the Veil codec over pipes; no
+  multiprocessing, no pickle). Fixed-base tables are rebuilt once per worker and cached.
 
 ``set_workers(n)`` sets the degree (default: all cores; 1 = everything in-process). Small
 batches always run in-process: starting work in a pool only pays off above a few ms.
@@ -17,10 +16,11 @@ batches always run in-process: starting work in a pool only pays off above a few
 from __future__ import annotations
 
 import atexit
-import multiprocessing
 import os
+import queue
 import threading
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import gmpy2
@@ -28,6 +28,7 @@ import numpy as np
 
 from veil.crypto import _kernels as kern
 from veil.crypto._fixedbase import FixedBase
+from veil.crypto._worker import Worker, pack_ints, unpack_ints
 from veil.errors import ConfigError
 
 _STATE: dict[str, Any] = {"workers": os.cpu_count() or 1, "procs": None, "threads": None}
@@ -46,41 +47,90 @@ def set_workers(n: int) -> None:
     """Use ``n`` cores for large HE batches (1 = single core, in-process)."""
     if not isinstance(n, int) or n < 1:
         raise ConfigError("workers", f"must be an int >= 1, got {n!r}", "pass e.g. os.cpu_count()")
-    with _LOCK:
-        _shutdown_locked()
-        _STATE["workers"] = n
-
-
-def _shutdown_locked() -> None:
-    for key in ("procs", "threads"):
-        ex = _STATE[key]
-        if ex is not None:
-            ex.shutdown(wait=False, cancel_futures=True)
-            _STATE[key] = None
+    shutdown()
+    _STATE["workers"] = n
 
 
 def shutdown() -> None:
-    with _LOCK:
-        _shutdown_locked()
+    """Stop worker processes and threads (they restart on demand)."""
+    with _LOCK:  # detach under the lock, wait outside it (running tasks may need it)
+        procs, _STATE["procs"] = _STATE["procs"], None
+        execs = [_STATE.get(k) for k in ("threads", "background")]
+        _STATE["threads"] = _STATE["background"] = None
+    for ex in execs:
+        if ex is not None:
+            ex.shutdown(wait=True)
+    if procs is not None:
+        pool, idle = procs
+        pool.shutdown(wait=True)
+        while not idle.empty():
+            idle.get().close()
 
 
 atexit.register(shutdown)
 
 
-def _procs() -> Executor:
+def _on_worker(op: str, *args: Any) -> Future[Any]:
+    """Run ``op`` on the next idle worker process; returns a future of its result."""
     with _LOCK:
         if _STATE["procs"] is None:
-            ctx = multiprocessing.get_context("forkserver")
-            _STATE["procs"] = ProcessPoolExecutor(max_workers=get_workers(), mp_context=ctx)
-        ex: Executor = _STATE["procs"]
-        return ex
+            idle: queue.Queue[Worker] = queue.Queue()
+            for _ in range(get_workers()):
+                idle.put(Worker())
+            _STATE["procs"] = (ThreadPoolExecutor(max_workers=get_workers()), idle)
+        pool, idle = _STATE["procs"]
+
+    def run() -> Any:
+        w = idle.get()
+        try:
+            return w.call(op, *args)
+        finally:
+            idle.put(w)
+
+    fut: Future[Any] = pool.submit(run)
+    return fut
 
 
-def _threads() -> Executor:
+class _WorkersFailed(Exception):
+    """A worker process could not start or died; callers fall back to in-process work."""
+
+
+def _results(futs: list[Future[Any]]) -> list[Any]:
+    try:
+        return [f.result() for f in futs]
+    except (EOFError, OSError) as e:
+        warnings.warn(f"HE worker processes failed ({e}); continuing on one core", stacklevel=3)
+        shutdown()
+        _STATE["workers"] = 1
+        raise _WorkersFailed from e
+
+
+def _submit_all(op: str, arg_lists: list[tuple[Any, ...]]) -> list[Any]:
+    try:
+        futs = [_on_worker(op, *args) for args in arg_lists]
+    except OSError as e:
+        futs = []
+        failed: Future[Any] = Future()
+        failed.set_exception(e)
+        futs.append(failed)
+    return _results(futs)
+
+
+def background(fn: Any, *args: Any) -> Future[Any]:
+    """Run ``fn(*args)`` on a background thread (e.g. filling a randomiser pool while the
+    caller waits on the network; the work itself runs in worker processes)."""
+    with _LOCK:
+        if _STATE.get("background") is None:
+            _STATE["background"] = ThreadPoolExecutor(max_workers=1)
+        ex: ThreadPoolExecutor = _STATE["background"]
+    return ex.submit(fn, *args)
+
+
+def _threads() -> ThreadPoolExecutor:
     with _LOCK:
         if _STATE["threads"] is None:
             _STATE["threads"] = ThreadPoolExecutor(max_workers=get_workers())
-        ex: Executor = _STATE["threads"]
+        ex: ThreadPoolExecutor = _STATE["threads"]
         return ex
 
 
@@ -106,57 +156,60 @@ def powmod_base_list(bases: list[Any], k: int, m: Any) -> list[Any]:
 
 
 # -- processes -------------------------------------------------------------------------
-_TABLES: dict[tuple[int, int, int, int], FixedBase] = {}
-
-
-def _worker_table(spec: tuple[int, int, int, int]) -> FixedBase:
-    table = _TABLES.get(spec)
-    if table is None:
-        base, modulus, exp_bits, window = spec
-        table = _TABLES[spec] = FixedBase(base, modulus, exp_bits, window)
-    return table
-
-
-def _task_random_pow(spec: tuple[int, int, int, int], count: int) -> list[Any]:
-    table = _worker_table(spec)
-    nb = -(-table.exp_bits // 8)
-    return list(table.pow_digits(table.random_digits(count, os.urandom(count * nb))))
-
-
 def random_pow(table: FixedBase, base: Any, count: int) -> np.ndarray:
     """``base ** r`` for ``count`` fresh uniform ``table.exp_bits``-bit exponents ``r``."""
     w = get_workers()
     if w == 1 or count < MIN_RANDOMISERS * w:
         nb = -(-table.exp_bits // 8)
         return table.pow_digits(table.random_digits(count, os.urandom(count * nb)))
-    spec = (int(base), int(table.modulus), table.exp_bits, table.window)
+    args = (int(base), int(table.modulus), table.exp_bits, table.window)
     chunks = _split(count, 4 * w)  # several chunks per worker balance a loaded machine
-    futs = [_procs().submit(_task_random_pow, spec, b - a) for a, b in chunks]
+    try:
+        parts = _submit_all("random_pow", [(*args, b - a) for a, b in chunks])
+    except _WorkersFailed:
+        return random_pow(table, base, count)
     out = np.empty(count, dtype=object)
-    for (a, b), f in zip(chunks, futs, strict=True):
-        out[a:b] = f.result()
+    for (a, b), part in zip(chunks, parts, strict=True):
+        out[a:b] = unpack_ints(part)
     return out
 
 
-def group_product(a: list[Any], groups: list[int], n_groups: int, m: Any) -> list[Any]:
-    """Per-group products; chunks of rows go to workers, partial products are combined."""
-    w = get_workers()
-    if w == 1 or len(a) < MIN_PRODUCTS * w:
-        return kern.group_product_serial(a, groups, n_groups, m)
-    chunks = _split(len(a), w)
-    futs = [
-        _procs().submit(kern.group_product_serial, a[i:j], groups[i:j], n_groups, m)
-        for i, j in chunks
-    ]
-    parts = [f.result() for f in futs]
+def _combine(parts: list[list[Any]], m: Any) -> list[Any]:
     out = parts[0]
     for part in parts[1:]:
         out = [x * y % m if y != 1 else x for x, y in zip(out, part, strict=True)]
     return out
 
 
-def _task_multi_exp(bases: list[Any], cols: list[list[int]], m: Any) -> list[Any]:
-    return [kern.signed_multi_exp(bases, e, m) for e in cols]
+def group_product(a: list[Any], groups: list[int], n_groups: int, m: Any) -> list[Any]:
+    """Per-group products of one grouping."""
+    return group_product_columns(a, np.asarray(groups, dtype=np.int64).reshape(-1, 1), n_groups, m)
+
+
+def group_product_columns(a: list[Any], G: np.ndarray, n_groups: int, m: Any) -> list[Any]:
+    """Per-group products for each column of ``G`` (n, F), concatenated by column.
+
+    Many columns: whole columns go to each worker. Few: rows are split and the partial
+    products multiplied together.
+    """
+    n, F = G.shape
+    w = get_workers()
+    if w == 1 or n * F < MIN_PRODUCTS * w:
+        return kern.group_product_columns(a, G, n_groups, m)
+    try:
+        if w <= F:
+            wire = pack_ints(a, m)
+            jobs = [(wire, G[:, i:j], n_groups, int(m)) for i, j in _split(F, w)]
+            return [r for p in _submit_all("group_product", jobs) for r in unpack_ints(p)]
+        jobs = [(pack_ints(a[i:j], m), G[i:j], n_groups, int(m)) for i, j in _split(n, w)]
+        return _combine([unpack_ints(p) for p in _submit_all("group_product", jobs)], m)
+    except _WorkersFailed:
+        return kern.group_product_columns(a, G, n_groups, m)
+
+
+def _cols_wire(cols: list[list[int]]) -> Any:
+    big = any(abs(v) >= 1 << 62 for c in cols for v in c)
+    return cols if big else np.array(cols, dtype=np.int64).reshape(len(cols), -1)
 
 
 def multi_exp_columns(bases: list[Any], cols: list[list[int]], m: Any) -> list[Any]:
@@ -164,17 +217,16 @@ def multi_exp_columns(bases: list[Any], cols: list[list[int]], m: Any) -> list[A
     n = len(bases)
     w = get_workers()
     if w == 1 or n * len(cols) < MIN_PRODUCTS * w:
-        return _task_multi_exp(bases, cols, m)
-    if len(cols) >= 2 * w:  # whole columns per worker: no combine step
-        groups = _split(len(cols), w)
-        futs = [_procs().submit(_task_multi_exp, bases, cols[a:b], m) for a, b in groups]
-        return [r for f in futs for r in f.result()]
-    chunks = _split(n, w)  # few columns: split the rows and multiply the partial results
-    futs = [
-        _procs().submit(_task_multi_exp, bases[i:j], [c[i:j] for c in cols], m) for i, j in chunks
-    ]
-    parts = [f.result() for f in futs]
-    out = parts[0]
-    for part in parts[1:]:
-        out = [x * y % m for x, y in zip(out, part, strict=True)]
-    return out
+        return [kern.signed_multi_exp(bases, c, m) for c in cols]
+    try:
+        if len(cols) >= 2 * w:  # whole columns per worker: no combine step
+            wire = pack_ints(bases, m)
+            jobs = [(wire, _cols_wire(cols[a:b]), int(m)) for a, b in _split(len(cols), w)]
+            return [r for p in _submit_all("multi_exp", jobs) for r in unpack_ints(p)]
+        jobs = [  # few columns: split the rows and multiply the partial results
+            (pack_ints(bases[i:j], m), _cols_wire([c[i:j] for c in cols]), int(m))
+            for i, j in _split(n, w)
+        ]
+        return _combine([unpack_ints(p) for p in _submit_all("multi_exp", jobs)], m)
+    except _WorkersFailed:
+        return [kern.signed_multi_exp(bases, c, m) for c in cols]

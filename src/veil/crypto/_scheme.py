@@ -10,6 +10,7 @@ products, serialisation of arrays) is shared in :mod:`veil.crypto.encrypted`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +76,14 @@ class HEPublicKey(ABC):
     @abstractmethod
     def precompute(self, count: int) -> None:
         """Fill the randomiser pool with ``count`` fresh randomisers ahead of time."""
+
+    def precompute_async(self, count: int) -> Future[None]:
+        """Fill the randomiser pool in the background; encryption meanwhile keeps working
+        (it takes pooled randomisers first and makes the rest itself)."""
+        from veil.crypto import _parallel as par
+
+        fut: Future[None] = par.background(self.precompute, count)
+        return fut
 
     def encrypt(self, x: Any, frac_bits: int | None = None) -> EncryptedArray:
         """Encrypt a numpy array (any shape) of floats or ints, element-wise.
@@ -167,13 +176,24 @@ class HESecretKey(ABC):
         signed = [v - n if v > half else v for v in raw]
         return enc.decode(signed, c.frac_bits, c.is_float).reshape(c.shape)
 
-    def decrypt_packed(self, c: EncryptedArray) -> np.ndarray:
-        """Decrypt a packed array to shape (len(c), slots): float64 (int64 if frac_bits 0)."""
+    def decrypt_packed(
+        self, c: EncryptedArray, slots: int | None = None, rows: int | None = None
+    ) -> np.ndarray:
+        """Decrypt a packed array to shape (len(c), slots): float64 (int64 if frac_bits 0).
+
+        For a ``compress()``-ed array pass the original ``slots`` and ``rows`` to get the
+        original layout back (the result is reshaped to (-1, slots) and cut to ``rows``).
+        """
         self._check(c)
         if c.pack is None or c.terms is None:
             raise ConfigError("c", "is not packed", "use sk.decrypt(c)")
         raw, _ = self.raw_decrypt(c.ct.ravel(), 1 << (c.pack.slots * c.pack.slot_bits))
-        return enc.unpack_rows(raw, c.terms, c.pack)
+        out = enc.unpack_rows(raw, c.terms, c.pack)
+        if slots is not None:
+            if slots < 1 or out.size % slots:
+                raise ConfigError("slots", f"{slots} does not divide {out.shape}", "")
+            out = out.reshape(-1, slots)
+        return out if rows is None else out[:rows]
 
     def __repr__(self) -> str:
         return f"<{type(self).__module__}.SecretKey {self.public_key.bits}-bit, hidden>"

@@ -1,7 +1,7 @@
 """Vector kernels over ciphertexts (numpy object arrays of gmpy2 ``mpz``), scheme-agnostic.
 
 Everything here is modular arithmetic in the ciphertext group: products add plaintexts,
-powers multiply them. The hot paths are :func:`group_product` (SecureBoost histograms)
+powers multiply them. The hot paths are :func:`group_product_columns` (SecureBoost histograms)
 and :func:`multi_exp` (the hetero-LR gradient ``X^T d``), the latter with Pippenger's
 bucket method: per exponent window, ciphertexts are multiplied into 2**w buckets by their
 digit, and the buckets are combined with two running products, so a column of ``n``
@@ -69,9 +69,9 @@ def product(a: np.ndarray, m: mpz) -> np.ndarray:
     return _obj(par.group_product(a.tolist(), [0] * a.size, 1, m))
 
 
-def group_product(a: np.ndarray, groups: np.ndarray, n_groups: int, m: mpz) -> np.ndarray:
-    """``out[g] = prod a[i] for groups[i] == g`` mod ``m``; negative groups are skipped."""
-    return _obj(par.group_product(list(a), groups.tolist(), n_groups, m))
+def group_product_columns(a: np.ndarray, G: np.ndarray, n_groups: int, m: mpz) -> np.ndarray:
+    """``out[f * n_groups + g] = prod a[i] for G[i, f] == g`` mod ``m``; ``G < 0`` skipped."""
+    return _obj(par.group_product_columns(a.tolist(), G, n_groups, m))
 
 
 def multi_exp(a: np.ndarray, K: np.ndarray, m: mpz) -> np.ndarray:

@@ -204,26 +204,39 @@ class EncryptedArray:
 
     def group_sum(self, groups: Any, n_groups: int) -> EncryptedArray:
         """``out[g]`` = sum of ``self[i]`` with ``groups[i] == g``; ``groups < 0`` skipped,
-        empty groups give an encryption of 0 (the ciphertext 1; rerandomize before sharing)."""
+        empty groups give an encryption of 0 (the ciphertext 1; rerandomize before sharing).
+
+        ``groups`` of shape (n, F) computes F histograms in one call (e.g. the bins of
+        every feature for SecureBoost), spread over the workers by feature; the result is
+        1-D with ``out[f * n_groups + g]``.
+        """
         g = np.asarray(groups)
         if self.ndim != 1:
             raise ConfigError("c", f"group_sum needs a 1-D array, got {self.shape}", "ravel")
-        if g.shape != (len(self),) or g.dtype.kind not in "iu":
-            raise ConfigError("groups", f"must be {len(self)} ints, got {g.shape} {g.dtype}", "")
+        if g.ndim == 1:
+            g = g.reshape(-1, 1)
+        if g.ndim != 2 or g.shape[0] != len(self) or g.dtype.kind not in "iu":
+            raise ConfigError(
+                "groups", f"must be ({len(self)},) or ({len(self)}, F) ints, got {g.shape}", ""
+            )
         if not isinstance(n_groups, int | np.integer) or n_groups < 0:
             raise ConfigError("n_groups", f"must be an int >= 0, got {n_groups!r}", "")
         if g.size and g.max() >= n_groups:
             raise ConfigError("groups", f"has {g.max()} >= n_groups={n_groups}", "")
-        ct = vec.group_product(self.ct, g.astype(np.int64), int(n_groups), self.pk.ct_modulus)
-        counts = np.bincount(g[g >= 0], minlength=int(n_groups)) if g.size else None
+        g = g.astype(np.int64)
+        ct = vec.group_product_columns(self.ct, g, int(n_groups), self.pk.ct_modulus)
         if self.pack is not None:
             assert self.terms is not None
-            terms = np.zeros((int(n_groups), self.pack.slots), dtype=np.int64)
-            keep = g >= 0
-            np.add.at(terms, g[keep], self.terms[keep])
+            parts = []
+            for f in range(g.shape[1]):
+                terms = np.zeros((int(n_groups), self.pack.slots), dtype=np.int64)
+                keep = g[:, f] >= 0
+                np.add.at(terms, g[keep, f], self.terms[keep])
+                parts.append(terms)
+            terms = np.concatenate(parts) if parts else np.zeros((0, self.pack.slots), np.int64)
             _check_terms(terms, self.pack)
             return EncryptedArray(self.pk, ct, 0, False, 0, pack=self.pack, terms=terms)
-        most = int(counts.max()) if counts is not None and counts.size else 0
+        most = max((int(np.bincount(col[col >= 0]).max(initial=0)) for col in g.T), default=0)
         return self._like(ct, self.frac_bits, self.is_float, self.bound * most)
 
     def matmul(self, X: Any, bits: int = 48) -> EncryptedArray:
@@ -254,6 +267,17 @@ class EncryptedArray:
 
     def __matmul__(self, X: Any) -> EncryptedArray:
         return self.matmul(X)
+
+    def __rmatmul__(self, X: Any) -> EncryptedArray:
+        """``X @ c`` for plaintext ``X`` of shape (k, n): the same as ``c @ X.T``."""
+        Xa = enc.as_array(X, "X")
+        return self.matmul(Xa.T if Xa.ndim == 2 else Xa)
+
+    def compress(self) -> EncryptedArray:
+        """Fold packed rows into as few ciphertexts as fit (see :mod:`veil.crypto.packing`)."""
+        from veil.crypto.packing import compress
+
+        return compress(self)
 
     def rerandomize(self) -> EncryptedArray:
         """Same plaintexts under fresh randomness (hides that a value came from ``* 0``)."""

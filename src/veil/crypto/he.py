@@ -1,12 +1,25 @@
-"""Scheme selection: algorithms take ``he: HEScheme`` ("paillier" | "ou") and call through here.
+"""Scheme selection and the HE cheat sheet. Algorithms take ``he: HEScheme`` ("paillier" | "ou").
 
->>> scheme = get_scheme("ou")
->>> pk, sk = scheme.generate_keypair(2048)
+    scheme = get_scheme(params.he)                  # veil.crypto.paillier or veil.crypto.ou
+    pk, sk = scheme.generate_keypair(2048)          # < 2048 only with policy=TEST_POLICY
+    pk.precompute(len(g))                           # optional offline randomiser pool
+    c = pk.encrypt(g)                               # float64 -> 2**-40 fixed point; ints exact
+    sk.decrypt(c)                                   # float64 (floats) / int64 (ints)
+    c + c2, c + x, x + c, c - x, -c, c * 0.25, c * x, c / 4, c[idx], len(c), c.shape
+    c.sum()                                         # length-1 EncryptedArray
+    c.group_sum(groups, n_groups)                   # histogram; groups < 0 skipped
+    c @ X  /  c.matmul(X, bits=48)                  # (n,) x (n, k) -> (k,): X^T d for LR
+    spec = pk.pack_spec(slots=2, max_abs=1.0, max_terms=n_rows, frac_bits=16)
+    p = pk.encrypt_packed(np.column_stack([g, h]), spec)   # one ciphertext per row
+    hist = p.group_sum(bins, n_bins).compress()     # k bins per ciphertext
+    sk.decrypt_packed(hist, slots=2, rows=n_bins)   # (n_bins, 2) float64
+    wire = c.to_wire(); EncryptedArray.from_wire(pk, wire)      # codec-ready dicts
+    public_key_from_wire(pk.to_wire())              # either scheme
+    concatenate([c1, c2]); set_workers(n)           # cores for big batches (default all)
 
-Both schemes share :class:`~veil.crypto.encrypted.EncryptedArray` and the same key API
-(``encrypt``, ``encrypt_packed``, ``pack_spec``, ``precompute``, ``to_wire``; ``decrypt``,
-``decrypt_packed``). Paillier has a 2047-bit plaintext space; OU (faster, ~681-bit
-plaintexts, not CCA-safe: read :mod:`veil.crypto.ou`) suits SecureBoost and binning.
+Both schemes share :class:`~veil.crypto.encrypted.EncryptedArray`. Paillier has a
+2047-bit plaintext space; OU (faster, ~681-bit plaintexts, not CCA-safe: read
+:mod:`veil.crypto.ou` before using it) suits SecureBoost and binning.
 """
 
 from __future__ import annotations

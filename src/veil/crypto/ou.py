@@ -12,7 +12,7 @@ Security of the shortcuts: semantic security rests on the p-subgroup assumption 
 as factoring ``n``); the 224-bit ``t`` and ``r`` resist Pollard-rho / baby-step-giant-step
 on the exponent at 2**112 work, the level of a 2048-bit modulus (SecretFlow HEU uses 110-bit
 ``r``, i.e. 2**55 against BSGS; we do not). ``G^m`` and ``H^r`` use fixed-base tables
-(about 17 MiB per key, built on first use).
+(about 45 MiB per key, built on first use).
 
 Where OU must NOT be used: it is malleable and not CCA-secure -- anyone who can get the
 key holder to decrypt a ciphertext of their choice and see the result can factor ``n``
@@ -62,8 +62,9 @@ __all__ = [
 
 SCHEME = "ou"
 SUBGROUP_BITS = 224  # 2 x 112-bit security
-H_WINDOW = 11
-G_WINDOW = 8
+H_WINDOW = 12
+G_WINDOW = 11
+G_TABLE_BITS = 256  # |m| below 2**256 (all fixed-point data) uses the table; else powmod
 
 
 class PublicKey(HEPublicKey):
@@ -95,7 +96,7 @@ class PublicKey(HEPublicKey):
                     t = FixedBase(self.H, self.n, self.rand_bits, H_WINDOW)
                 else:
                     base = self.G if which == "G" else gmpy2.invert(self.G, self.n)
-                    t = FixedBase(base, self.n, self.p_bits, G_WINDOW)
+                    t = FixedBase(base, self.n, min(G_TABLE_BITS, self.p_bits), G_WINDOW)
                 self._tables[which] = t
             return self._tables[which]
 
@@ -127,12 +128,16 @@ class PublicKey(HEPublicKey):
     def raw_plain(self, ms: np.ndarray) -> np.ndarray:
         vals = [int(m) for m in ms]
         out = np.empty(len(vals), dtype=object)
-        pos = [i for i, v in enumerate(vals) if v >= 0]
-        neg = [i for i, v in enumerate(vals) if v < 0]
+        lim = 1 << min(G_TABLE_BITS, self.p_bits)
+        pos = [i for i, v in enumerate(vals) if 0 <= v < lim]
+        neg = [i for i, v in enumerate(vals) if -lim < v < 0]
         if pos:
             out[pos] = self._table("G").pow_ints([vals[i] for i in pos])
         if neg:
             out[neg] = self._table("Ginv").pow_ints([-vals[i] for i in neg])
+        for i, v in enumerate(vals):
+            if not -lim < v < lim:  # rare huge plaintexts: plain square-and-multiply
+                out[i] = gmpy2.powmod(self.G, v, self.n)
         return out
 
     def raw_encrypt(self, ms: np.ndarray) -> np.ndarray:

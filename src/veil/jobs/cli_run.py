@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +12,10 @@ from veil.errors import ConfigError
 from veil.jobs.display import Display, LiveDisplay
 from veil.jobs.runner import RunOptions, run_job
 from veil.jobs.spec import load_job
+from veil.net.certs import TlsFiles
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
-
-
-@dataclass(frozen=True)
-class _Tls:
-    ca_cert: Path
-    cert: Path
-    key: Path
 
 
 def add_parser(subparsers: Any) -> None:
@@ -98,7 +91,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
             "a federation party needs its certificates",
             "give --tls DIR (from 'veil ca issue') or all of --ca, --cert and --key",
         )
-    tls = {args.party: _Tls(args.ca, args.cert, args.key)}
+    tls = {args.party: TlsFiles(args.ca, args.cert, args.key)}
     return RunOptions(
         timeout=args.timeout,
         parties=(args.party,),

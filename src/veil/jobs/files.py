@@ -70,6 +70,7 @@ def check_out_dir(out: Path, parties: Sequence[str]) -> None:
 
 def publish(staging: Path, out: Path, parties: Sequence[str]) -> None:
     """Move each staged party folder to ``out/<party>``, replacing an older run's."""
+    out.mkdir(parents=True, exist_ok=True)
     for name in parties:
         src, dst = staging / name, out / name
         src.mkdir(parents=True, exist_ok=True)

@@ -31,11 +31,12 @@ from typing import IO, Any
 
 from veil.errors import ConfigError
 from veil.jobs.display import Display
-from veil.jobs.federation import TlsPaths, free_port, throwaway_federation
 from veil.jobs.files import check_out_dir, publish, remove_outputs, write_json
 from veil.jobs.report import StepRecord, build_report
 from veil.jobs.spec import JobSpec, one_of
 from veil.jobs.worker import WorkerConfig
+from veil.net.certs import TlsFiles, throwaway_federation
+from veil.net.grpc_transport import free_port
 
 ECHO_ERRORS = ("PeerAborted",)  # a peer failing because another one did
 GRACE_S = 3.0  # how long the others may take to fail by themselves after one failed
@@ -58,7 +59,7 @@ class RunOptions:
     parties: tuple[str, ...] | None = None
     addresses: Mapping[str, str] | None = None
     listen: str | None = None
-    tls: Mapping[str, TlsPaths] | None = None
+    tls: Mapping[str, TlsFiles] | None = None
 
     def local(self, spec: JobSpec) -> tuple[str, ...]:
         """The parties this process runs, checked against the job."""
@@ -173,7 +174,7 @@ def _addresses(spec: JobSpec, local: tuple[str, ...], options: RunOptions) -> tu
 
 def _tls(
     spec: JobSpec, local: tuple[str, ...], tmp: Path, options: RunOptions
-) -> Mapping[str, TlsPaths]:
+) -> Mapping[str, TlsFiles]:
     if options.tls is None:
         if len(local) < len(spec.party_names):
             raise ConfigError(
@@ -198,20 +199,23 @@ def _start(
     *,
     local: tuple[str, ...],
     addresses: tuple[str, ...],
-    tls: Mapping[str, TlsPaths],
+    tls: Mapping[str, TlsFiles],
     tmp: Path,
     staging: Path,
     options: RunOptions,
 ) -> dict[str, _Worker]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # Wire ranks follow the sorted party names, so two sites whose job files list the
+    # parties in different orders still agree on them.
+    names = tuple(sorted(spec.party_names))
     workers: dict[str, _Worker] = {}
     for name in local:
         cfg = WorkerConfig(
             job=str(spec.path),
             party=name,
             out_dir=str(staging / name),
-            names=spec.party_names,
-            addresses=addresses,
+            names=names,
+            addresses=tuple(addresses[spec.party_names.index(n)] for n in names),
             ca_cert=str(tls[name].ca_cert),
             cert=str(tls[name].cert),
             key=str(tls[name].key),

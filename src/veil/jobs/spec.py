@@ -30,11 +30,13 @@ import yaml
 from veil.errors import ConfigError
 from veil.jobs import registry
 
-PARTY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
+PARTY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")  # also a certificate name
+RESERVED_NAMES = ("ca",)  # its certificate would clash with the CA's file (ca.crt)
 JOB_KEYS = ("name", "parties", "steps")
 PARTY_KEYS = ("data", "id", "label")
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv")
 PARQUET_SUFFIXES = (".parquet", ".pq")
+FIX_READ = "check that it is a readable CSV (with a header) or Parquet file"
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,8 @@ def _parse_parties(
             raise ConfigError(
                 field, "bad party name", "use letters, digits, '_' or '-', starting with a letter"
             )
+        if pname.lower() in RESERVED_NAMES:
+            raise ConfigError(field, f"'{pname}' is reserved", "give the party another name")
         if not isinstance(body, dict):
             raise ConfigError(field, "must be a mapping", "write '{data: FILE, id: COLUMN}'")
         _no_unknown_keys(body, PARTY_KEYS, field)
@@ -203,41 +207,39 @@ def _parse_steps(raw: Any, job: JobSpec) -> tuple[StepSpec, ...]:
     return tuple(out)
 
 
-def _format(path: Path) -> str:
+def _format(path: Path, field: str = "parties") -> str:
     name = path.name.lower()
     if name.endswith(CSV_SUFFIXES):
         return "csv"
     if name.endswith(PARQUET_SUFFIXES):
         return "parquet"
     raise ConfigError(
-        "data", f"'{path.name}' is neither CSV nor Parquet", "use a .csv or .parquet file"
+        f"{field}.data", f"'{path.name}' is neither CSV nor Parquet", "use .csv or .parquet"
     )
 
 
 def _read(path: Path, columns: list[str] | None, id_col: str, field: str) -> pd.DataFrame:
-    fmt = _format(path)
+    fmt = _format(path, field)
     try:
         if fmt == "parquet":
             return pd.read_parquet(path, columns=columns)
         return pd.read_csv(path, usecols=columns, dtype={id_col: str}, sep=_sep(path))
     except (OSError, ValueError) as e:
-        raise ConfigError(
-            f"{field}.data", f"cannot read '{path}': {e}", "check the file format"
-        ) from None
+        raise ConfigError(f"{field}.data", f"cannot read '{path}': {e}", FIX_READ) from None
 
 
 def _columns(path: Path, id_col: str, field: str) -> list[str]:
-    if _format(path) == "parquet":
+    if _format(path, field) == "parquet":
         import pyarrow.parquet as pq
 
         try:
             return list(pq.read_schema(path).names)
         except Exception as e:  # pyarrow raises its own error types
-            raise ConfigError(f"{field}.data", f"cannot read '{path}': {e}", "") from None
+            raise ConfigError(f"{field}.data", f"cannot read '{path}': {e}", FIX_READ) from None
     try:
         return list(pd.read_csv(path, nrows=0, sep=_sep(path)).columns)
     except (OSError, ValueError) as e:
-        raise ConfigError(f"{field}.data", f"cannot read '{path}': {e}", "") from None
+        raise ConfigError(f"{field}.data", f"cannot read '{path}': {e}", FIX_READ) from None
 
 
 def _sep(path: Path) -> str:
@@ -250,7 +252,7 @@ def check_party_data(p: PartySpec, field: str) -> None:
         raise ConfigError(
             f"{field}.data", f"no such file '{p.data}'", "paths are relative to the job file"
         )
-    _format(p.data)
+    _format(p.data, field)
     cols = _columns(p.data, p.id, field)
     if p.id not in cols:
         raise ConfigError(

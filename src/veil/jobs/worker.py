@@ -23,16 +23,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from veil.errors import ConfigError, VeilError
 from veil.net.transport import Transport
+
+if TYPE_CHECKING:
+    from veil.jobs.spec import JobSpec
+    from veil.net.session import Session
 
 
 class Tag(StrEnum):
     """Messages the workers exchange themselves (all else belongs to steps)."""
 
-    DONE = "done"
+    JOB = "job"  # what this party's job file says (name, parties, steps), at the start
+    DONE = "done"  # this party ran every step, at the end
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,7 @@ class Events:
     def __init__(self, out: IO[str]) -> None:
         self._out = out
         self._lock = threading.Lock()
-        self._last: tuple[float, float] = (-1.0, 0.0)
+        self._last: tuple[int, float, float] = (-1, -1.0, 0.0)  # step, fraction, time
 
     def emit(self, event: str, **fields: Any) -> None:
         line = json.dumps({"event": event, **fields}, default=str)
@@ -76,27 +81,28 @@ class Events:
 
     def progress(self, step: int, fraction: float, msg: str) -> None:
         now = time.monotonic()
-        last_frac, last_t = self._last
-        if fraction < 1.0 and fraction - last_frac < 0.01 and now - last_t < 0.25:
+        last_step, last_frac, last_t = self._last
+        small = abs(fraction - last_frac) < 0.01 and now - last_t < 0.25
+        if step == last_step and fraction < 1.0 and small:
             return
-        self._last = (fraction, now)
+        self._last = (step, fraction, now)
         self.emit("progress", step=step, fraction=round(fraction, 4), msg=msg)
 
 
 def connect(cfg: WorkerConfig) -> Transport:
     """This party's mutual-TLS gRPC transport to every other party."""
-    from veil.jobs.federation import connect as grpc_connect
+    from veil.net.certs import TlsFiles
+    from veil.net.grpc_transport import GrpcConfig, GrpcTransport
 
-    tls = _Tls(Path(cfg.ca_cert), Path(cfg.cert), Path(cfg.key))
-    rank = cfg.names.index(cfg.party)
-    return grpc_connect(rank, cfg.names, cfg.addresses, tls, cfg.timeout, listen=cfg.listen)
-
-
-@dataclass(frozen=True)
-class _Tls:
-    ca_cert: Path
-    cert: Path
-    key: Path
+    gcfg = GrpcConfig(
+        rank=cfg.names.index(cfg.party),
+        names=cfg.names,
+        addresses=cfg.addresses,
+        tls=TlsFiles(ca_cert=Path(cfg.ca_cert), cert=Path(cfg.cert), key=Path(cfg.key)),
+        connect_timeout=cfg.timeout,
+        listen=cfg.listen,
+    )
+    return GrpcTransport(gcfg)
 
 
 def _traffic(t: Transport) -> dict[str, int]:
@@ -131,6 +137,7 @@ def run_steps(cfg: WorkerConfig, events: Events) -> None:
     transport = connect(cfg)
     try:
         root = Session(transport, cfg.names, cfg.party, timeout=cfg.timeout, progress=on_progress)
+        check_same_job(root.sub("start"), spec)
         events.emit("ready")
         ctx = StepContext(
             party=cfg.party,
@@ -166,6 +173,44 @@ def run_steps(cfg: WorkerConfig, events: Events) -> None:
         raise
     finally:
         transport.close()
+
+
+def job_summary(spec: JobSpec) -> dict[str, Any]:
+    """What every party's job file must agree on (data paths and columns may differ)."""
+    return {
+        "name": spec.name,
+        "parties": sorted(spec.party_names),
+        "steps": [[s.name, json.loads(json.dumps(dict(s.params)))] for s in spec.steps],
+    }
+
+
+def check_same_job(session: Session, spec: JobSpec) -> None:
+    """Exchange job summaries with every peer; stop with a clear error if they differ."""
+    mine = job_summary(spec)
+    for peer in session.peers():
+        session.send(peer, Tag.JOB, mine)
+    for peer in session.peers():
+        theirs = session.recv(peer, Tag.JOB)
+        if theirs == mine:
+            continue
+        field, problem = "job", "differs"
+        if not isinstance(theirs, dict) or theirs.get("name") != mine["name"]:
+            field, problem = "name", f"'{peer}' runs job {theirs.get('name')!r}"
+        elif theirs.get("parties") != mine["parties"]:
+            field, problem = "parties", f"'{peer}' lists parties {theirs.get('parties')}"
+        else:
+            steps = theirs.get("steps") or []
+            for i in range(max(len(steps), len(mine["steps"]))):
+                a = mine["steps"][i] if i < len(mine["steps"]) else None
+                b = steps[i] if i < len(steps) else None
+                if a != b:
+                    field, problem = f"steps[{i}]", f"ours is {a}, '{peer}' has {b}"
+                    break
+        raise ConfigError(
+            field,
+            f"this job file differs from party '{peer}'s: {problem}",
+            "every party must run the same job file (only data paths and columns may differ)",
+        )
 
 
 def _jsonable(x: Any) -> Any:

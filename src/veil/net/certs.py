@@ -116,6 +116,8 @@ def issue_party(ca_dir: Path, party: str, out_dir: Path, hosts: Sequence[str] = 
     are extra DNS names or IP addresses the party is reached at (SAN entries).
     """
     check_party_name(party)
+    if f"{party}.crt" == CA_CERT:
+        raise ConfigError("party", f"'{party}' would clash with the CA's file name {CA_CERT}")
     ca_cert, ca_key = load_ca(Path(ca_dir))
     sans: list[x509.GeneralName] = [x509.DNSName(party)]
     for h in hosts:

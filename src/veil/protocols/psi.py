@@ -37,10 +37,14 @@ Duplicates are removed before the protocol (first occurrence kept).
 from __future__ import annotations
 
 import math
+import queue
 import secrets
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from types import TracebackType
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -168,18 +172,18 @@ def _run(session: Session, ids: Iterable[str] | Sequence[str], params: PsiParams
     nb_own = -(-plan.n // plan.my_batch)
     nb_peer = -(-plan.m // plan.peer_batch)
     total = max(nb_own + nb_peer, 1)
-    with ecc.ScalarMultiplier(params.threads) as mul:
+    with ecc.ScalarMultiplier(params.threads) as mul, _Outbox(session, plan.peer) as out:
         for i in range(max(nb_own, nb_peer)):
             if i < nb_own:
                 idx = order[i * plan.my_batch : (i + 1) * plan.my_batch]
                 points = ecc.hash_to_points([raw[j] for j in idx], params.suite)
-                session.send(plan.peer, Tag.ENC, b"".join(mul(scalar, points)))
+                out.send(Tag.ENC, b"".join(mul(scalar, points)))
             if i < nb_peer:
                 expect = min(plan.peer_batch, plan.m - i * plan.peer_batch)
                 theirs = _recv_points(session, plan.peer, Tag.ENC, expect, ecc.POINT_BYTES)
                 dual = ecc.truncate(mul(scalar, theirs), plan.tbytes, params.suite)
                 if plan.peer_learns:
-                    session.send(plan.peer, Tag.DUAL, dual)
+                    out.send(Tag.DUAL, dual)
                 if plan.me_learns:
                     peer_duals.append(dual)
             session.progress("psi", (min(i + 1, nb_own) + min(i + 1, nb_peer)) / total)
@@ -190,6 +194,47 @@ def _run(session: Session, ids: Iterable[str] | Sequence[str], params: PsiParams
         own_duals.append(_recv_bytes(session, plan.peer, Tag.DUAL, expect * plan.tbytes))
     hits = match_duals(b"".join(own_duals), b"".join(peer_duals), plan.tbytes)
     return PsiResult(order[hits], len(hits), len(raw), plan.n, plan.m)
+
+
+class _Outbox:
+    """Sends to one peer from a background thread, in order, so computing never waits
+    for a network round trip; at most ``depth`` batches wait (memory stays bounded)."""
+
+    def __init__(self, session: Session, peer: str, depth: int = 8) -> None:
+        self._session, self._peer = session, peer
+        self._q: queue.Queue[tuple[Tag, Any] | None] = queue.Queue(depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="psi-outbox")
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while (item := self._q.get()) is not None:
+            if self._error is None:
+                try:
+                    self._session.send(self._peer, *item)
+                except BaseException as e:
+                    self._error = e
+
+    def send(self, tag: Tag, value: Any) -> None:
+        """Queue ``value``; raises the error of an earlier send, if any."""
+        if self._error is not None:
+            raise self._error
+        self._q.put((tag, value))
+
+    def __enter__(self) -> _Outbox:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if et is not None:  # failing: drop what is queued, do not wait on a dead peer
+            self._error = self._error or e
+            while not self._q.empty():
+                self._q.get_nowait()
+        self._q.put(None)
+        self._thread.join(None if et is None else 5.0)
+        if self._error is not None and et is None:
+            raise self._error
 
 
 def _handshake(session: Session, params: PsiParams, n: int) -> _Plan:

@@ -8,12 +8,13 @@ protocol reveals: the receivers learn the intersection; nobody learns ids
 outside it.
 
 Parameters: ``result_to`` (parties that learn the intersection; default all),
-``batch_size`` (ids per message), ``threads`` (worker threads, default all cores).
+``batch_size`` (ids per message), ``threads`` (worker threads, default all cores),
+``interconnect`` (true: run the PPCA 9-2023 interconnection variant of the protocol,
+:mod:`veil.protocols.interconnect`, same result; default false).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,8 +24,9 @@ from veil.jobs.files import write_csv
 from veil.jobs.params import check_keys, party_list, positive_int
 from veil.jobs.registry import register
 from veil.jobs.spec import JobSpec
+from veil.protocols.psi import PsiParams, run_psi
 
-KEYS = ("result_to", "batch_size", "threads")
+KEYS = ("result_to", "batch_size", "threads", "interconnect")
 OUTPUT_FILE = "psi.csv"
 
 
@@ -45,21 +47,31 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
         ),
         "batch_size": positive_int(params.get("batch_size"), f"{field}.batch_size", default=4096),
         "threads": positive_int(params.get("threads"), f"{field}.threads"),
+        "interconnect": _flag(params.get("interconnect", False), f"{field}.interconnect"),
     }
+
+
+def _flag(value: Any, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(field, f"{value!r} is not true or false", "write true or false")
+    return value
 
 
 @register("psi", validate=validate)
 def psi(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     """Private set intersection on the id column; receivers keep the aligned rows."""
-    # veil.protocols.psi comes from the PSI branch; imported by name until it lands.
-    psi_mod = importlib.import_module("veil.protocols.psi")
     ids = ctx.frame[ctx.id_col].astype(str).tolist()
-    p = psi_mod.PsiParams(
+    p = PsiParams(
         result_to=tuple(params["result_to"]),
         batch_size=int(params["batch_size"]),
         threads=params["threads"],
     )
-    res = psi_mod.run_psi(ctx.session, ids, p)
+    if params.get("interconnect"):
+        from veil.protocols.interconnect.party import run_psi_interconnect
+
+        res = run_psi_interconnect(ctx.session, ids, p)
+    else:
+        res = run_psi(ctx.session, ids, p)
     out: dict[str, Any] = {
         "n_input": res.n_input,
         "duplicates_dropped": res.n_input - res.n_distinct,

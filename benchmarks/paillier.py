@@ -1,0 +1,197 @@
+"""Benchmark Veil's Paillier and OU against python-paillier (phe), SecretFlow HEU and FATE.
+
+One run at 2048 bits: encrypt, decrypt, ct+ct, ct*scalar and an encrypted
+(n,) x (n, k) matrix-vector product (default 10,000 x 30), single-core and all-core,
+side by side with the peers measured in the same run. Each figure is the median of
+``--repeats`` runs; we print operations per second of wall time and per CPU-second
+(main process plus Veil's worker processes), because the machine is shared and loaded.
+
+    python benchmarks/paillier.py                       # full run, markdown to stdout
+    python benchmarks/paillier.py --quick               # smaller batches
+    python benchmarks/paillier.py --heu-python /tmp/heu-venv/bin/python
+
+HEU and FATE run as subprocesses of their own venv (``benchmarks/_peer_he.py``), since
+they pin their own numpy; phe runs in-process (with gmpy2). phe's matrix product is
+timed on ``--phe-rows`` rows and scaled linearly to the full row count (its cost is
+exactly linear: one scalar multiplication and one addition per element).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+from veil.crypto import ou, paillier
+from veil.crypto.he import set_workers
+
+HERE = Path(__file__).resolve().parent
+
+
+def cpu_now() -> float:
+    """CPU seconds of this process (all threads, ns resolution) plus its worker processes."""
+    total = time.process_time()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            ct = child.cpu_times()
+            total += ct.user + ct.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def measure(fn: Callable[[], Any], ops: int, repeats: int) -> dict[str, float]:
+    walls, cpus = [], []
+    for _ in range(repeats):
+        c0, w0 = cpu_now(), time.perf_counter()
+        fn()
+        walls.append(time.perf_counter() - w0)
+        cpus.append(cpu_now() - c0)
+    w, c = statistics.median(walls), statistics.median(cpus)
+    return {"wall_per_s": ops / w, "cpu_per_s": ops / max(c, 1e-9), "wall_s": w}
+
+
+def veil_suite(mod: Any, args: argparse.Namespace, workers: int) -> dict[str, Any]:
+    set_workers(workers)
+    pk, sk = mod.generate_keypair(args.bits)
+    rng = np.random.default_rng(0)
+    n = args.n
+    x = rng.normal(size=n)
+    pk.encrypt(x[: max(8, 64 * workers)])  # build tables, start workers
+    res: dict[str, Any] = {}
+    res["encrypt"] = measure(lambda: pk.encrypt(x), n, args.repeats)
+    c = pk.encrypt(x)
+    c2 = pk.encrypt(x[::-1].copy())
+    nd = min(n, args.n_decrypt)
+    res["decrypt"] = measure(lambda: sk.decrypt(c[:nd]), nd, args.repeats)
+    res["ct+ct"] = measure(lambda: c + c2, n, args.repeats)
+    res["ct*scalar"] = measure(lambda: c * 0.731, n, args.repeats)
+    pk.precompute(n)
+    res["encrypt (pool filled)"] = measure(lambda: pk.encrypt(x), n, 1)
+    rows, cols = args.rows, args.cols
+    d = pk.encrypt(rng.normal(size=rows))
+    X = rng.normal(size=(rows, cols))
+    got = measure(lambda: d @ X, rows * cols, 1)
+    res["matvec"] = {**got, "shape": f"{rows}x{cols}"}
+    err = np.max(np.abs(sk.decrypt(d @ X[:, :2]) - sk.decrypt(d) @ X[:, :2]))
+    res["matvec_max_abs_error"] = float(err)
+    return res
+
+
+def phe_suite(args: argparse.Namespace) -> dict[str, Any]:
+    import phe
+
+    pub, priv = phe.generate_paillier_keypair(n_length=args.bits)
+    rng = np.random.default_rng(0)
+    n = args.n_phe
+    x = rng.normal(size=n).tolist()
+    res: dict[str, Any] = {}
+    res["encrypt"] = measure(lambda: [pub.encrypt(v) for v in x], n, args.repeats)
+    c = [pub.encrypt(v) for v in x]
+    c2 = [pub.encrypt(v) for v in reversed(x)]
+    res["decrypt"] = measure(lambda: [priv.decrypt(v) for v in c], n, args.repeats)
+    res["ct+ct"] = measure(lambda: [a + b for a, b in zip(c, c2, strict=True)], n, args.repeats)
+    res["ct*scalar"] = measure(lambda: [a * 0.731 for a in c], n, args.repeats)
+    rows, cols = args.phe_rows, args.cols
+    X = rng.normal(size=(rows, cols))
+    d = [pub.encrypt(v) for v in rng.normal(size=rows)]
+
+    def matvec() -> list[Any]:
+        out = []
+        for j in range(cols):
+            acc = d[0] * X[0, j]
+            for i in range(1, rows):
+                acc = acc + d[i] * X[i, j]
+            out.append(acc)
+        return out
+
+    got = measure(matvec, rows * cols, 1)
+    res["matvec"] = {**got, "shape": f"{rows}x{cols} (scaled to {args.rows} rows)"}
+    return res
+
+
+def peer_suite(python: str, lib: str, args: argparse.Namespace) -> dict[str, Any] | str:
+    cmd = [python, str(HERE / "_peer_he.py"), lib, str(args.bits), str(args.n_phe)]
+    cmd += [str(args.repeats), str(args.phe_rows), str(args.cols)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, check=True)
+    except (OSError, subprocess.SubprocessError) as e:
+        err = getattr(e, "stderr", "") or str(e)
+        return f"not run: {err.strip().splitlines()[-1] if err.strip() else e}"
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+OPS = ["encrypt", "encrypt (pool filled)", "decrypt", "ct+ct", "ct*scalar", "matvec"]
+
+
+def table(results: dict[str, Any], args: argparse.Namespace) -> str:
+    names = list(results)
+    lines = [
+        "| operation | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for op in OPS:
+        cells = []
+        for name in names:
+            r = results[name]
+            if isinstance(r, str) or op not in r:
+                cells.append("n/a")
+                continue
+            m = r[op]
+            cells.append(f"{m['wall_per_s']:,.0f} ({m['cpu_per_s']:,.0f}/cpu-s)")
+        lines.append(f"| {op} /s | " + " | ".join(cells) + " |")
+    cells = []
+    for name in names:
+        r = results[name]
+        if isinstance(r, str) or "matvec" not in r:
+            cells.append("n/a")
+            continue
+        m = r["matvec"]
+        cells.append(f"{args.rows * args.cols / m['wall_per_s']:,.1f} s")
+    lines.append(f"| matvec {args.rows}x{args.cols} wall | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bits", type=int, default=2048)
+    ap.add_argument("--n", type=int, default=2000, help="batch size for Veil")
+    ap.add_argument("--n-decrypt", type=int, default=1000)
+    ap.add_argument("--n-phe", type=int, default=200, help="batch size for the peers")
+    ap.add_argument("--rows", type=int, default=10_000)
+    ap.add_argument("--cols", type=int, default=30)
+    ap.add_argument("--phe-rows", type=int, default=200)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--heu-python", default="/tmp/heu-venv/bin/python")
+    ap.add_argument("--json", type=Path, help="also write raw results here")
+    args = ap.parse_args()
+    if args.quick:
+        args.n, args.n_decrypt, args.n_phe, args.rows, args.cols = 400, 200, 50, 1000, 5
+        args.phe_rows = 50
+    cores = os.cpu_count() or 1
+    results: dict[str, Any] = {}
+    results["phe (gmpy2)"] = phe_suite(args)
+    for lib in ("heu-zpaillier", "heu-ou", "fate-paillier"):
+        results[lib] = peer_suite(args.heu_python, lib, args)
+    for mod, name in ((paillier, "paillier"), (ou, "ou")):
+        results[f"veil {name} 1 core"] = veil_suite(mod, args, 1)
+        results[f"veil {name} {cores} cores"] = veil_suite(mod, args, cores)
+    set_workers(cores)
+    print(f"bits={args.bits} cores={cores} load={os.getloadavg()}")
+    print(table(results, args))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

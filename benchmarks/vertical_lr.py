@@ -1,0 +1,155 @@
+"""Vertical LR on default_credit: Veil (HE, 2 parties) beside scikit-learn and peers.
+
+    python benchmarks/vertical_lr.py [--he ou|paillier] [--key-bits 2048] [--epochs 10]
+        [--peer-json results/fate_lr.json ...]
+
+Splits the aligned rows 70/30 (stratified, seed 42), trains Veil's ``hetero_lr`` with
+the label holder and partner in two threads over the in-memory transport, scores the
+test rows jointly, and prints wall time, seconds per epoch, CPU seconds, bytes on the
+wire and test AUC, beside scikit-learn's LogisticRegression fitted on the joined
+table in the same run. ``--peer-json`` adds rows from the FATE / SecretFlow harness
+outputs (``results/out.json``) fed by ``benchmarks/lr_peer_data.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from veil.ml.hetero_lr import (
+    LROptions,
+    PartyData,
+    PartyModel,
+    predict_label_holder,
+    predict_partner,
+    train_label_holder,
+    train_partner,
+)
+from veil.ml.lr_math import auc
+from veil.net.local import run_parties
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _pipe_transport import run_processes
+
+DATA = Path("/work/shared/data")
+ROLES = {"label_holder": "bank"}
+
+
+def load_split() -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
+    """Both parties' tables and the 70/30 stratified split (seed 42) of the rows."""
+    from sklearn.model_selection import train_test_split
+
+    g = pd.read_csv(DATA / "default_credit_hetero_guest.csv")
+    h = pd.read_csv(DATA / "default_credit_hetero_host.csv")
+    assert (g["id"].to_numpy() == h["id"].to_numpy()).all()
+    rows = np.arange(len(g))
+    tr, te = train_test_split(rows, test_size=0.3, random_state=42, stratify=g["y"])
+    return g, h, np.sort(tr), np.sort(te)
+
+
+def run_sklearn(g: pd.DataFrame, h: pd.DataFrame, tr: np.ndarray, te: np.ndarray) -> dict[str, Any]:
+    from sklearn.linear_model import LogisticRegression
+
+    X = np.hstack([g.drop(columns=["id", "y"]).to_numpy(), h.drop(columns=["id"]).to_numpy()])
+    y = g["y"].to_numpy()
+    t0 = time.perf_counter()
+    m = LogisticRegression(max_iter=1000).fit(X[tr], y[tr])
+    fit = time.perf_counter() - t0
+    return {"fit_s": fit, "test_auc": auc(y[te], m.decision_function(X[te]))}
+
+
+def _train_json(fn: Any, data: PartyData, o: LROptions) -> Any:
+    def role(s: Any) -> dict[str, Any]:
+        model, report = fn(s, data, o)
+        return {"model": model.to_json(), "seconds": report.seconds, "epochs": report.epochs_run}
+
+    return role
+
+
+def run_veil(
+    g: pd.DataFrame, h: pd.DataFrame, tr: np.ndarray, te: np.ndarray, o: LROptions
+) -> dict[str, Any]:
+    """Train with each party in its own process (two cores), then score the test rows."""
+    lh = PartyData.from_frame(g, label="y")
+    pt = PartyData.from_frame(h)
+    t0 = time.perf_counter()
+    out = run_processes(
+        {
+            "bank": _train_json(train_label_holder, lh.take(tr), o),
+            "bureau": _train_json(train_partner, pt.take(tr), o),
+        },
+        roles=ROLES,
+    )
+    fit = time.perf_counter() - t0
+    models = {p: PartyModel.from_json(r["result"]["model"]) for p, r in out.items()}
+    t1 = time.perf_counter()
+    scores = run_parties(
+        {
+            "bank": lambda s: predict_label_holder(s, lh.take(te), models["bank"]),
+            "bureau": lambda s: predict_partner(s, pt.take(te), models["bureau"]),
+        },
+        roles=ROLES,
+    )["bank"]
+    pred = time.perf_counter() - t1
+    assert lh.y is not None
+    return {
+        "fit_s": fit,
+        "s_per_epoch": float(np.median(out["bank"]["result"]["seconds"])),
+        "cpu_s_bank": out["bank"]["cpu_s"],
+        "cpu_s_bureau": out["bureau"]["cpu_s"],
+        "train_mb": (out["bank"]["bytes_sent"] + out["bureau"]["bytes_sent"]) / 1e6,
+        "predict_s": pred,
+        "test_auc": auc(lh.y[te], scores),
+        "epochs": out["bank"]["result"]["epochs"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--he", default="ou", choices=["ou", "paillier"])
+    ap.add_argument("--key-bits", type=int, default=2048)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--batch-size", type=int, default=LROptions().batch_size)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--peer-json", nargs="*", default=[])
+    a = ap.parse_args()
+    g, h, tr, te = load_split()
+    o = LROptions(he=a.he, key_bits=a.key_bits, epochs=a.epochs, batch_size=a.batch_size)
+    sk = run_sklearn(g, h, tr, te)
+    runs = [run_veil(g, h, tr, te, o) for _ in range(a.repeats)]
+    veil = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
+    print(
+        f"rows train/test {len(tr)}/{len(te)}, features 13+10, {a.he}-{a.key_bits}, "
+        f"{a.epochs} epochs, batch {a.batch_size}, median of {a.repeats}"
+    )
+    print("| system | fit s | s/epoch | CPU s (bank+bureau) | MB on wire | test AUC | vs Veil |")
+    print("|---|---|---|---|---|---|---|")
+    print(
+        f"| Veil hetero_lr | {veil['fit_s']:.1f} | {veil['s_per_epoch']:.2f} | "
+        f"{veil['cpu_s_bank']:.0f}+{veil['cpu_s_bureau']:.0f} | {veil['train_mb']:.1f} | "
+        f"{veil['test_auc']:.4f} | 1.0x |"
+    )
+    print(
+        f"| scikit-learn (joined, plaintext) | {sk['fit_s']:.2f} | | | | "
+        f"{sk['test_auc']:.4f} | {sk['fit_s'] / veil['fit_s']:.3f}x |"
+    )
+    for path in a.peer_json:
+        r = json.loads(Path(path).read_text())
+        print(
+            f"| {r.get('algo', path)} ({r.get('he', '')}-{r.get('key_length', '')}) | "
+            f"{r['fit_seconds']:.1f} | | | | {r['test_auc']:.4f} | "
+            f"{r['fit_seconds'] / veil['fit_s']:.1f}x |"
+        )
+    print("AUC gap to scikit-learn:", f"{veil['test_auc'] - sk['test_auc']:+.4f}")
+    print(json.dumps({"veil": runs, "sklearn": sk}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""The ``evaluate`` step: AUC, KS, lift/gain, confusion matrix, PSI and plots.
+
+Runs on the label holder only, on the predictions a training step left: the
+``predictions`` DataFrame in ``ctx.state`` or ``predictions.csv`` in its output
+folder (columns ``id, score, label, set``). Writes ``roc.png``, ``ks.png``,
+``lift_gain.png``, ``iv.png`` (if a binning step ran), ``metrics.json`` and a
+self-contained ``report.html`` there (:mod:`veil.ml.report`). Nothing is sent;
+partners do nothing.
+
+Parameters: ``threshold`` (0.5, for the confusion matrix), ``label_holder``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from veil.errors import ConfigError
+from veil.jobs.context import StepContext
+from veil.jobs.params import check_keys
+from veil.jobs.registry import register
+from veil.jobs.spec import JobSpec
+from veil.jobs.steps import _credit as c
+from veil.ml.report import write_report
+
+KEYS = ("threshold", "label_holder")
+PREDICTIONS = "predictions.csv"
+
+
+def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str, Any]:
+    check_keys(params, KEYS, field)
+    return {
+        "threshold": c.number(params, "threshold", field, 0.5, lo=0.0, hi=1.0),
+        "label_holder": c.label_holder_of(params, job, field),
+    }
+
+
+def _predictions(ctx: StepContext) -> pd.DataFrame:
+    df = ctx.state.get("predictions")
+    if df is None:
+        path = ctx.out_dir / PREDICTIONS
+        if not path.exists():
+            raise ConfigError(
+                "steps.evaluate",
+                "found no predictions of a training step",
+                "run hetero_lr (or another training step) before evaluate",
+            )
+        df = pd.read_csv(path)
+    missing = {"score", "label"} - set(df.columns)
+    if missing:
+        raise ConfigError(PREDICTIONS, f"lacks columns {sorted(missing)}", "id, score, label, set")
+    return df
+
+
+@register("evaluate", validate=validate)
+def evaluate(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Metrics and plots of the label holder's train/test predictions."""
+    if not c.is_label_holder(ctx, params):
+        return {}
+    df = _predictions(ctx)
+    groups = df.groupby("set") if "set" in df.columns else [("all", df)]
+    sets = {str(k): (g["label"].to_numpy(), g["score"].to_numpy()) for k, g in groups}
+    binning = ctx.state.get("binning")
+    iv = [(b.label, b.iv) for b in binning.stats] if binning is not None else []
+    evals = write_report(ctx.out_dir, sets, iv=iv, threshold=params["threshold"])
+    out: dict[str, Any] = {}
+    for name, e in evals.items():
+        out[f"auc_{name}"] = round(e.auc, 6)
+        out[f"ks_{name}"] = round(e.ks, 6)
+    return out

@@ -1,0 +1,188 @@
+"""The ``hetero_lr`` and ``predict`` steps: vertical logistic regression in a job.
+
+``hetero_lr`` trains :mod:`veil.ml.lr_protocol` (what each party learns is listed
+there) on the split's training rows (all rows if no ``split`` ran) and this party's
+feature columns (``state['features']`` after ``select``, else all but id/label).
+Each party saves its own part as ``model.json`` and leaves it in ``state['model']``;
+the label holder then scores every row jointly and writes ``predictions.csv``
+(``id, score, label, set``), also left in ``state['predictions']`` for ``evaluate``.
+
+``predict`` scores this party's rows with a trained model (``state['model']`` or the
+file named by ``model``, where ``{party}`` is replaced by the party's name); only the
+label holder learns the scores and writes ``predictions.csv`` (``id, score`` and
+``label`` if it has one).
+
+Parameters of ``hetero_lr``: the fields of :class:`veil.ml.lr_options.LROptions`
+(``epochs``, ``batch_size``, ``learning_rate``, ``schedule``, ``decay``, ``penalty``,
+``alpha``, ``patience``, ``class_weight``, ``fit_intercept``, ``standardize``, ``clip``,
+``he``, ``key_bits``, ``tol``, ``seed``), ``validation_every`` (with ``patience``: every
+k-th training row is held out for early stopping, default 5) and ``label_holder``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from veil.errors import ConfigError
+from veil.jobs.context import StepContext
+from veil.jobs.files import write_csv
+from veil.jobs.params import check_keys
+from veil.jobs.registry import register
+from veil.jobs.spec import JobSpec, one_of
+from veil.ml.hetero_lr import (
+    LABEL_HOLDER,
+    LROptions,
+    PartyData,
+    PartyModel,
+    load_model,
+    predict_label_holder,
+    predict_partner,
+    save_model,
+    train_label_holder,
+    train_partner,
+)
+
+MODEL_FILE = "model.json"
+PREDICTIONS = "predictions.csv"
+LR_KEYS = tuple(f for f in LROptions.__dataclass_fields__ if f != "test_key_bits")
+
+
+def _label_holder(params: Mapping[str, Any], job: JobSpec, field: str) -> str:
+    named = params.get("label_holder")
+    if named is not None:
+        if named not in job.party_names:
+            raise ConfigError(
+                f"{field}.label_holder", f"unknown party {named!r}", one_of(job.party_names)
+            )
+        return str(named)
+    with_label = [p.name for p in job.parties if p.label is not None]
+    if len(with_label) != 1:
+        raise ConfigError(
+            f"{field}.label_holder",
+            f"{len(with_label)} parties have a label column {with_label}",
+            "give exactly one party a 'label:' column or set label_holder",
+        )
+    return with_label[0]
+
+
+def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str, Any]:
+    """Check the options (by building them) and find the label holder."""
+    check_keys(params, (*LR_KEYS, "validation_every", "label_holder"), field)
+    if len(job.parties) < 2:
+        raise ConfigError(field, "vertical LR needs the label holder and at least one partner")
+    lr = {k: v for k, v in params.items() if k in LR_KEYS}
+    try:
+        LROptions.from_mapping(lr)
+    except ConfigError as e:
+        raise ConfigError(f"{field}.{e.field.split('.')[-1]}", e.problem, e.fix) from None
+    every = params.get("validation_every", 5)
+    if isinstance(every, bool) or not isinstance(every, int) or every < 2:
+        raise ConfigError(f"{field}.validation_every", f"must be an integer >= 2, got {every!r}")
+    out = dict(lr)
+    if isinstance(out.get("class_weight"), Mapping):
+        out["class_weight"] = {str(k): v for k, v in out["class_weight"].items()}
+    return {**out, "validation_every": every, "label_holder": _label_holder(params, job, field)}
+
+
+def _options(params: Mapping[str, Any]) -> LROptions:
+    return LROptions.from_mapping({k: v for k, v in params.items() if k in LR_KEYS})
+
+
+def _data(ctx: StepContext, columns: list[str] | None = None) -> PartyData:
+    skip = {ctx.id_col, ctx.label_col}
+    names = columns or list(ctx.state.get("features") or [c for c in ctx.frame if c not in skip])
+    missing = [c for c in names if c not in ctx.frame.columns]
+    if missing:
+        raise ConfigError(f"parties.{ctx.party}", f"columns {missing} are missing from its data")
+    label = ctx.label_col if ctx.label_col in ctx.frame.columns else None
+    return PartyData.from_frame(ctx.frame, id_column=ctx.id_col, label=label, features=names)
+
+
+def _split(ctx: StepContext) -> tuple[np.ndarray, np.ndarray | None]:
+    split = ctx.state.get("split")
+    if split is None:
+        return np.arange(len(ctx.frame)), None
+    return np.asarray(split.train_idx), np.asarray(split.test_idx)
+
+
+@register("hetero_lr", validate=validate)
+def hetero_lr(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Vertical logistic regression with HE; each party keeps its own coefficients."""
+    opts = _options(params)
+    lh = params["label_holder"]
+    s = ctx.session.with_roles({LABEL_HOLDER: lh})
+    data = _data(ctx)
+    if lh == ctx.party and data.y is None:
+        raise ConfigError(f"parties.{lh}.label", "the label holder has no label column")
+    train_idx, test_idx = _split(ctx)
+    fit_rows, valid = train_idx, None
+    if opts.patience > 0:
+        hold = np.arange(len(train_idx)) % int(params["validation_every"]) == 0
+        fit_rows, valid = train_idx[~hold], data.take(train_idx[hold])
+    fn = train_label_holder if ctx.party == lh else train_partner
+    model, report = fn(s, data.take(fit_rows), opts, valid)
+    save_model(model, ctx.out_dir / MODEL_FILE)
+    ctx.state["model"] = model
+    out: dict[str, Any] = {"epochs_run": report.epochs_run, "stopped_by": report.stopped_by}
+    scores = _joint_scores(s, ctx.party == lh, data, model)
+    if scores is not None:
+        sets = np.full(data.n_rows, "train", dtype=object)
+        if test_idx is not None:
+            sets[test_idx] = "test"
+        df = pd.DataFrame({"id": data.ids, "score": scores})
+        if data.y is not None:
+            df["label"] = data.y.astype(int)
+        df["set"] = sets
+        write_csv(df, ctx.out_dir / PREDICTIONS)
+        ctx.state["predictions"] = df
+        out["seconds_per_epoch"] = round(float(np.median(report.seconds)), 3)
+        if report.valid_auc:
+            out["best_valid_auc"] = round(max(report.valid_auc), 6)
+    return out
+
+
+def _joint_scores(s: Any, is_lh: bool, data: PartyData, model: PartyModel) -> np.ndarray | None:
+    if is_lh:
+        return predict_label_holder(s, data, model)
+    predict_partner(s, data, model)
+    return None
+
+
+def validate_predict(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str, Any]:
+    check_keys(params, ("model", "label_holder"), field)
+    model = params.get("model")
+    if model is not None and not isinstance(model, str):
+        raise ConfigError(f"{field}.model", "must be a path", "e.g. models/{party}/model.json")
+    return {"model": model, "label_holder": _label_holder(params, job, field)}
+
+
+@register("predict", validate=validate_predict)
+def predict(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Joint scoring of this job's rows with a trained vertical LR model."""
+    path = params.get("model")
+    if path is not None:
+        model = load_model(str(path).replace("{party}", ctx.party))
+    elif isinstance(ctx.state.get("model"), PartyModel):
+        model = ctx.state["model"]
+    else:
+        raise ConfigError(
+            "steps.predict.model",
+            "no model to score with",
+            "run hetero_lr first or name the model file",
+        )
+    lh = params["label_holder"]
+    s = ctx.session.with_roles({LABEL_HOLDER: lh})
+    data = _data(ctx, list(model.feature_names))
+    scores = _joint_scores(s, ctx.party == lh, data, model)
+    if scores is None:
+        return {}
+    df = pd.DataFrame({"id": data.ids, "score": scores})
+    if data.y is not None and not np.isnan(data.y).any():
+        df["label"] = data.y.astype(int)
+    write_csv(df, ctx.out_dir / PREDICTIONS)
+    ctx.state["predictions"] = df
+    return {"rows_scored": len(df)}

@@ -1,0 +1,60 @@
+"""The ``split`` step: a reproducible train/test split decided by the label holder.
+
+Runs :mod:`veil.ml.split`: the label holder draws the split (``test_size``,
+``seed``, ``stratify``) and sends every partner the test-row mask of the aligned
+rows; every party keeps it in ``ctx.state['split']`` for later steps. Partners
+learn which rows are test rows, nothing about labels.
+
+Parameters: ``test_size`` (default 0.3), ``seed`` (42), ``stratify`` (true),
+``label_holder`` (default: the one party with a label column).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from veil.errors import ConfigError
+from veil.jobs.context import StepContext
+from veil.jobs.params import check_keys
+from veil.jobs.registry import register
+from veil.jobs.spec import JobSpec
+from veil.jobs.steps import _credit as c
+from veil.ml import split as ml_split
+
+KEYS = ("test_size", "seed", "stratify", "label_holder")
+
+
+def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str, Any]:
+    check_keys(params, KEYS, field)
+    seed = params.get("seed", 42)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"{field}.seed", f"must be an integer >= 0, got {seed!r}", "e.g. 42")
+    size = c.number(params, "test_size", field, 0.3, lo=0.0, hi=1.0)
+    ml_split.SplitOptions(test_size=size)  # rejects 0 and 1
+    return {
+        "test_size": size,
+        "seed": seed,
+        "stratify": c.flag(params, "stratify", field, True),
+        "label_holder": c.label_holder_of(params, job, field),
+    }
+
+
+@register("split", validate=validate)
+def split(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Train/test split of the aligned rows, drawn by the label holder."""
+    s = c.session(ctx, params)
+    if c.is_label_holder(ctx, params):
+        opts = ml_split.SplitOptions(params["test_size"], params["seed"], params["stratify"])
+        y = c.labels(ctx)
+        result = ml_split.run_label_holder(s, y, opts)
+        out: dict[str, Any] = {
+            "event_rate_train": round(float(y[result.train_idx].mean()), 6),
+            "event_rate_test": round(float(y[result.test_idx].mean()), 6),
+        }
+    else:
+        result = ml_split.run_partner(s, len(ctx.frame))
+        out = {}
+    ctx.state["split"] = result
+    out.update(n_train=len(result.train_idx), n_test=len(result.test_idx))
+    return out

@@ -1,0 +1,183 @@
+"""Options of vertical logistic regression, checked once at the entry point.
+
+Every party of a job must be given the same :class:`LROptions`; the label
+holder sends a digest of them at the start and a partner with different ones
+stops with a :class:`~veil.errors.ConfigError` before any data is encrypted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from veil.errors import ConfigError
+
+MIN_KEY_BITS = 2048
+
+
+class HEScheme(StrEnum):
+    """Additively homomorphic scheme used for the encrypted residuals."""
+
+    PAILLIER = "paillier"
+    OU = "ou"
+
+
+class LRProtocol(StrEnum):
+    """How the cross-party products are computed (``ss`` is reserved for a later mode)."""
+
+    HE = "he"
+
+
+class Schedule(StrEnum):
+    """Learning-rate schedule: ``constant`` or ``decay`` (lr / (1 + decay * epoch))."""
+
+    CONSTANT = "constant"
+    DECAY = "decay"
+
+
+class Penalty(StrEnum):
+    """Regularisation of the coefficients (never of the intercept)."""
+
+    NONE = "none"
+    L1 = "l1"
+    L2 = "l2"
+
+
+@dataclass(frozen=True)
+class LROptions:
+    """Training options; defaults reproduce scikit-learn's AUC on default_credit.
+
+    ``batch_size`` 0 means full batch. ``alpha`` is the penalty strength per row
+    (the penalty term is ``alpha * |w|`` or ``alpha/2 * |w|^2``). ``patience`` > 0
+    turns on early stopping on the validation AUC (a validation set is then
+    required). ``class_weight`` is ``None``, ``"balanced"`` or ``{0: w0, 1: w1}``.
+    ``clip`` winsorises each standardised feature to [-clip, clip] (0 = off): it keeps
+    the Taylor residual close to the logistic one (see :mod:`veil.ml.lr_protocol`).
+    ``tol`` stops training once no party's coefficients move by more than it in
+    an epoch (0 disables). ``test_key_bits`` lets tests use short keys; it is
+    never read from a job file.
+    """
+
+    epochs: int = 10
+    batch_size: int = 2048
+    learning_rate: float = 0.5
+    schedule: Schedule = Schedule.CONSTANT
+    decay: float = 0.05
+    penalty: Penalty = Penalty.L2
+    alpha: float = 1e-4
+    patience: int = 0
+    class_weight: str | Mapping[int, float] | None = None
+    fit_intercept: bool = True
+    standardize: bool = True
+    clip: float = 3.0
+    he: HEScheme = HEScheme.OU
+    key_bits: int = 2048
+    tol: float = 0.0
+    seed: int | None = None
+    protocol: LRProtocol = LRProtocol.HE
+    test_key_bits: int | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        _check_int("epochs", self.epochs, 1, "use at least one epoch")
+        _check_int("batch_size", self.batch_size, 0, "use 0 for full batch or a positive size")
+        _check_pos("learning_rate", self.learning_rate)
+        _check_nonneg("decay", self.decay)
+        _check_nonneg("alpha", self.alpha)
+        _check_nonneg("tol", self.tol)
+        _check_nonneg("clip", self.clip)
+        _check_int("patience", self.patience, 0, "use 0 to disable early stopping")
+        for name, enum in (
+            ("schedule", Schedule),
+            ("penalty", Penalty),
+            ("he", HEScheme),
+            ("protocol", LRProtocol),
+        ):
+            value = getattr(self, name)
+            try:
+                object.__setattr__(self, name, enum(value))
+            except ValueError:
+                raise ConfigError(
+                    f"hetero_lr.{name}",
+                    f"unknown value {value!r}",
+                    f"use one of {[e.value for e in enum]}",
+                ) from None
+        if self.key_bits < MIN_KEY_BITS:
+            raise ConfigError(
+                "hetero_lr.key_bits",
+                f"{self.key_bits}-bit keys are too short",
+                f"use at least {MIN_KEY_BITS}",
+            )
+        if self.test_key_bits is not None and self.test_key_bits < 256:
+            raise ConfigError("test_key_bits", "below 256 bits even for tests", "use >= 256")
+        cw = self.class_weight
+        if cw is not None and cw != "balanced":
+            if not isinstance(cw, Mapping) or set(cw) != {0, 1}:
+                raise ConfigError(
+                    "hetero_lr.class_weight",
+                    f"got {cw!r}",
+                    "use null, 'balanced' or a mapping {0: w0, 1: w1}",
+                )
+            if not all(isinstance(v, int | float) and v > 0 for v in cw.values()):
+                raise ConfigError("hetero_lr.class_weight", "weights must be > 0")
+            object.__setattr__(self, "class_weight", {0: float(cw[0]), 1: float(cw[1])})
+
+    @property
+    def effective_key_bits(self) -> int:
+        """Key size actually generated (``test_key_bits`` only in tests)."""
+        return self.test_key_bits or self.key_bits
+
+    def learning_rate_at(self, epoch: int) -> float:
+        """Step size of ``epoch`` (0-based) under the schedule."""
+        if self.schedule is Schedule.DECAY:
+            return self.learning_rate / (1.0 + self.decay * epoch)
+        return self.learning_rate
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain-JSON form (enums as strings), for model files and the digest."""
+        d = asdict(self)
+        d.pop("test_key_bits")
+        for k, v in d.items():
+            if isinstance(v, StrEnum):
+                d[k] = v.value
+        if isinstance(self.class_weight, Mapping):
+            d["class_weight"] = {str(k): v for k, v in self.class_weight.items()}
+        return d
+
+    def digest(self) -> str:
+        """Short hash every party compares before training starts."""
+        raw = json.dumps(self.to_json(), sort_keys=True).encode()
+        raw += str(self.effective_key_bits).encode()
+        return hashlib.sha256(raw).hexdigest()[:16]
+
+    @classmethod
+    def from_mapping(cls, m: Mapping[str, Any]) -> LROptions:
+        """Build from a job file's mapping, naming any unknown key."""
+        known = set(cls.__dataclass_fields__) - {"test_key_bits"}
+        for k in m:
+            if k not in known:
+                raise ConfigError(f"hetero_lr.{k}", "unknown option", f"use one of {sorted(known)}")
+        d = dict(m)
+        cw = d.get("class_weight")
+        if isinstance(cw, Mapping):
+            d["class_weight"] = {int(k): v for k, v in cw.items()}
+        return cls(**d)
+
+
+def _check_int(name: str, v: object, lo: int, fix: str) -> None:
+    if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+        raise ConfigError(f"hetero_lr.{name}", f"must be an integer >= {lo}, got {v!r}", fix)
+
+
+def _check_pos(name: str, v: object) -> None:
+    if not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
+        raise ConfigError(f"hetero_lr.{name}", f"must be a positive number, got {v!r}")
+
+
+def _check_nonneg(name: str, v: object) -> None:
+    if not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+        raise ConfigError(f"hetero_lr.{name}", f"must be a number >= 0, got {v!r}")

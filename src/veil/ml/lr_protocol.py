@@ -1,0 +1,369 @@
+"""Vertical logistic regression with additive HE, no third party.
+
+Papers: Hardy et al. 2017, "Private federated learning on vertically partitioned
+data via entity resolution and additively homomorphic encryption" (Taylor loss,
+masked gradients); Yang et al. 2019, "Parallel distributed logistic regression for
+vertical federated learning without third-party coordinator" (each party owns its
+key pair, no arbiter). Roles: one ``label_holder`` (labels y, block X_L, the
+intercept) and one or more ``partner`` parties (block X_P each). Rows are aligned
+(PSI) and every party derives the same mini-batches from a seed the label holder
+sends. Each party keeps only its own coefficients.
+
+Residual: the logistic gradient's ``sigmoid(z) - y`` is replaced by its first-order
+Taylor form ``d = 0.25 z + 0.5 - y`` with ``z = z_L + sum_P z_P`` (``z_p = X_p w_p``),
+optionally times class weights ``s``. Standardised features are winsorised at
+``clip`` (3 by default) which brings the Taylor model's AUC within 0.005 of exact
+logistic regression on default_credit (a pure least-squares fit is 0.006 short).
+
+Flow, per mini-batch B (keys: ``pk_L`` the label holder's, ``pk_P`` partner P's):
+  1. L -> P  [[s(0.25 z_L + 0.5 - y)]]_L on B               (encrypted once for all P)
+     P -> L  [[0.25 z_P]]_P on B
+     P -> P' [[0.25 z_P]]_L (or [[s]]_L * 0.25 z_P)           (only with >= 2 partners)
+  2. P: [[s d]]_L = step-1 vector + s-weighted own/other partners' terms;
+     P -> L  [[X_P^T s d]]_L + r_P                           (r_P uniform mask)
+     L: [[X_L^T s u_P]]_P = (s X_L)^T [[0.25 z_P]]_P;  L -> P  that + r_L
+  3. each key owner decrypts the masked vector it received and returns it;
+     each party removes its mask, adds its plaintext part, takes a gradient step.
+  Once, with class weights: L -> P  [[s]]_L over all training rows.
+  Per epoch: P -> L  "moved less than tol" flag, and with a validation set the
+  partial scores X_P w_P on the validation rows; L -> P  stop / keep-as-best.
+
+What each party learns (semi-honest):
+  - label holder: its own gradients X_L^T s d per batch (hence its coefficients);
+    masked partner gradients (uniform masks, statistically hiding); per epoch one
+    "converged" bit per partner; with a validation set (early stopping), each
+    partner's validation partial scores X_P w_P (as joint prediction reveals).
+  - partner: its own gradients X_P^T s d per batch (an aggregate over >= batch_size
+    rows, the known leakage of gradient-based VFL); the masked label-holder
+    gradient; the number of rows, batch seed and stop decisions. Never labels,
+    residuals, scores, or the label holder's features or coefficients.
+  Nothing crosses the wire in the clear except masked gradients, public keys,
+  flags, digests, block widths and (validation set only) partner validation scores.
+  Semi-honest only: each key holder decrypts whatever masked vector its peer sends
+  (checked for length and range, see :mod:`veil.ml.lr_he`), so a malicious peer
+  could ask for k of its residuals; a malicious-secure mode needs proofs.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+
+from veil.errors import ConfigError, ProtocolError
+from veil.ml import lr_he as he
+from veil.ml.lr_math import auc, batches, check_labels, clip_block, prepare_block, sample_weights
+from veil.ml.lr_math import step as sgd_step
+from veil.ml.lr_model import PartyData, PartyModel
+from veil.ml.lr_options import LROptions
+from veil.net.session import Session
+
+LABEL_HOLDER = "label_holder"
+PARTNER = "partner"
+
+
+class Tag(StrEnum):
+    """Every message of vertical LR training and joint prediction."""
+
+    HELLO = "hello"  # L -> P: run parameters and pk_L
+    READY = "ready"  # P -> L: checks passed (or the reason not) and pk_P
+    WEIGHTS = "weights"  # L -> P: [[s]]_L, class weights only
+    ENC_RESIDUAL = "enc_residual"  # L -> P: [[s(0.25 z_L + 0.5 - y)]]_L
+    ENC_SCORE = "enc_score"  # P -> L: [[0.25 z_P]]_P
+    ENC_SCORE_X = "enc_score_x"  # P -> P': [[0.25 z_P]]_L (>= 2 partners)
+    MASKED_GRAD = "masked_grad"  # encrypted gradient + mask, to the key owner
+    UNMASKED = "unmasked"  # the key owner's decryption of it, back
+    EPOCH_REPORT = "epoch_report"  # P -> L: converged flag, validation partial scores
+    EPOCH_DECISION = "epoch_decision"  # L -> P: stop / keep
+    PREDICT_HELLO = "predict_hello"  # P -> L: model id and row digest
+    PREDICT_OK = "predict_ok"  # L -> P: go or the reason not
+    PAIR_SEED = "pair_seed"  # P_i -> P_j (i < j): seed of cancelling score masks
+    PARTIAL_SCORE = "partial_score"  # P -> L: X_P w_P on the rows to score (masked)
+
+
+@dataclass
+class TrainReport:
+    """What a party knows about its run: per-epoch seconds and (L) validation AUC."""
+
+    epochs_run: int = 0
+    best_epoch: int = -1
+    seconds: list[float] = field(default_factory=list)
+    valid_auc: list[float] = field(default_factory=list)
+    stopped_by: str = "epochs"
+
+
+@dataclass
+class _Block:
+    """A party's prepared training state."""
+
+    X: np.ndarray
+    w: np.ndarray
+    n_penalised: int
+    valid: np.ndarray | None = None
+
+
+def _prepare(
+    data: PartyData, valid: PartyData | None, opts: LROptions, where: str, intercept: bool
+) -> tuple[_Block, np.ndarray | None, np.ndarray | None]:
+    X, mean, std = prepare_block(data.X, data.feature_names, opts, where)
+    Xv = None
+    if valid is not None:
+        if valid.feature_names != data.feature_names:
+            raise ConfigError(f"{where}.valid", "validation columns differ from training columns")
+        Xv = np.asarray(valid.X, dtype=np.float64)
+        if mean is not None and std is not None:
+            Xv = (Xv - mean) / std
+        Xv = clip_block(Xv, opts.clip)
+    k = X.shape[1]
+    if intercept:
+        X = np.hstack([X, np.ones((len(X), 1))])
+        if Xv is not None:
+            Xv = np.hstack([Xv, np.ones((len(Xv), 1))])
+    return _Block(X, np.zeros(X.shape[1]), k, Xv), mean, std
+
+
+def train_label_holder(
+    s: Session, data: PartyData, opts: LROptions, valid: PartyData | None = None
+) -> tuple[PartyModel, TrainReport]:
+    """Train as the label holder with every other party of ``s`` as a partner."""
+    if data.y is None:
+        raise ConfigError("label_holder.label", "the label holder has no label column")
+    y = check_labels(data.y, "label_holder")
+    if opts.patience > 0 and valid is None:
+        raise ConfigError("hetero_lr.patience", "early stopping needs a validation set")
+    yv = None
+    if valid is not None:
+        if valid.y is None:
+            raise ConfigError("label_holder.valid.label", "the validation rows have no labels")
+        yv = check_labels(valid.y, "label_holder.valid")
+    blk, mean, std = _prepare(data, valid, opts, "label_holder", opts.fit_intercept)
+    partners = s.peers()
+    if not partners:
+        raise ConfigError("parties", "vertical LR needs at least one partner")
+    pk, sk = he.keygen(opts.he, opts.effective_key_bits)
+    model_id = secrets.token_hex(16)
+    seed = opts.seed if opts.seed is not None else secrets.randbits(63)
+    hello = {
+        "digest": opts.digest(),
+        "n": data.n_rows,
+        "ids": data.ids_digest(),
+        "n_valid": 0 if valid is None else valid.n_rows,
+        "valid_ids": "" if valid is None else valid.ids_digest(),
+        "seed": seed,
+        "model_id": model_id,
+        "partners": partners,
+        "width": blk.X.shape[1],
+        "pk": he.pk_to_wire(pk),
+    }
+    for p in partners:
+        s.send(p, Tag.HELLO, hello)
+    pks, widths = {}, {}
+    for p in partners:
+        ready = s.recv(p, Tag.READY)
+        if not ready.get("ok"):
+            raise ConfigError(f"partner[{p}]", str(ready.get("error")), "fix the partner's input")
+        pks[p] = he.pk_from_wire(opts.he, ready["pk"], opts.effective_key_bits)
+        widths[p] = int(ready["width"])
+
+    sw = sample_weights(y, opts.class_weight)
+    if opts.class_weight is not None:
+        wire = he.ct_to_wire(he.encrypt(pk, sw))
+        for p in partners:
+            s.send(p, Tag.WEIGHTS, wire)
+
+    report = TrainReport()
+    best_w, best_auc, since_best = blk.w.copy(), -1.0, 0
+    for epoch in range(opts.epochs):
+        t0 = time.perf_counter()
+        lr = opts.learning_rate_at(epoch)
+        w_before = blk.w.copy()
+        for b, idx in enumerate(batches(data.n_rows, opts.batch_size, epoch, seed)):
+            bs = s.sub(f"e{epoch}b{b}")
+            d = sw[idx] * (0.25 * (blk.X[idx] @ blk.w) + 0.5 - y[idx])
+            wire = he.ct_to_wire(he.encrypt(pk, d))
+            for p in partners:
+                bs.send(p, Tag.ENC_RESIDUAL, wire)
+            grad = blk.X[idx].T @ d
+            Xs = blk.X[idx] * sw[idx][:, None]
+            masks: dict[str, tuple[list[int], int]] = {}
+            for p in partners:
+                cu = he.ct_from_wire(pks[p], bs.recv(p, Tag.ENC_SCORE))
+                _check_len(cu, len(idx), p)
+                masked, r = he.add_mask(he.matmul(cu, Xs))
+                bs.send(p, Tag.MASKED_GRAD, he.ct_to_wire(masked))
+                masks[p] = (r, masked.frac_bits)
+            for p in partners:
+                c = he.ct_from_wire(pk, bs.recv(p, Tag.MASKED_GRAD))
+                _check_len(c, widths[p], p)
+                bs.send(p, Tag.UNMASKED, he.decrypt_masked(sk, c))
+            for p in partners:
+                r, f = masks[p]
+                grad = grad + he.unmask(bs.recv(p, Tag.UNMASKED), r, f)
+            blk.w = sgd_step(blk.w, grad / len(idx), lr, opts, blk.n_penalised)
+        es = s.sub(f"e{epoch}")
+        reports = {p: es.recv(p, Tag.EPOCH_REPORT) for p in partners}
+        converged = opts.tol > 0 and float(np.max(np.abs(blk.w - w_before))) < opts.tol
+        converged = converged and all(bool(r.get("converged")) for r in reports.values())
+        keep, stop = True, converged
+        if blk.valid is not None and yv is not None:
+            zv = blk.valid @ blk.w
+            for p, r in reports.items():
+                zv = zv + _vector(r.get("valid"), len(yv), p)
+            a = auc(yv, zv)
+            report.valid_auc.append(a)
+            keep = a > best_auc
+            if keep:
+                best_auc, since_best = a, 0
+            else:
+                since_best += 1
+            if opts.patience > 0 and since_best >= opts.patience:
+                stop, report.stopped_by = True, "early_stopping"
+        if keep:
+            best_w, report.best_epoch = blk.w.copy(), epoch
+        if converged:
+            report.stopped_by = "tol"
+        for p in partners:
+            es.send(p, Tag.EPOCH_DECISION, {"stop": stop, "keep": keep})
+        report.seconds.append(time.perf_counter() - t0)
+        report.epochs_run = epoch + 1
+        s.progress("hetero_lr", (epoch + 1) / opts.epochs)
+        if stop:
+            break
+    w = best_w if opts.patience > 0 else blk.w
+    k = blk.n_penalised
+    model = PartyModel(
+        model_id=model_id,
+        role=LABEL_HOLDER,
+        party=s.me,
+        feature_names=data.feature_names,
+        coef=w[:k].copy(),
+        intercept=float(w[k]) if opts.fit_intercept else None,
+        mean=mean,
+        std=std,
+        clip=opts.clip,
+        parties=(s.me, *partners),
+        options=opts.to_json(),
+    )
+    return model, report
+
+
+def train_partner(
+    s: Session, data: PartyData, opts: LROptions, valid: PartyData | None = None
+) -> tuple[PartyModel, TrainReport]:
+    """Train as a partner of the party playing ``label_holder`` in ``s``."""
+    lh = s.party_of(LABEL_HOLDER)
+    hello = s.recv(lh, Tag.HELLO)
+    error = _check_hello(hello, data, valid, opts)
+    if error is None:
+        try:
+            blk, mean, std = _prepare(data, valid, opts, f"partner[{s.me}]", False)
+        except ConfigError as e:
+            error = str(e)
+    if error is not None:
+        s.send(lh, Tag.READY, {"ok": False, "error": error})
+        raise ConfigError(f"partner[{s.me}]", error)
+    pk_l = he.pk_from_wire(opts.he, hello["pk"], opts.effective_key_bits)
+    pk, sk = he.keygen(opts.he, opts.effective_key_bits)
+    s.send(lh, Tag.READY, {"ok": True, "pk": he.pk_to_wire(pk), "width": blk.X.shape[1]})
+    others = [p for p in hello["partners"] if p != s.me]
+    enc_w = None
+    if opts.class_weight is not None:
+        enc_w = he.ct_from_wire(pk_l, s.recv(lh, Tag.WEIGHTS))
+        _check_len(enc_w, data.n_rows, lh)
+
+    report = TrainReport()
+    best_w = blk.w.copy()
+    seed = int(hello["seed"])
+    for epoch in range(opts.epochs):
+        t0 = time.perf_counter()
+        lr = opts.learning_rate_at(epoch)
+        w_before = blk.w.copy()
+        for b, idx in enumerate(batches(data.n_rows, opts.batch_size, epoch, seed)):
+            bs = s.sub(f"e{epoch}b{b}")
+            u = 0.25 * (blk.X[idx] @ blk.w)
+            bs.send(lh, Tag.ENC_SCORE, he.ct_to_wire(he.encrypt(pk, u)))
+            ew = None if enc_w is None else enc_w[idx]
+            if others:
+                cross = he.encrypt(pk_l, u) if ew is None else ew * u
+                wire = he.ct_to_wire(cross)
+                for q in others:
+                    bs.send(q, Tag.ENC_SCORE_X, wire)
+            cd = he.ct_from_wire(pk_l, bs.recv(lh, Tag.ENC_RESIDUAL))
+            _check_len(cd, len(idx), lh)
+            cd = cd + u if ew is None else cd + ew * u
+            for q in others:
+                cq = he.ct_from_wire(pk_l, bs.recv(q, Tag.ENC_SCORE_X))
+                _check_len(cq, len(idx), q)
+                cd = cd + cq
+            masked, mask = he.add_mask(he.matmul(cd, blk.X[idx]))
+            bs.send(lh, Tag.MASKED_GRAD, he.ct_to_wire(masked))
+            c = he.ct_from_wire(pk, bs.recv(lh, Tag.MASKED_GRAD))
+            _check_len(c, int(hello["width"]), lh)
+            bs.send(lh, Tag.UNMASKED, he.decrypt_masked(sk, c))
+            grad = he.unmask(bs.recv(lh, Tag.UNMASKED), mask, masked.frac_bits)
+            blk.w = sgd_step(blk.w, grad / len(idx), lr, opts, blk.n_penalised)
+        es = s.sub(f"e{epoch}")
+        moved = float(np.max(np.abs(blk.w - w_before)))
+        msg: dict[str, Any] = {"converged": opts.tol > 0 and moved < opts.tol}
+        if blk.valid is not None:
+            msg["valid"] = blk.valid @ blk.w
+        es.send(lh, Tag.EPOCH_REPORT, msg)
+        decision = es.recv(lh, Tag.EPOCH_DECISION)
+        if decision.get("keep"):
+            best_w, report.best_epoch = blk.w.copy(), epoch
+        report.seconds.append(time.perf_counter() - t0)
+        report.epochs_run = epoch + 1
+        s.progress("hetero_lr", (epoch + 1) / opts.epochs)
+        if decision.get("stop"):
+            report.stopped_by = "label_holder"
+            break
+    w = best_w if opts.patience > 0 else blk.w
+    model = PartyModel(
+        model_id=str(hello["model_id"]),
+        role=PARTNER,
+        party=s.me,
+        feature_names=data.feature_names,
+        coef=w.copy(),
+        intercept=None,
+        mean=mean,
+        std=std,
+        clip=opts.clip,
+        parties=(lh, *hello["partners"]),
+        options=opts.to_json(),
+    )
+    return model, report
+
+
+def _check_hello(
+    hello: dict[str, Any], data: PartyData, valid: PartyData | None, opts: LROptions
+) -> str | None:
+    """Why this partner cannot train with the label holder's parameters, or None."""
+    if hello.get("digest") != opts.digest():
+        return "hetero_lr options differ from the label holder's; give every party the same"
+    if hello.get("n") != data.n_rows or hello.get("ids") != data.ids_digest():
+        return (
+            f"training rows differ from the label holder's ({data.n_rows} vs {hello.get('n')}"
+            " rows or a different id order); run PSI and the same split first"
+        )
+    n_valid = 0 if valid is None else valid.n_rows
+    if hello.get("n_valid") != n_valid or (
+        valid is not None and hello.get("valid_ids") != valid.ids_digest()
+    ):
+        return "validation rows differ from the label holder's"
+    return None
+
+
+def _check_len(c: Any, n: int, frm: str) -> None:
+    if len(c) != n:
+        raise ProtocolError(f"{frm} sent {len(c)} ciphertexts, expected {n}")
+
+
+def _vector(v: Any, n: int, frm: str) -> np.ndarray:
+    if not isinstance(v, np.ndarray) or v.shape != (n,) or v.dtype.kind != "f":
+        shape = getattr(v, "shape", type(v).__name__)
+        raise ProtocolError(f"{frm} sent {shape}, expected a float vector of {n}")
+    return v

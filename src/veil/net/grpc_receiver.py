@@ -1,0 +1,207 @@
+"""The receiving half of the gRPC transport: the interconnection Push server.
+
+Files each incoming value in a :class:`Mailbox` under its key. Before anything is
+filed it checks that the caller's verified certificate is issued to the party at
+``sender_rank`` and that a P2P key runs ``sender -> us``. CHUNKED values are put
+back together by offset, in any order, duplicates ignored. Keys ``veil:abort:{rank}``
+turn into :meth:`Mailbox.abort`; ``connect_{rank}`` (with SecretFlow's optional
+``\\x01\\x02{seq}`` suffix) is filed as ``connect_{rank}``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from concurrent import futures
+from pathlib import Path
+from typing import Any, cast
+
+import grpc
+
+from veil.errors import NetworkError
+from veil.net.grpc_config import GrpcConfig
+from veil.net.proto import header_pb2, link_pb2
+from veil.net.transport import ABORT_KEY_PREFIX, Mailbox
+
+SERVICE = "org.interconnection.link.ReceiverService"
+_P2P_KEY = re.compile(r":P2P-\d+:(\d+)->(\d+)$")
+_FINISHED_KEPT = 4096
+_CONNECT_KEY = re.compile(r"^connect_(\d+)(?:\x01\x02\d*)?$")  # yacl adds "\x01\x02{seq}"
+
+
+class _Reassembly:
+    """One CHUNKED value being put back together (chunks may arrive in any order).
+
+    Chunks are kept as received and joined once at the end: one copy of the value,
+    no zero-filled buffer of its full size up front.
+    """
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+        self.chunks: dict[int, bytes] = {}
+        self.filled = 0
+
+    def add(self, offset: int, data: bytes) -> bool:
+        """Keep a chunk; True when every byte has arrived. Duplicates are ignored."""
+        if offset + len(data) > self.length or (not data and self.length):
+            raise ValueError(f"chunk at {offset}+{len(data)} outside a {self.length}-byte value")
+        if offset not in self.chunks:
+            self.chunks[offset] = data
+            self.filled += len(data)
+        return self.filled >= self.length
+
+    def join(self) -> bytes:
+        """The whole value; ValueError if the chunks overlap or leave a gap."""
+        pos = 0
+        for off in sorted(self.chunks):
+            if off != pos:
+                raise ValueError(f"chunks overlap or leave a gap at byte {min(off, pos)}")
+            pos += len(self.chunks[off])
+        data = b"".join(self.chunks[off] for off in sorted(self.chunks))
+        self.chunks.clear()
+        return data
+
+
+class PushReceiver:
+    """A started Push server for rank ``cfg.rank``, filing values into ``mailbox``.
+
+    ``frames`` and ``largest_frame`` count what arrived (for tests and diagnostics).
+    """
+
+    def __init__(self, cfg: GrpcConfig, mailbox: Mailbox, options: list[tuple[str, Any]]) -> None:
+        self.cfg = cfg
+        self.rank = cfg.rank
+        self.name = str(cfg.names[cfg.rank])
+        self.mailbox = mailbox
+        self.frames = 0
+        self.largest_frame = 0
+        self._lock = threading.Lock()
+        self._partial: dict[tuple[int, str], _Reassembly] = {}
+        self._finished: OrderedDict[tuple[int, str], None] = OrderedDict()  # recent, bounded
+        self._tls = cfg.tls is not None
+        self._pool = futures.ThreadPoolExecutor(
+            max_workers=max(4, 2 * len(cfg.names)), thread_name_prefix=f"veil-grpc-{self.name}"
+        )
+        # no SO_REUSEPORT: a second process on our port must fail, not share our traffic
+        self._server = grpc.server(self._pool, options=[*options, ("grpc.so_reuseport", 0)])
+        handler = grpc.unary_unary_rpc_method_handler(
+            self._on_push,
+            request_deserializer=link_pb2.PushRequest.FromString,
+            response_serializer=link_pb2.PushResponse.SerializeToString,
+        )
+        self._server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(SERVICE, {"Push": handler}),)
+        )
+        bind = cfg.listen or cfg.addresses[cfg.rank]
+        try:
+            if cfg.tls is None:
+                port = self._server.add_insecure_port(bind)
+            else:
+                creds = grpc.ssl_server_credentials(
+                    [(Path(cfg.tls.key).read_bytes(), Path(cfg.tls.cert).read_bytes())],
+                    root_certificates=Path(cfg.tls.ca_cert).read_bytes(),
+                    require_client_auth=True,
+                )
+                port = self._server.add_secure_port(bind, creds)
+        except RuntimeError as e:
+            port, err = 0, str(e)
+        else:
+            err = ""
+        if not port:
+            self._pool.shutdown(wait=False)
+            raise NetworkError(
+                f"party {self.name} cannot listen on {bind}: {err or 'bind failed'}; "
+                "check that the port is free and the address belongs to this machine"
+            )
+        self._server.start()
+
+    def _on_push(self, req: Any, context: grpc.ServicerContext) -> Any:
+        src = int(req.sender_rank)
+        names = self.cfg.names
+        if src >= len(names) or src == self.rank:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"sender_rank {src} is not a peer")
+        if self._tls:
+            got = _caller_names(context)
+            if names[src] not in got:
+                context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"party {self.name} refuses a push claiming rank {src} ({names[src]}) "
+                    f"from a certificate named {sorted(got) or 'nothing'}",
+                )
+        with self._lock:
+            self.frames += 1
+            self.largest_frame = max(self.largest_frame, len(req.value))
+        key = str(req.key)
+        if key.startswith(ABORT_KEY_PREFIX):
+            with self._lock:  # drop half-received values of the failed peer
+                for k in [k for k in self._partial if k[0] == src]:
+                    del self._partial[k]
+            self.mailbox.abort(src, bytes(req.value).decode("utf-8", "replace"))
+            return _ok()
+        m = _P2P_KEY.search(key)
+        if m and (int(m.group(1)), int(m.group(2))) != (src, self.rank):
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"key '{key}' does not run from sender {src} to receiver {self.rank}",
+            )
+        c = _CONNECT_KEY.match(key)
+        if c:
+            if int(c.group(1)) != src:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"'{key}' from rank {src}")
+            key = f"connect_{src}"
+        if req.trans_type == link_pb2.CHUNKED:
+            return self._on_chunk(src, key, req, context)
+        self.mailbox.put(key, bytes(req.value))
+        return _ok()
+
+    def _on_chunk(self, src: int, key: str, req: Any, context: grpc.ServicerContext) -> Any:
+        info = req.chunk_info
+        with self._lock:
+            if (src, key) in self._finished:  # a retried chunk of a value already delivered
+                return _ok()
+            part = self._partial.get((src, key))
+            if part is None:
+                part = self._partial[(src, key)] = _Reassembly(int(info.message_length))
+            elif part.length != info.message_length:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"chunk length mismatch on {key}")
+            try:
+                done = part.add(int(info.chunk_offset), req.value)
+            except ValueError as e:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{key}: {e}")
+            if done:
+                del self._partial[(src, key)]
+                self._finished[(src, key)] = None
+                if len(self._finished) > _FINISHED_KEPT:
+                    self._finished.popitem(last=False)
+        if done:
+            try:
+                data = part.join()
+            except ValueError as e:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{key}: {e}")
+            self.mailbox.put(key, data)
+        return _ok()
+
+    @property
+    def pending(self) -> int:
+        """How many CHUNKED values are partly received."""
+        with self._lock:
+            return len(self._partial)
+
+    def stop(self) -> None:
+        """Stop serving (in-flight pushes get half a second) and free the threads."""
+        self._server.stop(grace=0.5).wait(2.0)
+        self._pool.shutdown(wait=False)
+        with self._lock:
+            self._partial.clear()
+
+
+def _ok() -> Any:
+    return link_pb2.PushResponse(header=header_pb2.ResponseHeader(error_code=header_pb2.OK))
+
+
+def _caller_names(context: grpc.ServicerContext) -> set[str]:
+    """Subject CN(s) of the caller's verified certificate, from the auth context."""
+    auth = cast(Mapping[str, Sequence[bytes]], context.auth_context())
+    return {v.decode("utf-8", "replace") for v in auth.get("x509_common_name", [])}

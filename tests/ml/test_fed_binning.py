@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.ml.conftest import HE
+from tests.ml.test_binning import plain_iv
+from veil.errors import ConfigError
+from veil.ml import fed_binning
+from veil.ml.binning import BinMethod, BinningOptions
+from veil.ml.fed_binning import FedBinningOptions
+from veil.net.local import run_parties
+
+ROLES = {"label_holder": "bank", "partner": "bureau"}
+
+
+def _run(
+    g: pd.DataFrame,
+    h: pd.DataFrame,
+    opts: FedBinningOptions,
+    crypto: HE,
+    *,
+    reveal: bool = False,
+    tap: Any = None,
+) -> dict[str, Any]:
+    gx = {c: g[c].to_numpy() for c in g.columns if c.startswith("x")}
+    hx = {c: h[c].to_numpy() for c in h.columns if c.startswith("x")}
+    return run_parties(
+        {
+            "bank": lambda s: fed_binning.run_label_holder(
+                s, g["y"].to_numpy(), gx, opts, **crypto.holder()
+            ),
+            "bureau": lambda s: fed_binning.run_partner(
+                s, hx, opts.binning, reveal_names=reveal, **crypto.partner()
+            ),
+        },
+        roles=ROLES,
+        tap=tap,
+    )
+
+
+@pytest.mark.parametrize("method", [BinMethod.QUANTILE, BinMethod.MONOTONIC, BinMethod.CHI_MERGE])
+def test_partner_iv_equals_plaintext_with_same_bins(
+    credit: tuple[pd.DataFrame, pd.DataFrame], crypto: HE, method: BinMethod
+) -> None:
+    g, h = credit
+    opts = FedBinningOptions(
+        BinningOptions(method, n_bins=5, fine_bins=10, min_bin_size=60), share_woe=True
+    )
+    frames: list[tuple[int, int, str, bytes]] = []
+    out = _run(g, h, opts, crypto, tap=lambda *f: frames.append(f))
+    bank, bureau = out["bank"], out["bureau"]
+    y = g["y"].to_numpy()
+    partner_stats = [b for b in bank.stats if b.party == "bureau"]
+    assert len(partner_stats) == 10
+    for st, (name, bins) in zip(partner_stats, bureau.items(), strict=True):
+        assert st.name == f"f{st.index}"  # names hidden by default
+        assert st.label == f"bureau:f{st.index}"
+        woe, iv = plain_iv(bins.transform(h[name]), y)
+        assert abs(st.iv - iv) < 1e-6
+        assert bins.iv is not None and abs(bins.iv - iv) < 1e-6
+        np.testing.assert_allclose(bins.woe_transform(h[name]), woe[bins.transform(h[name])])
+        assert (bins.counts >= 60).all()
+    for name, b in bank.own.items():
+        _, iv = plain_iv(b.transform(g[name]), y)
+        assert abs(b.iv - iv) < 1e-6
+    # What crossed the wire: bureau -> bank is one small message of bin totals,
+    # independent of the row count; no label bytes in clear anywhere.
+    up = [f for f in frames if f[0] == 1]
+    assert [f[2].split("/")[1].split(":")[0] for f in up] == ["bin_sums"]
+    assert len(up[0][3]) < 10 * 10 * 300
+    label_bytes = np.ascontiguousarray(y.astype(np.int64)).tobytes()
+    assert all(label_bytes not in f[3] for f in frames)
+
+
+def test_names_revealed_only_when_allowed_and_woe_not_shared_by_default(
+    credit: tuple[pd.DataFrame, pd.DataFrame], crypto: HE
+) -> None:
+    g, h = credit
+    g, h = g.iloc[:800], h.iloc[:800]
+    out = _run(g, h, FedBinningOptions(BinningOptions(n_bins=4)), crypto, reveal=True)
+    names = [b.name for b in out["bank"].stats if b.party == "bureau"]
+    assert names == [c for c in h.columns if c.startswith("x")]
+    assert all(b.woe is None and b.iv is None for b in out["bureau"].values())
+
+
+def test_three_parties_with_ou(credit: tuple[pd.DataFrame, pd.DataFrame], crypto: HE) -> None:
+    g, h = credit
+    g, h = g.iloc[:1000], h.iloc[:1000]
+    opts = FedBinningOptions(BinningOptions(n_bins=4, min_bin_size=50), he="ou", key_bits=1024)
+    h1 = {c: h[c].to_numpy() for c in ("x0", "x1", "x2", "x3", "x4")}
+    h2 = {c: h[c].to_numpy() for c in ("x5", "x6", "x7", "x8", "x9")}
+    out = run_parties(
+        {
+            "bank": lambda s: fed_binning.run_label_holder(
+                s, g["y"].to_numpy(), {"x0": g["x0"].to_numpy()}, opts, policy=crypto.policy
+            ),
+            "p1": lambda s: fed_binning.run_partner(s, h1, opts.binning, **crypto.partner()),
+            "p2": lambda s: fed_binning.run_partner(s, h2, opts.binning, **crypto.partner()),
+        },
+        roles={"label_holder": "bank"},
+    )
+    stats = out["bank"].stats
+    assert [b.party for b in stats] == ["bank"] + ["p1"] * 5 + ["p2"] * 5
+    y = g["y"].to_numpy()
+    for st in stats[6:]:
+        bins = out["p2"][f"x{5 + st.index}"]
+        _, iv = plain_iv(bins.transform(h[f"x{5 + st.index}"]), y)
+        assert abs(st.iv - iv) < 1e-6
+
+
+def test_row_mismatch_and_bad_columns_are_clear_errors(
+    credit: tuple[pd.DataFrame, pd.DataFrame], crypto: HE
+) -> None:
+    g, h = credit
+    with pytest.raises(ConfigError, match=r"label holder has 500 rows, this party 400"):
+        _run(g.iloc[:500], h.iloc[:400], FedBinningOptions(), crypto)
+    h2 = h.iloc[:500].copy()
+    h2["x3"] = 7.0
+    with pytest.raises(ConfigError, match=r"'x3'.*constant"):
+        _run(g.iloc[:500], h2, FedBinningOptions(), crypto)
+    g2 = g.iloc[:500].copy()
+    g2["y"] = 2 * g2["y"]
+    with pytest.raises(ConfigError, match=r"label column 'y'.*not binary"):
+        _run(g2, h.iloc[:500], FedBinningOptions(), crypto)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_full_default_credit_iv_within_1e6(crypto: HE) -> None:
+    """Acceptance: all 30,000 rows, every feature of both parties."""
+    from tests.ml.conftest import DATA
+
+    g = pd.read_csv(DATA / "default_credit_hetero_guest.csv")
+    h = pd.read_csv(DATA / "default_credit_hetero_host.csv")
+    opts = FedBinningOptions(BinningOptions(BinMethod.MONOTONIC, n_bins=8), share_woe=True)
+    out = _run(g, h, opts, crypto)
+    y = g["y"].to_numpy()
+    by_party = {"bank": (out["bank"].own, g), "bureau": (out["bureau"], h)}
+    stats = out["bank"].stats
+    assert len(stats) == 23
+    for st in stats:
+        bins_of, frame = by_party[st.party]
+        name = list(bins_of)[st.index]
+        _, iv = plain_iv(bins_of[name].transform(frame[name]), y)
+        assert abs(st.iv - iv) < 1e-6

@@ -1,0 +1,300 @@
+"""Vertical LR: the encrypted run equals the same algorithm in the clear, nothing
+sensitive crosses the wire, joint prediction, model files, and bad input."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from veil.errors import ConfigError
+from veil.ml.hetero_lr import (
+    LROptions,
+    PartyData,
+    PartyModel,
+    load_model,
+    predict_label_holder,
+    predict_partner,
+    save_model,
+    train_label_holder,
+    train_partner,
+    write_predictions,
+)
+from veil.ml.lr_he import MATMUL_BITS, STAT_BITS
+from veil.ml.lr_math import batches, clip_block, sigmoid, taylor_fit_plain
+from veil.net import codec
+from veil.net.local import run_parties
+
+NAMES = ["bank", "bureau", "telco"]
+FAST = {"he": "ou", "test_key_bits": 1024, "seed": 7}
+DATA = Path("/work/shared/data")
+
+
+@pytest.fixture(scope="session")
+def lr_credit() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The default_credit vertical split: guest (id, y, x0..x12) and host (id, x0..x9)."""
+    g = pd.read_csv(DATA / "default_credit_hetero_guest.csv")
+    h = pd.read_csv(DATA / "default_credit_hetero_host.csv")
+    assert (g["id"].to_numpy() == h["id"].to_numpy()).all()
+    return g, h
+
+
+def blocks(
+    g: pd.DataFrame, h: pd.DataFrame, rows: np.ndarray, split3: bool = False
+) -> list[PartyData]:
+    """Label holder block first, then one partner block (or two: a three-way split)."""
+    lh = PartyData.from_frame(g.iloc[rows].reset_index(drop=True), label="y")
+    hh = h.iloc[rows].reset_index(drop=True)
+    if not split3:
+        return [lh, PartyData.from_frame(hh)]
+    cols = [c for c in hh.columns if c != "id"]
+    return [
+        lh,
+        PartyData.from_frame(hh, features=cols[:5]),
+        PartyData.from_frame(hh, features=cols[5:]),
+    ]
+
+
+def opts(**kw: Any) -> LROptions:
+    return LROptions(**{**FAST, **kw})
+
+
+def train(
+    data: Sequence[PartyData],
+    o: LROptions,
+    valid: Sequence[PartyData] | None = None,
+    tap: Callable[[int, int, str, bytes], None] | None = None,
+    transport: str = "memory",
+) -> dict[str, Any]:
+    names = NAMES[: len(data)]
+    targets: dict[str, Any] = {}
+    for i, name in enumerate(names):
+        fn = train_label_holder if i == 0 else train_partner
+        v = None if valid is None else valid[i]
+        targets[name] = lambda s, fn=fn, d=data[i], v=v: fn(s, d, o, v)
+    return run_parties(
+        targets, roles={"label_holder": "bank"}, tap=tap, timeout=120, transport=transport
+    )
+
+
+def predict(
+    data: Sequence[PartyData], models: Sequence[PartyModel], transport: str = "memory"
+) -> np.ndarray:
+    names = NAMES[: len(data)]
+    targets: dict[str, Any] = {}
+    for i, name in enumerate(names):
+        fn = predict_label_holder if i == 0 else predict_partner
+        targets[name] = lambda s, fn=fn, d=data[i], m=models[i]: fn(s, d, m)
+    out = run_parties(targets, roles={"label_holder": "bank"}, transport=transport)
+    return np.asarray(out["bank"])
+
+
+def plain_blocks(data: Sequence[PartyData], o: LROptions) -> list[np.ndarray]:
+    """Each party's block scaled and clipped as the protocol does, intercept last at L."""
+    out = []
+    for i, d in enumerate(data):
+        X = clip_block((d.X - d.X.mean(0)) / d.X.std(0), o.clip)
+        if i == 0 and o.fit_intercept:
+            X = np.hstack([X, np.ones((len(X), 1))])
+        out.append(X)
+    return out
+
+
+def rounding_atol(o: LROptions, n: int, d_max: float = 2.0) -> float:
+    """Bound on coefficient error from rounding features to MATMUL_BITS in [[d]] @ X.
+
+    Each product d_i x_ij is off by at most d_max * max|x| * 2^-MATMUL_BITS (features
+    are clipped, so max|x| <= clip), so each mean-gradient entry by that much, and each
+    step moves a coefficient by at most lr times it; later residuals see those errors
+    through z, which at most doubles them over these few steps.
+    """
+    steps = o.epochs * (-(-n // o.batch_size) if o.batch_size else 1)
+    per_step = o.learning_rate * d_max * max(o.clip, 1.0) * 2.0**-MATMUL_BITS
+    return 2 * steps * per_step + 1e-9
+
+
+def coefs(m: PartyModel) -> np.ndarray:
+    return m.coef if m.intercept is None else np.append(m.coef, m.intercept)
+
+
+@pytest.fixture(scope="module")
+def small(lr_credit: tuple[pd.DataFrame, pd.DataFrame]) -> list[PartyData]:
+    g, h = lr_credit
+    return blocks(g, h, np.arange(240))
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"epochs": 2, "batch_size": 120},
+        {"epochs": 2, "batch_size": 0, "penalty": "l1", "alpha": 0.01, "schedule": "decay"},
+        {"epochs": 1, "batch_size": 120, "class_weight": "balanced"},
+    ],
+)
+def test_two_party_matches_plaintext_algorithm(small: list[PartyData], kw: dict[str, Any]) -> None:
+    o = opts(**kw)
+    out = train(small, o)
+    assert small[0].y is not None
+    ref = taylor_fit_plain(plain_blocks(small, o), small[0].y, o, seed=7)
+    for name, w in zip(NAMES, ref, strict=False):
+        model, report = out[name]
+        assert report.epochs_run == o.epochs
+        np.testing.assert_allclose(coefs(model), w, atol=rounding_atol(o, 240))
+        assert not np.allclose(w, 0)
+
+
+def test_three_parties_match_plaintext_algorithm(
+    lr_credit: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    g, h = lr_credit
+    data = blocks(g, h, np.arange(160), split3=True)
+    o = opts(epochs=2, batch_size=80, class_weight={0: 1.0, 1: 2.0})
+    out = train(data, o)
+    assert data[0].y is not None
+    ref = taylor_fit_plain(plain_blocks(data, o), data[0].y, o, seed=7)
+    for name, w in zip(NAMES, ref, strict=True):
+        np.testing.assert_allclose(coefs(out[name][0]), w, atol=rounding_atol(o, 160))
+    models = [out[n][0] for n in NAMES]
+    scores = predict(data, models)
+    z = sum(m.partial_score(d.X) for m, d in zip(models, data, strict=True))
+    np.testing.assert_allclose(scores, sigmoid(z), atol=1e-8)
+
+
+def test_nothing_sensitive_crosses_the_wire(small: list[PartyData]) -> None:
+    frames: list[tuple[str, bytes]] = []
+    o = opts(epochs=1, batch_size=120)
+    train(small, o, tap=lambda src, dst, key, payload: frames.append((key, payload)))
+    assert frames
+    lh, partner = small
+    assert lh.y is not None
+    scaled = plain_blocks(small, o)
+    secrets_: list[np.ndarray] = [lh.y.astype(np.float64), lh.y.astype(np.int64)]
+    for X in (lh.X, partner.X, *scaled):
+        secrets_ += [np.ascontiguousarray(X[:, j]) for j in range(X.shape[1])]
+    # The batches, residuals and partial scores of the tapped run (same seed, in the clear).
+    w = [np.zeros(X.shape[1]) for X in scaled]
+    for idx in batches(len(lh.y), o.batch_size, 0, 7):
+        zs = [X[idx] @ wi for X, wi in zip(scaled, w, strict=True)]
+        d = 0.25 * sum(zs) + 0.5 - lh.y[idx]
+        secrets_ += [lh.y[idx], d, 0.25 * zs[0] + 0.5 - lh.y[idx], 0.25 * zs[1], *zs]
+        secrets_ += [X[idx][:, j] for X in scaled for j in range(X.shape[1])]
+        w = [
+            wi - o.learning_rate * (X[idx].T @ d / len(idx) + o.alpha * wi * pen)
+            for X, wi, pen in zip(scaled, w, [np.append(np.ones(13), 0), 1.0], strict=True)
+        ]
+    replies: list[int] = []
+    fracs: set[int] = set()
+    for key, payload in frames:
+        for sec in secrets_:
+            chunk = np.ascontiguousarray(sec, dtype=np.float64)
+            if np.any(chunk != 0):
+                assert chunk.tobytes() not in payload, key
+        value = codec.decode(payload)
+        # No plaintext float vector crosses the wire during training at all.
+        assert not [a for a in _arrays(value) if a.dtype.kind == "f" and a.size > 1], key
+        if "/unmasked:" in key and ".e0b1/" in key:  # batch 0 has w = 0: exact zeros
+            replies += value
+        if "/masked_grad:" in key:
+            fracs.add(value["frac_bits"])
+    # Decrypted gradients travel only masked: in real units each is far above any
+    # gradient of this data (|g| < 1e3 summed over a batch), by about 2^STAT_BITS.
+    assert len(replies) == 14 + 10
+    scale = 2.0 ** max(fracs)
+    assert sum(abs(v) / scale > 1e3 * 2 ** (STAT_BITS // 2) for v in replies) >= len(replies) - 2
+
+
+def _arrays(v: Any) -> list[np.ndarray]:
+    if isinstance(v, np.ndarray):
+        return [v]
+    if isinstance(v, dict):
+        return [a for x in v.values() for a in _arrays(x)]
+    if isinstance(v, list):
+        return [a for x in v for a in _arrays(x)]
+    return []
+
+
+@pytest.mark.parametrize("transport", ["memory", "grpc"])
+def test_predict_model_files_and_csv(
+    small: list[PartyData], tmp_path: Path, transport: str
+) -> None:
+    o = opts(epochs=1, batch_size=0)
+    out = train(small, o, transport=transport)
+    models = [load_model(save_model(out[n][0], tmp_path / f"{n}.json")) for n in NAMES[:2]]
+    assert b"pickle" not in (tmp_path / "bank.json").read_bytes()
+    assert "x0" in (tmp_path / "bureau.json").read_text()
+    scores = predict(small, models, transport)
+    z = sum(m.partial_score(d.X) for m, d in zip(models, small, strict=True))
+    np.testing.assert_allclose(scores, sigmoid(z), atol=1e-8)
+    p = write_predictions(
+        tmp_path / "out" / "predictions.csv",
+        small[0].ids,
+        scores,
+        small[0].y,
+        ["train"] * len(scores),
+    )
+    df = pd.read_csv(p)
+    assert list(df.columns) == ["id", "score", "label", "set"]
+    assert len(df) == len(small[0].ids)
+
+
+def test_early_stopping_keeps_best_epoch(lr_credit: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    g, h = lr_credit
+    tr = blocks(g, h, np.arange(160))
+    va = blocks(g, h, np.arange(160, 260))
+    o = opts(epochs=4, batch_size=0, patience=1, learning_rate=5.0)
+    out = train(tr, o, valid=va)
+    report = out["bank"][1]
+    assert report.valid_auc and report.best_epoch == int(np.argmax(report.valid_auc))
+    assert out["bureau"][1].best_epoch == report.best_epoch
+    with pytest.raises(ConfigError, match="patience"):
+        train(tr, o)
+
+
+def test_model_from_another_run_is_refused(small: list[PartyData]) -> None:
+    o = opts(epochs=1, batch_size=0)
+    a, b = train(small, o), train(small, o)
+    with pytest.raises(ConfigError, match="another training run"):
+        predict(small, [a["bank"][0], b["bureau"][0]])
+
+
+def _with(d: PartyData, **kw: Any) -> PartyData:
+    fields = {"ids": d.ids, "X": d.X, "feature_names": d.feature_names, "y": d.y, **kw}
+    return PartyData(**fields)
+
+
+def test_bad_input_is_named(small: list[PartyData]) -> None:
+    lh, partner = small
+    o = opts(epochs=1)
+    with pytest.raises(ConfigError, match="label"):
+        train([_with(lh, y=None), partner], o)
+    assert lh.y is not None
+    with pytest.raises(ConfigError, match="not binary"):
+        train([_with(lh, y=lh.y * 2), partner], o)
+    X = partner.X.copy()
+    X[:, 3] = 1.5
+    with pytest.raises(ConfigError, match=r"bureau.*x3.*constant"):
+        train([lh, _with(partner, X=X)], o)
+    X[:, 3] = np.nan
+    with pytest.raises(ConfigError, match=r"x3.*entirely missing"):
+        train([lh, _with(partner, X=X)], o)
+    with pytest.raises(ConfigError, match="rows differ"):
+        train([lh, partner.take(np.arange(1, len(partner.ids)))], o)
+    with pytest.raises(ConfigError, match="label column 'y' is missing"):
+        PartyData.from_frame(pd.DataFrame({"id": [1], "x": [0.0]}), label="y")
+    with pytest.raises(ConfigError, match="key_bits"):
+        LROptions(key_bits=1024)
+    with pytest.raises(ConfigError, match=r"hetero_lr\.he"):
+        LROptions(he="rsa")  # type: ignore[arg-type]
+
+
+def test_options_must_agree(small: list[PartyData]) -> None:
+    targets = {
+        "bank": lambda s: train_label_holder(s, small[0], opts(epochs=1)),
+        "bureau": lambda s: train_partner(s, small[1], opts(epochs=2)),
+    }
+    with pytest.raises(ConfigError, match="options differ"):
+        run_parties(targets, roles={"label_holder": "bank"})

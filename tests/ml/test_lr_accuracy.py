@@ -1,0 +1,84 @@
+"""Vertical LR accuracy on default_credit against scikit-learn on the joined table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+
+from veil.ml.hetero_lr import (
+    LROptions,
+    PartyData,
+    predict_label_holder,
+    predict_partner,
+    train_label_holder,
+    train_partner,
+)
+from veil.ml.lr_math import auc, clip_block, taylor_fit_plain
+from veil.net.local import run_parties
+
+DATA = Path("/work/shared/data")
+BAR = 0.005  # the acceptance bar: |AUC - scikit-learn's AUC| <= 0.005
+
+
+@pytest.fixture(scope="module")
+def joined() -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray, float]:
+    g = pd.read_csv(DATA / "default_credit_hetero_guest.csv")
+    h = pd.read_csv(DATA / "default_credit_hetero_host.csv")
+    y = g["y"].to_numpy()
+    tr, te = train_test_split(np.arange(len(y)), test_size=0.3, random_state=42, stratify=y)
+    tr, te = np.sort(tr), np.sort(te)
+    X = np.hstack([g.drop(columns=["id", "y"]).to_numpy(), h.drop(columns=["id"]).to_numpy()])
+    sk = LogisticRegression(max_iter=1000).fit(X[tr], y[tr])
+    return g, h, tr, te, auc(y[te], sk.decision_function(X[te]))
+
+
+def test_default_options_reach_sklearn_auc_in_the_clear(
+    joined: tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray, float],
+) -> None:
+    """The algorithm hetero_lr runs (Taylor residual, clipped features), in plaintext."""
+    g, h, tr, te, sk_auc = joined
+    o = LROptions()
+    y = g["y"].to_numpy().astype(float)
+    blocks = []
+    for X in (g.drop(columns=["id", "y"]).to_numpy(), h.drop(columns=["id"]).to_numpy()):
+        m, s = X[tr].mean(0), X[tr].std(0)
+        blocks.append(clip_block((X - m) / s, o.clip))
+    blocks[0] = np.hstack([blocks[0], np.ones((len(y), 1))])
+    for seed in (1, 2, 3):
+        w = taylor_fit_plain([b[tr] for b in blocks], y[tr], o, seed=seed)
+        a = auc(y[te], blocks[0][te] @ w[0] + blocks[1][te] @ w[1])
+        assert abs(a - sk_auc) <= BAR, (seed, a, sk_auc)
+
+
+@pytest.mark.slow
+def test_encrypted_training_reaches_sklearn_auc(
+    joined: tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray, float],
+) -> None:
+    """Full default_credit, 10 epochs, OU (1024-bit test keys: the numerics do not
+    depend on the key size, only the run time does)."""
+    g, h, tr, te, sk_auc = joined
+    o = LROptions(he="ou", test_key_bits=1024)
+    lh, pt = PartyData.from_frame(g, label="y"), PartyData.from_frame(h)
+    out = run_parties(
+        {
+            "bank": lambda s: train_label_holder(s, lh.take(tr), o),
+            "bureau": lambda s: train_partner(s, pt.take(tr), o),
+        },
+        roles={"label_holder": "bank"},
+        timeout=1800,
+    )
+    scores = run_parties(
+        {
+            "bank": lambda s: predict_label_holder(s, lh.take(te), out["bank"][0]),
+            "bureau": lambda s: predict_partner(s, pt.take(te), out["bureau"][0]),
+        },
+        roles={"label_holder": "bank"},
+    )["bank"]
+    assert lh.y is not None
+    a = auc(lh.y[te], scores)
+    assert abs(a - sk_auc) <= BAR, (a, sk_auc)
