@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
+from veil.fileio import write_atomic_with as write_atomic
 from veil.jobs import StepContext, register
-from veil.jobs.files import write_atomic
 
 
 class Tag(StrEnum):

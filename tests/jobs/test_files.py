@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from veil.errors import ConfigError
-from veil.jobs.files import MARKER, check_out_dir, publish, remove_outputs, write_atomic
+from veil.fileio import write_atomic_with as write_atomic
+from veil.jobs.files import MARKER, check_out_dir, publish, remove_outputs
 
 
 def stage(staging: Path, party: str, text: str) -> None:

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
+from veil.fileio import write_csv
 from veil.jobs import StepContext, register
-from veil.jobs.files import write_csv
 from veil.ml.scorecard import LinearPart
 
 

@@ -20,7 +20,7 @@ class StepContext:
     aligns them to the intersection) replaces it, and later steps see the new
     one. ``state`` carries anything else between steps (models, splits, bins).
     ``out_dir`` is this party's output folder; write files there atomically
-    (:func:`veil.jobs.files.write_csv`), the runner publishes them only if the
+    (:func:`veil.fileio.write_csv`), the runner publishes them only if the
     whole job succeeds.
     """
 

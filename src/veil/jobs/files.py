@@ -6,48 +6,10 @@ or none.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
-
-import pandas as pd
-
-
-def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Call ``write(f)`` on a temp file beside ``path``, fsync it, rename it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are ordinary files
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_csv(df: pd.DataFrame, path: Path) -> Path:
-    """Write ``df`` (without its index) as CSV, atomically."""
-    return write_atomic(path, lambda f: df.to_csv(f, index=False))
-
-
-def write_json(obj: Any, path: Path) -> Path:
-    """Write ``obj`` as indented JSON, atomically."""
-    data = (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode()
-
-    def write(f: IO[bytes]) -> None:
-        f.write(data)
-
-    return write_atomic(path, write)
-
 
 MARKER = ".veil-output"  # in every party folder veil run wrote; only those are replaced
 

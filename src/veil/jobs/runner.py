@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from veil.errors import ConfigError
+from veil.fileio import write_json
 from veil.jobs.display import Display
-from veil.jobs.files import check_out_dir, publish, remove_outputs, write_json
+from veil.jobs.files import check_out_dir, publish, remove_outputs
 from veil.jobs.report import StepRecord, build_report
 from veil.jobs.spec import JobSpec, one_of
 from veil.jobs.worker import WorkerConfig

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from veil.errors import ConfigError
+from veil.fileio import write_atomic, write_csv
 
 MODEL_FORMAT = "veil.hetero_lr/1"
 
@@ -181,7 +180,7 @@ class PartyModel:
 def save_model(model: PartyModel, path: str | Path) -> Path:
     """Write ``model`` as JSON (atomically) and return the path."""
     p = Path(path)
-    atomic_write_text(p, json.dumps(model.to_json(), indent=1))
+    write_atomic(p, json.dumps(model.to_json(), indent=1))
     return p
 
 
@@ -195,19 +194,6 @@ def load_model(path: str | Path) -> PartyModel:
     except json.JSONDecodeError as e:
         raise ConfigError("model", f"{p} is not JSON ({e})") from None
     return PartyModel.from_json(data, where=f"model[{p.name}]")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path`` then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_predictions(
@@ -224,5 +210,5 @@ def write_predictions(
     if sets is not None:
         df["set"] = list(sets)
     p = Path(path)
-    atomic_write_text(p, df.to_csv(index=False, float_format="%.8g"))
+    write_csv(df, p, float_format="%.8g")
     return p

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from veil.errors import ConfigError
+from veil.fileio import write_atomic
 
 CA_CERT = "ca.crt"
 CA_KEY = "ca.key"
@@ -105,7 +104,7 @@ def init_ca(ca_dir: Path, name: str = "veil-federation", days: int = 3650) -> Pa
         .sign(key, hashes.SHA256())
     )
     _write_private(key_path, _key_pem(key))
-    _write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return cert_path
 
 
@@ -165,8 +164,8 @@ def issue_party(ca_dir: Path, party: str, out_dir: Path, hosts: Sequence[str] = 
     out_dir.mkdir(parents=True, exist_ok=True)
     files = TlsFiles(out_dir / CA_CERT, out_dir / f"{party}.crt", out_dir / f"{party}.key")
     _write_private(files.key, _key_pem(key))
-    _write_atomic(files.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
-    _write_atomic(files.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_atomic(files.cert, cert.public_bytes(serialization.Encoding.PEM))
+    write_atomic(files.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM))
     return files
 
 
@@ -235,19 +234,4 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    _write_atomic(path, data, 0o600)
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write via a temp file in the same directory (created with ``mode``) and rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, data, mode=0o600)

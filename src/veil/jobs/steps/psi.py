@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from veil.errors import ConfigError
+from veil.fileio import write_csv
 from veil.jobs.context import StepContext
-from veil.jobs.files import write_csv
 from veil.jobs.params import check_keys, party_list, positive_int
 from veil.jobs.registry import register
 from veil.jobs.spec import JobSpec

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from veil.errors import ConfigError
+from veil.fileio import write_csv
 from veil.jobs.context import StepContext
-from veil.jobs.files import write_csv
 from veil.jobs.params import check_keys
 from veil.jobs.registry import register
 from veil.jobs.spec import JobSpec

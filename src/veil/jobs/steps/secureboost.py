@@ -25,7 +25,6 @@ Parameters: the :class:`~veil.ml.secureboost.SBTParams` names (``n_trees``,
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,8 +33,8 @@ import numpy as np
 import pandas as pd
 
 from veil.errors import ConfigError
+from veil.fileio import write_csv, write_json
 from veil.jobs.context import StepContext
-from veil.jobs.files import write_csv
 from veil.jobs.params import check_keys
 from veil.jobs.registry import register
 from veil.jobs.spec import JobSpec
@@ -140,7 +139,7 @@ def secureboost(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         scores = sbt.run_predict_label_holder(s.sub("predict"), model, x)
         ctx.state["model"] = model
         sbt.save(model, ctx.out_dir / MODEL_FILE)
-        (ctx.out_dir / "importance.json").write_text(json.dumps(model.importance(), indent=1))
+        write_json(model.importance(), ctx.out_dir / "importance.json")
         pred = pd.DataFrame(
             {
                 "id": ctx.frame[ctx.id_col].to_numpy(),
@@ -163,7 +162,7 @@ def secureboost(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         out["splits"] = len(pmodel.records)
         ctx.state["model"] = pmodel
         sbt.save(pmodel, ctx.out_dir / MODEL_FILE)
-        (ctx.out_dir / "importance.json").write_text(json.dumps(pmodel.importance(), indent=1))
+        write_json(pmodel.importance(), ctx.out_dir / "importance.json")
     return out
 
 

@@ -17,8 +17,8 @@ from typing import Any
 import pandas as pd
 
 from veil.errors import ConfigError
+from veil.fileio import write_csv
 from veil.jobs.context import StepContext
-from veil.jobs.files import write_csv
 from veil.jobs.params import check_keys, positive_int
 from veil.jobs.registry import register
 from veil.jobs.spec import JobSpec

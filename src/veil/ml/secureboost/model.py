@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from veil.errors import ConfigError
+from veil.fileio import write_atomic
 from veil.ml.secureboost.core import Node
 from veil.ml.secureboost.params import HEScheme, Objective, SBTParams
 from veil.ml.secureboost.plain import Record
@@ -163,7 +164,7 @@ def _check(d: dict[str, Any], role: str) -> None:
 
 def save(model: LabelHolderModel | PartnerModel, path: str | Path) -> None:
     """Write a model as JSON."""
-    Path(path).write_text(json.dumps(model.to_json(), indent=1))
+    write_atomic(Path(path), json.dumps(model.to_json(), indent=1))
 
 
 def load(path: str | Path) -> LabelHolderModel | PartnerModel:

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
+import io
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from veil.errors import ConfigError
+from veil.fileio import write_atomic_with
 from veil.net.certs import TlsFiles, check_party_name
 from veil.net.grpc_transport import GrpcConfig, GrpcTransport
 from veil.protocols.interconnect.party import IcPsiOptions, run_interconnect_psi
@@ -91,17 +91,16 @@ def read_rows(path: Path, id_col: str) -> tuple[list[str], list[list[str]], list
 
 def write_rows_atomically(path: Path, header: list[str], rows: list[list[str]]) -> None:
     """Write the CSV to a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f, lineterminator="\n")
-            w.writerow(header)
-            w.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def write(f: IO[bytes]) -> None:
+        text = io.TextIOWrapper(f, encoding="utf-8", newline="")
+        w = csv.writer(text, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+        text.flush()
+        text.detach()
+
+    write_atomic_with(path, write)
 
 
 def _tls(args: argparse.Namespace) -> TlsFiles | None:
