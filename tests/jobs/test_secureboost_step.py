@@ -1,4 +1,4 @@
-"""The secureboost and secureboost_predict steps through ``veil run`` (worker processes)."""
+"""The secureboost and predict steps through ``veil run`` (worker processes)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def test_secureboost_step_trains_predicts_and_writes_per_party_files(tmp_path: P
     pytest.importorskip("veil.protocols.psi", reason="needs veil.protocols.psi")
     _tables(tmp_path)
     sbt = {"n_trees": 3, "max_depth": 2, "max_bin": 8}
-    job = _job(tmp_path, [{"psi": {}}, {"secureboost": sbt}, {"secureboost_predict": {}}])
+    job = _job(tmp_path, [{"psi": {}}, {"secureboost": sbt}, {"predict": {}}])
     out = tmp_path / "out"
     res = run_job(load_job(job), out, RunOptions(timeout=120))
     assert res.ok, res.error
@@ -53,8 +53,9 @@ def test_secureboost_step_trains_predicts_and_writes_per_party_files(tmp_path: P
     assert step["party_outputs"]["bank"]["auc_train"] > 0.9
     pred = pd.read_csv(out / "bank" / "predictions.csv")
     assert set(pred["set"]) == {"train", "test"} and len(pred) == 150
-    scores = pd.read_csv(out / "bank" / "scores.csv")
-    np.testing.assert_allclose(scores["score"], pred["score"])
+    assert res.report["steps"][2]["party_outputs"]["bank"]["rows_scored"] == 150
+    mean = res.report["steps"][2]["party_outputs"]["bank"]["mean_score"]
+    np.testing.assert_allclose(mean, pred["score"].mean(), atol=1e-6)
     bank_imp = json.loads((out / "bank" / "importance.json").read_text())
     partner_imp = json.loads((out / "partner" / "importance.json").read_text())
     assert set(partner_imp) == {f"x{i}" for i in range(20)}  # the partner's own columns

@@ -49,3 +49,35 @@ def positive_int(value: Any, field: str, *, default: int | None = None) -> int |
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(field, f"must be a positive integer, got {value!r}", "e.g. 4096")
     return value
+
+
+def label_holder_of(
+    params: Mapping[str, Any], job: JobSpec, field: str, *, need_label: bool = True
+) -> str:
+    """The party holding the label: ``params['label_holder']`` or the one party with a label.
+
+    ``need_label=False`` (scoring new rows) accepts a named label holder without a label column.
+    """
+    from veil.jobs.spec import one_of
+
+    named = params.get("label_holder")
+    if named is not None:
+        if named not in job.party_names:
+            raise ConfigError(
+                f"{field}.label_holder", f"unknown party '{named}'", one_of(job.party_names)
+            )
+        if need_label and job.party(named).label is None:
+            raise ConfigError(
+                f"{field}.label_holder",
+                f"party '{named}' has no label column",
+                f"add 'label:' to parties.{named}",
+            )
+        return str(named)
+    with_label = [p.name for p in job.parties if p.label is not None]
+    if len(with_label) != 1:
+        raise ConfigError(
+            f"{field}.label_holder",
+            f"{len(with_label)} parties have a label column {with_label}",
+            "give exactly one party a 'label:' column or set label_holder",
+        )
+    return with_label[0]

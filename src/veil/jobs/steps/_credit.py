@@ -23,37 +23,9 @@ from veil.errors import ConfigError
 
 if TYPE_CHECKING:
     from veil.jobs.context import StepContext
-    from veil.jobs.spec import JobSpec
     from veil.net.session import Session
 
 LABEL_HOLDER = "label_holder"
-
-
-def label_holder_of(params: Mapping[str, Any], job: JobSpec, field: str) -> str:
-    """The party holding the label: ``params['label_holder']`` or the one party with a label."""
-    from veil.jobs.spec import one_of
-
-    named = params.get("label_holder")
-    if named is not None:
-        if named not in job.party_names:
-            raise ConfigError(
-                f"{field}.label_holder", f"unknown party '{named}'", one_of(job.party_names)
-            )
-        if job.party(named).label is None:
-            raise ConfigError(
-                f"{field}.label_holder",
-                f"party '{named}' has no label column",
-                f"add 'label:' to parties.{named}",
-            )
-        return str(named)
-    with_label = [p.name for p in job.parties if p.label is not None]
-    if len(with_label) != 1:
-        raise ConfigError(
-            f"{field}.label_holder",
-            f"{len(with_label)} parties have a label column {with_label}",
-            "give exactly one party a 'label:' column or set label_holder",
-        )
-    return with_label[0]
 
 
 def number(

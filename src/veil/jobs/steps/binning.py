@@ -29,7 +29,7 @@ import pandas as pd
 from veil.errors import ConfigError
 from veil.fileio import write_csv, write_json
 from veil.jobs.context import StepContext
-from veil.jobs.params import check_keys, party_list, positive_int
+from veil.jobs.params import check_keys, label_holder_of, party_list, positive_int
 from veil.jobs.registry import register
 from veil.jobs.spec import JobSpec
 from veil.jobs.steps import _credit as c
@@ -87,7 +87,7 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
         if reveal is None
         else list(party_list(reveal, job, f"{field}.reveal_names")),
         "features": features,
-        "label_holder": c.label_holder_of(params, job, field),
+        "label_holder": label_holder_of(params, job, field),
     }
 
 

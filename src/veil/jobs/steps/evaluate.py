@@ -19,7 +19,7 @@ import pandas as pd
 
 from veil.errors import ConfigError
 from veil.jobs.context import StepContext
-from veil.jobs.params import check_keys
+from veil.jobs.params import check_keys, label_holder_of
 from veil.jobs.registry import register
 from veil.jobs.spec import JobSpec
 from veil.jobs.steps import _credit as c
@@ -33,7 +33,7 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
     check_keys(params, KEYS, field)
     return {
         "threshold": c.number(params, "threshold", field, 0.5, lo=0.0, hi=1.0),
-        "label_holder": c.label_holder_of(params, job, field),
+        "label_holder": label_holder_of(params, job, field),
     }
 
 

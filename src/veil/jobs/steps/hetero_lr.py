@@ -30,15 +30,14 @@ import pandas as pd
 from veil.errors import ConfigError
 from veil.fileio import write_csv
 from veil.jobs.context import StepContext
-from veil.jobs.params import check_keys
+from veil.jobs.params import check_keys, label_holder_of
 from veil.jobs.registry import register
-from veil.jobs.spec import JobSpec, one_of
+from veil.jobs.spec import JobSpec
 from veil.ml.hetero_lr import (
     LABEL_HOLDER,
     LROptions,
     PartyData,
     PartyModel,
-    load_model,
     predict_label_holder,
     predict_partner,
     save_model,
@@ -49,24 +48,6 @@ from veil.ml.hetero_lr import (
 MODEL_FILE = "model.json"
 PREDICTIONS = "predictions.csv"
 LR_KEYS = tuple(f for f in LROptions.__dataclass_fields__ if f != "test_key_bits")
-
-
-def _label_holder(params: Mapping[str, Any], job: JobSpec, field: str) -> str:
-    named = params.get("label_holder")
-    if named is not None:
-        if named not in job.party_names:
-            raise ConfigError(
-                f"{field}.label_holder", f"unknown party {named!r}", one_of(job.party_names)
-            )
-        return str(named)
-    with_label = [p.name for p in job.parties if p.label is not None]
-    if len(with_label) != 1:
-        raise ConfigError(
-            f"{field}.label_holder",
-            f"{len(with_label)} parties have a label column {with_label}",
-            "give exactly one party a 'label:' column or set label_holder",
-        )
-    return with_label[0]
 
 
 def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str, Any]:
@@ -85,7 +66,7 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
     out = dict(lr)
     if isinstance(out.get("class_weight"), Mapping):
         out["class_weight"] = {str(k): v for k, v in out["class_weight"].items()}
-    return {**out, "validation_every": every, "label_holder": _label_holder(params, job, field)}
+    return {**out, "validation_every": every, "label_holder": label_holder_of(params, job, field)}
 
 
 def _options(params: Mapping[str, Any]) -> LROptions:
@@ -152,37 +133,8 @@ def _joint_scores(s: Any, is_lh: bool, data: PartyData, model: PartyModel) -> np
     return None
 
 
-def validate_predict(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str, Any]:
-    check_keys(params, ("model", "label_holder"), field)
-    model = params.get("model")
-    if model is not None and not isinstance(model, str):
-        raise ConfigError(f"{field}.model", "must be a path", "e.g. models/{party}/model.json")
-    return {"model": model, "label_holder": _label_holder(params, job, field)}
-
-
-@register("predict", validate=validate_predict)
-def predict(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Joint scoring of this job's rows with a trained vertical LR model."""
-    path = params.get("model")
-    if path is not None:
-        model = load_model(str(path).replace("{party}", ctx.party))
-    elif isinstance(ctx.state.get("model"), PartyModel):
-        model = ctx.state["model"]
-    else:
-        raise ConfigError(
-            "steps.predict.model",
-            "no model to score with",
-            "run hetero_lr first or name the model file",
-        )
-    lh = params["label_holder"]
-    s = ctx.session.with_roles({LABEL_HOLDER: lh})
+def score_rows(ctx: StepContext, model: PartyModel, label_holder: str) -> np.ndarray | None:
+    """Joint scores of the current rows with a vertical LR model (label holder only)."""
+    s = ctx.session.with_roles({LABEL_HOLDER: label_holder})
     data = _data(ctx, list(model.feature_names))
-    scores = _joint_scores(s, ctx.party == lh, data, model)
-    if scores is None:
-        return {}
-    df = pd.DataFrame({"id": data.ids, "score": scores})
-    if data.y is not None and not np.isnan(data.y).any():
-        df["label"] = data.y.astype(int)
-    write_csv(df, ctx.out_dir / PREDICTIONS)
-    ctx.state["predictions"] = df
-    return {"rows_scored": len(df)}
+    return _joint_scores(s, ctx.party == label_holder, data, model)

@@ -23,7 +23,7 @@ import pandas as pd
 from veil.errors import ConfigError
 from veil.fileio import write_csv
 from veil.jobs.context import StepContext
-from veil.jobs.params import check_keys
+from veil.jobs.params import check_keys, label_holder_of
 from veil.jobs.registry import register
 from veil.jobs.spec import JobSpec
 from veil.jobs.steps import _credit as c
@@ -45,7 +45,7 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
         "pdo": opts.pdo,
         "base_odds": opts.base_odds,
         "round_points": opts.round_points,
-        "label_holder": c.label_holder_of(params, job, field),
+        "label_holder": label_holder_of(params, job, field),
     }
 
 

@@ -1,4 +1,4 @@
-"""The ``secureboost`` and ``secureboost_predict`` steps (vertical SecureBoost).
+"""The ``secureboost`` step (vertical SecureBoost); ``predict`` scores with its model.
 
 ``secureboost`` trains on the aligned rows (run ``psi`` first): the party with
 the label column is the label holder, every other party a partner (see
@@ -11,9 +11,8 @@ the validation set. Each party writes its own model file
 label holder also writes ``predictions.csv`` (id, score, label, set) for
 ``evaluate`` and leaves ``model``/``predictions`` in ``ctx.state``.
 
-``secureboost_predict`` scores every row of the current table with the model a
-``secureboost`` step left (or ``model_file``, this party's saved model); only
-the label holder gets scores (``scores.csv``: id, score).
+The ``predict`` step (:mod:`veil.jobs.steps.predict`) scores new rows with the model a
+``secureboost`` step left, or with each party's saved model file.
 
 Parameters: the :class:`~veil.ml.secureboost.SBTParams` names (``n_trees``,
 ``max_depth``, ``learning_rate``, ``min_child_weight``, ``reg_lambda``,
@@ -26,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,31 +33,21 @@ import pandas as pd
 from veil.errors import ConfigError
 from veil.fileio import write_csv, write_json
 from veil.jobs.context import StepContext
-from veil.jobs.params import check_keys
+from veil.jobs.params import check_keys, label_holder_of
 from veil.jobs.registry import register
 from veil.jobs.spec import JobSpec
 from veil.ml import secureboost as sbt
+from veil.ml.split import Split
 
 MODEL_FILE = "secureboost_model.json"
 _PARAMS = tuple(f.name for f in dataclasses.fields(sbt.SBTParams) if f.name != "allow_small_keys")
 KEYS = (*_PARAMS, "test_size", "valid_size", "label_holder")
 
 
-def _label_holder(job: JobSpec, field: str) -> str:
-    with_label = [p.name for p in job.parties if p.label is not None]
-    if len(with_label) != 1:
-        raise ConfigError(
-            field,
-            f"{len(with_label)} parties have a label column {with_label}",
-            "give exactly one party (the label holder) a 'label:' column",
-        )
-    return with_label[0]
-
-
 def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str, Any]:
     """Check the parameters by building :class:`SBTParams` (its errors name the field)."""
     check_keys(params, KEYS, field)
-    lh = _label_holder(job, field)
+    lh = label_holder_of(params, job, field)
     if len(job.parties) < 2:
         raise ConfigError(field, "needs a label holder and at least one partner", "")
     kw = {k: params[k] for k in _PARAMS if k in params}
@@ -103,6 +91,7 @@ def _test_mask(ctx: StepContext, n: int, test_size: float, seed: int) -> np.ndar
         return np.asarray(split.test_mask, dtype=bool)
     mask = np.zeros(n, dtype=bool)
     mask[np.random.default_rng([seed, 7]).permutation(n)[: round(test_size * n)]] = True
+    ctx.state["split"] = Split(mask)  # later steps (predict, evaluate) see the same hold-out
     return mask
 
 
@@ -166,35 +155,12 @@ def secureboost(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def validate_predict(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str, Any]:
-    check_keys(params, ("model_file", "label_holder"), field)
-    mf = params.get("model_file")
-    if mf is not None and not isinstance(mf, str):
-        raise ConfigError(f"{field}.model_file", "must be a path", "")
-    return {**params, "label_holder": _label_holder(job, field)}
-
-
-@register("secureboost_predict", validate=validate_predict)
-def secureboost_predict(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Joint scoring of the current rows with a SecureBoost model; scores to the label holder."""
-    model = ctx.state.get("model")
-    if params.get("model_file"):
-        model = sbt.load(Path(params["model_file"]))
-    if not isinstance(model, sbt.LabelHolderModel | sbt.PartnerModel):
-        raise ConfigError(
-            "steps.secureboost_predict",
-            "found no SecureBoost model",
-            "run secureboost first or give model_file",
-        )
+def score_rows(ctx: StepContext, model: Any, label_holder: str) -> np.ndarray | None:
+    """Joint scores of the current rows with a SecureBoost model (label holder only)."""
+    x = ctx.frame[model.feature_names].to_numpy()
     if isinstance(model, sbt.LabelHolderModel):
         roles = {"label_holder": ctx.party}
         roles.update({f"partner{i}": q for i, q in enumerate(model.parties[1:], start=1)})
-        x = ctx.frame[model.feature_names].to_numpy()
-        scores = sbt.run_predict_label_holder(ctx.session.with_roles(roles), model, x)
-        df = pd.DataFrame({"id": ctx.frame[ctx.id_col].to_numpy(), "score": scores})
-        write_csv(df, ctx.out_dir / "scores.csv")
-        return {"rows": len(df)}
-    x = ctx.frame[model.feature_names].to_numpy()
-    lh = str(params["label_holder"])
-    sbt.run_predict_partner(ctx.session.with_roles({"label_holder": lh}), model, x)
-    return {}
+        return sbt.run_predict_label_holder(ctx.session.with_roles(roles), model, x)
+    sbt.run_predict_partner(ctx.session.with_roles({"label_holder": label_holder}), model, x)
+    return None

@@ -19,7 +19,7 @@ import pandas as pd
 from veil.errors import ConfigError
 from veil.fileio import write_csv
 from veil.jobs.context import StepContext
-from veil.jobs.params import check_keys, positive_int
+from veil.jobs.params import check_keys, label_holder_of, positive_int
 from veil.jobs.registry import register
 from veil.jobs.spec import JobSpec
 from veil.jobs.steps import _credit as c
@@ -33,7 +33,7 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
     return {
         "min_iv": c.number(params, "min_iv", field, 0.02, lo=0.0),
         "top_k": positive_int(params.get("top_k"), f"{field}.top_k"),
-        "label_holder": c.label_holder_of(params, job, field),
+        "label_holder": label_holder_of(params, job, field),
     }
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from veil.errors import ConfigError
 from veil.jobs.context import StepContext
-from veil.jobs.params import check_keys
+from veil.jobs.params import check_keys, label_holder_of
 from veil.jobs.registry import register
 from veil.jobs.spec import JobSpec
 from veil.jobs.steps import _credit as c
@@ -36,7 +36,7 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
         "test_size": size,
         "seed": seed,
         "stratify": c.flag(params, "stratify", field, True),
-        "label_holder": c.label_holder_of(params, job, field),
+        "label_holder": label_holder_of(params, job, field),
     }
 
 
