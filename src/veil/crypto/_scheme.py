@@ -9,7 +9,9 @@ products, serialisation of arrays) is shared in :mod:`veil.crypto.encrypted`.
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
+from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -65,17 +67,42 @@ class HEPublicKey(ABC):
     def raw_plain(self, ms: np.ndarray) -> np.ndarray:
         """Deterministic ``g**m`` for signed ints ``ms``: multiply into a ciphertext to add."""
 
+    def _init_pool(self) -> None:
+        """The randomiser pool (offline phase): ``precompute`` fills it, encryption drains it."""
+        self._pool: deque[Any] = deque()
+        self._lock = threading.Lock()
+
     @abstractmethod
+    def _fresh_randomisers(self, count: int) -> np.ndarray:
+        """``count`` new randomisers (encryptions of zero), computed now."""
+
     def raw_random_zero(self, count: int) -> np.ndarray:
         """``count`` fresh encryptions of zero (randomisers), from the pool first."""
+        taken: list[Any] = []
+        with self._lock:
+            while self._pool and len(taken) < count:
+                taken.append(self._pool.popleft())
+        out = np.empty(count, dtype=object)
+        out[: len(taken)] = taken
+        if len(taken) < count:
+            out[len(taken) :] = self._fresh_randomisers(count - len(taken))
+        return out
+
+    def pool_size(self) -> int:
+        """How many precomputed randomisers are waiting."""
+        return len(self._pool)
 
     @abstractmethod
     def to_wire(self) -> dict[str, Any]:
         """Codec-compatible public parameters."""
 
-    @abstractmethod
     def precompute(self, count: int) -> None:
         """Fill the randomiser pool with ``count`` fresh randomisers ahead of time."""
+        if not isinstance(count, int) or count < 0:
+            raise ConfigError("count", f"must be an int >= 0, got {count!r}", "")
+        fresh = self._fresh_randomisers(count)
+        with self._lock:
+            self._pool.extend(fresh)
 
     def precompute_async(self, count: int) -> Future[None]:
         """Fill the randomiser pool in the background; encryption meanwhile keeps working

@@ -28,8 +28,6 @@ public-key holder nothing beyond shapes and the public encoding metadata.
 from __future__ import annotations
 
 import secrets
-import threading
-from collections import deque
 from typing import Any
 
 import gmpy2
@@ -83,8 +81,7 @@ class PublicKey(HEPublicKey):
         self.plain_bound = (1 << (self.p_bits - 2)) - 1
         self.rand_bits = SUBGROUP_BITS
         self._tables: dict[str, FixedBase] = {}
-        self._pool: deque[Any] = deque()
-        self._lock = threading.Lock()
+        self._init_pool()
 
     def __repr__(self) -> str:
         return f"<ou.PublicKey {self.bits}-bit>"
@@ -102,28 +99,6 @@ class PublicKey(HEPublicKey):
 
     def _fresh_randomisers(self, count: int) -> np.ndarray:
         return par.random_pow(self._table("H"), self.H, count)
-
-    def precompute(self, count: int) -> None:
-        """Add ``count`` randomisers ``H^r`` to the pool (offline phase)."""
-        if not isinstance(count, int) or count < 0:
-            raise ConfigError("count", f"must be an int >= 0, got {count!r}", "")
-        fresh = self._fresh_randomisers(count)
-        with self._lock:
-            self._pool.extend(fresh)
-
-    def pool_size(self) -> int:
-        return len(self._pool)
-
-    def raw_random_zero(self, count: int) -> np.ndarray:
-        taken: list[Any] = []
-        with self._lock:
-            while self._pool and len(taken) < count:
-                taken.append(self._pool.popleft())
-        out = np.empty(count, dtype=object)
-        out[: len(taken)] = taken
-        if len(taken) < count:
-            out[len(taken) :] = self._fresh_randomisers(count - len(taken))
-        return out
 
     def raw_plain(self, ms: np.ndarray) -> np.ndarray:
         vals = [int(m) for m in ms]

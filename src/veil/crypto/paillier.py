@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import math
 import secrets
-import threading
-from collections import deque
 from typing import Any
 
 import gmpy2
@@ -77,8 +75,7 @@ class PublicKey(HEPublicKey):
         self.plain_bits = self.bits - 1
         self.rand_bytes = math.ceil(self.bits / 16)
         self._table: FixedBase | None = None
-        self._pool: deque[Any] = deque()
-        self._lock = threading.Lock()
+        self._init_pool()
 
     def __repr__(self) -> str:
         return f"<paillier.PublicKey {self.bits}-bit>"
@@ -91,28 +88,6 @@ class PublicKey(HEPublicKey):
 
     def _fresh_randomisers(self, count: int) -> np.ndarray:
         return par.random_pow(self.table(), self.hs, count)
-
-    def precompute(self, count: int) -> None:
-        """Add ``count`` randomisers ``h_s^a`` to the pool (offline phase)."""
-        if not isinstance(count, int) or count < 0:
-            raise ConfigError("count", f"must be an int >= 0, got {count!r}", "")
-        fresh = self._fresh_randomisers(count)
-        with self._lock:
-            self._pool.extend(fresh)
-
-    def pool_size(self) -> int:
-        return len(self._pool)
-
-    def raw_random_zero(self, count: int) -> np.ndarray:
-        taken: list[Any] = []
-        with self._lock:
-            while self._pool and len(taken) < count:
-                taken.append(self._pool.popleft())
-        out = np.empty(count, dtype=object)
-        out[: len(taken)] = taken
-        if len(taken) < count:
-            out[len(taken) :] = self._fresh_randomisers(count - len(taken))
-        return out
 
     def raw_plain(self, ms: np.ndarray) -> np.ndarray:
         n = self.n

@@ -12,6 +12,7 @@ party learns), joint prediction (:mod:`veil.ml.lr_predict`), options
 
 from __future__ import annotations
 
+from veil.crypto.he import HEScheme
 from veil.ml.lr_model import (
     PartyData,
     PartyModel,
@@ -19,7 +20,7 @@ from veil.ml.lr_model import (
     save_model,
     write_predictions,
 )
-from veil.ml.lr_options import HEScheme, LROptions, LRProtocol, Penalty, Schedule
+from veil.ml.lr_options import LROptions, LRProtocol, Penalty, Schedule
 from veil.ml.lr_predict import predict_label_holder, predict_partner
 from veil.ml.lr_protocol import (
     LABEL_HOLDER,

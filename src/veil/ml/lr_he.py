@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from veil.crypto.he import HEScheme
 from veil.errors import ConfigError, ProtocolError
-from veil.ml.lr_options import HEScheme
 
 STAT_BITS = 40
 """Statistical hiding of masks: masked values are within 2^-STAT_BITS of uniform."""

@@ -15,16 +15,10 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from veil.crypto.he import DEFAULT_POLICY, HEScheme
 from veil.errors import ConfigError
 
-MIN_KEY_BITS = 2048
-
-
-class HEScheme(StrEnum):
-    """Additively homomorphic scheme used for the encrypted residuals."""
-
-    PAILLIER = "paillier"
-    OU = "ou"
+MIN_KEY_BITS = DEFAULT_POLICY.min_bits
 
 
 class LRProtocol(StrEnum):

@@ -17,8 +17,8 @@ import numpy as np
 
 from veil.crypto import he as engine
 from veil.crypto.encrypted import EncryptedArray
+from veil.crypto.he import HEScheme
 from veil.errors import ProtocolError
-from veil.ml.secureboost.params import HEScheme
 
 
 def _policy(allow_small: bool) -> engine.KeyPolicy:

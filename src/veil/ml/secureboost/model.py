@@ -12,10 +12,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from veil.crypto.he import HEScheme
 from veil.errors import ConfigError
 from veil.fileio import write_atomic
 from veil.ml.secureboost.core import Node
-from veil.ml.secureboost.params import HEScheme, Objective, SBTParams
+from veil.ml.secureboost.params import Objective, SBTParams
 from veil.ml.secureboost.plain import Record
 
 FORMAT = "veil.secureboost/1"

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from veil.crypto.he import DEFAULT_POLICY, HEScheme
 from veil.errors import ConfigError
 
-MIN_KEY_BITS = 2048
+MIN_KEY_BITS = DEFAULT_POLICY.min_bits
 
 
 class Objective(StrEnum):
@@ -15,13 +16,6 @@ class Objective(StrEnum):
 
     BINARY = "binary"
     REGRESSION = "regression"
-
-
-class HEScheme(StrEnum):
-    """Additive HE scheme that carries the packed (g, h) of each sample."""
-
-    PAILLIER = "paillier"
-    OU = "ou"
 
 
 @dataclass(frozen=True)
