@@ -14,6 +14,8 @@ gmpy2 ``mpz`` (one multiply and one reduction ufunc call per window).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from gmpy2 import mpz
 
@@ -21,9 +23,10 @@ from gmpy2 import mpz
 class FixedBase:
     """Table for ``base**e mod modulus`` with ``0 <= e < 2**exp_bits``."""
 
-    __slots__ = ("exp_bits", "modulus", "n_windows", "table", "window")
+    __slots__ = ("base", "exp_bits", "modulus", "n_windows", "table", "window")
 
     def __init__(self, base: int, modulus: int, exp_bits: int, window: int = 8) -> None:
+        self.base = mpz(base)
         self.modulus = mpz(modulus)
         self.window = window
         self.exp_bits = exp_bits
@@ -39,6 +42,10 @@ class FixedBase:
             rows.append(row)
             cur = acc  # base ** (2**w) ** (i + 1)
         self.table = rows
+
+    def spec(self) -> tuple[Any, ...]:
+        """What a worker process needs to rebuild this table (see :func:`from_spec`)."""
+        return ("fixed", int(self.base), int(self.modulus), self.exp_bits, self.window)
 
     def digits_from_bytes(self, raw: np.ndarray) -> np.ndarray:
         """Little-endian exponent bytes (count, nbytes) -> window digits (count, windows)."""
@@ -88,3 +95,11 @@ class FixedBase:
         while used > 0 and not digits[:, used - 1].any():
             used -= 1  # small exponents cost fewer products
         return self.pow_digits(digits[:, :used])
+
+
+def from_spec(spec: tuple[Any, ...]) -> FixedBase:
+    """Rebuild a table from :meth:`FixedBase.spec` (in a worker process)."""
+    kind, *args = spec
+    if kind != "fixed":
+        raise ValueError(f"unknown table kind {kind!r}")
+    return FixedBase(*args)

@@ -156,18 +156,18 @@ def powmod_base_list(bases: list[Any], k: int, m: Any) -> list[Any]:
 
 
 # -- processes -------------------------------------------------------------------------
-def random_pow(table: FixedBase, base: Any, count: int) -> np.ndarray:
+def random_pow(table: FixedBase, count: int) -> np.ndarray:
     """``base ** r`` for ``count`` fresh uniform ``table.exp_bits``-bit exponents ``r``."""
     w = get_workers()
     if w == 1 or count < MIN_RANDOMISERS * w:
         nb = -(-table.exp_bits // 8)
         return table.pow_digits(table.random_digits(count, os.urandom(count * nb)))
-    args = (int(base), int(table.modulus), table.exp_bits, table.window)
+    spec = list(table.spec())
     chunks = _split(count, 4 * w)  # several chunks per worker balance a loaded machine
     try:
-        parts = _submit_all("random_pow", [(*args, b - a) for a, b in chunks])
+        parts = _submit_all("random_pow", [(spec, b - a) for a, b in chunks])
     except _WorkersFailed:
-        return random_pow(table, base, count)
+        return random_pow(table, count)
     out = np.empty(count, dtype=object)
     for (a, b), part in zip(chunks, parts, strict=True):
         out[a:b] = unpack_ints(part)

@@ -38,6 +38,15 @@ DEFAULT_POLICY = KeyPolicy()
 TEST_POLICY = KeyPolicy(min_bits=512, name="test (insecure, tests only)")
 
 
+def security_bits(modulus_bits: int) -> int:
+    """Security level of a factoring-based modulus (NIST SP 800-57 Part 1, table 2):
+    2048 bits -> 112, 3072 -> 128, 7680 -> 192, 15360 -> 256; smaller test keys -> 80."""
+    for bits, level in ((15360, 256), (7680, 192), (3072, 128), (2048, 112)):
+        if modulus_bits >= bits:
+            return level
+    return 80
+
+
 def check_key_bits(bits: int, policy: KeyPolicy, field: str = "bits") -> None:
     if not isinstance(policy, KeyPolicy):
         raise ConfigError("policy", "is not a KeyPolicy", "pass veil.crypto.he.DEFAULT_POLICY")
@@ -59,9 +68,17 @@ class HEPublicKey(ABC):
     plain_bits: int  # every integer below 2**plain_bits is a valid unsigned plaintext
     ct_bytes: int
 
-    @abstractmethod
     def raw_encrypt(self, ms: np.ndarray) -> np.ndarray:
         """Randomised encryptions of signed ints ``ms`` (object array) -> object array."""
+        return self.seal(ms, self.raw_random_zero(len(ms)))
+
+    def seal(self, ms: np.ndarray, randomisers: np.ndarray) -> np.ndarray:
+        """``g**m * randomiser``: the encryption of each ``m`` with the given randomiser."""
+        gm = self.raw_plain(ms)
+        m = self.ct_modulus
+        out = np.empty(len(gm), dtype=object)
+        out[:] = [a * b % m for a, b in zip(gm.tolist(), randomisers.tolist(), strict=True)]
+        return out
 
     @abstractmethod
     def raw_plain(self, ms: np.ndarray) -> np.ndarray:
@@ -78,6 +95,9 @@ class HEPublicKey(ABC):
 
     def raw_random_zero(self, count: int) -> np.ndarray:
         """``count`` fresh encryptions of zero (randomisers), from the pool first."""
+        return self._take_pool(count, self._fresh_randomisers)
+
+    def _take_pool(self, count: int, fresh: Any) -> np.ndarray:
         taken: list[Any] = []
         with self._lock:
             while self._pool and len(taken) < count:
@@ -85,7 +105,7 @@ class HEPublicKey(ABC):
         out = np.empty(count, dtype=object)
         out[: len(taken)] = taken
         if len(taken) < count:
-            out[len(taken) :] = self._fresh_randomisers(count - len(taken))
+            out[len(taken) :] = fresh(count - len(taken))
         return out
 
     def pool_size(self) -> int:
@@ -98,11 +118,14 @@ class HEPublicKey(ABC):
 
     def precompute(self, count: int) -> None:
         """Fill the randomiser pool with ``count`` fresh randomisers ahead of time."""
+        self._fill_pool(count, self._fresh_randomisers)
+
+    def _fill_pool(self, count: int, fresh: Any) -> None:
         if not isinstance(count, int) or count < 0:
             raise ConfigError("count", f"must be an int >= 0, got {count!r}", "")
-        fresh = self._fresh_randomisers(count)
+        made = fresh(count)
         with self._lock:
-            self._pool.extend(fresh)
+            self._pool.extend(made)
 
     def precompute_async(self, count: int) -> Future[None]:
         """Fill the randomiser pool in the background; encryption meanwhile keeps working
@@ -117,6 +140,9 @@ class HEPublicKey(ABC):
 
         Floats are encoded with ``frac_bits`` (default 40: precision 2**-41), ints exactly.
         """
+        return self._encrypt_with(x, frac_bits, self.raw_encrypt)
+
+    def _encrypt_with(self, x: Any, frac_bits: int | None, raw_encrypt: Any) -> EncryptedArray:
         from veil.crypto.encrypted import EncryptedArray
 
         a = enc.as_array(x, "x")
@@ -127,7 +153,7 @@ class HEPublicKey(ABC):
         ints = enc.scale_to_int(a, f)
         bound = enc.max_abs_int(ints)
         self.check_bound(bound, "encrypt(x)")
-        ct = self.raw_encrypt(ints.ravel()).reshape(a.shape)
+        ct = raw_encrypt(ints.ravel()).reshape(a.shape)
         return EncryptedArray(self, ct, f, is_float, bound)
 
     def check_bound(self, bound: int, what: str) -> None:
@@ -156,12 +182,17 @@ class HEPublicKey(ABC):
 
     def encrypt_packed(self, values: Any, spec: enc.PackSpec) -> EncryptedArray:
         """Encrypt each row of ``values`` (shape (rows, spec.slots)) into one ciphertext."""
+        return self._encrypt_packed_with(values, spec, self.raw_encrypt)
+
+    def _encrypt_packed_with(
+        self, values: Any, spec: enc.PackSpec, raw_encrypt: Any
+    ) -> EncryptedArray:
         from veil.crypto.encrypted import EncryptedArray
 
         if not isinstance(spec, enc.PackSpec):
             raise ConfigError("spec", "is not a PackSpec", "build one with pk.pack_spec(...)")
         ints = np.array(enc.pack_rows(values, spec), dtype=object)
-        ct = self.raw_encrypt(ints)
+        ct = raw_encrypt(ints)
         terms = np.ones((len(ints), spec.slots), dtype=np.int64)
         return EncryptedArray(self, ct, 0, False, 0, pack=spec, terms=terms)
 

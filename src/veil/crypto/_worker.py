@@ -21,7 +21,7 @@ import numpy as np
 from gmpy2 import mpz
 
 from veil.crypto import _kernels as kern
-from veil.crypto._fixedbase import FixedBase
+from veil.crypto._fixedbase import FixedBase, from_spec
 from veil.net.codec import IntArray, decode, encode
 
 _LEN = struct.Struct("<Q")
@@ -51,21 +51,21 @@ def _read(stream: IO[bytes]) -> Any:
 
 
 # -- worker side -----------------------------------------------------------------------
-_TABLES: dict[tuple[int, int, int, int], FixedBase] = {}
+_TABLES: dict[tuple[Any, ...], FixedBase] = {}
 _MAX_TABLES = 4
 
 
-def _op_random_pow(base: int, modulus: int, exp_bits: int, window: int, count: int) -> Any:
-    spec = (base, modulus, exp_bits, window)
-    table = _TABLES.pop(spec, None)
+def _op_random_pow(spec: list[Any], count: int) -> Any:
+    key = tuple(spec)
+    table = _TABLES.pop(key, None)
     if table is None:
-        table = FixedBase(base, modulus, exp_bits, window)
-    _TABLES[spec] = table  # most recently used last
+        table = from_spec(key)
+    _TABLES[key] = table  # most recently used last
     while len(_TABLES) > _MAX_TABLES:  # bound memory when a process sees many keys
         del _TABLES[next(iter(_TABLES))]
-    nb = -(-exp_bits // 8)
+    nb = -(-table.exp_bits // 8)
     out = table.pow_digits(table.random_digits(count, os.urandom(count * nb)))
-    return pack_ints(out, modulus)
+    return pack_ints(out, table.modulus)
 
 
 def _op_group_product(cts: IntArray, groups: np.ndarray, n_groups: int, m: int) -> Any:

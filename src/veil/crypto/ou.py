@@ -98,7 +98,7 @@ class PublicKey(HEPublicKey):
             return self._tables[which]
 
     def _fresh_randomisers(self, count: int) -> np.ndarray:
-        return par.random_pow(self._table("H"), self.H, count)
+        return par.random_pow(self._table("H"), count)
 
     def raw_plain(self, ms: np.ndarray) -> np.ndarray:
         vals = [int(m) for m in ms]
@@ -114,11 +114,6 @@ class PublicKey(HEPublicKey):
             if not -lim < v < lim:  # rare huge plaintexts: plain square-and-multiply
                 out[i] = gmpy2.powmod(self.G, v, self.n)
         return out
-
-    def raw_encrypt(self, ms: np.ndarray) -> np.ndarray:
-        gm = self.raw_plain(ms)
-        r = self.raw_random_zero(len(ms))
-        return np.asarray(gm * r % self.n, dtype=object)
 
     def to_wire(self) -> dict[str, Any]:
         return {

@@ -4,17 +4,20 @@ Keys: ``n = p q`` with ``|p| = |q|``, ``g = n + 1`` (the python-paillier convent
 two interoperate), decryption by CRT mod ``p^2`` and ``q^2``.
 
 Encryption of ``m``: ``c = (1 + m n) * h_s^a mod n^2`` where ``h_s = (-x^2)^n mod n^2`` for
-a random ``x`` (fixed per key, public) and ``a`` is a fresh uniform ``8*ceil(k/16)``-bit
-exponent (``k`` = bits of ``n``: 1024 bits for 2048-bit keys). This is the DJN variant
-also used by SecretFlow HEU's ZPaillier. Security: ``h_s^a`` is an ``n``-th power like
-standard Paillier's ``r^n``; with the half-length exponent, semantic security rests on DCR
-plus the standard short-exponent indistinguishability assumption of DJN (sec. 4), giving
-the ~112-bit level of a 2048-bit modulus against all known attacks (generic attacks on
-the exponent cost 2**512). ``h_s^a`` uses a fixed-base table (10-bit windows, 52 MiB per
-2048-bit key, built on first use in ~1 s, see :mod:`veil.crypto._fixedbase`): 103 modular
-products per encryption instead of a 2048-bit ``r^n``. Randomisers do not depend on the message, so
-``pk.precompute(count)`` fills a pool ahead of time (offline/online split); encrypting
-from the pool is one product.
+a random ``x`` (fixed per key, public) and ``a`` a fresh uniform exponent of ``2 lambda``
+bits, ``lambda`` the security level of the modulus (:func:`security_bits`: 112 for 2048-bit
+keys, so 224-bit exponents). This is the Damgard-Jurik-Nielsen randomiser (DJN 2010,
+sec. 4), as in SecretFlow HEU's ZPaillier, with the exponent length chosen by the usual
+short-exponent rule rather than DJN's ``k/2`` (HEU: 1024 bits). Security: ``h_s^a`` is an
+``n``-th power like standard Paillier's ``r^n``; semantic security rests on DCR plus the
+short-exponent indistinguishability assumption, and the best known attack on a
+``2 lambda``-bit exponent (Pollard lambda / baby-step giant-step in the unknown-order group)
+costs ``2**lambda`` -- the same 112 bits as factoring the 2048-bit ``n``, no shortcut
+below the modulus's own level. ``h_s^a`` uses a fixed-base table (12-bit windows: 19
+modular products per encryption, 40 MiB per 2048-bit key, built on first use in ~0.5 s,
+see :mod:`veil.crypto._fixedbase`) instead of a 2048-bit ``r^n``. Randomisers do not depend
+on the message, so ``pk.precompute(count)`` fills a pool ahead of time (offline/online
+split); encrypting from the pool is one product.
 
 What each party learns: the key holder learns every plaintext it decrypts; anyone holding
 only the public key learns nothing about plaintexts (semantic security), but sees array
@@ -23,7 +26,6 @@ shapes and the public ``bound``/``frac_bits`` metadata of :class:`EncryptedArray
 
 from __future__ import annotations
 
-import math
 import secrets
 from typing import Any
 
@@ -40,6 +42,7 @@ from veil.crypto._scheme import (
     HESecretKey,
     KeyPolicy,
     check_key_bits,
+    security_bits,
 )
 from veil.crypto.encrypted import EncryptedArray, concatenate
 from veil.errors import ConfigError, ProtocolError
@@ -56,7 +59,7 @@ __all__ = [
 ]
 
 SCHEME = "paillier"
-WINDOW = 10  # fixed-base window: 103 products per 1024-bit exponent, 52 MiB table
+WINDOW = 12  # fixed-base window: 19 products per 224-bit exponent, 40 MiB table
 
 
 class PublicKey(HEPublicKey):
@@ -73,7 +76,7 @@ class PublicKey(HEPublicKey):
         self.ct_bytes = (int(self.n2.bit_length()) + 7) // 8
         self.plain_bound = int((self.n - 1) // 2)
         self.plain_bits = self.bits - 1
-        self.rand_bytes = math.ceil(self.bits / 16)
+        self.rand_bits = 2 * security_bits(self.bits)
         self._table: FixedBase | None = None
         self._init_pool()
 
@@ -83,22 +86,17 @@ class PublicKey(HEPublicKey):
     def table(self) -> FixedBase:
         with self._lock:
             if self._table is None:
-                self._table = FixedBase(self.hs, self.n2, 8 * self.rand_bytes, WINDOW)
+                self._table = FixedBase(self.hs, self.n2, self.rand_bits, WINDOW)
             return self._table
 
     def _fresh_randomisers(self, count: int) -> np.ndarray:
-        return par.random_pow(self.table(), self.hs, count)
+        return par.random_pow(self.table(), count)
 
     def raw_plain(self, ms: np.ndarray) -> np.ndarray:
         n = self.n
         out = np.empty(len(ms), dtype=object)
         out[:] = [(mpz(m) % n) * n + 1 for m in ms]
         return out
-
-    def raw_encrypt(self, ms: np.ndarray) -> np.ndarray:
-        gm = self.raw_plain(ms)
-        r = self.raw_random_zero(len(ms))
-        return np.asarray(gm * r % self.n2, dtype=object)
 
     def to_wire(self) -> dict[str, Any]:
         return {"scheme": SCHEME, "n": int(self.n), "hs": int(self.hs)}

@@ -60,13 +60,30 @@ class HEPublic:
     def group_sum(
         self, cts: Sequence[Any], rows: np.ndarray, groups: np.ndarray, n_groups: int
     ) -> list[Any]:
-        """out[k] = sum of cts[rows[i]] over (i, j) with groups[i, j] == k (< 0 skipped)."""
-        flat_rows = np.broadcast_to(rows[:, None], groups.shape).ravel()
-        flat_groups = groups.ravel()
-        keep = flat_groups >= 0
-        picked = _objects(cts)[flat_rows[keep]]
+        """out[k] = sum of cts[rows[i]] over (i, j) with groups[i, j] == k (< 0 skipped).
+
+        Runs column by column on the engine's kernel (whole columns per worker process, the
+        row ciphertexts shipped once): each column's groups are renumbered densely first.
+        """
+        g = np.asarray(groups, dtype=np.int64).reshape(len(rows), -1)
+        local = np.full(g.shape, -1, dtype=np.int64)
+        ids: list[np.ndarray] = []
+        for j in range(g.shape[1]):
+            keep = g[:, j] >= 0
+            uniq, inv = np.unique(g[keep, j], return_inverse=True)
+            local[keep, j] = inv
+            ids.append(uniq)
+        width = max((len(u) for u in ids), default=0)
+        picked = _objects(cts)[np.asarray(rows, dtype=np.int64)]
         ea = EncryptedArray(self.pk, picked, 0, False, 0)
-        return list(ea.group_sum(flat_groups[keep].astype(np.int64), n_groups).ct)
+        res = ea.group_sum(local, width).ct.tolist() if width else []
+        out: list[Any] = [gmpy2.mpz(1)] * n_groups
+        mod = self.modulus
+        for j, uniq in enumerate(ids):
+            for u, k in enumerate(uniq.tolist()):
+                c = res[j * width + u]
+                out[k] = c if out[k] == 1 else out[k] * c % mod
+        return out
 
     def pack(self, cts: Sequence[Any], slot: int, k: int) -> list[Any]:
         """Pack ``k`` sums per ciphertext: Enc(sum_j m_j << (j * slot)), Horner style."""
