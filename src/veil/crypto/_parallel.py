@@ -55,8 +55,8 @@ def shutdown() -> None:
     """Stop worker processes and threads (they restart on demand)."""
     with _LOCK:  # detach under the lock, wait outside it (running tasks may need it)
         procs, _STATE["procs"] = _STATE["procs"], None
-        execs = [_STATE.get(k) for k in ("threads", "background")]
-        _STATE["threads"] = _STATE["background"] = None
+        execs = [_STATE.get(k) for k in ("threads", "background", "helper")]
+        _STATE["threads"] = _STATE["background"] = _STATE["helper"] = None
     for ex in execs:
         if ex is not None:
             ex.shutdown(wait=True)
@@ -123,6 +123,16 @@ def background(fn: Any, *args: Any) -> Future[Any]:
         if _STATE.get("background") is None:
             _STATE["background"] = ThreadPoolExecutor(max_workers=1)
         ex: ThreadPoolExecutor = _STATE["background"]
+    return ex.submit(fn, *args)
+
+
+def concurrently(fn: Any, *args: Any) -> Future[Any]:
+    """Run ``fn(*args)`` on a helper thread now (e.g. driving the worker processes while
+    the caller computes something else); never queued behind :func:`background` work."""
+    with _LOCK:
+        if _STATE.get("helper") is None:
+            _STATE["helper"] = ThreadPoolExecutor(max_workers=4)
+        ex: ThreadPoolExecutor = _STATE["helper"]
     return ex.submit(fn, *args)
 
 

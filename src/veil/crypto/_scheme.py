@@ -34,6 +34,8 @@ class KeyPolicy:
     name: str = "default"
 
 
+POOL_CHUNK = 4096  # randomisers made per step when filling the pool
+
 DEFAULT_POLICY = KeyPolicy()
 TEST_POLICY = KeyPolicy(min_bits=512, name="test (insecure, tests only)")
 
@@ -69,12 +71,23 @@ class HEPublicKey(ABC):
     ct_bytes: int
 
     def raw_encrypt(self, ms: np.ndarray) -> np.ndarray:
-        """Randomised encryptions of signed ints ``ms`` (object array) -> object array."""
-        return self.seal(ms, self.raw_random_zero(len(ms)))
+        """Randomised encryptions of signed ints ``ms`` (object array) -> object array.
+
+        The randomisers (worker processes) and ``g**m`` (this process) are computed at
+        the same time."""
+        from veil.crypto import _parallel as par
+
+        if len(ms) < 256 or par.get_workers() == 1:
+            return self.seal(ms, self.raw_random_zero(len(ms)))
+        rand = par.concurrently(self.raw_random_zero, len(ms))
+        gm = self.raw_plain(ms)
+        return self._join(gm, rand.result())
 
     def seal(self, ms: np.ndarray, randomisers: np.ndarray) -> np.ndarray:
         """``g**m * randomiser``: the encryption of each ``m`` with the given randomiser."""
-        gm = self.raw_plain(ms)
+        return self._join(self.raw_plain(ms), randomisers)
+
+    def _join(self, gm: np.ndarray, randomisers: np.ndarray) -> np.ndarray:
         m = self.ct_modulus
         out = np.empty(len(gm), dtype=object)
         out[:] = [a * b % m for a, b in zip(gm.tolist(), randomisers.tolist(), strict=True)]
@@ -123,9 +136,10 @@ class HEPublicKey(ABC):
     def _fill_pool(self, count: int, fresh: Any) -> None:
         if not isinstance(count, int) or count < 0:
             raise ConfigError("count", f"must be an int >= 0, got {count!r}", "")
-        made = fresh(count)
-        with self._lock:
-            self._pool.extend(made)
+        for start in range(0, count, POOL_CHUNK):  # usable as soon as each chunk is done
+            made = fresh(min(POOL_CHUNK, count - start))
+            with self._lock:
+                self._pool.extend(made)
 
     def precompute_async(self, count: int) -> Future[None]:
         """Fill the randomiser pool in the background; encryption meanwhile keeps working

@@ -11,7 +11,7 @@ compression cannot overflow; decryption of the result uses the full plaintext sp
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,23 @@ from veil.errors import ConfigError
 
 if TYPE_CHECKING:
     from veil.crypto.encrypted import EncryptedArray
+
+
+def fold_chunks(chunks: list[list[Any]], shift_bits: int, m: Any) -> list[Any]:
+    """For each chunk ``[c_0 .. c_{k-1}]`` the ciphertext ``prod_j c_j ** (2**(j * shift_bits))``
+    mod ``m``, i.e. Enc(sum_j m_j << (j * shift_bits)), by Horner's rule
+    (``acc = acc**(2**shift) * c_j``); each Horner step raises all live chunks at once,
+    spread over threads."""
+    if not chunks:
+        return []
+    shift = 1 << shift_bits
+    acc = [c[-1] for c in chunks]
+    for depth in range(2, max(len(c) for c in chunks) + 1):  # shorter chunks are done
+        live = [i for i, c in enumerate(chunks) if len(c) >= depth]
+        raised = par.powmod_base_list([acc[i] for i in live], shift, m)
+        for i, r in zip(live, raised, strict=True):
+            acc[i] = r * chunks[i][-depth] % m
+    return acc
 
 
 def compress(c: EncryptedArray) -> EncryptedArray:
@@ -41,19 +58,10 @@ def compress(c: EncryptedArray) -> EncryptedArray:
     rows = len(c)
     groups = -(-rows // k)
     pad = groups * k - rows
-    m = c.pk.ct_modulus
     cts = list(c.ct)
-    shift = 1 << (spec.slots * spec.slot_bits)
-    # column j holds row g*k + j; start from the most significant (last) column
-    cols = [cts[j::k] for j in range(k)]
-    acc = cols[k - 1] + [None] * (groups - len(cols[k - 1]))
-    for j in range(k - 2, -1, -1):
-        live = [i for i, a in enumerate(acc) if a is not None]
-        powed = par.powmod_base_list([acc[i] for i in live], shift, m)
-        for i, a in zip(live, powed, strict=True):
-            acc[i] = a
-        for i, x in enumerate(cols[j]):
-            acc[i] = x if acc[i] is None else acc[i] * x % m
+    acc = fold_chunks(
+        [cts[i : i + k] for i in range(0, rows, k)], spec.slots * spec.slot_bits, c.pk.ct_modulus
+    )
     ct = np.empty(groups, dtype=object)
     ct[:] = acc
     terms = np.concatenate([c.terms, np.zeros((pad, spec.slots), dtype=np.int64)])

@@ -4,7 +4,7 @@ SecureBoost packs its own plaintexts (``T = h << w | g`` per row, several bin
 sums per ciphertext on the way back), so it uses the engine's raw layer: signed
 integer encryption and decryption, and the ciphertext group (product = plaintext
 sum). Per-bin sums go through ``EncryptedArray.group_sum`` (the engine's kernel);
-packing sums is ``c^(2^slot) * c'`` (``E(a)^k = E(k a)``) with gmpy2.
+packing sums is ``c^(2^slot) * c'`` (``E(a)^k = E(k a)``), the engine's ``fold_chunks``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 from veil.crypto import he as engine
 from veil.crypto.encrypted import EncryptedArray
 from veil.crypto.he import HEScheme
+from veil.crypto.packing import fold_chunks
 from veil.errors import ProtocolError
 
 
@@ -58,7 +59,7 @@ class HEPublic:
         return out
 
     def group_sum(
-        self, cts: Sequence[Any], rows: np.ndarray, groups: np.ndarray, n_groups: int
+        self, cts: Sequence[Any] | np.ndarray, rows: np.ndarray, groups: np.ndarray, n_groups: int
     ) -> list[Any]:
         """out[k] = sum of cts[rows[i]] over (i, j) with groups[i, j] == k (< 0 skipped).
 
@@ -74,7 +75,8 @@ class HEPublic:
             local[keep, j] = inv
             ids.append(uniq)
         width = max((len(u) for u in ids), default=0)
-        picked = _objects(cts)[np.asarray(rows, dtype=np.int64)]
+        arr = cts if isinstance(cts, np.ndarray) else _objects(cts)
+        picked = arr[np.asarray(rows, dtype=np.int64)]
         ea = EncryptedArray(self.pk, picked, 0, False, 0)
         res = ea.group_sum(local, width).ct.tolist() if width else []
         out: list[Any] = [gmpy2.mpz(1)] * n_groups
@@ -87,15 +89,8 @@ class HEPublic:
 
     def pack(self, cts: Sequence[Any], slot: int, k: int) -> list[Any]:
         """Pack ``k`` sums per ciphertext: Enc(sum_j m_j << (j * slot)), Horner style."""
-        mod, shift = self.modulus, gmpy2.mpz(1) << slot
-        out = []
-        for i in range(0, len(cts), k):
-            chunk = cts[i : i + k]
-            acc = chunk[-1]
-            for c in reversed(chunk[:-1]):
-                acc = gmpy2.powmod(acc, shift, mod) * c % mod
-            out.append(acc)
-        return out
+        chunks = [list(cts[i : i + k]) for i in range(0, len(cts), k)]
+        return fold_chunks(chunks, slot, self.modulus)
 
 
 class HEKeys:
@@ -108,6 +103,10 @@ class HEKeys:
     def precompute(self, count: int) -> None:
         """Fill the randomiser pool (offline phase) for ``count`` later encryptions."""
         self.public.pk.precompute(count)
+
+    def precompute_async(self, count: int) -> None:
+        """Fill the randomiser pool in the background (encryption takes from it first)."""
+        self.public.pk.precompute_async(count)
 
     def encrypt(self, values: Sequence[int]) -> list[Any]:
         """One fresh ciphertext per (signed) integer."""

@@ -40,6 +40,7 @@ rows. Cost: one encryption pass per built node instead of per tree.
 from __future__ import annotations
 
 import dataclasses
+import math
 import secrets
 from collections.abc import Sequence
 from enum import StrEnum
@@ -123,6 +124,9 @@ class RemoteSide:
             msg["ct"] = IntArray(self.keys.encrypt([self.packed[r] for r in rows]), self.width)
             msg["rows"] = rows.astype(np.int32)
         self.s.send(self.party, Tag.STEP, msg)
+        if not self.p.hide_instance_space and t + 1 < self.p.n_trees:
+            # the next tree's randomisers, made while the partner builds histograms
+            self.keys.precompute_async(len(rows))
         self.nb = np.asarray(self.s.recv(self.party, Tag.NBINS), dtype=np.int64)
 
     @property
@@ -231,6 +235,8 @@ def run_label_holder(
     keys = he.HEKeys(p.he, p.key_bits, p.allow_small_keys)
     for q in partners:
         s.send(q, Tag.SETUP, {"pk": keys.public.to_wire(), "params": _params_wire(p)})
+    if not p.hide_instance_space:  # the first tree's randomisers, while partners set up
+        keys.precompute_async(len(partners) * math.ceil(p.subsample * xa.shape[0]))
     bins = fit_bins(xa, p.max_bin)
     vcodes = apply_bins(vx if vx is not None else xa[:0], bins.edges)
     own = PlainSide(0, bins, vcodes, p)
@@ -351,11 +357,13 @@ class _PartnerState:
         self.cols = cols[perm] if len(cols) else cols
         plain.cols, plain.t = self.cols, t
         self.slot, self.k = int(msg["slot"]), int(msg["k"])
-        self.cts: list[Any] = [1] * self.n
+        self.cts = np.empty(self.n, dtype=object)
         if "ct" in msg:
             rows = np.asarray(msg["rows"], dtype=np.int64)
-            for r, c in zip(rows.tolist(), self.pub.check(_ints(msg, "ct")), strict=True):
-                self.cts[r] = c
+            cts = self.pub.check(_ints(msg, "ct"))
+            if len(cts) != len(rows):
+                raise ProtocolError(f"{len(cts)} ciphertexts for {len(rows)} rows")
+            self.cts[rows] = cts
         self.s.send(self.lh, Tag.NBINS, self.bins.n_bins[self.cols].astype(np.int64))
 
     def _build(self, msg: dict[str, Any]) -> None:
