@@ -249,3 +249,28 @@ def test_randomiser_exponents_are_twice_the_security_level():
     assert big.rand_bits == 224
     x = np.arange(-50, 50)
     np.testing.assert_array_equal(sk.decrypt(pk.encrypt(x)), x)
+
+
+def test_encryption_waits_for_a_running_precompute_instead_of_repeating_it(keys, monkeypatch):
+    import time
+
+    from veil.crypto import _scheme
+
+    pk, sk = keys
+    while pk.pool_size():
+        pk.raw_random_zero(pk.pool_size())
+    made: list[int] = []
+    real = pk._fresh_randomisers
+
+    def slow(count):
+        time.sleep(0.05)
+        made.append(count)
+        return real(count)
+
+    monkeypatch.setattr(_scheme, "POOL_CHUNK", 4)
+    monkeypatch.setattr(pk, "_fresh_randomisers", slow)
+    fut = pk.precompute_async(12)
+    c = pk.encrypt(np.arange(12))
+    fut.result(timeout=60)
+    assert sum(made) == 12 and pk.pool_size() == 0
+    np.testing.assert_array_equal(sk.decrypt(c), np.arange(12))

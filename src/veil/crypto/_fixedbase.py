@@ -14,6 +14,7 @@ gmpy2 ``mpz`` (one multiply and one reduction ufunc call per window).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -86,7 +87,7 @@ class FixedBase:
         raw = np.frombuffer(urandom, dtype=np.uint8).reshape(count, nb)
         return self.digits_from_bytes(raw)
 
-    def pow_ints(self, exps: list[int] | np.ndarray) -> np.ndarray:
+    def pow_ints(self, exps: Sequence[int] | np.ndarray) -> np.ndarray:
         """``base**e`` for non-negative ints ``e < 2**exp_bits``."""
         nb = -(-self.exp_bits // 8)
         raw = b"".join(int(e).to_bytes(nb, "little") for e in exps)

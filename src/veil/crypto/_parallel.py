@@ -30,6 +30,7 @@ from veil.crypto import _kernels as kern
 from veil.crypto._fixedbase import FixedBase
 from veil.crypto._worker import Worker, pack_ints, unpack_ints
 from veil.errors import ConfigError
+from veil.net.codec import IntArray
 
 _STATE: dict[str, Any] = {"workers": os.cpu_count() or 1, "procs": None, "threads": None}
 _LOCK = threading.Lock()
@@ -179,6 +180,24 @@ def random_pow(table: FixedBase, count: int) -> np.ndarray:
     except _WorkersFailed:
         return random_pow(table, count)
     out = np.empty(count, dtype=object)
+    for (a, b), part in zip(chunks, parts, strict=True):
+        out[a:b] = unpack_ints(part)
+    return out
+
+
+def fixed_pow(table: FixedBase, exps: list[int]) -> np.ndarray:
+    """``base ** e`` for non-negative ``e < 2**table.exp_bits`` (a fixed-base table)."""
+    w = get_workers()
+    if w == 1 or len(exps) < MIN_RANDOMISERS * 4 * w:
+        return table.pow_ints(exps)
+    spec, nb = list(table.spec()), -(-table.exp_bits // 8)
+    chunks = _split(len(exps), 2 * w)
+    try:
+        jobs = [(spec, IntArray([int(e) for e in exps[a:b]], nb)) for a, b in chunks]
+        parts = _submit_all("fixed_pow", jobs)
+    except _WorkersFailed:
+        return table.pow_ints(exps)
+    out = np.empty(len(exps), dtype=object)
     for (a, b), part in zip(chunks, parts, strict=True):
         out[a:b] = unpack_ints(part)
     return out

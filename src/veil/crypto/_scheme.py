@@ -100,7 +100,9 @@ class HEPublicKey(ABC):
     def _init_pool(self) -> None:
         """The randomiser pool (offline phase): ``precompute`` fills it, encryption drains it."""
         self._pool: deque[Any] = deque()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # fixed-base tables
+        self._pool_cv = threading.Condition()
+        self._pending = 0  # randomisers a running precompute will still add
 
     @abstractmethod
     def _fresh_randomisers(self, count: int) -> np.ndarray:
@@ -111,10 +113,16 @@ class HEPublicKey(ABC):
         return self._take_pool(count, self._fresh_randomisers)
 
     def _take_pool(self, count: int, fresh: Any) -> np.ndarray:
+        """Pooled randomisers first; while a precompute is running, wait for its chunks
+        rather than repeat its work; make only the rest."""
         taken: list[Any] = []
-        with self._lock:
-            while self._pool and len(taken) < count:
-                taken.append(self._pool.popleft())
+        with self._pool_cv:
+            while True:
+                while self._pool and len(taken) < count:
+                    taken.append(self._pool.popleft())
+                if len(taken) >= count or self._pending == 0:
+                    break
+                self._pool_cv.wait()
         out = np.empty(count, dtype=object)
         out[: len(taken)] = taken
         if len(taken) < count:
@@ -134,19 +142,38 @@ class HEPublicKey(ABC):
         self._fill_pool(count, self._fresh_randomisers)
 
     def _fill_pool(self, count: int, fresh: Any) -> None:
+        self._reserve(count)
+        self._fill_reserved(count, fresh)
+
+    def _reserve(self, count: int) -> None:
+        """Announce ``count`` coming randomisers (before any encryption can look)."""
         if not isinstance(count, int) or count < 0:
             raise ConfigError("count", f"must be an int >= 0, got {count!r}", "")
-        for start in range(0, count, POOL_CHUNK):  # usable as soon as each chunk is done
-            made = fresh(min(POOL_CHUNK, count - start))
-            with self._lock:
-                self._pool.extend(made)
+        with self._pool_cv:
+            self._pending += count
+
+    def _fill_reserved(self, count: int, fresh: Any) -> None:
+        left = count
+        try:
+            while left > 0:  # usable as soon as each chunk is done
+                made = fresh(min(POOL_CHUNK, left))
+                with self._pool_cv:
+                    self._pool.extend(made)
+                    self._pending -= len(made)
+                    left -= len(made)
+                    self._pool_cv.notify_all()
+        finally:
+            with self._pool_cv:
+                self._pending -= left
+                self._pool_cv.notify_all()
 
     def precompute_async(self, count: int) -> Future[None]:
-        """Fill the randomiser pool in the background; encryption meanwhile keeps working
-        (it takes pooled randomisers first and makes the rest itself)."""
+        """Fill the randomiser pool in the background, chunk by chunk; an encryption that
+        runs meanwhile takes the chunks as they land (and makes any rest itself)."""
         from veil.crypto import _parallel as par
 
-        fut: Future[None] = par.background(self.precompute, count)
+        self._reserve(count)
+        fut: Future[None] = par.background(self._fill_reserved, count, self._fresh_randomisers)
         return fut
 
     def encrypt(self, x: Any, frac_bits: int | None = None) -> EncryptedArray:

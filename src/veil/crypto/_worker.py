@@ -55,7 +55,7 @@ _TABLES: dict[tuple[Any, ...], FixedBase] = {}
 _MAX_TABLES = 4
 
 
-def _op_random_pow(spec: list[Any], count: int) -> Any:
+def _table(spec: list[Any]) -> FixedBase:
     key = tuple(spec)
     table = _TABLES.pop(key, None)
     if table is None:
@@ -63,9 +63,19 @@ def _op_random_pow(spec: list[Any], count: int) -> Any:
     _TABLES[key] = table  # most recently used last
     while len(_TABLES) > _MAX_TABLES:  # bound memory when a process sees many keys
         del _TABLES[next(iter(_TABLES))]
+    return table
+
+
+def _op_random_pow(spec: list[Any], count: int) -> Any:
+    table = _table(spec)
     nb = -(-table.exp_bits // 8)
     out = table.pow_digits(table.random_digits(count, os.urandom(count * nb)))
     return pack_ints(out, table.modulus)
+
+
+def _op_fixed_pow(spec: list[Any], exps: IntArray) -> Any:
+    table = _table(spec)
+    return pack_ints(table.pow_ints(exps.values), table.modulus)
 
 
 def _op_group_product(cts: IntArray, groups: np.ndarray, n_groups: int, m: int) -> Any:
@@ -82,6 +92,7 @@ def _op_multi_exp(bases: IntArray, cols: Any, m: int) -> Any:
 
 _OPS: dict[str, Callable[..., Any]] = {
     "random_pow": _op_random_pow,
+    "fixed_pow": _op_fixed_pow,
     "group_product": _op_group_product,
     "multi_exp": _op_multi_exp,
 }

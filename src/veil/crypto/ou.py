@@ -107,9 +107,9 @@ class PublicKey(HEPublicKey):
         pos = [i for i, v in enumerate(vals) if 0 <= v < lim]
         neg = [i for i, v in enumerate(vals) if -lim < v < 0]
         if pos:
-            out[pos] = self._table("G").pow_ints([vals[i] for i in pos])
+            out[pos] = par.fixed_pow(self._table("G"), [vals[i] for i in pos])
         if neg:
-            out[neg] = self._table("Ginv").pow_ints([-vals[i] for i in neg])
+            out[neg] = par.fixed_pow(self._table("Ginv"), [-vals[i] for i in neg])
         for i, v in enumerate(vals):
             if not -lim < v < lim:  # rare huge plaintexts: plain square-and-multiply
                 out[i] = gmpy2.powmod(self.G, v, self.n)

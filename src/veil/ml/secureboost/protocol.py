@@ -223,6 +223,7 @@ def run_label_holder(
     partners = [q for q in s.parties if q != s.me and q in _partner_parties(s)]
     if not partners:
         raise ConfigError("roles.partner", "no partner party", "bind at least one partner")
+    keys = he.HEKeys(p.he, p.key_bits, p.allow_small_keys)  # while partners bin
     for q in partners:
         hello = s.recv(q, Tag.HELLO)
         if int(hello["rows"]) != xa.shape[0] or int(hello["valid_rows"]) != nv:
@@ -232,7 +233,6 @@ def run_label_holder(
                 f" has {xa.shape[0]} ({nv})",
                 "align both tables on the PSI result in the same order",
             )
-    keys = he.HEKeys(p.he, p.key_bits, p.allow_small_keys)
     for q in partners:
         s.send(q, Tag.SETUP, {"pk": keys.public.to_wire(), "params": _params_wire(p)})
     if not p.hide_instance_space:  # the first tree's randomisers, while partners set up
