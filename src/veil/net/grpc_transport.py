@@ -215,7 +215,7 @@ class GrpcTransport(Transport):
                             self.cfg.addresses[dst],
                         )
                     time.sleep(delay)
-                    delay = min(delay * 2, 1.0)
+                    delay = min(delay * 2, 0.25)  # a starting peer is seen soon
                     continue
                 raise NetworkError(self._explain(dst, code, detail, patience)) from None
             self._check(dst, req, resp)
