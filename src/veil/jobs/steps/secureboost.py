@@ -24,6 +24,7 @@ Parameters: the :class:`~veil.ml.secureboost.SBTParams` names (``n_trees``,
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -117,6 +118,7 @@ def secureboost(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if ctx.party == lh:
         y = ctx.frame[ctx.label_col].to_numpy()
+        t0 = time.perf_counter()
         model = sbt.run_label_holder(
             s.sub("train"),
             x[train],
@@ -126,6 +128,7 @@ def secureboost(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
             valid_x=vx,
             valid_y=y[valid] if len(valid) else None,
         )
+        out["fit_seconds"] = round(time.perf_counter() - t0, 3)  # training only
         scores = sbt.run_predict_label_holder(s.sub("predict"), model, x)
         ctx.state["model"] = model
         sbt.save(model, ctx.out_dir / MODEL_FILE)

@@ -224,6 +224,8 @@ def run_label_holder(
     if not partners:
         raise ConfigError("roles.partner", "no partner party", "bind at least one partner")
     keys = he.HEKeys(p.he, p.key_bits, p.allow_small_keys)  # while partners bin
+    if not p.hide_instance_space:  # the first tree's randomisers, while partners set up
+        keys.precompute_async(len(partners) * math.ceil(p.subsample * xa.shape[0]))
     for q in partners:
         hello = s.recv(q, Tag.HELLO)
         if int(hello["rows"]) != xa.shape[0] or int(hello["valid_rows"]) != nv:
@@ -235,8 +237,6 @@ def run_label_holder(
             )
     for q in partners:
         s.send(q, Tag.SETUP, {"pk": keys.public.to_wire(), "params": _params_wire(p)})
-    if not p.hide_instance_space:  # the first tree's randomisers, while partners set up
-        keys.precompute_async(len(partners) * math.ceil(p.subsample * xa.shape[0]))
     bins = fit_bins(xa, p.max_bin)
     vcodes = apply_bins(vx if vx is not None else xa[:0], bins.edges)
     own = PlainSide(0, bins, vcodes, p)
