@@ -1,4 +1,6 @@
-"""ECDH-PSI benchmarks: Veil at 1e6 x 1e6 over mutual-TLS gRPC, and Veil vs FATE 2.2 at 1e5.
+"""PSI benchmarks: Veil at 1e6 x 1e6 over mutual-TLS gRPC, and Veil vs FATE 2.2 at 1e5.
+
+``--protocol ecdh`` (default) or ``kkrt`` picks Veil's protocol; FATE always runs ECDH-PSI.
 
 Each Veil party runs in its own OS process (this script re-invoked with ``party``),
 talking over loopback mutual-TLS gRPC with a throw-away federation CA. Times are of
@@ -8,6 +10,7 @@ party process's ``ru_maxrss``. Results are printed as JSON lines.
     python benchmarks/psi.py rate                      # raw X25519 rate, 1 and N threads
     python benchmarks/psi.py scale --n 1000000 --m 1000000 --overlap 0.5
     python benchmarks/psi.py fate --repeat 3           # needs /tmp/fate-venv, /tmp/peers (README)
+    python benchmarks/psi.py fate --repeat 3 --protocol kkrt
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from veil.crypto import ecc
+from veil.protocols.psi import Protocol
 
 HERE = Path(__file__).resolve()
 
@@ -89,7 +93,11 @@ def cmd_party(a: argparse.Namespace) -> None:
     transport = GrpcTransport(cfg)
     try:
         session = Session(transport, names, me, timeout=600)
-        params = PsiParams(result_to=tuple(spec["result_to"]), batch_size=spec["batch_size"])
+        params = PsiParams(
+            result_to=tuple(spec["result_to"]),
+            batch_size=spec["batch_size"],
+            protocol=Protocol(spec.get("protocol", "ecdh")),
+        )
         c0, t0 = os.times(), time.perf_counter()
         res = run_psi(session, ids, params)
         wall = time.perf_counter() - t0
@@ -157,7 +165,11 @@ def run_memory_pair(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
     names = spec["names"]
     ids = {p: load_ids(spec, r) for r, p in enumerate(names)}
-    params = PsiParams(result_to=tuple(spec["result_to"]), batch_size=spec["batch_size"])
+    params = PsiParams(
+        result_to=tuple(spec["result_to"]),
+        batch_size=spec["batch_size"],
+        protocol=Protocol(spec.get("protocol", "ecdh")),
+    )
     walls: dict[str, float] = {}
 
     def party(name: str) -> Any:
@@ -204,6 +216,7 @@ def cmd_scale(a: argparse.Namespace) -> dict[str, Any]:
         "common": int(min(a.n, a.m) * a.overlap),
         "result_to": ["bank", "partner"],
         "batch_size": a.batch_size,
+        "protocol": a.protocol,
     }
     runs = []
     for _ in range(a.repeat):
@@ -213,6 +226,7 @@ def cmd_scale(a: argparse.Namespace) -> dict[str, Any]:
     walls = [max(p["wall_s"] for p in r) for r in runs]
     return {
         "bench": "psi_scale",
+        "protocol": a.protocol,
         "transport": a.transport,
         "n": a.n,
         "m": a.m,
@@ -256,6 +270,7 @@ def csv_spec(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
         "csv": [str(data / f"{dataset}_guest.csv"), str(data / f"{dataset}_host.csv")],
         "result_to": ["guest", "host"],
         "batch_size": a.batch_size,
+        "protocol": a.protocol,
     }
 
 
@@ -274,6 +289,7 @@ def cmd_fate(a: argparse.Namespace) -> dict[str, Any]:
     v, f = statistics.median(veil_s), statistics.median(fate_s)
     return {
         "bench": "psi_vs_fate",
+        "veil_protocol": a.protocol,
         "transport": a.transport,
         "dataset": a.dataset,
         "intersection": sorted(sizes),
@@ -300,6 +316,7 @@ def main() -> None:
     s.add_argument("--batch-size", type=int, default=4096)
     s.add_argument("--repeat", type=int, default=1)
     s.add_argument("--transport", choices=["grpc", "memory"], default="grpc")
+    s.add_argument("--protocol", choices=[p.value for p in Protocol], default="ecdh")
     f = sub.add_parser("fate")
     f.add_argument("--dataset", default="psi_100k")
     f.add_argument("--fate-python", default="/tmp/fate-venv/bin/python")
@@ -307,6 +324,7 @@ def main() -> None:
     f.add_argument("--batch-size", type=int, default=4096)
     f.add_argument("--repeat", type=int, default=3)
     f.add_argument("--transport", choices=["grpc", "memory"], default="grpc")
+    f.add_argument("--protocol", choices=[p.value for p in Protocol], default="ecdh")
     p = sub.add_parser("party")
     p.add_argument("--rank", type=int, required=True)
     p.add_argument("--spec", required=True)

@@ -66,6 +66,14 @@ class Tag(StrEnum):
     DUAL = "dual"  # a batch of truncated [ab]H(x), returned to the owner in its order
 
 
+class Protocol(StrEnum):
+    """Which PSI protocol ``run_psi`` runs: ECDH (this module; interoperates with
+    SecretFlow) or KKRT (:mod:`veil.protocols.kkrt_psi`, OT extension, faster)."""
+
+    ECDH = "ecdh"
+    KKRT = "kkrt"
+
+
 class Role(StrEnum):
     """Protocol roles: a receiver learns the intersection, a sender does not."""
 
@@ -79,6 +87,8 @@ class PsiParams:
 
     ``truncate_bits=None`` picks max(log2(N*M)+40, 64) rounded up to whole bytes.
     ``threads=None`` uses every core this process may run on.
+    ``protocol``: ECDH (default) or KKRT; ``batch_size``, ``threads`` and ``suite`` are
+    ECDH's (KKRT picks its own message sizes and is single-threaded numpy).
     """
 
     result_to: tuple[str, ...]
@@ -86,6 +96,7 @@ class PsiParams:
     threads: int | None = None
     truncate_bits: int | None = None
     suite: ecc.Suite = ecc.DEFAULT_SUITE
+    protocol: Protocol = Protocol.ECDH
 
 
 @dataclass(frozen=True)
@@ -106,6 +117,10 @@ class PsiResult:
 def run_psi(session: Session, ids: Iterable[str] | Sequence[str], params: PsiParams) -> PsiResult:
     """Entry point for a job step: play receiver or sender as ``params.result_to`` says."""
     _check_params(session, params)
+    if params.protocol == Protocol.KKRT:
+        from veil.protocols import kkrt_psi
+
+        return kkrt_psi.run_psi(session, ids, params)
     role = Role.RECEIVER if session.me in params.result_to else Role.SENDER
     return {Role.RECEIVER: run_receiver, Role.SENDER: run_sender}[role](session, ids, params)
 
@@ -114,7 +129,7 @@ def run_receiver(
     session: Session, ids: Iterable[str] | Sequence[str], params: PsiParams
 ) -> PsiResult:
     """Receiver role: learns which of ``ids`` the peer also holds."""
-    _check_params(session, params)
+    _check_params(session, params, Protocol.ECDH)
     if session.me not in params.result_to:
         raise ConfigError("result_to", f"receiver '{session.me}' is not in {params.result_to}")
     return _run(session, ids, params)
@@ -124,7 +139,7 @@ def run_sender(
     session: Session, ids: Iterable[str] | Sequence[str], params: PsiParams
 ) -> PsiResult:
     """Sender role: helps the peer learn the intersection, learns only the peer's set size."""
-    _check_params(session, params)
+    _check_params(session, params, Protocol.ECDH)
     if session.me in params.result_to:
         raise ConfigError("result_to", f"sender '{session.me}' is listed in {params.result_to}")
     return _run(session, ids, params)
@@ -202,7 +217,7 @@ class _Outbox:
 
     def __init__(self, session: Session, peer: str, depth: int = 8) -> None:
         self._session, self._peer = session, peer
-        self._q: queue.Queue[tuple[Tag, Any] | None] = queue.Queue(depth)
+        self._q: queue.Queue[tuple[str, Any] | None] = queue.Queue(depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._loop, daemon=True, name="psi-outbox")
         self._thread.start()
@@ -215,7 +230,7 @@ class _Outbox:
                 except BaseException as e:
                     self._error = e
 
-    def send(self, tag: Tag, value: Any) -> None:
+    def send(self, tag: str, value: Any) -> None:
         """Queue ``value``; raises the error of an earlier send, if any."""
         if self._error is not None:
             raise self._error
@@ -240,6 +255,7 @@ class _Outbox:
 def _handshake(session: Session, params: PsiParams, n: int) -> _Plan:
     peer = session.peers()[0]
     mine = {
+        "protocol": str(Protocol.ECDH),
         "version": PROTOCOL_VERSION,
         "suite": params.suite.name,
         "n": n,
@@ -249,6 +265,13 @@ def _handshake(session: Session, params: PsiParams, n: int) -> _Plan:
     }
     session.send(peer, Tag.HELLO, mine)
     theirs = session.recv(peer, Tag.HELLO)
+    if isinstance(theirs, dict) and theirs.get("protocol") != mine["protocol"]:
+        raise ConfigError(
+            "params.protocol",
+            f"this party ({session.me}) runs {mine['protocol']!r}, peer {peer} runs "
+            f"{theirs.get('protocol')!r}",
+            "give both parties the same PSI step",
+        )
     if not isinstance(theirs, dict) or set(theirs) != set(mine):
         raise ProtocolError(f"peer {peer} sent a malformed {Tag.HELLO} message")
     for key in ("version", "suite", "result_to", "truncate_bits"):
@@ -296,11 +319,24 @@ def match_duals(own: bytes, peer: bytes, width: int) -> np.ndarray:
 # -- input handling --------------------------------------------------------------------
 
 
-def _check_params(session: Session, params: PsiParams) -> None:
+def _check_params(session: Session, params: PsiParams, protocol: Protocol | None = None) -> None:
+    """Check ``params`` for this session; ``protocol``: the one the caller implements."""
     if len(session.parties) != 2:
         raise ConfigError("parties", f"PSI needs exactly two parties, got {session.parties}")
     if not isinstance(params, PsiParams):
         raise ConfigError("params", f"expected PsiParams, got {type(params).__name__}")
+    if params.protocol not in set(Protocol):
+        raise ConfigError(
+            "protocol",
+            f"{params.protocol!r} is not a PSI protocol",
+            "use 'ecdh' (default, interoperates with SecretFlow) or 'kkrt' (OT extension)",
+        )
+    if protocol is not None and params.protocol != protocol:
+        raise ConfigError(
+            "protocol",
+            f"these role functions run {protocol.value}, the params ask for {params.protocol}",
+            "call run_psi, or the role functions of the protocol's own module",
+        )
     rt = params.result_to
     if isinstance(rt, str) or not isinstance(rt, tuple) or not 1 <= len(rt) <= 2:
         raise ConfigError("result_to", f"{rt!r} is not a tuple of 1 or 2 party names")

@@ -10,7 +10,9 @@ outside it.
 Parameters: ``result_to`` (parties that learn the intersection; default all),
 ``batch_size`` (ids per message), ``threads`` (worker threads, default all cores),
 ``interconnect`` (true: run the PPCA 9-2023 interconnection variant of the protocol,
-:mod:`veil.protocols.interconnect`, same result; default false).
+:mod:`veil.protocols.interconnect`, same result; default false), ``protocol`` (``ecdh``,
+the default, interoperates with SecretFlow; ``kkrt``: OT-extension PSI,
+:mod:`veil.protocols.kkrt_psi`, several times faster, Veil to Veil only).
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from veil.jobs.context import StepContext
 from veil.jobs.params import check_keys, party_list, positive_int
 from veil.jobs.registry import register
 from veil.jobs.spec import JobSpec
-from veil.protocols.psi import PsiParams, run_psi
+from veil.protocols.psi import Protocol, PsiParams, run_psi
 
-KEYS = ("result_to", "batch_size", "threads", "interconnect")
+KEYS = ("result_to", "batch_size", "threads", "interconnect", "protocol")
 OUTPUT_FILE = "psi.csv"
 
 
@@ -48,7 +50,21 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
         "batch_size": positive_int(params.get("batch_size"), f"{field}.batch_size", default=4096),
         "threads": positive_int(params.get("threads"), f"{field}.threads"),
         "interconnect": _flag(params.get("interconnect", False), f"{field}.interconnect"),
+        "protocol": _protocol(params.get("protocol", "ecdh"), params, f"{field}.protocol"),
     }
+
+
+def _protocol(value: Any, params: Mapping[str, Any], field: str) -> str:
+    names = [p.value for p in Protocol]
+    if value not in names:
+        raise ConfigError(
+            field, f"{value!r} is not a PSI protocol", f"use one of {', '.join(names)}"
+        )
+    if value == Protocol.KKRT and params.get("interconnect"):
+        raise ConfigError(
+            field, "the interconnection wire speaks ECDH-PSI only", "drop interconnect or use ecdh"
+        )
+    return str(value)
 
 
 def _flag(value: Any, field: str) -> bool:
@@ -65,6 +81,7 @@ def psi(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         result_to=tuple(params["result_to"]),
         batch_size=int(params["batch_size"]),
         threads=params["threads"],
+        protocol=Protocol(params.get("protocol", "ecdh")),
     )
     if params.get("interconnect"):
         from veil.protocols.interconnect.party import run_psi_interconnect
