@@ -16,6 +16,7 @@ batches always run in-process: starting work in a pool only pays off above a few
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import queue
 import threading
@@ -71,15 +72,28 @@ def shutdown() -> None:
 atexit.register(shutdown)
 
 
-def _on_worker(op: str, *args: Any) -> Future[Any]:
-    """Run ``op`` on the next idle worker process; returns a future of its result."""
+def warm_up() -> None:
+    """Start the worker processes now (they import in the background), so the first big
+    batch does not wait for them. Does nothing with one worker."""
+    if get_workers() > 1:  # a failure shows again on the first real batch, which falls back
+        with contextlib.suppress(OSError):
+            _pool()
+
+
+def _pool() -> tuple[ThreadPoolExecutor, queue.Queue[Worker]]:
     with _LOCK:
         if _STATE["procs"] is None:
             idle: queue.Queue[Worker] = queue.Queue()
             for _ in range(get_workers()):
                 idle.put(Worker())
             _STATE["procs"] = (ThreadPoolExecutor(max_workers=get_workers()), idle)
-        pool, idle = _STATE["procs"]
+        procs: tuple[ThreadPoolExecutor, queue.Queue[Worker]] = _STATE["procs"]
+        return procs
+
+
+def _on_worker(op: str, *args: Any) -> Future[Any]:
+    """Run ``op`` on the next idle worker process; returns a future of its result."""
+    pool, idle = _pool()
 
     def run() -> Any:
         w = idle.get()

@@ -29,7 +29,7 @@ from types import ModuleType
 from typing import Any
 
 from veil.crypto import ou, paillier
-from veil.crypto._parallel import get_workers, set_workers
+from veil.crypto._parallel import get_workers, set_workers, warm_up
 from veil.crypto._scheme import DEFAULT_POLICY, TEST_POLICY, HEPublicKey, HESecretKey, KeyPolicy
 from veil.crypto.encoding import DEFAULT_FRAC_BITS, HEOverflowError, PackSpec
 from veil.crypto.encrypted import EncryptedArray, concatenate
@@ -52,6 +52,7 @@ __all__ = [
     "get_workers",
     "public_key_from_wire",
     "set_workers",
+    "warm_up",
 ]
 
 

@@ -87,6 +87,11 @@ class HEPublic:
                 out[k] = c if out[k] == 1 else out[k] * c % mod
         return out
 
+    def add(self, a: Sequence[Any], b: Sequence[Any]) -> list[Any]:
+        """Element-wise sum of two ciphertext lists (product mod the modulus)."""
+        m = self.modulus
+        return [x * y % m for x, y in zip(a, b, strict=True)]
+
     def pack(self, cts: Sequence[Any], slot: int, k: int) -> list[Any]:
         """Pack ``k`` sums per ciphertext: Enc(sum_j m_j << (j * slot)), Horner style."""
         chunks = [list(cts[i : i + k]) for i in range(0, len(cts), k)]

@@ -7,9 +7,10 @@ Roles: ``label_holder`` (has y and some features; drives, holds the HE key) and
 one or more ``partner`` parties (features only). Rows are already aligned (PSI).
 
 Flow, per tree (``scope tree{t}``):
-  1. label holder -> partner  TREE: Enc(h_i << w | g_i) for each sampled row
-     (fixed-point g and h packed into one ciphertext); partner picks its
-     colsample features, shuffles them into "slots" and replies NBINS.
+  1. label holder -> partner  TREE, then CT chunks: Enc(h_i << w | g_i) for each
+     sampled row (fixed-point g and h packed into one ciphertext); partner picks
+     its colsample features, shuffles them into "slots", replies NBINS and sums
+     each chunk into the root histogram as it lands (while the next is encrypted).
   2. per level, label holder -> partner BUILD: which rows are in the nodes to
      build (only the smaller child of each pair: the sibling is parent - child,
      subtracted by the label holder in the clear after decryption);
@@ -48,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from veil.crypto import he as engine
 from veil.errors import ConfigError, ProtocolError
 from veil.ml.secureboost import he
 from veil.ml.secureboost.binning import Bins, apply_bins, as_features, fit_bins
@@ -65,6 +67,7 @@ from veil.net.codec import IntArray
 from veil.net.session import Session
 
 LABEL_HOLDER, PARTNER = "label_holder", "partner"
+CT_CHUNK = 4096  # rows per CT message: the partner's root histogram overlaps encryption
 
 
 class Tag(StrEnum):
@@ -73,6 +76,7 @@ class Tag(StrEnum):
     HELLO = "hello"  # partner -> label holder: row counts
     SETUP = "setup"  # label holder -> partner: public key, parameters
     STEP = "step"  # label holder -> partner: TREE / BUILD / SPLIT / DONE
+    CT = "ct"  # label holder -> partner: a chunk of the tree's row ciphertexts
     NBINS = "nbins"  # partner -> label holder: bins per slot of this tree
     HIST = "hist"  # partner -> label holder: packed encrypted bin sums
     PARTITION = "partition"  # partner -> label holder: record ids and left bits
@@ -121,9 +125,11 @@ class RemoteSide:
         self.packed = codec.pack_rows(gi, hi)  # zeros outside the sample
         msg: dict[str, Any] = {"op": str(Op.TREE), "t": t, "slot": codec.slot, "k": self.per_ct}
         if not self.p.hide_instance_space:
-            msg["ct"] = IntArray(self.keys.encrypt([self.packed[r] for r in rows]), self.width)
-            msg["rows"] = rows.astype(np.int32)
+            msg["rows"], msg["chunk"] = rows.astype(np.int32), CT_CHUNK
         self.s.send(self.party, Tag.STEP, msg)
+        for a in range(0, 0 if self.p.hide_instance_space else len(rows), CT_CHUNK):
+            cts = self.keys.encrypt([self.packed[r] for r in rows[a : a + CT_CHUNK]])
+            self.s.send(self.party, Tag.CT, IntArray(cts, self.width))
         if not self.p.hide_instance_space and t + 1 < self.p.n_trees:
             # the next tree's randomisers, made while the partner builds histograms
             self.keys.precompute_async(len(rows))
@@ -223,6 +229,7 @@ def run_label_holder(
     partners = [q for q in s.parties if q != s.me and q in _partner_parties(s)]
     if not partners:
         raise ConfigError("roles.partner", "no partner party", "bind at least one partner")
+    engine.warm_up()  # HE worker processes start while the key is made
     keys = he.HEKeys(p.he, p.key_bits, p.allow_small_keys)  # while partners bin
     if not p.hide_instance_space:  # the first tree's randomisers, while partners set up
         keys.precompute_async(len(partners) * math.ceil(p.subsample * xa.shape[0]))
@@ -284,6 +291,7 @@ def run_partner(
 ) -> PartnerModel:
     """Serve the label holder's requests; return this partner's model (its split records)."""
     me = f"partner.{s.me}"
+    engine.warm_up()  # HE worker processes start while this party bins its features
     xb = as_features(x, feature_names, me)
     vx = as_features(valid_x, feature_names, f"{me}.valid") if valid_x is not None else xb[:0]
     bins = fit_bins(xb, p.max_bin)
@@ -357,14 +365,25 @@ class _PartnerState:
         self.cols = cols[perm] if len(cols) else cols
         plain.cols, plain.t = self.cols, t
         self.slot, self.k = int(msg["slot"]), int(msg["k"])
-        self.cts = np.empty(self.n, dtype=object)
-        if "ct" in msg:
-            rows = np.asarray(msg["rows"], dtype=np.int64)
-            cts = self.pub.check(_ints(msg, "ct"))
-            if len(cts) != len(rows):
-                raise ProtocolError(f"{len(cts)} ciphertexts for {len(rows)} rows")
-            self.cts[rows] = cts
         self.s.send(self.lh, Tag.NBINS, self.bins.n_bins[self.cols].astype(np.int64))
+        self.cts = np.empty(self.n, dtype=object)
+        self.root: tuple[np.ndarray, list[Any]] | None = None
+        if "rows" in msg:  # the root histogram, chunk by chunk as the ciphertexts land
+            rows, size = np.asarray(msg["rows"], dtype=np.int64), int(msg["chunk"])
+            if size < 1 or (rows.size and not 0 <= rows.min() <= rows.max() < self.n):
+                raise ProtocolError("tree rows or chunk size out of range")
+            acc: list[Any] = []
+            for a in range(0, len(rows), size):
+                part = rows[a : a + size]
+                cts = self.pub.check(_ints({"ct": self.s.recv(self.lh, Tag.CT)}, "ct"))
+                if len(cts) != len(part):
+                    raise ProtocolError(f"{len(cts)} ciphertexts for {len(part)} rows")
+                self.cts[part] = cts
+                node = np.full(self.n, -1, dtype=np.int64)
+                node[part] = 0
+                sums = self._sums(node, 1)
+                acc = sums if not acc else self.pub.add(acc, sums)
+            self.root = (rows, acc)
 
     def _build(self, msg: dict[str, Any]) -> None:
         nb = self.bins.n_bins[self.cols]
@@ -382,13 +401,22 @@ class _PartnerState:
         else:
             node_of = np.asarray(msg["node_of"], dtype=np.int64)
             n_nodes = int(msg["nodes"])
-            rows, groups, ng = hist_groups(
-                self.bins.codes, self.cols, node_of, list(range(n_nodes)), self.max_bins
-            )
-            sums = self.pub.group_sum(self.cts, rows, groups, ng)
+            root, self.root = self.root, None
+            if root is not None and n_nodes == 1 and np.array_equal(node_of[root[0]], 0 * root[0]):
+                in_root = np.count_nonzero(node_of == 0) == len(root[0])
+                sums = root[1] if in_root else self._sums(node_of, n_nodes)
+            else:
+                sums = self._sums(node_of, n_nodes)
         picked = [sums[i * per_node + j] for i in range(n_nodes) for j in keep.tolist()]
         packed = self.pub.pack(picked, self.slot, self.k)
         self.s.send(self.lh, Tag.HIST, {"ct": IntArray(packed, self.pub.width)})
+
+    def _sums(self, node_of: np.ndarray, n_nodes: int) -> list[Any]:
+        """Encrypted (node, slot, bin) sums of the rows with ``node_of`` in 0..n_nodes-1."""
+        rows, groups, ng = hist_groups(
+            self.bins.codes, self.cols, node_of, list(range(n_nodes)), self.max_bins
+        )
+        return self.pub.group_sum(self.cts, rows, groups, ng)
 
     def _split(self, msg: dict[str, Any], plain: PlainSide) -> None:
         recs, lefts, vlefts = [], [], []
