@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from veil.crypto import encoding
 from veil.crypto.he import HEScheme
 from veil.errors import ConfigError, ProtocolError
 
@@ -80,8 +81,57 @@ def encrypt(pk: Any, x: np.ndarray) -> Any:
 
 
 def matmul(c: Any, X: np.ndarray) -> Any:
-    """``[[c]] @ X`` for ``c`` (n,) and plaintext ``X`` (n, k)."""
-    return c.matmul(np.ascontiguousarray(X, dtype=np.float64), bits=MATMUL_BITS)
+    """``[[c]] @ X`` for ``c`` (n,) and plaintext ``X`` (n, k), ``X`` rounded to MATMUL_BITS.
+
+    A column with few distinct values (binary, categorical, WOE-binned: every column of a
+    credit job after binning) is summed per value, ``sum_v v * sum_{x_i = v} [[c_i]]``:
+    about ``n`` products plus one short power per value, against ``~3n`` for Pippenger's
+    windows at 16 bits. Other columns go through :meth:`EncryptedArray.matmul`. Both
+    paths take the same rounded integers, so the result decrypts to the same value.
+    """
+    Xa = np.ascontiguousarray(X, dtype=np.float64)
+    if Xa.ndim != 2 or Xa.shape[0] != len(c):
+        raise ConfigError("hetero_lr", f"features of shape {Xa.shape} for {len(c)} rows")
+    ints, f = encoding.encode_multiplier(Xa, bits=MATMUL_BITS, field="X")
+    if encoding.max_abs_int(ints) >= 1 << 62:  # huge integer-valued features: no rounding
+        return c.matmul(Xa, bits=MATMUL_BITS)
+    K = ints.astype(np.int64)
+    n, k = K.shape
+    ct = np.empty(k, dtype=object)
+    cols = [np.unique(K[:, j], return_inverse=True) for j in range(k)]
+    few = [j for j in range(k) if _bucket_cost(len(cols[j][0]), n) < _pippenger_cost(n)]
+    many = [j for j in range(k) if j not in few]
+    if many:
+        ct[many] = c.matmul(K[:, many]).ct
+    if few:
+        ct[few] = _value_sums(c, [cols[j] for j in few])
+    l1 = np.abs(K).sum(axis=0)
+    bound = int(c.bound) * int(l1.max(initial=0))
+    c.pk.check_bound(bound, "[[d]] @ X")
+    EncryptedArray = _engine("encrypted").EncryptedArray
+    return EncryptedArray(c.pk, ct, c.frac_bits + f, True, bound)
+
+
+def _pippenger_cost(n: int) -> float:
+    """Modular products of one column in Pippenger's method (signs split, 8-bit windows)."""
+    windows = -(-(MATMUL_BITS + 1) // 8)
+    return float(windows * (n + 2 * 2**9))
+
+
+def _bucket_cost(values: int, n: int) -> float:
+    """Products of one column summed per distinct value: ``n`` + a power per value."""
+    return n + values * 1.5 * (MATMUL_BITS + 1)
+
+
+def _value_sums(c: Any, cols: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """``prod_i [[c_i]]^K_ij`` per column, given each column's (values, value index)."""
+    width = max(len(v) for v, _ in cols)
+    groups = np.stack([inv.reshape(-1) for _, inv in cols], axis=1).astype(np.int64)
+    sums = c.group_sum(groups, width)  # sums[f * width + g]: rows of column f with value g
+    keep = np.concatenate([f * width + np.arange(len(v)) for f, (v, _) in enumerate(cols)])
+    owner = np.concatenate([np.full(len(v), f, dtype=np.int64) for f, (v, _) in enumerate(cols)])
+    powers = np.concatenate([v for v, _ in cols]).astype(object)
+    return np.asarray((sums[keep] * powers).group_sum(owner, len(cols)).ct)
 
 
 def add_mask(c: Any) -> tuple[Any, list[int]]:
