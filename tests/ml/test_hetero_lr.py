@@ -147,12 +147,13 @@ def test_two_party_matches_plaintext_algorithm(small: list[PartyData], kw: dict[
         assert not np.allclose(w, 0)
 
 
+@pytest.mark.parametrize("class_weight", [{0: 1.0, 1: 2.0}, None])
 def test_three_parties_match_plaintext_algorithm(
-    lr_credit: tuple[pd.DataFrame, pd.DataFrame],
+    lr_credit: tuple[pd.DataFrame, pd.DataFrame], class_weight: dict[int, float] | None
 ) -> None:
     g, h = lr_credit
     data = blocks(g, h, np.arange(160), split3=True)
-    o = opts(epochs=2, batch_size=80, class_weight={0: 1.0, 1: 2.0})
+    o = opts(epochs=2, batch_size=80, class_weight=class_weight)
     out = train(data, o)
     assert data[0].y is not None
     ref = taylor_fit_plain(plain_blocks(data, o), data[0].y, o, seed=7)

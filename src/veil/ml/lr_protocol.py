@@ -19,8 +19,10 @@ Flow, per mini-batch B (keys: ``pk_L`` the label holder's, ``pk_P`` partner P's)
   1. L -> P  [[s(0.25 z_L + 0.5 - y)]]_L on B               (encrypted once for all P)
      P -> L  [[0.25 z_P]]_P on B
      P -> P' [[0.25 z_P]]_L (or [[s]]_L * 0.25 z_P)           (only with >= 2 partners)
-  2. P: [[s d]]_L = step-1 vector + s-weighted own/other partners' terms;
-     P -> L  [[X_P^T s d]]_L + r_P                           (r_P uniform mask)
+  2. P: [[s d']]_L = step-1 vector + other partners' terms (+ [[s]]_L * 0.25 z_P with
+     class weights; without, P's own term stays out of d': X_P^T 0.25 z_P is part of
+     its plaintext part in step 3);
+     P -> L  [[X_P^T s d']]_L + r_P                          (r_P uniform mask)
      L: [[X_L^T s u_P]]_P = (s X_L)^T [[0.25 z_P]]_P;  L -> P  that + r_L
   3. each key owner decrypts the masked vector it received and returns it;
      each party removes its mask, adds its plaintext part, takes a gradient step.
@@ -294,7 +296,8 @@ def train_partner(
                     bs.send(q, Tag.ENC_SCORE_X, wire)
             cd = he.ct_from_wire(pk_l, bs.recv(lh, Tag.ENC_RESIDUAL))
             _check_len(cd, len(idx), lh)
-            cd = cd + u if ew is None else cd + ew * u
+            if ew is not None:  # else the own term X_P^T u is added in the clear below
+                cd = cd + ew * u
             for q in others:
                 cq = he.ct_from_wire(pk_l, bs.recv(q, Tag.ENC_SCORE_X))
                 _check_len(cq, len(idx), q)
@@ -305,6 +308,8 @@ def train_partner(
             _check_len(c, int(hello["width"]), lh)
             bs.send(lh, Tag.UNMASKED, he.decrypt_masked(sk, c))
             grad = he.unmask(bs.recv(lh, Tag.UNMASKED), mask, masked.frac_bits)
+            if ew is None:
+                grad = grad + blk.X[idx].T @ u
             blk.w = sgd_step(blk.w, grad / len(idx), lr, opts, blk.n_penalised)
         es = s.sub(f"e{epoch}")
         moved = float(np.max(np.abs(blk.w - w_before)))
