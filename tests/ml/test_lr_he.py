@@ -69,3 +69,22 @@ def test_masked_product_round_trip(ou_keys: tuple[Any, Any]) -> None:
     masked, r = lr_he.add_mask(lr_he.matmul(pk.encrypt(d), X))
     got = lr_he.unmask(lr_he.decrypt_masked(sk, masked), r, masked.frac_bits)
     np.testing.assert_allclose(got, d @ X, atol=np.abs(d).sum() * 2.0 ** -(lr_he.MATMUL_BITS - 1))
+
+
+def test_prefill_then_encrypt_own(ou_keys: tuple[Any, Any]) -> None:
+    """Randomisers made ahead (while a party waits) are what its next encryption uses."""
+    pk, sk = ou_keys
+    key = lr_he._own(sk)
+    before = key.pool_size()
+    prefill = lr_he.Prefill(sk)
+    prefill.start(60)
+    prefill.wait()
+    assert key.pool_size() == before + 60
+    x = np.linspace(-2, 2, 50)
+    c = lr_he.encrypt_own(sk, x)
+    assert key.pool_size() == before + 10
+    assert c.pk == pk
+    np.testing.assert_allclose(sk.decrypt(c), x, atol=1e-9)
+    prefill.start(0)  # nothing to make: no background work
+    prefill.wait()
+    assert key.pool_size() == before + 10
