@@ -1,7 +1,7 @@
 """Vertical LR on default_credit: Veil (HE, 2 parties) beside scikit-learn and peers.
 
     python benchmarks/vertical_lr.py [--he ou|paillier] [--key-bits 2048] [--epochs 10]
-        [--peer-json results/fate_lr.json ...]
+        [--feature-bits 8] [--peer-json results/fate_lr.json ...]
 
 Splits the aligned rows 70/30 (stratified, seed 42), trains Veil's ``hetero_lr`` with
 the label holder and partner as two OS processes joined by pipes (two cores), scores the
@@ -118,17 +118,25 @@ def main() -> None:
     ap.add_argument("--key-bits", type=int, default=2048)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch-size", type=int, default=LROptions().batch_size)
+    ap.add_argument("--feature-bits", type=int, default=LROptions().feature_bits)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--peer-json", nargs="*", default=[])
     a = ap.parse_args()
     g, h, tr, te = load_split()
-    o = LROptions(he=a.he, key_bits=a.key_bits, epochs=a.epochs, batch_size=a.batch_size)
+    o = LROptions(
+        he=a.he,
+        key_bits=a.key_bits,
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        feature_bits=a.feature_bits,
+    )
     sk = run_sklearn(g, h, tr, te)
     runs = [run_veil(g, h, tr, te, o) for _ in range(a.repeats)]
     veil = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
     print(
         f"rows train/test {len(tr)}/{len(te)}, features 13+10, {a.he}-{a.key_bits}, "
-        f"{a.epochs} epochs, batch {a.batch_size}, median of {a.repeats}"
+        f"{a.epochs} epochs, batch {a.batch_size}, feature bits {a.feature_bits}, "
+        f"median of {a.repeats}"
     )
     print("| system | fit s | s/epoch | CPU s (bank+bureau) | MB on wire | test AUC | vs Veil |")
     print("|---|---|---|---|---|---|---|")

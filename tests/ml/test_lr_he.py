@@ -31,8 +31,9 @@ def mixed_block(n: int, seed: int = 0) -> np.ndarray:
     )
 
 
+@pytest.mark.parametrize("bits", [8, 16])
 def test_matmul_equals_the_engine_product(
-    ou_keys: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+    ou_keys: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch, bits: int
 ) -> None:
     """Columns summed per value give the very ciphertexts Pippenger gives."""
     pk, sk = ou_keys
@@ -44,13 +45,13 @@ def test_matmul_equals_the_engine_product(
     monkeypatch.setattr(
         lr_he, "_value_sums", lambda c, cols: summed.append(len(cols)) or value_sums(c, cols)
     )
-    got = lr_he.matmul(c, X)
+    got = lr_he.matmul(c, X, bits)
     assert summed == [4]  # the binary, categorical, WOE-like and constant columns
-    want = c.matmul(X, bits=lr_he.MATMUL_BITS)
+    want = c.matmul(X, bits=bits)
     assert got.frac_bits == want.frac_bits and got.bound == want.bound
     assert (got.ct == want.ct).all()
-    # and it is d @ X up to rounding X to MATMUL_BITS (|x| <= 3: steps of 2^-(bits-2))
-    err = np.abs(d).sum() * 2.0 ** -(lr_he.MATMUL_BITS - 1)
+    # and it is d @ X up to rounding X to `bits` bits (|x| <= 3: steps of 2^-(bits-2))
+    err = np.abs(d).sum() * 2.0 ** -(bits - 1)
     np.testing.assert_allclose(sk.decrypt(got), d @ X, atol=err)
 
 
@@ -59,16 +60,17 @@ def test_matmul_on_one_kind_of_column(ou_keys: tuple[Any, Any], cols: list[int])
     pk = ou_keys[0]
     X = mixed_block(200, seed=3)[:, cols]
     c = pk.encrypt(np.linspace(-1, 1, 200))
-    assert (lr_he.matmul(c, X).ct == c.matmul(X, bits=lr_he.MATMUL_BITS).ct).all()
+    for bits in (8, 16):
+        assert (lr_he.matmul(c, X, bits).ct == c.matmul(X, bits=bits).ct).all()
 
 
 def test_masked_product_round_trip(ou_keys: tuple[Any, Any]) -> None:
     pk, sk = ou_keys
     X = mixed_block(100)
     d = np.random.default_rng(2).standard_normal(100)
-    masked, r = lr_he.add_mask(lr_he.matmul(pk.encrypt(d), X))
+    masked, r = lr_he.add_mask(lr_he.matmul(pk.encrypt(d), X, 16))
     got = lr_he.unmask(lr_he.decrypt_masked(sk, masked), r, masked.frac_bits)
-    np.testing.assert_allclose(got, d @ X, atol=np.abs(d).sum() * 2.0 ** -(lr_he.MATMUL_BITS - 1))
+    np.testing.assert_allclose(got, d @ X, atol=np.abs(d).sum() * 2.0**-15)
 
 
 def test_prefill_then_encrypt_own(ou_keys: tuple[Any, Any]) -> None:

@@ -28,11 +28,6 @@ from veil.errors import ConfigError, ProtocolError
 STAT_BITS = 40
 """Statistical hiding of masks: masked values are within 2^-STAT_BITS of uniform."""
 
-MATMUL_BITS = 16
-"""Significant bits of the plaintext features in ``[[d]] @ X``: features are rounded to
-2^-16 of the block's largest |value| (4.6e-5 for features clipped at 3), which halves
-the Pippenger windows of the encrypted gradient against 32 bits."""
-
 MAX_MASKED_BITS = 400
 """A key holder decrypts masked arrays only if their declared bound is below 2^400."""
 
@@ -114,26 +109,27 @@ class Prefill:
             pending.result()
 
 
-def matmul(c: Any, X: np.ndarray) -> Any:
-    """``[[c]] @ X`` for ``c`` (n,) and plaintext ``X`` (n, k), ``X`` rounded to MATMUL_BITS.
+def matmul(c: Any, X: np.ndarray, bits: int) -> Any:
+    """``[[c]] @ X`` for ``c`` (n,) and plaintext ``X`` (n, k), ``X`` rounded to ``bits``
+    significant bits of its largest |value| (``LROptions.feature_bits``).
 
     A column with few distinct values (binary, categorical, WOE-binned: every column of a
     credit job after binning) is summed per value, ``sum_v v * sum_{x_i = v} [[c_i]]``:
-    about ``n`` products plus one short power per value, against ``~3n`` for Pippenger's
-    windows at 16 bits. Other columns go through :meth:`EncryptedArray.matmul`. Both
-    paths take the same rounded integers, so the result decrypts to the same value.
+    about ``n`` products plus one short power per value. Other columns go through
+    Pippenger's method (:meth:`EncryptedArray.matmul`). Both paths take the same rounded
+    integers and give the same ciphertexts.
     """
     Xa = np.ascontiguousarray(X, dtype=np.float64)
     if Xa.ndim != 2 or Xa.shape[0] != len(c):
         raise ConfigError("hetero_lr", f"features of shape {Xa.shape} for {len(c)} rows")
-    ints, f = encoding.encode_multiplier(Xa, bits=MATMUL_BITS, field="X")
+    ints, f = encoding.encode_multiplier(Xa, bits=bits, field="X")
     if encoding.max_abs_int(ints) >= 1 << 62:  # huge integer-valued features: no rounding
-        return c.matmul(Xa, bits=MATMUL_BITS)
+        return c.matmul(Xa, bits=bits)
     K = ints.astype(np.int64)
     n, k = K.shape
     ct = np.empty(k, dtype=object)
     cols = [np.unique(K[:, j], return_inverse=True) for j in range(k)]
-    few = [j for j in range(k) if _bucket_cost(len(cols[j][0]), n) < _pippenger_cost(n)]
+    few = [j for j in range(k) if _bucket_cost(len(cols[j][0]), n, bits) < _pippenger_cost(n, bits)]
     many = [j for j in range(k) if j not in few]
     if many:
         ct[many] = c.matmul(K[:, many]).ct
@@ -146,15 +142,16 @@ def matmul(c: Any, X: np.ndarray) -> Any:
     return EncryptedArray(c.pk, ct, c.frac_bits + f, True, bound)
 
 
-def _pippenger_cost(n: int) -> float:
-    """Modular products of one column in Pippenger's method (signs split, 8-bit windows)."""
-    windows = -(-(MATMUL_BITS + 1) // 8)
-    return float(windows * (n + 2 * 2**9))
+def _pippenger_cost(n: int, bits: int) -> float:
+    """Modular products of one column in Pippenger's method: per 8-bit window, ``n`` into
+    the buckets and two running products over 2^8 buckets for each sign."""
+    windows = -(-bits // 8)  # the rounded features are below 2^bits in magnitude
+    return float(windows * (n + 4 * 2**8))
 
 
-def _bucket_cost(values: int, n: int) -> float:
+def _bucket_cost(values: int, n: int, bits: int) -> float:
     """Products of one column summed per distinct value: ``n`` + a power per value."""
-    return n + values * 1.5 * (MATMUL_BITS + 1)
+    return n + values * 1.5 * (bits + 1)
 
 
 def _value_sums(c: Any, cols: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:

@@ -201,7 +201,7 @@ def train_label_holder(
             for p in partners:
                 cu = he.ct_from_wire(pks[p], bs.recv(p, Tag.ENC_SCORE))
                 _check_len(cu, len(idx), p)
-                masked, r = he.add_mask(he.matmul(cu, Xs))
+                masked, r = he.add_mask(he.matmul(cu, Xs, opts.feature_bits))
                 bs.send(p, Tag.MASKED_GRAD, he.ct_to_wire(masked))
                 masks[p] = (r, masked.frac_bits)
             for p in partners:
@@ -312,7 +312,7 @@ def train_partner(
                 cq = he.ct_from_wire(pk_l, bs.recv(q, Tag.ENC_SCORE_X))
                 _check_len(cq, len(idx), q)
                 cd = cd + cq
-            masked, mask = he.add_mask(he.matmul(cd, blk.X[idx]))
+            masked, mask = he.add_mask(he.matmul(cd, blk.X[idx], opts.feature_bits))
             bs.send(lh, Tag.MASKED_GRAD, he.ct_to_wire(masked))
             c = he.ct_from_wire(pk, bs.recv(lh, Tag.MASKED_GRAD))
             _check_len(c, int(hello["width"]), lh)
