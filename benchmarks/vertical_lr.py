@@ -4,10 +4,9 @@
         [--feature-bits 8] [--peer-json results/fate_lr.json ...]
 
 Splits the aligned rows 70/30 (stratified, seed 42), trains Veil's ``hetero_lr`` with
-the label holder and partner as two OS processes joined by pipes, each with ``--workers``
-HE worker processes (default 1: each party has one core of a two-core machine, as if on
-its own machine; the engine's own default, all cores per party, oversubscribes the two
-cores twice over and pays worker traffic for it), scores the
+the label holder and partner as two OS processes joined by pipes (``--workers N``: HE
+worker processes per party; default the engine's, all cores per party; ``--workers 1``
+gives each party one core of a two-core machine and no worker traffic), scores the
 test rows jointly, and prints wall time, seconds per epoch, CPU seconds (each party with
 its HE worker processes), bytes on the wire and test AUC, beside scikit-learn's
 LogisticRegression fitted on the joined table in the same run. ``--peer-json`` adds
@@ -70,9 +69,10 @@ def run_sklearn(g: pd.DataFrame, h: pd.DataFrame, tr: np.ndarray, te: np.ndarray
     return {"fit_s": fit, "test_auc": auc(y[te], m.decision_function(X[te]))}
 
 
-def _train_json(fn: Any, data: PartyData, o: LROptions, workers: int) -> Any:
+def _train_json(fn: Any, data: PartyData, o: LROptions, workers: int | None) -> Any:
     def role(s: Any) -> dict[str, Any]:
-        set_workers(workers)  # in this party's own process
+        if workers is not None:
+            set_workers(workers)  # in this party's own process
         model, report = fn(s, data, o)
         return {"model": model.to_json(), "seconds": report.seconds, "epochs": report.epochs_run}
 
@@ -80,7 +80,13 @@ def _train_json(fn: Any, data: PartyData, o: LROptions, workers: int) -> Any:
 
 
 def run_veil(
-    g: pd.DataFrame, h: pd.DataFrame, tr: np.ndarray, te: np.ndarray, o: LROptions, *, workers: int
+    g: pd.DataFrame,
+    h: pd.DataFrame,
+    tr: np.ndarray,
+    te: np.ndarray,
+    o: LROptions,
+    *,
+    workers: int | None,
 ) -> dict[str, Any]:
     """Train with each party in its own process (two cores), then score the test rows."""
     lh = PartyData.from_frame(g, label="y")
@@ -124,7 +130,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch-size", type=int, default=LROptions().batch_size)
     ap.add_argument("--feature-bits", type=int, default=LROptions().feature_bits)
-    ap.add_argument("--workers", type=int, default=1, help="HE worker processes per party")
+    ap.add_argument("--workers", type=int, default=None, help="HE worker processes per party")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--peer-json", nargs="*", default=[])
     a = ap.parse_args()
@@ -142,7 +148,7 @@ def main() -> None:
     print(
         f"rows train/test {len(tr)}/{len(te)}, features 13+10, {a.he}-{a.key_bits}, "
         f"{a.epochs} epochs, batch {a.batch_size}, feature bits {a.feature_bits}, "
-        f"{a.workers} HE worker(s) per party, median of {a.repeats}"
+        f"HE workers per party {a.workers or 'all cores'}, median of {a.repeats}"
     )
     print("| system | fit s | s/epoch | CPU s (bank+bureau) | MB on wire | test AUC | vs Veil |")
     print("|---|---|---|---|---|---|---|")
