@@ -1,10 +1,12 @@
 """Vertical LR on default_credit: Veil (HE, 2 parties) beside scikit-learn and peers.
 
     python benchmarks/vertical_lr.py [--he ou|paillier] [--key-bits 2048] [--epochs 10]
-        [--peer-json results/fate_lr.json ...]
+        [--feature-bits 8] [--peer-json results/fate_lr.json ...]
 
 Splits the aligned rows 70/30 (stratified, seed 42), trains Veil's ``hetero_lr`` with
-the label holder and partner as two OS processes joined by pipes (two cores), scores the
+the label holder and partner as two OS processes joined by pipes (``--workers N``: HE
+worker processes per party; default the engine's, all cores per party; ``--workers 1``
+gives each party one core of a two-core machine and no worker traffic), scores the
 test rows jointly, and prints wall time, seconds per epoch, CPU seconds (each party with
 its HE worker processes), bytes on the wire and test AUC, beside scikit-learn's
 LogisticRegression fitted on the joined table in the same run. ``--peer-json`` adds
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from veil.crypto.he import set_workers
 from veil.ml.hetero_lr import (
     LROptions,
     PartyData,
@@ -66,8 +69,10 @@ def run_sklearn(g: pd.DataFrame, h: pd.DataFrame, tr: np.ndarray, te: np.ndarray
     return {"fit_s": fit, "test_auc": auc(y[te], m.decision_function(X[te]))}
 
 
-def _train_json(fn: Any, data: PartyData, o: LROptions) -> Any:
+def _train_json(fn: Any, data: PartyData, o: LROptions, workers: int | None) -> Any:
     def role(s: Any) -> dict[str, Any]:
+        if workers is not None:
+            set_workers(workers)  # in this party's own process
         model, report = fn(s, data, o)
         return {"model": model.to_json(), "seconds": report.seconds, "epochs": report.epochs_run}
 
@@ -75,7 +80,13 @@ def _train_json(fn: Any, data: PartyData, o: LROptions) -> Any:
 
 
 def run_veil(
-    g: pd.DataFrame, h: pd.DataFrame, tr: np.ndarray, te: np.ndarray, o: LROptions
+    g: pd.DataFrame,
+    h: pd.DataFrame,
+    tr: np.ndarray,
+    te: np.ndarray,
+    o: LROptions,
+    *,
+    workers: int | None,
 ) -> dict[str, Any]:
     """Train with each party in its own process (two cores), then score the test rows."""
     lh = PartyData.from_frame(g, label="y")
@@ -83,8 +94,8 @@ def run_veil(
     t0 = time.perf_counter()
     out = run_processes(
         {
-            "bank": _train_json(train_label_holder, lh.take(tr), o),
-            "bureau": _train_json(train_partner, pt.take(tr), o),
+            "bank": _train_json(train_label_holder, lh.take(tr), o, workers),
+            "bureau": _train_json(train_partner, pt.take(tr), o, workers),
         },
         roles=ROLES,
     )
@@ -118,17 +129,26 @@ def main() -> None:
     ap.add_argument("--key-bits", type=int, default=2048)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch-size", type=int, default=LROptions().batch_size)
+    ap.add_argument("--feature-bits", type=int, default=LROptions().feature_bits)
+    ap.add_argument("--workers", type=int, default=None, help="HE worker processes per party")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--peer-json", nargs="*", default=[])
     a = ap.parse_args()
     g, h, tr, te = load_split()
-    o = LROptions(he=a.he, key_bits=a.key_bits, epochs=a.epochs, batch_size=a.batch_size)
+    o = LROptions(
+        he=a.he,
+        key_bits=a.key_bits,
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        feature_bits=a.feature_bits,
+    )
     sk = run_sklearn(g, h, tr, te)
-    runs = [run_veil(g, h, tr, te, o) for _ in range(a.repeats)]
+    runs = [run_veil(g, h, tr, te, o, workers=a.workers) for _ in range(a.repeats)]
     veil = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
     print(
         f"rows train/test {len(tr)}/{len(te)}, features 13+10, {a.he}-{a.key_bits}, "
-        f"{a.epochs} epochs, batch {a.batch_size}, median of {a.repeats}"
+        f"{a.epochs} epochs, batch {a.batch_size}, feature bits {a.feature_bits}, "
+        f"HE workers per party {a.workers or 'all cores'}, median of {a.repeats}"
     )
     print("| system | fit s | s/epoch | CPU s (bank+bureau) | MB on wire | test AUC | vs Veil |")
     print("|---|---|---|---|---|---|---|")

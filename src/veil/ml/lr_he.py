@@ -21,16 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from veil.crypto import encoding
 from veil.crypto.he import HEScheme
 from veil.errors import ConfigError, ProtocolError
 
 STAT_BITS = 40
 """Statistical hiding of masks: masked values are within 2^-STAT_BITS of uniform."""
-
-MATMUL_BITS = 16
-"""Significant bits of the plaintext features in ``[[d]] @ X``: features are rounded to
-2^-16 of the block's largest |value| (4.6e-5 for features clipped at 3), which halves
-the Pippenger windows of the encrypted gradient against 32 bits."""
 
 MAX_MASKED_BITS = 400
 """A key holder decrypts masked arrays only if their declared bound is below 2^400."""
@@ -79,9 +75,94 @@ def encrypt(pk: Any, x: np.ndarray) -> Any:
     return pk.encrypt(np.asarray(x, dtype=np.float64))
 
 
-def matmul(c: Any, X: np.ndarray) -> Any:
-    """``[[c]] @ X`` for ``c`` (n,) and plaintext ``X`` (n, k)."""
-    return c.matmul(np.ascontiguousarray(X, dtype=np.float64), bits=MATMUL_BITS)
+def encrypt_own(sk: Any, x: np.ndarray) -> Any:
+    """Encrypt under one's own key: the key owner's faster ``sk.encrypt`` where the engine
+    has one (same ciphertexts in distribution as ``pk.encrypt``), else the public path."""
+    return _own(sk).encrypt(np.asarray(x, dtype=np.float64))
+
+
+def _own(sk: Any) -> Any:
+    """The object a key owner encrypts with: ``sk`` if the engine lets it, else its pk."""
+    return sk if hasattr(sk, "raw_encrypt") and hasattr(sk, "encrypt") else sk.public_key
+
+
+class Prefill:
+    """Randomisers for a party's next own-key encryption, made while it waits on its peer.
+
+    ``start(count)`` fills the key's randomiser pool in the background (the offline phase);
+    ``wait()`` before the next encryption lets that encryption take them from the pool.
+    A no-op for a key without a pool.
+    """
+
+    def __init__(self, sk: Any) -> None:
+        self._fill = getattr(_own(sk), "precompute_async", None)
+        self._pending: Any = None
+
+    def start(self, count: int) -> None:
+        self.wait()
+        if self._fill is not None and count > 0:
+            self._pending = self._fill(count)
+
+    def wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+
+def matmul(c: Any, X: np.ndarray, bits: int) -> Any:
+    """``[[c]] @ X`` for ``c`` (n,) and plaintext ``X`` (n, k), ``X`` rounded to ``bits``
+    significant bits of its largest |value| (``LROptions.feature_bits``).
+
+    A column with few distinct values (binary, categorical, WOE-binned: every column of a
+    credit job after binning) is summed per value, ``sum_v v * sum_{x_i = v} [[c_i]]``:
+    about ``n`` products plus one short power per value. Other columns go through
+    Pippenger's method (:meth:`EncryptedArray.matmul`). Both paths take the same rounded
+    integers and give the same ciphertexts.
+    """
+    Xa = np.ascontiguousarray(X, dtype=np.float64)
+    if Xa.ndim != 2 or Xa.shape[0] != len(c):
+        raise ConfigError("hetero_lr", f"features of shape {Xa.shape} for {len(c)} rows")
+    ints, f = encoding.encode_multiplier(Xa, bits=bits, field="X")
+    if encoding.max_abs_int(ints) >= 1 << 62:  # huge integer-valued features: no rounding
+        return c.matmul(Xa, bits=bits)
+    K = ints.astype(np.int64)
+    n, k = K.shape
+    ct = np.empty(k, dtype=object)
+    cols = [np.unique(K[:, j], return_inverse=True) for j in range(k)]
+    few = [j for j in range(k) if _bucket_cost(len(cols[j][0]), n, bits) < _pippenger_cost(n, bits)]
+    many = [j for j in range(k) if j not in few]
+    if many:
+        ct[many] = c.matmul(K[:, many]).ct
+    if few:
+        ct[few] = _value_sums(c, [cols[j] for j in few])
+    l1 = np.abs(K).sum(axis=0)
+    bound = int(c.bound) * int(l1.max(initial=0))
+    c.pk.check_bound(bound, "[[d]] @ X")
+    EncryptedArray = _engine("encrypted").EncryptedArray
+    return EncryptedArray(c.pk, ct, c.frac_bits + f, True, bound)
+
+
+def _pippenger_cost(n: int, bits: int) -> float:
+    """Modular products of one column in Pippenger's method: per 8-bit window, ``n`` into
+    the buckets and two running products over 2^8 buckets for each sign."""
+    windows = -(-bits // 8)  # the rounded features are below 2^bits in magnitude
+    return float(windows * (n + 4 * 2**8))
+
+
+def _bucket_cost(values: int, n: int, bits: int) -> float:
+    """Products of one column summed per distinct value: ``n`` + a power per value."""
+    return n + values * 1.5 * (bits + 1)
+
+
+def _value_sums(c: Any, cols: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """``prod_i [[c_i]]^K_ij`` per column, given each column's (values, value index)."""
+    width = max(len(v) for v, _ in cols)
+    groups = np.stack([inv.reshape(-1) for _, inv in cols], axis=1).astype(np.int64)
+    sums = c.group_sum(groups, width)  # sums[f * width + g]: rows of column f with value g
+    keep = np.concatenate([f * width + np.arange(len(v)) for f, (v, _) in enumerate(cols)])
+    owner = np.concatenate([np.full(len(v), f, dtype=np.int64) for f, (v, _) in enumerate(cols)])
+    powers = np.concatenate([v for v, _ in cols]).astype(object)
+    return np.asarray((sums[keep] * powers).group_sum(owner, len(cols)).ct)
 
 
 def add_mask(c: Any) -> tuple[Any, list[int]]:

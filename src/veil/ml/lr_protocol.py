@@ -19,12 +19,16 @@ Flow, per mini-batch B (keys: ``pk_L`` the label holder's, ``pk_P`` partner P's)
   1. L -> P  [[s(0.25 z_L + 0.5 - y)]]_L on B               (encrypted once for all P)
      P -> L  [[0.25 z_P]]_P on B
      P -> P' [[0.25 z_P]]_L (or [[s]]_L * 0.25 z_P)           (only with >= 2 partners)
-  2. P: [[s d]]_L = step-1 vector + s-weighted own/other partners' terms;
-     P -> L  [[X_P^T s d]]_L + r_P                           (r_P uniform mask)
+  2. P: [[s d']]_L = step-1 vector + other partners' terms (+ [[s]]_L * 0.25 z_P with
+     class weights; without, P's own term stays out of d': X_P^T 0.25 z_P is part of
+     its plaintext part in step 3);
+     P -> L  [[X_P^T s d']]_L + r_P                          (r_P uniform mask)
      L: [[X_L^T s u_P]]_P = (s X_L)^T [[0.25 z_P]]_P;  L -> P  that + r_L
   3. each key owner decrypts the masked vector it received and returns it;
      each party removes its mask, adds its plaintext part, takes a gradient step.
   Once, with class weights: L -> P  [[s]]_L over all training rows.
+  Offline/online: after its step-1 encryption each party makes the randomisers of its
+  next batch's encryption in the background, while it waits on its peer.
   Per epoch: P -> L  "moved less than tol" flag, and with a validation set the
   partial scores X_P w_P on the validation rows; L -> P  stop / keep-as-best.
 
@@ -48,6 +52,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -171,29 +176,32 @@ def train_label_holder(
 
     sw = sample_weights(y, opts.class_weight)
     if opts.class_weight is not None:
-        wire = he.ct_to_wire(he.encrypt(pk, sw))
+        wire = he.ct_to_wire(he.encrypt_own(sk, sw))
         for p in partners:
             s.send(p, Tag.WEIGHTS, wire)
 
     report = TrainReport()
     best_w, best_auc, since_best = blk.w.copy(), -1.0, 0
+    prefill = he.Prefill(sk)
     for epoch in range(opts.epochs):
         t0 = time.perf_counter()
         lr = opts.learning_rate_at(epoch)
         w_before = blk.w.copy()
-        for b, idx in enumerate(batches(data.n_rows, opts.batch_size, epoch, seed)):
+        for b, idx, nxt in _batches(data.n_rows, opts, epoch, seed):
             bs = s.sub(f"e{epoch}b{b}")
             d = sw[idx] * (0.25 * (blk.X[idx] @ blk.w) + 0.5 - y[idx])
-            wire = he.ct_to_wire(he.encrypt(pk, d))
+            prefill.wait()
+            wire = he.ct_to_wire(he.encrypt_own(sk, d))
             for p in partners:
                 bs.send(p, Tag.ENC_RESIDUAL, wire)
+            prefill.start(nxt)
             grad = blk.X[idx].T @ d
             Xs = blk.X[idx] * sw[idx][:, None]
             masks: dict[str, tuple[list[int], int]] = {}
             for p in partners:
                 cu = he.ct_from_wire(pks[p], bs.recv(p, Tag.ENC_SCORE))
                 _check_len(cu, len(idx), p)
-                masked, r = he.add_mask(he.matmul(cu, Xs))
+                masked, r = he.add_mask(he.matmul(cu, Xs, opts.feature_bits))
                 bs.send(p, Tag.MASKED_GRAD, he.ct_to_wire(masked))
                 masks[p] = (r, masked.frac_bits)
             for p in partners:
@@ -233,6 +241,7 @@ def train_label_holder(
         s.progress("hetero_lr", (epoch + 1) / opts.epochs)
         if stop:
             break
+    prefill.wait()
     w = best_w if opts.patience > 0 else blk.w
     k = blk.n_penalised
     model = PartyModel(
@@ -278,14 +287,17 @@ def train_partner(
     report = TrainReport()
     best_w = blk.w.copy()
     seed = int(hello["seed"])
+    prefill = he.Prefill(sk)
     for epoch in range(opts.epochs):
         t0 = time.perf_counter()
         lr = opts.learning_rate_at(epoch)
         w_before = blk.w.copy()
-        for b, idx in enumerate(batches(data.n_rows, opts.batch_size, epoch, seed)):
+        for b, idx, nxt in _batches(data.n_rows, opts, epoch, seed):
             bs = s.sub(f"e{epoch}b{b}")
             u = 0.25 * (blk.X[idx] @ blk.w)
-            bs.send(lh, Tag.ENC_SCORE, he.ct_to_wire(he.encrypt(pk, u)))
+            prefill.wait()
+            bs.send(lh, Tag.ENC_SCORE, he.ct_to_wire(he.encrypt_own(sk, u)))
+            prefill.start(nxt)
             ew = None if enc_w is None else enc_w[idx]
             if others:
                 cross = he.encrypt(pk_l, u) if ew is None else ew * u
@@ -294,17 +306,20 @@ def train_partner(
                     bs.send(q, Tag.ENC_SCORE_X, wire)
             cd = he.ct_from_wire(pk_l, bs.recv(lh, Tag.ENC_RESIDUAL))
             _check_len(cd, len(idx), lh)
-            cd = cd + u if ew is None else cd + ew * u
+            if ew is not None:  # else the own term X_P^T u is added in the clear below
+                cd = cd + ew * u
             for q in others:
                 cq = he.ct_from_wire(pk_l, bs.recv(q, Tag.ENC_SCORE_X))
                 _check_len(cq, len(idx), q)
                 cd = cd + cq
-            masked, mask = he.add_mask(he.matmul(cd, blk.X[idx]))
+            masked, mask = he.add_mask(he.matmul(cd, blk.X[idx], opts.feature_bits))
             bs.send(lh, Tag.MASKED_GRAD, he.ct_to_wire(masked))
             c = he.ct_from_wire(pk, bs.recv(lh, Tag.MASKED_GRAD))
             _check_len(c, int(hello["width"]), lh)
             bs.send(lh, Tag.UNMASKED, he.decrypt_masked(sk, c))
             grad = he.unmask(bs.recv(lh, Tag.UNMASKED), mask, masked.frac_bits)
+            if ew is None:
+                grad = grad + blk.X[idx].T @ u
             blk.w = sgd_step(blk.w, grad / len(idx), lr, opts, blk.n_penalised)
         es = s.sub(f"e{epoch}")
         moved = float(np.max(np.abs(blk.w - w_before)))
@@ -321,6 +336,7 @@ def train_partner(
         if decision.get("stop"):
             report.stopped_by = "label_holder"
             break
+    prefill.wait()
     w = best_w if opts.patience > 0 else blk.w
     model = PartyModel(
         model_id=str(hello["model_id"]),
@@ -336,6 +352,18 @@ def train_partner(
         options=opts.to_json(),
     )
     return model, report
+
+
+def _batches(n: int, opts: LROptions, epoch: int, seed: int) -> Iterator[tuple[int, Any, int]]:
+    """``(number, row indices, size of the batch after it)`` of each batch of ``epoch``;
+    the last batch of the last epoch is followed by none (size 0)."""
+    rows = list(batches(n, opts.batch_size, epoch, seed))
+    first = n if opts.batch_size <= 0 else min(n, opts.batch_size)  # of every epoch
+    for b, idx in enumerate(rows):
+        if b + 1 < len(rows):
+            yield b, idx, len(rows[b + 1])
+        else:
+            yield b, idx, first if epoch + 1 < opts.epochs else 0
 
 
 def _check_hello(
