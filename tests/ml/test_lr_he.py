@@ -73,17 +73,17 @@ def test_masked_product_round_trip(ou_keys: tuple[Any, Any]) -> None:
     np.testing.assert_allclose(got, d @ X, atol=np.abs(d).sum() * 2.0**-15)
 
 
-def test_prefill_then_encrypt_own(ou_keys: tuple[Any, Any]) -> None:
+def test_prefill_then_encrypt(ou_keys: tuple[Any, Any]) -> None:
     """Randomisers made ahead (while a party waits) are what its next encryption uses."""
     pk, sk = ou_keys
-    key = lr_he._own(sk)
+    key = pk
     before = key.pool_size()
     prefill = lr_he.Prefill(sk)
     prefill.start(60)
     prefill.wait()
     assert key.pool_size() == before + 60
     x = np.linspace(-2, 2, 50)
-    c = lr_he.encrypt_own(sk, x)
+    c = lr_he.encrypt(sk.public_key, x)
     assert key.pool_size() == before + 10
     assert c.pk == pk
     np.testing.assert_allclose(sk.decrypt(c), x, atol=1e-9)

@@ -75,32 +75,20 @@ def encrypt(pk: Any, x: np.ndarray) -> Any:
     return pk.encrypt(np.asarray(x, dtype=np.float64))
 
 
-def encrypt_own(sk: Any, x: np.ndarray) -> Any:
-    """Encrypt under one's own key: the key owner's faster ``sk.encrypt`` where the engine
-    has one (same ciphertexts in distribution as ``pk.encrypt``), else the public path."""
-    return _own(sk).encrypt(np.asarray(x, dtype=np.float64))
-
-
-def _own(sk: Any) -> Any:
-    """The object a key owner encrypts with: ``sk`` if the engine lets it, else its pk."""
-    return sk if hasattr(sk, "raw_encrypt") and hasattr(sk, "encrypt") else sk.public_key
-
-
 class Prefill:
     """Randomisers for a party's next own-key encryption, made while it waits on its peer.
 
     ``start(count)`` fills the key's randomiser pool in the background (the offline phase);
-    ``wait()`` before the next encryption lets that encryption take them from the pool.
-    A no-op for a key without a pool.
+    the next encryption takes them from the pool as they land, ``wait()`` joins the fill.
     """
 
     def __init__(self, sk: Any) -> None:
-        self._fill = getattr(_own(sk), "precompute_async", None)
+        self._fill = sk.public_key.precompute_async
         self._pending: Any = None
 
     def start(self, count: int) -> None:
         self.wait()
-        if self._fill is not None and count > 0:
+        if count > 0:
             self._pending = self._fill(count)
 
     def wait(self) -> None:

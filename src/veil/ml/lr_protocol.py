@@ -176,7 +176,7 @@ def train_label_holder(
 
     sw = sample_weights(y, opts.class_weight)
     if opts.class_weight is not None:
-        wire = he.ct_to_wire(he.encrypt_own(sk, sw))
+        wire = he.ct_to_wire(he.encrypt(sk.public_key, sw))
         for p in partners:
             s.send(p, Tag.WEIGHTS, wire)
 
@@ -191,7 +191,7 @@ def train_label_holder(
             bs = s.sub(f"e{epoch}b{b}")
             d = sw[idx] * (0.25 * (blk.X[idx] @ blk.w) + 0.5 - y[idx])
             prefill.wait()
-            wire = he.ct_to_wire(he.encrypt_own(sk, d))
+            wire = he.ct_to_wire(he.encrypt(sk.public_key, d))
             for p in partners:
                 bs.send(p, Tag.ENC_RESIDUAL, wire)
             prefill.start(nxt)
@@ -296,7 +296,7 @@ def train_partner(
             bs = s.sub(f"e{epoch}b{b}")
             u = 0.25 * (blk.X[idx] @ blk.w)
             prefill.wait()
-            bs.send(lh, Tag.ENC_SCORE, he.ct_to_wire(he.encrypt_own(sk, u)))
+            bs.send(lh, Tag.ENC_SCORE, he.ct_to_wire(he.encrypt(sk.public_key, u)))
             prefill.start(nxt)
             ew = None if enc_w is None else enc_w[idx]
             if others:
