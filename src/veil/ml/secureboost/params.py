@@ -27,7 +27,8 @@ class SBTParams:
     ``he``: OU by default (its ~680-bit plaintexts hold several packed (G, H) sums);
     Paillier packs more per ciphertext but encrypts and adds slower.
     ``precision_bits``: g and h are quantised to this many bits relative to the
-    tree's largest |g| / |h| (the plaintext reference quantises identically).
+    tree's largest |g| / |h| (the plaintext reference quantises identically); the
+    default 24 is the precision of XGBoost's float32 gradient pairs.
     ``allow_small_keys`` lets tests use keys under 2048 bits; never set it in a job.
     """
 
@@ -45,7 +46,7 @@ class SBTParams:
     class_weight: tuple[float, float] | None = None
     he: HEScheme = HEScheme.OU
     key_bits: int = MIN_KEY_BITS
-    precision_bits: int = 32
+    precision_bits: int = 24
     hide_instance_space: bool = False
     seed: int = 0
     allow_small_keys: bool = False
