@@ -56,7 +56,7 @@ class FixedBase:
 
     def spec(self) -> tuple[Any, ...]:
         """What a worker process needs to rebuild this table (see :func:`from_spec`)."""
-        return ("fixed", int(self.base), int(self.modulus), self.exp_bits, self.window)
+        return (int(self.base), int(self.modulus), self.exp_bits, self.window)
 
     def digits_from_bytes(self, raw: np.ndarray) -> np.ndarray:
         """Little-endian exponent bytes (count, nbytes) -> window digits (count, windows)."""
@@ -111,7 +111,5 @@ class FixedBase:
 
 def from_spec(spec: tuple[Any, ...]) -> FixedBase:
     """Rebuild a table from :meth:`FixedBase.spec` (in a worker process)."""
-    kind, *args = spec
-    if kind != "fixed":
-        raise ValueError(f"unknown table kind {kind!r}")
-    return FixedBase(*args)
+    base, modulus, exp_bits, window = spec
+    return FixedBase(base, modulus, exp_bits, window)

@@ -78,16 +78,12 @@ class HEPublicKey(ABC):
         from veil.crypto import _parallel as par
 
         if len(ms) < 256 or par.get_workers() == 1:
-            return self.seal(ms, self.raw_random_zero(len(ms)))
-        rand = par.concurrently(self.raw_random_zero, len(ms))
-        gm = self.raw_plain(ms)
-        return self._join(gm, rand.result())
-
-    def seal(self, ms: np.ndarray, randomisers: np.ndarray) -> np.ndarray:
-        """``g**m * randomiser``: the encryption of each ``m`` with the given randomiser."""
-        return self._join(self.raw_plain(ms), randomisers)
-
-    def _join(self, gm: np.ndarray, randomisers: np.ndarray) -> np.ndarray:
+            randomisers = self.raw_random_zero(len(ms))
+            gm = self.raw_plain(ms)
+        else:
+            rand = par.concurrently(self.raw_random_zero, len(ms))
+            gm = self.raw_plain(ms)
+            randomisers = rand.result()
         m = self.ct_modulus
         out = np.empty(len(gm), dtype=object)
         out[:] = [a * b % m for a, b in zip(gm.tolist(), randomisers.tolist(), strict=True)]
@@ -109,11 +105,9 @@ class HEPublicKey(ABC):
         """``count`` new randomisers (encryptions of zero), computed now."""
 
     def raw_random_zero(self, count: int) -> np.ndarray:
-        """``count`` fresh encryptions of zero (randomisers), from the pool first."""
-        return self._take_pool(count, self._fresh_randomisers)
+        """``count`` fresh encryptions of zero (randomisers).
 
-    def _take_pool(self, count: int, fresh: Any) -> np.ndarray:
-        """Pooled randomisers first; while a precompute is running, wait for its chunks
+        Pooled randomisers first; while a precompute is running, wait for its chunks
         rather than repeat its work; make only the rest."""
         taken: list[Any] = []
         with self._pool_cv:
@@ -126,7 +120,7 @@ class HEPublicKey(ABC):
         out = np.empty(count, dtype=object)
         out[: len(taken)] = taken
         if len(taken) < count:
-            out[len(taken) :] = fresh(count - len(taken))
+            out[len(taken) :] = self._fresh_randomisers(count - len(taken))
         return out
 
     def pool_size(self) -> int:
@@ -139,11 +133,8 @@ class HEPublicKey(ABC):
 
     def precompute(self, count: int) -> None:
         """Fill the randomiser pool with ``count`` fresh randomisers ahead of time."""
-        self._fill_pool(count, self._fresh_randomisers)
-
-    def _fill_pool(self, count: int, fresh: Any) -> None:
         self._reserve(count)
-        self._fill_reserved(count, fresh)
+        self._fill_reserved(count)
 
     def _reserve(self, count: int) -> None:
         """Announce ``count`` coming randomisers (before any encryption can look)."""
@@ -152,11 +143,11 @@ class HEPublicKey(ABC):
         with self._pool_cv:
             self._pending += count
 
-    def _fill_reserved(self, count: int, fresh: Any) -> None:
+    def _fill_reserved(self, count: int) -> None:
         left = count
         try:
             while left > 0:  # usable as soon as each chunk is done
-                made = fresh(min(POOL_CHUNK, left))
+                made = self._fresh_randomisers(min(POOL_CHUNK, left))
                 with self._pool_cv:
                     self._pool.extend(made)
                     self._pending -= len(made)
@@ -173,7 +164,7 @@ class HEPublicKey(ABC):
         from veil.crypto import _parallel as par
 
         self._reserve(count)
-        fut: Future[None] = par.background(self._fill_reserved, count, self._fresh_randomisers)
+        fut: Future[None] = par.background(self._fill_reserved, count)
         return fut
 
     def encrypt(self, x: Any, frac_bits: int | None = None) -> EncryptedArray:
@@ -181,9 +172,6 @@ class HEPublicKey(ABC):
 
         Floats are encoded with ``frac_bits`` (default 40: precision 2**-41), ints exactly.
         """
-        return self._encrypt_with(x, frac_bits, self.raw_encrypt)
-
-    def _encrypt_with(self, x: Any, frac_bits: int | None, raw_encrypt: Any) -> EncryptedArray:
         from veil.crypto.encrypted import EncryptedArray
 
         a = enc.as_array(x, "x")
@@ -194,7 +182,7 @@ class HEPublicKey(ABC):
         ints = enc.scale_to_int(a, f)
         bound = enc.max_abs_int(ints)
         self.check_bound(bound, "encrypt(x)")
-        ct = raw_encrypt(ints.ravel()).reshape(a.shape)
+        ct = self.raw_encrypt(ints.ravel()).reshape(a.shape)
         return EncryptedArray(self, ct, f, is_float, bound)
 
     def check_bound(self, bound: int, what: str) -> None:
@@ -223,17 +211,12 @@ class HEPublicKey(ABC):
 
     def encrypt_packed(self, values: Any, spec: enc.PackSpec) -> EncryptedArray:
         """Encrypt each row of ``values`` (shape (rows, spec.slots)) into one ciphertext."""
-        return self._encrypt_packed_with(values, spec, self.raw_encrypt)
-
-    def _encrypt_packed_with(
-        self, values: Any, spec: enc.PackSpec, raw_encrypt: Any
-    ) -> EncryptedArray:
         from veil.crypto.encrypted import EncryptedArray
 
         if not isinstance(spec, enc.PackSpec):
             raise ConfigError("spec", "is not a PackSpec", "build one with pk.pack_spec(...)")
         ints = np.array(enc.pack_rows(values, spec), dtype=object)
-        ct = raw_encrypt(ints)
+        ct = self.raw_encrypt(ints)
         terms = np.ones((len(ints), spec.slots), dtype=np.int64)
         return EncryptedArray(self, ct, 0, False, 0, pack=spec, terms=terms)
 
