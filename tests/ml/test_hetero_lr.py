@@ -31,7 +31,7 @@ from veil.net import codec
 from veil.net.local import run_parties
 
 NAMES = ["bank", "bureau", "telco"]
-FAST = {"he": "ou", "test_key_bits": 1024, "seed": 7}
+FAST = {"he": "ou", "test_key_bits": 1024, "seed": 7, "protocol": "he"}
 DATA = Path("/work/shared/data")
 
 

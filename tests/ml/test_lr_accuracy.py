@@ -37,10 +37,12 @@ def joined() -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray, float]
     return g, h, tr, te, auc(y[te], sk.decision_function(X[te]))
 
 
+@pytest.mark.parametrize("fixed", [False, True])
 def test_default_options_reach_sklearn_auc_in_the_clear(
-    joined: tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray, float],
+    joined: tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray, float], fixed: bool
 ) -> None:
-    """The algorithm hetero_lr runs (Taylor residual, clipped features), in plaintext."""
+    """The algorithm hetero_lr runs (Taylor residual, clipped features), in plaintext,
+    with the batches of the ``he`` protocol or the fixed ones of ``gram``."""
     g, h, tr, te, sk_auc = joined
     o = LROptions()
     y = g["y"].to_numpy().astype(float)
@@ -50,19 +52,20 @@ def test_default_options_reach_sklearn_auc_in_the_clear(
         blocks.append(clip_block((X - m) / s, o.clip))
     blocks[0] = np.hstack([blocks[0], np.ones((len(y), 1))])
     for seed in range(6):  # batch orders differ per run; the bar must hold for each
-        w = taylor_fit_plain([b[tr] for b in blocks], y[tr], o, seed=seed)
+        w = taylor_fit_plain([b[tr] for b in blocks], y[tr], o, seed=seed, fixed=fixed)
         a = auc(y[te], blocks[0][te] @ w[0] + blocks[1][te] @ w[1])
         assert abs(a - sk_auc) <= BAR, (seed, a, sk_auc)
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("protocol", ["gram", "he"])
 def test_encrypted_training_reaches_sklearn_auc(
-    joined: tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray, float],
+    joined: tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray, float], protocol: str
 ) -> None:
     """Full default_credit, 10 epochs, OU (1024-bit test keys: the numerics do not
-    depend on the key size, only the run time does)."""
+    depend on the key size, only the run time does), both protocols."""
     g, h, tr, te, sk_auc = joined
-    o = LROptions(he="ou", test_key_bits=1024)
+    o = LROptions(he="ou", test_key_bits=1024, protocol=protocol)
     lh, pt = PartyData.from_frame(g, label="y"), PartyData.from_frame(h)
     out = run_parties(
         {

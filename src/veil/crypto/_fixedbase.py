@@ -36,39 +36,54 @@ class FixedBase:
         self._rows: list[np.ndarray] | None = None  # built on first use (workers may be
         self._lock = threading.Lock()  # the only ones that ever need it)
 
-    @property
-    def table(self) -> list[np.ndarray]:
-        """The rows ``T[i][d]``, built on first use."""
+    def rows(self, count: int) -> list[np.ndarray]:
+        """The first ``count`` rows ``T[i][d]``, built on first use (a short exponent, e.g.
+        OU's packed plaintexts under a 256-bit table, never pays for the upper rows)."""
         with self._lock:
             if self._rows is None:
-                rows = []
-                cur = self.base % self.modulus
-                for _ in range(self.n_windows):
-                    row = np.empty(1 << self.window, dtype=object)
-                    acc = mpz(1)
-                    for d in range(1 << self.window):
-                        row[d] = acc
-                        acc = acc * cur % self.modulus
-                    rows.append(row)
-                    cur = acc  # base ** (2**w) ** (i + 1)
-                self._rows = rows
-            return self._rows
+                self._rows = []
+            rows = self._rows
+            count = min(count, self.n_windows)
+            while len(rows) < count:
+                # row i's first entry is base ** (2**w) ** i: the row below's last * its step
+                cur = (
+                    self.base % self.modulus
+                    if not rows
+                    else rows[-1][-1] * rows[-1][1] % self.modulus
+                )
+                row = np.empty(1 << self.window, dtype=object)
+                acc = mpz(1)
+                for d in range(1 << self.window):
+                    row[d] = acc
+                    acc = acc * cur % self.modulus
+                rows.append(row)
+            return rows[:count]
+
+    @property
+    def table(self) -> list[np.ndarray]:
+        """Every row ``T[i][d]``, built on first use."""
+        return self.rows(self.n_windows)
 
     def spec(self) -> tuple[Any, ...]:
         """What a worker process needs to rebuild this table (see :func:`from_spec`)."""
         return (int(self.base), int(self.modulus), self.exp_bits, self.window)
 
-    def digits_from_bytes(self, raw: np.ndarray) -> np.ndarray:
-        """Little-endian exponent bytes (count, nbytes) -> window digits (count, windows)."""
+    def digits_from_bytes(self, raw: np.ndarray, windows: int | None = None) -> np.ndarray:
+        """Little-endian exponent bytes (count, nbytes) -> the low ``windows`` window digits
+        (count, windows); all ``n_windows`` by default."""
         count = raw.shape[0]
+        nw = self.n_windows if windows is None else min(windows, self.n_windows)
         if self.window == 8:
-            return raw[:, : self.n_windows].astype(np.intp)
-        bits = np.unpackbits(raw, axis=1, bitorder="little")[:, : self.exp_bits]
-        pad = self.n_windows * self.window - bits.shape[1]
+            out = raw[:, :nw].astype(np.intp)
+            return out if out.shape[1] == nw else np.pad(out, ((0, 0), (0, nw - out.shape[1])))
+        bits = np.unpackbits(raw, axis=1, bitorder="little")[
+            :, : min(self.exp_bits, nw * self.window)
+        ]
+        pad = nw * self.window - bits.shape[1]
         if pad:
             bits = np.pad(bits, ((0, 0), (0, pad)))
         weights = (1 << np.arange(self.window)).astype(np.intp)
-        return bits.reshape(count, self.n_windows, self.window).astype(np.intp) @ weights
+        return bits.reshape(count, nw, self.window).astype(np.intp) @ weights
 
     def pow_digits(self, digits: np.ndarray) -> np.ndarray:
         """``base**e`` for each row of window digits (count, <= n_windows)."""
@@ -81,7 +96,7 @@ class FixedBase:
             return out
         # A fused multiply-and-reduce per element measured ~15% faster than numpy's two
         # object-array passes (the product is reduced while still in cache).
-        table = self.table
+        table = self.rows(digits.shape[1])
         acc = table[0][digits[:, 0]].tolist()
         for i in range(1, digits.shape[1]):
             col = digits[:, i]
@@ -99,14 +114,16 @@ class FixedBase:
         return self.digits_from_bytes(raw)
 
     def pow_ints(self, exps: Sequence[int] | np.ndarray) -> np.ndarray:
-        """``base**e`` for non-negative ints ``e < 2**exp_bits``."""
-        nb = -(-self.exp_bits // 8)
-        raw = b"".join(int(e).to_bytes(nb, "little") for e in exps)
-        digits = self.digits_from_bytes(np.frombuffer(raw, dtype=np.uint8).reshape(len(exps), nb))
-        used = digits.shape[1]
-        while used > 0 and not digits[:, used - 1].any():
-            used -= 1  # small exponents cost fewer products
-        return self.pow_digits(digits[:, :used])
+        """``base**e`` for non-negative ints ``e < 2**exp_bits``; small exponents cost fewer
+        products (only the windows the largest one needs)."""
+        vals = [int(e) for e in exps]
+        top = max(vals, default=0).bit_length()
+        if top > self.exp_bits:
+            raise ValueError(f"exponent of {top} bits for a {self.exp_bits}-bit table")
+        nbytes = max(1, -(-top // 8))
+        raw = np.frombuffer(b"".join(v.to_bytes(nbytes, "little") for v in vals), dtype=np.uint8)
+        digits = self.digits_from_bytes(raw.reshape(len(vals), nbytes), -(-top // self.window))
+        return self.pow_digits(digits)
 
 
 def from_spec(spec: tuple[Any, ...]) -> FixedBase:

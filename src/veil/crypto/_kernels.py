@@ -58,21 +58,52 @@ def pippenger(bases: list[Any], exps: list[int], m: mpz) -> Any:
             digits = (((small >> shift) & mask) - 1).tolist()
         else:
             digits = [((e >> shift) & mask) - 1 for e in es]
-        buckets = group_product_serial(bs, digits, mask, m)
-        running, window_sum = ONE, ONE
-        for d in range(mask - 1, -1, -1):  # bucket d holds digit d + 1
-            if buckets[d] is not ONE:
-                running = running * buckets[d] % m
-            if running is not ONE:
-                window_sum = window_sum * running % m
-        result = result * window_sum % m
+        buckets = group_product_serial(bs, digits, mask, m)  # bucket d holds digit d + 1
+        result = result * _combine_buckets(buckets, m) % m
     return result
 
 
-def signed_multi_exp(bases: list[Any], exps: list[int], m: mpz) -> Any:
-    """``prod bases[i] ** exps[i] mod m`` for signed ``exps``: one inversion in all."""
-    pos = pippenger(bases, [e if e > 0 else 0 for e in exps], m)
-    neg = pippenger(bases, [-e if e < 0 else 0 for e in exps], m)
+def _pippenger_small(bases: list[Any], exps: np.ndarray, m: mpz) -> Any:
+    """:func:`pippenger` for int64 exponents ``0 <= e < 2**62``, digits taken with numpy."""
+    nz = np.flatnonzero(exps)
+    if not nz.size:
+        return ONE
+    es = exps[nz]
+    bs = [bases[i] for i in nz.tolist()]
+    bits = int(es.max()).bit_length()
+    w = _window(len(bs), bits)
+    mask = (1 << w) - 1
+    result = ONE
+    n_win = math.ceil(bits / w)
+    for t in range(n_win - 1, -1, -1):
+        if t != n_win - 1:
+            result = gmpy2.powmod(result, 1 << w, m)
+        digits = (((es >> (t * w)) & mask) - 1).tolist()  # digit 0 -> bucket -1 (skipped)
+        result = result * _combine_buckets(group_product_serial(bs, digits, mask, m), m) % m
+    return result
+
+
+def _combine_buckets(buckets: list[Any], m: mpz) -> Any:
+    """``prod_d buckets[d] ** (d + 1)`` with two running products (no powers)."""
+    running, window_sum = ONE, ONE
+    for d in range(len(buckets) - 1, -1, -1):
+        if buckets[d] is not ONE:
+            running = running * buckets[d] % m
+        if running is not ONE:
+            window_sum = window_sum * running % m
+    return window_sum
+
+
+def signed_multi_exp(bases: list[Any], exps: list[int] | np.ndarray, m: mpz) -> Any:
+    """``prod bases[i] ** exps[i] mod m`` for signed ``exps``: one inversion in all.
+
+    An int64 array (|e| < 2**62) takes the numpy path; a list may hold big ints."""
+    if isinstance(exps, np.ndarray) and exps.dtype == np.int64:
+        pos = _pippenger_small(bases, np.where(exps > 0, exps, 0), m)
+        neg = _pippenger_small(bases, np.where(exps < 0, -exps, 0), m)
+    else:
+        pos = pippenger(bases, [e if e > 0 else 0 for e in exps], m)
+        neg = pippenger(bases, [-e if e < 0 else 0 for e in exps], m)
     if neg is ONE:
         return pos
     return pos * gmpy2.invert(neg, m) % m

@@ -9,7 +9,9 @@ Two mechanisms, chosen by what measured fastest for each kernel:
   :mod:`veil.crypto._worker` (plain subprocesses speaking the Veil codec over pipes; no
   multiprocessing, no pickle). Fixed-base tables are rebuilt once per worker and cached.
 
-``set_workers(n)`` sets the degree (default: all cores; 1 = everything in-process). Small
+``set_workers(n)`` sets the degree (default: the ``VEIL_HE_WORKERS`` environment variable,
+else all cores; 1 = everything in-process, e.g. when each party of a local simulation
+should keep to one core). Small
 batches always run in-process: starting work in a pool only pays off above a few ms.
 """
 
@@ -33,7 +35,11 @@ from veil.crypto._worker import Worker, pack_ints, unpack_ints
 from veil.errors import ConfigError
 from veil.net.codec import IntArray
 
-_STATE: dict[str, Any] = {"workers": os.cpu_count() or 1, "procs": None, "threads": None}
+_STATE: dict[str, Any] = {
+    "workers": int(os.environ.get("VEIL_HE_WORKERS") or 0) or os.cpu_count() or 1,
+    "procs": None,
+    "threads": None,
+}
 _LOCK = threading.Lock()
 MIN_RANDOMISERS = 48  # per worker, below this stay in-process
 MIN_PRODUCTS = 4096  # modular products per worker, below this stay in-process
@@ -56,17 +62,19 @@ def set_workers(n: int) -> None:
 def shutdown() -> None:
     """Stop worker processes and threads (they restart on demand)."""
     with _LOCK:  # detach under the lock, wait outside it (running tasks may need it)
-        procs, _STATE["procs"] = _STATE["procs"], None
-        execs = [_STATE.get(k) for k in ("threads", "background", "helper")]
+        pools = [_STATE.get("procs")]
+        _STATE["procs"] = None
+        execs = [_STATE.get(k) for k in ("background", "threads", "helper")]
         _STATE["threads"] = _STATE["background"] = _STATE["helper"] = None
     for ex in execs:
         if ex is not None:
             ex.shutdown(wait=True)
-    if procs is not None:
-        pool, idle = procs
-        pool.shutdown(wait=True)
-        while not idle.empty():
-            idle.get().close()
+    for procs in pools:
+        if procs is not None:
+            pool, idle = procs
+            pool.shutdown(wait=True)
+            while not idle.empty():
+                idle.get().close()
 
 
 atexit.register(shutdown)
@@ -204,10 +212,11 @@ def fixed_pow(table: FixedBase, exps: list[int]) -> np.ndarray:
     w = get_workers()
     if w == 1 or len(exps) < MIN_RANDOMISERS * 4 * w:
         return table.pow_ints(exps)
-    spec, nb = list(table.spec()), -(-table.exp_bits // 8)
-    chunks = _split(len(exps), 2 * w)
+    vals = [int(e) for e in exps]
+    spec, nb = list(table.spec()), max(1, -(-max(vals).bit_length() // 8))
+    chunks = _split(len(vals), 2 * w)
     try:
-        jobs = [(spec, IntArray([int(e) for e in exps[a:b]], nb)) for a, b in chunks]
+        jobs = [(spec, IntArray(vals[a:b], nb)) for a, b in chunks]
         parts = _submit_all("fixed_pow", jobs)
     except _WorkersFailed:
         return table.pow_ints(exps)
@@ -250,13 +259,16 @@ def group_product_columns(a: list[Any], G: np.ndarray, n_groups: int, m: Any) ->
         return kern.group_product_columns(a, G, n_groups, m)
 
 
-def _cols_wire(cols: list[list[int]]) -> Any:
+def _cols_wire(cols: list[list[int]] | np.ndarray) -> Any:
+    if isinstance(cols, np.ndarray):
+        return cols
     big = any(abs(v) >= 1 << 62 for c in cols for v in c)
     return cols if big else np.array(cols, dtype=np.int64).reshape(len(cols), -1)
 
 
-def multi_exp_columns(bases: list[Any], cols: list[list[int]], m: Any) -> list[Any]:
-    """``[prod_i bases[i] ** col[i] for col in cols]`` (signed exponents)."""
+def multi_exp_columns(bases: list[Any], cols: list[list[int]] | np.ndarray, m: Any) -> list[Any]:
+    """``[prod_i bases[i] ** col[i] for col in cols]`` (signed exponents): a list of int
+    lists, or an int64 array (k, n) of exponents below 2**62 in magnitude."""
     n = len(bases)
     w = get_workers()
     if w == 1 or n * len(cols) < MIN_PRODUCTS * w:
@@ -268,6 +280,8 @@ def multi_exp_columns(bases: list[Any], cols: list[list[int]], m: Any) -> list[A
             return [r for p in _submit_all("multi_exp", jobs) for r in unpack_ints(p)]
         jobs = [  # few columns: split the rows and multiply the partial results
             (pack_ints(bases[i:j], m), _cols_wire([c[i:j] for c in cols]), int(m))
+            if not isinstance(cols, np.ndarray)
+            else (pack_ints(bases[i:j], m), cols[:, i:j], int(m))
             for i, j in _split(n, w)
         ]
         return _combine([unpack_ints(p) for p in _submit_all("multi_exp", jobs)], m)

@@ -95,7 +95,8 @@ class HEPublicKey(ABC):
 
     def _init_pool(self) -> None:
         """The randomiser pool (offline phase): ``precompute`` fills it, encryption drains it."""
-        self._pool: deque[Any] = deque()
+        self._pool: deque[np.ndarray] = deque()
+        self._pooled = 0  # randomisers in the pool
         self._lock = threading.Lock()  # fixed-base tables
         self._pool_cv = threading.Condition()
         self._pending = 0  # randomisers a running precompute will still add
@@ -109,23 +110,30 @@ class HEPublicKey(ABC):
 
         Pooled randomisers first; while a precompute is running, wait for its chunks
         rather than repeat its work; make only the rest."""
-        taken: list[Any] = []
+        out = np.empty(count, dtype=object)
+        got = 0
         with self._pool_cv:
             while True:
-                while self._pool and len(taken) < count:
-                    taken.append(self._pool.popleft())
-                if len(taken) >= count or self._pending == 0:
+                while self._pool and got < count:  # the pool holds chunks (object arrays)
+                    chunk = self._pool[0]
+                    k = min(len(chunk), count - got)
+                    out[got : got + k] = chunk[:k]
+                    got += k
+                    if k == len(chunk):
+                        self._pool.popleft()
+                    else:
+                        self._pool[0] = chunk[k:]
+                    self._pooled -= k
+                if got >= count or self._pending == 0:
                     break
                 self._pool_cv.wait()
-        out = np.empty(count, dtype=object)
-        out[: len(taken)] = taken
-        if len(taken) < count:
-            out[len(taken) :] = self._fresh_randomisers(count - len(taken))
+        if got < count:
+            out[got:] = self._fresh_randomisers(count - got)
         return out
 
     def pool_size(self) -> int:
         """How many precomputed randomisers are waiting."""
-        return len(self._pool)
+        return self._pooled
 
     @abstractmethod
     def to_wire(self) -> dict[str, Any]:
@@ -149,7 +157,8 @@ class HEPublicKey(ABC):
             while left > 0:  # usable as soon as each chunk is done
                 made = self._fresh_randomisers(min(POOL_CHUNK, left))
                 with self._pool_cv:
-                    self._pool.extend(made)
+                    self._pool.append(made)
+                    self._pooled += len(made)
                     self._pending -= len(made)
                     left -= len(made)
                     self._pool_cv.notify_all()

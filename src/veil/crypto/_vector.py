@@ -76,12 +76,10 @@ def group_product_columns(a: np.ndarray, G: np.ndarray, n_groups: int, m: mpz) -
 
 def multi_exp(a: np.ndarray, K: np.ndarray, m: mpz) -> np.ndarray:
     """``out[j] = prod_i a[i] ** K[i, j] mod m`` (``K`` signed ints, shape (n, k))."""
+    if K.dtype == np.int64 and (K.size == 0 or int(np.abs(K).max()) < 1 << 62):
+        return _obj(par.multi_exp_columns(list(a), np.ascontiguousarray(K.T), m))
     cols = [[int(v) for v in K[:, j]] for j in range(K.shape[1])]
     return _obj(par.multi_exp_columns(list(a), cols, m))
-
-
-def to_ints(a: np.ndarray) -> list[int]:
-    return [int(v) for v in a]
 
 
 def from_ints(values: Any, m: mpz) -> np.ndarray:

@@ -28,7 +28,8 @@ _LEN = struct.Struct("<Q")
 
 
 def pack_ints(values: Any, m: Any) -> IntArray:
-    return IntArray([int(v) for v in values], (int(m).bit_length() + 7) // 8)
+    """Residues mod ``m`` (ints or mpz) for the pipe, at ``m``'s byte width."""
+    return IntArray(list(values), (int(m).bit_length() + 7) // 8)
 
 
 def unpack_ints(arr: IntArray) -> list[Any]:
@@ -86,7 +87,7 @@ def _op_group_product(cts: IntArray, groups: np.ndarray, n_groups: int, m: int) 
 def _op_multi_exp(bases: IntArray, cols: Any, m: int) -> Any:
     bs, mm = unpack_ints(bases), mpz(m)
     if isinstance(cols, np.ndarray):
-        cols = cols.tolist()
+        cols = cols.astype(np.int64)
     return pack_ints([kern.signed_multi_exp(bs, c, mm) for c in cols], m)
 
 

@@ -257,7 +257,12 @@ class EncryptedArray:
         if Xa.ndim != 2 or Xa.shape[0] != len(self):
             raise ConfigError("X", f"shape {Xa.shape} does not match ({len(self)}, k)", "")
         k, fk = enc.encode_multiplier(Xa, bits=bits, field="X")
-        col_l1 = [sum(abs(int(v)) for v in k[:, j]) for j in range(k.shape[1])]
+        top = enc.max_abs_int(k)
+        if top < (1 << 62) // max(1, k.shape[0]):  # int64 all the way (no overflow in sums)
+            k = k.astype(np.int64)
+            col_l1 = [int(v) for v in np.abs(k).sum(axis=0)]
+        else:
+            col_l1 = [sum(abs(int(v)) for v in k[:, j]) for j in range(k.shape[1])]
         bound = self.bound * max(col_l1, default=0)
         self.pk.check_bound(bound, "c @ X")
         ct = vec.multi_exp(self.ct, k, self.pk.ct_modulus)
@@ -298,7 +303,7 @@ class EncryptedArray:
             "frac_bits": self.frac_bits,
             "float": self.is_float,
             "bound": self.bound,
-            "ct": IntArray(vec.to_ints(self.ct.ravel()), self.pk.ct_bytes),
+            "ct": IntArray(self.ct.ravel().tolist(), self.pk.ct_bytes),
         }
         if self.pack is not None and self.terms is not None:
             out["pack"] = self.pack.to_wire()

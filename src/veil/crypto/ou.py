@@ -62,7 +62,6 @@ SCHEME = "ou"
 SUBGROUP_BITS = 224  # 2 x 112-bit security
 H_WINDOW = 12
 G_WINDOW = 11
-G_TABLE_BITS = 256  # |m| below 2**256 (all fixed-point data) uses the table; else powmod
 
 
 class PublicKey(HEPublicKey):
@@ -93,7 +92,9 @@ class PublicKey(HEPublicKey):
                     t = FixedBase(self.H, self.n, self.rand_bits, H_WINDOW)
                 else:
                     base = self.G if which == "G" else gmpy2.invert(self.G, self.n)
-                    t = FixedBase(base, self.n, min(G_TABLE_BITS, self.p_bits), G_WINDOW)
+                    # every plaintext fits; rows are built only up to the longest one
+                    # used (packed plaintexts reach the upper windows)
+                    t = FixedBase(base, self.n, self.p_bits, G_WINDOW)
                 self._tables[which] = t
             return self._tables[which]
 
@@ -103,7 +104,7 @@ class PublicKey(HEPublicKey):
     def raw_plain(self, ms: np.ndarray) -> np.ndarray:
         vals = [int(m) for m in ms]
         out = np.empty(len(vals), dtype=object)
-        lim = 1 << min(G_TABLE_BITS, self.p_bits)
+        lim = 1 << self.p_bits
         pos = [i for i, v in enumerate(vals) if 0 <= v < lim]
         neg = [i for i, v in enumerate(vals) if -lim < v < 0]
         if pos:

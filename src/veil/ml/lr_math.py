@@ -110,6 +110,18 @@ def batches(n: int, batch_size: int, epoch: int, seed: int) -> Iterator[np.ndarr
         yield np.sort(order[start : start + size])
 
 
+def fixed_batches(
+    n: int, batch_size: int, epoch: int, seed: int
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``(batch number, row indices)`` over a partition of the rows fixed for the whole
+    run (epoch 0's batches), visited in a fresh order each epoch: what a protocol that
+    prepares per-batch statistics once (:mod:`veil.ml.lr_gram`) needs."""
+    parts = list(batches(n, batch_size, 0, seed))
+    order = np.random.default_rng([seed, epoch, 1]).permutation(len(parts))
+    for b in order.tolist():
+        yield b, parts[b]
+
+
 def step(
     w: np.ndarray, grad: np.ndarray, lr: float, opts: LROptions, n_penalised: int
 ) -> np.ndarray:
@@ -155,19 +167,24 @@ def auc(y: np.ndarray, score: np.ndarray) -> float:
 
 
 def taylor_fit_plain(
-    Xs: Sequence[np.ndarray], y: np.ndarray, opts: LROptions, seed: int
+    Xs: Sequence[np.ndarray], y: np.ndarray, opts: LROptions, seed: int, fixed: bool = False
 ) -> list[np.ndarray]:
     """The federated algorithm run in the clear on all parties' (scaled) columns.
 
     ``Xs[0]`` is the label holder's block (with its intercept column last if
-    ``fit_intercept``). Returns each block's coefficients. Tests compare the
-    encrypted run with this; it never runs inside a protocol.
+    ``fit_intercept``). Returns each block's coefficients. ``fixed``: the batches of
+    :func:`fixed_batches` (the ``gram`` protocol), else :func:`batches`. Tests compare
+    the encrypted run with this; it never runs inside a protocol.
     """
     ws = [np.zeros(X.shape[1]) for X in Xs]
     sw = sample_weights(y, opts.class_weight)
     for epoch in range(opts.epochs):
         lr = opts.learning_rate_at(epoch)
-        for idx in batches(len(y), opts.batch_size, epoch, seed):
+        if fixed:
+            order = [idx for _, idx in fixed_batches(len(y), opts.batch_size, epoch, seed)]
+        else:
+            order = list(batches(len(y), opts.batch_size, epoch, seed))
+        for idx in order:
             z = sum(X[idx] @ w for X, w in zip(Xs, ws, strict=True))
             d = sw[idx] * (0.25 * z + 0.5 - y[idx])
             for p, X in enumerate(Xs):

@@ -22,9 +22,18 @@ MIN_KEY_BITS = DEFAULT_POLICY.min_bits
 
 
 class LRProtocol(StrEnum):
-    """How the cross-party products are computed (``ss`` is reserved for a later mode)."""
+    """How the cross-party products are computed.
 
+    ``he``: every batch, residuals and scores travel encrypted (:mod:`veil.ml.lr_protocol`;
+    any number of partners, class weights). ``gram``: the cross-party Gram block of each
+    (fixed) batch is built once under HE and secret-shared, after which a step costs a
+    few dozen HE operations (:mod:`veil.ml.lr_gram`; one partner, no class weights).
+    ``auto`` (default): ``gram`` where it applies, else ``he``.
+    """
+
+    AUTO = "auto"
     HE = "he"
+    GRAM = "gram"
 
 
 class Schedule(StrEnum):
@@ -83,7 +92,7 @@ class LROptions:
     tol: float = 0.0
     feature_bits: int = 8
     seed: int | None = None
-    protocol: LRProtocol = LRProtocol.HE
+    protocol: LRProtocol = LRProtocol.AUTO
     test_key_bits: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:

@@ -60,11 +60,20 @@ from typing import Any
 import numpy as np
 
 from veil.errors import ConfigError, ProtocolError
+from veil.ml import lr_gram as gram
 from veil.ml import lr_he as he
-from veil.ml.lr_math import auc, batches, check_labels, clip_block, prepare_block, sample_weights
+from veil.ml.lr_math import (
+    auc,
+    batches,
+    check_labels,
+    clip_block,
+    fixed_batches,
+    prepare_block,
+    sample_weights,
+)
 from veil.ml.lr_math import step as sgd_step
 from veil.ml.lr_model import PartyData, PartyModel
-from veil.ml.lr_options import LROptions
+from veil.ml.lr_options import LROptions, LRProtocol
 from veil.net.session import Session
 
 LABEL_HOLDER = "label_holder"
@@ -149,6 +158,7 @@ def train_label_holder(
     partners = s.peers()
     if not partners:
         raise ConfigError("parties", "vertical LR needs at least one partner")
+    proto = resolve_protocol(opts, len(partners))
     pk, sk = he.keygen(opts.he, opts.effective_key_bits)
     model_id = secrets.token_hex(16)
     seed = opts.seed if opts.seed is not None else secrets.randbits(63)
@@ -163,6 +173,7 @@ def train_label_holder(
         "partners": partners,
         "width": blk.X.shape[1],
         "pk": he.pk_to_wire(pk),
+        "protocol": str(proto),
     }
     for p in partners:
         s.send(p, Tag.HELLO, hello)
@@ -180,37 +191,52 @@ def train_label_holder(
         for p in partners:
             s.send(p, Tag.WEIGHTS, wire)
 
+    prefill = he.Prefill(sk)
+
+    def he_grad(bs: Session, b: int, idx: np.ndarray, nxt: int) -> np.ndarray:
+        d = sw[idx] * (0.25 * (blk.X[idx] @ blk.w) + 0.5 - y[idx])
+        prefill.wait()
+        wire = he.ct_to_wire(he.encrypt(sk.public_key, d))
+        for p in partners:
+            bs.send(p, Tag.ENC_RESIDUAL, wire)
+        prefill.start(nxt)
+        grad = blk.X[idx].T @ d
+        Xs = blk.X[idx] * sw[idx][:, None]
+        masks: dict[str, tuple[list[int], int]] = {}
+        for p in partners:
+            cu = he.ct_from_wire(pks[p], bs.recv(p, Tag.ENC_SCORE))
+            _check_len(cu, len(idx), p)
+            masked, r = he.add_mask(he.matmul(cu, Xs, opts.feature_bits))
+            bs.send(p, Tag.MASKED_GRAD, he.ct_to_wire(masked))
+            masks[p] = (r, masked.frac_bits)
+        for p in partners:
+            c = he.ct_from_wire(pk, bs.recv(p, Tag.MASKED_GRAD))
+            _check_len(c, widths[p], p)
+            bs.send(p, Tag.UNMASKED, he.decrypt_masked(sk, c))
+        for p in partners:
+            r, f = masks[p]
+            grad = grad + he.unmask(bs.recv(p, Tag.UNMASKED), r, f)
+        return np.asarray(grad)
+
     report = TrainReport()
     best_w, best_auc, since_best = blk.w.copy(), -1.0, 0
-    prefill = he.Prefill(sk)
+    t_setup = time.perf_counter()
+    step_grad = he_grad
+    if proto is LRProtocol.GRAM:
+        side = gram.Side(s, partners[0], blk.X, pk, sk, pks[partners[0]], opts.feature_bits)
+        parts = list(batches(data.n_rows, opts.batch_size, 0, seed))
+        shares, f_L, f_P = gram.setup_label_holder(side, y, parts)
+
+        def step_grad(bs: Session, b: int, idx: np.ndarray, nxt: int) -> np.ndarray:
+            return gram.grad_label_holder(side, shares[b], blk.w, bs, (f_L, f_P))
+
+    setup_s = time.perf_counter() - t_setup
     for epoch in range(opts.epochs):
         t0 = time.perf_counter()
         lr = opts.learning_rate_at(epoch)
         w_before = blk.w.copy()
-        for b, idx, nxt in _batches(data.n_rows, opts, epoch, seed):
-            bs = s.sub(f"e{epoch}b{b}")
-            d = sw[idx] * (0.25 * (blk.X[idx] @ blk.w) + 0.5 - y[idx])
-            prefill.wait()
-            wire = he.ct_to_wire(he.encrypt(sk.public_key, d))
-            for p in partners:
-                bs.send(p, Tag.ENC_RESIDUAL, wire)
-            prefill.start(nxt)
-            grad = blk.X[idx].T @ d
-            Xs = blk.X[idx] * sw[idx][:, None]
-            masks: dict[str, tuple[list[int], int]] = {}
-            for p in partners:
-                cu = he.ct_from_wire(pks[p], bs.recv(p, Tag.ENC_SCORE))
-                _check_len(cu, len(idx), p)
-                masked, r = he.add_mask(he.matmul(cu, Xs, opts.feature_bits))
-                bs.send(p, Tag.MASKED_GRAD, he.ct_to_wire(masked))
-                masks[p] = (r, masked.frac_bits)
-            for p in partners:
-                c = he.ct_from_wire(pk, bs.recv(p, Tag.MASKED_GRAD))
-                _check_len(c, widths[p], p)
-                bs.send(p, Tag.UNMASKED, he.decrypt_masked(sk, c))
-            for p in partners:
-                r, f = masks[p]
-                grad = grad + he.unmask(bs.recv(p, Tag.UNMASKED), r, f)
+        for b, idx, nxt in _batches(data.n_rows, opts, epoch, seed, proto):
+            grad = step_grad(s.sub(f"e{epoch}b{b}"), b, idx, nxt)
             blk.w = sgd_step(blk.w, grad / len(idx), lr, opts, blk.n_penalised)
         es = s.sub(f"e{epoch}")
         reports = {p: es.recv(p, Tag.EPOCH_REPORT) for p in partners}
@@ -236,7 +262,7 @@ def train_label_holder(
             report.stopped_by = "tol"
         for p in partners:
             es.send(p, Tag.EPOCH_DECISION, {"stop": stop, "keep": keep})
-        report.seconds.append(time.perf_counter() - t0)
+        report.seconds.append(time.perf_counter() - t0 + (setup_s if epoch == 0 else 0.0))
         report.epochs_run = epoch + 1
         s.progress("hetero_lr", (epoch + 1) / opts.epochs)
         if stop:
@@ -276,6 +302,7 @@ def train_partner(
         s.send(lh, Tag.READY, {"ok": False, "error": error})
         raise ConfigError(f"partner[{s.me}]", error)
     pk_l = he.pk_from_wire(opts.he, hello["pk"], opts.effective_key_bits)
+    proto = LRProtocol(hello["protocol"])
     pk, sk = he.keygen(opts.he, opts.effective_key_bits)
     s.send(lh, Tag.READY, {"ok": True, "pk": he.pk_to_wire(pk), "width": blk.X.shape[1]})
     others = [p for p in hello["partners"] if p != s.me]
@@ -288,38 +315,53 @@ def train_partner(
     best_w = blk.w.copy()
     seed = int(hello["seed"])
     prefill = he.Prefill(sk)
+
+    def he_grad(bs: Session, b: int, idx: np.ndarray, nxt: int) -> np.ndarray:
+        u = 0.25 * (blk.X[idx] @ blk.w)
+        prefill.wait()
+        bs.send(lh, Tag.ENC_SCORE, he.ct_to_wire(he.encrypt(sk.public_key, u)))
+        prefill.start(nxt)
+        ew = None if enc_w is None else enc_w[idx]
+        if others:
+            cross = he.encrypt(pk_l, u) if ew is None else ew * u
+            wire = he.ct_to_wire(cross)
+            for q in others:
+                bs.send(q, Tag.ENC_SCORE_X, wire)
+        cd = he.ct_from_wire(pk_l, bs.recv(lh, Tag.ENC_RESIDUAL))
+        _check_len(cd, len(idx), lh)
+        if ew is not None:  # else the own term X_P^T u is added in the clear below
+            cd = cd + ew * u
+        for q in others:
+            cq = he.ct_from_wire(pk_l, bs.recv(q, Tag.ENC_SCORE_X))
+            _check_len(cq, len(idx), q)
+            cd = cd + cq
+        masked, mask = he.add_mask(he.matmul(cd, blk.X[idx], opts.feature_bits))
+        bs.send(lh, Tag.MASKED_GRAD, he.ct_to_wire(masked))
+        c = he.ct_from_wire(pk, bs.recv(lh, Tag.MASKED_GRAD))
+        _check_len(c, int(hello["width"]), lh)
+        bs.send(lh, Tag.UNMASKED, he.decrypt_masked(sk, c))
+        grad = he.unmask(bs.recv(lh, Tag.UNMASKED), mask, masked.frac_bits)
+        if ew is None:
+            grad = grad + blk.X[idx].T @ u
+        return np.asarray(grad)
+
+    t_setup = time.perf_counter()
+    step_grad = he_grad
+    if proto is LRProtocol.GRAM:
+        side = gram.Side(s, lh, blk.X, pk, sk, pk_l, opts.feature_bits)
+        parts = list(batches(data.n_rows, opts.batch_size, 0, seed))
+        shares, f_L, f_P = gram.setup_partner(side, parts, int(hello["width"]))
+
+        def step_grad(bs: Session, b: int, idx: np.ndarray, nxt: int) -> np.ndarray:
+            return gram.grad_partner(side, shares[b], blk.w, bs, (f_L, f_P))
+
+    setup_s = time.perf_counter() - t_setup
     for epoch in range(opts.epochs):
         t0 = time.perf_counter()
         lr = opts.learning_rate_at(epoch)
         w_before = blk.w.copy()
-        for b, idx, nxt in _batches(data.n_rows, opts, epoch, seed):
-            bs = s.sub(f"e{epoch}b{b}")
-            u = 0.25 * (blk.X[idx] @ blk.w)
-            prefill.wait()
-            bs.send(lh, Tag.ENC_SCORE, he.ct_to_wire(he.encrypt(sk.public_key, u)))
-            prefill.start(nxt)
-            ew = None if enc_w is None else enc_w[idx]
-            if others:
-                cross = he.encrypt(pk_l, u) if ew is None else ew * u
-                wire = he.ct_to_wire(cross)
-                for q in others:
-                    bs.send(q, Tag.ENC_SCORE_X, wire)
-            cd = he.ct_from_wire(pk_l, bs.recv(lh, Tag.ENC_RESIDUAL))
-            _check_len(cd, len(idx), lh)
-            if ew is not None:  # else the own term X_P^T u is added in the clear below
-                cd = cd + ew * u
-            for q in others:
-                cq = he.ct_from_wire(pk_l, bs.recv(q, Tag.ENC_SCORE_X))
-                _check_len(cq, len(idx), q)
-                cd = cd + cq
-            masked, mask = he.add_mask(he.matmul(cd, blk.X[idx], opts.feature_bits))
-            bs.send(lh, Tag.MASKED_GRAD, he.ct_to_wire(masked))
-            c = he.ct_from_wire(pk, bs.recv(lh, Tag.MASKED_GRAD))
-            _check_len(c, int(hello["width"]), lh)
-            bs.send(lh, Tag.UNMASKED, he.decrypt_masked(sk, c))
-            grad = he.unmask(bs.recv(lh, Tag.UNMASKED), mask, masked.frac_bits)
-            if ew is None:
-                grad = grad + blk.X[idx].T @ u
+        for b, idx, nxt in _batches(data.n_rows, opts, epoch, seed, proto):
+            grad = step_grad(s.sub(f"e{epoch}b{b}"), b, idx, nxt)
             blk.w = sgd_step(blk.w, grad / len(idx), lr, opts, blk.n_penalised)
         es = s.sub(f"e{epoch}")
         moved = float(np.max(np.abs(blk.w - w_before)))
@@ -330,7 +372,7 @@ def train_partner(
         decision = es.recv(lh, Tag.EPOCH_DECISION)
         if decision.get("keep"):
             best_w, report.best_epoch = blk.w.copy(), epoch
-        report.seconds.append(time.perf_counter() - t0)
+        report.seconds.append(time.perf_counter() - t0 + (setup_s if epoch == 0 else 0.0))
         report.epochs_run = epoch + 1
         s.progress("hetero_lr", (epoch + 1) / opts.epochs)
         if decision.get("stop"):
@@ -354,16 +396,37 @@ def train_partner(
     return model, report
 
 
-def _batches(n: int, opts: LROptions, epoch: int, seed: int) -> Iterator[tuple[int, Any, int]]:
+def _batches(
+    n: int, opts: LROptions, epoch: int, seed: int, proto: LRProtocol
+) -> Iterator[tuple[int, Any, int]]:
     """``(number, row indices, size of the batch after it)`` of each batch of ``epoch``;
-    the last batch of the last epoch is followed by none (size 0)."""
-    rows = list(batches(n, opts.batch_size, epoch, seed))
+    the last batch of the last epoch is followed by none (size 0). ``gram`` visits a fixed
+    partition (numbered once), ``he`` reshuffles every epoch."""
+    if proto is LRProtocol.GRAM:
+        rows = list(fixed_batches(n, opts.batch_size, epoch, seed))
+    else:
+        rows = list(enumerate(batches(n, opts.batch_size, epoch, seed)))
     first = n if opts.batch_size <= 0 else min(n, opts.batch_size)  # of every epoch
-    for b, idx in enumerate(rows):
-        if b + 1 < len(rows):
-            yield b, idx, len(rows[b + 1])
+    for k, (b, idx) in enumerate(rows):
+        if k + 1 < len(rows):
+            yield b, idx, len(rows[k + 1][1])
         else:
             yield b, idx, first if epoch + 1 < opts.epochs else 0
+
+
+def resolve_protocol(opts: LROptions, n_partners: int) -> LRProtocol:
+    """The protocol a run uses: ``auto`` picks ``gram`` for one partner without class
+    weights, else ``he``; an explicit ``gram`` outside that case is an error."""
+    fits = n_partners == 1 and opts.class_weight is None
+    if opts.protocol is LRProtocol.GRAM and not fits:
+        raise ConfigError(
+            "hetero_lr.protocol",
+            "gram needs exactly one partner and no class_weight",
+            "use protocol: he (or auto)",
+        )
+    if opts.protocol is LRProtocol.AUTO:
+        return LRProtocol.GRAM if fits else LRProtocol.HE
+    return opts.protocol
 
 
 def _check_hello(
@@ -372,6 +435,12 @@ def _check_hello(
     """Why this partner cannot train with the label holder's parameters, or None."""
     if hello.get("digest") != opts.digest():
         return "hetero_lr options differ from the label holder's; give every party the same"
+    try:
+        want = resolve_protocol(opts, len(hello.get("partners") or []))
+    except ConfigError as e:
+        return str(e)
+    if hello.get("protocol") != str(want):
+        return f"protocol {hello.get('protocol')!r} differs from this party's {str(want)!r}"
     if hello.get("n") != data.n_rows or hello.get("ids") != data.ids_digest():
         return (
             f"training rows differ from the label holder's ({data.n_rows} vs {hello.get('n')}"

@@ -36,7 +36,10 @@ class IntArray:
 
     def to_bytes(self) -> bytes:
         w = self.width
-        return b"".join(int(v).to_bytes(w, "little") for v in self.values)
+        try:  # ints and gmpy2 mpz convert themselves (no int() copy of an mpz)
+            return b"".join([v.to_bytes(w, "little") for v in self.values])
+        except (AttributeError, TypeError):  # e.g. numpy integers
+            return b"".join(int(v).to_bytes(w, "little") for v in self.values)
 
     @classmethod
     def from_bytes(cls, data: bytes | memoryview, width: int) -> IntArray:

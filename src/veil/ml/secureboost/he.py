@@ -67,12 +67,19 @@ class HEPublic:
         row ciphertexts shipped once): each column's groups are renumbered densely first.
         """
         g = np.asarray(groups, dtype=np.int64).reshape(len(rows), -1)
+        if g.size and g.max() >= n_groups:
+            raise ValueError(f"group {g.max()} >= n_groups={n_groups}")
         local = np.full(g.shape, -1, dtype=np.int64)
         ids: list[np.ndarray] = []
-        for j in range(g.shape[1]):
-            keep = g[:, j] >= 0
-            uniq, inv = np.unique(g[keep, j], return_inverse=True)
-            local[keep, j] = inv
+        seen = np.zeros(n_groups + 1, dtype=bool)  # index n_groups: the skipped (< 0)
+        for j in range(g.shape[1]):  # dense renumbering in O(rows), no sort
+            col = np.where(g[:, j] >= 0, g[:, j], n_groups)
+            seen[:] = False
+            seen[col] = True
+            seen[n_groups] = False
+            uniq = np.flatnonzero(seen)
+            rank = np.cumsum(seen) - 1
+            local[:, j] = np.where(col < n_groups, rank[col], -1)
             ids.append(uniq)
         width = max((len(u) for u in ids), default=0)
         arr = cts if isinstance(cts, np.ndarray) else _objects(cts)

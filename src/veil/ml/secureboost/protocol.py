@@ -150,8 +150,11 @@ class RemoteSide:
                 cts.append(IntArray(self.keys.encrypt(vals), self.width))
             msg["ct"] = cts
         else:
-            slot_of = {nid: i for i, nid in enumerate(build)}
-            msg["node_of"] = np.array([slot_of.get(k, -1) for k in in_hist.tolist()], np.int32)
+            slot_of = np.full(
+                int(max(in_hist.max(initial=0), max(build, default=0))) + 2, -1, np.int32
+            )
+            slot_of[build] = np.arange(len(build), dtype=np.int32)
+            msg["node_of"] = slot_of[in_hist]  # in_hist -1 (not sampled) hits the last -1
         self.s.send(self.party, Tag.STEP, msg)
         reply = self.s.recv(self.party, Tag.HIST)
         cts = self.keys.public.check(ciphertexts_of(reply, "ct"))

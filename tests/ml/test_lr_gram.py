@@ -1,0 +1,147 @@
+"""The ``gram`` protocol of vertical LR: equals its algorithm in the clear, shares and
+steps carry nothing sensitive, and it is chosen only where it applies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from veil.errors import ConfigError
+from veil.ml.hetero_lr import LROptions, PartyData
+from veil.ml.lr_gram import bounds, layout, rounded, scale_bits
+from veil.ml.lr_math import fixed_batches, step
+from veil.ml.lr_protocol import resolve_protocol
+from veil.net import codec
+
+from .test_hetero_lr import NAMES, blocks, coefs, lr_credit, plain_blocks, train
+
+__all__ = ["lr_credit"]  # the shared data fixture
+
+FAST = {"he": "ou", "test_key_bits": 1024, "seed": 7, "protocol": "gram"}
+
+
+def opts(**kw: Any) -> LROptions:
+    return LROptions(**{**FAST, **kw})
+
+
+def fit_gram_plain(Xs: list[np.ndarray], y: np.ndarray, o: LROptions) -> list[np.ndarray]:
+    """The gram protocol in the clear: fixed batches, cross Gram blocks of features rounded
+    to ``feature_bits`` (each party's whole block on one scale), own blocks exact."""
+    R = [
+        np.ldexp(rounded(X, scale_bits(X, o.feature_bits)), -scale_bits(X, o.feature_bits))
+        for X in Xs
+    ]
+    ws = [np.zeros(X.shape[1]) for X in Xs]
+    for epoch in range(o.epochs):
+        lr = o.learning_rate_at(epoch)
+        for _, idx in fixed_batches(len(y), o.batch_size, epoch, 7):
+            L, P, Lr, Pr = Xs[0][idx], Xs[1][idx], R[0][idx], R[1][idx]
+            g_l = 0.25 * (L.T @ L @ ws[0] + Lr.T @ Pr @ ws[1]) + L.T @ (0.5 - y[idx])
+            g_p = 0.25 * (P.T @ P @ ws[1] + Pr.T @ Lr @ ws[0]) + Pr.T @ (0.5 - y[idx])
+            pen = len(ws[0]) - (1 if o.fit_intercept else 0)
+            ws[0] = step(ws[0], g_l / len(idx), lr, o, pen)
+            ws[1] = step(ws[1], g_p / len(idx), lr, o, len(ws[1]))
+    return ws
+
+
+@pytest.fixture(scope="module")
+def small(lr_credit: tuple[pd.DataFrame, pd.DataFrame]) -> list[PartyData]:
+    g, h = lr_credit
+    return blocks(g, h, np.arange(240))
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"epochs": 2, "batch_size": 120},
+        {"epochs": 2, "batch_size": 0, "penalty": "l1", "alpha": 0.01},
+        {"epochs": 1, "batch_size": 100, "feature_bits": 12, "fit_intercept": False},
+    ],
+)
+def test_gram_matches_its_plaintext_algorithm(small: list[PartyData], kw: dict[str, Any]) -> None:
+    o = opts(**kw)
+    out = train(small, o)
+    assert small[0].y is not None
+    ref = fit_gram_plain(plain_blocks(small, o), small[0].y, o)
+    for name, w in zip(NAMES, ref, strict=False):
+        model, report = out[name]
+        assert report.epochs_run == o.epochs
+        np.testing.assert_allclose(coefs(model), w, atol=1e-8)
+        assert not np.allclose(w, 0)
+
+
+def test_gram_sends_nothing_sensitive(small: list[PartyData]) -> None:
+    frames: list[tuple[str, bytes]] = []
+    o = opts(epochs=1, batch_size=120)
+    train(small, o, tap=lambda src, dst, key, payload: frames.append((key, payload)))
+    lh, partner = small
+    assert lh.y is not None
+    scaled = plain_blocks(small, o)
+    secret: list[np.ndarray] = [lh.y.astype(np.float64), lh.y.astype(np.int64)]
+    for X in (lh.X, partner.X, *scaled):
+        secret += [np.ascontiguousarray(X[:, j]) for j in range(X.shape[1])]
+    for X in scaled:  # the rounded integer features of the cross products
+        K = rounded(X, scale_bits(X, o.feature_bits))
+        secret += [np.ascontiguousarray(K[:, j]) for j in range(K.shape[1])]
+    parts: list[int] = []
+    for key, payload in frames:
+        for sec in secret:
+            if np.any(sec != 0):
+                assert sec.tobytes() not in payload, key
+        value = codec.decode(payload)
+        if "/gram_" in key:  # no plaintext vector at all: ciphertexts and masked integers
+            assert not [a for a in _arrays(value) if a.dtype.kind in "fi" and a.size > 1], key
+        if "/gram_step:" in key:
+            parts += value["part"]
+    # Each plain part of a step carries a fresh mask of 2^40 times its bound (zero only
+    # where the coefficients are still all zero, which is public).
+    assert len(parts) == 2 * (14 + 10)
+    assert all(v == 0 or abs(v).bit_length() > 40 for v in parts)
+    assert sum(v != 0 for v in parts) >= 14 + 10
+
+
+def _arrays(v: Any) -> list[np.ndarray]:
+    if isinstance(v, np.ndarray):
+        return [v]
+    if isinstance(v, dict):
+        return [a for x in v.values() for a in _arrays(x)]
+    if isinstance(v, list):
+        return [a for x in v for a in _arrays(x)]
+    return []
+
+
+def test_protocol_is_chosen_where_it_applies() -> None:
+    assert resolve_protocol(LROptions(), 1) == "gram"
+    assert resolve_protocol(LROptions(), 2) == "he"
+    assert resolve_protocol(LROptions(class_weight="balanced"), 1) == "he"
+    assert resolve_protocol(LROptions(protocol="he"), 1) == "he"
+    with pytest.raises(ConfigError, match="protocol"):
+        resolve_protocol(LROptions(protocol="gram"), 2)
+    with pytest.raises(ConfigError, match="protocol"):
+        resolve_protocol(LROptions(protocol="gram", class_weight="balanced"), 1)
+    with pytest.raises(ConfigError, match="protocol"):
+        LROptions(protocol="ss")
+
+
+def test_explicit_gram_with_two_partners_is_refused(
+    lr_credit: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    g, h = lr_credit
+    data = blocks(g, h, np.arange(80), split3=True)
+    with pytest.raises(Exception, match="gram needs exactly one partner"):
+        train(data, opts(epochs=1, batch_size=40))
+
+
+def test_slots_never_overflow() -> None:
+    """Masked share slots hold any sum of the batch; the layout fits the plaintext."""
+    from veil.crypto import ou
+
+    pk, _ = ou.generate_keypair(1024, policy=ou.TEST_POLICY)
+    for n, fb, cols in ((120, 8, 10), (2048, 8, 10), (4096, 16, 30)):
+        lay = layout(pk, cols, n, fb)
+        assert lay.per_ct * lay.slot <= pk.plain_bits - 2
+        assert bounds(n, fb)[1] < 1 << (lay.slot - 2)
+        assert lay.n_ct * lay.per_ct >= cols
