@@ -11,12 +11,12 @@ import pytest
 
 from veil.errors import ConfigError
 from veil.ml.hetero_lr import LROptions, PartyData
+from veil.ml.lr_common import resolve_protocol
 from veil.ml.lr_gram import bounds, layout, rounded, scale_bits
-from veil.ml.lr_math import fixed_batches, step
-from veil.ml.lr_protocol import resolve_protocol
+from veil.ml.lr_math import fixed_batches, sigmoid, step
 from veil.net import codec
 
-from .test_hetero_lr import NAMES, blocks, coefs, lr_credit, plain_blocks, train
+from .test_hetero_lr import NAMES, blocks, coefs, lr_credit, plain_blocks, predict, train
 
 __all__ = ["lr_credit"]  # the shared data fixture
 
@@ -111,6 +111,20 @@ def _arrays(v: Any) -> list[np.ndarray]:
     if isinstance(v, list):
         return [a for x in v for a in _arrays(x)]
     return []
+
+
+def test_gram_early_stopping_then_joint_prediction(
+    lr_credit: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    g, h = lr_credit
+    tr, va = blocks(g, h, np.arange(160)), blocks(g, h, np.arange(160, 260))
+    out = train(tr, opts(epochs=4, batch_size=0, patience=1, learning_rate=5.0), valid=va)
+    report = out["bank"][1]
+    assert report.valid_auc and report.best_epoch == int(np.argmax(report.valid_auc))
+    assert out["bureau"][1].best_epoch == report.best_epoch
+    models = [out[n][0] for n in NAMES[:2]]
+    z = sum(m.partial_score(d.X) for m, d in zip(models, va, strict=True))
+    np.testing.assert_allclose(predict(va, models), sigmoid(z), atol=1e-8)
 
 
 def test_protocol_is_chosen_where_it_applies() -> None:

@@ -9,13 +9,20 @@ intercept) and one or more ``partner`` parties (block X_P each). Rows are aligne
 (PSI) and every party derives the same mini-batches from a seed the label holder
 sends. Each party keeps only its own coefficients.
 
+Two protocols compute the cross-party terms (``LROptions.protocol``, chosen by the label
+holder and announced in the hello): ``he``, below, for any number of partners and class
+weights; and ``gram`` (:mod:`veil.ml.lr_gram`, the default for one partner without class
+weights), which shares each batch's cross Gram block once and then steps at a cost
+independent of the batch size. This module runs the hello, the epochs, validation and
+stopping for both; what each party learns is the same (its own batch gradients).
+
 Residual: the logistic gradient's ``sigmoid(z) - y`` is replaced by its first-order
 Taylor form ``d = 0.25 z + 0.5 - y`` with ``z = z_L + sum_P z_P`` (``z_p = X_p w_p``),
 optionally times class weights ``s``. Standardised features are winsorised at
 ``clip`` (3 by default) which brings the Taylor model's AUC within 0.005 of exact
 logistic regression on default_credit (a pure least-squares fit is 0.006 short).
 
-Flow, per mini-batch B (keys: ``pk_L`` the label holder's, ``pk_P`` partner P's):
+``he`` flow, per mini-batch B (keys: ``pk_L`` the label holder's, ``pk_P`` partner P's):
   1. L -> P  [[s(0.25 z_L + 0.5 - y)]]_L on B               (encrypted once for all P)
      P -> L  [[0.25 z_P]]_P on B
      P -> P' [[0.25 z_P]]_L (or [[s]]_L * 0.25 z_P)           (only with >= 2 partners)
@@ -52,25 +59,24 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
-from veil.errors import ConfigError, ProtocolError
+from veil.errors import ConfigError
 from veil.ml import lr_gram as gram
 from veil.ml import lr_he as he
-from veil.ml.lr_math import (
-    auc,
-    batches,
-    check_labels,
-    clip_block,
-    fixed_batches,
-    prepare_block,
-    sample_weights,
+from veil.ml.lr_common import (
+    check_hello,
+    check_len,
+    float_vector,
+    prepare,
+    resolve_protocol,
+    run_batches,
 )
+from veil.ml.lr_math import auc, batches, check_labels, sample_weights
 from veil.ml.lr_math import step as sgd_step
 from veil.ml.lr_model import PartyData, PartyModel
 from veil.ml.lr_options import LROptions, LRProtocol
@@ -110,36 +116,6 @@ class TrainReport:
     stopped_by: str = "epochs"
 
 
-@dataclass
-class _Block:
-    """A party's prepared training state."""
-
-    X: np.ndarray
-    w: np.ndarray
-    n_penalised: int
-    valid: np.ndarray | None = None
-
-
-def _prepare(
-    data: PartyData, valid: PartyData | None, opts: LROptions, where: str, intercept: bool
-) -> tuple[_Block, np.ndarray | None, np.ndarray | None]:
-    X, mean, std = prepare_block(data.X, data.feature_names, opts, where)
-    Xv = None
-    if valid is not None:
-        if valid.feature_names != data.feature_names:
-            raise ConfigError(f"{where}.valid", "validation columns differ from training columns")
-        Xv = np.asarray(valid.X, dtype=np.float64)
-        if mean is not None and std is not None:
-            Xv = (Xv - mean) / std
-        Xv = clip_block(Xv, opts.clip)
-    k = X.shape[1]
-    if intercept:
-        X = np.hstack([X, np.ones((len(X), 1))])
-        if Xv is not None:
-            Xv = np.hstack([Xv, np.ones((len(Xv), 1))])
-    return _Block(X, np.zeros(X.shape[1]), k, Xv), mean, std
-
-
 def train_label_holder(
     s: Session, data: PartyData, opts: LROptions, valid: PartyData | None = None
 ) -> tuple[PartyModel, TrainReport]:
@@ -154,7 +130,7 @@ def train_label_holder(
         if valid.y is None:
             raise ConfigError("label_holder.valid.label", "the validation rows have no labels")
         yv = check_labels(valid.y, "label_holder.valid")
-    blk, mean, std = _prepare(data, valid, opts, "label_holder", opts.fit_intercept)
+    blk, mean, std = prepare(data, valid, opts, "label_holder", opts.fit_intercept)
     partners = s.peers()
     if not partners:
         raise ConfigError("parties", "vertical LR needs at least one partner")
@@ -205,13 +181,13 @@ def train_label_holder(
         masks: dict[str, tuple[list[int], int]] = {}
         for p in partners:
             cu = he.ct_from_wire(pks[p], bs.recv(p, Tag.ENC_SCORE))
-            _check_len(cu, len(idx), p)
+            check_len(cu, len(idx), p)
             masked, r = he.add_mask(he.matmul(cu, Xs, opts.feature_bits))
             bs.send(p, Tag.MASKED_GRAD, he.ct_to_wire(masked))
             masks[p] = (r, masked.frac_bits)
         for p in partners:
             c = he.ct_from_wire(pk, bs.recv(p, Tag.MASKED_GRAD))
-            _check_len(c, widths[p], p)
+            check_len(c, widths[p], p)
             bs.send(p, Tag.UNMASKED, he.decrypt_masked(sk, c))
         for p in partners:
             r, f = masks[p]
@@ -235,7 +211,7 @@ def train_label_holder(
         t0 = time.perf_counter()
         lr = opts.learning_rate_at(epoch)
         w_before = blk.w.copy()
-        for b, idx, nxt in _batches(data.n_rows, opts, epoch, seed, proto):
+        for b, idx, nxt in run_batches(data.n_rows, opts, epoch, seed, proto):
             grad = step_grad(s.sub(f"e{epoch}b{b}"), b, idx, nxt)
             blk.w = sgd_step(blk.w, grad / len(idx), lr, opts, blk.n_penalised)
         es = s.sub(f"e{epoch}")
@@ -246,7 +222,7 @@ def train_label_holder(
         if blk.valid is not None and yv is not None:
             zv = blk.valid @ blk.w
             for p, r in reports.items():
-                zv = zv + _vector(r.get("valid"), len(yv), p)
+                zv = zv + float_vector(r.get("valid"), len(yv), p)
             a = auc(yv, zv)
             report.valid_auc.append(a)
             keep = a > best_auc
@@ -292,10 +268,10 @@ def train_partner(
     """Train as a partner of the party playing ``label_holder`` in ``s``."""
     lh = s.party_of(LABEL_HOLDER)
     hello = s.recv(lh, Tag.HELLO)
-    error = _check_hello(hello, data, valid, opts)
+    error = check_hello(hello, data, valid, opts)
     if error is None:
         try:
-            blk, mean, std = _prepare(data, valid, opts, f"partner[{s.me}]", False)
+            blk, mean, std = prepare(data, valid, opts, f"partner[{s.me}]", False)
         except ConfigError as e:
             error = str(e)
     if error is not None:
@@ -309,7 +285,7 @@ def train_partner(
     enc_w = None
     if opts.class_weight is not None:
         enc_w = he.ct_from_wire(pk_l, s.recv(lh, Tag.WEIGHTS))
-        _check_len(enc_w, data.n_rows, lh)
+        check_len(enc_w, data.n_rows, lh)
 
     report = TrainReport()
     best_w = blk.w.copy()
@@ -328,17 +304,17 @@ def train_partner(
             for q in others:
                 bs.send(q, Tag.ENC_SCORE_X, wire)
         cd = he.ct_from_wire(pk_l, bs.recv(lh, Tag.ENC_RESIDUAL))
-        _check_len(cd, len(idx), lh)
+        check_len(cd, len(idx), lh)
         if ew is not None:  # else the own term X_P^T u is added in the clear below
             cd = cd + ew * u
         for q in others:
             cq = he.ct_from_wire(pk_l, bs.recv(q, Tag.ENC_SCORE_X))
-            _check_len(cq, len(idx), q)
+            check_len(cq, len(idx), q)
             cd = cd + cq
         masked, mask = he.add_mask(he.matmul(cd, blk.X[idx], opts.feature_bits))
         bs.send(lh, Tag.MASKED_GRAD, he.ct_to_wire(masked))
         c = he.ct_from_wire(pk, bs.recv(lh, Tag.MASKED_GRAD))
-        _check_len(c, int(hello["width"]), lh)
+        check_len(c, int(hello["width"]), lh)
         bs.send(lh, Tag.UNMASKED, he.decrypt_masked(sk, c))
         grad = he.unmask(bs.recv(lh, Tag.UNMASKED), mask, masked.frac_bits)
         if ew is None:
@@ -360,7 +336,7 @@ def train_partner(
         t0 = time.perf_counter()
         lr = opts.learning_rate_at(epoch)
         w_before = blk.w.copy()
-        for b, idx, nxt in _batches(data.n_rows, opts, epoch, seed, proto):
+        for b, idx, nxt in run_batches(data.n_rows, opts, epoch, seed, proto):
             grad = step_grad(s.sub(f"e{epoch}b{b}"), b, idx, nxt)
             blk.w = sgd_step(blk.w, grad / len(idx), lr, opts, blk.n_penalised)
         es = s.sub(f"e{epoch}")
@@ -394,73 +370,3 @@ def train_partner(
         options=opts.to_json(),
     )
     return model, report
-
-
-def _batches(
-    n: int, opts: LROptions, epoch: int, seed: int, proto: LRProtocol
-) -> Iterator[tuple[int, Any, int]]:
-    """``(number, row indices, size of the batch after it)`` of each batch of ``epoch``;
-    the last batch of the last epoch is followed by none (size 0). ``gram`` visits a fixed
-    partition (numbered once), ``he`` reshuffles every epoch."""
-    if proto is LRProtocol.GRAM:
-        rows = list(fixed_batches(n, opts.batch_size, epoch, seed))
-    else:
-        rows = list(enumerate(batches(n, opts.batch_size, epoch, seed)))
-    first = n if opts.batch_size <= 0 else min(n, opts.batch_size)  # of every epoch
-    for k, (b, idx) in enumerate(rows):
-        if k + 1 < len(rows):
-            yield b, idx, len(rows[k + 1][1])
-        else:
-            yield b, idx, first if epoch + 1 < opts.epochs else 0
-
-
-def resolve_protocol(opts: LROptions, n_partners: int) -> LRProtocol:
-    """The protocol a run uses: ``auto`` picks ``gram`` for one partner without class
-    weights, else ``he``; an explicit ``gram`` outside that case is an error."""
-    fits = n_partners == 1 and opts.class_weight is None
-    if opts.protocol is LRProtocol.GRAM and not fits:
-        raise ConfigError(
-            "hetero_lr.protocol",
-            "gram needs exactly one partner and no class_weight",
-            "use protocol: he (or auto)",
-        )
-    if opts.protocol is LRProtocol.AUTO:
-        return LRProtocol.GRAM if fits else LRProtocol.HE
-    return opts.protocol
-
-
-def _check_hello(
-    hello: dict[str, Any], data: PartyData, valid: PartyData | None, opts: LROptions
-) -> str | None:
-    """Why this partner cannot train with the label holder's parameters, or None."""
-    if hello.get("digest") != opts.digest():
-        return "hetero_lr options differ from the label holder's; give every party the same"
-    try:
-        want = resolve_protocol(opts, len(hello.get("partners") or []))
-    except ConfigError as e:
-        return str(e)
-    if hello.get("protocol") != str(want):
-        return f"protocol {hello.get('protocol')!r} differs from this party's {str(want)!r}"
-    if hello.get("n") != data.n_rows or hello.get("ids") != data.ids_digest():
-        return (
-            f"training rows differ from the label holder's ({data.n_rows} vs {hello.get('n')}"
-            " rows or a different id order); run PSI and the same split first"
-        )
-    n_valid = 0 if valid is None else valid.n_rows
-    if hello.get("n_valid") != n_valid or (
-        valid is not None and hello.get("valid_ids") != valid.ids_digest()
-    ):
-        return "validation rows differ from the label holder's"
-    return None
-
-
-def _check_len(c: Any, n: int, frm: str) -> None:
-    if len(c) != n:
-        raise ProtocolError(f"{frm} sent {len(c)} ciphertexts, expected {n}")
-
-
-def _vector(v: Any, n: int, frm: str) -> np.ndarray:
-    if not isinstance(v, np.ndarray) or v.shape != (n,) or v.dtype.kind != "f":
-        shape = getattr(v, "shape", type(v).__name__)
-        raise ProtocolError(f"{frm} sent {shape}, expected a float vector of {n}")
-    return v

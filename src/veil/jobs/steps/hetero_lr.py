@@ -15,7 +15,8 @@ label holder learns the scores and writes ``predictions.csv`` (``id, score`` and
 Parameters of ``hetero_lr``: the fields of :class:`veil.ml.lr_options.LROptions`
 (``epochs``, ``batch_size``, ``learning_rate``, ``schedule``, ``decay``, ``penalty``,
 ``alpha``, ``patience``, ``class_weight``, ``fit_intercept``, ``standardize``, ``clip``,
-``he``, ``key_bits``, ``tol``, ``feature_bits``, ``seed``), ``validation_every`` (with
+``he``, ``key_bits``, ``tol``, ``feature_bits``, ``seed``, ``protocol``: ``auto``, ``gram``
+or ``he``), ``validation_every`` (with
 ``patience``: every k-th training row is held out for early stopping, default 5) and
 ``label_holder``.
 """
