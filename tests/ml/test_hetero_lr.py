@@ -193,17 +193,28 @@ def test_three_parties_match_plaintext_algorithm(
     np.testing.assert_allclose(scores, sigmoid(z), atol=1e-8)
 
 
-def test_nothing_sensitive_crosses_the_wire(small: list[PartyData]) -> None:
+def tapped_run(
+    data: list[PartyData], o: LROptions
+) -> tuple[list[tuple[str, bytes]], list[np.ndarray], list[np.ndarray]]:
+    """Train with every frame recorded: (frames, scaled blocks, the labels and every raw
+    and scaled feature column, none of which may appear in a frame)."""
     frames: list[tuple[str, bytes]] = []
-    o = opts(epochs=1, batch_size=120)
-    train(small, o, tap=lambda src, dst, key, payload: frames.append((key, payload)))
+    train(data, o, tap=lambda src, dst, key, payload: frames.append((key, payload)))
     assert frames
-    lh, partner = small
+    lh, partner = data
     assert lh.y is not None
-    scaled = plain_blocks(small, o)
+    scaled = plain_blocks(data, o)
     secrets_: list[np.ndarray] = [lh.y.astype(np.float64), lh.y.astype(np.int64)]
     for X in (lh.X, partner.X, *scaled):
         secrets_ += [np.ascontiguousarray(X[:, j]) for j in range(X.shape[1])]
+    return frames, scaled, secrets_
+
+
+def test_nothing_sensitive_crosses_the_wire(small: list[PartyData]) -> None:
+    o = opts(epochs=1, batch_size=120)
+    frames, scaled, secrets_ = tapped_run(small, o)
+    lh = small[0]
+    assert lh.y is not None
     # The batches, residuals and partial scores of the tapped run (same seed, in the clear).
     w = [np.zeros(X.shape[1]) for X in scaled]
     for idx in batches(len(lh.y), o.batch_size, 0, 7):

@@ -16,9 +16,20 @@ from veil.ml.lr_gram import bounds, layout, rounded, scale_bits
 from veil.ml.lr_math import fixed_batches, sigmoid, step
 from veil.net import codec
 
-from .test_hetero_lr import NAMES, blocks, coefs, lr_credit, plain_blocks, predict, train
+from .test_hetero_lr import (
+    NAMES,
+    _arrays,
+    blocks,
+    coefs,
+    lr_credit,
+    plain_blocks,
+    predict,
+    small,
+    tapped_run,
+    train,
+)
 
-__all__ = ["lr_credit"]  # the shared data fixture
+__all__ = ["lr_credit", "small"]  # the shared data fixtures
 
 FAST = {"he": "ou", "test_key_bits": 1024, "seed": 7, "protocol": "gram"}
 
@@ -47,12 +58,6 @@ def fit_gram_plain(Xs: list[np.ndarray], y: np.ndarray, o: LROptions) -> list[np
     return ws
 
 
-@pytest.fixture(scope="module")
-def small(lr_credit: tuple[pd.DataFrame, pd.DataFrame]) -> list[PartyData]:
-    g, h = lr_credit
-    return blocks(g, h, np.arange(240))
-
-
 @pytest.mark.parametrize(
     "kw",
     [
@@ -74,15 +79,8 @@ def test_gram_matches_its_plaintext_algorithm(small: list[PartyData], kw: dict[s
 
 
 def test_gram_sends_nothing_sensitive(small: list[PartyData]) -> None:
-    frames: list[tuple[str, bytes]] = []
     o = opts(epochs=1, batch_size=120)
-    train(small, o, tap=lambda src, dst, key, payload: frames.append((key, payload)))
-    lh, partner = small
-    assert lh.y is not None
-    scaled = plain_blocks(small, o)
-    secret: list[np.ndarray] = [lh.y.astype(np.float64), lh.y.astype(np.int64)]
-    for X in (lh.X, partner.X, *scaled):
-        secret += [np.ascontiguousarray(X[:, j]) for j in range(X.shape[1])]
+    frames, scaled, secret = tapped_run(small, o)
     for X in scaled:  # the rounded integer features of the cross products
         K = rounded(X, scale_bits(X, o.feature_bits))
         secret += [np.ascontiguousarray(K[:, j]) for j in range(K.shape[1])]
@@ -101,16 +99,6 @@ def test_gram_sends_nothing_sensitive(small: list[PartyData]) -> None:
     assert len(parts) == 2 * (14 + 10)
     assert all(v == 0 or abs(v).bit_length() > 40 for v in parts)
     assert sum(v != 0 for v in parts) >= 14 + 10
-
-
-def _arrays(v: Any) -> list[np.ndarray]:
-    if isinstance(v, np.ndarray):
-        return [v]
-    if isinstance(v, dict):
-        return [a for x in v.values() for a in _arrays(x)]
-    if isinstance(v, list):
-        return [a for x in v for a in _arrays(x)]
-    return []
 
 
 def test_gram_early_stopping_then_joint_prediction(

@@ -345,19 +345,29 @@ def setup_partner(side: Side, parts: list[np.ndarray], F_L: int) -> tuple[list[S
     return out, f_L, f_P
 
 
+def _exchange(
+    side: Side, sh: Shares, w: np.ndarray, bs: Session, *, lh: bool, f_L: int
+) -> tuple[list[int], int]:
+    """One step's message each way: ``(peer's masked vector, decrypted, + its plain part,
+    the peer's fw)`` -- ``A W_P`` at the label holder, ``A^T W_L + 2^(f_L+fw+1) s_L`` at
+    the partner."""
+    W, fw = encode_w(w)
+    msg, _ = step_message(sh, W, fw, lh=lh, f_L=f_L)
+    bs.send(side.peer, GramTag.STEP, msg)
+    n_out = sh.S.shape[0 if lh else 1]
+    a, part, fw_peer = read_step(side.sk, bs.recv(side.peer, GramTag.STEP), n_out)
+    return [x + y for x, y in zip(a, part, strict=True)], fw_peer
+
+
 def grad_label_holder(
     side: Side, sh: Shares, w: np.ndarray, bs: Session, f: tuple[int, int]
 ) -> np.ndarray:
     """L's gradient (sum over the batch) at coefficients ``w`` (and the partner's)."""
     f_L, f_P = f
-    shape = sh.S.shape
-    W, fw = encode_w(w)
-    msg, _ = step_message(sh, W, fw, lh=True, f_L=f_L)
-    bs.send(side.peer, GramTag.STEP, msg)
-    a, part, fw_p = read_step(side.sk, bs.recv(side.peer, GramTag.STEP), shape[0])
-    AW = np.array([float(x + y) for x, y in zip(a, part, strict=True)])
+    aw, fw_p = _exchange(side, sh, w, bs, lh=True, f_L=f_L)
+    cross = np.ldexp(np.array([float(v) for v in aw]), -(f_L + f_P + fw_p))
     assert sh.own_c is not None
-    out: np.ndarray = 0.25 * (sh.gram @ w + np.ldexp(AW, -(f_L + f_P + fw_p))) + sh.own_c
+    out: np.ndarray = 0.25 * (sh.gram @ w + cross) + sh.own_c
     return out
 
 
@@ -366,13 +376,9 @@ def grad_partner(
 ) -> np.ndarray:
     """P's gradient (sum over the batch) at coefficients ``w`` (and the label holder's)."""
     f_L, f_P = f
-    shape = sh.S.shape
-    W, fw = encode_w(w)
-    msg, _ = step_message(sh, W, fw, lh=False, f_L=f_L)
-    bs.send(side.peer, GramTag.STEP, msg)
-    a, part, fw_l = read_step(side.sk, bs.recv(side.peer, GramTag.STEP), shape[1])
+    atw, fw_l = _exchange(side, sh, w, bs, lh=False, f_L=f_L)
     k = 1 << (f_L + fw_l + 1)
-    Q = [x + y + k * t for x, y, t in zip(a, part, sh.s, strict=True)]
-    cross = np.ldexp(np.array([float(q) for q in Q]), -(f_L + f_P + fw_l + 2))
+    q = [v + k * t for v, t in zip(atw, sh.s, strict=True)]
+    cross = np.ldexp(np.array([float(v) for v in q]), -(f_L + f_P + fw_l + 2))
     out: np.ndarray = 0.25 * (sh.gram @ w) + cross
     return out
