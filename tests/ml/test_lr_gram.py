@@ -64,6 +64,7 @@ def fit_gram_plain(Xs: list[np.ndarray], y: np.ndarray, o: LROptions) -> list[np
         {"epochs": 2, "batch_size": 120},
         {"epochs": 2, "batch_size": 0, "penalty": "l1", "alpha": 0.01},
         {"epochs": 1, "batch_size": 100, "feature_bits": 12, "fit_intercept": False},
+        {"epochs": 1, "batch_size": 0, "feature_bits": 32},
     ],
 )
 def test_gram_matches_its_plaintext_algorithm(small: list[PartyData], kw: dict[str, Any]) -> None:
@@ -76,6 +77,18 @@ def test_gram_matches_its_plaintext_algorithm(small: list[PartyData], kw: dict[s
         assert report.epochs_run == o.epochs
         np.testing.assert_allclose(coefs(model), w, atol=1e-8)
         assert not np.allclose(w, 0)
+
+
+def test_gram_with_a_one_column_partner(lr_credit: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    g, h = lr_credit
+    lh = PartyData.from_frame(g.iloc[:150].reset_index(drop=True), label="y")
+    pt = PartyData.from_frame(h.iloc[:150].reset_index(drop=True), features=["x0"])
+    o = opts(epochs=2, batch_size=50)
+    out = train([lh, pt], o)
+    assert lh.y is not None
+    ref = fit_gram_plain(plain_blocks([lh, pt], o), lh.y, o)
+    for name, w in zip(NAMES, ref, strict=False):
+        np.testing.assert_allclose(coefs(out[name][0]), w, atol=1e-8)
 
 
 def test_gram_sends_nothing_sensitive(small: list[PartyData]) -> None:
