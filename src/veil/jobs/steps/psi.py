@@ -1,9 +1,11 @@
 """The ``psi`` step: align the parties' rows on the ids they share.
 
 Runs :func:`veil.protocols.psi.run_psi` on this party's ids. Each party named
-in ``result_to`` keeps only its rows in the intersection, in an order both
-share (so later vertical steps see aligned rows), and gets ``psi.csv``: those
-rows, first occurrence of each id. What each party learns is what the PSI
+in ``result_to`` keeps only its rows in the intersection, sorted by id (the common
+ids are the same strings at every receiver, so the rows line up for the later
+vertical steps, and the same data give the same row order, hence the same ``split``,
+in every run: the protocol's own order depends on its fresh keys), and gets
+``psi.csv``: those rows, first occurrence of each id. What each party learns is what the PSI
 protocol reveals: the receivers learn the intersection; nobody learns ids
 outside it.
 
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
 
 from veil.errors import ConfigError
 from veil.fileio import write_csv
@@ -96,7 +100,9 @@ def psi(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     if res.size is not None:
         out["intersection_size"] = int(res.size)
     if res.indices is not None:
-        ctx.frame = ctx.frame.iloc[res.indices].reset_index(drop=True)
+        idx = np.asarray(res.indices, dtype=np.int64)
+        idx = idx[np.argsort(np.asarray(ids)[idx], kind="stable")]  # reproducible order
+        ctx.frame = ctx.frame.iloc[idx].reset_index(drop=True)
         write_csv(ctx.frame, ctx.out_dir / OUTPUT_FILE)
         ctx.state["aligned"] = True
         out["intersection_size"] = len(ctx.frame)
