@@ -1,7 +1,7 @@
 """Vertical LR on default_credit: Veil (HE, 2 parties) beside scikit-learn and peers.
 
     python benchmarks/vertical_lr.py [--he ou|paillier] [--key-bits 2048] [--epochs 10]
-        [--feature-bits 8] [--peer-json results/fate_lr.json ...]
+        [--feature-bits 8] [--protocol auto|gram|he] [--peer-json results/fate_lr.json ...]
 
 Splits the aligned rows 70/30 (stratified, seed 42), trains Veil's ``hetero_lr`` with
 the label holder and partner as two OS processes joined by pipes (``--workers N``: HE
@@ -36,6 +36,7 @@ from veil.ml.hetero_lr import (
     train_label_holder,
     train_partner,
 )
+from veil.ml.lr_common import resolve_protocol
 from veil.ml.lr_math import auc
 from veil.net.local import run_parties
 
@@ -130,6 +131,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch-size", type=int, default=LROptions().batch_size)
     ap.add_argument("--feature-bits", type=int, default=LROptions().feature_bits)
+    ap.add_argument("--protocol", default="auto", choices=["auto", "gram", "he"])
     ap.add_argument("--workers", type=int, default=None, help="HE worker processes per party")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--peer-json", nargs="*", default=[])
@@ -141,12 +143,14 @@ def main() -> None:
         epochs=a.epochs,
         batch_size=a.batch_size,
         feature_bits=a.feature_bits,
+        protocol=a.protocol,
     )
     sk = run_sklearn(g, h, tr, te)
     runs = [run_veil(g, h, tr, te, o, workers=a.workers) for _ in range(a.repeats)]
     veil = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
     print(
         f"rows train/test {len(tr)}/{len(te)}, features 13+10, {a.he}-{a.key_bits}, "
+        f"protocol {resolve_protocol(o, 1)}, "
         f"{a.epochs} epochs, batch {a.batch_size}, feature bits {a.feature_bits}, "
         f"HE workers per party {a.workers or 'all cores'}, median of {a.repeats}"
     )
