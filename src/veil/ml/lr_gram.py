@@ -35,8 +35,8 @@ protocol -- every decrypted value carries a fresh uniform mask except the sums a
 which are functions of the party's gradient and own data. Neither learns the other's
 features, coefficients, labels, residuals or scores; the shares are uniform. Cost: the
 partner encrypts its rows once (packed), the label holder runs ``F_L + 1``
-multi-exponentiations per batch and ciphertext of a row, once; a step is ``F_L + F_P`` short multi-exponentiations,
-masks and decryptions a side, independent of the batch size.
+multi-exponentiations per batch and ciphertext of a row, once; a step is ``F_L + F_P``
+short multi-exponentiations, masks and decryptions a side, independent of the batch size.
 """
 
 from __future__ import annotations
