@@ -61,15 +61,6 @@ def test_result_to_one_party(result_to: tuple[str, ...]) -> None:
     assert out[other].peer_n_distinct == len(set(mine))
 
 
-@pytest.mark.parametrize(
-    ("bank", "partner"), [([], []), ([], ["x", "y"]), (["x", "x"], []), (["x"], ["y"])]
-)
-def test_empty_and_disjoint_sets(bank: list[str], partner: list[str]) -> None:
-    out = psi_pair(bank, partner)
-    check_both(out, bank, partner)
-    assert out[BANK].size == 0
-
-
 def test_role_functions_directly() -> None:
     a, b = overlapping_sets(100, 80, 30, seed=13)
     p = PsiParams(result_to=(PARTNER,), protocol=Protocol.KKRT)

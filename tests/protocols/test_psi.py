@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from veil.errors import ConfigError, ProtocolError
 from veil.net import Session, run_parties
 from veil.protocols.psi import (
+    Protocol,
     PsiParams,
     PsiResult,
     match_duals,
@@ -146,11 +147,12 @@ def test_role_functions_directly() -> None:
         run_parties({BANK: lambda s: run_sender(s, a, p), PARTNER: lambda s: run_sender(s, b, p)})
 
 
+@pytest.mark.parametrize("protocol", [Protocol.ECDH, Protocol.KKRT])
 @pytest.mark.parametrize(
     ("bank", "partner"), [([], []), ([], ["x", "y"]), (["x", "x"], []), (["x"], ["y"])]
 )
-def test_empty_and_disjoint_sets(bank: list[str], partner: list[str]) -> None:
-    out = psi_pair(bank, partner)
+def test_empty_and_disjoint_sets(bank: list[str], partner: list[str], protocol: Protocol) -> None:
+    out = psi_pair(bank, partner, protocol=protocol)
     check_both(out, bank, partner)
     assert out[BANK].size == 0
 

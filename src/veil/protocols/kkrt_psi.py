@@ -54,8 +54,6 @@ from veil.errors import ConfigError, ProtocolError
 from veil.net.session import Session
 from veil.protocols import cuckoo, ot
 from veil.protocols.psi import (
-    MIN_TRUNCATE_BITS,
-    STATISTICAL_BITS,
     Protocol,
     PsiParams,
     PsiResult,
@@ -64,6 +62,7 @@ from veil.protocols.psi import (
     _Outbox,
     encode_ids,
     first_occurrences,
+    kept_bits,
     secure_permutation,
 )
 
@@ -88,19 +87,9 @@ class Tag(StrEnum):
 
 
 def value_bytes(n: int, m: int, truncate_bits: int | None) -> int:
-    """Bytes kept of each OPRF value: 8t >= 40 + log2(3 n m) (and >= 64 bits)."""
-    need = math.ceil(math.log2(max(3 * n * m, 1))) + STATISTICAL_BITS
-    if truncate_bits is None:
-        bits = max(need, MIN_TRUNCATE_BITS)
-    elif truncate_bits < need:
-        raise ConfigError(
-            "truncate_bits",
-            f"{truncate_bits} bits is below log2(3*N*M)+40 = {need} for sets of {n} and {m} ids",
-            f"use at least {need}, or None to choose automatically",
-        )
-    else:
-        bits = truncate_bits
-    return math.ceil(bits / 8)
+    """Bytes kept of each OPRF value: 8t >= 40 + log2(3 n m) (and >= 64 bits); each
+    receiver value meets the sender's under 3 hash functions."""
+    return math.ceil(kept_bits(n, m, truncate_bits, pairs=3) / 8)
 
 
 def receiver_party(session: Session, params: PsiParams) -> str:

@@ -145,20 +145,26 @@ def run_sender(
     return _run(session, ids, params)
 
 
-def truncate_bytes(n: int, m: int, truncate_bits: int | None) -> int:
-    """Bytes kept of each doubly exponentiated value for sets of sizes ``n`` and ``m``."""
-    need = math.ceil(math.log2(max(n * m, 1))) + STATISTICAL_BITS
+def kept_bits(n: int, m: int, truncate_bits: int | None, pairs: int = 1) -> int:
+    """Bits to keep of each compared value so that ``pairs * n * m`` chance comparisons
+    collide with probability below 2^-40: ``truncate_bits`` if it is enough (else an
+    error naming the bound), or the bound itself (at least ``MIN_TRUNCATE_BITS``)."""
+    need = math.ceil(math.log2(max(pairs * n * m, 1))) + STATISTICAL_BITS
     if truncate_bits is None:
-        bits = max(need, MIN_TRUNCATE_BITS)
-    elif truncate_bits < need:
+        return max(need, MIN_TRUNCATE_BITS)
+    if truncate_bits < need:
+        nm = "N*M" if pairs == 1 else f"{pairs}*N*M"
         raise ConfigError(
             "truncate_bits",
-            f"{truncate_bits} bits is below log2(N*M)+40 = {need} for sets of {n} and {m} ids",
+            f"{truncate_bits} bits is below log2({nm})+40 = {need} for sets of {n} and {m} ids",
             f"use at least {need}, or None to choose automatically",
         )
-    else:
-        bits = truncate_bits
-    return min(math.ceil(bits / 8), ecc.POINT_BYTES)
+    return truncate_bits
+
+
+def truncate_bytes(n: int, m: int, truncate_bits: int | None) -> int:
+    """Bytes kept of each doubly exponentiated value for sets of sizes ``n`` and ``m``."""
+    return min(math.ceil(kept_bits(n, m, truncate_bits) / 8), ecc.POINT_BYTES)
 
 
 # -- the shared body of both roles ---------------------------------------------------
