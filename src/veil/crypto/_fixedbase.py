@@ -37,8 +37,9 @@ class FixedBase:
         self._lock = threading.Lock()  # the only ones that ever need it)
 
     def rows(self, count: int) -> list[np.ndarray]:
-        """The first ``count`` rows ``T[i][d]``, built on first use (a short exponent, e.g.
-        OU's packed plaintexts under a 256-bit table, never pays for the upper rows)."""
+        """The first ``count`` rows ``T[i][d]``, built on first use (short exponents under a
+        wide table, e.g. fixed-point data under OU's full-plaintext ``G`` table, never pay
+        for the upper rows)."""
         with self._lock:
             if self._rows is None:
                 self._rows = []
@@ -58,11 +59,6 @@ class FixedBase:
                     acc = acc * cur % self.modulus
                 rows.append(row)
             return rows[:count]
-
-    @property
-    def table(self) -> list[np.ndarray]:
-        """Every row ``T[i][d]``, built on first use."""
-        return self.rows(self.n_windows)
 
     def spec(self) -> tuple[Any, ...]:
         """What a worker process needs to rebuild this table (see :func:`from_spec`)."""

@@ -37,18 +37,27 @@ def _window(n: int, bits: int) -> int:
     return best
 
 
-def pippenger(bases: list[Any], exps: list[int], m: mpz) -> Any:
-    """``prod bases[i] ** exps[i] mod m`` for non-negative ``exps`` (bucket method)."""
-    pairs = [(b, int(e)) for b, e in zip(bases, exps, strict=True) if e]
-    if not pairs:
+def pippenger(bases: list[Any], exps: list[int] | np.ndarray, m: mpz) -> Any:
+    """``prod bases[i] ** exps[i] mod m`` for non-negative ``exps`` (bucket method): a list
+    of ints of any size, or an int64 array (digits then taken with numpy throughout)."""
+    if isinstance(exps, np.ndarray):
+        nz = np.flatnonzero(exps)
+        bs = [bases[i] for i in nz.tolist()]
+        vals = exps[nz].astype(np.int64)
+        es: list[int] = []
+        bits = int(vals.max()).bit_length() if nz.size else 0
+        small: np.ndarray | None = vals
+    else:
+        pairs = [(b, int(e)) for b, e in zip(bases, exps, strict=True) if e]
+        bs = [b for b, _ in pairs]
+        es = [e for _, e in pairs]
+        bits = max((e.bit_length() for e in es), default=0)
+        small = np.array(es, dtype=np.int64) if bits <= 62 else None
+    if not bs:
         return ONE
-    bs = [b for b, _ in pairs]
-    es = [e for _, e in pairs]
-    bits = max(e.bit_length() for e in es)
     w = _window(len(bs), bits)
     mask = (1 << w) - 1
     n_win = math.ceil(bits / w)
-    small = np.array(es, dtype=np.int64) if bits <= 62 else None
     result = ONE
     for t in range(n_win - 1, -1, -1):
         if t != n_win - 1:
@@ -60,26 +69,6 @@ def pippenger(bases: list[Any], exps: list[int], m: mpz) -> Any:
             digits = [((e >> shift) & mask) - 1 for e in es]
         buckets = group_product_serial(bs, digits, mask, m)  # bucket d holds digit d + 1
         result = result * _combine_buckets(buckets, m) % m
-    return result
-
-
-def _pippenger_small(bases: list[Any], exps: np.ndarray, m: mpz) -> Any:
-    """:func:`pippenger` for int64 exponents ``0 <= e < 2**62``, digits taken with numpy."""
-    nz = np.flatnonzero(exps)
-    if not nz.size:
-        return ONE
-    es = exps[nz]
-    bs = [bases[i] for i in nz.tolist()]
-    bits = int(es.max()).bit_length()
-    w = _window(len(bs), bits)
-    mask = (1 << w) - 1
-    result = ONE
-    n_win = math.ceil(bits / w)
-    for t in range(n_win - 1, -1, -1):
-        if t != n_win - 1:
-            result = gmpy2.powmod(result, 1 << w, m)
-        digits = (((es >> (t * w)) & mask) - 1).tolist()  # digit 0 -> bucket -1 (skipped)
-        result = result * _combine_buckets(group_product_serial(bs, digits, mask, m), m) % m
     return result
 
 
@@ -99,8 +88,8 @@ def signed_multi_exp(bases: list[Any], exps: list[int] | np.ndarray, m: mpz) -> 
 
     An int64 array (|e| < 2**62) takes the numpy path; a list may hold big ints."""
     if isinstance(exps, np.ndarray) and exps.dtype == np.int64:
-        pos = _pippenger_small(bases, np.where(exps > 0, exps, 0), m)
-        neg = _pippenger_small(bases, np.where(exps < 0, -exps, 0), m)
+        pos = pippenger(bases, np.where(exps > 0, exps, 0), m)
+        neg = pippenger(bases, np.where(exps < 0, -exps, 0), m)
     else:
         pos = pippenger(bases, [e if e > 0 else 0 for e in exps], m)
         neg = pippenger(bases, [-e if e < 0 else 0 for e in exps], m)

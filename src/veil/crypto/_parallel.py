@@ -62,19 +62,17 @@ def set_workers(n: int) -> None:
 def shutdown() -> None:
     """Stop worker processes and threads (they restart on demand)."""
     with _LOCK:  # detach under the lock, wait outside it (running tasks may need it)
-        pools = [_STATE.get("procs")]
-        _STATE["procs"] = None
-        execs = [_STATE.get(k) for k in ("background", "threads", "helper")]
+        procs, _STATE["procs"] = _STATE["procs"], None
+        execs = [_STATE.get(k) for k in ("threads", "background", "helper")]
         _STATE["threads"] = _STATE["background"] = _STATE["helper"] = None
     for ex in execs:
         if ex is not None:
             ex.shutdown(wait=True)
-    for procs in pools:
-        if procs is not None:
-            pool, idle = procs
-            pool.shutdown(wait=True)
-            while not idle.empty():
-                idle.get().close()
+    if procs is not None:
+        pool, idle = procs
+        pool.shutdown(wait=True)
+        while not idle.empty():
+            idle.get().close()
 
 
 atexit.register(shutdown)
@@ -259,9 +257,11 @@ def group_product_columns(a: list[Any], G: np.ndarray, n_groups: int, m: Any) ->
         return kern.group_product_columns(a, G, n_groups, m)
 
 
-def _cols_wire(cols: list[list[int]] | np.ndarray) -> Any:
+def _cols_wire(cols: list[list[int]] | np.ndarray, i: int = 0, j: int | None = None) -> Any:
+    """Rows ``i:j`` of every exponent column, as the worker takes them."""
     if isinstance(cols, np.ndarray):
-        return cols
+        return cols[:, i:j]
+    cols = [c[i:j] for c in cols]
     big = any(abs(v) >= 1 << 62 for c in cols for v in c)
     return cols if big else np.array(cols, dtype=np.int64).reshape(len(cols), -1)
 
@@ -279,10 +279,7 @@ def multi_exp_columns(bases: list[Any], cols: list[list[int]] | np.ndarray, m: A
             jobs = [(wire, _cols_wire(cols[a:b]), int(m)) for a, b in _split(len(cols), w)]
             return [r for p in _submit_all("multi_exp", jobs) for r in unpack_ints(p)]
         jobs = [  # few columns: split the rows and multiply the partial results
-            (pack_ints(bases[i:j], m), _cols_wire([c[i:j] for c in cols]), int(m))
-            if not isinstance(cols, np.ndarray)
-            else (pack_ints(bases[i:j], m), cols[:, i:j], int(m))
-            for i, j in _split(n, w)
+            (pack_ints(bases[i:j], m), _cols_wire(cols, i, j), int(m)) for i, j in _split(n, w)
         ]
         return _combine([unpack_ints(p) for p in _submit_all("multi_exp", jobs)], m)
     except _WorkersFailed:

@@ -95,8 +95,7 @@ class HEPublicKey(ABC):
 
     def _init_pool(self) -> None:
         """The randomiser pool (offline phase): ``precompute`` fills it, encryption drains it."""
-        self._pool: deque[np.ndarray] = deque()
-        self._pooled = 0  # randomisers in the pool
+        self._pool: deque[np.ndarray] = deque()  # chunks (object arrays) of randomisers
         self._lock = threading.Lock()  # fixed-base tables
         self._pool_cv = threading.Condition()
         self._pending = 0  # randomisers a running precompute will still add
@@ -114,7 +113,7 @@ class HEPublicKey(ABC):
         got = 0
         with self._pool_cv:
             while True:
-                while self._pool and got < count:  # the pool holds chunks (object arrays)
+                while self._pool and got < count:
                     chunk = self._pool[0]
                     k = min(len(chunk), count - got)
                     out[got : got + k] = chunk[:k]
@@ -123,7 +122,6 @@ class HEPublicKey(ABC):
                         self._pool.popleft()
                     else:
                         self._pool[0] = chunk[k:]
-                    self._pooled -= k
                 if got >= count or self._pending == 0:
                     break
                 self._pool_cv.wait()
@@ -133,7 +131,8 @@ class HEPublicKey(ABC):
 
     def pool_size(self) -> int:
         """How many precomputed randomisers are waiting."""
-        return self._pooled
+        with self._pool_cv:
+            return sum(len(chunk) for chunk in self._pool)
 
     @abstractmethod
     def to_wire(self) -> dict[str, Any]:
@@ -158,7 +157,6 @@ class HEPublicKey(ABC):
                 made = self._fresh_randomisers(min(POOL_CHUNK, left))
                 with self._pool_cv:
                     self._pool.append(made)
-                    self._pooled += len(made)
                     self._pending -= len(made)
                     left -= len(made)
                     self._pool_cv.notify_all()
