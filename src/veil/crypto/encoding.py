@@ -22,6 +22,7 @@ summed into that slot) is tracked alongside the ciphertexts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,6 +179,23 @@ class PackSpec:
         if min(spec.slots, spec.slot_bits, spec.max_terms) < 1 or spec.offset < 0:
             raise ConfigError("pack", "non-positive field", "send PackSpec.to_wire()")
         return spec
+
+
+def pack_slots(values: Sequence[int], slot: int) -> int:
+    """``sum v_j << (j * slot)`` for signed ``v_j``: several values in one plaintext, which
+    homomorphic sums keep slot by slot while each stays below ``2**(slot-1)``."""
+    return sum(int(v) << (j * slot) for j, v in enumerate(values))
+
+
+def split_slots(t: int, slot: int, k: int) -> list[int]:
+    """Inverse of :func:`pack_slots` for ``k`` signed values."""
+    half, mask = 1 << (slot - 1), (1 << slot) - 1
+    out = []
+    for _ in range(k):
+        v = ((t + half) & mask) - half
+        out.append(v)
+        t = (t - v) >> slot
+    return out
 
 
 def pack_capacity(plain_bits: int, max_abs: float, max_terms: int, frac_bits: int) -> int:

@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from veil.crypto import encoding
 from veil.crypto.encrypted import EncryptedArray, concatenate
 from veil.errors import ConfigError, ProtocolError
 from veil.ml import lr_he as he
@@ -110,20 +111,12 @@ def layout(pk: Any, n_cols: int, n_rows: int, feature_bits: int) -> Layout:
     return Layout(n_cols, -(-n_cols // n_ct), slot)
 
 
-def _pack(values: np.ndarray, slot: int) -> int:
-    return sum(int(v) << (j * slot) for j, v in enumerate(values.tolist()))
-
-
 def _unpack(v: int, lay: Layout, c: int, bound: int) -> list[int]:
     """Signed slot values of one decrypted (centred) packed integer, each within ``bound``."""
-    half, mask, out = 1 << (lay.slot - 1), (1 << lay.slot) - 1, []
-    for _ in lay.cols(c):
-        x = ((v + half) & mask) - half
-        if abs(x) > bound:
-            raise ProtocolError("gram share outside its bound; refusing it")
-        out.append(x)
-        v = (v - x) >> lay.slot
-    if v != 0:
+    out = encoding.split_slots(v, lay.slot, len(lay.cols(c)))
+    if any(abs(x) > bound for x in out):
+        raise ProtocolError("gram share outside its bound; refusing it")
+    if encoding.pack_slots(out, lay.slot) != v:
         raise ProtocolError("gram share wider than its layout; refusing it")
     return out
 
@@ -141,11 +134,10 @@ def encrypt_rows(pk: Any, K: np.ndarray, lay: Layout, offset: int) -> list[Encry
     """P: one array per slot group, a ciphertext per row of ``K + offset``."""
     out = []
     for c in range(lay.n_ct):
-        cols = (K[:, list(lay.cols(c))] + offset).astype(object)
-        shifts = [1 << (j * lay.slot) for j in range(cols.shape[1])]
-        ints = np.array([sum(v * s for v, s in zip(row, shifts, strict=True)) for row in cols])
-        bound = _pack(np.full(cols.shape[1], 2 * offset), lay.slot)
-        out.append(EncryptedArray(pk, pk.raw_encrypt(ints.astype(object)), 0, False, bound))
+        cols = (K[:, list(lay.cols(c))] + offset).tolist()
+        ints = np.array([encoding.pack_slots(row, lay.slot) for row in cols], dtype=object)
+        bound = encoding.pack_slots([2 * offset] * len(lay.cols(c)), lay.slot)
+        out.append(EncryptedArray(pk, pk.raw_encrypt(ints), 0, False, bound))
     return out
 
 
@@ -178,9 +170,7 @@ def cross_label_holder(
         prod = arr.matmul(E)  # (F_L + 1,): sum_k E_ki (K_P + o)_k, slot by slot
         cols = list(lay.cols(c))
         ints = [
-            _pack(
-                np.array([masks[i][j] - offset * colsum[i] for j in cols], dtype=object), lay.slot
-            )
+            encoding.pack_slots([masks[i][j] - offset * colsum[i] for j in cols], lay.slot)
             for i in range(F_L + 1)
         ]
         pk = arr.pk
@@ -188,7 +178,7 @@ def cross_label_holder(
         ct = [
             a * b % pk.ct_modulus for a, b in zip(prod.ct.tolist(), mask_ct.tolist(), strict=True)
         ]
-        full = _pack(np.full(len(cols), bounds(n, fb)[1], dtype=object), lay.slot)
+        full = encoding.pack_slots([bounds(n, fb)[1]] * len(cols), lay.slot)
         wires.append(EncryptedArray(pk, np.array(ct, dtype=object), 0, False, full).to_wire())
     S_L = (-R).astype(object)
     return wires, S_L, [-v for v in r]
@@ -237,10 +227,8 @@ def encode_w(w: np.ndarray) -> tuple[np.ndarray, int]:
     return rounded(w, fw), fw
 
 
-def step_message(
-    sh: Shares, W: np.ndarray, fw: int, *, lh: bool, f_L: int
-) -> tuple[dict[str, Any], list[int]]:
-    """This party's step message and its mask. ``lh``: the label holder (sends
+def step_message(sh: Shares, W: np.ndarray, fw: int, *, lh: bool, f_L: int) -> dict[str, Any]:
+    """This party's step message. ``lh``: the label holder (sends
     ``[[S_P^T W_L + rho]]`` and ``S_L^T W_L + 2^(f_L+fw+1) s_L - rho``), else the partner
     (``[[S_L W_P + rho]]`` and ``S_P W_P - rho``)."""
     prod = mat_vec(sh.peer_share, sh.S.shape, W, rows=not lh)
@@ -251,7 +239,7 @@ def step_message(
     else:
         plain = sh.S.dot(Wo)
     part = [int(v) - m for v, m in zip(plain.tolist(), rho, strict=True)]
-    return {"ct": masked.to_wire(), "part": part, "fw": fw}, rho
+    return {"ct": masked.to_wire(), "part": part, "fw": fw}
 
 
 def read_step(sk: Any, msg: Any, n_out: int) -> tuple[list[int], list[int], int]:
@@ -352,8 +340,7 @@ def _exchange(
     the peer's fw)`` -- ``A W_P`` at the label holder, ``A^T W_L + 2^(f_L+fw+1) s_L`` at
     the partner."""
     W, fw = encode_w(w)
-    msg, _ = step_message(sh, W, fw, lh=lh, f_L=f_L)
-    bs.send(side.peer, GramTag.STEP, msg)
+    bs.send(side.peer, GramTag.STEP, step_message(sh, W, fw, lh=lh, f_L=f_L))
     n_out = sh.S.shape[0 if lh else 1]
     a, part, fw_peer = read_step(side.sk, bs.recv(side.peer, GramTag.STEP), n_out)
     return [x + y for x, y in zip(a, part, strict=True)], fw_peer

@@ -97,17 +97,6 @@ class GHCodec:
         )
 
 
-def split_slots(t: int, slot: int, k: int) -> list[int]:
-    """Inverse of packing ``k`` signed values ``sum v_j << (j * slot)``."""
-    half, mask = 1 << (slot - 1), (1 << slot) - 1
-    out = []
-    for _ in range(k):
-        v = ((t + half) & mask) - half
-        out.append(v)
-        t = (t - v) >> slot
-    return out
-
-
 # -- split finding ------------------------------------------------------------
 @dataclass(frozen=True)
 class Candidate:

@@ -134,14 +134,13 @@ class _PartnerState:
         nb = self.bins.n_bins[self.cols]
         keep = np.concatenate([np.arange(b) + j * self.max_bins for j, b in enumerate(nb)])
         per_node = len(self.cols) * self.max_bins
-        if "ct" in msg:  # hidden instance space: one masked vector per node
+        if "ct" in msg:  # hidden instance space: one masked vector per node, all rows
             sums: list[Any] = []
+            rows, groups, ng = hist_groups(
+                self.bins.codes, self.cols, np.zeros(self.n, np.int64), [0], self.max_bins
+            )
             for arr in msg["ct"]:
-                cts = self.pub.check(arr.values)
-                rows, groups, ng = hist_groups(
-                    self.bins.codes, self.cols, np.zeros(self.n, np.int64), [0], self.max_bins
-                )
-                sums += self.pub.group_sum(cts, rows, groups, ng)
+                sums += self.pub.group_sum(self.pub.check(arr.values), rows, groups, ng)
             n_nodes = len(msg["ct"])
         else:
             node_of = np.asarray(msg["node_of"], dtype=np.int64)

@@ -49,10 +49,11 @@ from typing import Any
 import numpy as np
 
 from veil.crypto import he as engine
+from veil.crypto.encoding import split_slots
 from veil.errors import ConfigError, ProtocolError
 from veil.ml.secureboost import he
 from veil.ml.secureboost.binning import apply_bins, as_features, fit_bins
-from veil.ml.secureboost.core import GHCodec, split_slots
+from veil.ml.secureboost.core import GHCodec
 from veil.ml.secureboost.grow import Hist, SplitRequest, boost
 from veil.ml.secureboost.model import LabelHolderModel
 from veil.ml.secureboost.params import SBTParams
