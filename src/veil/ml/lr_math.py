@@ -110,13 +110,19 @@ def batches(n: int, batch_size: int, epoch: int, seed: int) -> Iterator[np.ndarr
         yield np.sort(order[start : start + size])
 
 
+def fixed_partition(n: int, batch_size: int, seed: int) -> list[np.ndarray]:
+    """The batches of a run whose partition stays fixed (epoch 0's batches), numbered by
+    position: what a protocol that prepares per-batch statistics once
+    (:mod:`veil.ml.lr_gram`) builds them for."""
+    return list(batches(n, batch_size, 0, seed))
+
+
 def fixed_batches(
     n: int, batch_size: int, epoch: int, seed: int
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """``(batch number, row indices)`` over a partition of the rows fixed for the whole
-    run (epoch 0's batches), visited in a fresh order each epoch: what a protocol that
-    prepares per-batch statistics once (:mod:`veil.ml.lr_gram`) needs."""
-    parts = list(batches(n, batch_size, 0, seed))
+    """``(batch number, row indices)`` of :func:`fixed_partition`, visited in a fresh
+    order each epoch."""
+    parts = fixed_partition(n, batch_size, seed)
     order = np.random.default_rng([seed, epoch, 1]).permutation(len(parts))
     for b in order.tolist():
         yield b, parts[b]

@@ -76,7 +76,7 @@ from veil.ml.lr_common import (
     resolve_protocol,
     run_batches,
 )
-from veil.ml.lr_math import auc, batches, check_labels, sample_weights
+from veil.ml.lr_math import auc, check_labels, fixed_partition, sample_weights
 from veil.ml.lr_math import step as sgd_step
 from veil.ml.lr_model import PartyData, PartyModel
 from veil.ml.lr_options import LROptions, LRProtocol
@@ -200,7 +200,7 @@ def train_label_holder(
     step_grad = he_grad
     if proto is LRProtocol.GRAM:
         side = gram.Side(s, partners[0], blk.X, pk, sk, pks[partners[0]], opts.feature_bits)
-        parts = list(batches(data.n_rows, opts.batch_size, 0, seed))
+        parts = fixed_partition(data.n_rows, opts.batch_size, seed)
         shares, f_L, f_P = gram.setup_label_holder(side, y, parts)
 
         def step_grad(bs: Session, b: int, idx: np.ndarray, nxt: int) -> np.ndarray:
@@ -325,7 +325,7 @@ def train_partner(
     step_grad = he_grad
     if proto is LRProtocol.GRAM:
         side = gram.Side(s, lh, blk.X, pk, sk, pk_l, opts.feature_bits)
-        parts = list(batches(data.n_rows, opts.batch_size, 0, seed))
+        parts = fixed_partition(data.n_rows, opts.batch_size, seed)
         shares, f_L, f_P = gram.setup_partner(side, parts, int(hello["width"]))
 
         def step_grad(bs: Session, b: int, idx: np.ndarray, nxt: int) -> np.ndarray:
