@@ -17,7 +17,8 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 STAMP="$VENV/.veil-install-stamp"
-WANT="$(cat "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)-$1"
+# the C kernel is built by the install, so its source counts too
+WANT="$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT"/src/veil/crypto/*.c | sha256sum | cut -d' ' -f1)-$1"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "installing Veil ($1) into $VENV" >&2
   "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null

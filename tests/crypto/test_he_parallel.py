@@ -48,12 +48,14 @@ def test_set_workers_rejects_nonsense():
 
 def test_dead_workers_fall_back_to_one_core(keys, two_workers, monkeypatch):
     pk, sk = keys
+    c = pk.encrypt(np.arange(20))
 
     def broken(*_args):
         raise OSError("cannot start worker")
 
     monkeypatch.setattr(par, "_on_worker", broken)
-    with pytest.warns(UserWarning, match="one core"):
-        c = pk.encrypt(np.arange(20))
+    with pytest.warns(UserWarning, match="one core"):  # group products use the processes
+        s = c.group_sum(np.arange(20) % 3, 3)
     assert get_workers() == 1
-    np.testing.assert_array_equal(sk.decrypt(c), np.arange(20))
+    np.testing.assert_array_equal(sk.decrypt(s), [63, 70, 57])
+    np.testing.assert_array_equal(sk.decrypt(pk.encrypt(np.arange(20))), np.arange(20))

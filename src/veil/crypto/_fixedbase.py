@@ -18,14 +18,27 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import gmpy2
 import numpy as np
 from gmpy2 import mpz
+
+from veil.crypto._native import kernel
 
 
 class FixedBase:
     """Table for ``base**e mod modulus`` with ``0 <= e < 2**exp_bits``."""
 
-    __slots__ = ("_lock", "_rows", "base", "exp_bits", "modulus", "n_windows", "window")
+    __slots__ = (
+        "_first",
+        "_lock",
+        "_mont",
+        "_rows",
+        "base",
+        "exp_bits",
+        "modulus",
+        "n_windows",
+        "window",
+    )
 
     def __init__(self, base: int, modulus: int, exp_bits: int, window: int = 8) -> None:
         self.base = mpz(base)
@@ -35,6 +48,8 @@ class FixedBase:
         self.n_windows = -(-exp_bits // window)
         self._rows: list[np.ndarray] | None = None  # built on first use (workers may be
         self._lock = threading.Lock()  # the only ones that ever need it)
+        self._mont: list[bytes] = []  # the same rows for the C kernel
+        self._first: bytes | None = None
 
     def rows(self, count: int) -> list[np.ndarray]:
         """The first ``count`` rows ``T[i][d]``, built on first use (short exponents under a
@@ -60,6 +75,31 @@ class FixedBase:
                 rows.append(row)
             return rows[:count]
 
+    def mont_rows(self, count: int) -> list[bytes]:
+        """The first ``count`` rows in Montgomery form for the C kernel (built on first use,
+        straight from ``base``: the mpz rows are never made on this path)."""
+        k = kernel()
+        assert k is not None
+        with self._lock:
+            rows = self._mont
+            count = min(count, self.n_windows)
+            while len(rows) < count:
+                i = len(rows)
+                step = gmpy2.powmod(self.base, 1 << (self.window * i), self.modulus)
+                rows.append(k.mont_row(self.modulus, step, 1 << self.window))
+            return rows[:count]
+
+    def mont_first(self) -> bytes:
+        """Row 0 in standard form (``base**d mod m``): the start of a chain without one."""
+        k = kernel()
+        assert k is not None
+        with self._lock:
+            if self._first is None:
+                self._first = k.mont_row(
+                    self.modulus, self.base % self.modulus, 1 << self.window, True
+                )
+            return self._first
+
     def spec(self) -> tuple[Any, ...]:
         """What a worker process needs to rebuild this table (see :func:`from_spec`)."""
         return (int(self.base), int(self.modulus), self.exp_bits, self.window)
@@ -81,27 +121,54 @@ class FixedBase:
         weights = (1 << np.arange(self.window)).astype(np.intp)
         return bits.reshape(count, nw, self.window).astype(np.intp) @ weights
 
-    def pow_digits(self, digits: np.ndarray) -> np.ndarray:
-        """``base**e`` for each row of window digits (count, <= n_windows)."""
+    def pow_digits(self, digits: np.ndarray, start: Sequence[Any] | None = None) -> np.ndarray:
+        """``base**e`` for each row of window digits (count, <= n_windows); times
+        ``start[i]`` if given (one chain: saves the separate product)."""
         if digits.ndim != 2 or digits.shape[1] > self.n_windows:
             raise ValueError("exponent digits do not match the table")
         m = self.modulus
-        if digits.shape[1] == 0:
-            out = np.empty(digits.shape[0], dtype=object)
-            out[:] = [mpz(1)] * digits.shape[0]
+        count, w = digits.shape
+        if start is not None and len(start) != count:
+            raise ValueError("start values do not match the digits")
+        out = np.empty(count, dtype=object)
+        if w == 0:
+            out[:] = [mpz(1)] * count if start is None else [mpz(s) % m for s in start]
+            return out
+        k = kernel() if m & 1 else None  # Montgomery needs an odd modulus
+        if k is not None:  # the C kernel: one call for the whole batch, GIL released
+            rows, d = self.mont_rows(w), np.ascontiguousarray(digits, dtype=np.int64)
+            if start is None:
+                out[:] = k.mont_chain(m, rows, d, None, self.mont_first())
+            else:
+                out[:] = k.mont_chain(m, rows, d, [mpz(s) for s in start])
             return out
         # A fused multiply-and-reduce per element measured ~15% faster than numpy's two
         # object-array passes (the product is reduced while still in cache).
-        table = self.rows(digits.shape[1])
-        acc = table[0][digits[:, 0]].tolist()
-        for i in range(1, digits.shape[1]):
+        table = self.rows(w)
+        if start is None:
+            acc, first = table[0][digits[:, 0]].tolist(), 1
+        else:
+            acc, first = [mpz(s) % m for s in start], 0
+        for i in range(first, w):
             col = digits[:, i]
             if col.any():
                 row = table[i][col].tolist()
                 acc = [x * y % m for x, y in zip(acc, row, strict=True)]
-        out = np.empty(len(acc), dtype=object)
         out[:] = acc
         return out
+
+    def native(self) -> bool:
+        """Whether the C kernel runs this table (it releases the GIL: threads scale)."""
+        return bool(self.modulus & 1) and kernel() is not None
+
+    def small_digits(self, exps: np.ndarray) -> np.ndarray:
+        """Window digits of an int64 array of exponents in ``[0, 2**62)``, with numpy
+        (only the windows the largest exponent needs)."""
+        top = int(exps.max()).bit_length() if exps.size else 0
+        if top > self.exp_bits or (exps.size and int(exps.min()) < 0):
+            raise ValueError(f"exponents must lie in [0, 2**{self.exp_bits})")
+        shifts = (np.arange(-(-top // self.window), dtype=np.int64) * self.window)[None, :]
+        return (exps.astype(np.int64)[:, None] >> shifts) & ((1 << self.window) - 1)
 
     def random_digits(self, count: int, urandom: bytes) -> np.ndarray:
         """Digits of ``count`` uniform ``exp_bits``-bit exponents taken from ``urandom``."""
@@ -112,14 +179,24 @@ class FixedBase:
     def pow_ints(self, exps: Sequence[int] | np.ndarray) -> np.ndarray:
         """``base**e`` for non-negative ints ``e < 2**exp_bits``; small exponents cost fewer
         products (only the windows the largest one needs)."""
+        return self.pow_digits(self.int_digits(exps))
+
+    def int_digits(self, exps: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Window digits of non-negative ints ``e < 2**exp_bits`` (an int64 array or any
+        ints), only as many windows as the largest needs."""
+        if isinstance(exps, np.ndarray) and exps.dtype == np.int64:
+            return self.small_digits(exps)
         vals = [int(e) for e in exps]
         top = max(vals, default=0).bit_length()
+        if min(vals, default=0) < 0:
+            raise ValueError("exponents must be non-negative")
+        if top <= 62:
+            return self.small_digits(np.array(vals, dtype=np.int64))
         if top > self.exp_bits:
             raise ValueError(f"exponent of {top} bits for a {self.exp_bits}-bit table")
         nbytes = max(1, -(-top // 8))
         raw = np.frombuffer(b"".join(v.to_bytes(nbytes, "little") for v in vals), dtype=np.uint8)
-        digits = self.digits_from_bytes(raw.reshape(len(vals), nbytes), -(-top // self.window))
-        return self.pow_digits(digits)
+        return self.digits_from_bytes(raw.reshape(len(vals), nbytes), -(-top // self.window))
 
 
 def from_spec(spec: tuple[Any, ...]) -> FixedBase:

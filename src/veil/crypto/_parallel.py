@@ -4,8 +4,10 @@ Two mechanisms, chosen by what measured fastest for each kernel:
 
 * **threads** for ``gmpy2.powmod_base_list`` (decryption, ``c * scalar``): gmpy2 releases
   the GIL for the whole list, so threads scale with no copying;
+* **threads** for fixed-base tables run by the C kernel (``_gmpkernel`` releases the GIL
+  for the whole chain, and the threads share one table);
 * **worker processes** for the kernels that are loops of Python-level modular products
-  (fixed-base randomisers, group sums, Pippenger multi-exponentiation): see
+  (group sums, Pippenger multi-exponentiation, fixed-base tables without the C kernel): see
   :mod:`veil.crypto._worker` (plain subprocesses speaking the Veil codec over pipes; no
   multiprocessing, no pickle). Fixed-base tables are rebuilt once per worker and cached.
 
@@ -23,6 +25,7 @@ import os
 import queue
 import threading
 import warnings
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -186,13 +189,33 @@ def powmod_base_list(bases: list[Any], k: int, m: Any) -> list[Any]:
     return out
 
 
+def split_threads(fn: Callable[[int, int], np.ndarray], count: int) -> np.ndarray:
+    """``fn(0, count)`` as ``fn(a, b)`` on slices over threads, concatenated: for work that
+    runs in the C kernel, which releases the GIL (the threads share its tables)."""
+    w = get_workers()
+    if w == 1 or count < MIN_RANDOMISERS * w:
+        return fn(0, count)
+    futs = [_threads().submit(fn, a, b) for a, b in _split(count, w)]
+    return np.concatenate([f.result() for f in futs])
+
+
+def table_pow(table: FixedBase, digits: np.ndarray, start: Any = None) -> np.ndarray:
+    """``table.pow_digits(digits, start)``, split over threads when the C kernel runs it."""
+    if not table.native():
+        return table.pow_digits(digits, start)
+    return split_threads(
+        lambda a, b: table.pow_digits(digits[a:b], None if start is None else start[a:b]),
+        len(digits),
+    )
+
+
 # -- processes -------------------------------------------------------------------------
 def random_pow(table: FixedBase, count: int) -> np.ndarray:
     """``base ** r`` for ``count`` fresh uniform ``table.exp_bits``-bit exponents ``r``."""
     w = get_workers()
-    if w == 1 or count < MIN_RANDOMISERS * w:
+    if w == 1 or count < MIN_RANDOMISERS * w or table.native():
         nb = -(-table.exp_bits // 8)
-        return table.pow_digits(table.random_digits(count, os.urandom(count * nb)))
+        return table_pow(table, table.random_digits(count, os.urandom(count * nb)))
     spec = list(table.spec())
     chunks = _split(count, 4 * w)  # several chunks per worker balance a loaded machine
     try:
@@ -211,6 +234,8 @@ def fixed_pow(table: FixedBase, exps: list[int]) -> np.ndarray:
     if w == 1 or len(exps) < MIN_RANDOMISERS * 4 * w:
         return table.pow_ints(exps)
     vals = [int(e) for e in exps]
+    if table.native() and max(vals) < 1 << 62:
+        return table_pow(table, table.small_digits(np.array(vals, dtype=np.int64)))
     spec, nb = list(table.spec()), max(1, -(-max(vals).bit_length() // 8))
     chunks = _split(len(vals), 2 * w)
     try:

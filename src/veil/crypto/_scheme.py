@@ -9,6 +9,7 @@ products, serialisation of arrays) is shared in :mod:`veil.crypto.encrypted`.
 
 from __future__ import annotations
 
+import os
 import threading
 from abc import ABC, abstractmethod
 from collections import deque
@@ -19,10 +20,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from gmpy2 import mpz
 
+from veil.crypto import _kernels as kern
 from veil.crypto import encoding as enc
 from veil.errors import ConfigError
 
 if TYPE_CHECKING:
+    from veil.crypto._owner import CRTTables
     from veil.crypto.encrypted import EncryptedArray
 
 
@@ -77,21 +80,47 @@ class HEPublicKey(ABC):
         the same time."""
         from veil.crypto import _parallel as par
 
-        if len(ms) < 256 or par.get_workers() == 1:
-            randomisers = self.raw_random_zero(len(ms))
-            gm = self.raw_plain(ms)
-        else:
-            rand = par.concurrently(self.raw_random_zero, len(ms))
-            gm = self.raw_plain(ms)
-            randomisers = rand.result()
-        m = self.ct_modulus
-        out = np.empty(len(gm), dtype=object)
-        out[:] = [a * b % m for a, b in zip(gm.tolist(), randomisers.tolist(), strict=True)]
+        if len(ms) < 256 or par.get_workers() == 1 or self._threaded():
+            return self.raw_plain_times(ms, self.raw_random_zero(len(ms)))
+        rand = par.concurrently(self.raw_random_zero, len(ms))
+        gm = self.raw_plain(ms)
+        return self._times(gm, rand.result())
+
+    def _crt(self) -> CRTTables | None:
+        """The key owner's CRT tables, where this object has them and the C kernel runs."""
+        owner = self._owner
+        return owner if owner is not None and owner.usable() else None
+
+    def _owner_randomisers(self, name: str, count: int) -> np.ndarray | None:
+        """Randomisers ``base**r`` through the key owner's CRT tables, or None where this
+        key object has none (see :mod:`veil.crypto._owner`)."""
+        from veil.crypto import _parallel as par
+
+        owner = self._crt()
+        if owner is None:
+            return None
+        table = owner.table(name)
+        digits = table.random_digits(count, os.urandom(count * -(-table.exp_bits // 8)))
+        return par.split_threads(lambda a, b: owner.chain([(name, digits[a:b])]), count)
+
+    def _threaded(self) -> bool:
+        """Whether encryption's table chains run on threads (then each stage is already
+        spread over the cores, and randomisers and ``g**m`` need not overlap)."""
+        return False
+
+    def _times(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        out = np.empty(len(a), dtype=object)
+        out[:] = kern.mulmod_list(a.tolist(), b.tolist(), self.ct_modulus)
         return out
 
     @abstractmethod
     def raw_plain(self, ms: np.ndarray) -> np.ndarray:
         """Deterministic ``g**m`` for signed ints ``ms``: multiply into a ciphertext to add."""
+
+    def raw_plain_times(self, ms: np.ndarray, cts: np.ndarray) -> np.ndarray:
+        """``cts[i] * g**ms[i]``: adds plaintexts to ciphertexts (a scheme whose ``g**m`` is
+        a table chain overrides this to start the chain from ``cts``)."""
+        return self._times(self.raw_plain(ms), cts)
 
     def _init_pool(self) -> None:
         """The randomiser pool (offline phase): ``precompute`` fills it, encryption drains it."""
@@ -99,6 +128,7 @@ class HEPublicKey(ABC):
         self._lock = threading.Lock()  # fixed-base tables
         self._pool_cv = threading.Condition()
         self._pending = 0  # randomisers a running precompute will still add
+        self._owner: CRTTables | None = None  # set by the secret key, in its process only
 
     @abstractmethod
     def _fresh_randomisers(self, count: int) -> np.ndarray:
@@ -128,6 +158,11 @@ class HEPublicKey(ABC):
         if got < count:
             out[got:] = self._fresh_randomisers(count - got)
         return out
+
+    def _pool_empty(self) -> bool:
+        """Nothing pooled and no precompute running (fresh randomisers will be made)."""
+        with self._pool_cv:
+            return not self._pool and self._pending == 0
 
     def pool_size(self) -> int:
         """How many precomputed randomisers are waiting."""

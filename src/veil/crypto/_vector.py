@@ -17,6 +17,7 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
+from veil.crypto import _kernels as kern
 from veil.crypto import _parallel as par
 from veil.errors import ProtocolError
 
@@ -30,15 +31,10 @@ def _obj(values: Any) -> np.ndarray:
 
 
 def mulmod(a: np.ndarray, b: np.ndarray, m: mpz) -> np.ndarray:
-    """Element-wise ``a * b mod m`` (broadcasting like numpy).
-
-    A fused per-element loop: reducing each product while it is in cache measured ~30%
-    faster than numpy's two object-array passes (multiply, then ``%``).
-    """
+    """Element-wise ``a * b mod m`` (broadcasting like numpy)."""
     if a.shape != b.shape:
         a, b = np.broadcast_arrays(a, b)
-    flat = [x * y % m for x, y in zip(a.ravel().tolist(), b.ravel().tolist(), strict=True)]
-    return _obj(flat).reshape(a.shape)
+    return _obj(kern.mulmod_list(a.ravel().tolist(), b.ravel().tolist(), m)).reshape(a.shape)
 
 
 def invert(a: np.ndarray, m: mpz) -> np.ndarray:

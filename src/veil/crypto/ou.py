@@ -11,8 +11,11 @@ instead of ``p - 1``, which is what makes OU decryption fast. Plaintexts live mo
 Security of the shortcuts: semantic security rests on the p-subgroup assumption (as hard
 as factoring ``n``); the 224-bit ``t`` and ``r`` resist Pollard-rho / baby-step-giant-step
 on the exponent at 2**112 work, the level of a 2048-bit modulus (SecretFlow HEU uses 110-bit
-``r``, i.e. 2**55 against BSGS; we do not). ``G^m`` and ``H^r`` use fixed-base tables
-(about 45 MiB per key, built on first use).
+``r``, i.e. 2**55 against BSGS; we do not). ``G^m`` and ``H^r`` use fixed-base tables,
+built on first use: with the C kernel (:mod:`veil.crypto._native`), 14-bit windows for
+``H`` (15 Montgomery products per randomiser, a 67 MiB table shared by the threads of one
+process) and 11-bit windows for ``G`` (33 MiB if packed plaintexts use every row);
+without it, 12-bit windows as Python objects (about 45 MiB per process in all).
 
 Where OU must NOT be used: it is malleable and not CCA-secure -- anyone who can get the
 key holder to decrypt a ciphertext of their choice and see the result can factor ``n``
@@ -27,6 +30,7 @@ public-key holder nothing beyond shapes and the public encoding metadata.
 
 from __future__ import annotations
 
+import os
 import secrets
 from typing import Any
 
@@ -34,8 +38,10 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
+from veil.crypto import _owner
 from veil.crypto import _parallel as par
 from veil.crypto._fixedbase import FixedBase
+from veil.crypto._native import kernel
 from veil.crypto._scheme import (
     DEFAULT_POLICY,
     TEST_POLICY,
@@ -61,6 +67,7 @@ __all__ = [
 SCHEME = "ou"
 SUBGROUP_BITS = 224  # 2 x 112-bit security
 H_WINDOW = 12
+H_WINDOW_NATIVE = 14  # 67 MB for 2048-bit n (Montgomery rows, built in C in 0.4 s)
 G_WINDOW = 11
 
 
@@ -88,8 +95,10 @@ class PublicKey(HEPublicKey):
     def _table(self, which: str) -> FixedBase:
         with self._lock:
             if which not in self._tables:
-                if which == "H":
+                if which == "H":  # wider windows where the C kernel builds the table
                     t = FixedBase(self.H, self.n, self.rand_bits, H_WINDOW)
+                    if t.native():
+                        t = FixedBase(self.H, self.n, self.rand_bits, H_WINDOW_NATIVE)
                 else:
                     base = self.G if which == "G" else gmpy2.invert(self.G, self.n)
                     # every plaintext fits; rows are built only up to the longest one
@@ -99,7 +108,8 @@ class PublicKey(HEPublicKey):
             return self._tables[which]
 
     def _fresh_randomisers(self, count: int) -> np.ndarray:
-        return par.random_pow(self._table("H"), count)
+        owned = self._owner_randomisers("H", count)
+        return par.random_pow(self._table("H"), count) if owned is None else owned
 
     def raw_plain(self, ms: np.ndarray) -> np.ndarray:
         vals = [int(m) for m in ms]
@@ -115,6 +125,66 @@ class PublicKey(HEPublicKey):
             if not -lim < v < lim:  # rare huge plaintexts: plain square-and-multiply
                 out[i] = gmpy2.powmod(self.G, v, self.n)
         return out
+
+    def raw_encrypt(self, ms: np.ndarray) -> np.ndarray:
+        """As :meth:`HEPublicKey.raw_encrypt`; a key owner with nothing pooled computes
+        ``G^m H^r`` as one CRT chain per element (no separate randomiser)."""
+        owner = self._crt()
+        groups = self._groups(ms, owner) if owner is not None and self._pool_empty() else None
+        if owner is None or groups is None:
+            return super().raw_encrypt(ms)
+        out = np.empty(len(ms), dtype=object)
+        for which, idx, digits in groups:
+            out[idx] = _owner_chain(owner, which, digits, None)
+        return out
+
+    def raw_plain_times(self, ms: np.ndarray, cts: np.ndarray) -> np.ndarray:
+        """``cts[i] * G**ms[i]`` as one table chain per element, started from ``cts[i]``
+        (through the owner's CRT tables where this process holds the secret key)."""
+        owner = self._crt()
+        groups = self._groups(ms, owner)
+        if groups is None:
+            return super().raw_plain_times(ms, cts)
+        out = np.empty(len(ms), dtype=object)
+        for which, idx, digits in groups:
+            if owner is None:
+                out[idx] = par.table_pow(self._table(which), digits, cts[idx])
+            else:
+                out[idx] = _owner_chain(owner, which, digits, cts[idx])
+        return out
+
+    def _groups(
+        self, ms: np.ndarray, owner: _owner.CRTTables | None
+    ) -> list[tuple[str, np.ndarray, np.ndarray]] | None:
+        """``(table, indices, window digits of |m|)`` for ``G`` (m >= 0) and ``G^-1``
+        (m < 0); None where a chain does not serve: wide plaintexts without an owner
+        (the public path raises those in worker processes) or beyond ``2**p_bits``."""
+        table = self._table if owner is None else owner.table
+        try:
+            small: np.ndarray | None = np.array(ms.tolist(), dtype=np.int64)
+        except OverflowError:
+            small = None
+        if small is not None and small.size and int(np.abs(small).max()) >= 1 << 62:
+            small = None
+        if small is not None:
+            signs = small < 0
+            mags: Any = np.abs(small)
+        elif owner is None:
+            return None
+        else:
+            vals = [int(m) for m in ms]
+            if any(abs(v) >> self.p_bits for v in vals):
+                return None
+            signs, mags = np.array([v < 0 for v in vals], dtype=bool), [abs(v) for v in vals]
+        out = []
+        for which, idx in (("G", np.flatnonzero(~signs)), ("Ginv", np.flatnonzero(signs))):
+            if idx.size:
+                part = mags[idx] if small is not None else [mags[i] for i in idx.tolist()]
+                out.append((which, idx, table(which).int_digits(part)))
+        return out
+
+    def _threaded(self) -> bool:
+        return self._table("H").native()
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -154,11 +224,38 @@ class SecretKey(HESecretKey):
             raise ConfigError("p", "does not divide the public modulus", "")
         gt = gmpy2.powmod(public_key.G % self._p2, self._t, self._p2)
         self._gt_inv = gmpy2.invert((gt - 1) // self._p, self._p)
+        if kernel() is not None:  # this process may encrypt mod p^2 and q (see veil.crypto._owner)
+            pk = public_key
+            public_key._owner = _owner.CRTTables(
+                self._p2,
+                pk.n // self._p2,
+                {
+                    "H": (pk.H, pk.rand_bits, H_WINDOW_NATIVE),
+                    "G": (pk.G, pk.p_bits, G_WINDOW),
+                    "Ginv": (gmpy2.invert(pk.G, pk.n), pk.p_bits, G_WINDOW),
+                },
+            )
 
     def raw_decrypt(self, cts: np.ndarray, span: int) -> tuple[list[int], int]:
         p, p2 = self._p, self._p2
         xs = par.powmod_base_list([c % p2 for c in cts], self._t, p2)
         return [int((x - 1) // p * self._gt_inv % p) for x in xs], int(p)
+
+
+def _owner_chain(owner: _owner.CRTTables, which: str, digits: np.ndarray, start: Any) -> np.ndarray:
+    """``start * base**e`` for the exponents whose window digits are given, through the
+    owner's CRT tables, over threads; with no ``start``, times a fresh ``H^r``."""
+    parts = [(which, digits)]
+    if start is None:
+        h = owner.table("H")
+        raw = os.urandom(len(digits) * -(-h.exp_bits // 8))
+        parts.insert(0, ("H", h.random_digits(len(digits), raw)))
+    return par.split_threads(
+        lambda a, b: owner.chain(
+            [(name, d[a:b]) for name, d in parts], None if start is None else start[a:b]
+        ),
+        len(digits),
+    )
 
 
 def _rand_prime(bits: int) -> mpz:

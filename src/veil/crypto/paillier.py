@@ -33,8 +33,10 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
+from veil.crypto import _owner
 from veil.crypto import _parallel as par
 from veil.crypto._fixedbase import FixedBase
+from veil.crypto._native import kernel
 from veil.crypto._scheme import (
     DEFAULT_POLICY,
     TEST_POLICY,
@@ -90,7 +92,8 @@ class PublicKey(HEPublicKey):
             return self._table
 
     def _fresh_randomisers(self, count: int) -> np.ndarray:
-        return par.random_pow(self.table(), count)
+        owned = self._owner_randomisers("hs", count)
+        return par.random_pow(self.table(), count) if owned is None else owned
 
     def raw_plain(self, ms: np.ndarray) -> np.ndarray:
         n = self.n
@@ -131,6 +134,9 @@ class SecretKey(HESecretKey):
         self._hp = gmpy2.invert(self._l(gmpy2.powmod(g, self._p - 1, self._p2), self._p), self._p)
         self._hq = gmpy2.invert(self._l(gmpy2.powmod(g, self._q - 1, self._q2), self._q), self._q)
         self._q_inv = gmpy2.invert(self._q, self._p)
+        if kernel() is not None:  # this process may encrypt mod p^2 and q^2 (veil.crypto._owner)
+            pk = public_key
+            pk._owner = _owner.CRTTables(self._p2, self._q2, {"hs": (pk.hs, pk.rand_bits, WINDOW)})
 
     @staticmethod
     def _l(x: Any, p: Any) -> Any:

@@ -16,6 +16,7 @@ import gmpy2
 import numpy as np
 
 from veil.crypto import he as engine
+from veil.crypto._kernels import mulmod_list
 from veil.crypto.encrypted import EncryptedArray
 from veil.crypto.he import HEScheme
 from veil.crypto.packing import fold_chunks
@@ -96,8 +97,7 @@ class HEPublic:
 
     def add(self, a: Sequence[Any], b: Sequence[Any]) -> list[Any]:
         """Element-wise sum of two ciphertext lists (product mod the modulus)."""
-        m = self.modulus
-        return [x * y % m for x, y in zip(a, b, strict=True)]
+        return mulmod_list(list(a), list(b), self.modulus)
 
     def pack(self, cts: Sequence[Any], slot: int, k: int) -> list[Any]:
         """Pack ``k`` sums per ciphertext: Enc(sum_j m_j << (j * slot)), Horner style."""

@@ -1,0 +1,19 @@
+"""Build hook for the optional C kernel (everything else is in pyproject.toml).
+
+``veil.crypto._gmpkernel`` only needs a C compiler and the Python headers: it finds GMP
+at run time in the library gmpy2 loaded. If it cannot be built, the install still
+succeeds and Veil uses its pure-Python kernels (same results, slower).
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "veil.crypto._gmpkernel",
+            ["src/veil/crypto/_gmpkernel.c"],
+            optional=True,
+            extra_compile_args=["-O2"],
+        )
+    ]
+)

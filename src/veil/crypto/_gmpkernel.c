@@ -1,0 +1,343 @@
+/* Fixed-base exponentiation in Montgomery form, for HE encryption (see _fixedbase.py).
+ *
+ * Why: an OU randomiser h**r (224-bit r, 12-bit windows) is a chain of 18 products of
+ * table entries mod a 2048-bit n. From Python each product costs ~1.9 us (a multiply, a
+ * division-based reduction, a temporary object); here it is one GMP multiply and one
+ * Montgomery reduction (~1.2 us), the table entries are prefetched one element ahead,
+ * and the GIL is released for the whole batch.
+ *
+ * Montgomery form: with R = 2**(64 * limbs(m)), x is stored as x*R mod m, and
+ * mont(a, b) = a*b/R mod m. A chain that starts from a value in *standard* form and only
+ * multiplies by table entries in Montgomery form stays in standard form
+ * (mont(a, y*R) = a*y), so no conversion is ever needed on the way out. Every value is
+ * kept fully reduced (< m): REDC of a product of two values < m is < 2m, and one
+ * conditional subtraction brings it back.
+ *
+ * Only GMP's public, documented mpn functions are used (mpn_mul_n, mpn_addmul_1,
+ * mpn_add_n, mpn_sub_n, mpn_cmp, mpn_tdiv_qr), called through pointers taken from the
+ * libgmp that gmpy2 itself loaded (``load(path)``): no GMP headers and no link step, and
+ * results are returned as gmpy2 mpz made through gmpy2's own C API (the ``gmpy2._C_API``
+ * capsule) and filled with the public mpz_limbs_write/mpz_limbs_finish. The Python side
+ * (veil.crypto._native) checks the kernel against gmpy2 before it is ever used.
+ *
+ *   load(path)                        bind to the libgmp at path
+ *   mont_row(m, step, size, standard=False) -> bytes
+ *       [step**d * R mod m for d < size] (limbs(m) limbs each); without the R if standard
+ *   mont_chain(m, rows, digits, start=None, first=None) -> list[mpz]
+ *       for each row i of digits (count, w): start[i] (or 1) * prod_j step_j**digits[i, j]
+ *       mod m, where rows[j] is a mont_row buffer; ``first``, row 0 in standard form,
+ *       saves a product: its entry is the start
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <dlfcn.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef uint64_t limb;
+typedef struct {
+    int alloc;
+    int size;
+    limb *d;
+} mpz_struct;
+
+typedef struct {
+    PyObject_HEAD
+    mpz_struct z;
+    Py_hash_t hash_cache;
+} MPZ_Object;
+
+static struct {
+    void (*mul_n)(limb *, const limb *, const limb *, long);
+    limb (*addmul_1)(limb *, const limb *, long, limb);
+    limb (*add_n)(limb *, const limb *, const limb *, long);
+    limb (*sub_n)(limb *, const limb *, const limb *, long);
+    int (*cmp)(const limb *, const limb *, long);
+    void (*tdiv_qr)(limb *, limb *, long, const limb *, long, const limb *, long);
+    limb *(*limbs_write)(mpz_struct *, long);
+    void (*limbs_finish)(mpz_struct *, long);
+    MPZ_Object *(*new_mpz)(void *);
+    PyTypeObject *mpz_type;
+    int ready;
+} G;
+
+#define BIND(field, name)                                   \
+    do {                                                    \
+        *(void **)(&G.field) = dlsym(h, name);              \
+        if (G.field == NULL) {                              \
+            PyErr_Format(PyExc_OSError, "%s lacks %s", path, name); \
+            return NULL;                                    \
+        }                                                   \
+    } while (0)
+
+static PyObject *load(PyObject *self, PyObject *arg) {
+    const char *path = PyUnicode_AsUTF8(arg);
+    if (path == NULL) return NULL;
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (h == NULL) {
+        PyErr_Format(PyExc_OSError, "cannot open %s: %s", path, dlerror());
+        return NULL;
+    }
+    G.ready = 0;
+    BIND(mul_n, "__gmpn_mul_n");
+    BIND(addmul_1, "__gmpn_addmul_1");
+    BIND(add_n, "__gmpn_add_n");
+    BIND(sub_n, "__gmpn_sub_n");
+    BIND(cmp, "__gmpn_cmp");
+    BIND(tdiv_qr, "__gmpn_tdiv_qr");
+    BIND(limbs_write, "__gmpz_limbs_write");
+    BIND(limbs_finish, "__gmpz_limbs_finish");
+    void **api = (void **)PyCapsule_Import("gmpy2._C_API", 0);
+    if (api == NULL) return NULL;
+    G.mpz_type = (PyTypeObject *)api[0];
+    *(void **)(&G.new_mpz) = api[11];
+    G.ready = 1;
+    Py_RETURN_NONE;
+}
+
+/* The modulus: an odd positive mpz; its limbs and -m^-1 mod 2^64. */
+typedef struct {
+    const limb *d;
+    long n;
+    limb ninv;
+} Mod;
+
+static int get_mod(PyObject *obj, Mod *m) {
+    if (!G.ready) {
+        PyErr_SetString(PyExc_RuntimeError, "call load(libgmp path) first");
+        return 0;
+    }
+    if (Py_TYPE(obj) != G.mpz_type) {
+        PyErr_SetString(PyExc_TypeError, "modulus must be a gmpy2 mpz");
+        return 0;
+    }
+    mpz_struct *z = &((MPZ_Object *)obj)->z;
+    if (z->size <= 0 || !(z->d[0] & 1)) {
+        PyErr_SetString(PyExc_ValueError, "modulus must be odd and positive");
+        return 0;
+    }
+    m->d = z->d;
+    m->n = z->size;
+    limb inv = m->d[0];  /* Newton: each step doubles the correct low bits (3 -> 96) */
+    for (int i = 0; i < 5; i++) inv *= 2 - m->d[0] * inv;
+    m->ninv = (limb)0 - inv;
+    return 1;
+}
+
+/* r = a * b / R mod m for a, b < m (r may alias a); t has 2n limbs of scratch. */
+static void mont_mul(limb *r, const limb *a, const limb *b, const Mod *m, limb *t) {
+    long n = m->n;
+    G.mul_n(t, a, b, n);
+    limb *u = t;
+    for (long j = 0; j < n; j++, u++) u[0] = G.addmul_1(u, m->d, n, u[0] * m->ninv);
+    limb cy = G.add_n(r, u, u - n, n);  /* u = t + n: the high half; t[0..n) the carries */
+    if (cy || G.cmp(r, m->d, n) >= 0) G.sub_n(r, r, m->d, n);
+}
+
+/* x (any non-negative mpz, any size) * R**shift mod m into n limbs (shift 0 or 1). */
+static int to_residue(limb *out, const mpz_struct *x, int shift, const Mod *m) {
+    long n = m->n, xs = x->size, len = xs + (shift ? n : 0);
+    if (xs < 0) {
+        PyErr_SetString(PyExc_ValueError, "negative value");
+        return 0;
+    }
+    memset(out, 0, n * sizeof(limb));
+    if (xs == 0) return 1;
+    limb *num = PyMem_Calloc(len + 1, sizeof(limb)), *q = PyMem_Calloc(len + 1, sizeof(limb));
+    if (num == NULL || q == NULL) {
+        PyMem_Free(num);
+        PyMem_Free(q);
+        PyErr_NoMemory();
+        return 0;
+    }
+    memcpy(num + (shift ? n : 0), x->d, xs * sizeof(limb));
+    if (len < n) memcpy(out, num, len * sizeof(limb));
+    else G.tdiv_qr(q, out, 0, num, len, m->d, n);
+    PyMem_Free(num);
+    PyMem_Free(q);
+    return 1;
+}
+
+static PyObject *mont_row(PyObject *self, PyObject *args) {
+    PyObject *m_obj, *step_obj;
+    Py_ssize_t size;
+    int standard = 0;
+    Mod m;
+    if (!PyArg_ParseTuple(args, "OOn|p", &m_obj, &step_obj, &size, &standard)
+        || !get_mod(m_obj, &m))
+        return NULL;
+    if (Py_TYPE(step_obj) != G.mpz_type || size < 1) {
+        PyErr_SetString(PyExc_ValueError, "mont_row: step must be an mpz and size >= 1");
+        return NULL;
+    }
+    long n = m.n;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size * n * sizeof(limb));
+    limb *t = PyMem_Malloc(2 * n * sizeof(limb)), *step = PyMem_Malloc(n * sizeof(limb));
+    mpz_struct one = {1, 1, (limb[]){1}};
+    if (out == NULL || t == NULL || step == NULL) {
+        if (out != NULL) PyErr_NoMemory();
+        goto fail;
+    }
+    limb *e = (limb *)PyBytes_AS_STRING(out);
+    /* standard form: 1, step, step**2 ... (a standard value times a Montgomery one) */
+    if (!to_residue(e, &one, standard ? 0 : 1, &m)
+        || !to_residue(step, &((MPZ_Object *)step_obj)->z, 1, &m))
+        goto fail;
+    for (Py_ssize_t d = 1; d < size; d++) mont_mul(e + d * n, e + (d - 1) * n, step, &m, t);
+    PyMem_Free(t);
+    PyMem_Free(step);
+    return out;
+fail:
+    Py_XDECREF(out);
+    PyMem_Free(t);
+    PyMem_Free(step);
+    return NULL;
+}
+
+static int int64_buffer(PyObject *obj, Py_buffer *b, int ndim, const char *what) {
+    if (PyObject_GetBuffer(obj, b, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND) < 0) return 0;
+    if (b->ndim != ndim || b->itemsize != 8 || (strcmp(b->format, "q") && strcmp(b->format, "l"))) {
+        PyErr_Format(PyExc_ValueError, "%s must be a C-contiguous %d-D int64 array", what, ndim);
+        PyBuffer_Release(b);
+        return 0;
+    }
+    return 1;
+}
+
+static PyObject *mont_chain(PyObject *self, PyObject *args) {
+    PyObject *m_obj, *rows, *d_obj, *start = Py_None, *first_obj = Py_None;
+    Mod m;
+    if (!PyArg_ParseTuple(args, "OO!O|OO", &m_obj, &PyList_Type, &rows, &d_obj, &start,
+                          &first_obj)
+        || !get_mod(m_obj, &m))
+        return NULL;
+    Py_buffer db, fb = {0};
+    if (!int64_buffer(d_obj, &db, 2, "digits")) return NULL;
+    if (first_obj != Py_None) {
+        if (start != Py_None) {
+            PyErr_SetString(PyExc_ValueError, "mont_chain: give start or first, not both");
+            PyBuffer_Release(&db);
+            return NULL;
+        }
+        if (PyObject_GetBuffer(first_obj, &fb, PyBUF_C_CONTIGUOUS) < 0) {
+            PyBuffer_Release(&db);
+            return NULL;
+        }
+    }
+    long n = m.n;
+    Py_ssize_t count = db.shape[0], w = db.shape[1], nrows = PyList_GET_SIZE(rows);
+    const int64_t *dig = (const int64_t *)db.buf;
+    PyObject *out = NULL, *fast = NULL;
+    Py_buffer *rb = PyMem_Calloc(nrows ? nrows : 1, sizeof(Py_buffer));
+    Py_ssize_t *rsize = PyMem_Calloc(nrows ? nrows : 1, sizeof(Py_ssize_t));
+    limb *acc = PyMem_Malloc((count ? count : 1) * n * sizeof(limb));
+    limb *t = PyMem_Malloc(2 * n * sizeof(limb));
+    Py_ssize_t got = 0;
+    if (rb == NULL || rsize == NULL || acc == NULL || t == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (w > nrows) {
+        PyErr_SetString(PyExc_ValueError, "mont_chain: more digit columns than table rows");
+        goto done;
+    }
+    for (; got < w; got++) {
+        if (PyObject_GetBuffer(PyList_GET_ITEM(rows, got), &rb[got], PyBUF_C_CONTIGUOUS) < 0)
+            goto done;
+        if (rb[got].len % (n * (Py_ssize_t)sizeof(limb))) {
+            PyErr_SetString(PyExc_ValueError, "mont_chain: a row does not match the modulus");
+            got++;
+            goto done;
+        }
+        rsize[got] = rb[got].len / (n * sizeof(limb));
+    }
+    if (fb.obj != NULL && (w < 1 || fb.len != rb[0].len)) {
+        PyErr_SetString(PyExc_ValueError, "mont_chain: first does not match row 0");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < count * w; i++) {
+        if (dig[i] < 0 || dig[i] >= rsize[i % w]) {
+            PyErr_SetString(PyExc_IndexError, "mont_chain: digit out of range of its row");
+            goto done;
+        }
+    }
+    Py_ssize_t j0 = 0;  /* the first digit column still to multiply in */
+    if (fb.obj != NULL) {  /* row 0 in standard form: its entry is the start */
+        for (Py_ssize_t i = 0; i < count; i++)
+            memcpy(acc + i * n, (const limb *)fb.buf + dig[i * w] * n, n * sizeof(limb));
+        j0 = 1;
+    } else if (start == Py_None) {
+        mpz_struct one = {1, 1, (limb[]){1}};
+        for (Py_ssize_t i = 0; i < count; i++)
+            if (!to_residue(acc + i * n, &one, 0, &m)) goto done;
+    } else {
+        fast = PySequence_Fast(start, "mont_chain: start must be a sequence of mpz");
+        if (fast == NULL) goto done;
+        if (PySequence_Fast_GET_SIZE(fast) != count) {
+            PyErr_SetString(PyExc_ValueError, "mont_chain: start and digits differ in length");
+            goto done;
+        }
+        for (Py_ssize_t i = 0; i < count; i++) {
+            PyObject *s = PySequence_Fast_GET_ITEM(fast, i);
+            if (Py_TYPE(s) != G.mpz_type) {
+                PyErr_SetString(PyExc_TypeError, "mont_chain: start must hold gmpy2 mpz");
+                goto done;
+            }
+            if (!to_residue(acc + i * n, &((MPZ_Object *)s)->z, 0, &m)) goto done;
+        }
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const int64_t *di = dig + i * w;
+        if (i + 1 < count) {  /* the next element's entries: fetch while this one computes */
+            for (Py_ssize_t j = 0; j < w; j++) {
+                const char *e = (const char *)rb[j].buf + di[w + j] * n * sizeof(limb);
+                for (long off = 0; off < n * (long)sizeof(limb); off += 64)
+                    __builtin_prefetch(e + off);
+            }
+        }
+        for (Py_ssize_t j = j0; j < w; j++) {
+            if (di[j] == 0) continue;  /* entry 0 is R mod m: multiplying by it is a no-op */
+            mont_mul(acc + i * n, acc + i * n, (const limb *)rb[j].buf + di[j] * n, &m, t);
+        }
+    }
+    Py_END_ALLOW_THREADS
+    out = PyList_New(count);
+    if (out == NULL) goto done;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        MPZ_Object *r = G.new_mpz(NULL);
+        if (r == NULL) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        memcpy(G.limbs_write(&r->z, n), acc + i * n, n * sizeof(limb));
+        G.limbs_finish(&r->z, n);
+        PyList_SET_ITEM(out, i, (PyObject *)r);
+    }
+done:
+    for (Py_ssize_t j = 0; j < got; j++) PyBuffer_Release(&rb[j]);
+    PyBuffer_Release(&db);
+    if (fb.obj != NULL) PyBuffer_Release(&fb);
+    Py_XDECREF(fast);
+    PyMem_Free(rb);
+    PyMem_Free(rsize);
+    PyMem_Free(acc);
+    PyMem_Free(t);
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"load", load, METH_O, "load(path): bind to the libgmp at path (the one gmpy2 loaded)"},
+    {"mont_row", mont_row, METH_VARARGS,
+     "mont_row(m, step, size, standard=False) -> bytes: step**d (* R) mod m for d < size"},
+    {"mont_chain", mont_chain, METH_VARARGS,
+     "mont_chain(m, rows, digits, start=None, first=None) -> [start[i] * prod_j entry mod m]"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_gmpkernel", "Fixed-base exponentiation in Montgomery form.", -1,
+    methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__gmpkernel(void) { return PyModule_Create(&module); }
