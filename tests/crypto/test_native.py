@@ -73,6 +73,28 @@ def test_mont_chain_matches_gmpy2(bits, seed, count, width, size):
 
 
 @needs_kernel
+@settings(max_examples=40, deadline=None)
+@given(b1=st.integers(2, 400), b2=st.integers(1, 400), seed=st.integers(0, 2**32 - 1))
+def test_crt_join_matches_gmpy2(b1, b2, seed):
+    rng = np.random.default_rng(seed)
+
+    def rand(bits):
+        return mpz(int.from_bytes(rng.bytes(bits // 8 + 1), "little")) >> (8 - bits % 8)
+
+    m1 = rand(b1) | (1 << (b1 - 1)) | 1
+    m2 = rand(b2) | 1
+    while gmpy2.gcd(m1, m2) != 1:
+        m2 += 2
+    x = [rand(b1 + b2) % (m1 * m2) for _ in range(5)]
+    got = k.crt_join([v % m1 for v in x], [v % m2 for v in x], m1, m2, gmpy2.invert(m2, m1))
+    assert got == x
+    with pytest.raises(ValueError, match="length"):
+        k.crt_join([mpz(1)], [], m1, m2, mpz(1))
+    with pytest.raises(TypeError, match="mpz"):
+        k.crt_join([1], [mpz(1)], m1, m2, mpz(1))
+
+
+@needs_kernel
 def test_mont_chain_refuses_bad_input():
     m = mpz(2**127 - 1)
     rows = [k.mont_row(m, mpz(3), 4)]

@@ -13,8 +13,8 @@
  * kept fully reduced (< m): REDC of a product of two values < m is < 2m, and one
  * conditional subtraction brings it back.
  *
- * Only GMP's public, documented mpn functions are used (mpn_mul_n, mpn_addmul_1,
- * mpn_add_n, mpn_sub_n, mpn_cmp, mpn_tdiv_qr), called through pointers taken from the
+ * Only GMP's public, documented functions are used (mpn_mul_n, mpn_addmul_1, mpn_add_n,
+ * mpn_sub_n, mpn_cmp, mpn_tdiv_qr and a few mpz ones), called through pointers taken from the
  * libgmp that gmpy2 itself loaded (``load(path)``): no GMP headers and no link step, and
  * results are returned as gmpy2 mpz made through gmpy2's own C API (the ``gmpy2._C_API``
  * capsule) and filled with the public mpz_limbs_write/mpz_limbs_finish. The Python side
@@ -27,6 +27,9 @@
  *       for each row i of digits (count, w): start[i] (or 1) * prod_j step_j**digits[i, j]
  *       mod m, where rows[j] is a mont_row buffer; ``first``, row 0 in standard form,
  *       saves a product: its entry is the start
+ *   crt_join(a, b, m1, m2, inv) -> list[mpz]
+ *       Garner's join of residues mod m1 and m2 (inv = m2^-1 mod m1), for the key
+ *       owner's CRT encryption (mpz_sub/mul/fdiv_r/addmul)
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -56,6 +59,13 @@ static struct {
     void (*tdiv_qr)(limb *, limb *, long, const limb *, long, const limb *, long);
     limb *(*limbs_write)(mpz_struct *, long);
     void (*limbs_finish)(mpz_struct *, long);
+    void (*z_sub)(mpz_struct *, const mpz_struct *, const mpz_struct *);
+    void (*z_mul)(mpz_struct *, const mpz_struct *, const mpz_struct *);
+    void (*z_fdiv_r)(mpz_struct *, const mpz_struct *, const mpz_struct *);
+    void (*z_addmul)(mpz_struct *, const mpz_struct *, const mpz_struct *);
+    void (*z_set)(mpz_struct *, const mpz_struct *);
+    void (*z_init)(mpz_struct *);
+    void (*z_clear)(mpz_struct *);
     MPZ_Object *(*new_mpz)(void *);
     PyTypeObject *mpz_type;
     int ready;
@@ -87,6 +97,13 @@ static PyObject *load(PyObject *self, PyObject *arg) {
     BIND(tdiv_qr, "__gmpn_tdiv_qr");
     BIND(limbs_write, "__gmpz_limbs_write");
     BIND(limbs_finish, "__gmpz_limbs_finish");
+    BIND(z_sub, "__gmpz_sub");
+    BIND(z_mul, "__gmpz_mul");
+    BIND(z_fdiv_r, "__gmpz_fdiv_r");
+    BIND(z_addmul, "__gmpz_addmul");
+    BIND(z_set, "__gmpz_set");
+    BIND(z_init, "__gmpz_init");
+    BIND(z_clear, "__gmpz_clear");
     void **api = (void **)PyCapsule_Import("gmpy2._C_API", 0);
     if (api == NULL) return NULL;
     G.mpz_type = (PyTypeObject *)api[0];
@@ -326,12 +343,71 @@ done:
     return out;
 }
 
+/* Garner: x = b + m2 * ((a - b) * inv mod m1), the x mod m1 m2 with x = a mod m1 and
+ * x = b mod m2, for lists a, b of mpz (inv = m2^-1 mod m1). */
+static PyObject *crt_join(PyObject *self, PyObject *args) {
+    PyObject *a_in, *b_in, *m1_obj, *m2_obj, *inv_obj;
+    if (!PyArg_ParseTuple(args, "OOOOO", &a_in, &b_in, &m1_obj, &m2_obj, &inv_obj)) return NULL;
+    Mod m1;
+    if (!get_mod(m1_obj, &m1)) return NULL;
+    if (Py_TYPE(m2_obj) != G.mpz_type || Py_TYPE(inv_obj) != G.mpz_type) {
+        PyErr_SetString(PyExc_TypeError, "crt_join: m2 and inv must be gmpy2 mpz");
+        return NULL;
+    }
+    PyObject *a = PySequence_Fast(a_in, "crt_join: a must be a sequence of mpz");
+    PyObject *b = a ? PySequence_Fast(b_in, "crt_join: b must be a sequence of mpz") : NULL;
+    PyObject *out = NULL;
+    if (b == NULL) goto done;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(a);
+    if (PySequence_Fast_GET_SIZE(b) != n) {
+        PyErr_SetString(PyExc_ValueError, "crt_join: a and b differ in length");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (Py_TYPE(PySequence_Fast_GET_ITEM(a, i)) != G.mpz_type
+            || Py_TYPE(PySequence_Fast_GET_ITEM(b, i)) != G.mpz_type) {
+            PyErr_SetString(PyExc_TypeError, "crt_join: a and b must hold gmpy2 mpz");
+            goto done;
+        }
+    }
+    out = PyList_New(n);
+    if (out == NULL) goto done;
+    const mpz_struct *M1 = &((MPZ_Object *)m1_obj)->z, *M2 = &((MPZ_Object *)m2_obj)->z;
+    const mpz_struct *inv = &((MPZ_Object *)inv_obj)->z;
+    mpz_struct t, u;
+    G.z_init(&t);
+    G.z_init(&u);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        MPZ_Object *r = G.new_mpz(NULL);
+        if (r == NULL) {
+            Py_CLEAR(out);
+            break;
+        }
+        const mpz_struct *ai = &((MPZ_Object *)PySequence_Fast_GET_ITEM(a, i))->z;
+        const mpz_struct *bi = &((MPZ_Object *)PySequence_Fast_GET_ITEM(b, i))->z;
+        G.z_sub(&t, ai, bi);
+        G.z_mul(&u, &t, inv);
+        G.z_fdiv_r(&t, &u, M1);
+        G.z_set(&r->z, bi);
+        G.z_addmul(&r->z, &t, M2);
+        PyList_SET_ITEM(out, i, (PyObject *)r);
+    }
+    G.z_clear(&t);
+    G.z_clear(&u);
+done:
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"load", load, METH_O, "load(path): bind to the libgmp at path (the one gmpy2 loaded)"},
     {"mont_row", mont_row, METH_VARARGS,
      "mont_row(m, step, size, standard=False) -> bytes: step**d (* R) mod m for d < size"},
     {"mont_chain", mont_chain, METH_VARARGS,
      "mont_chain(m, rows, digits, start=None, first=None) -> [start[i] * prod_j entry mod m]"},
+    {"crt_join", crt_join, METH_VARARGS,
+     "crt_join(a, b, m1, m2, inv) -> [b + m2 * ((a - b) * inv mod m1)] (Garner)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import gmpy2
@@ -10,6 +11,13 @@ import numpy as np
 from gmpy2 import mpz
 
 ONE = mpz(1)
+
+
+def objects(values: Sequence[Any]) -> np.ndarray:
+    """A 1-D object array of ``values`` (big integers). ``np.fromiter``: assigning a list of
+    ``mpz`` into an object array makes numpy probe every element as a possible array
+    (1.4 us each, a third of a 4096-bit product); ``fromiter`` takes them as they are."""
+    return np.fromiter(values, dtype=object, count=len(values))
 
 
 def mulmod_list(a: list[Any], b: list[Any], m: mpz) -> list[Any]:

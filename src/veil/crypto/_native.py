@@ -73,6 +73,13 @@ def _self_test(mod: ModuleType) -> None:
         with_start = [s * w % m for s, w in zip(start, want, strict=True)]
         if mod.mont_chain(m, rows, digits, start) != with_start:
             raise ArithmeticError("mont_chain (with start values) disagrees with gmpy2")
+        m2 = mpz(secrets.randbits(bits) | 1)
+        while gmpy2.gcd(m, m2) != 1:
+            m2 += 2
+        x = [mpz(secrets.randbits(2 * bits)) % (m * m2) for _ in range(4)]
+        joined = mod.crt_join([v % m for v in x], [v % m2 for v in x], m, m2, gmpy2.invert(m2, m))
+        if joined != x:
+            raise ArithmeticError("crt_join disagrees with gmpy2")
 
 
 def kernel() -> ModuleType | None:
@@ -98,7 +105,15 @@ def _load() -> tuple[ModuleType | None, str]:
     try:
         _gmpkernel.load(path)
         _self_test(_gmpkernel)
-    except (OSError, ImportError, ArithmeticError, TypeError, ValueError, IndexError) as e:
+    except (
+        OSError,
+        ImportError,
+        AttributeError,
+        ArithmeticError,
+        TypeError,
+        ValueError,
+        IndexError,
+    ) as e:
         return None, f"C kernel rejected ({e}): pure-Python kernels"
     return _gmpkernel, f"C kernel on {os.path.basename(path)}"
 

@@ -25,6 +25,7 @@ import numpy as np
 from gmpy2 import mpz
 
 from veil.crypto._fixedbase import FixedBase
+from veil.crypto._kernels import objects
 from veil.crypto._native import kernel
 
 
@@ -63,11 +64,8 @@ class CRTTables:
         assert k is not None, "CRTTables needs the C kernel"
         digits = np.ascontiguousarray(np.hstack([d for _, d in parts]), dtype=np.int64)
         if digits.shape[1] == 0:  # every exponent 0
-            out = np.empty(len(digits), dtype=object)
-            out[:] = (
-                [mpz(1)] * len(digits) if start is None else [mpz(s) % self.modulus for s in start]
-            )
-            return out
+            m = self.modulus
+            return objects([mpz(1)] * len(digits) if start is None else [mpz(s) % m for s in start])
         halves = []
         for i, m in enumerate((self.m1, self.m2)):
             rows: list[bytes] = []
@@ -78,7 +76,4 @@ class CRTTables:
                 halves.append(k.mont_chain(m, rows, digits, None, first))
             else:
                 halves.append(k.mont_chain(m, rows, digits, [mpz(s) for s in start]))
-        m1, m2, inv = self.m1, self.m2, self._m2_inv
-        out = np.empty(len(digits), dtype=object)
-        out[:] = [b + m2 * ((a - b) * inv % m1) for a, b in zip(*halves, strict=True)]
-        return out
+        return objects(k.crt_join(halves[0], halves[1], self.m1, self.m2, self._m2_inv))

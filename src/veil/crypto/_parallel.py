@@ -224,7 +224,7 @@ def random_pow(table: FixedBase, count: int) -> np.ndarray:
         return random_pow(table, count)
     out = np.empty(count, dtype=object)
     for (a, b), part in zip(chunks, parts, strict=True):
-        out[a:b] = unpack_ints(part)
+        out[a:b] = kern.objects(unpack_ints(part))
     return out
 
 
@@ -245,7 +245,7 @@ def fixed_pow(table: FixedBase, exps: list[int]) -> np.ndarray:
         return table.pow_ints(exps)
     out = np.empty(len(exps), dtype=object)
     for (a, b), part in zip(chunks, parts, strict=True):
-        out[a:b] = unpack_ints(part)
+        out[a:b] = kern.objects(unpack_ints(part))
     return out
 
 

@@ -109,9 +109,7 @@ class HEPublicKey(ABC):
         return False
 
     def _times(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        out = np.empty(len(a), dtype=object)
-        out[:] = kern.mulmod_list(a.tolist(), b.tolist(), self.ct_modulus)
-        return out
+        return kern.objects(kern.mulmod_list(a.tolist(), b.tolist(), self.ct_modulus))
 
     @abstractmethod
     def raw_plain(self, ms: np.ndarray) -> np.ndarray:

@@ -25,9 +25,7 @@ ONE = mpz(1)
 
 
 def _obj(values: Any) -> np.ndarray:
-    out = np.empty(len(values), dtype=object)
-    out[:] = list(values)
-    return out
+    return kern.objects(list(values))
 
 
 def mulmod(a: np.ndarray, b: np.ndarray, m: mpz) -> np.ndarray:

@@ -17,6 +17,7 @@ import numpy as np
 
 from veil.crypto import _parallel as par
 from veil.crypto import encoding as enc
+from veil.crypto._kernels import objects
 from veil.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -62,8 +63,7 @@ def compress(c: EncryptedArray) -> EncryptedArray:
     acc = fold_chunks(
         [cts[i : i + k] for i in range(0, rows, k)], spec.slots * spec.slot_bits, c.pk.ct_modulus
     )
-    ct = np.empty(groups, dtype=object)
-    ct[:] = acc
+    ct = objects(acc)
     terms = np.concatenate([c.terms, np.zeros((pad, spec.slots), dtype=np.int64)])
     new = enc.PackSpec(spec.slots * k, spec.slot_bits, spec.frac_bits, spec.offset, spec.max_terms)
     return EncryptedArray(

@@ -36,6 +36,7 @@ from gmpy2 import mpz
 from veil.crypto import _owner
 from veil.crypto import _parallel as par
 from veil.crypto._fixedbase import FixedBase
+from veil.crypto._kernels import objects
 from veil.crypto._native import kernel
 from veil.crypto._scheme import (
     DEFAULT_POLICY,
@@ -97,9 +98,7 @@ class PublicKey(HEPublicKey):
 
     def raw_plain(self, ms: np.ndarray) -> np.ndarray:
         n = self.n
-        out = np.empty(len(ms), dtype=object)
-        out[:] = [(mpz(m) % n) * n + 1 for m in ms]
-        return out
+        return objects([(mpz(m) % n) * n + 1 for m in ms])
 
     def to_wire(self) -> dict[str, Any]:
         return {"scheme": SCHEME, "n": int(self.n), "hs": int(self.hs)}

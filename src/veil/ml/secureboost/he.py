@@ -16,7 +16,7 @@ import gmpy2
 import numpy as np
 
 from veil.crypto import he as engine
-from veil.crypto._kernels import mulmod_list
+from veil.crypto._kernels import mulmod_list, objects
 from veil.crypto.encrypted import EncryptedArray
 from veil.crypto.he import HEScheme
 from veil.crypto.packing import fold_chunks
@@ -28,9 +28,7 @@ def _policy(allow_small: bool) -> engine.KeyPolicy:
 
 
 def _objects(values: Sequence[Any]) -> np.ndarray:
-    arr = np.empty(len(values), dtype=object)
-    arr[:] = list(values)
-    return arr
+    return objects(list(values))
 
 
 class HEPublic:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from veil.crypto import he as engine
+from veil.crypto._kernels import objects
 from veil.errors import ConfigError, ProtocolError
 from veil.ml.secureboost import he
 from veil.ml.secureboost.binning import Bins, apply_bins, as_features, fit_bins
@@ -123,7 +124,7 @@ class _PartnerState:
                 cts = self.pub.check(ciphertexts_of({"ct": self.s.recv(self.lh, Tag.CT)}, "ct"))
                 if len(cts) != len(part):
                     raise ProtocolError(f"{len(cts)} ciphertexts for {len(part)} rows")
-                self.cts[part] = cts
+                self.cts[part] = objects(cts)  # not the list: numpy would probe each
                 node = np.full(self.n, -1, dtype=np.int64)
                 node[part] = 0
                 sums = self._sums(node, 1)
