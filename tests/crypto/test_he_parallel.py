@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from veil.crypto import _native
 from veil.crypto import _parallel as par
 from veil.crypto.he import get_workers, set_workers
 from veil.errors import ConfigError
@@ -46,7 +47,30 @@ def test_set_workers_rejects_nonsense():
         set_workers(0)
 
 
-def test_dead_workers_fall_back_to_one_core(keys, two_workers, monkeypatch):
+@pytest.fixture
+def python_kernels(monkeypatch):
+    """The pure-Python kernels, which spread work over worker processes (the C kernel
+    uses threads instead)."""
+    monkeypatch.setenv("VEIL_NATIVE", "0")
+    _native.reset()
+    yield
+    monkeypatch.delenv("VEIL_NATIVE")
+    _native.reset()
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_parallel_kernels_both_paths(keys, two_workers, native, monkeypatch):
+    if not native:
+        monkeypatch.setenv("VEIL_NATIVE", "0")
+    _native.reset()
+    try:
+        test_parallel_kernels_match_numpy(keys, None)
+    finally:
+        monkeypatch.delenv("VEIL_NATIVE", raising=False)
+        _native.reset()
+
+
+def test_dead_workers_fall_back_to_one_core(keys, two_workers, python_kernels, monkeypatch):
     pk, sk = keys
     c = pk.encrypt(np.arange(20))
 

@@ -95,6 +95,40 @@ def test_crt_join_matches_gmpy2(b1, b2, seed):
 
 
 @needs_kernel
+@settings(max_examples=40, deadline=None)
+@given(
+    bits=st.integers(65, 700) | st.sampled_from([3071, 3073, 4096]),  # both C paths
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(0, 40),
+    n_groups=st.integers(0, 6),
+)
+def test_group_product_and_mulmod_match_gmpy2(bits, seed, n, n_groups):
+    rng = np.random.default_rng(seed)
+
+    def rand(nbits):
+        return mpz(int.from_bytes(rng.bytes(nbits // 8 + 1), "little")) >> (8 - nbits % 8)
+
+    m = rand(bits) | (1 << (bits - 1)) | 1
+    a = [rand(bits + 3) if i % 5 == 0 else rand(bits) % m for i in range(n)]  # some >= m
+    groups = rng.integers(-1, max(n_groups, 1), size=n).astype(np.int64)
+    if not n_groups:
+        groups[:] = -1
+    want = [mpz(1)] * n_groups  # empty groups stay 1
+    for v, g in zip(a, groups.tolist(), strict=True):
+        if g >= 0:
+            want[g] = want[g] * v % m
+    assert k.group_product(a, groups, n_groups, m) == want
+    b = [rand(bits) for _ in range(n)]
+    assert k.mulmod(a, b, m) == [x * y % m for x, y in zip(a, b, strict=True)]
+    with pytest.raises(IndexError, match="range"):
+        k.group_product([mpz(3)], np.array([n_groups], dtype=np.int64), n_groups, m)
+    with pytest.raises(ValueError, match="one group per element"):
+        k.group_product([mpz(3)], np.array([0, 0], dtype=np.int64), 1, m)
+    with pytest.raises(TypeError, match="mpz"):
+        k.mulmod([3], [mpz(3)], m)
+
+
+@needs_kernel
 def test_mont_chain_refuses_bad_input():
     m = mpz(2**127 - 1)
     rows = [k.mont_row(m, mpz(3), 4)]

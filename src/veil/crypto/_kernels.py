@@ -10,6 +10,8 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
+from veil.crypto._native import kernel
+
 ONE = mpz(1)
 
 
@@ -23,7 +25,14 @@ def objects(values: Sequence[Any]) -> np.ndarray:
 def mulmod_list(a: list[Any], b: list[Any], m: mpz) -> list[Any]:
     """``[a[i] * b[i] % m]`` for two equally long lists (a fused multiply-and-reduce per
     element: reducing each product while it is in cache measured ~30% faster than numpy's
-    two object-array passes)."""
+    two object-array passes); the C kernel where built."""
+    k = kernel()
+    if k is not None and len(a) == len(b) and isinstance(m, mpz):
+        try:
+            out: list[Any] = k.mulmod(a, b, m)
+            return out
+        except TypeError:  # plain ints among the values: the Python loop takes them
+            pass
     return [x * y % m for x, y in zip(a, b, strict=True)]
 
 
@@ -31,7 +40,16 @@ def group_product_serial(
     a: list[Any], groups: np.ndarray | list[int], n_groups: int, m: mpz
 ) -> list[Any]:
     """``acc[g] = prod a[i] for groups[i] == g`` mod ``m``; negative groups skipped, empty
-    groups 1."""
+    groups 1. The C kernel (Montgomery products) for odd multi-limb moduli."""
+    k = kernel()
+    if k is not None and isinstance(m, mpz) and m & 1 and m.bit_length() > 64:
+        try:
+            out: list[Any] = k.group_product(
+                a, np.ascontiguousarray(groups, dtype=np.int64), n_groups, m
+            )
+            return out
+        except TypeError:  # plain ints among the values: the Python loop takes them
+            pass
     acc: list[Any] = [ONE] * n_groups
     gl = groups.tolist() if isinstance(groups, np.ndarray) else groups
     for c, g in zip(a, gl, strict=True):
@@ -96,7 +114,7 @@ def _combine_buckets(buckets: list[Any], m: mpz) -> Any:
     """``prod_d buckets[d] ** (d + 1)`` with two running products (no powers)."""
     running, window_sum = ONE, ONE
     for d in range(len(buckets) - 1, -1, -1):
-        if buckets[d] is not ONE:
+        if buckets[d] != 1:  # empty buckets (1, from either kernel) cost nothing
             running = running * buckets[d] % m
         if running is not ONE:
             window_sum = window_sum * running % m

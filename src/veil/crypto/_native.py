@@ -80,6 +80,17 @@ def _self_test(mod: ModuleType) -> None:
         joined = mod.crt_join([v % m for v in x], [v % m2 for v in x], m, m2, gmpy2.invert(m2, m))
         if joined != x:
             raise ArithmeticError("crt_join disagrees with gmpy2")
+        a = [mpz(secrets.randbits(bits + 8)) for _ in range(9)]  # some unreduced
+        b = [mpz(secrets.randbits(bits)) for _ in range(9)]
+        if mod.mulmod(a, b, m) != [x * y % m for x, y in zip(a, b, strict=True)]:
+            raise ArithmeticError("mulmod disagrees with gmpy2")
+        groups = np.array([0, 2, -1, 0, 2, 2, 0, -1, 0], dtype=np.int64)
+        want = [mpz(1)] * 4  # group 1 and 3 empty, group 2 of three, group 0 of four
+        for v, g in zip(a, groups.tolist(), strict=True):
+            if g >= 0:
+                want[g] = want[g] * v % m
+        if mod.group_product(a, groups, 4, m) != want:
+            raise ArithmeticError("group_product disagrees with gmpy2")
 
 
 def kernel() -> ModuleType | None:

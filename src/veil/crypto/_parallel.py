@@ -34,6 +34,7 @@ import numpy as np
 
 from veil.crypto import _kernels as kern
 from veil.crypto._fixedbase import FixedBase
+from veil.crypto._native import kernel
 from veil.crypto._worker import Worker, pack_ints, unpack_ints
 from veil.errors import ConfigError
 from veil.net.codec import IntArray
@@ -47,6 +48,7 @@ _LOCK = threading.Lock()
 MIN_RANDOMISERS = 48  # per worker, below this stay in-process
 MIN_PRODUCTS = 4096  # modular products per worker, below this stay in-process
 MIN_POWMODS = 8
+MIN_MULMODS = 512  # per thread, below this ct + ct stays on one thread
 
 
 def get_workers() -> int:
@@ -271,6 +273,16 @@ def group_product_columns(a: list[Any], G: np.ndarray, n_groups: int, m: Any) ->
     w = get_workers()
     if w == 1 or n * F < MIN_PRODUCTS * w:
         return kern.group_product_columns(a, G, n_groups, m)
+    if _in_c(m):  # threads: the C kernel releases the GIL, nothing is copied
+        if w <= F:
+            parts = _thread_map(
+                lambda i, j: kern.group_product_columns(a, G[:, i:j], n_groups, m), _split(F, w)
+            )
+            return [r for p in parts for r in p]
+        parts = _thread_map(
+            lambda i, j: kern.group_product_columns(a[i:j], G[i:j], n_groups, m), _split(n, w)
+        )
+        return _combine(parts, m)
     try:
         if w <= F:
             wire = pack_ints(a, m)
@@ -280,6 +292,25 @@ def group_product_columns(a: list[Any], G: np.ndarray, n_groups: int, m: Any) ->
         return _combine([unpack_ints(p) for p in _submit_all("group_product", jobs)], m)
     except _WorkersFailed:
         return kern.group_product_columns(a, G, n_groups, m)
+
+
+def mulmod_list(a: list[Any], b: list[Any], m: Any) -> list[Any]:
+    """``[a[i] * b[i] % m]``, split over threads when the C kernel runs it (GIL released)."""
+    w = get_workers()
+    if w == 1 or len(a) < MIN_MULMODS * w or len(a) != len(b) or not _in_c(m):
+        return kern.mulmod_list(a, b, m)
+    parts = _thread_map(lambda i, j: kern.mulmod_list(a[i:j], b[i:j], m), _split(len(a), w))
+    return [r for p in parts for r in p]
+
+
+def _in_c(m: Any) -> bool:
+    """Whether products mod ``m`` run in the C kernel (odd multi-limb moduli)."""
+    return kernel() is not None and bool(m & 1) and m.bit_length() > 64
+
+
+def _thread_map(fn: Callable[[int, int], list[Any]], ranges: list[tuple[int, int]]) -> list[Any]:
+    futs = [_threads().submit(fn, a, b) for a, b in ranges]
+    return [f.result() for f in futs]
 
 
 def _cols_wire(cols: list[list[int]] | np.ndarray, i: int = 0, j: int | None = None) -> Any:
@@ -298,6 +329,18 @@ def multi_exp_columns(bases: list[Any], cols: list[list[int]] | np.ndarray, m: A
     w = get_workers()
     if w == 1 or n * len(cols) < MIN_PRODUCTS * w:
         return [kern.signed_multi_exp(bases, c, m) for c in cols]
+    if _in_c(m):  # threads: the buckets fill in the C kernel, which releases the GIL
+        if len(cols) >= 2 * w:
+            parts = _thread_map(
+                lambda i, j: [kern.signed_multi_exp(bases, c, m) for c in cols[i:j]],
+                _split(len(cols), w),
+            )
+            return [r for p in parts for r in p]
+        parts = _thread_map(
+            lambda i, j: [kern.signed_multi_exp(bases[i:j], c[i:j], m) for c in cols],
+            _split(n, w),
+        )
+        return _combine(parts, m)
     try:
         if len(cols) >= 2 * w:  # whole columns per worker: no combine step
             wire = pack_ints(bases, m)

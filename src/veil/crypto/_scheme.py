@@ -109,7 +109,9 @@ class HEPublicKey(ABC):
         return False
 
     def _times(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return kern.objects(kern.mulmod_list(a.tolist(), b.tolist(), self.ct_modulus))
+        from veil.crypto import _parallel as par
+
+        return kern.objects(par.mulmod_list(a.tolist(), b.tolist(), self.ct_modulus))
 
     @abstractmethod
     def raw_plain(self, ms: np.ndarray) -> np.ndarray:

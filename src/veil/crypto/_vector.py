@@ -32,7 +32,7 @@ def mulmod(a: np.ndarray, b: np.ndarray, m: mpz) -> np.ndarray:
     """Element-wise ``a * b mod m`` (broadcasting like numpy)."""
     if a.shape != b.shape:
         a, b = np.broadcast_arrays(a, b)
-    return _obj(kern.mulmod_list(a.ravel().tolist(), b.ravel().tolist(), m)).reshape(a.shape)
+    return _obj(par.mulmod_list(a.ravel().tolist(), b.ravel().tolist(), m)).reshape(a.shape)
 
 
 def invert(a: np.ndarray, m: mpz) -> np.ndarray:
