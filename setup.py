@@ -11,9 +11,14 @@ setup(
     ext_modules=[
         Extension(
             "veil.crypto._gmpkernel",
-            ["src/veil/crypto/_gmpkernel.c"],
+            [
+                "src/veil/crypto/_gmpkernel.c",
+                "src/veil/crypto/_gmp_fixedbase.c",
+                "src/veil/crypto/_gmp_batch.c",
+            ],
+            depends=["src/veil/crypto/_gmp.h"],
             optional=True,
-            extra_compile_args=["-O2"],
+            extra_compile_args=["-O2", "-fvisibility=hidden"],
         )
     ]
 )

@@ -18,7 +18,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 STAMP="$VENV/.veil-install-stamp"
 # the C kernel is built by the install, so its source counts too
-WANT="$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT"/src/veil/crypto/*.c | sha256sum | cut -d' ' -f1)-$1"
+WANT="$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT"/src/veil/crypto/*.[ch] | sha256sum | cut -d' ' -f1)-$1"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "installing Veil ($1) into $VENV" >&2
   "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
