@@ -172,7 +172,7 @@ done:
 }
 
 /* Garner: x = b + m2 * ((a - b) * inv mod m1), the x mod m1 m2 with x = a mod m1 and
- * x = b mod m2, for lists a, b of mpz (inv = m2^-1 mod m1). */
+ * x = b mod m2, for lists a, b of mpz (inv = m2^-1 mod m1); GIL released. */
 PyObject *crt_join(PyObject *self, PyObject *args) {
     PyObject *a_in, *b_in, *m1_obj, *m2_obj, *inv_obj;
     if (!PyArg_ParseTuple(args, "OOOOO", &a_in, &b_in, &m1_obj, &m2_obj, &inv_obj)) return NULL;
@@ -182,8 +182,7 @@ PyObject *crt_join(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_TypeError, "crt_join: m2 and inv must be gmpy2 mpz");
         return NULL;
     }
-    PyObject *a = PySequence_Fast(a_in, "crt_join: a must be a sequence of mpz");
-    PyObject *b = a ? PySequence_Fast(b_in, "crt_join: b must be a sequence of mpz") : NULL;
+    PyObject *a = mpz_seq(a_in, "crt_join a"), *b = a ? mpz_seq(b_in, "crt_join b") : NULL;
     PyObject *out = NULL;
     if (b == NULL) goto done;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(a);
@@ -191,37 +190,24 @@ PyObject *crt_join(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "crt_join: a and b differ in length");
         goto done;
     }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (Py_TYPE(PySequence_Fast_GET_ITEM(a, i)) != G.mpz_type
-            || Py_TYPE(PySequence_Fast_GET_ITEM(b, i)) != G.mpz_type) {
-            PyErr_SetString(PyExc_TypeError, "crt_join: a and b must hold gmpy2 mpz");
-            goto done;
-        }
-    }
-    out = PyList_New(n);
+    out = new_results(n);
     if (out == NULL) goto done;
     const mpz_struct *M1 = &((MPZ_Object *)m1_obj)->z, *M2 = &((MPZ_Object *)m2_obj)->z;
     const mpz_struct *inv = &((MPZ_Object *)inv_obj)->z;
+    Py_BEGIN_ALLOW_THREADS
     mpz_struct t, u;
     G.z_init(&t);
     G.z_init(&u);
     for (Py_ssize_t i = 0; i < n; i++) {
-        MPZ_Object *r = G.new_mpz(NULL);
-        if (r == NULL) {
-            Py_CLEAR(out);
-            break;
-        }
-        const mpz_struct *ai = &((MPZ_Object *)PySequence_Fast_GET_ITEM(a, i))->z;
-        const mpz_struct *bi = &((MPZ_Object *)PySequence_Fast_GET_ITEM(b, i))->z;
-        G.z_sub(&t, ai, bi);
+        G.z_sub(&t, ZP(a, i), ZP(b, i));
         G.z_mul(&u, &t, inv);
         G.z_fdiv_r(&t, &u, M1);
-        G.z_set(&r->z, bi);
-        G.z_addmul(&r->z, &t, M2);
-        PyList_SET_ITEM(out, i, (PyObject *)r);
+        G.z_set(RZ(out, i), ZP(b, i));
+        G.z_addmul(RZ(out, i), &t, M2);
     }
     G.z_clear(&t);
     G.z_clear(&u);
+    Py_END_ALLOW_THREADS
 done:
     Py_XDECREF(a);
     Py_XDECREF(b);
