@@ -85,8 +85,9 @@ atexit.register(shutdown)
 
 def warm_up() -> None:
     """Start the worker processes now (they import in the background), so the first big
-    batch does not wait for them. Does nothing with one worker."""
-    if get_workers() > 1:  # a failure shows again on the first real batch, which falls back
+    batch does not wait for them. Does nothing with one worker, or with the C kernel
+    (its batches run on threads: the processes would sit idle)."""
+    if get_workers() > 1 and kernel() is None:  # a failure shows again on the first batch
         with contextlib.suppress(OSError):
             _pool()
 
@@ -236,8 +237,8 @@ def fixed_pow(table: FixedBase, exps: list[int]) -> np.ndarray:
     if w == 1 or len(exps) < MIN_RANDOMISERS * 4 * w:
         return table.pow_ints(exps)
     vals = [int(e) for e in exps]
-    if table.native() and max(vals) < 1 << 62:
-        return table_pow(table, table.small_digits(np.array(vals, dtype=np.int64)))
+    if table.native():
+        return table_pow(table, table.int_digits(vals))
     spec, nb = list(table.spec()), max(1, -(-max(vals).bit_length() // 8))
     chunks = _split(len(vals), 2 * w)
     try:
