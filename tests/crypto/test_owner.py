@@ -49,6 +49,10 @@ def test_owner_chain_equals_public_chain(owner_keys):
     got = pk._owner.chain([(name, digits)], start)
     want = [s * c % pk.ct_modulus for s, c in zip(start, table.pow_digits(digits), strict=True)]
     assert got.tolist() == want
+    empty = np.zeros((50, 0), dtype=np.int64)  # a leading part with no windows
+    lead = pk._owner.chain([(name, empty), (name, digits)])
+    assert lead.tolist() == table.pow_digits(digits).tolist()
+    assert pk._owner.chain([(name, empty)]).tolist() == [1] * 50
 
 
 @pytest.mark.parametrize("pooled", [False, True])

@@ -71,8 +71,9 @@ class CRTTables:
             rows: list[bytes] = []
             for name, d in parts:
                 rows += self._tables[name][i].mont_rows(d.shape[1])
-            if start is None:
-                first = self._tables[parts[0][0]][i].mont_first()
+            if start is None:  # the first column's entry starts the chain (its row 0 as is)
+                lead = self._tables[parts[0][0]][i]
+                first = lead.mont_first() if parts[0][1].shape[1] else None
                 halves.append(k.mont_chain(m, rows, digits, None, first))
             else:
                 halves.append(k.mont_chain(m, rows, digits, [mpz(s) for s in start]))
