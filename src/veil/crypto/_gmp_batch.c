@@ -13,16 +13,9 @@ PyObject *mulmod(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "mulmod: the modulus must be a positive mpz");
         return NULL;
     }
-    PyObject *a = mpz_seq(a_in, "mulmod a"), *b = a ? mpz_seq(b_in, "mulmod b") : NULL;
-    PyObject *out = NULL;
-    if (b == NULL) goto done;
+    PyObject *a, *b, *out;
+    if (!pair_batch(a_in, b_in, "mulmod", &a, &b, &out)) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(a);
-    if (PySequence_Fast_GET_SIZE(b) != n) {
-        PyErr_SetString(PyExc_ValueError, "mulmod: a and b differ in length");
-        goto done;
-    }
-    out = new_results(n);
-    if (out == NULL) goto done;
     const mpz_struct *M = &((MPZ_Object *)m_obj)->z;
     Py_BEGIN_ALLOW_THREADS
     mpz_struct t;
@@ -33,9 +26,8 @@ PyObject *mulmod(PyObject *self, PyObject *args) {
     }
     G.z_clear(&t);
     Py_END_ALLOW_THREADS
-done:
-    Py_XDECREF(a);
-    Py_XDECREF(b);
+    Py_DECREF(a);
+    Py_DECREF(b);
     return out;
 }
 

@@ -182,16 +182,9 @@ PyObject *crt_join(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_TypeError, "crt_join: m2 and inv must be gmpy2 mpz");
         return NULL;
     }
-    PyObject *a = mpz_seq(a_in, "crt_join a"), *b = a ? mpz_seq(b_in, "crt_join b") : NULL;
-    PyObject *out = NULL;
-    if (b == NULL) goto done;
+    PyObject *a, *b, *out;
+    if (!pair_batch(a_in, b_in, "crt_join", &a, &b, &out)) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(a);
-    if (PySequence_Fast_GET_SIZE(b) != n) {
-        PyErr_SetString(PyExc_ValueError, "crt_join: a and b differ in length");
-        goto done;
-    }
-    out = new_results(n);
-    if (out == NULL) goto done;
     const mpz_struct *M1 = &((MPZ_Object *)m1_obj)->z, *M2 = &((MPZ_Object *)m2_obj)->z;
     const mpz_struct *inv = &((MPZ_Object *)inv_obj)->z;
     Py_BEGIN_ALLOW_THREADS
@@ -208,8 +201,7 @@ PyObject *crt_join(PyObject *self, PyObject *args) {
     G.z_clear(&t);
     G.z_clear(&u);
     Py_END_ALLOW_THREADS
-done:
-    Py_XDECREF(a);
-    Py_XDECREF(b);
+    Py_DECREF(a);
+    Py_DECREF(b);
     return out;
 }

@@ -164,6 +164,25 @@ PyObject *new_results(Py_ssize_t n) {
     return out;
 }
 
+/* The set-up of an element-wise batch: two equally long sequences of mpz (new
+ * references in *a, *b) and len(a) fresh results in *out; 0 and nothing held on error. */
+int pair_batch(PyObject *a_in, PyObject *b_in, const char *what, PyObject **a, PyObject **b,
+               PyObject **out) {
+    *a = mpz_seq(a_in, what);
+    *b = *a ? mpz_seq(b_in, what) : NULL;
+    *out = NULL;
+    if (*b != NULL && PySequence_Fast_GET_SIZE(*a) != PySequence_Fast_GET_SIZE(*b))
+        PyErr_Format(PyExc_ValueError, "%s: the two sequences differ in length", what);
+    else if (*b != NULL)
+        *out = new_results(PySequence_Fast_GET_SIZE(*a));
+    if (*out == NULL) {
+        Py_CLEAR(*a);
+        Py_CLEAR(*b);
+        return 0;
+    }
+    return 1;
+}
+
 static PyMethodDef methods[] = {
     {"load", load, METH_O, "load(path): bind to the libgmp at path (the one gmpy2 loaded)"},
     {"mont_row", mont_row, METH_VARARGS,
