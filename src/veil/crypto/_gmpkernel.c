@@ -69,6 +69,14 @@ static PyObject *load(PyObject *self, PyObject *arg) {
     if (api == NULL) return NULL;
     G.mpz_type = (PyTypeObject *)api[0];
     *(void **)(&G.new_mpz) = api[11];
+    /* the object layout this file reads (gmpy2 2.1-2.3): refuse anything else rather
+     * than read the wrong memory; the Python loops then run */
+    if (G.mpz_type->tp_basicsize != (Py_ssize_t)sizeof(MPZ_Object)
+        || strcmp(G.mpz_type->tp_name, "gmpy2.mpz") != 0) {
+        PyErr_Format(PyExc_OSError, "unexpected gmpy2 mpz layout (%s, %zd bytes)",
+                     G.mpz_type->tp_name, G.mpz_type->tp_basicsize);
+        return NULL;
+    }
     G.ready = 1;
     Py_RETURN_NONE;
 }
