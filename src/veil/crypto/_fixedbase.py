@@ -14,8 +14,10 @@ gmpy2 ``mpz`` (one multiply and one reduction ufunc call per window).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import gmpy2
@@ -84,10 +86,14 @@ class FixedBase:
         with self._lock:
             rows = self._mont
             count = min(count, self.n_windows)
-            while len(rows) < count:
-                i = len(rows)
-                step = gmpy2.powmod(self.base, 1 << (self.window * i), self.modulus)
-                rows.append(k.mont_row(self.modulus, step, 1 << self.window))
+            if len(rows) < count:  # rows are independent: build them on threads (no GIL)
+                m, size = self.modulus, 1 << self.window
+                steps = [
+                    gmpy2.powmod(self.base, 1 << (self.window * i), m)
+                    for i in range(len(rows), count)
+                ]
+                with ThreadPoolExecutor(min(len(steps), os.cpu_count() or 1)) as ex:
+                    rows.extend(ex.map(lambda s: k.mont_row(m, s, size), steps))
             return rows[:count]
 
     def mont_first(self) -> bytes:

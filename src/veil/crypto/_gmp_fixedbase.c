@@ -38,7 +38,9 @@ PyObject *mont_row(PyObject *self, PyObject *args) {
     if (!to_residue(e, &one, standard ? 0 : 1, &m)
         || !to_residue(step, &((MPZ_Object *)step_obj)->z, 1, &m))
         goto fail;
+    Py_BEGIN_ALLOW_THREADS  /* the new bytes object is ours alone until returned */
     for (Py_ssize_t d = 1; d < size; d++) mont_mul(e + d * n, e + (d - 1) * n, step, &m, t);
+    Py_END_ALLOW_THREADS
     PyMem_Free(t);
     PyMem_Free(step);
     return out;
