@@ -14,7 +14,6 @@ gmpy2 ``mpz`` (one multiply and one reduction ufunc call per window).
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -92,7 +91,9 @@ class FixedBase:
                     gmpy2.powmod(self.base, 1 << (self.window * i), m)
                     for i in range(len(rows), count)
                 ]
-                with ThreadPoolExecutor(min(len(steps), os.cpu_count() or 1)) as ex:
+                from veil.crypto._parallel import get_workers  # (imports this module)
+
+                with ThreadPoolExecutor(min(len(steps), get_workers())) as ex:
                     rows.extend(ex.map(lambda s: k.mont_row(m, s, size), steps))
             return rows[:count]
 
