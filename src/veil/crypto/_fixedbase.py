@@ -14,6 +14,7 @@ gmpy2 ``mpz`` (one multiply and one reduction ufunc call per window).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -173,9 +174,12 @@ class FixedBase:
         shifts = (np.arange(-(-top // self.window), dtype=np.int64) * self.window)[None, :]
         return (exps.astype(np.int64)[:, None] >> shifts) & ((1 << self.window) - 1)
 
-    def random_digits(self, count: int, urandom: bytes) -> np.ndarray:
-        """Digits of ``count`` uniform ``exp_bits``-bit exponents taken from ``urandom``."""
+    def random_digits(self, count: int, urandom: bytes | None = None) -> np.ndarray:
+        """Digits of ``count`` uniform ``exp_bits``-bit exponents taken from ``urandom``
+        (fresh bytes from the OS by default)."""
         nb = -(-self.exp_bits // 8)
+        if urandom is None:
+            urandom = os.urandom(count * nb)
         raw = np.frombuffer(urandom, dtype=np.uint8).reshape(count, nb)
         return self.digits_from_bytes(raw)
 

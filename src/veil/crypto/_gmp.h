@@ -59,6 +59,7 @@ int to_residue(limb *out, const mpz_struct *x, int shift, const Mod *m);
 int int64_buffer(PyObject *obj, Py_buffer *b, int ndim, const char *what);
 PyObject *mpz_seq(PyObject *obj, const char *what);
 PyObject *new_results(Py_ssize_t n);
+PyObject *results_from_limbs(const limb *v, Py_ssize_t count, long n);
 int pair_batch(PyObject *a_in, PyObject *b_in, const char *what, PyObject **a, PyObject **b,
                PyObject **out);
 

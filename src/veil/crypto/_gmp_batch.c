@@ -31,7 +31,7 @@ PyObject *mulmod(PyObject *self, PyObject *args) {
     return out;
 }
 
-/* r = x**e in the Montgomery domain (x, r Montgomery forms; one = R mod m; e >= 1). */
+/* r = x**e in the Montgomery domain (x, r Montgomery forms; e >= 1). */
 static void mont_pow(limb *r, const limb *x, uint64_t e, const Mod *m, limb *t) {
     int bit = 63;
     while (!((e >> bit) & 1)) bit--;
@@ -160,18 +160,9 @@ PyObject *group_product(PyObject *self, PyObject *args) {
             if (count[g] == next) mont_mul(acc + g * n, acc + g * n, fix, &m, t);
     }
     Py_END_ALLOW_THREADS
-    out = PyList_New(k);
-    for (Py_ssize_t g = 0; out != NULL && g < k; g++) {
-        MPZ_Object *r = G.new_mpz(NULL);
-        if (r == NULL) {
-            Py_CLEAR(out);
-            break;
-        }
+    for (Py_ssize_t g = 0; g < k; g++)
         if (count[g] == 0) acc[g * n] = 1;  /* an empty group: 1 */
-        memcpy(G.limbs_write(&r->z, n), acc + g * n, n * sizeof(limb));
-        G.limbs_finish(&r->z, n);
-        PyList_SET_ITEM(out, g, (PyObject *)r);
-    }
+    out = results_from_limbs(acc, k, n);
 done:
     PyBuffer_Release(&gb);
     Py_XDECREF(a);

@@ -149,18 +149,7 @@ PyObject *mont_chain(PyObject *self, PyObject *args) {
         }
     }
     Py_END_ALLOW_THREADS
-    out = PyList_New(count);
-    if (out == NULL) goto done;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        MPZ_Object *r = G.new_mpz(NULL);
-        if (r == NULL) {
-            Py_CLEAR(out);
-            goto done;
-        }
-        memcpy(G.limbs_write(&r->z, n), acc + i * n, n * sizeof(limb));
-        G.limbs_finish(&r->z, n);
-        PyList_SET_ITEM(out, i, (PyObject *)r);
-    }
+    out = results_from_limbs(acc, count, n);
 done:
     for (Py_ssize_t j = 0; j < got; j++) PyBuffer_Release(&rb[j]);
     PyBuffer_Release(&db);

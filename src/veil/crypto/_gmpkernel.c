@@ -172,6 +172,16 @@ PyObject *new_results(Py_ssize_t n) {
     return out;
 }
 
+/* ``count`` new mpz from consecutive n-limb little-endian values (normalised by GMP). */
+PyObject *results_from_limbs(const limb *v, Py_ssize_t count, long n) {
+    PyObject *out = new_results(count);
+    for (Py_ssize_t i = 0; out != NULL && i < count; i++) {
+        memcpy(G.limbs_write(RZ(out, i), n), v + i * n, n * sizeof(limb));
+        G.limbs_finish(RZ(out, i), n);
+    }
+    return out;
+}
+
 /* The set-up of an element-wise batch: two equally long sequences of mpz (new
  * references in *a, *b) and len(a) fresh results in *out; 0 and nothing held on error. */
 int pair_batch(PyObject *a_in, PyObject *b_in, const char *what, PyObject **a, PyObject **b,

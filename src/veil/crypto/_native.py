@@ -1,11 +1,13 @@
 """The optional C kernel (``_gmpkernel``) for batched modular products, checked before use.
 
-``veil.crypto._gmpkernel`` runs fixed-base exponentiation (the randomisers and ``g**m`` of
-every encryption) as chains of Montgomery products with GMP's own public ``mpn``
-functions, from the libgmp that gmpy2 loaded: the same results as the Python loop in
-:class:`veil.crypto._fixedbase.FixedBase`, at about 0.65x its cost for 2048-bit moduli.
+``veil.crypto._gmpkernel`` runs the HE engine's inner loops -- fixed-base chains (the
+randomisers and ``g**m`` of every encryption), group products (histograms, Pippenger
+buckets), element-wise products (ct + ct) and the key owner's CRT join -- with GMP's own
+public functions, from the libgmp that gmpy2 loaded, and without the GIL: the same
+results as the Python loops in :mod:`veil.crypto._kernels` and
+:class:`veil.crypto._fixedbase.FixedBase`, at about 0.65x their cost for 2048-bit moduli.
 It is built by ``pip install`` when a C compiler is there; without it, or with
-``VEIL_NATIVE=0``, the pure-Python loop runs and gives the same results.
+``VEIL_NATIVE=0``, the pure-Python loops run and give the same results.
 
 :func:`kernel` loads it once per process and trusts it only after it has reproduced
 gmpy2's results on random inputs; :func:`status` says which path is in use and why.

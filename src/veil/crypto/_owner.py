@@ -5,7 +5,8 @@ gradients under its own key). It knows the factors of the ciphertext modulus -- 
 and ``q`` for OU (``n = p**2 q``), ``p**2`` and ``q**2`` for Paillier (``n**2``) -- so it can
 run every fixed-base chain modulo each factor and join the two results (Garner's
 formula). Products of half- or third-size numbers cost a quarter to a ninth as much, so
-the owner's randomisers come out about 1.7x (OU) to 1.8x (Paillier) cheaper. The
+the owner's encryptions come out about 1.3x (OU) to 1.5x (Paillier) cheaper, as measured
+in `benchmarks/RESULTS.md` (HE runs 9-11). The
 ciphertexts are the same numbers the public-key path makes: same distribution, same
 security; only the arithmetic differs.
 

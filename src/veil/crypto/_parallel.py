@@ -4,10 +4,10 @@ Two mechanisms, chosen by what measured fastest for each kernel:
 
 * **threads** for ``gmpy2.powmod_base_list`` (decryption, ``c * scalar``): gmpy2 releases
   the GIL for the whole list, so threads scale with no copying;
-* **threads** for fixed-base tables run by the C kernel (``_gmpkernel`` releases the GIL
-  for the whole chain, and the threads share one table);
-* **worker processes** for the kernels that are loops of Python-level modular products
-  (group sums, Pippenger multi-exponentiation, fixed-base tables without the C kernel): see
+* **threads** for everything the C kernel runs (``_gmpkernel`` releases the GIL: fixed-base
+  chains, group sums, Pippenger buckets, ct + ct), sharing tables and ciphertexts;
+* **worker processes** for the same kernels as Python-level loops, where the C kernel is
+  not built or ``VEIL_NATIVE=0``: see
   :mod:`veil.crypto._worker` (plain subprocesses speaking the Veil codec over pipes; no
   multiprocessing, no pickle). Fixed-base tables are rebuilt once per worker and cached.
 
@@ -198,8 +198,7 @@ def split_threads(fn: Callable[[int, int], np.ndarray], count: int) -> np.ndarra
     w = get_workers()
     if w == 1 or count < MIN_RANDOMISERS * w:
         return fn(0, count)
-    futs = [_threads().submit(fn, a, b) for a, b in _split(count, w)]
-    return np.concatenate([f.result() for f in futs])
+    return np.concatenate(_thread_map(fn, _split(count, w)))
 
 
 def table_pow(table: FixedBase, digits: np.ndarray, start: Any = None) -> np.ndarray:
@@ -217,8 +216,7 @@ def random_pow(table: FixedBase, count: int) -> np.ndarray:
     """``base ** r`` for ``count`` fresh uniform ``table.exp_bits``-bit exponents ``r``."""
     w = get_workers()
     if w == 1 or count < MIN_RANDOMISERS * w or table.native():
-        nb = -(-table.exp_bits // 8)
-        return table_pow(table, table.random_digits(count, os.urandom(count * nb)))
+        return table_pow(table, table.random_digits(count))
     spec = list(table.spec())
     chunks = _split(count, 4 * w)  # several chunks per worker balance a loaded machine
     try:
@@ -309,7 +307,8 @@ def _in_c(m: Any) -> bool:
     return kernel() is not None and bool(m & 1) and m.bit_length() > 64
 
 
-def _thread_map(fn: Callable[[int, int], list[Any]], ranges: list[tuple[int, int]]) -> list[Any]:
+def _thread_map(fn: Callable[[int, int], Any], ranges: list[tuple[int, int]]) -> list[Any]:
+    """``[fn(a, b) for (a, b) in ranges]``, each call on a thread of the shared pool."""
     futs = [_threads().submit(fn, a, b) for a, b in ranges]
     return [f.result() for f in futs]
 

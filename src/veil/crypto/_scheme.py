@@ -9,7 +9,6 @@ products, serialisation of arrays) is shared in :mod:`veil.crypto.encrypted`.
 
 from __future__ import annotations
 
-import os
 import threading
 from abc import ABC, abstractmethod
 from collections import deque
@@ -99,8 +98,7 @@ class HEPublicKey(ABC):
         owner = self._crt()
         if owner is None:
             return None
-        table = owner.table(name)
-        digits = table.random_digits(count, os.urandom(count * -(-table.exp_bits // 8)))
+        digits = owner.table(name).random_digits(count)
         return par.split_threads(lambda a, b: owner.chain([(name, digits[a:b])]), count)
 
     def _threaded(self) -> bool:

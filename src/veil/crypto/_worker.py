@@ -9,7 +9,6 @@ here leaves the machine. Workers cache fixed-base tables between tasks.
 
 from __future__ import annotations
 
-import os
 import struct
 import subprocess
 import sys
@@ -69,8 +68,7 @@ def _table(spec: list[Any]) -> FixedBase:
 
 def _op_random_pow(spec: list[Any], count: int) -> Any:
     table = _table(spec)
-    nb = -(-table.exp_bits // 8)
-    out = table.pow_digits(table.random_digits(count, os.urandom(count * nb)))
+    out = table.pow_digits(table.random_digits(count))
     return pack_ints(out, table.modulus)
 
 

@@ -32,7 +32,6 @@ public-key holder nothing beyond shapes and the public encoding metadata.
 
 from __future__ import annotations
 
-import os
 import secrets
 from typing import Any
 
@@ -69,7 +68,7 @@ __all__ = [
 SCHEME = "ou"
 SUBGROUP_BITS = 224  # 2 x 112-bit security
 H_WINDOW = 12
-H_WINDOW_NATIVE = 14  # 67 MB for 2048-bit n (Montgomery rows, built in C in 0.4 s)
+H_WINDOW_NATIVE = 14  # 67 MB for 2048-bit n (Montgomery rows, built in C in 0.2-0.4 s)
 G_WINDOW = 11
 
 
@@ -98,9 +97,8 @@ class PublicKey(HEPublicKey):
         with self._lock:
             if which not in self._tables:
                 if which == "H":  # wider windows where the C kernel builds the table
-                    t = FixedBase(self.H, self.n, self.rand_bits, H_WINDOW)
-                    if t.native():
-                        t = FixedBase(self.H, self.n, self.rand_bits, H_WINDOW_NATIVE)
+                    w = H_WINDOW if kernel() is None else H_WINDOW_NATIVE
+                    t = FixedBase(self.H, self.n, self.rand_bits, w)
                 else:
                     base = self.G if which == "G" else gmpy2.invert(self.G, self.n)
                     # every plaintext fits; rows are built only up to the longest one
@@ -159,8 +157,8 @@ class PublicKey(HEPublicKey):
         self, ms: np.ndarray, owner: _owner.CRTTables | None
     ) -> list[tuple[str, np.ndarray, np.ndarray]] | None:
         """``(table, indices, window digits of |m|)`` for ``G`` (m >= 0) and ``G^-1``
-        (m < 0); None where a chain does not serve: wide plaintexts without an owner
-        (the public path raises those in worker processes) or beyond ``2**p_bits``."""
+        (m < 0); None where :meth:`raw_plain` serves instead: plaintexts of 62 bits or
+        more without an owner, or any beyond ``2**p_bits``."""
         table = self._table if owner is None else owner.table
         try:
             small: np.ndarray | None = np.array(ms.tolist(), dtype=np.int64)
@@ -249,9 +247,7 @@ def _owner_chain(owner: _owner.CRTTables, which: str, digits: np.ndarray, start:
     owner's CRT tables, over threads; with no ``start``, times a fresh ``H^r``."""
     parts = [(which, digits)]
     if start is None:
-        h = owner.table("H")
-        raw = os.urandom(len(digits) * -(-h.exp_bits // 8))
-        parts.insert(0, ("H", h.random_digits(len(digits), raw)))
+        parts.insert(0, ("H", owner.table("H").random_digits(len(digits))))
     return par.split_threads(
         lambda a, b: owner.chain(
             [(name, d[a:b]) for name, d in parts], None if start is None else start[a:b]
