@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from veil.codec import decode, encode
 from veil.crypto import ou, paillier
 from veil.crypto.encoding import HEOverflowError
 from veil.crypto.encrypted import EncryptedArray
 from veil.crypto.he import TEST_POLICY, get_scheme, public_key_from_wire
 from veil.errors import ConfigError, ProtocolError
-from veil.net.codec import decode, encode
 
 RNG = np.random.default_rng(7)
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from veil import codec
 from veil.crypto import encoding
 from veil.errors import ConfigError
 from veil.ml.hetero_lr import (
@@ -27,7 +28,6 @@ from veil.ml.hetero_lr import (
 )
 from veil.ml.lr_he import STAT_BITS
 from veil.ml.lr_math import batches, clip_block, sample_weights, sigmoid, step
-from veil.net import codec
 from veil.net.local import run_parties
 
 NAMES = ["bank", "bureau", "telco"]

@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from veil import codec
 from veil.errors import ConfigError
 from veil.ml.hetero_lr import LROptions, PartyData
 from veil.ml.lr_common import resolve_protocol
 from veil.ml.lr_gram import bounds, layout, rounded, scale_bits
 from veil.ml.lr_math import fixed_batches, sigmoid, step
-from veil.net import codec
 
 from .test_hetero_lr import (
     NAMES,

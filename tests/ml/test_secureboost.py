@@ -12,6 +12,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from tests.ml.sbt_data import DATA, vertical
+from veil import codec
+from veil.codec import IntArray
 from veil.errors import ConfigError
 from veil.ml.secureboost import (
     HEScheme,
@@ -27,8 +29,6 @@ from veil.ml.secureboost import (
     run_predict_partner,
     save,
 )
-from veil.net import codec
-from veil.net.codec import IntArray
 from veil.net.local import run_parties
 
 SMALL_KEYS = {"key_bits": 768, "allow_small_keys": True}  # OU needs |p| > 232

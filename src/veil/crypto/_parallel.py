@@ -32,12 +32,12 @@ from typing import Any
 import gmpy2
 import numpy as np
 
+from veil.codec import IntArray
 from veil.crypto import _kernels as kern
 from veil.crypto._fixedbase import FixedBase
 from veil.crypto._native import kernel
 from veil.crypto._worker import Worker, pack_ints, unpack_ints
 from veil.errors import ConfigError
-from veil.net.codec import IntArray
 
 _STATE: dict[str, Any] = {
     "workers": int(os.environ.get("VEIL_HE_WORKERS") or 0) or os.cpu_count() or 1,

@@ -1,7 +1,7 @@
 """Local worker processes for CPU-bound HE kernels, without multiprocessing or pickle.
 
 Each worker is ``python -m veil.crypto._worker`` talking over its stdin/stdout pipes in
-length-prefixed :mod:`veil.net.codec` frames (big integers as fixed-width ``IntArray``).
+length-prefixed :mod:`veil.codec` frames (big integers as fixed-width ``IntArray``).
 Unlike ``multiprocessing`` (spawn/forkserver re-import the caller's ``__main__``; fork of
 a threaded parent can deadlock) this works from any script, notebook or thread. Nothing
 here leaves the machine. Workers cache fixed-base tables between tasks.
@@ -19,9 +19,9 @@ from typing import IO, Any
 import numpy as np
 from gmpy2 import mpz
 
+from veil.codec import IntArray, decode, encode
 from veil.crypto import _kernels as kern
 from veil.crypto._fixedbase import FixedBase, from_spec
-from veil.net.codec import IntArray, decode, encode
 
 _LEN = struct.Struct("<Q")
 

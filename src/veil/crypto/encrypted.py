@@ -295,7 +295,7 @@ class EncryptedArray:
     # -- wire --------------------------------------------------------------------------
     def to_wire(self) -> dict[str, Any]:
         """Codec-compatible dict: fixed-width ciphertexts plus the encoding metadata."""
-        from veil.net.codec import IntArray
+        from veil.codec import IntArray
 
         out: dict[str, Any] = {
             "scheme": self.pk.scheme,
@@ -313,7 +313,7 @@ class EncryptedArray:
     @classmethod
     def from_wire(cls, pk: HEPublicKey, obj: Any) -> EncryptedArray:
         """Rebuild an array sent by :meth:`to_wire`; raises ProtocolError if malformed."""
-        from veil.net.codec import IntArray
+        from veil.codec import IntArray
 
         try:
             if obj["scheme"] != pk.scheme:

@@ -16,8 +16,8 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from veil import codec
 from veil.errors import ConfigError
-from veil.net import codec
 from veil.net.transport import Transport
 
 ProgressFn = Callable[[str, float], None]
@@ -99,7 +99,7 @@ class Session:
         return f"{channel}:P2P-{n}:{src}->{dst}"
 
     def send(self, to: str, tag: str, value: Any) -> None:
-        """Encode ``value`` (see :mod:`veil.net.codec`) and send it to party ``to``."""
+        """Encode ``value`` (see :mod:`veil.codec`) and send it to party ``to``."""
         dst = self._rank(to)
         if dst == self.rank:
             raise ConfigError("send", "a party cannot send to itself")

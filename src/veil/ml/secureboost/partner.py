@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from veil.codec import IntArray
 from veil.crypto import he as engine
 from veil.crypto._kernels import objects
 from veil.errors import ConfigError, ProtocolError
@@ -28,7 +29,6 @@ from veil.ml.secureboost.protocol import (
     params_wire,
     partner_parties,
 )
-from veil.net.codec import IntArray
 from veil.net.session import Session
 
 

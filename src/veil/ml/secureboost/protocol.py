@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from veil.codec import IntArray
 from veil.crypto import he as engine
 from veil.crypto.encoding import split_slots
 from veil.errors import ConfigError, ProtocolError
@@ -61,7 +62,6 @@ from veil.ml.secureboost.plain import (
     PlainSide,
     sample_weights,
 )
-from veil.net.codec import IntArray
 from veil.net.session import Session
 
 LABEL_HOLDER, PARTNER = "label_holder", "partner"
