@@ -1,0 +1,31 @@
+"""Secure aggregation (SecAgg / SecAgg+): banks add vectors so that the aggregator
+learns only their sum, even when some banks drop out. The protocol, what each party
+learns and the papers are in :mod:`veil.protocols.secagg.protocol`; the primitives in
+:mod:`~veil.protocols.secagg.shamir` and :mod:`~veil.protocols.secagg.masks`."""
+
+from veil.protocols.secagg.aggregator import run_aggregator
+from veil.protocols.secagg.client import ClientResult, run_client
+from veil.protocols.secagg.messages import Tag
+from veil.protocols.secagg.protocol import (
+    AGGREGATOR,
+    AggregateResult,
+    Plan,
+    RoundAborted,
+    SecAggParams,
+    default_neighbours,
+    make_plan,
+)
+
+__all__ = [
+    "AGGREGATOR",
+    "AggregateResult",
+    "ClientResult",
+    "Plan",
+    "RoundAborted",
+    "SecAggParams",
+    "Tag",
+    "default_neighbours",
+    "make_plan",
+    "run_aggregator",
+    "run_client",
+]

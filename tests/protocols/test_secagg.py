@@ -1,0 +1,283 @@
+"""Secure aggregation: the sum is right, dropouts are survived or abort, the wire is clean."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from tests.wire_check import Recorder, assert_no_leak
+from veil import codec
+from veil.errors import ConfigError, ProtocolError
+from veil.net import Session, run_parties
+from veil.protocols.secagg import (
+    AGGREGATOR,
+    RoundAborted,
+    SecAggParams,
+    Tag,
+    make_plan,
+    run_aggregator,
+    run_client,
+)
+from veil.protocols.secagg import messages as m
+from veil.protocols.secagg.masks import DEFAULT_FRAC_BITS
+
+AGG = "hub"
+PRECISION = 2.0 ** -(DEFAULT_FRAC_BITS + 1)  # per coordinate and contribution
+
+
+class _Dropped(Exception):
+    """Raised inside a bank that leaves the round (caught by its target)."""
+
+
+class DroppingSession:
+    """A bank's session that goes silent when it is about to send ``stop`` (a bank
+    that crashed or lost its link at that point of the round)."""
+
+    def __init__(self, inner: Session, stop: Tag) -> None:
+        self._inner, self._stop = inner, stop
+
+    def send(self, to: str, tag: str, value: Any) -> None:
+        if tag == self._stop:
+            raise _Dropped
+        self._inner.send(to, tag, value)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _round(
+    xs: dict[str, np.ndarray],
+    *,
+    params: SecAggParams = SecAggParams(),
+    own: np.ndarray | None = None,
+    drop: dict[str, Tag] | None = None,
+    transport: str = "memory",
+    tap: Any = None,
+) -> dict[str, Any]:
+    dim = len(next(iter(xs.values())))
+    drop = drop or {}
+
+    def bank(name: str) -> Callable[[Session], Any]:
+        def run(s: Session) -> Any:
+            sess: Any = DroppingSession(s, drop[name]) if name in drop else s
+            try:
+                return run_client(sess, xs[name], params)
+            except _Dropped:
+                return "dropped"
+            except RoundAborted as e:
+                return e
+
+        return run
+
+    targets: dict[str, Callable[[Session], Any]] = {n: bank(n) for n in xs}
+    targets[AGG] = lambda s: run_aggregator(s, dim, params, own=own)
+    return run_parties(
+        targets,
+        parties=[AGG, *xs],
+        roles={AGGREGATOR: AGG},
+        transport=transport,
+        timeout=30,
+        tap=tap,
+    )
+
+
+def _banks(n: int, dim: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {f"bank{i}": rng.normal(scale=3.0, size=dim) for i in range(n)}
+
+
+@pytest.mark.parametrize("transport", ["memory", "grpc"])
+def test_sum_equals_the_plain_sum_to_the_stated_precision(transport: str) -> None:
+    xs = _banks(3, 500)
+    out = _round(xs, transport=transport)
+    agg = out[AGG]
+    plain = sum(xs.values())
+    assert np.abs(agg.total - plain).max() <= 3 * PRECISION
+    assert agg.survivors == tuple(sorted(xs)) and agg.dropped == ()
+    assert all(out[b].survivors == 3 for b in xs)
+
+
+def test_aggregator_that_is_a_bank_adds_its_own_vector() -> None:
+    xs = _banks(3, 50, seed=1)
+    own = np.linspace(-1, 1, 50)
+    agg = _round(xs, own=own)[AGG]
+    assert np.abs(agg.total - (sum(xs.values()) + own)).max() <= 4 * PRECISION
+
+
+def test_secagg_plus_sparse_graph_still_sums_everything() -> None:
+    xs = _banks(14, 64, seed=2)
+    plan = make_plan(list(xs), SecAggParams(neighbours=4))
+    assert all(len(nb) == 4 for nb in plan.graph.values())
+    assert all(c in plan.graph[v] for c in xs for v in plan.graph[c])  # undirected
+    assert plan.threshold == 3 and plan.max_drops == 2
+    out = _round(xs, params=SecAggParams(neighbours=4))
+    assert np.abs(out[AGG].total - sum(xs.values())).max() <= 14 * PRECISION
+    assert {out[b].neighbours for b in xs} == {4}
+
+
+@pytest.mark.parametrize(
+    "dropped",
+    [["bank1"], ["bank1", "bank3"]],
+    ids=["one", "two"],
+)
+def test_banks_dropping_after_the_share_phase_leave_the_right_sum(dropped: list[str]) -> None:
+    xs = _banks(5, 200, seed=3)
+    params = SecAggParams(phase_timeout=1.5)
+    out = _round(xs, params=params, drop=dict.fromkeys(dropped, Tag.MASKED))
+    agg = out[AGG]
+    survivors = [b for b in xs if b not in dropped]
+    assert agg.survivors == tuple(survivors) and agg.dropped == tuple(dropped)
+    want = sum(xs[b] for b in survivors)
+    assert np.abs(agg.total - want).max() <= 5 * PRECISION
+    for b in dropped:
+        assert out[b] == "dropped"
+    for b in survivors:
+        assert out[b].survivors == len(survivors)
+
+
+def test_a_bank_dropping_while_unmasking_is_still_unmasked() -> None:
+    xs = _banks(5, 100, seed=4)
+    out = _round(xs, params=SecAggParams(phase_timeout=1.5), drop={"bank2": Tag.REVEAL})
+    agg = out[AGG]
+    # bank2's masked update arrived, so it is in the sum; its seed comes from shares.
+    assert agg.survivors == tuple(xs) and agg.dropped == ("bank2",)
+    assert np.abs(agg.total - sum(xs.values())).max() <= 5 * PRECISION
+
+
+def test_more_drops_than_the_threshold_abort_the_round_everywhere() -> None:
+    xs = _banks(5, 100, seed=5)
+    drop = dict.fromkeys(["bank0", "bank2", "bank4"], Tag.MASKED)
+    with pytest.raises(RoundAborted, match=r"3 of 5 banks dropped .* at most 2 may"):
+        _round(xs, params=SecAggParams(phase_timeout=1.0), drop=drop)
+
+
+def test_survivors_are_told_why_the_round_aborted() -> None:
+    xs = _banks(5, 20, seed=6)
+    params = SecAggParams(phase_timeout=1.0, dropout_threshold=1)
+    drop = dict.fromkeys(["bank0", "bank2"], Tag.MASKED)
+    results: dict[str, Any] = {}
+
+    def keep(name: str) -> Callable[[Session], Any]:
+        def run(s: Session) -> Any:
+            sess: Any = DroppingSession(s, drop[name]) if name in drop else s
+            try:
+                results[name] = run_client(sess, xs[name], params)
+            except (_Dropped, RoundAborted) as e:
+                results[name] = e
+
+        return run
+
+    def agg(s: Session) -> None:
+        try:
+            run_aggregator(s, 20, params)
+        except RoundAborted as e:
+            results[AGG] = e
+
+    run_parties(
+        {AGG: agg, **{n: keep(n) for n in xs}}, parties=[AGG, *xs], roles={AGGREGATOR: AGG}
+    )
+    assert isinstance(results[AGG], RoundAborted)
+    for b in ("bank1", "bank3", "bank4"):
+        assert isinstance(results[b], RoundAborted)
+        assert "dropout_threshold" in str(results[b]) and "nothing was aggregated" in str(
+            results[b]
+        )
+
+
+def test_masked_update_looks_uniform_to_the_aggregator() -> None:
+    # A highly structured update (all equal) must still be indistinguishable from
+    # uniform ring elements once masked.
+    dim = 4000
+    xs = {f"bank{i}": np.full(dim, 1.25) for i in range(3)}
+    rec = Recorder()
+    _round(xs, tap=rec)
+    seen = [f.payload for f in rec.frames if f"/{Tag.MASKED}:" in f.key]
+    assert len(seen) == 3
+    y = m.Masked.unpack(codec.decode(seen[0]), dim).y
+    u = (y >> np.uint64(11)).astype(np.float64) / 2.0**53  # top 53 bits as [0, 1)
+    assert stats.kstest(u, "uniform").pvalue > 1e-3
+    counts = np.bincount(y.view(np.uint8), minlength=256)
+    assert stats.chisquare(counts).pvalue > 1e-3
+    # The unmasked encoding of the same update is, of course, far from uniform.
+    plain = np.full(dim, int(1.25 * 2**DEFAULT_FRAC_BITS), dtype=np.uint64)
+    assert stats.chisquare(np.bincount(plain.view(np.uint8), minlength=256)).pvalue < 1e-9
+
+
+@pytest.mark.parametrize("transport", ["memory", "grpc"])
+def test_no_update_crosses_the_wire(transport: str) -> None:
+    xs = _banks(4, 300, seed=7)
+    rec = Recorder()
+    _round(xs, tap=rec, transport=transport)
+    secrets_ = {f"update {b}": x for b, x in xs.items()}
+    secrets_["update sum"] = sum(xs.values())
+    secrets_ |= {f"quantised {b}": np.rint(x * 2**DEFAULT_FRAC_BITS) for b, x in xs.items()}
+    assert_no_leak(rec.frames, secrets_)
+
+
+def test_plan_rejects_unsafe_or_impossible_options() -> None:
+    with pytest.raises(ConfigError, match="at least two distinct banks"):
+        make_plan(["a"], SecAggParams())
+    with pytest.raises(ConfigError, match=r"dropout_threshold.*use 0..2"):
+        make_plan([f"b{i}" for i in range(5)], SecAggParams(dropout_threshold=3))
+    with pytest.raises(ConfigError, match="neighbours"):
+        make_plan([f"b{i}" for i in range(9)], SecAggParams(neighbours=3))
+    plan = make_plan([f"b{i}" for i in range(100)], SecAggParams())
+    assert {len(v) for v in plan.graph.values()} == {18}  # 2*ceil(log2 100) + 4
+
+
+def test_banks_with_different_precision_stop_with_a_clear_error() -> None:
+    xs = _banks(3, 10)
+
+    def bank(name: str) -> Callable[[Session], Any]:
+        return lambda s: run_client(s, xs[name], SecAggParams(frac_bits=16))
+
+    with pytest.raises(ConfigError, match="fractional bits"):
+        run_parties(
+            {AGG: lambda s: run_aggregator(s, 10), **{n: bank(n) for n in xs}},
+            parties=[AGG, *xs],
+            roles={AGGREGATOR: AGG},
+            timeout=10,
+        )
+
+
+@pytest.mark.parametrize(
+    ("unpack", "value", "where"),
+    [
+        (m.Keys.unpack, {"enc": b"x" * 32}, "keys.mask: missing"),
+        (m.Keys.unpack, {"enc": b"x" * 31, "mask": b"y" * 32}, "keys.enc"),
+        (m.Keys.unpack, [1, 2], "keys: expected a mapping"),
+        (m.Unmask.unpack, {"dropped": ["a"], "survivors": ["a"], "abort": ""}, "unmask.dropped"),
+        (m.Unmask.unpack, {"dropped": "a", "survivors": [], "abort": ""}, "unmask.dropped"),
+        (m.Reveal.unpack, {"mask_keys": {"a": b""}, "seeds": {"a": b""}}, "reveal.seeds"),
+        (m.Reveal.unpack, {"mask_keys": {"a": 3}, "seeds": {}}, r"reveal.mask_keys\[a\]"),
+        (m.Result.unpack, {"survivors": True, "abort": ""}, "result.survivors"),
+        (lambda v: m.Masked.unpack(v, 4), {"y": np.zeros(4, np.int64)}, "masked.y"),
+        (lambda v: m.Masked.unpack(v, 4), {"y": np.zeros(3, np.uint64)}, "masked.y"),
+        (lambda v: m.Shares.unpack(v, Tag.SHARES), {"boxes": {}}, "shares.abort: missing"),
+    ],
+)
+def test_malformed_messages_name_the_tag_and_field(
+    unpack: Callable[[Any], Any], value: Any, where: str
+) -> None:
+    with pytest.raises(ProtocolError, match=where):
+        unpack(value)
+
+
+def test_setup_with_no_majority_threshold_is_refused_by_the_bank() -> None:
+    setup = m.Setup(1, {"b": 2, "c": 3, "d": 4}, 2, 5, DEFAULT_FRAC_BITS, 4).pack()
+    xs: Sequence[float] = [0.0] * 5
+
+    def fake_aggregator(s: Session) -> None:
+        s.send("bank", Tag.SETUP, setup)
+
+    with pytest.raises(ProtocolError, match="setup.threshold: 2 of 4 is no majority"):
+        run_parties(
+            {AGG: fake_aggregator, "bank": lambda s: run_client(s, xs)},
+            parties=[AGG, "bank"],
+            roles={AGGREGATOR: AGG},
+            timeout=10,
+        )
