@@ -26,6 +26,7 @@ from veil.protocols.secagg import messages as m
 from veil.protocols.secagg.masks import DEFAULT_FRAC_BITS
 
 AGG = "hub"
+DEFAULT = SecAggParams()
 PRECISION = 2.0 ** -(DEFAULT_FRAC_BITS + 1)  # per coordinate and contribution
 
 
@@ -52,7 +53,7 @@ class DroppingSession:
 def _round(
     xs: dict[str, np.ndarray],
     *,
-    params: SecAggParams = SecAggParams(),
+    params: SecAggParams = DEFAULT,
     own: np.ndarray | None = None,
     drop: dict[str, Tag] | None = None,
     transport: str = "memory",
@@ -177,9 +178,7 @@ def test_survivors_are_told_why_the_round_aborted() -> None:
         except RoundAborted as e:
             results[AGG] = e
 
-    run_parties(
-        {AGG: agg, **{n: keep(n) for n in xs}}, parties=[AGG, *xs], roles={AGGREGATOR: AGG}
-    )
+    run_parties({AGG: agg, **{n: keep(n) for n in xs}}, parties=[AGG, *xs], roles={AGGREGATOR: AGG})
     assert isinstance(results[AGG], RoundAborted)
     for b in ("bank1", "bank3", "bank4"):
         assert isinstance(results[b], RoundAborted)
@@ -274,7 +273,7 @@ def test_setup_with_no_majority_threshold_is_refused_by_the_bank() -> None:
     def fake_aggregator(s: Session) -> None:
         s.send("bank", Tag.SETUP, setup)
 
-    with pytest.raises(ProtocolError, match="setup.threshold: 2 of 4 is no majority"):
+    with pytest.raises(ProtocolError, match=r"setup\.threshold: 2 of 4 is no majority"):
         run_parties(
             {AGG: fake_aggregator, "bank": lambda s: run_client(s, xs)},
             parties=[AGG, "bank"],

@@ -96,8 +96,8 @@ def test_pair_seeds_agree_and_share_boxes_authenticate() -> None:
     ct = bytes(masks.share_box(u.secret, v.public).encrypt(b"share"))
     assert masks.open_box(masks.share_box(v.secret, u.public), ct, "t", "f") == b"share"
     tampered = ct[:-1] + bytes([ct[-1] ^ 1])
-    with pytest.raises(ProtocolError, match="t.f: share does not decrypt"):
+    with pytest.raises(ProtocolError, match=r"t\.f: share does not decrypt"):
         masks.open_box(masks.share_box(v.secret, u.public), tampered, "t", "f")
-    with pytest.raises(ProtocolError, match="t.f: share does not decrypt"):
+    with pytest.raises(ProtocolError, match=r"t\.f: share does not decrypt"):
         masks.open_box(masks.share_box(w.secret, u.public), ct, "t", "f")
     assert masks.KeyPair(u.secret).public == u.public
