@@ -35,7 +35,7 @@ class Tag(StrEnum):
     RESULT = "result"  # aggregator -> bank: the round's outcome
 
 
-def field(value: Any, tag: Tag, name: str, typ: type[T]) -> T:
+def field(value: Any, tag: str, name: str, typ: type[T]) -> T:
     """``value[name]`` checked to be a ``typ`` (bool is not an int here)."""
     if not isinstance(value, dict):
         raise ProtocolError(f"{tag}: expected a mapping, got {type(value).__name__}")

@@ -1,0 +1,388 @@
+"""Horizontal federated learning: banks with the same columns train one model by
+federated averaging [McMahan et al., "Communication-Efficient Learning of Deep Networks
+from Decentralized Data", AISTATS 2017], optionally FedProx [Li et al., MLSys 2020],
+with every sum taken by secure aggregation (:mod:`veil.protocols.secagg`) and optional
+distributed differential privacy (:mod:`veil.ml.horizontal.dp`).
+
+Roles: ``client`` (each bank: rows, a label) and ``aggregator`` (a party without data,
+or one of the banks, which then also contributes its own update).
+
+Flow:
+  1. B -> A  SCHEMA: column names and kinds. A checks that every bank has the same set
+             with the same kinds (else every party stops with an error naming the bank
+             and the column); A -> B SCHEMA_OK: the column order.
+  2. with ``standardize``: a secure sum of (sum x, sum x^2, n) over each bank's training
+     rows; A -> B SCALING: pooled means and standard deviations.
+  3. each round r: A -> B MODEL (global parameters, how many banks are in the round).
+     Each bank scores its held-out rows with it (loss), trains ``local_epochs`` from it,
+     and the banks' (n_B * update_B, n_B, n_B * train loss_B, validation loss sums) are
+     summed securely; A divides: the new global model is the row-weighted mean.
+     With ``dp`` each bank instead sends its update clipped to ``clip`` plus its share of
+     Gaussian noise, and A averages them with equal weights.
+  4. ``early_stopping``: A keeps the model with the lowest pooled validation loss and
+     stops after ``early_stopping`` rounds without improvement. A -> B MODEL (final).
+
+What each party learns:
+  - the aggregator: the column names and kinds; per round, the sum of the banks'
+    weighted updates (so the global model), the total training rows, the pooled
+    training and validation losses; which banks dropped. With dp: only the noised sum
+    of clipped updates and the number of banks in it. Never a row, a label, a score or
+    one bank's update (secure aggregation; with ``secure_aggregation: false`` it sees
+    each bank's update in the clear).
+  - a bank: the column order, the pooled scaling, every round's global model and the
+    round history (pooled losses, banks per round, epsilon).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import count
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from veil.errors import ConfigError
+from veil.ml.horizontal import dp
+from veil.ml.horizontal.local import BankData, holdout_mask, local_train, row_weights, weighted_loss
+from veil.ml.horizontal.messages import Model, Scaling, Schema, SchemaOk, Tag, Update
+from veil.ml.horizontal.model import GlobalModel
+from veil.ml.horizontal.models import FloatArray
+from veil.ml.horizontal.options import FedAvgOptions
+from veil.net.session import Session
+from veil.policy import DEFAULT_POLICY, SecurityPolicy
+from veil.protocols import secagg
+from veil.protocols.secagg import AGGREGATOR, RoundAborted
+
+
+@dataclass(frozen=True)
+class FedResult:
+    """A party's outcome: the global model and, at a bank, which rows it held out."""
+
+    model: GlobalModel
+    holdout: npt.NDArray[np.bool_] | None
+
+
+class _Local:
+    """One bank's rows during training: the training and held-out parts, scaled."""
+
+    def __init__(self, data: BankData, opts: FedAvgOptions, who: str) -> None:
+        self.opts, self.spec = opts, opts.spec
+        self.holdout = holdout_mask(data.y, opts.validation_share, opts.seed, who)
+        fit = ~self.holdout
+        self.X, self.y = data.X[fit], data.y[fit]
+        self.Xv, self.yv = data.X[self.holdout], data.y[self.holdout]
+        if self.y.sum() == 0 or self.y.sum() == self.y.size:
+            raise ConfigError(
+                f"parties.{who}.label",
+                "its training rows hold a single class",
+                "every bank needs both classes (lower validation_share or add rows)",
+            )
+        self.w, self.wv = row_weights(self.y, opts), row_weights(self.yv, opts)
+        self.Z, self.Zv = self.X, self.Xv
+        self.rng = np.random.default_rng([opts.seed, len(who), *who.encode()])
+
+    @property
+    def fit(self) -> tuple[FloatArray, FloatArray, FloatArray]:
+        return self.Z, self.y, self.w
+
+    def stats(self) -> FloatArray:
+        return np.concatenate([self.X.sum(axis=0), (self.X**2).sum(axis=0), [self.y.size]])
+
+    def set_scaling(self, mean: FloatArray, scale: FloatArray) -> None:
+        self.Z, self.Zv = (self.X - mean) / scale, (self.Xv - mean) / scale
+
+    def contribution(self, theta: FloatArray, train: bool, n_banks: int) -> FloatArray:
+        """What this bank adds to the round's secure sum (layout in :func:`dims`)."""
+        o = self.opts
+        if o.dp is not None:
+            new, _ = local_train(self.spec, theta, self.fit, o, self.rng, anchor=theta)
+            delta = dp.clip(new - theta, o.dp.clip) + dp.noise_share(theta.size, o.dp, n_banks)
+            return np.concatenate([delta, [1.0]])
+        valid = weighted_loss(self.spec, theta, (self.Zv, self.yv, self.wv), o.focal_gamma)
+        if not train:
+            return np.asarray(valid, dtype=np.float64)
+        new, loss = local_train(self.spec, theta, self.fit, o, self.rng, anchor=theta)
+        n = float(self.y.size)
+        return np.concatenate([n * (new - theta), [n, n * loss], valid])
+
+
+def dims(p: int, opts: FedAvgOptions, train: bool) -> int:
+    """Length of a round's vector: the update, count, train loss and validation sums
+    (``p + 4``), the validation sums alone (2), or with dp the update and a count."""
+    if opts.dp is not None:
+        return p + 1
+    return p + 4 if train else 2
+
+
+# -- the bank --------------------------------------------------------------------------
+
+
+def train_client(
+    session: Session,
+    data: BankData,
+    opts: FedAvgOptions,
+    *,
+    policy: SecurityPolicy = DEFAULT_POLICY,
+) -> FedResult:
+    """Bank role: train the global model with the aggregator and the other banks."""
+    agg = session.party_of(AGGREGATOR)
+    s0 = session.sub("schema")
+    s0.send(agg, Tag.SCHEMA, Schema(list(data.columns), list(data.kinds)).pack())
+    ok = SchemaOk.unpack(s0.recv(agg, Tag.SCHEMA_OK))
+    if ok.abort:
+        raise ConfigError("fedavg", ok.abort, "every bank must have the same columns and kinds")
+    if sorted(ok.columns) != sorted(data.columns):
+        raise ConfigError("fedavg", "the aggregator's column list differs from this bank's")
+    data = data.reorder(ok.columns)
+    local = _Local(data, opts, session.me)
+    mean, scale = np.zeros(len(ok.columns)), np.ones(len(ok.columns))
+    if opts.standardize:
+        ss = session.sub("scaling")
+        _contribute(ss, local.stats(), opts, policy)
+        sc = Scaling.unpack(ss.recv(agg, Tag.SCALING), len(ok.columns))
+        mean, scale = sc.mean, sc.scale
+        local.set_scaling(mean, scale)
+    p = opts.spec.n_params(len(ok.columns))
+    for r in count(1):
+        sr = session.sub(f"round{r}")
+        msg = Model.unpack(sr.recv(agg, Tag.MODEL), p)
+        if msg.abort:
+            raise RoundAborted(msg.abort)
+        if msg.stop:
+            model = _model(
+                opts, data=data, mean=mean, scale=scale, params=msg.params, history=msg.history
+            )
+            return FedResult(model, local.holdout)
+        vec = local.contribution(msg.params, msg.train, max(msg.banks, 1))
+        _contribute(sr.sub("sum"), vec, opts, policy)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _contribute(s: Session, vec: FloatArray, opts: FedAvgOptions, policy: SecurityPolicy) -> None:
+    if opts.secure_aggregation:
+        secagg.run_client(s, vec, opts.secagg_params(), policy=policy)
+    else:
+        s.send(s.party_of(AGGREGATOR), Tag.UPDATE, Update(np.asarray(vec, np.float64)).pack())
+
+
+def _model(
+    opts: FedAvgOptions,
+    *,
+    data: BankData,
+    mean: FloatArray,
+    scale: FloatArray,
+    params: FloatArray,
+    history: Sequence[dict[str, Any]],
+) -> GlobalModel:
+    final = dict(history[-1]) if history else {}
+    return GlobalModel(
+        opts.spec,
+        data.columns,
+        data.kinds,
+        mean,
+        scale,
+        params,
+        tuple(h for h in history if "round" in h),
+        str(final.get("stopped_by", "rounds")),
+        final.get("dp"),
+    )
+
+
+# -- the aggregator ---------------------------------------------------------------------
+
+
+def train_aggregator(
+    session: Session,
+    opts: FedAvgOptions,
+    *,
+    banks: Sequence[str] | None = None,
+    data: BankData | None = None,
+    policy: SecurityPolicy = DEFAULT_POLICY,
+) -> FedResult:
+    """Aggregator role: run the rounds over ``banks`` (default: every other party); with
+    ``data`` the aggregator is a bank too and trains on its own rows."""
+    banks = list(banks) if banks is not None else session.peers()
+    if opts.secure_aggregation:
+        secagg.make_plan(banks, opts.secagg_params())  # refuses unsafe settings up front
+    elif not banks:
+        raise ConfigError("fedavg", "needs at least one bank besides the aggregator")
+    columns, kinds = _agree_schema(session.sub("schema"), banks, data)
+    mine = data.reorder(columns) if data is not None else None
+    local = _Local(mine, opts, session.me) if mine is not None else None
+    d = len(columns)
+    mean, scale = np.zeros(d), np.ones(d)
+    if opts.standardize:
+        ss = session.sub("scaling")
+        own = local.stats() if local else None
+        total, _ = _aggregate(ss, banks, 2 * d + 1, opts, own=own, policy=policy)
+        n = total[-1]
+        mean = total[:d] / n
+        scale = np.sqrt(np.maximum(total[d : 2 * d] / n - mean**2, 0.0))
+        scale = np.where(scale > 1e-12, scale, 1.0)
+        for b in banks:
+            ss.send(b, Tag.SCALING, Scaling(mean, scale).pack())
+        if local is not None:
+            local.set_scaling(mean, scale)
+    theta = opts.spec.init(d, opts.seed)
+    history = _Rounds(opts).run(session, banks, theta, local, policy)
+    final = history.final_theta
+    model = GlobalModel(
+        opts.spec,
+        columns,
+        kinds,
+        mean,
+        scale,
+        final,
+        tuple(history.rows),
+        history.stopped_by,
+        history.dp_summary(),
+    )
+    return FedResult(model, local.holdout if local is not None else None)
+
+
+def _agree_schema(
+    s: Session, banks: Sequence[str], data: BankData | None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    got = {b: Schema.unpack(s.recv(b, Tag.SCHEMA)) for b in banks}
+    if data is not None:
+        ref_name, ref = s.me, Schema(list(data.columns), list(data.kinds))
+    else:
+        ref_name, ref = banks[0], got[banks[0]]
+    problem = ""
+    for b, sch in got.items():
+        problem = schema_difference(ref_name, ref, b, sch)
+        if problem:
+            break
+    for b in banks:
+        s.send(b, Tag.SCHEMA_OK, SchemaOk([] if problem else ref.columns, problem).pack())
+    if problem:
+        raise ConfigError("fedavg", problem, "every bank must have the same columns and kinds")
+    return tuple(ref.columns), tuple(ref.kinds)
+
+
+def schema_difference(ref_name: str, ref: Schema, name: str, other: Schema) -> str:
+    """Why bank ``name``'s columns differ from ``ref_name``'s, or "" if they match."""
+    theirs = dict(zip(other.columns, other.kinds, strict=True))
+    mine = dict(zip(ref.columns, ref.kinds, strict=True))
+    for c in ref.columns:
+        if c not in theirs:
+            return f"bank '{name}' lacks column '{c}' that '{ref_name}' has"
+    for c in other.columns:
+        if c not in mine:
+            return f"bank '{name}' has column '{c}' that '{ref_name}' lacks"
+    for c in ref.columns:
+        if theirs[c] != mine[c]:
+            return f"column '{c}' is {theirs[c]} at bank '{name}' but {mine[c]} at '{ref_name}'"
+    return ""
+
+
+def _aggregate(
+    s: Session,
+    banks: Sequence[str],
+    dim: int,
+    opts: FedAvgOptions,
+    *,
+    own: FloatArray | None,
+    policy: SecurityPolicy,
+) -> tuple[FloatArray, tuple[str, ...]]:
+    """The sum of the banks' vectors (and ``own``), and which banks are in it."""
+    if opts.secure_aggregation:
+        res = secagg.run_aggregator(
+            s, dim, opts.secagg_params(), clients=banks, own=own, policy=policy
+        )
+        return res.total, res.survivors
+    total = np.zeros(dim) if own is None else np.asarray(own, dtype=np.float64).copy()
+    for b in banks:
+        total += Update.unpack(s.recv(b, Tag.UPDATE), dim).v
+    return total, tuple(banks)
+
+
+class _Rounds:
+    """The aggregator's training loop: the global model, the history, early stopping."""
+
+    def __init__(self, opts: FedAvgOptions) -> None:
+        self.opts = opts
+        self.rows: list[dict[str, Any]] = []
+        self.stopped_by = "rounds"
+        self.best: tuple[float, int, FloatArray] | None = None
+        self.final_theta = np.zeros(0)
+        self.acc = dp.Accountant(opts.dp) if opts.dp is not None else None
+
+    def dp_summary(self) -> dict[str, Any] | None:
+        return self.acc.summary() if self.acc is not None else None
+
+    def run(
+        self,
+        session: Session,
+        banks: list[str],
+        theta: FloatArray,
+        local: _Local | None,
+        policy: SecurityPolicy,
+    ) -> _Rounds:
+        o, p = self.opts, theta.size
+        active = list(banks)
+        last = o.rounds + (1 if o.early_stopping else 0)  # one more round scores the last model
+        for r in range(1, last + 1):
+            t0 = time.perf_counter()
+            train = r <= o.rounds
+            sr = session.sub(f"round{r}")
+            planned = len(active) + (local is not None)
+            for b in active:
+                sr.send(b, Tag.MODEL, Model(r, theta, planned, train, False, []).pack())
+            own = local.contribution(theta, train, planned) if local is not None else None
+            dim = dims(p, o, train)
+            total, survivors = _aggregate(sr.sub("sum"), active, dim, o, own=own, policy=policy)
+            dropped = [b for b in active if b not in survivors]
+            active = list(survivors)
+            row: dict[str, Any] = {"round": r, "banks": len(active) + (local is not None)}
+            if dropped:
+                row["dropped"] = dropped
+            own_bank = local is not None
+            theta = self._step(row, theta, total, train=train, planned=planned, own=own_bank, r=r)
+            row["seconds"] = round(time.perf_counter() - t0, 4)
+            self.rows.append(row)
+            if self.stopped_by == "early_stopping":
+                break
+        self.final_theta = self.best[2] if self.best is not None else theta
+        final = {"stopped_by": self.stopped_by, "dp": self.dp_summary()}
+        sr = session.sub(f"round{len(self.rows) + 1}")
+        for b in active:
+            msg = Model(len(self.rows) + 1, self.final_theta, 0, False, True, [*self.rows, final])
+            sr.send(b, Tag.MODEL, msg.pack())
+        return self
+
+    def _step(
+        self,
+        row: dict[str, Any],
+        theta: FloatArray,
+        total: FloatArray,
+        *,
+        train: bool,
+        planned: int,
+        own: bool,
+        r: int,
+    ) -> FloatArray:
+        o, p = self.opts, theta.size
+        if self.acc is not None:
+            row["epsilon"] = self.acc.add_round(row["banks"], planned, known=int(own))
+            step: FloatArray = theta + total[:p] / max(float(total[p]), 1.0)
+            return step
+        if train:
+            n = total[p]
+            row["train_loss"] = float(total[p + 1] / n)
+            new: FloatArray = theta + total[:p] / n
+        else:
+            new = theta
+        if o.early_stopping:
+            vs, vw = total[-2], total[-1]
+            loss = float(vs / vw) if vw > 0 else float("inf")
+            row["valid_loss_before"] = loss  # of the model this round started from
+            if self.best is None or loss < self.best[0] - 1e-12:
+                self.best = (loss, r - 1, theta)
+            elif r - 1 - self.best[1] >= o.early_stopping:
+                self.stopped_by = "early_stopping"
+            row["best_round"] = self.best[1]
+        return new
