@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -25,6 +25,13 @@ _U64 = struct.Struct("<Q")
 _F64 = struct.Struct("<d")
 _ALLOWED_KINDS = frozenset("biufcS")
 _MAX_DEPTH = 64
+
+
+WireValue: TypeAlias = (
+    "bool | int | float | str | bytes | IntArray | np.ndarray"
+    " | list[WireValue] | dict[str, WireValue] | None"
+)
+"""What :func:`decode` can return (``encode`` also takes tuples and numpy scalars)."""
 
 
 @dataclass(frozen=True)
