@@ -33,7 +33,7 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
-from veil.codec import IntArray
+from veil.codec import MIN_INT_WIDTH, IntArray
 from veil.crypto import _kernels as kern
 from veil.crypto._fixedbase import FixedBase
 from veil.crypto._native import kernel
@@ -251,7 +251,7 @@ class LocalBackend:
         vals = [int(e) for e in exps]
         if table.native():
             return self.table_pow(table, table.int_digits(vals))
-        spec, nb = list(table.spec()), max(1, -(-max(vals).bit_length() // 8))
+        spec, nb = list(table.spec()), max(MIN_INT_WIDTH, -(-max(vals).bit_length() // 8))
         chunks = _split(len(vals), 2 * w)
         try:
             jobs: list[tuple[object, ...]] = [(spec, IntArray(vals[a:b], nb)) for a, b in chunks]
