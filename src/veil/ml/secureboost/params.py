@@ -8,7 +8,7 @@ from enum import StrEnum
 from veil.crypto.he import DEFAULT_POLICY, HEScheme
 from veil.errors import ConfigError
 
-MIN_KEY_BITS = DEFAULT_POLICY.min_bits
+MIN_KEY_BITS = DEFAULT_POLICY.min_key_bits["paillier"]
 
 
 class Objective(StrEnum):
