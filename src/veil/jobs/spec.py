@@ -33,7 +33,7 @@ from veil.jobs import registry
 PARTY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")  # also a certificate name
 RESERVED_NAMES = ("ca",)  # its certificate would clash with the CA's file (ca.crt)
 JOB_KEYS = ("name", "parties", "steps")
-PARTY_KEYS = ("data", "id", "label")
+PARTY_KEYS = ("data", "id", "label", "test")
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 FIX_READ = "check that it is a readable CSV (with a header) or Parquet file"
@@ -41,12 +41,16 @@ FIX_READ = "check that it is a readable CSV (with a header) or Parquet file"
 
 @dataclass(frozen=True)
 class PartySpec:
-    """One party of the job: its name, its data file and the id/label columns."""
+    """One party of the job: its name, its data file and the id/label columns.
+
+    ``data`` is None for a party without rows (an aggregator); ``test`` is an optional
+    file of held-out rows with the same columns, scored by ``evaluate``."""
 
     name: str
-    data: Path
+    data: Path | None
     id: str
     label: str | None = None
+    test: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -167,15 +171,25 @@ def _parse_parties(
             raise ConfigError(field, "must be a mapping", "write '{data: FILE, id: COLUMN}'")
         _no_unknown_keys(body, PARTY_KEYS, field)
         data, id_col, label = body.get("data"), body.get("id"), body.get("label")
-        if not isinstance(data, str) or not data:
-            raise ConfigError(f"{field}.data", "missing", "give the CSV or Parquet file path")
+        if data is not None and (not isinstance(data, str) or not data):
+            raise ConfigError(f"{field}.data", "must be a file path", "or leave it out")
+        if data is None:  # a party without rows (e.g. an aggregator), maybe with a test file
+            id_col = "id" if id_col is None else id_col
+            if label is not None and body.get("test") is None:
+                raise ConfigError(f"{field}.label", "a party without data or test has no label")
         if not isinstance(id_col, str) or not id_col:
             raise ConfigError(f"{field}.id", "missing", "name the id column, e.g. 'id: id'")
         if label is not None and (not isinstance(label, str) or not label):
             raise ConfigError(f"{field}.label", "must be a column name", "or leave it out")
         if label == id_col:
             raise ConfigError(f"{field}.label", "is the id column", "name the label column")
-        p = PartySpec(name=pname, data=(base / data).resolve(), id=id_col, label=label)
+        p = PartySpec(
+            name=pname,
+            data=(base / data).resolve() if data is not None else None,
+            id=id_col,
+            label=label,
+            test=_test_path(body.get("test"), base, field),
+        )
         if check_data is True or (not isinstance(check_data, bool) and pname in check_data):
             check_party_data(p, field)
         out.append(p)
@@ -247,7 +261,15 @@ def _sep(path: Path) -> str:
 
 
 def check_party_data(p: PartySpec, field: str) -> None:
-    """Check that ``p``'s data file exists and has non-empty ids and the label column."""
+    """Check that ``p``'s data file exists and has non-empty ids and the label column
+    (and its test file the same columns)."""
+    if p.data is None:
+        if p.test is not None:
+            cols = _columns(_existing(p.test, f"{field}.test"), p.id, f"{field}.test")
+            if p.label is not None and p.label not in cols:
+                problem = f"no column '{p.label}' in {p.test.name}"
+                raise ConfigError(f"{field}.label", problem, suggest(p.label, cols))
+        return
     if not p.data.is_file():
         raise ConfigError(
             f"{field}.data", f"no such file '{p.data}'", "paths are relative to the job file"
@@ -264,6 +286,16 @@ def check_party_data(p: PartySpec, field: str) -> None:
         )
     ids = _read(p.data, [p.id], p.id, field)[p.id]
     _check_ids(ids, field)
+    if p.test is not None:
+        test_cols = _columns(_existing(p.test, f"{field}.test"), p.id, f"{field}.test")
+        for c in cols:
+            if c not in test_cols:
+                problem = f"column '{c}' of {p.data.name} is missing from {p.test.name}"
+                raise ConfigError(f"{field}.test", problem, "give the test file the same columns")
+        for c in test_cols:
+            if c not in cols:
+                problem = f"column '{c}' of {p.test.name} is not in {p.data.name}"
+                raise ConfigError(f"{field}.test", problem, "give the test file the same columns")
 
 
 def _check_ids(ids: pd.Series, field: str) -> None:
@@ -278,8 +310,15 @@ def _check_ids(ids: pd.Series, field: str) -> None:
 
 
 def load_frame(p: PartySpec) -> pd.DataFrame:
-    """Read party ``p``'s whole table, ids as strings; checks columns and ids again."""
+    """Read party ``p``'s whole table, ids as strings; checks columns and ids again.
+
+    A party without data gets an empty table. The table's ``attrs[PARTY_ATTR]`` is ``p``
+    (steps find the party's test file there: :func:`load_test`)."""
     field = f"parties.{p.name}"
+    if p.data is None:
+        empty = pd.DataFrame({p.id: pd.Series([], dtype=str)})
+        empty.attrs[PARTY_ATTR] = p
+        return empty
     if not p.data.is_file():
         raise ConfigError(f"{field}.data", f"no such file '{p.data}'", "")
     df = _read(p.data, None, p.id, field)
@@ -289,4 +328,38 @@ def load_frame(p: PartySpec) -> pd.DataFrame:
         raise ConfigError(f"{field}.label", f"no column '{p.label}' in {p.data.name}", "")
     _check_ids(df[p.id], field)
     df[p.id] = df[p.id].astype(str)
+    df.attrs[PARTY_ATTR] = p
     return df
+
+
+PARTY_ATTR = "veil_party"
+
+
+def load_test(frame: pd.DataFrame) -> pd.DataFrame | None:
+    """The test file of the party whose table is ``frame`` (None if it names none)."""
+    p = frame.attrs.get(PARTY_ATTR)
+    if not isinstance(p, PartySpec) or p.test is None:
+        return None
+    field = f"parties.{p.name}.test"
+    df = _read(_existing(p.test, field), None, p.id, field.removesuffix(".test"))
+    if p.id in df.columns:
+        _check_ids(df[p.id], field)
+        df[p.id] = df[p.id].astype(str)
+    return df
+
+
+def _existing(path: Path, field: str) -> Path:
+    if not path.is_file():
+        raise ConfigError(field, f"no such file '{path}'", "paths are relative to the job file")
+    if not path.name.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES):
+        problem = f"'{path.name}' is neither CSV nor Parquet"
+        raise ConfigError(field, problem, "use .csv or .parquet")
+    return path
+
+
+def _test_path(raw: Any, base: Path, field: str) -> Path | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not raw:
+        raise ConfigError(f"{field}.test", "must be a file path", "or leave it out")
+    return (base / raw).resolve()

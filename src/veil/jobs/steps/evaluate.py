@@ -7,7 +7,12 @@ folder (columns ``id, score, label, set``). Writes ``roc.png``, ``ks.png``,
 self-contained ``report.html`` there (:mod:`veil.ml.report`). Nothing is sent;
 partners do nothing.
 
-Parameters: ``threshold`` (0.5, for the confusion matrix), ``label_holder``.
+After ``fedavg`` every party instead scores its own rows with the global model
+(:func:`veil.jobs.steps.fedavg.evaluate_federated`): a bank its training and held-out
+rows, any party its ``test:`` file.
+
+Parameters: ``threshold`` (0.5, for the confusion matrix), ``label_holder``, ``top_k``
+(alert counts for precision/recall at the top k, default [100]).
 """
 
 from __future__ import annotations
@@ -23,18 +28,22 @@ from veil.jobs.params import check_keys, label_holder_of
 from veil.jobs.registry import register
 from veil.jobs.spec import JobSpec
 from veil.jobs.steps import _credit as c
+from veil.jobs.steps import fedavg as fed
 from veil.ml.report import write_report
 
-KEYS = ("threshold", "label_holder")
+KEYS = ("threshold", "label_holder", "top_k")
 PREDICTIONS = "predictions.csv"
 
 
 def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str, Any]:
     check_keys(params, KEYS, field)
-    return {
+    out = {
         "threshold": c.number(params, "threshold", field, 0.5, lo=0.0, hi=1.0),
-        "label_holder": label_holder_of(params, job, field),
+        "top_k": fed.top_k_param(params, field),
     }
+    if fed.horizontal(params, job):  # every labelled party scores its own rows
+        return {**out, "label_holder": None}
+    return {**out, "label_holder": label_holder_of(params, job, field)}
 
 
 def _predictions(ctx: StepContext) -> pd.DataFrame:
@@ -57,6 +66,10 @@ def _predictions(ctx: StepContext) -> pd.DataFrame:
 @register("evaluate", validate=validate)
 def evaluate(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     """Metrics and plots of the label holder's train/test predictions."""
+    if fed.STATE in ctx.state:
+        return fed.evaluate_federated(ctx, params["threshold"], params["top_k"])
+    if params["label_holder"] is None:
+        raise ConfigError("steps.evaluate", "found no fedavg model", "run fedavg before evaluate")
     if not c.is_label_holder(ctx, params):
         return {}
     df = _predictions(ctx)
@@ -66,6 +79,7 @@ def evaluate(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     iv = [(b.key, b.iv) for b in binning.stats] if binning is not None else []
     evals = write_report(ctx.out_dir, sets, iv=iv, threshold=params["threshold"])
     out: dict[str, Any] = {}
+    fed.add_top_k(ctx.out_dir, sets, params["top_k"])
     for name, e in evals.items():
         out[f"auc_{name}"] = round(e.auc, 6)
         out[f"ks_{name}"] = round(e.ks, 6)
