@@ -23,7 +23,7 @@ and laundering rate (non-IID), which is what federated training has to cope with
 
 :func:`account_features` turns transactions into one row per account: counts and
 log amounts in and out, flow-through ratio, cash share, deposits near the threshold,
-distinct counterparties, median hours money is held, largest daily amounts, night and
+distinct payers and transfer payees, median hours money is held, largest daily amounts, night and
 cross-border shares, account age, KYC risk and the business flag; the label is
 ``is_laundering``. Deterministic for a given seed. ``examples/make_aml.py`` writes
 the example's tables.
@@ -247,7 +247,8 @@ def account_features(tx: pd.DataFrame, accounts: pd.DataFrame) -> pd.DataFrame:
 
     t_in, t_out = total(inc), total(~inc)
     n_tx = np.maximum(count(np.ones_like(inc)), 1)
-    known = tx[tx["counterparty"] >= 0]
+    # distinct payers (any channel) and distinct payees of transfers (card merchants aside)
+    known = tx[(tx["counterparty"] >= 0) & (tx["incoming"] | (tx["channel"] != "card"))]
     n_cp = known.groupby(["account", "incoming"])["counterparty"].nunique().unstack(fill_value=0)
     uniq: pd.DataFrame = n_cp.reindex(index=idx, columns=[True, False], fill_value=0)
     day = np.floor(tx["time"].to_numpy()).astype(int)
