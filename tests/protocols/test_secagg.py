@@ -18,9 +18,13 @@ from veil.protocols.secagg import (
     RoundAborted,
     SecAggParams,
     Tag,
+    aggregate,
+    contribute,
     make_plan,
     run_aggregator,
     run_client,
+    setup_aggregator,
+    setup_client,
 )
 from veil.protocols.secagg import messages as m
 from veil.protocols.secagg.masks import DEFAULT_FRAC_BITS
@@ -45,6 +49,9 @@ class DroppingSession:
         if tag == self._stop:
             raise _Dropped
         self._inner.send(to, tag, value)
+
+    def sub(self, name: str) -> DroppingSession:
+        return DroppingSession(self._inner.sub(name), self._stop)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -246,8 +253,13 @@ def test_banks_with_different_precision_stop_with_a_clear_error() -> None:
 @pytest.mark.parametrize(
     ("unpack", "value", "where"),
     [
-        (m.Keys.unpack, {"enc": b"x" * 32}, "keys.mask: missing"),
-        (m.Keys.unpack, {"enc": b"x" * 31, "mask": b"y" * 32}, "keys.enc"),
+        (m.Keys.unpack, {"enc": b"x" * 32}, "keys.masks: missing"),
+        (m.Keys.unpack, {"enc": b"x" * 31, "masks": [b"y" * 32]}, "keys.enc"),
+        (
+            lambda v: m.Keys.unpack(v, Tag.KEYS, 2),
+            {"enc": b"x" * 32, "masks": [b"y" * 32]},
+            "keys.masks",
+        ),
         (m.Keys.unpack, [1, 2], "keys: expected a mapping"),
         (m.Unmask.unpack, {"dropped": ["a"], "survivors": ["a"], "abort": ""}, "unmask.dropped"),
         (m.Unmask.unpack, {"dropped": "a", "survivors": [], "abort": ""}, "unmask.dropped"),
@@ -267,7 +279,7 @@ def test_malformed_messages_name_the_tag_and_field(
 
 
 def test_setup_with_no_majority_threshold_is_refused_by_the_bank() -> None:
-    setup = m.Setup(1, {"b": 2, "c": 3, "d": 4}, 2, 5, DEFAULT_FRAC_BITS, 4).pack()
+    setup = m.Setup(1, {"b": 2, "c": 3, "d": 4}, 2, 1, DEFAULT_FRAC_BITS, 4).pack()
     xs: Sequence[float] = [0.0] * 5
 
     def fake_aggregator(s: Session) -> None:
@@ -279,4 +291,77 @@ def test_setup_with_no_majority_threshold_is_refused_by_the_bank() -> None:
             parties=[AGG, "bank"],
             roles={AGGREGATOR: AGG},
             timeout=10,
+        )
+
+
+def test_one_setup_serves_many_sums_with_fresh_masks_and_lasting_dropouts() -> None:
+    """Keys for four sums made at once; bank1 drops in sum 1 (before its masked vector),
+    bank3 in sum 2 after it (before revealing): every sum is right, a dropped bank takes
+    no further part, and the same vector is masked differently in every sum."""
+    xs = _banks(5, 60, seed=8)
+    params = SecAggParams(phase_timeout=1.0)
+    drop_at = {"bank1": (1, Tag.MASKED), "bank3": (2, Tag.REVEAL)}
+    seen: dict[str, list[np.ndarray]] = {b: [] for b in xs}
+
+    def bank(name: str) -> Callable[[Session], Any]:
+        def run(s: Session) -> Any:
+            keys = setup_client(s, 4, params)
+            for j in range(4):
+                sess: Any = s
+                if name in drop_at and drop_at[name][0] == j:
+                    sess = DroppingSession(s, drop_at[name][1])
+                try:
+                    contribute(sess, keys, xs[name] * (j + 1))
+                except _Dropped:
+                    return "dropped"
+            return "done"
+
+        return run
+
+    def agg(s: Session) -> list[Any]:
+        st = setup_aggregator(s, 4, params)
+        return [aggregate(s, st, 60) for _ in range(4)]
+
+    def tap(src: int, dst: int, key: str, payload: bytes) -> None:
+        if f"/{Tag.MASKED}:" in key and names[src] == "bank0":
+            seen["bank0"].append(m.Masked.unpack(codec.decode(payload), 60).y)
+
+    names = [AGG, *xs]
+    out = run_parties(
+        {AGG: agg, **{b: bank(b) for b in xs}}, parties=names, roles={AGGREGATOR: AGG}, tap=tap
+    )
+    res = out[AGG]
+    in_sum = [list(xs), ["bank0", "bank2", "bank3", "bank4"], ["bank0", "bank2", "bank3", "bank4"],
+              ["bank0", "bank2", "bank4"]]  # fmt: skip
+    for j, r in enumerate(res):
+        assert list(r.survivors) == in_sum[j]
+        want = sum(xs[b] for b in in_sum[j]) * (j + 1)
+        assert np.abs(r.total - want).max() <= 5 * (j + 1) * PRECISION
+    assert res[-1].dropped == ("bank1", "bank3")
+    assert out["bank1"] == out["bank3"] == "dropped" and out["bank0"] == "done"
+    # bank0's masked vectors: 4 sums, pairwise different (x scaled, masks fresh).
+    ys = seen["bank0"]
+    assert len(ys) == 4
+    assert len({y.tobytes() for y in ys}) == 4
+    assert not np.array_equal(ys[1] - ys[0], ys[2] - ys[1])  # masks do not repeat
+
+
+def test_more_contributions_than_planned_sums_are_refused() -> None:
+    xs = _banks(3, 5)
+
+    def bank(name: str) -> Callable[[Session], Any]:
+        def run(s: Session) -> Any:
+            keys = setup_client(s, 1)
+            contribute(s, keys, xs[name])
+            contribute(s, keys, xs[name])
+
+        return run
+
+    def agg(s: Session) -> Any:
+        st = setup_aggregator(s, 1)
+        return aggregate(s, st, 5)
+
+    with pytest.raises(ConfigError, match="made for 1 sums"):
+        run_parties(
+            {AGG: agg, **{b: bank(b) for b in xs}}, parties=[AGG, *xs], roles={AGGREGATOR: AGG}
         )

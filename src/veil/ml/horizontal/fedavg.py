@@ -11,8 +11,10 @@ Flow:
   1. B -> A  SCHEMA: column names and kinds. A checks that every bank has the same set
              with the same kinds (else every party stops with an error naming the bank
              and the column); A -> B SCHEMA_OK: the column order.
-  2. with ``standardize``: a secure sum of (sum x, sum x^2, n) over each bank's training
-     rows; A -> B SCALING: pooled means and standard deviations.
+  2. secure aggregation's setup, once for every sum of the training (keys and shares
+     for each sum made in advance; each sum then costs MASKED, UNMASK, REVEAL, RESULT).
+     With ``standardize``: a secure sum of (sum x, sum x^2, n) over each bank's
+     training rows; A -> B SCALING: pooled means and standard deviations.
   3. each round r: A -> B MODEL (global parameters, how many banks are in the round).
      Each bank scores its held-out rows with it (loss), trains ``local_epochs`` from it,
      and the banks' (n_B * update_B, n_B, n_B * train loss_B, validation loss sums) are
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import count
 from typing import Any
@@ -47,10 +50,11 @@ import numpy.typing as npt
 from veil.errors import ConfigError
 from veil.ml.horizontal import dp
 from veil.ml.horizontal.local import BankData, holdout_mask, local_train, row_weights, weighted_loss
-from veil.ml.horizontal.messages import Model, Scaling, Schema, SchemaOk, Tag, Update
+from veil.ml.horizontal.messages import Model, Scaling, Schema, SchemaOk, Tag
 from veil.ml.horizontal.model import GlobalModel
 from veil.ml.horizontal.models import FloatArray
 from veil.ml.horizontal.options import FedAvgOptions
+from veil.ml.horizontal.summing import AggregatorSums, BankSums
 from veil.net.session import Session
 from veil.policy import DEFAULT_POLICY, SecurityPolicy
 from veil.protocols import secagg
@@ -138,14 +142,15 @@ def train_client(
         raise ConfigError("fedavg", "the aggregator's column list differs from this bank's")
     data = data.reorder(ok.columns)
     local = _Local(data, opts, session.me)
-    mean, scale = np.zeros(len(ok.columns)), np.ones(len(ok.columns))
+    d = len(ok.columns)
+    sums = BankSums(session, opts, policy)
+    mean, scale = np.zeros(d), np.ones(d)
     if opts.standardize:
-        ss = session.sub("scaling")
-        _contribute(ss, local.stats(), opts, policy)
-        sc = Scaling.unpack(ss.recv(agg, Tag.SCALING), len(ok.columns))
+        sums.add(local.stats(), 2 * d + 1)
+        sc = Scaling.unpack(session.sub("scaling").recv(agg, Tag.SCALING), d)
         mean, scale = sc.mean, sc.scale
         local.set_scaling(mean, scale)
-    p = opts.spec.n_params(len(ok.columns))
+    p = opts.spec.n_params(d)
     for r in count(1):
         sr = session.sub(f"round{r}")
         msg = Model.unpack(sr.recv(agg, Tag.MODEL), p)
@@ -156,16 +161,11 @@ def train_client(
                 opts, data=data, mean=mean, scale=scale, params=msg.params, history=msg.history
             )
             return FedResult(model, local.holdout)
-        vec = local.contribution(msg.params, msg.train, max(msg.banks, 1))
-        _contribute(sr.sub("sum"), vec, opts, policy)
+        # Train while the masks of this sum are made (they need no update).
+        with ThreadPoolExecutor(1, thread_name_prefix="fedavg-train") as pool:
+            job = pool.submit(local.contribution, msg.params, msg.train, max(msg.banks, 1))
+            sums.add(job.result, dims(p, opts, msg.train))
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _contribute(s: Session, vec: FloatArray, opts: FedAvgOptions, policy: SecurityPolicy) -> None:
-    if opts.secure_aggregation:
-        secagg.run_client(s, vec, opts.secagg_params(), policy=policy)
-    else:
-        s.send(s.party_of(AGGREGATOR), Tag.UPDATE, Update(np.asarray(vec, np.float64)).pack())
 
 
 def _model(
@@ -213,21 +213,21 @@ def train_aggregator(
     mine = data.reorder(columns) if data is not None else None
     local = _Local(mine, opts, session.me) if mine is not None else None
     d = len(columns)
+    sums = AggregatorSums(session, opts, banks, own=local is not None, policy=policy)
     mean, scale = np.zeros(d), np.ones(d)
     if opts.standardize:
         ss = session.sub("scaling")
-        own = local.stats() if local else None
-        total, _ = _aggregate(ss, banks, 2 * d + 1, opts, own=own, policy=policy)
+        total = sums.total(2 * d + 1, local.stats() if local else None)
         n = total[-1]
         mean = total[:d] / n
         scale = np.sqrt(np.maximum(total[d : 2 * d] / n - mean**2, 0.0))
         scale = np.where(scale > 1e-12, scale, 1.0)
-        for b in banks:
+        for b in sums.live:
             ss.send(b, Tag.SCALING, Scaling(mean, scale).pack())
         if local is not None:
             local.set_scaling(mean, scale)
     theta = opts.spec.init(d, opts.seed)
-    history = _Rounds(opts).run(session, banks, theta, local, policy)
+    history = _Rounds(opts).run(session, sums, theta, local)
     final = history.final_theta
     model = GlobalModel(
         opts.spec,
@@ -279,27 +279,6 @@ def schema_difference(ref_name: str, ref: Schema, name: str, other: Schema) -> s
     return ""
 
 
-def _aggregate(
-    s: Session,
-    banks: Sequence[str],
-    dim: int,
-    opts: FedAvgOptions,
-    *,
-    own: FloatArray | None,
-    policy: SecurityPolicy,
-) -> tuple[FloatArray, tuple[str, ...]]:
-    """The sum of the banks' vectors (and ``own``), and which banks are in it."""
-    if opts.secure_aggregation:
-        res = secagg.run_aggregator(
-            s, dim, opts.secagg_params(), clients=banks, own=own, policy=policy
-        )
-        return res.total, res.survivors
-    total = np.zeros(dim) if own is None else np.asarray(own, dtype=np.float64).copy()
-    for b in banks:
-        total += Update.unpack(s.recv(b, Tag.UPDATE), dim).v
-    return total, tuple(banks)
-
-
 class _Rounds:
     """The aggregator's training loop: the global model, the history, early stopping."""
 
@@ -315,15 +294,10 @@ class _Rounds:
         return self.acc.summary() if self.acc is not None else None
 
     def run(
-        self,
-        session: Session,
-        banks: list[str],
-        theta: FloatArray,
-        local: _Local | None,
-        policy: SecurityPolicy,
+        self, session: Session, sums: AggregatorSums, theta: FloatArray, local: _Local | None
     ) -> _Rounds:
         o, p = self.opts, theta.size
-        active = list(banks)
+        active = list(sums.live)
         last = o.rounds + (1 if o.early_stopping else 0)  # one more round scores the last model
         for r in range(1, last + 1):
             t0 = time.perf_counter()
@@ -332,11 +306,13 @@ class _Rounds:
             planned = len(active) + (local is not None)
             for b in active:
                 sr.send(b, Tag.MODEL, Model(r, theta, planned, train, False, []).pack())
-            own = local.contribution(theta, train, planned) if local is not None else None
-            dim = dims(p, o, train)
-            total, survivors = _aggregate(sr.sub("sum"), active, dim, o, own=own, policy=policy)
-            dropped = [b for b in active if b not in survivors]
-            active = list(survivors)
+            with ThreadPoolExecutor(1, thread_name_prefix="fedavg-train") as pool:
+                own = None  # the aggregator's own update, if it is a bank, trained meanwhile
+                if local is not None:
+                    own = pool.submit(local.contribution, theta, train, planned).result
+                total = sums.total(dims(p, o, train), own)
+            dropped = [b for b in active if b not in sums.live]
+            active = list(sums.live)
             row: dict[str, Any] = {"round": r, "banks": len(active) + (local is not None)}
             if dropped:
                 row["dropped"] = dropped

@@ -3,8 +3,19 @@ learns only their sum, even when some banks drop out. The protocol, what each pa
 learns and the papers are in :mod:`veil.protocols.secagg.protocol`; the primitives in
 :mod:`~veil.protocols.secagg.shamir` and :mod:`~veil.protocols.secagg.masks`."""
 
-from veil.protocols.secagg.aggregator import run_aggregator
-from veil.protocols.secagg.client import ClientResult, run_client
+from veil.protocols.secagg.aggregator import (
+    AggregatorState,
+    aggregate,
+    run_aggregator,
+    setup_aggregator,
+)
+from veil.protocols.secagg.client import (
+    ClientKeys,
+    ClientResult,
+    contribute,
+    run_client,
+    setup_client,
+)
 from veil.protocols.secagg.messages import Tag
 from veil.protocols.secagg.protocol import (
     AGGREGATOR,
@@ -19,13 +30,19 @@ from veil.protocols.secagg.protocol import (
 __all__ = [
     "AGGREGATOR",
     "AggregateResult",
+    "AggregatorState",
+    "ClientKeys",
     "ClientResult",
     "Plan",
     "RoundAborted",
     "SecAggParams",
     "Tag",
+    "aggregate",
+    "contribute",
     "default_neighbours",
     "make_plan",
     "run_aggregator",
     "run_client",
+    "setup_aggregator",
+    "setup_client",
 ]

@@ -1,9 +1,12 @@
-"""The aggregator's role in secure aggregation (the flow is in :mod:`.protocol`)."""
+"""The aggregator's role in secure aggregation (the flow is in :mod:`.protocol`): the
+setup once (:func:`setup_aggregator`), then one :func:`aggregate` per sum;
+:func:`run_aggregator` does both for a single sum."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeVar
 
 import numpy as np
@@ -34,6 +37,117 @@ from veil.protocols.secagg.protocol import (
 )
 
 T = TypeVar("T")
+Vector = npt.ArrayLike | Callable[[], npt.ArrayLike]
+
+
+@dataclass
+class AggregatorState:
+    """What the aggregator keeps between sums: the plan, the public keys, which banks
+    completed the setup, which dropped (and where), and whether it adds its own vector."""
+
+    plan: Plan
+    sums: int
+    frac_bits: int
+    timeout: float
+    n_terms: int
+    keys: dict[str, Keys] = field(default_factory=dict)
+    shared: list[str] = field(default_factory=list)  # banks whose shares went out
+    dropped: dict[str, str] = field(default_factory=dict)  # bank -> where it dropped
+    out: set[str] = field(default_factory=set)  # banks whose masks are gone for good
+    used: int = 0
+
+
+def setup_aggregator(
+    session: Session,
+    sums: int,
+    params: SecAggParams = DEFAULT_PARAMS,
+    *,
+    clients: Sequence[str] | None = None,
+    own: bool = False,
+    policy: SecurityPolicy = DEFAULT_POLICY,
+) -> AggregatorState:
+    """Aggregator role, setup: plan the graph, route keys and encrypted shares for
+    ``sums`` sums of the banks ``clients`` (default every other party); ``own``: the
+    aggregator is a bank too and adds its own vector to each sum."""
+    del policy
+    plan = make_plan(list(clients) if clients is not None else session.peers(), params)
+    st = AggregatorState(
+        plan, sums, params.frac_bits, params.phase_timeout or session.timeout,
+        len(plan.clients) + own,
+    )  # fmt: skip
+    for c in plan.clients:
+        nb = {v: plan.index(v) for v in plan.graph[c]}
+        setup = Setup(plan.index(c), nb, plan.threshold, sums, st.frac_bits, st.n_terms)
+        session.send(c, Tag.SETUP, setup.pack())
+
+    def keys_of(v: Any) -> Keys:
+        return Keys.unpack(v, Tag.KEYS, sums)
+
+    st.keys = _gather(session, st, plan.clients, Tag.KEYS, keys_of, timeout=session.timeout)
+    _check(session, st, Tag.PEER_KEYS, st.keys, lambda r: PeerKeys({}, r).pack())
+    for c in st.keys:
+        nb_keys = {v: st.keys[v] for v in plan.graph[c] if v in st.keys}
+        session.send(c, Tag.PEER_KEYS, PeerKeys(nb_keys).pack())
+
+    def shares_of(v: Any) -> Shares:
+        return Shares.unpack(v, Tag.SHARES)
+
+    shares = _gather(session, st, list(st.keys), Tag.SHARES, shares_of, timeout=st.timeout)
+    _check(session, st, Tag.PEER_SHARES, shares, lambda r: Shares({}, r).pack())
+    for c, sh in shares.items():
+        if set(sh.boxes) != {v for v in plan.graph[c] if v in st.keys}:
+            raise ProtocolError(f"{Tag.SHARES}.boxes: '{c}' did not share with its neighbours")
+    for c in shares:
+        boxes = {v: shares[v].boxes[c] for v in plan.graph[c] if v in shares}
+        session.send(c, Tag.PEER_SHARES, Shares(boxes).pack())
+    st.shared = list(shares)
+    st.out = set(plan.clients) - set(shares)
+    return st
+
+
+def aggregate(
+    session: Session, st: AggregatorState, dim: int, own: Vector | None = None
+) -> AggregateResult:
+    """Aggregator role, one sum of ``dim`` values: the sum of the live banks' vectors
+    (and ``own``; a function is called once the masked vectors are in)."""
+    j = st.used
+    if j >= st.sums:
+        raise ConfigError("secure_aggregation", f"the keys were made for {st.sums} sums")
+    if (own is not None) != (st.n_terms > len(st.plan.clients)):
+        raise ConfigError("own", "give the aggregator's own vector at setup and every sum")
+    st.used += 1
+    s, p = session.sub(f"sum{j}"), st.plan
+    expected = [c for c in st.shared if c not in st.out]
+    silent = [c for c in expected if c in st.dropped]  # dropped after their last masked vector
+
+    def masked_of(v: Any) -> Masked:
+        return Masked.unpack(v, dim)
+
+    live = [c for c in expected if c not in silent]
+    masked = _gather(s, st, live, Tag.MASKED, masked_of, timeout=st.timeout)
+    _check(s, st, Tag.UNMASK, masked, lambda r: Unmask([], [], r).pack())
+    gone = [c for c in expected if c not in masked]  # their mask keys of this sum are needed
+    for c in masked:
+        near = [v for v in p.graph[c] if v in expected]
+        um = Unmask([v for v in near if v in gone], [v for v in near if v in masked] + [c])
+        s.send(c, Tag.UNMASK, um.pack())
+    reveals = _gather(s, st, list(masked), Tag.REVEAL, Reveal.unpack, timeout=st.timeout)
+    _check(s, st, Tag.RESULT, reveals, lambda r: Result(0, r).pack())
+    try:
+        total = _unmask(st, j=j, dim=dim, masked=masked, gone=gone, reveals=reveals)
+        if own is not None:
+            vec = np.asarray(own() if callable(own) else own, dtype=np.float64).ravel()
+            if vec.size != dim:
+                raise ConfigError("own", f"has {vec.size} values, expected {dim}")
+            total += masks.quantize(vec, st.frac_bits, st.n_terms, f"'{session.me}' update")
+    except RoundAborted as e:
+        _abort(s, Tag.RESULT, reveals, str(e), lambda r: Result(0, r).pack())
+    st.out |= set(gone)
+    for c in reveals:
+        s.send(c, Tag.RESULT, Result(len(masked)).pack())
+    return AggregateResult(
+        masks.dequantize(total, st.frac_bits), tuple(sorted(masked)), tuple(sorted(st.dropped))
+    )
 
 
 def run_aggregator(
@@ -42,164 +156,108 @@ def run_aggregator(
     params: SecAggParams = DEFAULT_PARAMS,
     *,
     clients: Sequence[str] | None = None,
-    own: npt.ArrayLike | None = None,
+    own: Vector | None = None,
     policy: SecurityPolicy = DEFAULT_POLICY,
 ) -> AggregateResult:
-    """Aggregator role: the sum of the banks' vectors (of ``clients``, default every
-    other party), plus ``own`` when the aggregator is a bank itself."""
-    del policy
-    plan = make_plan(list(clients) if clients is not None else session.peers(), params)
-    return _Round(session, plan, dim, params, own).run()
+    """Aggregator role for a single sum: setup, then aggregate ``dim`` values."""
+    st = setup_aggregator(session, 1, params, clients=clients, own=own is not None, policy=policy)
+    return aggregate(session, st, dim, own)
 
 
-class _Round:
-    """One round at the aggregator: the banks still present and what they sent."""
-
-    def __init__(
-        self,
-        s: Session,
-        plan: Plan,
-        dim: int,
-        params: SecAggParams,
-        own: npt.ArrayLike | None,
-    ) -> None:
-        self.s, self.plan, self.dim, self.fb = s, plan, dim, params.frac_bits
-        self.timeout = params.phase_timeout or s.timeout
-        self.n_terms = len(plan.clients) + (own is not None)
-        self.own = None
-        if own is not None:
-            own_v = np.asarray(own, dtype=np.float64).ravel()
-            if own_v.size != dim:
-                raise ConfigError("own", f"has {own_v.size} values, expected {dim}")
-            self.own = masks.quantize(own_v, self.fb, self.n_terms, f"'{s.me}' own update")
-        self.dropped: dict[str, str] = {}  # bank -> phase it dropped in
-
-    def run(self) -> AggregateResult:
-        p, s = self.plan, self.s
-        for c in p.clients:
-            nb = {v: p.index(v) for v in p.graph[c]}
-            setup = Setup(p.index(c), nb, p.threshold, self.dim, self.fb, self.n_terms)
-            s.send(c, Tag.SETUP, setup.pack())
-        keys = self._gather(p.clients, Tag.KEYS, Keys.unpack, s.timeout)
-        self._check(Tag.PEER_KEYS, keys, lambda r: PeerKeys({}, r).pack())
-        for c in keys:
-            s.send(c, Tag.PEER_KEYS, PeerKeys({v: keys[v] for v in p.graph[c] if v in keys}).pack())
-
-        def shares_of(v: Any) -> Shares:
-            return Shares.unpack(v, Tag.SHARES)
-
-        shares = self._gather(list(keys), Tag.SHARES, shares_of, self.timeout)
-        self._check(Tag.PEER_SHARES, shares, lambda r: Shares({}, r).pack())
-        for c, sh in shares.items():
-            expected = {v for v in p.graph[c] if v in keys}
-            if set(sh.boxes) != expected:
-                raise ProtocolError(f"{Tag.SHARES}.boxes: '{c}' did not share with its neighbours")
-        for c in shares:
-            boxes = {v: shares[v].boxes[c] for v in p.graph[c] if v in shares}
-            s.send(c, Tag.PEER_SHARES, Shares(boxes).pack())
-
-        def masked_of(v: Any) -> Masked:
-            return Masked.unpack(v, self.dim)
-
-        masked = self._gather(list(shares), Tag.MASKED, masked_of, self.timeout)
-        self._check(Tag.UNMASK, masked, lambda r: Unmask([], [], r).pack())
-        for c in masked:
-            near = [v for v in p.graph[c] if v in shares]
-            um = Unmask(
-                [v for v in near if v not in masked], [v for v in near if v in masked] + [c]
-            )
-            s.send(c, Tag.UNMASK, um.pack())
-        reveals = self._gather(list(masked), Tag.REVEAL, Reveal.unpack, self.timeout)
-        self._check(Tag.RESULT, reveals, lambda r: Result(0, r).pack())
+def _gather(
+    s: Session,
+    st: AggregatorState,
+    banks: Sequence[str],
+    tag: Tag,
+    unpack: Callable[[Any], T],
+    *,
+    timeout: float,
+) -> dict[str, T]:
+    """Each bank's ``tag`` message that arrives before the deadline; the others drop."""
+    deadline = time.monotonic() + timeout
+    got: dict[str, T] = {}
+    for c in banks:
         try:
-            total = self._unmask(keys, shares, masked, reveals)
-        except RoundAborted as e:
-            self._abort(Tag.RESULT, reveals, str(e), lambda r: Result(0, r).pack())
-        for c in reveals:
-            s.send(c, Tag.RESULT, Result(len(masked)).pack())
-        return AggregateResult(
-            masks.dequantize(total, self.fb), tuple(sorted(masked)), tuple(sorted(self.dropped))
+            got[c] = unpack(s.recv(c, tag, max(deadline - time.monotonic(), 1e-3)))
+        except (PeerTimeout, PeerAborted):
+            st.dropped[c] = str(tag)
+    return got
+
+
+def _check(
+    s: Session,
+    st: AggregatorState,
+    reply: Tag,
+    present: dict[str, Any],
+    aborted: Callable[[str], Any],
+) -> None:
+    if len(st.dropped) <= st.plan.max_drops:
+        return
+    n = len(st.plan.clients)
+    reason = (
+        f"secure aggregation round aborted: {len(st.dropped)} of {n} banks dropped "
+        f"({', '.join(f'{b} at {ph}' for b, ph in sorted(st.dropped.items()))}) but at "
+        f"most {st.plan.max_drops} may (dropout_threshold); nothing was aggregated"
+    )
+    _abort(s, reply, present, reason, aborted)
+
+
+def _abort(
+    s: Session, reply: Tag, present: dict[str, Any], reason: str, aborted: Callable[[str], Any]
+) -> NoReturn:
+    for c in present:
+        s.send(c, reply, aborted(reason))
+    raise RoundAborted(reason)
+
+
+def _unmask(
+    st: AggregatorState,
+    *,
+    j: int,
+    dim: int,
+    masked: dict[str, Masked],
+    gone: list[str],
+    reveals: dict[str, Reveal],
+) -> masks.Ring:
+    p = st.plan
+    total = np.zeros(dim, dtype=np.uint64)
+    for c, m in masked.items():
+        total += m.y
+        seed = _recover(st, c, "seeds", reveals, include_self=True)
+        total -= masks.expand(seed.to_bytes(masks.KEY_BYTES, "little"), dim)
+    for v in gone:
+        sk = _recover(st, v, "mask_keys", reveals, include_self=False)
+        sk_b = sk.to_bytes(masks.KEY_BYTES, "little")
+        pk_v = st.keys[v].masks[j]
+        if masks.KeyPair(sk_b).public != pk_v:
+            raise ProtocolError(f"{Tag.REVEAL}.mask_keys: shares of '{v}' give a wrong key")
+        for u in p.graph[v]:
+            if u in masked:
+                pm = masks.expand(masks.pair_seed(sk_b, pk_v, st.keys[u].masks[j]), dim)
+                total = total - pm if p.index(u) < p.index(v) else total + pm
+    return total
+
+
+def _recover(
+    st: AggregatorState, owner: str, kind: str, reveals: dict[str, Reveal], include_self: bool
+) -> int:
+    holders = [*([owner] if include_self else []), *st.plan.graph[owner]]
+    pts = []
+    for h in holders:
+        r = reveals.get(h)
+        raw = getattr(r, kind).get(owner) if r is not None else None
+        if raw is None:
+            continue
+        try:
+            pts.append((st.plan.index(h), shamir.from_bytes(raw)))
+        except ValueError as e:
+            raise ProtocolError(f"{Tag.REVEAL}.{kind}[{owner}]: {e}") from None
+    if len(pts) < st.plan.threshold:
+        raise RoundAborted(
+            f"secure aggregation round aborted: only {len(pts)} of the {st.plan.threshold}"
+            f" shares needed to unmask '{owner}' arrived; nothing was aggregated"
         )
-
-    def _gather(
-        self, banks: Sequence[str], tag: Tag, unpack: Callable[[Any], T], timeout: float
-    ) -> dict[str, T]:
-        """Each bank's ``tag`` message that arrives before the deadline; the others drop."""
-        deadline = time.monotonic() + timeout
-        got: dict[str, T] = {}
-        for c in banks:
-            try:
-                got[c] = unpack(self.s.recv(c, tag, max(deadline - time.monotonic(), 1e-3)))
-            except (PeerTimeout, PeerAborted):
-                self.dropped[c] = str(tag)
-        return got
-
-    def _check(self, reply: Tag, present: dict[str, Any], aborted: Callable[[str], Any]) -> None:
-        if len(self.dropped) <= self.plan.max_drops:
-            return
-        n = len(self.plan.clients)
-        reason = (
-            f"secure aggregation round aborted: {len(self.dropped)} of {n} banks dropped "
-            f"({', '.join(f'{b} at {ph}' for b, ph in sorted(self.dropped.items()))}) but at "
-            f"most {self.plan.max_drops} may (dropout_threshold); nothing was aggregated"
-        )
-        self._abort(reply, present, reason, aborted)
-
-    def _abort(
-        self, reply: Tag, present: dict[str, Any], reason: str, aborted: Callable[[str], Any]
-    ) -> NoReturn:
-        for c in present:
-            self.s.send(c, reply, aborted(reason))
-        raise RoundAborted(reason)
-
-    def _unmask(
-        self,
-        keys: dict[str, Keys],
-        shares: dict[str, Shares],
-        masked: dict[str, Masked],
-        reveals: dict[str, Reveal],
-    ) -> masks.Ring:
-        p = self.plan
-        total = np.zeros(self.dim, dtype=np.uint64)
-        for c, m in masked.items():
-            total += m.y
-            seed = self._recover(c, "seeds", reveals, include_self=True)
-            total -= masks.expand(seed.to_bytes(masks.KEY_BYTES, "little"), self.dim)
-        for v in shares:
-            if v in masked:
-                continue
-            sk = self._recover(v, "mask_keys", reveals, include_self=False)
-            sk_b = sk.to_bytes(masks.KEY_BYTES, "little")
-            if masks.KeyPair(sk_b).public != keys[v].mask:
-                raise ProtocolError(f"{Tag.REVEAL}.mask_keys: shares of '{v}' give a wrong key")
-            for u in p.graph[v]:
-                if u in masked:
-                    pm = masks.expand(masks.pair_seed(sk_b, keys[v].mask, keys[u].mask), self.dim)
-                    total = total - pm if p.index(u) < p.index(v) else total + pm
-        if self.own is not None:
-            total += self.own
-        return total
-
-    def _recover(
-        self, owner: str, kind: str, reveals: dict[str, Reveal], include_self: bool
-    ) -> int:
-        holders = [*([owner] if include_self else []), *self.plan.graph[owner]]
-        pts = []
-        for h in holders:
-            r = reveals.get(h)
-            raw = getattr(r, kind).get(owner) if r is not None else None
-            if raw is None:
-                continue
-            try:
-                pts.append((self.plan.index(h), shamir.from_bytes(raw)))
-            except ValueError as e:
-                raise ProtocolError(f"{Tag.REVEAL}.{kind}[{owner}]: {e}") from None
-        if len(pts) < self.plan.threshold:
-            raise RoundAborted(
-                f"secure aggregation round aborted: only {len(pts)} of the {self.plan.threshold}"
-                f" shares needed to unmask '{owner}' arrived; nothing was aggregated"
-            )
-        value = shamir.combine(pts, self.plan.threshold)
-        if value >> (8 * masks.KEY_BYTES):
-            raise ProtocolError(f"{Tag.REVEAL}.{kind}[{owner}]: shares do not give a 32-byte key")
-        return value
+    value = shamir.combine(pts, st.plan.threshold)
+    if value >> (8 * masks.KEY_BYTES):
+        raise ProtocolError(f"{Tag.REVEAL}.{kind}[{owner}]: shares do not give a 32-byte key")
+    return value

@@ -1,9 +1,12 @@
-"""The bank's role in secure aggregation (the flow is in :mod:`.protocol`)."""
+"""The bank's role in secure aggregation (the flow is in :mod:`.protocol`): the setup
+once (:func:`setup_client`), then one :func:`contribute` per sum; :func:`run_client`
+does both for a single sum."""
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,86 +31,148 @@ from veil.protocols.secagg.messages import (
 )
 from veil.protocols.secagg.protocol import AGGREGATOR, DEFAULT_PARAMS, RoundAborted, SecAggParams
 
+Vector = npt.ArrayLike | Callable[[], npt.ArrayLike]
+
 
 @dataclass(frozen=True)
 class ClientResult:
-    """What a bank learns: how many banks are in the sum, its neighbours' count."""
+    """What a bank learns of a sum: how many banks are in it, its neighbours' count."""
 
     survivors: int
     neighbours: int
 
 
-def run_client(
+@dataclass
+class ClientKeys:
+    """A bank's secrets after the setup: its mask keys and self-mask seeds (one per sum),
+    the neighbours' public keys and the shares it holds for them."""
+
+    me: str
+    setup: Setup
+    mask_keys: list[masks.KeyPair]
+    seeds: list[bytes]
+    peers: dict[str, Keys]
+    held: dict[str, SharePlain]
+    gone: set[str] = field(default_factory=set)  # neighbours that dropped: no more masks
+    used: int = 0  # sums done
+
+
+def setup_client(
     session: Session,
-    x: npt.ArrayLike,
+    sums: int,
     params: SecAggParams = DEFAULT_PARAMS,
     *,
     policy: SecurityPolicy = DEFAULT_POLICY,
-) -> ClientResult:
-    """Bank role: contribute the real vector ``x`` to the sum (nothing else leaves)."""
+) -> ClientKeys:
+    """Bank role, setup: exchange keys and Shamir shares for ``sums`` sums."""
     del policy  # every primitive here is fixed: X25519, ChaCha20, XSalsa20-Poly1305
-    agg = session.party_of(AGGREGATOR)
-    me = session.me
+    agg, me = session.party_of(AGGREGATOR), session.me
     setup = Setup.unpack(session.recv(agg, Tag.SETUP))
     _raise_abort(setup.abort)
-    vec = np.asarray(x, dtype=np.float64).ravel()
-    if setup.dim != vec.size or setup.frac_bits != params.frac_bits:
+    if setup.frac_bits != params.frac_bits or setup.sums != sums:
         raise ConfigError(
             "secure_aggregation",
-            f"the aggregator aggregates {setup.dim} values at {setup.frac_bits} fractional "
-            f"bits, bank '{me}' has {vec.size} at {params.frac_bits}",
+            f"the aggregator plans {setup.sums} sums at {setup.frac_bits} fractional bits, "
+            f"bank '{me}' {sums} at {params.frac_bits}",
             "every party must run the same job",
         )
     holders = len(setup.neighbours) + 1
     if 2 * setup.threshold <= holders:
         raise ProtocolError(f"{Tag.SETUP}.threshold: {setup.threshold} of {holders} is no majority")
-    q = masks.quantize(vec, setup.frac_bits, setup.n_terms, f"bank '{me}' update")
-    enc, mk = masks.KeyPair(), masks.KeyPair()
-    session.send(agg, Tag.KEYS, Keys(enc.public, mk.public).pack())
+    enc = masks.KeyPair()
+    mks = [masks.KeyPair() for _ in range(sums)]
+    seeds = [secrets.token_bytes(masks.KEY_BYTES) for _ in range(sums)]
+    session.send(agg, Tag.KEYS, Keys(enc.public, [k.public for k in mks]).pack())
 
-    peers = PeerKeys.unpack(session.recv(agg, Tag.PEER_KEYS))
+    peers = PeerKeys.unpack(session.recv(agg, Tag.PEER_KEYS), sums)
     _raise_abort(peers.abort)
     _subset(peers.keys, setup.neighbours, Tag.PEER_KEYS, "keys")
-    seed = secrets.token_bytes(masks.KEY_BYTES)
     xs = [setup.index] + [setup.neighbours[v] for v in peers.keys]
-    key_sh = shamir.split(_int(mk.secret), xs, setup.threshold)
-    seed_sh = shamir.split(_int(seed), xs, setup.threshold)
-    boxes = {}
-    for i, v in enumerate(peers.keys, start=1):
-        out = SharePlain(me, v, key_sh[i][1], seed_sh[i][1]).pack()
-        box = masks.share_box(enc.secret, peers.keys[v].enc)
-        boxes[v] = bytes(box.encrypt(codec.encode(out)))
-    session.send(agg, Tag.SHARES, Shares(boxes).pack())
+    key_sh = [shamir.split(_int(k.secret), xs, setup.threshold) for k in mks]
+    seed_sh = [shamir.split(_int(b), xs, setup.threshold) for b in seeds]
+
+    def plain(i: int, to: str) -> SharePlain:
+        return SharePlain(me, to, [s[i][1] for s in key_sh], [s[i][1] for s in seed_sh])
+
+    boxes = {v: masks.share_box(enc.secret, peers.keys[v].enc) for v in peers.keys}
+    sealed = {
+        v: bytes(boxes[v].encrypt(codec.encode(plain(i, v).pack())))
+        for i, v in enumerate(peers.keys, start=1)
+    }
+    session.send(agg, Tag.SHARES, Shares(sealed).pack())
 
     got = Shares.unpack(session.recv(agg, Tag.PEER_SHARES), Tag.PEER_SHARES)
     _raise_abort(got.abort)
     _subset(got.boxes, peers.keys, Tag.PEER_SHARES, "boxes")
-    held: dict[str, SharePlain] = {me: SharePlain(me, me, key_sh[0][1], seed_sh[0][1])}
-    y = q + masks.expand(seed, vec.size)
+    held = {me: plain(0, me)}
     for v, ct in got.boxes.items():
-        raw = masks.open_box(masks.share_box(enc.secret, peers.keys[v].enc), ct, Tag.PEER_SHARES, v)
-        plain = SharePlain.unpack(codec.decode(raw), Tag.PEER_SHARES)
-        if (plain.sender, plain.recipient) != (v, me):
-            who = f"{plain.sender}->{plain.recipient}"
+        raw = masks.open_box(boxes[v], ct, Tag.PEER_SHARES, v)
+        share = SharePlain.unpack(codec.decode(raw), Tag.PEER_SHARES, sums)
+        if (share.sender, share.recipient) != (v, me):
+            who = f"{share.sender}->{share.recipient}"
             raise ProtocolError(f"{Tag.PEER_SHARES}.boxes[{v}]: the share inside is for {who}")
-        held[v] = plain
-        pm = masks.expand(masks.pair_seed(mk.secret, mk.public, peers.keys[v].mask), vec.size)
-        y = y + pm if setup.index < setup.neighbours[v] else y - pm
-    session.send(agg, Tag.MASKED, Masked(y).pack())
+        held[v] = share
+    return ClientKeys(me, setup, mks, seeds, {v: peers.keys[v] for v in got.boxes}, held)
 
-    um = Unmask.unpack(session.recv(agg, Tag.UNMASK))
+
+def contribute(
+    session: Session, keys: ClientKeys, x: Vector, dim: int | None = None
+) -> ClientResult:
+    """Bank role, one sum: add the real vector ``x`` (nothing else of it leaves).
+
+    ``session`` is the setup's. ``x`` may be a function: with ``dim`` given, the masks
+    are made first and ``x()`` is called when they are ready (an offline/online split:
+    the bank can compute its update meanwhile)."""
+    j, st = keys.used, keys.setup
+    if j >= st.sums:
+        raise ConfigError("secure_aggregation", f"the keys were made for {st.sums} sums")
+    keys.used += 1
+    s, agg = session.sub(f"sum{j}"), session.party_of(AGGREGATOR)
+    if dim is None:
+        vec = _vector(x, None, keys.me)
+        dim = vec.size
+    mask = masks.expand(keys.seeds[j], dim)
+    mk = keys.mask_keys[j]
+    for v, pk in keys.peers.items():
+        if v not in keys.gone:
+            pm = masks.expand(masks.pair_seed(mk.secret, mk.public, pk.masks[j]), dim)
+            mask = mask + pm if st.index < st.neighbours[v] else mask - pm
+    vec = _vector(x, dim, keys.me)
+    q = masks.quantize(vec, st.frac_bits, st.n_terms, f"bank '{keys.me}' update")
+    s.send(agg, Tag.MASKED, Masked(q + mask).pack())
+
+    um = Unmask.unpack(s.recv(agg, Tag.UNMASK))
     _raise_abort(um.abort)
-    _subset(dict.fromkeys(um.dropped + um.survivors), held, Tag.UNMASK, "survivors")
-    if me in um.dropped:
-        raise ProtocolError(f"{Tag.UNMASK}.dropped: lists this bank, which is present")
+    _subset(dict.fromkeys(um.dropped + um.survivors), keys.held, Tag.UNMASK, "survivors")
+    if keys.me in um.dropped or keys.gone & set(um.dropped + um.survivors):
+        raise ProtocolError(f"{Tag.UNMASK}.dropped: lists a bank that is not a live neighbour")
+    keys.gone |= set(um.dropped)
     reveal = Reveal(
-        mask_keys={v: shamir.to_bytes(held[v].mask_key) for v in um.dropped},
-        seeds={v: shamir.to_bytes(held[v].seed) for v in um.survivors},
+        mask_keys={v: shamir.to_bytes(keys.held[v].mask_keys[j]) for v in um.dropped},
+        seeds={v: shamir.to_bytes(keys.held[v].seeds[j]) for v in um.survivors},
     )
-    session.send(agg, Tag.REVEAL, reveal.pack())
-    res = Result.unpack(session.recv(agg, Tag.RESULT))
+    s.send(agg, Tag.REVEAL, reveal.pack())
+    res = Result.unpack(s.recv(agg, Tag.RESULT))
     _raise_abort(res.abort)
-    return ClientResult(res.survivors, len(setup.neighbours))
+    return ClientResult(res.survivors, len(st.neighbours))
+
+
+def run_client(
+    session: Session,
+    x: Vector,
+    params: SecAggParams = DEFAULT_PARAMS,
+    *,
+    policy: SecurityPolicy = DEFAULT_POLICY,
+) -> ClientResult:
+    """Bank role for a single sum: setup, then contribute ``x``."""
+    return contribute(session, setup_client(session, 1, params, policy=policy), x)
+
+
+def _vector(x: Vector, dim: int | None, me: str) -> npt.NDArray[np.float64]:
+    vec = np.asarray(x() if callable(x) else x, dtype=np.float64).ravel()
+    if dim is not None and vec.size != dim:
+        raise ConfigError("secure_aggregation", f"bank '{me}' has {vec.size} values, not {dim}")
+    return vec
 
 
 def _int(b: bytes) -> int:

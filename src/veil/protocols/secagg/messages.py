@@ -19,13 +19,14 @@ from veil.protocols.secagg import shamir
 from veil.protocols.secagg.masks import KEY_BYTES, Ring
 
 T = TypeVar("T")
+MAX_SUMS = 100_000  # keys for at most this many sums in one setup
 
 
 class Tag(StrEnum):
-    """Every message of the protocol, in the order they flow."""
+    """Every message of the protocol, in the order they flow (setup once, then per sum)."""
 
     SETUP = "setup"  # aggregator -> bank: its holder index, neighbours, threshold, sizes
-    KEYS = "keys"  # bank -> aggregator: two X25519 public keys
+    KEYS = "keys"  # bank -> aggregator: X25519 public keys (shares, and masks of each sum)
     PEER_KEYS = "peer_keys"  # aggregator -> bank: its neighbours' public keys
     SHARES = "shares"  # bank -> aggregator: encrypted Shamir shares, one per neighbour
     PEER_SHARES = "peer_shares"  # aggregator -> bank: neighbours' encrypted shares for it
@@ -64,12 +65,12 @@ def _names(value: Any, tag: Tag, name: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Setup:
-    """The round's plan for one bank."""
+    """The plan for one bank."""
 
     index: int  # this bank's Shamir holder index
     neighbours: dict[str, int]  # neighbour -> its holder index
     threshold: int
-    dim: int
+    sums: int  # how many sums the keys are for
     frac_bits: int
     n_terms: int  # contributions summed (for the ring's range)
     abort: str = ""
@@ -84,7 +85,7 @@ class Setup:
             index=field(v, t, "index", int),
             neighbours=_str_map(v, t, "neighbours", int),
             threshold=field(v, t, "threshold", int),
-            dim=field(v, t, "dim", int),
+            sums=field(v, t, "sums", int),
             frac_bits=field(v, t, "frac_bits", int),
             n_terms=field(v, t, "n_terms", int),
             abort=field(v, t, "abort", str),
@@ -94,27 +95,29 @@ class Setup:
             raise ProtocolError(f"{t}.neighbours: holder indices must be distinct, 1..2^16")
         if not 0 < out.threshold <= len(idx):
             raise ProtocolError(f"{t}.threshold: {out.threshold} is not in 1..{len(idx)}")
-        if out.dim < 0 or not 0 <= out.frac_bits < 62 or out.n_terms < 1:
-            raise ProtocolError(f"{t}.dim: sizes out of range")
+        if not 0 < out.sums <= MAX_SUMS or not 0 <= out.frac_bits < 62 or out.n_terms < 1:
+            raise ProtocolError(f"{t}.sums: sizes out of range")
         return out
 
 
 @dataclass(frozen=True)
 class Keys:
-    """A bank's two public keys: for share encryption and for pairwise masks."""
+    """A bank's public keys: one for share encryption, one per sum for pairwise masks."""
 
     enc: bytes
-    mask: bytes
+    masks: list[bytes]
 
     def pack(self) -> dict[str, Any]:
-        return {"enc": self.enc, "mask": self.mask}
+        return {"enc": self.enc, "masks": self.masks}
 
     @classmethod
-    def unpack(cls, v: Any, tag: Tag = Tag.KEYS) -> Self:
-        enc, mask = field(v, tag, "enc", bytes), field(v, tag, "mask", bytes)
-        if len(enc) != KEY_BYTES or len(mask) != KEY_BYTES:
+    def unpack(cls, v: Any, tag: Tag = Tag.KEYS, sums: int | None = None) -> Self:
+        enc, mks = field(v, tag, "enc", bytes), field(v, tag, "masks", list)
+        if len(enc) != KEY_BYTES or not all(isinstance(k, bytes) for k in mks):
             raise ProtocolError(f"{tag}.enc: public keys are {KEY_BYTES} bytes")
-        return cls(enc, mask)
+        if any(len(k) != KEY_BYTES for k in mks) or (sums is not None and len(mks) != sums):
+            raise ProtocolError(f"{tag}.masks: expected {sums} keys of {KEY_BYTES} bytes")
+        return cls(enc, mks)
 
 
 @dataclass(frozen=True)
@@ -128,10 +131,11 @@ class PeerKeys:
         return {"keys": {k: v.pack() for k, v in self.keys.items()}, "abort": self.abort}
 
     @classmethod
-    def unpack(cls, v: Any) -> Self:
+    def unpack(cls, v: Any, sums: int) -> Self:
         t = Tag.PEER_KEYS
         raw = _str_map(v, t, "keys", dict)
-        return cls({k: Keys.unpack(x, t) for k, x in raw.items()}, field(v, t, "abort", str))
+        keys = {k: Keys.unpack(x, t, sums) for k, x in raw.items()}
+        return cls(keys, field(v, t, "abort", str))
 
 
 @dataclass(frozen=True)
@@ -224,26 +228,31 @@ class Result:
 
 @dataclass(frozen=True)
 class SharePlain:
-    """The plaintext inside one share box: who shares with whom, and the two shares."""
+    """The plaintext inside one share box: who shares with whom, and for every sum the
+    shares of the sender's mask secret key and of its self-mask seed."""
 
     sender: str
     recipient: str
-    mask_key: int
-    seed: int
+    mask_keys: list[int]
+    seeds: list[int]
 
     def pack(self) -> dict[str, Any]:
         return {
             "from": self.sender,
             "to": self.recipient,
-            "mask_key": shamir.to_bytes(self.mask_key),
-            "seed": shamir.to_bytes(self.seed),
+            "mask_keys": [shamir.to_bytes(k) for k in self.mask_keys],
+            "seeds": [shamir.to_bytes(k) for k in self.seeds],
         }
 
     @classmethod
-    def unpack(cls, v: Any, tag: Tag) -> Self:
-        try:
-            mk = shamir.from_bytes(field(v, tag, "mask_key", bytes))
-            sd = shamir.from_bytes(field(v, tag, "seed", bytes))
-        except ValueError as e:
-            raise ProtocolError(f"{tag}.boxes: {e}") from None
-        return cls(field(v, tag, "from", str), field(v, tag, "to", str), mk, sd)
+    def unpack(cls, v: Any, tag: Tag, sums: int) -> Self:
+        lists = []
+        for name in ("mask_keys", "seeds"):
+            items = field(v, tag, name, list)
+            if len(items) != sums or not all(isinstance(x, bytes) for x in items):
+                raise ProtocolError(f"{tag}.boxes: {name} must hold {sums} shares")
+            try:
+                lists.append([shamir.from_bytes(x) for x in items])
+            except ValueError as e:
+                raise ProtocolError(f"{tag}.boxes: {e}") from None
+        return cls(field(v, tag, "from", str), field(v, tag, "to", str), lists[0], lists[1])

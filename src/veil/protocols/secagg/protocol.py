@@ -6,33 +6,37 @@ Machine Learning", CCS 2017; Bell et al., "Secure Single-Server Aggregation with
 Roles: ``client`` (each bank, many) and ``aggregator`` (one). Every message goes
 through the aggregator (a star), as in both papers.
 
-Flow of one round (n banks; k neighbours each; threshold t = k + 1 - d where d is the
-number of banks that may drop, ``dropout_threshold``):
+Flow (n banks; k neighbours each; threshold t = k + 1 - d where d is the number of
+banks that may drop, ``dropout_threshold``). Setup, once for S sums (Bonawitz's first
+rounds, with fresh, independent keys for every sum made in advance, so that a training
+round costs only the online messages):
   0. A -> B  SETUP: B's Shamir holder index, its neighbours in a random Harary graph
-             H(k, n) (SecAgg+; k = n - 1 is the complete graph of SecAgg), t, sizes.
-  1. B -> A  KEYS: two fresh X25519 public keys (one encrypts shares, one makes masks).
+             H(k, n) (SecAgg+; k = n - 1 is the complete graph of SecAgg), t, S.
+  1. B -> A  KEYS: fresh X25519 public keys: one to encrypt shares, one per sum for masks.
      A -> B  PEER_KEYS: the neighbours' public keys.
-  2. B -> A  SHARES: B draws a self-mask seed b_B and Shamir-shares it and its mask
-             secret key t-of-(k+1) among itself and its neighbours; each neighbour's
-             shares are encrypted for it (X25519 + XSalsa20-Poly1305).
+  2. B -> A  SHARES: B draws a self-mask seed b_B,j per sum j and Shamir-shares every
+             b_B,j and every mask secret key t-of-(k+1) among itself and its neighbours;
+             each neighbour's shares are encrypted for it (X25519 + XSalsa20-Poly1305).
      A -> B  PEER_SHARES: the boxes addressed to B.
-  3. B -> A  MASKED: y_B = q(x_B) + PRG(b_B) + sum_V ±PRG(s_BV)  in Z_{2^64}, over
-             the neighbours V whose shares B received (+ if B's index is lower).
-  4. A -> B  UNMASK: which of B's neighbours dropped after step 2, which survived.
-     B -> A  REVEAL: its shares of the dropped neighbours' mask keys and of the
-             survivors' self-mask seeds (never both for one bank).
-  5. A       reconstructs each survivor's b and each dropped bank's mask key from t
-             shares, removes every mask left, and gets sum q(x) of the survivors.
+Each sum j (its messages scoped ``sum{j}``):
+  3. B -> A  MASKED: y_B = q(x_B) + PRG(b_B,j) + sum_V ±PRG(s_BV,j)  in Z_{2^64}, over
+             the neighbours V still taking part (+ if B's holder index is lower).
+  4. A -> B  UNMASK: which of B's neighbours dropped in this sum, which sent y.
+     B -> A  REVEAL: its shares of the dropped neighbours' sum-j mask keys and of the
+             survivors' sum-j self-mask seeds (never both for one bank and sum).
+  5. A       reconstructs each survivor's b_j and each dropped bank's sum-j mask key
+             from t shares, removes every mask left, and gets sum q(x) of the survivors.
      A -> B  RESULT: how many banks are in the sum.
-If more than d banks drop, or a secret has fewer than t shares, the round aborts:
-every bank still present is told why and raises :class:`RoundAborted`, so does the
-aggregator; no sum is returned.
+A bank that drops takes no further part (its later keys stay unused). If more than d
+banks have dropped, or a secret has fewer than t shares, the sum aborts: every bank
+still present is told why and raises :class:`RoundAborted`, so does the aggregator; no
+sum is returned.
 
 What each party learns:
-  - the aggregator: the sum of the surviving banks' quantised vectors, which banks
-    dropped in which phase, the public keys, the graph it drew. Each masked vector on
-    its own is uniform in Z_{2^64}^dim. A dropped bank's update stays hidden: its
-    self-mask seed is never reconstructed.
+  - the aggregator: per sum, the sum of the surviving banks' quantised vectors; which
+    banks dropped in which phase, the public keys, the graph it drew. Each masked vector
+    on its own is uniform in Z_{2^64}^dim. A dropped bank's update stays hidden: its
+    self-mask seed of that sum is never reconstructed; keys differ from sum to sum.
   - a bank: its neighbours' public keys and their encrypted shares for it, which
     neighbours dropped, and how many banks are in the sum. Nothing of any update.
   Any t - 1 parties besides the aggregator (t > (k+1)/2 is enforced) learn nothing of
