@@ -20,6 +20,7 @@ from veil.protocols.secagg import (
     Tag,
     aggregate,
     contribute,
+    finish,
     make_plan,
     run_aggregator,
     run_client,
@@ -320,7 +321,9 @@ def test_one_setup_serves_many_sums_with_fresh_masks_and_lasting_dropouts() -> N
 
     def agg(s: Session) -> list[Any]:
         st = setup_aggregator(s, 4, params)
-        return [aggregate(s, st, 60) for _ in range(4)]
+        sums = [aggregate(s, st, 60) for _ in range(4)]
+        finish(st)
+        return sums
 
     def tap(src: int, dst: int, key: str, payload: bytes) -> None:
         if f"/{Tag.MASKED}:" in key and names[src] == "bank0":

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from veil.errors import ConfigError
+from veil.ml.horizontal import GlobalModel, load_model, save_model
 from veil.ml.horizontal.models import ModelSpec, loss_and_grad, predict
 
 
@@ -54,3 +58,29 @@ def test_bad_model_options_are_refused() -> None:
         ModelSpec("tree")
     with pytest.raises(ConfigError, match="hidden"):
         ModelSpec("mlp", ())
+
+
+def test_global_model_saves_loads_and_checks_columns(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    spec = ModelSpec("mlp", (3,))
+    model = GlobalModel(
+        spec,
+        ("a", "b"),
+        ("float", "integer"),
+        np.array([0.5, 1.0]),
+        np.array([2.0, 3.0]),
+        spec.init(2, 0) + rng.normal(size=spec.n_params(2)),
+        ({"round": 1, "banks": 3},),
+    )
+    save_model(model, tmp_path / "model.json")
+    back = load_model(tmp_path / "model.json")
+    frame = pd.DataFrame({"b": [1, 2, 3], "a": [0.1, 0.2, 0.3]})
+    np.testing.assert_array_equal(back.score_frame(frame), model.score_frame(frame))
+    assert back.history == model.history and back.spec == spec
+    with pytest.raises(ConfigError, match="test: column 'b' is float, the model's is integer"):
+        model.score_frame(frame.assign(b=[1.5, 2.0, 3.0]), "test")
+    with pytest.raises(ConfigError, match="test: column 'a' is missing"):
+        model.score_frame(frame.drop(columns=["a"]), "test")
+    (tmp_path / "bad.json").write_text('{"format": "other"}')
+    with pytest.raises(ConfigError, match="is not a veil-fedavg-1 model"):
+        load_model(tmp_path / "bad.json")

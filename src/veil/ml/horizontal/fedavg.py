@@ -37,6 +37,7 @@ What each party learns:
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -58,7 +59,7 @@ from veil.ml.horizontal.summing import AggregatorSums, BankSums
 from veil.net.session import Session
 from veil.policy import DEFAULT_POLICY, SecurityPolicy
 from veil.protocols import secagg
-from veil.protocols.secagg import AGGREGATOR, RoundAborted
+from veil.protocols.secagg import AGGREGATOR, RoundAborted, broadcast
 
 
 @dataclass(frozen=True)
@@ -222,12 +223,17 @@ def train_aggregator(
         mean = total[:d] / n
         scale = np.sqrt(np.maximum(total[d : 2 * d] / n - mean**2, 0.0))
         scale = np.where(scale > 1e-12, scale, 1.0)
-        for b in sums.live:
-            ss.send(b, Tag.SCALING, Scaling(mean, scale).pack())
+        broadcast(ss, dict.fromkeys(sums.live, Scaling(mean, scale).pack()), Tag.SCALING)
         if local is not None:
             local.set_scaling(mean, scale)
     theta = opts.spec.init(d, opts.seed)
-    history = _Rounds(opts).run(session, sums, theta, local)
+    try:
+        history = _Rounds(opts).run(session, sums, theta, local)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the first error is the one to report
+            sums.close()
+        raise
+    sums.close()
     final = history.final_theta
     model = GlobalModel(
         opts.spec,
@@ -256,8 +262,8 @@ def _agree_schema(
         problem = schema_difference(ref_name, ref, b, sch)
         if problem:
             break
-    for b in banks:
-        s.send(b, Tag.SCHEMA_OK, SchemaOk([] if problem else ref.columns, problem).pack())
+    ok = SchemaOk([] if problem else ref.columns, problem).pack()
+    broadcast(s, dict.fromkeys(banks, ok), Tag.SCHEMA_OK)
     if problem:
         raise ConfigError("fedavg", problem, "every bank must have the same columns and kinds")
     return tuple(ref.columns), tuple(ref.kinds)
@@ -304,8 +310,8 @@ class _Rounds:
             train = r <= o.rounds
             sr = session.sub(f"round{r}")
             planned = len(active) + (local is not None)
-            for b in active:
-                sr.send(b, Tag.MODEL, Model(r, theta, planned, train, False, []).pack())
+            msg = Model(r, theta, planned, train, False, []).pack()
+            broadcast(sr, dict.fromkeys(active, msg), Tag.MODEL)
             with ThreadPoolExecutor(1, thread_name_prefix="fedavg-train") as pool:
                 own = None  # the aggregator's own update, if it is a bank, trained meanwhile
                 if local is not None:
@@ -325,9 +331,8 @@ class _Rounds:
         self.final_theta = self.best[2] if self.best is not None else theta
         final = {"stopped_by": self.stopped_by, "dp": self.dp_summary()}
         sr = session.sub(f"round{len(self.rows) + 1}")
-        for b in active:
-            msg = Model(len(self.rows) + 1, self.final_theta, 0, False, True, [*self.rows, final])
-            sr.send(b, Tag.MODEL, msg.pack())
+        final_msg = Model(len(self.rows) + 1, self.final_theta, 0, False, True, [*self.rows, final])
+        broadcast(sr, dict.fromkeys(active, final_msg.pack()), Tag.MODEL)
         return self
 
     def _step(

@@ -80,3 +80,8 @@ class AggregatorSums:
         if own is not None:
             total += np.asarray(own() if callable(own) else own, dtype=np.float64)
         return total
+
+    def close(self) -> None:
+        """Wait for the last messages of secure aggregation to reach the banks."""
+        if self.state is not None:
+            secagg.finish(self.state)

@@ -6,6 +6,7 @@ learns and the papers are in :mod:`veil.protocols.secagg.protocol`; the primitiv
 from veil.protocols.secagg.aggregator import (
     AggregatorState,
     aggregate,
+    finish,
     run_aggregator,
     setup_aggregator,
 )
@@ -23,6 +24,7 @@ from veil.protocols.secagg.protocol import (
     Plan,
     RoundAborted,
     SecAggParams,
+    broadcast,
     default_neighbours,
     make_plan,
 )
@@ -38,8 +40,10 @@ __all__ = [
     "SecAggParams",
     "Tag",
     "aggregate",
+    "broadcast",
     "contribute",
     "default_neighbours",
+    "finish",
     "make_plan",
     "run_aggregator",
     "run_client",

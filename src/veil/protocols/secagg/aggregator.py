@@ -4,6 +4,7 @@ setup once (:func:`setup_aggregator`), then one :func:`aggregate` per sum;
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from veil.protocols.secagg.protocol import (
     Plan,
     RoundAborted,
     SecAggParams,
+    broadcast,
     make_plan,
 )
 
@@ -55,6 +57,28 @@ class AggregatorState:
     dropped: dict[str, str] = field(default_factory=dict)  # bank -> where it dropped
     out: set[str] = field(default_factory=set)  # banks whose masks are gone for good
     used: int = 0
+    pending: _Sending | None = None  # the last sum's RESULT messages, still going out
+
+
+class _Sending(threading.Thread):
+    """A broadcast in the background; :meth:`wait` re-raises its error."""
+
+    def __init__(self, s: Session, messages: dict[str, Any], tag: Tag) -> None:
+        super().__init__(name="secagg-result", daemon=True)
+        self.args_ = (s, messages, tag)
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            broadcast(*self.args_)
+        except BaseException as e:  # re-raised by wait()
+            self.error = e
+
+    def wait(self) -> None:
+        self.join()
+        if self.error is not None:
+            raise self.error
 
 
 def setup_aggregator(
@@ -75,19 +99,21 @@ def setup_aggregator(
         plan, sums, params.frac_bits, params.phase_timeout or session.timeout,
         len(plan.clients) + own,
     )  # fmt: skip
+    setups = {}
     for c in plan.clients:
         nb = {v: plan.index(v) for v in plan.graph[c]}
-        setup = Setup(plan.index(c), nb, plan.threshold, sums, st.frac_bits, st.n_terms)
-        session.send(c, Tag.SETUP, setup.pack())
+        setups[c] = Setup(plan.index(c), nb, plan.threshold, sums, st.frac_bits, st.n_terms).pack()
+    broadcast(session, setups, Tag.SETUP)
 
     def keys_of(v: Any) -> Keys:
         return Keys.unpack(v, Tag.KEYS, sums)
 
     st.keys = _gather(session, st, plan.clients, Tag.KEYS, keys_of, timeout=session.timeout)
     _check(session, st, Tag.PEER_KEYS, st.keys, lambda r: PeerKeys({}, r).pack())
-    for c in st.keys:
-        nb_keys = {v: st.keys[v] for v in plan.graph[c] if v in st.keys}
-        session.send(c, Tag.PEER_KEYS, PeerKeys(nb_keys).pack())
+    peer_keys = {
+        c: PeerKeys({v: st.keys[v] for v in plan.graph[c] if v in st.keys}).pack() for c in st.keys
+    }
+    broadcast(session, peer_keys, Tag.PEER_KEYS)
 
     def shares_of(v: Any) -> Shares:
         return Shares.unpack(v, Tag.SHARES)
@@ -97,9 +123,11 @@ def setup_aggregator(
     for c, sh in shares.items():
         if set(sh.boxes) != {v for v in plan.graph[c] if v in st.keys}:
             raise ProtocolError(f"{Tag.SHARES}.boxes: '{c}' did not share with its neighbours")
-    for c in shares:
-        boxes = {v: shares[v].boxes[c] for v in plan.graph[c] if v in shares}
-        session.send(c, Tag.PEER_SHARES, Shares(boxes).pack())
+    routed = {
+        c: Shares({v: shares[v].boxes[c] for v in plan.graph[c] if v in shares}).pack()
+        for c in shares
+    }
+    broadcast(session, routed, Tag.PEER_SHARES)
     st.shared = list(shares)
     st.out = set(plan.clients) - set(shares)
     return st
@@ -109,7 +137,9 @@ def aggregate(
     session: Session, st: AggregatorState, dim: int, own: Vector | None = None
 ) -> AggregateResult:
     """Aggregator role, one sum of ``dim`` values: the sum of the live banks' vectors
-    (and ``own``; a function is called once the masked vectors are in)."""
+    (and ``own``; a function is called once the masked vectors are in). The banks'
+    results go out in the background; :func:`finish` waits for the last ones."""
+    finish(st)
     j = st.used
     if j >= st.sums:
         raise ConfigError("secure_aggregation", f"the keys were made for {st.sums} sums")
@@ -127,10 +157,12 @@ def aggregate(
     masked = _gather(s, st, live, Tag.MASKED, masked_of, timeout=st.timeout)
     _check(s, st, Tag.UNMASK, masked, lambda r: Unmask([], [], r).pack())
     gone = [c for c in expected if c not in masked]  # their mask keys of this sum are needed
+    unmask = {}
     for c in masked:
         near = [v for v in p.graph[c] if v in expected]
         um = Unmask([v for v in near if v in gone], [v for v in near if v in masked] + [c])
-        s.send(c, Tag.UNMASK, um.pack())
+        unmask[c] = um.pack()
+    broadcast(s, unmask, Tag.UNMASK)
     reveals = _gather(s, st, list(masked), Tag.REVEAL, Reveal.unpack, timeout=st.timeout)
     _check(s, st, Tag.RESULT, reveals, lambda r: Result(0, r).pack())
     try:
@@ -143,11 +175,18 @@ def aggregate(
     except RoundAborted as e:
         _abort(s, Tag.RESULT, reveals, str(e), lambda r: Result(0, r).pack())
     st.out |= set(gone)
-    for c in reveals:
-        s.send(c, Tag.RESULT, Result(len(masked)).pack())
+    # The banks need not wait for their RESULT to go out before the next step begins.
+    st.pending = _Sending(s, dict.fromkeys(reveals, Result(len(masked)).pack()), Tag.RESULT)
     return AggregateResult(
         masks.dequantize(total, st.frac_bits), tuple(sorted(masked)), tuple(sorted(st.dropped))
     )
+
+
+def finish(st: AggregatorState) -> None:
+    """Wait until the last sum's results have reached the banks (call once at the end)."""
+    if st.pending is not None:
+        pending, st.pending = st.pending, None
+        pending.wait()
 
 
 def run_aggregator(
@@ -161,7 +200,9 @@ def run_aggregator(
 ) -> AggregateResult:
     """Aggregator role for a single sum: setup, then aggregate ``dim`` values."""
     st = setup_aggregator(session, 1, params, clients=clients, own=own is not None, policy=policy)
-    return aggregate(session, st, dim, own)
+    result = aggregate(session, st, dim, own)
+    finish(st)
+    return result
 
 
 def _gather(
@@ -205,8 +246,7 @@ def _check(
 def _abort(
     s: Session, reply: Tag, present: dict[str, Any], reason: str, aborted: Callable[[str], Any]
 ) -> NoReturn:
-    for c in present:
-        s.send(c, reply, aborted(reason))
+    broadcast(s, dict.fromkeys(present, aborted(reason)), reply)
     raise RoundAborted(reason)
 
 

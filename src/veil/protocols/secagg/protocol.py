@@ -50,17 +50,20 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from veil.errors import ConfigError, VeilError
+from veil.net.session import Session
 from veil.protocols.secagg import masks
 
 AGGREGATOR = "aggregator"
+_SENDERS = 16  # most sends in flight at once in a broadcast
 T = TypeVar("T")
 
 
@@ -156,3 +159,17 @@ def make_plan(clients: Sequence[str], params: SecAggParams) -> Plan:
             nb = [order[(i + j) % n] for j in range(-k // 2, k // 2 + 1) if j != 0]
         graph[c] = tuple(sorted(nb, key=names.index))
     return Plan(names, graph, k + 1 - d, d)
+
+
+def broadcast(session: Session, messages: Mapping[str, Any], tag: str) -> None:
+    """Send ``messages[party]`` to each party, concurrently: a network send waits for
+    the peer's acknowledgement, so sending to n banks one after the other would cost n
+    round trips."""
+    if len(messages) <= 1:
+        for party, value in messages.items():
+            session.send(party, tag, value)
+        return
+    with ThreadPoolExecutor(min(len(messages), _SENDERS), "secagg-send") as pool:
+        jobs = [pool.submit(session.send, p, tag, v) for p, v in messages.items()]
+        for job in jobs:
+            job.result()
