@@ -14,7 +14,7 @@ Parameters: ``result_to`` (parties that learn the intersection; default all),
 ``interconnect`` (true: run the PPCA 9-2023 interconnection variant of the protocol,
 :mod:`veil.protocols.interconnect`, same result; default false), ``protocol`` (``ecdh``,
 the default, interoperates with SecretFlow; ``kkrt``: OT-extension PSI,
-:mod:`veil.protocols.kkrt_psi`, several times faster, Veil to Veil only).
+:mod:`veil.protocols.psi.kkrt`, several times faster, Veil to Veil only).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Only ⟨Curve25519, SHA-256, DIRECT_HASH_AS_POINT_X, UNCOMPRESSED⟩ is offered: an id's
 SHA-256 digest is the 32-byte little-endian X25519 u-coordinate, multiplied with
-libsodium's X25519 — exactly :data:`veil.crypto.ecc.DEFAULT_SUITE`, with truncation
+libsodium's X25519 — exactly :data:`veil.crypto.ecc.HASH_AS_X`, with truncation
 keeping the *last* bytes of a point, as the reference peer does.
 
 SM2/SM3 is refused: no vetted SM2 implementation on PyPI exposes the point arithmetic
@@ -45,7 +45,7 @@ CURVE25519 = IcSuite(
     HashType.SHA_256,
     HashToCurve.DIRECT_HASH_AS_POINT_X,
     PointFormat.UNCOMPRESSED,
-    ecc.Suite(truncation=ecc.Truncation.HIGH),
+    ecc.Suite(ecc.Group.CURVE25519_HASH_AS_X, ecc.Truncation.HIGH),
 )
 #: Suites Veil implements, by the name the CLI takes.
 SUITES: dict[str, IcSuite] = {CURVE25519.name: CURVE25519}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import multiprocessing as mp
@@ -16,19 +17,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from veil.crypto import ecc
 from veil.errors import ConfigError, ProtocolError
 from veil.net import Session, run_parties
+from veil.policy import DEFAULT_POLICY
 from veil.protocols.psi import (
     Protocol,
     PsiParams,
     PsiResult,
     match_duals,
     run_psi,
-    run_receiver,
-    run_sender,
     secure_permutation,
 )
 from veil.protocols.psi import truncate_bytes as psi_truncate_bytes
+from veil.protocols.psi.ecdh import run_receiver, run_sender
 
 BANK, PARTNER = "bank", "partner"
 
@@ -181,22 +183,55 @@ def test_property_matches_set_intersection(bank: list[str], partner: list[str]) 
     check_both(psi_pair(bank, partner, batch_size=4), bank, partner)
 
 
-def test_nothing_raw_crosses_the_wire() -> None:
+def plain_forms(x: str) -> list[bytes]:
+    """What an id looks like before any key touches it, in either suite: its bytes, its
+    SHA-256 (and X25519's masked copy), its SHA-512 and its ristretto255 point."""
+    raw = x.encode()
+    digest = hashlib.sha256(raw).digest()
+    masked = digest[:31] + bytes([digest[31] & 0x7F])  # X25519 ignores bit 255
+    sha512 = hashlib.sha512(ecc.RISTRETTO_DST + raw).digest()
+    return [digest, masked, sha512, ecc.hash_to_points([raw], ecc.RISTRETTO255)[0]]
+
+
+@pytest.mark.parametrize("suite", [ecc.RISTRETTO255, ecc.HASH_AS_X], ids=lambda s: s.name)
+def test_nothing_raw_crosses_the_wire(suite: ecc.Suite) -> None:
     a = [f"customer-{uuid.UUID(int=random.getrandbits(128))}" for _ in range(150)]
     b = a[:60] + [f"prospect-{i:06d}" for i in range(100)]
     frames: list[bytes] = []
-    out = psi_pair(a, b, tap=lambda src, dst, key, payload: frames.append(payload), batch_size=32)
+    tap = lambda src, dst, key, payload: frames.append(payload)  # noqa: E731
+    out = psi_pair(a, b, tap=tap, batch_size=32, suite=suite)
     check_both(out, a, b)
     wire = b"\x00".join(frames)
     assert len(frames) > 10
     for x in a + b:
-        raw = x.encode()
-        assert raw not in wire
-        digest = hashlib.sha256(raw).digest()
-        masked = digest[:31] + bytes([digest[31] & 0x7F])  # X25519 ignores bit 255
-        for h in (digest, masked):
-            for i in range(0, 32 - 7):  # every 8-byte window: prefixes, suffixes, middles
-                assert h[i : i + 8] not in wire, f"a truncation of SHA-256({x!r}) crossed"
+        assert x.encode() not in wire
+        for h in plain_forms(x):
+            for i in range(0, len(h) - 7):  # every 8-byte window: prefixes, suffixes, middles
+                assert h[i : i + 8] not in wire, f"a piece of a plain hash of {x!r} crossed"
+
+
+def test_suites_must_match_and_be_allowed() -> None:
+    pr = PsiParams(result_to=(BANK,))
+    px = PsiParams(result_to=(BANK,), suite=ecc.HASH_AS_X)
+    with pytest.raises(ConfigError, match="suite"):
+        run_parties(
+            {BANK: lambda s: run_psi(s, ["a"], pr), PARTNER: lambda s: run_psi(s, ["a"], px)},
+            timeout=20,
+        )
+    strict = dataclasses.replace(DEFAULT_POLICY, psi_suites=frozenset({"ristretto255"}))
+    with pytest.raises(ConfigError, match="not allowed by policy"):
+        run_parties(
+            {
+                BANK: lambda s: run_psi(s, ["a"], px, policy=strict),
+                PARTNER: lambda s: run_psi(s, ["a"], px, policy=strict),
+            },
+            timeout=20,
+        )
+
+
+def test_hash_as_x_suite_finds_the_same_intersection() -> None:
+    a, b = overlapping_sets(300, 200, 70, seed=21)
+    check_both(psi_pair(a, b, suite=ecc.HASH_AS_X, batch_size=50), a, b)
 
 
 @pytest.mark.parametrize(
@@ -218,8 +253,8 @@ def test_bad_ids_are_rejected(ids: object, match: str) -> None:
     ("kw", "match"),
     [
         ({"result_to": ("bank", "carol")}, "carol"),
-        ({"result_to": ()}, "1 or 2"),
-        ({"result_to": "bank"}, "1 or 2"),
+        ({"result_to": ()}, "1 to 2"),
+        ({"result_to": "bank"}, "1 to 2"),
         ({"result_to": ("bank", "bank")}, "twice"),
         ({"result_to": ("bank",), "batch_size": 0}, "batch_size"),
         ({"result_to": ("bank",), "truncate_bits": 300}, "truncate_bits"),
@@ -298,7 +333,8 @@ def test_truncation_length() -> None:
     assert psi_truncate_bytes(10, 10, None) == 8  # floor of 64 bits
     assert psi_truncate_bytes(0, 5, None) == 8
     assert psi_truncate_bytes(100, 100, 96) == 12
-    assert psi_truncate_bytes(100, 100, 256) == 32
+    assert psi_truncate_bytes(100, 100, 248) == 31  # ristretto255: byte 0 is skipped
+    assert psi_truncate_bytes(100, 100, 256, ecc.HASH_AS_X) == 32
     with pytest.raises(ConfigError, match="at least 80"):
         psi_truncate_bytes(10**6, 10**6, 79)
 
@@ -315,7 +351,7 @@ def test_1e5_sets_with_duplicates(transport: str) -> None:
 @pytest.mark.slow  # spawning two interpreters that import grpc takes a while on a loaded box
 @pytest.mark.skipif(_grpc_is_placeholder(), reason="grpc transport not merged yet (placeholder)")
 def test_each_party_in_its_own_process_over_mutual_tls(tmp_path: Path) -> None:
-    from tests.protocols.psi_party import psi_party
+    from tests.protocols.psi.psi_party import psi_party
     from veil.net.certs import throwaway_federation
     from veil.net.grpc_transport import free_port
 

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.jobs.conftest import write_job, write_table
-from tests.protocols.test_psi import (
+from tests.protocols.psi.test_ecdh import (
     BANK,
     PARTNER,
     TRANSPORTS,
@@ -23,12 +23,12 @@ from tests.protocols.test_psi import (
     check_receiver,
     overlapping_sets,
 )
-from tests.protocols.test_psi import psi_pair as _psi_pair
+from tests.protocols.psi.test_ecdh import psi_pair as _psi_pair
 from veil.errors import ConfigError, ProtocolError
 from veil.jobs import RunOptions, load_job, run_job
 from veil.net import Session, run_parties
-from veil.protocols import kkrt_psi
 from veil.protocols.psi import Protocol, PsiParams, PsiResult, run_psi
+from veil.protocols.psi import kkrt as kkrt_psi
 
 
 def psi_pair(bank: Sequence[str], partner: Sequence[str], **kw: object) -> dict[str, PsiResult]:
@@ -66,16 +66,16 @@ def test_role_functions_directly() -> None:
     p = PsiParams(result_to=(PARTNER,), protocol=Protocol.KKRT)
     out = run_parties(
         {
-            BANK: lambda s: kkrt_psi.run_sender(s, a, p),
-            PARTNER: lambda s: kkrt_psi.run_receiver(s, b, p),
+            BANK: lambda s: kkrt_psi.run_oprf_sender(s, a, p),
+            PARTNER: lambda s: kkrt_psi.run_oprf_receiver(s, b, p),
         }
     )
     check_receiver(out[PARTNER], b, a)
     with pytest.raises(ConfigError, match="result_to"):
         run_parties(
             {
-                BANK: lambda s: kkrt_psi.run_receiver(s, a, p),
-                PARTNER: lambda s: kkrt_psi.run_receiver(s, b, p),
+                BANK: lambda s: kkrt_psi.run_oprf_receiver(s, a, p),
+                PARTNER: lambda s: kkrt_psi.run_oprf_receiver(s, b, p),
             }
         )
 
@@ -138,7 +138,7 @@ def test_malformed_ot_chunk_is_a_protocol_error() -> None:
         s.recv(BANK, "never", timeout=5)
 
     with pytest.raises(ProtocolError, match="bins"):
-        run_parties({BANK: lambda s: kkrt_psi.run_sender(s, ["a"], p), PARTNER: liar})
+        run_parties({BANK: lambda s: kkrt_psi.run_oprf_sender(s, ["a"], p), PARTNER: liar})
 
 
 def test_value_width() -> None:
