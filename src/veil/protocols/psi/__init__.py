@@ -1,6 +1,8 @@
 """Private set intersection: one entry point, one module per protocol.
 
 - :mod:`.ecdh`: two-party ECDH-PSI (default; interoperates with SecretFlow).
+- :mod:`.multiparty`: ECDH-PSI among three or more parties (only the intersection of
+  all sets is revealed, no pairwise intersection).
 - :mod:`.kkrt`: two-party KKRT-PSI from OT extension (faster, Veil to Veil), built on
   :mod:`.cuckoo` and :mod:`.ot`.
 - :mod:`.common`: the parameters, result type and input handling they share;
@@ -15,9 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from veil.errors import ConfigError
 from veil.net.session import Session
 from veil.policy import DEFAULT_POLICY, SecurityPolicy
-from veil.protocols.psi import ecdh, kkrt
+from veil.protocols.psi import ecdh, kkrt, multiparty
 from veil.protocols.psi.common import (
     Protocol,
     PsiParams,
@@ -51,7 +54,16 @@ def run_psi(
     policy: SecurityPolicy = DEFAULT_POLICY,
 ) -> PsiResult:
     """Entry point for a job step: this party's role in the protocol ``params.protocol``,
-    as ``params.result_to`` says."""
+    as ``params.result_to`` says. Two parties run :mod:`.ecdh` or :mod:`.kkrt`; three or
+    more run :mod:`.multiparty`."""
+    if len(session.parties) > 2:
+        if params.protocol != Protocol.ECDH:
+            raise ConfigError(
+                "protocol",
+                f"{params.protocol} runs between two parties, this job has {len(session.parties)}",
+                "use protocol ecdh for three or more parties",
+            )
+        return multiparty.run_party(session, ids, params, policy=policy)
     check_params(session, params, policy)
     if params.protocol == Protocol.KKRT:
         return kkrt.run_psi(session, ids, params, policy=policy)
