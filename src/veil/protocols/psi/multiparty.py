@@ -166,7 +166,7 @@ def run_party(
         values = _mix(session, mul, plan, keys, pool)
         if me == plan.d:
             vals, counts = np.unique(values.view(f"S{P}").reshape(-1), return_counts=True)
-            session.send(plan.u, Tag.COMMON, b"".join(vals[counts == len(plan.parties)]))
+            session.send(plan.u, Tag.COMMON, vals[counts == len(plan.parties)].tobytes())
         own = b""
         for r in plan.receivers:
             got = _ring(
