@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.wire_check import Recorder, assert_no_leak
 from veil.crypto import ecc
 from veil.errors import ConfigError, ProtocolError
 from veil.net import Session, run_parties
@@ -197,12 +198,13 @@ def plain_forms(x: str) -> list[bytes]:
 def test_nothing_raw_crosses_the_wire(suite: ecc.Suite) -> None:
     a = [f"customer-{uuid.UUID(int=random.getrandbits(128))}" for _ in range(150)]
     b = a[:60] + [f"prospect-{i:06d}" for i in range(100)]
-    frames: list[bytes] = []
-    tap = lambda src, dst, key, payload: frames.append(payload)  # noqa: E731
-    out = psi_pair(a, b, tap=tap, batch_size=32, suite=suite)
+    rec = Recorder()
+    out = psi_pair(a, b, tap=rec, batch_size=32, suite=suite)
     check_both(out, a, b)
-    wire = b"\x00".join(frames)
-    assert len(frames) > 10
+    assert len(rec.frames) > 10
+    hashed = [p for x in a + b for p in plain_forms(x)]
+    assert_no_leak(rec.frames, {"ids": a + b, "hashed ids": hashed})
+    wire = b"\x00".join(f.payload for f in rec.frames)
     for x in a + b:
         assert x.encode() not in wire
         for h in plain_forms(x):
@@ -284,10 +286,10 @@ def test_parties_must_agree_on_result_to() -> None:
     assert errors  # at least the first to notice; the other sees it or an abort
 
 
-def test_needs_exactly_two_parties() -> None:
+def test_role_functions_need_exactly_two_parties() -> None:
     with pytest.raises(ConfigError, match="exactly two"):
         run_parties(
-            {n: lambda s: run_psi(s, ["a"], PsiParams(result_to=("a",))) for n in "abc"},
+            {n: lambda s: run_receiver(s, ["a"], PsiParams(result_to=("a",))) for n in "abc"},
         )
 
 
