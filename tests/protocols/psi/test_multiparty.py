@@ -8,16 +8,21 @@ import itertools
 import random
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
+import yaml
 
+from tests.jobs.conftest import write_table
 from tests.protocols.psi.test_ecdh import TRANSPORTS, plain_forms
 from tests.wire_check import Recorder, assert_no_leak
 from veil.codec import decode
 from veil.crypto import ecc, ristretto
 from veil.errors import ConfigError, ProtocolError
+from veil.jobs import RunOptions, load_job, run_job
 from veil.net import Session, run_parties
 from veil.protocols.psi import Protocol, PsiParams, PsiResult, multiparty, run_psi
 
@@ -276,3 +281,54 @@ def test_2e4_ids_three_parties_over_grpc() -> None:
     common = [f"c{rng.getrandbits(64):x}" for _ in range(8_000)]
     sets = {p: common + [f"{p}{i}" for i in range(12_000)] for p in NAMES5[:3]}
     check(run_n(sets, transport="grpc"), sets, list(sets))
+
+
+# -- the job step with three parties ------------------------------------------------------
+
+
+def _three_party_job(folder: Path, steps: list[Any], rows: dict[str, list[str]]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, (p, ids) in enumerate(rows.items()):
+        write_table(folder / f"{p}.csv", ids, label=p == "bank", seed=i)
+    parties = {p: {"data": f"{p}.csv", "id": "id"} for p in rows}
+    parties["bank"]["label"] = "y"
+    job = {"name": "three", "parties": parties, "steps": steps}
+    path = folder / "job.yaml"
+    path.write_text(yaml.safe_dump(job, sort_keys=False))
+    return path
+
+
+def test_job_step_with_three_parties(tmp_path: Path) -> None:
+    common = [f"cust-{i:03d}" for i in range(60)]
+    rows = {
+        "bank": [*common, "b1", "bt", *common[:3]],
+        "bureau": ["u1", *reversed(common), "bt"],
+        "telco": [*common[::2], "t1", *common[1::2], "b1"],
+    }
+    job = _three_party_job(tmp_path, [{"psi": {}}], rows)
+    res = run_job(load_job(job), tmp_path / "out", RunOptions(timeout=60))
+    assert res.ok, res.error
+    got = {p: pd.read_csv(tmp_path / "out" / p / "psi.csv", dtype={"id": str}) for p in rows}
+    assert sorted(got["bank"]["id"]) == common  # "bt", "b1": held by two parties only
+    assert list(got["bank"]["id"]) == list(got["bureau"]["id"]) == list(got["telco"]["id"])
+    assert res.report["steps"][0]["outputs"]["intersection_size"] == 60
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [({"protocol": "kkrt"}, "protocol"), ({"interconnect": True}, "interconnect")],
+)
+def test_job_step_two_party_protocols_refuse_three(
+    tmp_path: Path, params: dict[str, Any], field: str
+) -> None:
+    job = _three_party_job(tmp_path, [{"psi": params}], {p: ["a"] for p in NAMES5[:3]})
+    with pytest.raises(ConfigError, match=rf"steps\[0\]\.psi\.{field}: .* between two parties"):
+        load_job(job)
+
+
+def test_job_step_receiver_without_rows_is_a_config_error(tmp_path: Path) -> None:
+    rows = {"bank": ["a", "b"], "bureau": ["a"], "telco": []}
+    job = _three_party_job(tmp_path, [{"psi": {}}], rows)
+    res = run_job(load_job(job), tmp_path / "out", RunOptions(timeout=60))
+    assert not res.ok
+    assert "party 'telco' holds no data" in str(res.error)
