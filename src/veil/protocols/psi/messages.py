@@ -181,6 +181,7 @@ def check(value: Any, spec: Spec, tag: str, peer: str) -> Any:
         ) from None
 
 
-def recv(session: Session, peer: str, tag: str, spec: Spec) -> Any:
-    """Receive the next ``tag`` message from ``peer`` and check it against ``spec``."""
-    return check(session.recv(peer, tag), spec, str(tag), peer)
+def recv(session: Session, peer: str, tag: str, spec: Spec, timeout: float | None = None) -> Any:
+    """Receive the next ``tag`` message from ``peer`` (waiting up to ``timeout`` seconds,
+    default the session's) and check it against ``spec``."""
+    return check(session.recv(peer, tag, timeout), spec, str(tag), peer)

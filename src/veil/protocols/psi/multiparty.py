@@ -81,6 +81,7 @@ PROTOCOL = "ecdh-multiparty"
 PROTOCOL_VERSION = 1
 P = ristretto.POINT_BYTES
 CT = 2 * P  # one ElGamal ciphertext: A || B
+WAIT_PER_ID = 2e-3  # seconds a mixer may take per pooled id (about 10x a loaded core's)
 
 
 class Tag(StrEnum):
@@ -134,6 +135,7 @@ class _Plan:
     receivers: list[str]  # result_to in job order
     d: str
     u: str
+    wait: float  # seconds to wait for a message: the mix before it may be long
 
 
 def run_party(
@@ -214,15 +216,11 @@ def _handshake(session: Session, params: PsiParams, n: int, keys: Keys) -> _Plan
     receivers = [p for p in parties if p in params.result_to]
     d = parties[-1]
     u = next((p for p in receivers if p != d), parties[0])
-    return _Plan(
-        parties,
-        {p: h["n"] for p, h in hellos.items()},
-        {p: h["batch_size"] for p, h in hellos.items()},
-        key,
-        receivers,
-        d,
-        u,
-    )
+    sizes = {p: h["n"] for p, h in hellos.items()}
+    # A party may wait for every mixer ahead of it: allow each WAIT_PER_ID per pooled id.
+    wait = session.timeout + WAIT_PER_ID * len(parties) * sum(sizes.values())
+    batch = {p: h["batch_size"] for p, h in hellos.items()}
+    return _Plan(parties, sizes, batch, key, receivers, d, u, wait)
 
 
 # -- steps ---------------------------------------------------------------------------
@@ -270,7 +268,9 @@ def _mix(
             batches: Iterable[np.ndarray] = [own]
         else:
             count = plan.n[src] if tag == Tag.POOL else total
-            batches = _recv_batches(session, src, tag, count=count, batch=plan.batch[src], width=CT)
+            batches = _recv_batches(
+                session, src, tag, count=count, batch=plan.batch[src], width=CT, wait=plan.wait
+            )
         for cts in batches:
             out += mul.map(step, len(cts), cts)
             done += len(cts)
@@ -300,7 +300,9 @@ def _ring(
     if me != owner:
         k = ristretto.scalar_mul(keys.w, keys.u) if me == plan.u else keys.w
         with Outbox(session, nxt) as out:
-            for pts in _recv_batches(session, prv, Tag.RING, count=count, batch=batch, width=P):
+            for pts in _recv_batches(
+                session, prv, Tag.RING, count=count, batch=batch, width=P, wait=plan.wait
+            ):
                 out.send(Tag.RING, b"".join(mul(k, ecc.split_points(pts.tobytes()))))
         return b""
     with Outbox(session, nxt) as out:
@@ -312,7 +314,9 @@ def _ring(
         k = ristretto.scalar_mul(k, keys.u)
     back = [
         b"".join(mul(k, ecc.split_points(pts.tobytes())))
-        for pts in _recv_batches(session, prv, Tag.RING, count=count, batch=batch, width=P)
+        for pts in _recv_batches(
+            session, prv, Tag.RING, count=count, batch=batch, width=P, wait=plan.wait
+        )
     ]
     return b"".join(back)
 
@@ -322,16 +326,16 @@ def _ring(
 
 def _recv_common(session: Session, plan: _Plan, src: str, tag: Tag) -> bytes:
     most = P * min(plan.n.values())
-    data: bytes = msg.recv(session, src, tag, msg.Blob(max_size=most, multiple=P))
+    data: bytes = msg.recv(session, src, tag, msg.Blob(max_size=most, multiple=P), plan.wait)
     return data
 
 
 def _recv_batches(
-    session: Session, src: str, tag: Tag, *, count: int, batch: int, width: int
+    session: Session, src: str, tag: Tag, *, count: int, batch: int, width: int, wait: float
 ) -> Iterable[np.ndarray]:
     for lo in range(0, count, batch):
         k = min(batch, count - lo)
-        yield _rows(msg.recv(session, src, tag, msg.Blob(k * width)), width)
+        yield _rows(msg.recv(session, src, tag, msg.Blob(k * width), wait), width)
 
 
 def _send_batches(session: Session, to: str, tag: Tag, rows: np.ndarray, batch: int) -> None:
