@@ -261,7 +261,8 @@ def _mix(
 
     sources = [(p, Tag.POOL) for p in parties] if pos == 0 else [(parties[pos - 1], Tag.MIX)]
     total = sum(plan.n.values())
-    out: list[bytes] = []
+    width = P if last else CT
+    pool = np.empty((total, width), dtype=np.uint8)  # the one copy of the pool here
     done = 0
     for src, tag in sources:
         if src == me:
@@ -272,16 +273,16 @@ def _mix(
                 session, src, tag, count=count, batch=plan.batch[src], width=CT, wait=plan.wait
             )
         for cts in batches:
-            out += mul.map(step, len(cts), cts)
+            pool[done : done + len(cts)] = _rows(b"".join(mul.map(step, len(cts), cts)), width)
             done += len(cts)
             session.progress("psi", 0.6 * done / max(total, 1))
-    width = P if last else CT
-    pool = _rows(b"".join(out), width)
     if last:
         return pool
-    shuffled: np.ndarray = pool[secure_permutation(len(pool))]
-    _send_batches(session, parties[pos + 1], Tag.MIX, shuffled, plan.batch[me])
-    return shuffled[:0]
+    perm = secure_permutation(total)  # sent batch by batch: no shuffled copy of the pool
+    with Outbox(session, parties[pos + 1]) as out:
+        for lo in range(0, total, plan.batch[me]):
+            out.send(Tag.MIX, pool[perm[lo : lo + plan.batch[me]]].tobytes())
+    return pool[:0]
 
 
 def _ring(
