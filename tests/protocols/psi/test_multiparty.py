@@ -355,6 +355,7 @@ def test_three_party_example_runs_and_beats_two_parties(tmp_path: Path) -> None:
 
     spec = yaml.safe_load((EXAMPLES / "credit_risk_3party.yaml").read_text())
     del spec["parties"]["telco"]
+    spec["steps"][0]["psi"]["result_to"] = ["bank", "bureau"]
     for p in spec["parties"].values():
         p["data"] = str(EXAMPLES / p["data"])
     two_file = tmp_path / "two.yaml"
