@@ -5,6 +5,13 @@ SHA-256 digest is the 32-byte little-endian X25519 u-coordinate, multiplied with
 libsodium's X25519 — exactly :data:`veil.crypto.ecc.HASH_AS_X`, with truncation
 keeping the *last* bytes of a point, as the reference peer does.
 
+What this suite leaks beyond Veil's own ``ristretto255``: about half of all SHA-256
+digests are u-coordinates on Curve25519 and half on its quadratic twist, X25519 keeps
+a point on the one it started on, and anyone can tell which (a Legendre symbol). So
+each party learns, for every id of the peer, intersection or not, whether its hash
+lies on the curve or the twist: one bit per id. The standard fixes the suite, so the
+interconnection wire keeps it; Veil-to-Veil PSI uses ristretto255.
+
 SM2/SM3 is refused: no vetted SM2 implementation on PyPI exposes the point arithmetic
 ECDH-PSI needs (``cryptography`` has SM3 but no SM2 curve; ``gmssl`` is pure Python and
 unaudited; ``gmssl-python`` binds a system GmSSL without point multiplication).
