@@ -128,3 +128,26 @@ def test_suite_names_are_the_policy_names() -> None:
     assert {R.name, X.name} == DEFAULT_POLICY.psi_suites
     assert R.wire_name == "ristretto255/low"
     assert R.point_bytes == 32 and R.uniform_bytes == 31 and X.uniform_bytes == 32
+
+
+def _on_twist(u_bytes: bytes) -> bool:
+    """Whether u is the coordinate of a point of the twist of Curve25519, not the curve."""
+    p = 2**255 - 19
+    u = int.from_bytes(u_bytes, "little") & ((1 << 255) - 1)
+    f = (u * u * u + 486662 * u * u + u) % p
+    return f != 0 and pow(f, (p - 1) // 2, p) != 1
+
+
+def test_hash_as_x_leaks_the_twist_bit_that_ristretto_does_not_have() -> None:
+    """Why ristretto255 is the default: with hash-as-x, [k]H(x) is on the twist exactly
+    when H(x) is, so whoever receives [k]H(x) learns that bit of the id."""
+    ids = [f"id{i}".encode() for i in range(64)]
+    pts = ecc.hash_to_points(ids, X)
+    blinded = ecc.scalar_mult(ecc.new_scalar(X), pts, X)
+    bits = [_on_twist(p) for p in pts]
+    assert [_on_twist(b) for b in blinded] == bits
+    assert 10 < sum(bits) < 54  # about half of the ids hash to the twist
+    # ristretto255 encodings are all elements of one prime-order group: every received
+    # value decodes, and nothing but the element itself can be read off it
+    r = ecc.hash_to_points(ids, R)
+    assert ristretto.scalar_mult(ristretto.random_scalar(), b"".join(r))
