@@ -230,7 +230,7 @@ def run_pair(spec: dict[str, Any], transport: str) -> list[dict[str, Any]]:
 def cmd_scale(a: argparse.Namespace) -> dict[str, Any]:
     rate = cmd_rate(a)
     names = ["bank", "partner"] if a.parties == 2 else [f"p{i}" for i in range(a.parties)]
-    m = a.m if a.parties == 2 else a.n
+    m = a.m if a.parties == 2 and a.m is not None else a.n
     spec = {
         "names": names,
         "n": a.n,
@@ -357,7 +357,7 @@ def main() -> None:
     sub.add_parser("rate")
     s = sub.add_parser("scale")
     s.add_argument("--n", type=int, default=1_000_000)
-    s.add_argument("--m", type=int, default=1_000_000)
+    s.add_argument("--m", type=int, default=None, help="the second party's ids (default --n)")
     s.add_argument("--overlap", type=float, default=0.5)
     s.add_argument("--batch-size", type=int, default=4096)
     s.add_argument("--repeat", type=int, default=1)
