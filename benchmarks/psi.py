@@ -258,7 +258,7 @@ def cmd_scale(a: argparse.Namespace) -> dict[str, Any]:
         "intersection": spec["common"],
         "wall_s_median": statistics.median(walls),
         "wall_s_runs": walls,
-        "items_per_s": round((a.n + a.m) / statistics.median(walls)),
+        "items_per_s": round((a.n + m * (a.parties - 1)) / statistics.median(walls)),
         "peak_rss_mb_max": {
             p["party"]: max(r[i]["peak_rss_mb"] for r in runs) for i, p in enumerate(runs[0])
         },
