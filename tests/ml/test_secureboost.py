@@ -30,8 +30,9 @@ from veil.ml.secureboost import (
     save,
 )
 from veil.net.local import run_parties
+from veil.policy import DEFAULT_POLICY, TEST_POLICY, SecurityPolicy
 
-SMALL_KEYS = {"key_bits": 768, "allow_small_keys": True}  # OU needs |p| > 232
+SMALL_KEYS = {"key_bits": 768}  # under TEST_POLICY; OU needs |p| > 232
 
 
 def names(prefix: str, k: int) -> list[str]:
@@ -39,7 +40,13 @@ def names(prefix: str, k: int) -> list[str]:
 
 
 def train(
-    blocks: list[np.ndarray], y: np.ndarray, p: SBTParams, tap: Any = None, **kw: Any
+    blocks: list[np.ndarray],
+    y: np.ndarray,
+    p: SBTParams,
+    tap: Any = None,
+    *,
+    policy: SecurityPolicy = TEST_POLICY,
+    **kw: Any,
 ) -> dict[str, Any]:
     """Federated training: party A holds the labels and blocks[0], B, C, ... the rest."""
     parties = ["A", *[chr(ord("B") + i) for i in range(len(blocks) - 1)]]
@@ -53,6 +60,7 @@ def train(
             p,
             valid_x=None if valid is None else valid[0][0],
             valid_y=None if valid is None else valid[1],
+            policy=policy,
         )
     }
     roles = {"label_holder": "A"}
@@ -64,6 +72,7 @@ def train(
             names(f"{chr(ord('a') + i)}", blocks[i].shape[1]),
             p,
             valid_x=None if valid is None else valid[0][i],
+            policy=policy,
         )
     return run_parties(targets, roles=roles, tap=tap, timeout=300)
 
@@ -267,9 +276,10 @@ def test_bad_input_is_named(breast: dict[str, np.ndarray]):
     _bad([xa, gap], y, r"features\.b4: is missing in every row")
     _bad([xa, np.ones_like(xb)], y, r"partner\.B\.features: no usable feature")
     _bad([xa, xb[:49]], y, r"partner\.B\.rows")
-    _bad([xa, xb], y * 3, r"label_holder\.y")
-    with pytest.raises(ConfigError, match="key_bits"):
-        SBTParams(key_bits=1024)
+    _bad([xa, xb], y * 3, r"label_holder\.y: is not binary")
+    # the default policy (every job's) refuses a 1024-bit key on both sides
+    with pytest.raises(ConfigError, match=r"secureboost\.key_bits: 1024-bit ou key is below"):
+        train([xa, xb], y, SBTParams(n_trees=1, key_bits=1024), policy=DEFAULT_POLICY)
     with pytest.raises(ConfigError, match="max_depth"):
         SBTParams(max_depth=0)
 
