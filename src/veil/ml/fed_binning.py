@@ -241,8 +241,14 @@ def _finish_partner(
         name = msg.names[i] if msg.names is not None else anonymous_id(partner, i)
         out.append(BinStats(partner, i, name, counts, events, woe, iv, named, starts))
         plans.append(FeatureWoe(starts, woe, iv))
-    s.send(partner, Tag.WOE, WoeMsg(plans if opts.share_woe else None).to_wire())
+    s.send(partner, Tag.WOE, _woe_reply(plans, opts).to_wire())
     return out
+
+
+def _woe_reply(plans: list[FeatureWoe], opts: FedBinningOptions) -> WoeMsg:
+    """What a partner gets back: every plan (WOE, IV, merge starts) only if WOE is
+    shared, else nothing label-dependent."""
+    return WoeMsg(plans if opts.share_woe else None)
 
 
 def run_partner(

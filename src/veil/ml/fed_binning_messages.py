@@ -46,8 +46,9 @@ class Tag(StrEnum):
 
 
 def _encrypted(f: Fields, name: str, pk: HEPublicKey, size: int | None = None) -> EncryptedArray:
+    raw = f.get_dict(name)
     try:
-        arr = EncryptedArray.from_wire(pk, f.raw(name))
+        arr = EncryptedArray.from_wire(pk, raw)
     except ProtocolError as e:
         raise f.wrap(name, e) from None
     if len(arr.shape) != 1:
@@ -69,8 +70,9 @@ class KeyMsg:
     @classmethod
     def from_wire(cls, msg: object, policy: SecurityPolicy) -> KeyMsg:
         f = Fields(Tag.PUBLIC_KEY, msg)
+        raw = f.get_dict("pk")
         try:
-            return cls(he_keys.public_key_from_wire(f.raw("pk"), policy))
+            return cls(he_keys.public_key_from_wire(raw, policy))
         except ProtocolError as e:
             raise f.wrap("pk", e) from None
 

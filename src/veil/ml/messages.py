@@ -54,6 +54,13 @@ class Fields:
         """The value as sent (checked by its consumer, e.g. a public key)."""
         return self._get(name)
 
+    def get_dict(self, name: str) -> dict[str, Any]:
+        """A dict-valued field as sent (checked by its consumer, e.g. a public key)."""
+        v = self._get(name)
+        if not isinstance(v, dict):
+            raise self.error(name, f"is a {type(v).__name__}, expected a dict")
+        return v
+
     def nested(self, name: str) -> Fields:
         """A dict-valued field, read with the same tag."""
         return Fields(self.tag, self._get(name), f"{self.path}{name}.")

@@ -48,13 +48,6 @@ class HEPublic:
         self.width = int(pk.ct_bytes)
         self.key_bits = int(pk.bits)
 
-    def to_wire(self) -> dict[str, Any]:
-        return self.pk.to_wire()
-
-    @classmethod
-    def from_wire(cls, obj: Any, policy: SecurityPolicy) -> HEPublic:
-        return cls(he_keys.public_key_from_wire(obj, policy))
-
     def check(self, cts: Sequence[int]) -> list[Any]:
         """Ciphertexts from the wire, each checked to lie in ``[1, modulus)``."""
         m = self.modulus

@@ -18,7 +18,11 @@ import numpy as np
 import numpy.typing as npt
 
 from veil.codec import IntArray
+from veil.crypto.he import HEPublicKey
+from veil.errors import ProtocolError
+from veil.ml import he_keys
 from veil.ml.messages import Fields
+from veil.policy import SecurityPolicy
 
 IntArr = npt.NDArray[np.int64]
 Bits = npt.NDArray[np.bool_]
@@ -77,22 +81,23 @@ class Hello:
 
 @dataclass(frozen=True)
 class Setup:
-    """SETUP: the public key (wire form, checked by the receiver's policy) and the
+    """SETUP: the public key (which must meet the receiver's policy) and the
     parameters, which must equal the partner's."""
 
-    pk: dict[str, Any]
+    pk: HEPublicKey
     params: dict[str, Any]
 
     def to_wire(self) -> dict[str, Any]:
-        return {"pk": self.pk, "params": self.params}
+        return {"pk": self.pk.to_wire(), "params": self.params}
 
     @classmethod
-    def from_wire(cls, msg: object) -> Setup:
+    def from_wire(cls, msg: object, policy: SecurityPolicy) -> Setup:
         f = Fields(Tag.SETUP, msg)
-        pk, params = f.raw("pk"), f.raw("params")
-        for name, v in (("pk", pk), ("params", params)):
-            if not isinstance(v, dict):
-                raise f.error(name, f"is a {type(v).__name__}, expected a dict")
+        raw, params = f.get_dict("pk"), f.get_dict("params")
+        try:
+            pk = he_keys.public_key_from_wire(raw, policy)
+        except ProtocolError as e:
+            raise f.wrap("pk", e) from None
         return cls(pk, params)
 
 

@@ -66,11 +66,11 @@ def run_partner(
         )
     lh = s.party_of(LABEL_HOLDER)
     s.send(lh, Tag.HELLO, Hello(xb.shape[0], vx.shape[0], int(usable.size)).to_wire())
-    setup = Setup.from_wire(s.recv(lh, Tag.SETUP))
+    setup = Setup.from_wire(s.recv(lh, Tag.SETUP), policy)
     if setup.params != params_wire(p):
         diff = sorted(k for k, v in params_wire(p).items() if setup.params.get(k) != v)
         raise ConfigError(f"{me}.params", f"differ from the label holder's: {diff}", "")
-    pub = gh_crypto.HEPublic.from_wire(setup.pk, policy)
+    pub = gh_crypto.HEPublic(setup.pk)
     if pub.key_bits < p.key_bits - 1:
         raise ConfigError(f"{me}.key_bits", "label holder's key is too short", "")
     index = partner_parties(s).index(s.me) + 1

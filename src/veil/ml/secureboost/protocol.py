@@ -248,7 +248,7 @@ def run_label_holder(
                 f" has {xa.shape[0]} ({nv})",
                 "align both tables on the PSI result in the same order",
             )
-    setup = Setup(keys.public.to_wire(), params_wire(p)).to_wire()
+    setup = Setup(keys.public.pk, params_wire(p)).to_wire()
     for q in partners:
         s.send(q, Tag.SETUP, setup)
     bins = fit_bins(xa, p.max_bin)
