@@ -8,6 +8,8 @@ import pytest
 
 from tests.ml.conftest import HE
 from tests.ml.test_binning import plain_iv
+from tests.wire_check import assert_no_leak
+from veil import codec
 from veil.errors import ConfigError
 from veil.ml import fed_binning
 from veil.ml.binning import BinMethod, BinningOptions
@@ -67,12 +69,17 @@ def test_partner_iv_equals_plaintext_with_same_bins(
         _, iv = plain_iv(b.transform(g[name]), y)
         assert abs(b.iv - iv) < 1e-6
     # What crossed the wire: bureau -> bank is one small message of bin totals,
-    # independent of the row count; no label bytes in clear anywhere.
+    # independent of the row count; no label or raw feature value anywhere.
     up = [f for f in frames if f[0] == 1]
     assert [f[2].split("/")[1].split(":")[0] for f in up] == ["bin_sums"]
     assert len(up[0][3]) < 10 * 10 * 300
-    label_bytes = np.ascontiguousarray(y.astype(np.int64)).tobytes()
-    assert all(label_bytes not in f[3] for f in frames)
+    secrets: dict[str, Any] = {"labels": y}
+    secrets.update({f"bank {c}": g[c].to_numpy() for c in g.columns if c.startswith("x")})
+    secrets.update({f"bureau {c}": h[c].to_numpy() for c in h.columns if c.startswith("x")})
+    assert_no_leak(frames, secrets)
+    canary = (1, 0, "canary", codec.encode([h["x3"].to_numpy().astype(np.float32)]))
+    with pytest.raises(AssertionError, match="'bureau x3' in frame 'canary'"):
+        assert_no_leak([*frames, canary], secrets)
 
 
 def test_names_revealed_only_when_allowed_and_woe_not_shared_by_default(
