@@ -58,6 +58,7 @@ CASES: list[tuple[str, Tag, Mutation, str]] = [
     ("bureau", Tag.BIN_SUMS, drop("features.1.has_missing"), r"field 'features\[1\].has_missing'"),
     ("bureau", Tag.BIN_SUMS, put("features.0.counts", np.ones(6)), r"'features\[0\].counts' is a"),
     ("bureau", Tag.BIN_SUMS, put("names", "x0"), "bin_sums: field 'names' is a str"),
+    ("bureau", Tag.BIN_SUMS, drop("names"), "bin_sums: field 'names' is missing"),
     ("bureau", Tag.BIN_SUMS, grow("features.0.counts", 50), r"'features\[0\].counts' has \d+ e"),
     ("bureau", Tag.BIN_SUMS, grow("features.0.events.ct"), r"'features\[0\].events' is malf"),
     ("bureau", Tag.BIN_SUMS, grow("names"), "bin_sums: field 'names' has 4 entries, expected 3"),

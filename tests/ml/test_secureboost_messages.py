@@ -68,6 +68,7 @@ TRAINING: list[tuple[str, Tag, str | None, Mutation, str]] = [
     ("A", Tag.SETUP, None, put("params", [1]), "setup: field 'params' is a list"),
     ("A", Tag.SETUP, None, drop("pk.G"), "setup: field 'pk' is malformed"),
     ("A", Tag.STEP, "tree", drop("slot"), "step: field 'slot' is missing"),
+    ("A", Tag.STEP, "tree", drop("rows"), "step: field 'rows' is missing"),
     ("A", Tag.STEP, "tree", put("t", 1.0), "step: field 't' is a float"),
     ("A", Tag.STEP, "tree", grow("rows", N), "step: field 'rows' has 120 entries, at most 60"),
     ("A", Tag.STEP, "build", drop("node_of"), "step: field 'node_of' is missing"),
@@ -164,4 +165,6 @@ def test_schemas_refuse_non_dicts_and_booleans_for_ints() -> None:
         read_step(split, **kw)
     with pytest.raises(ProtocolError, match=r"step: field 'k' is 100, expected 1\.\.12"):
         read_step({"op": "tree", "t": 0, "slot": 50, "k": 100}, **kw)
-    assert Fields("x", {"a": None}).has("a") is False
+    assert Fields("x", {"a": None}).is_set("a") is False
+    with pytest.raises(ProtocolError, match="x: field 'b' is missing"):
+        Fields("x", {"a": None}).is_set("b")

@@ -130,7 +130,7 @@ class BinSums:
                 raise g.error("counts", f"has {counts.size} bins, too few")
             feats.append(FeatureSums(counts, has_missing, _encrypted(g, "events", pk, counts.size)))
         names = None
-        if f.has("names"):
+        if f.is_set("names"):
             names = f.get_list("names", size=len(feats))
             if not all(isinstance(n, str) for n in names):
                 raise f.error("names", "holds a value that is not a str")
@@ -163,8 +163,7 @@ class WoeMsg:
     def from_wire(cls, msg: object, fines: Sequence[FineBins]) -> WoeMsg:
         """One entry per feature in ``fines`` (the partner's bins, in the order sent)."""
         f = Fields(Tag.WOE, msg)
-        if not f.has("features"):
-            f.raw("features")  # a missing field, not a None one, is an error
+        if not f.is_set("features"):
             return cls(None)
         out = []
         for i, (raw, fine) in enumerate(
@@ -173,13 +172,11 @@ class WoeMsg:
             g = f.item("features", i, raw)
             starts = None
             n_final = fine.n_bins
-            if g.has("starts"):
+            if g.is_set("starts"):
                 starts = g.int_array("starts", max_size=fine.n_bins, lo=0, hi=fine.n_bins - 1)
                 try:
                     n_final = regroup(fine, starts).n_bins
                 except ConfigError as e:
                     raise g.wrap("starts", e) from None
-            else:
-                g.raw("starts")
             out.append(FeatureWoe(starts, g.float_array("woe", size=n_final), g.get_float("iv")))
         return cls(out)

@@ -46,9 +46,9 @@ class Fields:
             raise self.error(name, "is missing")
         return v
 
-    def has(self, name: str) -> bool:
-        """Whether ``name`` is present and not None (an optional field)."""
-        return self.msg.get(name) is not None
+    def is_set(self, name: str) -> bool:
+        """Whether the nullable field ``name`` is not None (missing is an error)."""
+        return self._get(name) is not None
 
     def raw(self, name: str) -> Any:
         """The value as sent (checked by its consumer, e.g. a public key)."""

@@ -120,11 +120,13 @@ class TreeStep:
         return out
 
     @classmethod
-    def read(cls, f: Fields, *, n_rows: int, n_trees: int, plain_bits: int) -> TreeStep:
+    def read(
+        cls, f: Fields, *, n_rows: int, n_trees: int, plain_bits: int, hidden: bool
+    ) -> TreeStep:
         t = f.get_int("t", lo=0, hi=n_trees - 1)
         slot = f.get_int("slot", lo=2, hi=plain_bits)
         k = f.get_int("k", lo=1, hi=plain_bits // slot)
-        if not f.has("rows"):
+        if hidden:
             return cls(t, slot, k)
         rows = f.int_array("rows", max_size=n_rows, lo=0, hi=n_rows - 1)
         return cls(t, slot, k, rows, f.get_int("chunk", lo=1))
@@ -236,7 +238,9 @@ def read_step(
     f = Fields(Tag.STEP, msg)
     op = f.get_str("op")
     if op == Op.TREE:
-        return TreeStep.read(f, n_rows=n_rows, n_trees=n_trees, plain_bits=plain_bits)
+        return TreeStep.read(
+            f, n_rows=n_rows, n_trees=n_trees, plain_bits=plain_bits, hidden=hidden
+        )
     if op == Op.BUILD:
         return BuildStep.read(f, n_rows=n_rows, hidden=hidden)
     if op == Op.SPLIT:
