@@ -28,7 +28,7 @@ import pandas as pd
 import psutil
 
 from veil.ml import fed_binning
-from veil.ml.binning import BinMethod, BinningOptions, bin_feature, woe_iv
+from veil.ml.binning import BinMethod, BinningOptions, bin_feature, regroup, woe_iv
 from veil.ml.fed_binning import FedBinningOptions
 from veil.net.local import run_parties
 
@@ -81,7 +81,8 @@ def veil_once(g: pd.DataFrame, h: pd.DataFrame, opts: FedBinningOptions) -> dict
     worst = 0.0
     for st in out["bank"].stats:
         if st.party == "bureau":
-            b = out["bureau"][list(hx)[st.index]]
+            # the partner holds its label-free bins; the label holder the merge plan
+            b = regroup(out["bureau"][list(hx)[st.index]], st.starts)
             idx = b.transform(hx[b.name])
             ev = np.bincount(idx, weights=y, minlength=len(b.counts))
             worst = max(worst, abs(woe_iv(ev, b.counts)[1] - st.iv))

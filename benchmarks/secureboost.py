@@ -169,7 +169,7 @@ def run_veil_job(d: dict[str, np.ndarray], p: SBTParams) -> dict[str, Any]:
     h.insert(0, "id", ids)
     g.to_csv(tmp / "guest.csv", index=False, float_format="%.17g")
     h.to_csv(tmp / "host.csv", index=False, float_format="%.17g")
-    step = {k: v for k, v in _params_json(p).items() if k != "allow_small_keys"}
+    step = _params_json(p)
     step["test_size"] = 0.0
     job = {
         "name": "sbt-bench",

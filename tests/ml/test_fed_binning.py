@@ -12,7 +12,7 @@ from tests.wire_check import assert_no_leak
 from veil import codec
 from veil.errors import ConfigError
 from veil.ml import fed_binning
-from veil.ml.binning import BinMethod, BinningOptions
+from veil.ml.binning import BinMethod, BinningOptions, fine_bins, regroup
 from veil.ml.fed_binning import FedBinningOptions
 from veil.net.local import run_parties
 
@@ -92,6 +92,27 @@ def test_names_revealed_only_when_allowed_and_woe_not_shared_by_default(
     assert names == [c for c in h.columns if c.startswith("x")]
     assert "bureau:x0" in out["bank"].iv() and "bank:x0" in out["bank"].iv()
     assert all(b.woe is None and b.iv is None for b in out["bureau"].values())
+
+
+def test_without_share_woe_the_merge_plan_stays_with_the_label_holder(
+    credit: tuple[pd.DataFrame, pd.DataFrame], crypto: HE
+) -> None:
+    g, h = credit
+    binning = BinningOptions(BinMethod.CHI_MERGE, n_bins=4, fine_bins=10, min_bin_size=60)
+    out = _run(g, h, FedBinningOptions(binning), crypto)
+    y = g["y"].to_numpy()
+    merged = 0
+    for st in (b for b in out["bank"].stats if b.party == "bureau"):
+        name = f"x{st.index}"
+        fine = out["bureau"][name]  # the partner's label-free bins, no WOE
+        np.testing.assert_array_equal(fine.edges, fine_bins(name, h[name], binning).edges)
+        assert fine.woe is None and st.starts is not None
+        final = regroup(fine, st.starts)  # the label holder's bins of that feature
+        np.testing.assert_array_equal(final.counts, st.counts)
+        _, iv = plain_iv(final.transform(h[name]), y)
+        assert abs(st.iv - iv) < 1e-6
+        merged += final.n_bins < fine.n_bins
+    assert merged  # the plan did merge bins the partner never learned of
 
 
 def test_three_parties_with_ou(credit: tuple[pd.DataFrame, pd.DataFrame], crypto: HE) -> None:
