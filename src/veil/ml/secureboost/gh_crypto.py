@@ -38,7 +38,7 @@ def as_objects(values: Sequence[Any]) -> np.ndarray:
 
 
 class HEPublic:
-    """A partner's view of the key: modulus, sizes, wire form, group sums and packing."""
+    """A partner's view of the key: modulus, sizes, group sums and packing."""
 
     def __init__(self, pk: engine.HEPublicKey) -> None:
         self.pk = pk
