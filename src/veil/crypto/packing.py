@@ -11,31 +11,40 @@ compression cannot overflow; decryption of the result uses the full plaintext sp
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+from gmpy2 import mpz
 
-from veil.crypto import _parallel as par
 from veil.crypto import encoding as enc
 from veil.crypto._kernels import objects
+from veil.crypto.backend import HEBackend, default_backend
 from veil.errors import ConfigError
 
 if TYPE_CHECKING:
     from veil.crypto.encrypted import EncryptedArray
+    from veil.crypto.kernels import BigInt
 
 
-def fold_chunks(chunks: list[list[Any]], shift_bits: int, m: Any) -> list[Any]:
+def fold_chunks(
+    chunks: Sequence[Sequence[BigInt]],
+    shift_bits: int,
+    m: BigInt,
+    backend: HEBackend | None = None,
+) -> list[mpz]:
     """For each chunk ``[c_0 .. c_{k-1}]`` the ciphertext ``prod_j c_j ** (2**(j * shift_bits))``
     mod ``m``, i.e. Enc(sum_j m_j << (j * shift_bits)), by Horner's rule
     (``acc = acc**(2**shift) * c_j``); each Horner step raises all live chunks at once,
-    spread over threads."""
+    on ``backend`` (None: :func:`~veil.crypto.backend.default_backend`)."""
     if not chunks:
         return []
+    be = default_backend() if backend is None else backend
     shift = 1 << shift_bits
     acc = [c[-1] for c in chunks]
     for depth in range(2, max(len(c) for c in chunks) + 1):  # shorter chunks are done
         live = [i for i, c in enumerate(chunks) if len(c) >= depth]
-        raised = par.powmod_base_list([acc[i] for i in live], shift, m)
+        raised = be.powmod_base_list([acc[i] for i in live], shift, m)
         for i, r in zip(live, raised, strict=True):
             acc[i] = r * chunks[i][-depth] % m
     return acc
@@ -61,7 +70,10 @@ def compress(c: EncryptedArray) -> EncryptedArray:
     pad = groups * k - rows
     cts = list(c.ct)
     acc = fold_chunks(
-        [cts[i : i + k] for i in range(0, rows, k)], spec.slots * spec.slot_bits, c.pk.ct_modulus
+        [cts[i : i + k] for i in range(0, rows, k)],
+        spec.slots * spec.slot_bits,
+        c.pk.ct_modulus,
+        c.pk.backend,
     )
     ct = objects(acc)
     terms = np.concatenate([c.terms, np.zeros((pad, spec.slots), dtype=np.int64)])

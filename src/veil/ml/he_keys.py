@@ -17,12 +17,6 @@ from veil.policy import SecurityPolicy
 __all__ = ["generate_keypair", "public_key_from_wire"]
 
 
-def _crypto_policy(policy: SecurityPolicy, scheme: str) -> engine.KeyPolicy:
-    # The crypto layer still takes its own KeyPolicy; this is the only translation.
-    floor = policy.min_key_bits.get(scheme, max(policy.min_key_bits.values()))
-    return engine.KeyPolicy(min_bits=floor, name=policy.name)
-
-
 def generate_keypair(
     scheme: HEScheme | str, bits: int, policy: SecurityPolicy, field: str = "key_bits"
 ) -> tuple[engine.HEPublicKey, engine.HESecretKey]:
@@ -30,11 +24,11 @@ def generate_keypair(
     ``bits`` is below the policy's minimum for ``scheme``."""
     name = HEScheme(scheme).value
     policy.check_key_bits(name, bits, field)
-    return engine.generate_keypair(name, bits, policy=_crypto_policy(policy, name))
+    return engine.generate_keypair(name, bits, policy=policy)
 
 
 def public_key_from_wire(obj: Any, policy: SecurityPolicy) -> engine.HEPublicKey:
     """A peer's public key; ``ProtocolError`` if malformed, ``ConfigError`` if too short."""
     if not isinstance(obj, dict) or not isinstance(obj.get("scheme"), str):
         raise ProtocolError("malformed public key: no scheme")
-    return engine.public_key_from_wire(obj, _crypto_policy(policy, obj["scheme"]))
+    return engine.public_key_from_wire(obj, policy)

@@ -19,11 +19,9 @@ import gmpy2
 import numpy as np
 
 from veil.crypto import he as engine
-
-# TODO(public crypto API): private helpers until veil.crypto exports equivalents.
-from veil.crypto._kernels import mulmod_list, objects
 from veil.crypto.encrypted import EncryptedArray
 from veil.crypto.he import HEScheme
+from veil.crypto.kernels import mulmod_list, objects
 from veil.crypto.packing import fold_chunks
 from veil.errors import ProtocolError
 from veil.ml import he_keys
