@@ -18,7 +18,7 @@ from typing import Any
 from veil.crypto.he import DEFAULT_POLICY, HEScheme
 from veil.errors import ConfigError
 
-MIN_KEY_BITS = DEFAULT_POLICY.min_bits
+MIN_KEY_BITS = DEFAULT_POLICY.min_key_bits["paillier"]
 
 
 class LRProtocol(StrEnum):
