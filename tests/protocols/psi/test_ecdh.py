@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.wire_check import Recorder, assert_no_leak
+from veil.codec import decode
 from veil.crypto import ecc
 from veil.errors import ConfigError, ProtocolError
 from veil.net import Session, run_parties
@@ -385,3 +386,32 @@ def test_each_party_in_its_own_process_over_mutual_tls(tmp_path: Path) -> None:
     got_bank, got_partner = (json.loads(Path(o).read_text()) for o in outs)
     assert got_partner == {"indices": None, "size": None}
     assert sorted(a[i] for i in got_bank["indices"]) == sorted(set(a) & set(b))
+
+
+def test_truncation_follows_the_policy_stat_sec() -> None:
+    """The policy's stat_sec sets the false-match bound; parties must agree on it."""
+    assert psi_truncate_bytes(10**6, 10**6, None, stat_sec=60) == 13  # 40 + 60 bits
+    strict = dataclasses.replace(DEFAULT_POLICY, stat_sec=60)
+    a, b = overlapping_sets(200, 100, 30, seed=22)
+    rec = Recorder()
+    p = PsiParams(result_to=(BANK, PARTNER))
+    out = run_parties(
+        {
+            BANK: lambda s: run_psi(s, a, p, policy=strict),
+            PARTNER: lambda s: run_psi(s, b, p, policy=strict),
+        },
+        tap=rec,
+    )
+    check_both(out, a, b)
+    duals = [f.payload for f in rec.frames if "/dual:" in f.key]
+    assert psi_truncate_bytes(200, 100, None, stat_sec=60) == 10  # 15 + 60 bits
+    assert psi_truncate_bytes(200, 100, None) == 8  # 15 + 40 bits, raised to the 64-bit floor
+    assert sorted(len(decode(d)) for d in duals) == [100 * 10, 200 * 10]
+    with pytest.raises(ConfigError, match="stat_sec"):
+        run_parties(
+            {
+                BANK: lambda s: run_psi(s, a, p, policy=strict),
+                PARTNER: lambda s: run_psi(s, b, p),
+            },
+            timeout=20,
+        )

@@ -29,7 +29,7 @@ from veil.net.session import Session
 from veil.policy import SecurityPolicy
 from veil.protocols.psi import messages as msg
 
-STATISTICAL_BITS = 40  # false-match probability bound 2^-40 after truncation
+STATISTICAL_BITS = 40  # DEFAULT_POLICY.stat_sec: what the helpers assume when not told
 MIN_TRUNCATE_BITS = 64
 MAX_IDS = 1 << 40  # a peer announcing more ids than this is refused
 MAX_PARTIES = 64
@@ -181,28 +181,37 @@ def check_hello(
 # -- truncation and matching -------------------------------------------------------------
 
 
-def kept_bits(n: int, m: int, truncate_bits: int | None, pairs: int = 1) -> int:
+def kept_bits(
+    n: int, m: int, truncate_bits: int | None, pairs: int = 1, stat_sec: int = STATISTICAL_BITS
+) -> int:
     """Bits to keep of each compared value so that ``pairs * n * m`` chance comparisons
-    collide with probability below 2^-40: ``truncate_bits`` if it is enough (else an
-    error naming the bound), or the bound itself (at least ``MIN_TRUNCATE_BITS``)."""
-    need = math.ceil(math.log2(max(pairs * n * m, 1))) + STATISTICAL_BITS
+    collide with probability below 2^-stat_sec (the policy's): ``truncate_bits`` if it is
+    enough (else an error naming the bound), or the bound itself (at least
+    ``MIN_TRUNCATE_BITS``)."""
+    need = math.ceil(math.log2(max(pairs * n * m, 1))) + stat_sec
     if truncate_bits is None:
         return max(need, MIN_TRUNCATE_BITS)
     if truncate_bits < need:
         nm = "N*M" if pairs == 1 else f"{pairs}*N*M"
         raise ConfigError(
             "truncate_bits",
-            f"{truncate_bits} bits is below log2({nm})+40 = {need} for sets of {n} and {m} ids",
+            f"{truncate_bits} bits is below log2({nm})+{stat_sec} = {need} for sets of "
+            f"{n} and {m} ids",
             f"use at least {need}, or None to choose automatically",
         )
     return truncate_bits
 
 
 def truncate_bytes(
-    n: int, m: int, truncate_bits: int | None, suite: ecc.Suite = ecc.DEFAULT_SUITE
+    n: int,
+    m: int,
+    truncate_bits: int | None,
+    suite: ecc.Suite = ecc.DEFAULT_SUITE,
+    stat_sec: int = STATISTICAL_BITS,
 ) -> int:
     """Bytes kept of each doubly exponentiated value for sets of sizes ``n`` and ``m``."""
-    return min(math.ceil(kept_bits(n, m, truncate_bits) / 8), suite.uniform_bytes)
+    bits = kept_bits(n, m, truncate_bits, stat_sec=stat_sec)
+    return min(math.ceil(bits / 8), suite.uniform_bytes)
 
 
 def match_duals(own: bytes, peer: bytes, width: int) -> np.ndarray:

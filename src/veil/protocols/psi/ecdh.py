@@ -86,6 +86,7 @@ HELLO = msg.Record(
         "batch_size": msg.Int(1, MAX_BATCH),
         "result_to": msg.StrList(MAX_PARTIES),
         "truncate_bits": msg.Nullable(msg.Int(1, 256)),
+        "stat_sec": msg.Int(1, 256),
     }
 )
 # ENC: msg.Blob(size=count * 32); DUAL: msg.Blob(size=count * t) -- sizes from HELLO.
@@ -102,7 +103,7 @@ def run_receiver(
     check_params(session, params, policy, Protocol.ECDH)
     if session.me not in params.result_to:
         raise ConfigError("result_to", f"receiver '{session.me}' is not in {params.result_to}")
-    return _run(session, ids, params)
+    return _run(session, ids, params, policy)
 
 
 def run_sender(
@@ -116,7 +117,7 @@ def run_sender(
     check_params(session, params, policy, Protocol.ECDH)
     if session.me in params.result_to:
         raise ConfigError("result_to", f"sender '{session.me}' is listed in {params.result_to}")
-    return _run(session, ids, params)
+    return _run(session, ids, params, policy)
 
 
 # -- the shared body of both roles ---------------------------------------------------
@@ -134,11 +135,16 @@ class _Plan:
     tbytes: int
 
 
-def _run(session: Session, ids: Iterable[str] | Sequence[str], params: PsiParams) -> PsiResult:
+def _run(
+    session: Session,
+    ids: Iterable[str] | Sequence[str],
+    params: PsiParams,
+    policy: SecurityPolicy,
+) -> PsiResult:
     raw = encode_ids(ids)
     distinct = first_occurrences(raw)
     order = distinct[secure_permutation(len(distinct))]  # send order -> input position
-    plan = _handshake(session, params, len(distinct))
+    plan = _handshake(session, params, len(distinct), policy.stat_sec)
     suite = params.suite
     scalar = ecc.new_scalar(suite)
     own_duals: list[bytes] = []
@@ -170,7 +176,7 @@ def _run(session: Session, ids: Iterable[str] | Sequence[str], params: PsiParams
     return PsiResult(order[hits], len(hits), len(raw), plan.n, plan.m)
 
 
-def _handshake(session: Session, params: PsiParams, n: int) -> _Plan:
+def _handshake(session: Session, params: PsiParams, n: int, stat_sec: int) -> _Plan:
     peer = session.peers()[0]
     mine = {
         "protocol": str(Protocol.ECDH),
@@ -180,8 +186,9 @@ def _handshake(session: Session, params: PsiParams, n: int) -> _Plan:
         "batch_size": params.batch_size,
         "result_to": sorted(params.result_to),
         "truncate_bits": params.truncate_bits,
+        "stat_sec": stat_sec,
     }
-    agree = ("version", "suite", "result_to", "truncate_bits")
+    agree = ("version", "suite", "result_to", "truncate_bits", "stat_sec")
     theirs = exchange_hello(session, peer, Tag.HELLO, mine, schema=HELLO, agree=agree)
     m = theirs["n"]
     return _Plan(
@@ -192,5 +199,5 @@ def _handshake(session: Session, params: PsiParams, n: int) -> _Plan:
         m=m,
         my_batch=params.batch_size,
         peer_batch=theirs["batch_size"],
-        tbytes=truncate_bytes(n, m, params.truncate_bits, params.suite),
+        tbytes=truncate_bytes(n, m, params.truncate_bits, params.suite, stat_sec),
     )

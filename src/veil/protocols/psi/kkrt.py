@@ -60,6 +60,7 @@ from veil.protocols.psi import messages as msg
 from veil.protocols.psi.common import (
     MAX_IDS,
     MAX_PARTIES,
+    STATISTICAL_BITS,
     Outbox,
     Protocol,
     PsiParams,
@@ -73,7 +74,7 @@ from veil.protocols.psi.common import (
 )
 
 PROTOCOL = "kkrt"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: HELLO carries stat_sec
 CHUNK_ROWS = 1 << 15  # OT-extension rows per message (2 MiB); a multiple of ot.ROW_ALIGN
 VALUES_PER_MESSAGE = 1 << 16
 MAX_BIN_FACTOR = 256  # a sender refuses a bin count above this many per id (+ 512)
@@ -99,6 +100,7 @@ HELLO = msg.Record(
         "n": msg.Int(0, MAX_IDS),
         "result_to": msg.StrList(MAX_PARTIES),
         "truncate_bits": msg.Nullable(msg.Int(1, 256)),
+        "stat_sec": msg.Int(1, 256),
     }
 )
 SETUP = msg.Record(
@@ -111,10 +113,10 @@ BASE_OT = msg.Record(
 # RESULT: msg.Array("int64", max_len=3m, lo=0, hi=3m-1) -- sizes from HELLO and SETUP.
 
 
-def value_bytes(n: int, m: int, truncate_bits: int | None) -> int:
-    """Bytes kept of each OPRF value: 8t >= 40 + log2(3 n m) (and >= 64 bits); each
-    receiver value meets the sender's under 3 hash functions."""
-    return math.ceil(kept_bits(n, m, truncate_bits, pairs=3) / 8)
+def value_bytes(n: int, m: int, truncate_bits: int | None, stat_sec: int = STATISTICAL_BITS) -> int:
+    """Bytes kept of each OPRF value: 8t >= stat_sec + log2(3 n m) (and >= 64 bits);
+    each receiver value meets the sender's under 3 hash functions."""
+    return math.ceil(kept_bits(n, m, truncate_bits, pairs=3, stat_sec=stat_sec) / 8)
 
 
 def receiver_party(session: Session, params: PsiParams) -> str:
@@ -142,9 +144,12 @@ class _Plan:
     n: int  # receiver's distinct ids
     m: int  # sender's distinct ids
     width: int  # bytes per OPRF value
+    stat_sec: int  # the policy's statistical security parameter
 
 
-def _handshake(session: Session, params: PsiParams, mine_n: int, receiver: bool) -> _Plan:
+def _handshake(
+    session: Session, params: PsiParams, mine_n: int, receiver: bool, stat_sec: int
+) -> _Plan:
     peer = session.peers()[0]
     mine = {
         "protocol": PROTOCOL,
@@ -152,11 +157,12 @@ def _handshake(session: Session, params: PsiParams, mine_n: int, receiver: bool)
         "n": mine_n,
         "result_to": sorted(params.result_to),
         "truncate_bits": params.truncate_bits,
+        "stat_sec": stat_sec,
     }
-    agree = ("version", "result_to", "truncate_bits")
+    agree = ("version", "result_to", "truncate_bits", "stat_sec")
     other = exchange_hello(session, peer, Tag.HELLO, mine, schema=HELLO, agree=agree)["n"]
     n, m = (mine_n, other) if receiver else (other, mine_n)
-    return _Plan(peer, n, m, value_bytes(n, m, params.truncate_bits))
+    return _Plan(peer, n, m, value_bytes(n, m, params.truncate_bits, stat_sec), stat_sec)
 
 
 def _prepare(ids: Iterable[str] | Sequence[str]) -> tuple[list[bytes], np.ndarray]:
@@ -182,12 +188,12 @@ def run_oprf_receiver(
             "result_to", f"'{session.me}' is not the KKRT receiver of {params.result_to}"
         )
     raw, distinct = _prepare(ids)
-    plan = _handshake(session, params, len(distinct), receiver=True)
+    plan = _handshake(session, params, len(distinct), True, policy.stat_sec)
     peer_learns = plan.peer in params.result_to
     if plan.n == 0 or plan.m == 0:
         return PsiResult(np.zeros(0, dtype=np.int64), 0, len(raw), plan.n, plan.m)
     items = [raw[j] for j in distinct]
-    seed, bins, tags, table, which = _cuckoo(items)
+    seed, bins, tags, table, which = _cuckoo(items, plan.stat_sec)
     base = ot.BaseOtSender()
     session.send(plan.peer, Tag.SETUP, {"seed": seed, "bins": bins, "point": base.message})
     reply = msg.recv(session, plan.peer, Tag.BASE_OT, BASE_OT)
@@ -214,9 +220,11 @@ def run_oprf_receiver(
     return PsiResult(indices, len(indices), len(raw), plan.n, plan.m)
 
 
-def _cuckoo(items: list[bytes]) -> tuple[bytes, int, np.ndarray, np.ndarray, np.ndarray]:
-    bins = _align(cuckoo.bin_count(len(items)))
-    for _ in range(SEED_RETRIES):  # each try fails with probability <= 2^-40
+def _cuckoo(
+    items: list[bytes], stat_sec: int
+) -> tuple[bytes, int, np.ndarray, np.ndarray, np.ndarray]:
+    bins = _align(cuckoo.bin_count(len(items), stat_sec))
+    for _ in range(SEED_RETRIES):  # each try fails with probability <= 2^-stat_sec
         seed = secrets.token_bytes(16)
         tags, bin_of = cuckoo.hash_items(items, seed, bins)
         placed = cuckoo.cuckoo_insert(bin_of, bins)
@@ -268,7 +276,7 @@ def run_oprf_sender(
     if session.me == receiver_party(session, params):
         raise ConfigError("result_to", f"'{session.me}' is the KKRT receiver of {params.result_to}")
     raw, distinct = _prepare(ids)
-    plan = _handshake(session, params, len(distinct), receiver=False)
+    plan = _handshake(session, params, len(distinct), False, policy.stat_sec)
     me_learns = session.me in params.result_to
     if plan.n == 0 or plan.m == 0:
         empty = np.zeros(0, dtype=np.int64) if me_learns else None
