@@ -345,6 +345,7 @@ def _auc(report: dict[str, Any]) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # two whole jobs with 2048-bit OU keys
 def test_three_party_example_runs_and_beats_two_parties(tmp_path: Path) -> None:
     """``examples/credit_risk_3party.yaml`` end to end, and the same job without the
     telco: the joint model of all three is at least as good (AUC on each run's test
