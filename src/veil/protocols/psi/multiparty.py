@@ -41,7 +41,11 @@ What each party learns (beyond its own input and output):
   - a receiver: which of its ids are in the intersection of all sets.
 Raw ids and plain hashes never leave a party. Full 32-byte points are compared, so
 ``truncate_bits`` is not used. Cost per party: about 3 scalar multiplications per
-pooled id (all parties' ids) and one per id of each receiver; the mix is sequential.
+pooled id (all parties' ids) and one per id of each receiver; the mix runs party after
+party. Measured (benchmarks/psi.py, 1e5 ids per party, three parties, gRPC): 69-86
+CPU-s, 250 MB and 18-35 MB sent per party, against 12 CPU-s for two-party ECDH.
+Collusion: D links pooled values to ids only together with every other mixer (W), and
+U with D learns the pool's ids (u); the model is semi-honest, non-colluding.
 
 Result order: each receiver's ``indices`` are sorted by u W H(x), which every receiver
 holds for each common id, so all receivers list the common ids in the same order.
