@@ -44,8 +44,9 @@ Raw ids and plain hashes never leave a party. Full 32-byte points are compared, 
 pooled id (all parties' ids) and one per id of each receiver; the mix runs party after
 party. Measured (benchmarks/psi.py, 1e5 ids per party, three parties, gRPC): 69-86
 CPU-s, 250 MB and 18-35 MB sent per party, against 12 CPU-s for two-party ECDH.
-Collusion: D links pooled values to ids only together with every other mixer (W), and
-U with D learns the pool's ids (u); the model is semi-honest, non-colluding.
+Collusion is outside the model (semi-honest, non-colluding): D and U together could tie
+U's ids to pooled values (U's ring output divided by u) and so learn how many parties
+hold each of U's ids; D with every other party learns everything.
 
 Result order: each receiver's ``indices`` are sorted by u W H(x), which every receiver
 holds for each common id, so all receivers list the common ids in the same order.
