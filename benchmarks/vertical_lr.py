@@ -27,17 +27,17 @@ import numpy as np
 import pandas as pd
 
 from veil.crypto.he import set_workers
-from veil.ml.hetero_lr import (
+from veil.ml.lr import (
     LROptions,
     PartyData,
     PartyModel,
     predict_label_holder,
     predict_partner,
+    resolve_protocol,
     train_label_holder,
     train_partner,
 )
-from veil.ml.lr_common import resolve_protocol
-from veil.ml.lr_math import auc
+from veil.ml.metrics import auc
 from veil.net.local import run_parties
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -138,7 +138,7 @@ def main() -> None:
     a = ap.parse_args()
     g, h, tr, te = load_split()
     o = LROptions(
-        he=a.he,
+        scheme=a.he,
         key_bits=a.key_bits,
         epochs=a.epochs,
         batch_size=a.batch_size,

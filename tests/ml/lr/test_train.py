@@ -1,9 +1,11 @@
-"""Vertical LR: the encrypted run equals the same algorithm in the clear, nothing
-sensitive crosses the wire, joint prediction, model files, and bad input."""
+"""Vertical LR (``he`` protocol): the encrypted run equals the same algorithm in the
+clear, nothing sensitive crosses the wire, early stopping on the encrypted validation
+loss, joint prediction, model files, and bad input."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,95 +16,33 @@ import pytest
 from veil import codec
 from veil.crypto import encoding
 from veil.errors import ConfigError
-from veil.ml.hetero_lr import (
+from veil.ml.labels import sample_weights
+from veil.ml.lr import (
     LROptions,
     PartyData,
     PartyModel,
     load_model,
-    predict_label_holder,
-    predict_partner,
     save_model,
     train_label_holder,
     train_partner,
     write_predictions,
 )
-from veil.ml.lr_he import STAT_BITS
-from veil.ml.lr_math import batches, clip_block, sample_weights, sigmoid, step
+from veil.ml.lr._math import batches, sigmoid, step
 from veil.net.local import run_parties
+from veil.policy import DEFAULT_POLICY, TEST_POLICY
 
-NAMES = ["bank", "bureau", "telco"]
-FAST = {"he": "ou", "test_key_bits": 1024, "seed": 7, "protocol": "he"}
-DATA = Path("/work/shared/data")
-
-
-@pytest.fixture(scope="session")
-def lr_credit() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The default_credit vertical split: guest (id, y, x0..x12) and host (id, x0..x9)."""
-    g = pd.read_csv(DATA / "default_credit_hetero_guest.csv")
-    h = pd.read_csv(DATA / "default_credit_hetero_host.csv")
-    assert (g["id"].to_numpy() == h["id"].to_numpy()).all()
-    return g, h
-
-
-def blocks(
-    g: pd.DataFrame, h: pd.DataFrame, rows: np.ndarray, split3: bool = False
-) -> list[PartyData]:
-    """Label holder block first, then one partner block (or two: a three-way split)."""
-    lh = PartyData.from_frame(g.iloc[rows].reset_index(drop=True), label="y")
-    hh = h.iloc[rows].reset_index(drop=True)
-    if not split3:
-        return [lh, PartyData.from_frame(hh)]
-    cols = [c for c in hh.columns if c != "id"]
-    return [
-        lh,
-        PartyData.from_frame(hh, features=cols[:5]),
-        PartyData.from_frame(hh, features=cols[5:]),
-    ]
-
-
-def opts(**kw: Any) -> LROptions:
-    return LROptions(**{**FAST, **kw})
-
-
-def train(
-    data: Sequence[PartyData],
-    o: LROptions,
-    valid: Sequence[PartyData] | None = None,
-    tap: Callable[[int, int, str, bytes], None] | None = None,
-    transport: str = "memory",
-) -> dict[str, Any]:
-    names = NAMES[: len(data)]
-    targets: dict[str, Any] = {}
-    for i, name in enumerate(names):
-        fn = train_label_holder if i == 0 else train_partner
-        v = None if valid is None else valid[i]
-        targets[name] = lambda s, fn=fn, d=data[i], v=v: fn(s, d, o, v)
-    return run_parties(
-        targets, roles={"label_holder": "bank"}, tap=tap, timeout=120, transport=transport
-    )
-
-
-def predict(
-    data: Sequence[PartyData], models: Sequence[PartyModel], transport: str = "memory"
-) -> np.ndarray:
-    names = NAMES[: len(data)]
-    targets: dict[str, Any] = {}
-    for i, name in enumerate(names):
-        fn = predict_label_holder if i == 0 else predict_partner
-        targets[name] = lambda s, fn=fn, d=data[i], m=models[i]: fn(s, d, m)
-    out = run_parties(targets, roles={"label_holder": "bank"}, transport=transport)
-    return np.asarray(out["bank"])
-
-
-def plain_blocks(data: Sequence[PartyData], o: LROptions) -> list[np.ndarray]:
-    """Each party's block scaled and clipped as the protocol does, intercept last at L."""
-    out = []
-    for i, d in enumerate(data):
-        X = clip_block((d.X - d.X.mean(0)) / d.X.std(0), o.clip)
-        if i == 0 and o.fit_intercept:
-            X = np.hstack([X, np.ones((len(X), 1))])
-        out.append(X)
-    return out
+from .common import (
+    NAMES,
+    arrays,
+    blocks,
+    coefs,
+    min_rows,
+    opts,
+    plain_blocks,
+    predict,
+    taylor_loss,
+    train,
+)
 
 
 def rounded(A: np.ndarray, bits: int) -> np.ndarray:
@@ -111,7 +51,7 @@ def rounded(A: np.ndarray, bits: int) -> np.ndarray:
     return ints.astype(np.float64) / 2.0**f
 
 
-def fit_rounded(Xs: Sequence[np.ndarray], y: np.ndarray, o: LROptions, seed: int) -> list[Any]:
+def fit_rounded(Xs: Sequence[np.ndarray], y: np.ndarray, o: LROptions, least: int) -> list[Any]:
     """The federated run in the clear, term by term as each party forms its gradient:
     the terms that cross under encryption see features rounded to ``o.feature_bits``
     (the label holder's scaled by the class weights), the party's own terms do not."""
@@ -120,7 +60,7 @@ def fit_rounded(Xs: Sequence[np.ndarray], y: np.ndarray, o: LROptions, seed: int
     weighted = o.class_weight is not None
     for epoch in range(o.epochs):
         lr = o.learning_rate_at(epoch)
-        for idx in batches(len(y), o.batch_size, epoch, seed):
+        for idx in batches(len(y), o.batch_size, epoch, o.seed, least):
             s = sw[idx]
             u = [0.25 * (X[idx] @ w) for X, w in zip(Xs, ws, strict=True)]
             d_l = s * (u[0] + 0.5 - y[idx])
@@ -144,20 +84,11 @@ def fit_rounded(Xs: Sequence[np.ndarray], y: np.ndarray, o: LROptions, seed: int
 ATOL = 1e-7  # residuals and scores cross as 40-bit fixed point: errors near 2^-40 per row
 
 
-def coefs(m: PartyModel) -> np.ndarray:
-    return m.coef if m.intercept is None else np.append(m.coef, m.intercept)
-
-
-@pytest.fixture(scope="module")
-def small(lr_credit: tuple[pd.DataFrame, pd.DataFrame]) -> list[PartyData]:
-    g, h = lr_credit
-    return blocks(g, h, np.arange(240))
-
-
 @pytest.mark.parametrize(
     "kw",
     [
         {"epochs": 2, "batch_size": 120},
+        {"epochs": 2, "batch_size": 100},  # 240 rows: 100 + 140 (a 40-row rest merged)
         {"epochs": 2, "batch_size": 0, "penalty": "l1", "alpha": 0.01, "schedule": "decay"},
         {"epochs": 1, "batch_size": 120, "class_weight": "balanced"},
         {"epochs": 1, "batch_size": 120, "feature_bits": 16},
@@ -167,12 +98,22 @@ def test_two_party_matches_plaintext_algorithm(small: list[PartyData], kw: dict[
     o = opts(**kw)
     out = train(small, o)
     assert small[0].y is not None
-    ref = fit_rounded(plain_blocks(small, o), small[0].y, o, seed=7)
+    ref = fit_rounded(plain_blocks(small, o), small[0].y, o, min_rows(small, o))
     for name, w in zip(NAMES, ref, strict=False):
         model, report = out[name]
         assert report.epochs_run == o.epochs
         np.testing.assert_allclose(coefs(model), w, atol=ATOL)
         assert not np.allclose(w, 0)
+
+
+def test_short_last_batch_is_merged() -> None:
+    """The reviewer's case: batch 2048 on 2,050 rows is one batch, not 2048 + 2."""
+    for e in range(3):
+        sizes = [len(b) for b in batches(2050, 2048, e, 7, 64)]
+        assert sizes == [2050]
+        assert sorted(np.concatenate(batches(2050, 2048, e, 7, 64)).tolist()) == list(range(2050))
+    assert [len(b) for b in batches(2050, 2048, 0, 7, 2)] == [2048, 2]  # a weak rule would not
+    assert [len(b) for b in batches(300, 100, 0, 7, 64)] == [100, 100, 100]
 
 
 @pytest.mark.parametrize("class_weight", [{0: 1.0, 1: 2.0}, None])
@@ -184,7 +125,7 @@ def test_three_parties_match_plaintext_algorithm(
     o = opts(epochs=2, batch_size=80, class_weight=class_weight)
     out = train(data, o)
     assert data[0].y is not None
-    ref = fit_rounded(plain_blocks(data, o), data[0].y, o, seed=7)
+    ref = fit_rounded(plain_blocks(data, o), data[0].y, o, min_rows(data, o))
     for name, w in zip(NAMES, ref, strict=True):
         np.testing.assert_allclose(coefs(out[name][0]), w, atol=ATOL)
     models = [out[n][0] for n in NAMES]
@@ -194,12 +135,12 @@ def test_three_parties_match_plaintext_algorithm(
 
 
 def tapped_run(
-    data: list[PartyData], o: LROptions
+    data: list[PartyData], o: LROptions, valid: list[PartyData] | None = None
 ) -> tuple[list[tuple[str, bytes]], list[np.ndarray], list[np.ndarray]]:
     """Train with every frame recorded: (frames, scaled blocks, the labels and every raw
     and scaled feature column, none of which may appear in a frame)."""
     frames: list[tuple[str, bytes]] = []
-    train(data, o, tap=lambda src, dst, key, payload: frames.append((key, payload)))
+    train(data, o, valid, tap=lambda src, dst, key, payload: frames.append((key, payload)))
     assert frames
     lh, partner = data
     assert lh.y is not None
@@ -217,7 +158,7 @@ def test_nothing_sensitive_crosses_the_wire(small: list[PartyData]) -> None:
     assert lh.y is not None
     # The batches, residuals and partial scores of the tapped run (same seed, in the clear).
     w = [np.zeros(X.shape[1]) for X in scaled]
-    for idx in batches(len(lh.y), o.batch_size, 0, 7):
+    for idx in batches(len(lh.y), o.batch_size, 0, o.seed, 64):
         zs = [X[idx] @ wi for X, wi in zip(scaled, w, strict=True)]
         d = 0.25 * sum(zs) + 0.5 - lh.y[idx]
         secrets_ += [lh.y[idx], d, 0.25 * zs[0] + 0.5 - lh.y[idx], 0.25 * zs[1], *zs]
@@ -235,26 +176,17 @@ def test_nothing_sensitive_crosses_the_wire(small: list[PartyData]) -> None:
                 assert chunk.tobytes() not in payload, key
         value = codec.decode(payload)
         # No plaintext float vector crosses the wire during training at all.
-        assert not [a for a in _arrays(value) if a.dtype.kind == "f" and a.size > 1], key
-        if "/unmasked:" in key and ".e0b1/" in key:  # batch 0 has w = 0: exact zeros
-            replies += value
+        assert not [a for a in arrays(value) if a.dtype.kind == "f" and a.size > 1], key
+        if "/unmasked:" in key and ".e0b1/" in key:  # batch 1 has w != 0 but masks dominate
+            replies += value["values"]
         if "/masked_grad:" in key:
-            fracs.add(value["frac_bits"])
+            fracs.add(value["ct"]["frac_bits"])
     # Decrypted gradients travel only masked: in real units each is far above any
-    # gradient of this data (|g| < 1e3 summed over a batch), by about 2^STAT_BITS.
+    # gradient of this data (|g| < 1e3 summed over a batch), by about 2^stat_sec.
     assert len(replies) == 14 + 10
     scale = 2.0 ** max(fracs)
-    assert sum(abs(v) / scale > 1e3 * 2 ** (STAT_BITS // 2) for v in replies) >= len(replies) - 2
-
-
-def _arrays(v: Any) -> list[np.ndarray]:
-    if isinstance(v, np.ndarray):
-        return [v]
-    if isinstance(v, dict):
-        return [a for x in v.values() for a in _arrays(x)]
-    if isinstance(v, list):
-        return [a for x in v for a in _arrays(x)]
-    return []
+    big = 1e3 * 2 ** (TEST_POLICY.stat_sec // 2)
+    assert sum(abs(v) / scale > big for v in replies) >= len(replies) - 2
 
 
 @pytest.mark.parametrize("transport", ["memory", "grpc"])
@@ -266,6 +198,7 @@ def test_predict_model_files_and_csv(
     models = [load_model(save_model(out[n][0], tmp_path / f"{n}.json")) for n in NAMES[:2]]
     assert b"pickle" not in (tmp_path / "bank.json").read_bytes()
     assert "x0" in (tmp_path / "bureau.json").read_text()
+    assert LROptions.from_mapping(models[0].options) == o  # the options round-trip
     scores = predict(small, models, transport)
     z = sum(m.partial_score(d.X) for m, d in zip(models, small, strict=True))
     np.testing.assert_allclose(scores, sigmoid(z), atol=1e-8)
@@ -281,6 +214,18 @@ def test_predict_model_files_and_csv(
     assert len(df) == len(small[0].ids)
 
 
+def valid_losses_at_best(
+    data: list[PartyData], valid: list[PartyData], out: dict[str, Any]
+) -> tuple[float, float]:
+    """(the label holder's reported loss of the best epoch, the Taylor loss of the
+    returned models on the validation rows computed in the clear)."""
+    report = out["bank"][1]
+    models = [out[n][0] for n in NAMES[: len(data)]]
+    z = sum(m.partial_score(d.X) for m, d in zip(models, valid, strict=True))
+    assert valid[0].y is not None
+    return report.valid_loss[report.best_epoch], taylor_loss(valid[0].y, z)
+
+
 def test_early_stopping_keeps_best_epoch(lr_credit: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     g, h = lr_credit
     tr = blocks(g, h, np.arange(160))
@@ -288,10 +233,23 @@ def test_early_stopping_keeps_best_epoch(lr_credit: tuple[pd.DataFrame, pd.DataF
     o = opts(epochs=4, batch_size=0, patience=1, learning_rate=5.0)
     out = train(tr, o, valid=va)
     report = out["bank"][1]
-    assert report.valid_auc and report.best_epoch == int(np.argmax(report.valid_auc))
+    assert len(report.valid_loss) == report.epochs_run
+    assert report.best_epoch == int(np.argmin(report.valid_loss))
     assert out["bureau"][1].best_epoch == report.best_epoch
+    got, want = valid_losses_at_best(tr, va, out)
+    assert got == pytest.approx(want, abs=1e-6)
     with pytest.raises(ConfigError, match="patience"):
         train(tr, o)
+
+
+def test_three_party_validation_loss(lr_credit: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    """The encrypted loss chains through both partners and equals the clear one."""
+    g, h = lr_credit
+    tr = blocks(g, h, np.arange(160), split3=True)
+    va = blocks(g, h, np.arange(160, 240), split3=True)
+    out = train(tr, opts(epochs=2, batch_size=80, patience=2), valid=va)
+    got, want = valid_losses_at_best(tr, va, out)
+    assert got == pytest.approx(want, abs=1e-6)
 
 
 def test_model_from_another_run_is_refused(small: list[PartyData]) -> None:
@@ -325,16 +283,38 @@ def test_bad_input_is_named(small: list[PartyData]) -> None:
         train([lh, partner.take(np.arange(1, len(partner.ids)))], o)
     with pytest.raises(ConfigError, match="label column 'y' is missing"):
         PartyData.from_frame(pd.DataFrame({"id": [1], "x": [0.0]}), label="y")
-    with pytest.raises(ConfigError, match="key_bits"):
-        LROptions(key_bits=1024)
+    with pytest.raises(ConfigError, match=r"hetero_lr\.key_bits.*2048"):
+        train(small, o, policy=DEFAULT_POLICY)  # 1024-bit keys under the real policy
     with pytest.raises(ConfigError, match=r"hetero_lr\.he"):
-        LROptions(he="rsa")  # type: ignore[arg-type]
+        LROptions(scheme="rsa")  # type: ignore[arg-type]
+    assert LROptions.from_mapping({"he": "paillier"}).scheme == "paillier"
+    with pytest.raises(ConfigError, match=r"hetero_lr\.scheme.*unknown option"):
+        LROptions.from_mapping({"scheme": "ou"})
+
+
+def test_small_batches_are_refused(small: list[PartyData]) -> None:
+    """Below max(64, 4 x widest block) rows, every party refuses before any data moves."""
+    for bs in (8, 10, 63):
+        with pytest.raises(ConfigError, match=r"hetero_lr\.batch_size.*below 64") as e:
+            train(small, opts(epochs=1, batch_size=bs))
+        assert "batch_size: 64" in e.value.fix
+    wide = dataclasses.replace(TEST_POLICY, batch_rows_per_feature=6)  # 6 x 14 = 84
+    with pytest.raises(ConfigError, match=r"hetero_lr\.batch_size.*below 84"):
+        train(small, opts(epochs=1, batch_size=80), policy=wide)
+    few = [d.take(np.arange(60)) for d in small]  # fewer rows than one batch
+    with pytest.raises(ConfigError, match=r"only 60 training rows"):
+        train(few, opts(epochs=1, batch_size=0))
+    tr, va = [d.take(np.arange(200)) for d in small], [d.take(np.arange(200, 240)) for d in small]
+    with pytest.raises(ConfigError, match=r"hetero_lr\.validation.*only 40"):
+        train(tr, opts(epochs=1, batch_size=100, patience=1), valid=va)
 
 
 def test_options_must_agree(small: list[PartyData]) -> None:
-    targets = {
-        "bank": lambda s: train_label_holder(s, small[0], opts(epochs=1)),
-        "bureau": lambda s: train_partner(s, small[1], opts(epochs=2)),
-    }
+    def lh(s: Any) -> Any:
+        return train_label_holder(s, small[0], opts(epochs=1), policy=TEST_POLICY)
+
+    def pt(s: Any) -> Any:
+        return train_partner(s, small[1], opts(epochs=2), policy=TEST_POLICY)
+
     with pytest.raises(ConfigError, match="options differ"):
-        run_parties(targets, roles={"label_holder": "bank"})
+        run_parties({"bank": lh, "bureau": pt}, roles={"label_holder": "bank"})
