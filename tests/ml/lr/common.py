@@ -59,7 +59,9 @@ def opts(**kw: Any) -> LROptions:
 
 def min_rows(data: Sequence[PartyData], o: LROptions, policy: SecurityPolicy = TEST_POLICY) -> int:
     """The smallest batch a run of ``data`` uses (block widths, intercept included)."""
-    widths = [len(d.feature_names) + (1 if i == 0 and o.fit_intercept else 0) for i, d in enumerate(data)]
+    widths = [
+        len(d.feature_names) + (1 if i == 0 and o.fit_intercept else 0) for i, d in enumerate(data)
+    ]
     return policy.min_batch(max(widths))
 
 
@@ -67,6 +69,7 @@ def train(
     data: Sequence[PartyData],
     o: LROptions,
     valid: Sequence[PartyData] | None = None,
+    *,
     tap: Tap | None = None,
     transport: str = "memory",
     policy: SecurityPolicy = TEST_POLICY,

@@ -1,19 +1,40 @@
-"""The HE seam of vertical LR: the encrypted product [[d]] @ X and its fast paths."""
+"""The HE seam of vertical LR: keys under the policy, the encrypted product [[d]] @ X
+and its fast paths, masked decryption."""
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
 
 import numpy as np
 import pytest
 
-from veil.crypto.he import HEScheme
-from veil.ml import lr_he
+from veil.crypto.he import HEPublicKey, HEScheme, HESecretKey
+from veil.errors import ConfigError, ProtocolError
+from veil.ml.lr import _homomorphic as hom
+from veil.policy import DEFAULT_POLICY, TEST_POLICY
+
+Keys = tuple[HEPublicKey, HESecretKey]
 
 
 @pytest.fixture(scope="module")
-def ou_keys() -> tuple[Any, Any]:
-    return lr_he.keygen(HEScheme.OU, 1024)
+def ou_keys() -> Keys:
+    return hom.keygen(HEScheme.OU, 1024, TEST_POLICY)
+
+
+def test_keys_follow_the_policy(ou_keys: Keys) -> None:
+    with pytest.raises(ConfigError, match=r"hetero_lr\.key_bits.*2048"):
+        hom.keygen(HEScheme.OU, 1024, DEFAULT_POLICY)
+    pk = ou_keys[0]
+    assert hom.peer_key(pk.to_wire(), HEScheme.OU, 1024, TEST_POLICY) == pk
+    with pytest.raises(ProtocolError, match="peer key"):  # below this party's policy
+        hom.peer_key(pk.to_wire(), HEScheme.OU, 1024, DEFAULT_POLICY)
+    with pytest.raises(ProtocolError, match="expected paillier"):
+        hom.peer_key(pk.to_wire(), HEScheme.PAILLIER, 1024, TEST_POLICY)
+    with pytest.raises(ProtocolError, match="expected ou-2048"):
+        hom.peer_key(pk.to_wire(), HEScheme.OU, 2048, TEST_POLICY)
+    strict = dataclasses.replace(TEST_POLICY, min_key_bits={"ou": 1536, "paillier": 512})
+    with pytest.raises(ConfigError, match="1536"):
+        hom.keygen(HEScheme.OU, 1024, strict)
 
 
 def mixed_block(n: int, seed: int = 0) -> np.ndarray:
@@ -33,7 +54,7 @@ def mixed_block(n: int, seed: int = 0) -> np.ndarray:
 
 @pytest.mark.parametrize("bits", [8, 16])
 def test_matmul_equals_the_engine_product(
-    ou_keys: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch, bits: int
+    ou_keys: Keys, monkeypatch: pytest.MonkeyPatch, bits: int
 ) -> None:
     """Columns summed per value give the very ciphertexts Pippenger gives."""
     pk, sk = ou_keys
@@ -41,11 +62,11 @@ def test_matmul_equals_the_engine_product(
     d = np.random.default_rng(1).standard_normal(300)
     c = pk.encrypt(d)
     summed: list[int] = []
-    value_sums = lr_he._value_sums
+    value_sums = hom._value_sums
     monkeypatch.setattr(
-        lr_he, "_value_sums", lambda c, cols: summed.append(len(cols)) or value_sums(c, cols)
+        hom, "_value_sums", lambda c, cols: summed.append(len(cols)) or value_sums(c, cols)
     )
-    got = lr_he.matmul(c, X, bits)
+    got = hom.matmul(c, X, bits)
     assert summed == [4]  # the binary, categorical, WOE-like and constant columns
     want = c.matmul(X, bits=bits)
     assert got.frac_bits == want.frac_bits and got.bound == want.bound
@@ -56,34 +77,40 @@ def test_matmul_equals_the_engine_product(
 
 
 @pytest.mark.parametrize("cols", [[0], [1, 2, 4], [0, 5]])
-def test_matmul_on_one_kind_of_column(ou_keys: tuple[Any, Any], cols: list[int]) -> None:
+def test_matmul_on_one_kind_of_column(ou_keys: Keys, cols: list[int]) -> None:
     pk = ou_keys[0]
     X = mixed_block(200, seed=3)[:, cols]
     c = pk.encrypt(np.linspace(-1, 1, 200))
     for bits in (8, 16):
-        assert (lr_he.matmul(c, X, bits).ct == c.matmul(X, bits=bits).ct).all()
+        assert (hom.matmul(c, X, bits).ct == c.matmul(X, bits=bits).ct).all()
 
 
-def test_masked_product_round_trip(ou_keys: tuple[Any, Any]) -> None:
+def test_masked_product_round_trip(ou_keys: Keys) -> None:
     pk, sk = ou_keys
     X = mixed_block(100)
     d = np.random.default_rng(2).standard_normal(100)
-    masked, r = lr_he.add_mask(lr_he.matmul(pk.encrypt(d), X, 16))
-    got = lr_he.unmask(lr_he.decrypt_masked(sk, masked), r, masked.frac_bits)
+    product = hom.matmul(pk.encrypt(d), X, 16)
+    masked, r = hom.add_mask(product, TEST_POLICY.stat_sec)
+    assert masked.bound == product.bound + (product.bound << TEST_POLICY.stat_sec)
+    got = hom.unmask(hom.decrypt_bounded(sk, masked), r, masked.frac_bits)
     np.testing.assert_allclose(got, d @ X, atol=np.abs(d).sum() * 2.0**-15)
+    # A value outside its declared bound (a crafted ciphertext) gets no answer.
+    lying = type(masked)(pk, masked.ct, masked.frac_bits, True, 1)
+    with pytest.raises(ProtocolError, match="outside its declared bound"):
+        hom.decrypt_bounded(sk, lying)
 
 
-def test_prefill_then_encrypt(ou_keys: tuple[Any, Any]) -> None:
+def test_prefill_then_encrypt(ou_keys: Keys) -> None:
     """Randomisers made ahead (while a party waits) are what its next encryption uses."""
     pk, sk = ou_keys
     key = pk
     before = key.pool_size()
-    prefill = lr_he.Prefill(sk)
+    prefill = hom.Prefill(pk)
     prefill.start(60)
     prefill.wait()
     assert key.pool_size() == before + 60
     x = np.linspace(-2, 2, 50)
-    c = lr_he.encrypt(sk.public_key, x)
+    c = hom.encrypt(sk.public_key, x)
     assert key.pool_size() == before + 10
     assert c.pk == pk
     np.testing.assert_allclose(sk.decrypt(c), x, atol=1e-9)

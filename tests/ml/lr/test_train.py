@@ -20,7 +20,6 @@ from veil.ml.labels import sample_weights
 from veil.ml.lr import (
     LROptions,
     PartyData,
-    PartyModel,
     load_model,
     save_model,
     train_label_holder,

@@ -124,7 +124,9 @@ def cross_label_holder(
     colsum = [int(v) for v in E.sum(axis=0)]
     b_share, full_bound = bounds(n, fb, stat_sec)
     wide = b_share << stat_sec
-    R = np.array([[random_mask(wide) for _ in range(lay.n_cols)] for _ in range(F_L)])
+    # dtype=object: masks of 64 to 65 bits would otherwise become float64 (numpy 2 does
+    # that to Python ints above int64 but below 2^64) and lose their low bits.
+    R = np.array([[random_mask(wide) for _ in range(lay.n_cols)] for _ in range(F_L)], dtype=object)
     r = [random_mask(wide) for _ in range(lay.n_cols)]
     masks = [*R.tolist(), r]
     out = []
@@ -142,7 +144,7 @@ def cross_label_holder(
         ]
         full = encoding.pack_slots([full_bound] * len(cols), lay.slot)
         out.append(EncryptedArray(pk, np.array(ct, dtype=object), 0, False, full))
-    S_L: ObjArray = (-R).astype(object)
+    S_L: ObjArray = -R
     return out, S_L, [-v for v in r]
 
 
