@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.wire_check import assert_no_leak
 from veil import codec
 from veil.crypto import encoding
 from veil.crypto.he import EncryptedArray, HEPublicKey, HESecretKey
@@ -280,3 +281,9 @@ def test_early_stopping_sends_no_per_row_scores(
     leaked = readable_vectors(old, 0, sk_l, n_v)
     assert len(leaked) == 14
     assert feature_recovery_r2(leaked, raw, known=30) > 0.9
+    # The wire check sees the per-epoch scores in the old frames, and in none of the new.
+    scores = {f"partner valid scores {e}": Xv @ w for e, w in enumerate(per_epoch_w)}
+    features = {f"partner valid {n}": raw[:, j] for j, n in enumerate(va[1].feature_names)}
+    assert_no_leak(frames, {**scores, **features})
+    with pytest.raises(AssertionError, match="partner valid scores"):
+        assert_no_leak(old, scores)

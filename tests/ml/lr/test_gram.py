@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.wire_check import assert_no_leak
 from veil import codec
 from veil.crypto.he import HEScheme
 from veil.errors import ConfigError
@@ -24,7 +25,7 @@ from veil.ml.lr._gram_shares import (
     scale_bits,
 )
 from veil.ml.lr._homomorphic import keygen
-from veil.ml.lr._math import fixed_batches, sigmoid, step
+from veil.ml.lr._math import fixed_batches, fixed_partition, sigmoid, step
 from veil.policy import TEST_POLICY
 
 from .common import FAST, NAMES, arrays, blocks, coefs, min_rows, plain_blocks, predict, train
@@ -93,25 +94,24 @@ def test_gram_with_a_one_column_partner(lr_credit: tuple[pd.DataFrame, pd.DataFr
 
 def test_gram_sends_nothing_sensitive(small: list[PartyData]) -> None:
     o = opts(epochs=1, batch_size=120)
-    frames, scaled, secret = tapped_run(small, o)
-    for X in scaled:  # the rounded integer features of the cross products
+    rec, scaled, secret = tapped_run(small, o)
+    for p, X in enumerate(scaled):  # the rounded integer features of the cross products
         K = rounded(X, scale_bits(X, o.feature_bits))
-        secret += [np.ascontiguousarray(K[:, j]) for j in range(K.shape[1])]
-    parts: list[int] = []
-    for key, payload in frames:
-        for sec in secret:
-            if np.any(sec != 0):
-                assert sec.tobytes() not in payload, key
+        secret |= {f"{NAMES[p]} rounded {j}": K[:, j] for j in range(K.shape[1] - (p == 0))}
+    parts = fixed_partition(len(small[0].ids), 120, o.seed, 64)
+    assert_no_leak(rec.frames, secret, subsets={f"batch {b}": i for b, i in enumerate(parts)})
+    steps: list[int] = []
+    for _, _, key, payload in rec.frames:
         value = codec.decode(payload)
         if "/gram_" in key:  # no plaintext vector at all: ciphertexts and masked integers
             assert not [a for a in arrays(value) if a.dtype.kind in "fi" and a.size > 1], key
         if "/gram_step:" in key:
-            parts += value["part"]
+            steps += value["part"]
     # Each plain part of a step carries a fresh mask of 2^stat_sec times its bound (zero
     # only where the coefficients are still all zero, which is public).
-    assert len(parts) == 2 * (14 + 10)
-    assert all(v == 0 or abs(v).bit_length() > TEST_POLICY.stat_sec for v in parts)
-    assert sum(v != 0 for v in parts) >= 14 + 10
+    assert len(steps) == 2 * (14 + 10)
+    assert all(v == 0 or abs(v).bit_length() > TEST_POLICY.stat_sec for v in steps)
+    assert sum(v != 0 for v in steps) >= 14 + 10
 
 
 def test_gram_early_stopping_then_joint_prediction(

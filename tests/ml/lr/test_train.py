@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.wire_check import Recorder, assert_no_leak
 from veil import codec
 from veil.crypto import encoding
 from veil.errors import ConfigError
@@ -135,44 +136,60 @@ def test_three_parties_match_plaintext_algorithm(
 
 def tapped_run(
     data: list[PartyData], o: LROptions, valid: list[PartyData] | None = None
-) -> tuple[list[tuple[str, bytes]], list[np.ndarray], list[np.ndarray]]:
-    """Train with every frame recorded: (frames, scaled blocks, the labels and every raw
-    and scaled feature column, none of which may appear in a frame)."""
-    frames: list[tuple[str, bytes]] = []
-    train(data, o, valid, tap=lambda src, dst, key, payload: frames.append((key, payload)))
-    assert frames
-    lh, partner = data
+) -> tuple[Recorder, list[np.ndarray], dict[str, np.ndarray]]:
+    """Train with every frame recorded: (the recorder, the scaled blocks, the secrets no
+    frame may hold: the labels and every raw and scaled feature column, also of the
+    validation rows)."""
+    rec = Recorder()
+    train(data, o, valid, tap=rec)
+    lh = data[0]
     assert lh.y is not None
     scaled = plain_blocks(data, o)
-    secrets_: list[np.ndarray] = [lh.y.astype(np.float64), lh.y.astype(np.int64)]
-    for X in (lh.X, partner.X, *scaled):
-        secrets_ += [np.ascontiguousarray(X[:, j]) for j in range(X.shape[1])]
-    return frames, scaled, secrets_
+    secrets_: dict[str, np.ndarray] = {"labels": lh.y}
+    for p, d in enumerate(data):
+        for j, name in enumerate(d.feature_names):
+            secrets_[f"{NAMES[p]} {name}"] = d.X[:, j]
+            secrets_[f"{NAMES[p]} {name} scaled"] = scaled[p][:, j]
+    for p, d in enumerate(valid or []):
+        if d.y is not None:
+            secrets_["valid labels"] = d.y
+        for j, name in enumerate(d.feature_names):
+            secrets_[f"valid {NAMES[p]} {name}"] = d.X[:, j]
+    return rec, scaled, secrets_
 
 
 def test_nothing_sensitive_crosses_the_wire(small: list[PartyData]) -> None:
-    o = opts(epochs=1, batch_size=120)
-    frames, scaled, secrets_ = tapped_run(small, o)
-    lh = small[0]
-    assert lh.y is not None
+    """Training with early stopping: no label, feature, residual or score (training or
+    validation, any batch, any dtype) in any frame; no plaintext float vector at all."""
+    tr, va = [d.take(np.arange(160)) for d in small], [d.take(np.arange(160, 240)) for d in small]
+    o = opts(epochs=1, batch_size=80, patience=1)
+    rec, scaled, secrets_ = tapped_run(tr, o, va)
+    lh = tr[0]
+    assert lh.y is not None and va[0].y is not None
     # The batches, residuals and partial scores of the tapped run (same seed, in the clear).
     w = [np.zeros(X.shape[1]) for X in scaled]
-    for idx in batches(len(lh.y), o.batch_size, 0, o.seed, 64):
+    subsets = {}
+    for k, idx in enumerate(batches(len(lh.y), o.batch_size, 0, o.seed, 64)):
         zs = [X[idx] @ wi for X, wi in zip(scaled, w, strict=True)]
         d = 0.25 * sum(zs) + 0.5 - lh.y[idx]
-        secrets_ += [lh.y[idx], d, 0.25 * zs[0] + 0.5 - lh.y[idx], 0.25 * zs[1], *zs]
-        secrets_ += [X[idx][:, j] for X in scaled for j in range(X.shape[1])]
+        subsets[f"batch {k}"] = idx
+        secrets_ |= {f"residuals {k}": d, f"L residual part {k}": 0.25 * zs[0] + 0.5 - lh.y[idx]}
+        if k:  # batch 0 runs at w = 0: its scores are public zeros
+            secrets_ |= {f"L scores {k}": zs[0], f"P scores {k}": zs[1]}
         w = [
             wi - o.learning_rate * (X[idx].T @ d / len(idx) + o.alpha * wi * pen)
             for X, wi, pen in zip(scaled, w, [np.append(np.ones(13), 0), 1.0], strict=True)
         ]
+    # The validation scores and the label holder's encrypted vector of the epoch's end.
+    Xv = [(v.X - t.X.mean(0)) / t.X.std(0) for v, t in zip(va, tr, strict=True)]
+    Xv = [np.clip(X, -o.clip, o.clip) for X in Xv]
+    zv = [Xv[0] @ w[0][:-1] + w[0][-1], Xv[1] @ w[1]]
+    secrets_ |= {"valid L scores": zv[0], "valid P scores": zv[1]}
+    secrets_["valid a"] = 0.5 - va[0].y + 0.25 * zv[0]
+    assert_no_leak(rec.frames, secrets_, subsets=subsets)
     replies: list[int] = []
     fracs: set[int] = set()
-    for key, payload in frames:
-        for sec in secrets_:
-            chunk = np.ascontiguousarray(sec, dtype=np.float64)
-            if np.any(chunk != 0):
-                assert chunk.tobytes() not in payload, key
+    for _, _, key, payload in rec.frames:
         value = codec.decode(payload)
         # No plaintext float vector crosses the wire during training at all.
         assert not [a for a in arrays(value) if a.dtype.kind == "f" and a.size > 1], key
@@ -180,6 +197,7 @@ def test_nothing_sensitive_crosses_the_wire(small: list[PartyData]) -> None:
             replies += value["values"]
         if "/masked_grad:" in key:
             fracs.add(value["ct"]["frac_bits"])
+    assert any("/valid_loss:" in f.key for f in rec.frames)  # the validation ran
     # Decrypted gradients travel only masked: in real units each is far above any
     # gradient of this data (|g| < 1e3 summed over a batch), by about 2^stat_sec.
     assert len(replies) == 14 + 10

@@ -2,8 +2,8 @@
 
 The protocols call only these functions, so the scheme (``paillier`` or ``ou``) is a
 parameter and a later secret-sharing mode can replace this module. Key sizes are checked
-against the :class:`~veil.policy.SecurityPolicy` here, the one place where it meets the
-engine's own key rule.
+against the :class:`~veil.policy.SecurityPolicy` (first under the option's name
+``hetero_lr.key_bits``, then by the engine itself).
 
 Masked decryption. A party holding ``[[g]]`` under a peer's key adds a fresh
 encryption of an integer mask ``r`` drawn by :mod:`secrets` uniformly from
@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from veil.crypto import encoding
 from veil.crypto import he as engine
-from veil.crypto.he import EncryptedArray, HEPublicKey, HEScheme, HESecretKey, KeyPolicy
+from veil.crypto.he import EncryptedArray, HEPublicKey, HEScheme, HESecretKey
 from veil.errors import ConfigError, ProtocolError
 from veil.policy import SecurityPolicy
 
@@ -38,22 +38,17 @@ MAX_MASKED_BITS = 400
 KEY_FIELD = "hetero_lr.key_bits"
 
 
-def _engine_policy(policy: SecurityPolicy, scheme: HEScheme) -> KeyPolicy:
-    """The engine's key rule for ``scheme`` under ``policy`` (the one adapter)."""
-    return KeyPolicy(min_bits=policy.min_key_bits[str(scheme)], name=policy.name)
-
-
 def keygen(scheme: HEScheme, bits: int, policy: SecurityPolicy) -> tuple[HEPublicKey, HESecretKey]:
     """A fresh key pair of ``bits`` bits, refused below the policy's minimum."""
     policy.check_key_bits(str(scheme), bits, KEY_FIELD)
-    return engine.generate_keypair(scheme, bits, policy=_engine_policy(policy, scheme))
+    return engine.generate_keypair(scheme, bits, policy=policy)
 
 
 def peer_key(obj: object, scheme: HEScheme, bits: int, policy: SecurityPolicy) -> HEPublicKey:
     """A peer's public key: of ``scheme``, at least ``bits`` bits and the policy's minimum
     (:class:`ProtocolError` otherwise)."""
     try:
-        pk = engine.public_key_from_wire(obj, _engine_policy(policy, scheme))
+        pk = engine.public_key_from_wire(obj, policy)
     except ConfigError as e:
         raise ProtocolError(f"peer key refused: {e}") from e
     if pk.scheme != str(scheme) or pk.bits < bits:
