@@ -30,13 +30,16 @@ rows in B than columns that system has a unique solution, the partner would read
 labels and the label holder the partner's scores row by row; so every batch has at
 least ``policy.min_batch`` rows (4 per column of the widest block, at least 64, short
 last batches merged) and the gradient is an aggregate whose least-squares reading
-recovers no row. It still carries aggregate information (how the other side's
-residuals or scores correlate with one's own columns on B), the known leakage of
-gradient-based vertical LR. Masked gradients travel under uniform masks 2^stat_sec
-times wider than their bound (statistically hiding). Semi-honest only: each key holder
-decrypts whatever masked vector its peer sends (checked for length and range, see
-:mod:`._homomorphic`), so a malicious peer could ask for k of its residuals; a
-malicious-secure mode needs proofs.
+recovers no row (tests/ml/lr/test_attacks.py: at 64-row batches the partner's reading
+of the labels is worse than guessing the majority class). It still carries aggregate
+information (how the other side's residuals or scores correlate with one's own columns
+on B), the known leakage of gradient-based vertical LR; and the run's first batch, at
+``w = 0``, gives the partner ``X_P,B^T (0.5 - y)`` exactly, ``f`` sums of 0/1 unknowns
+that the row minimum does not protect against a combinatorial (subset-sum) search.
+Masked gradients travel under uniform masks 2^stat_sec times wider than their bound
+(statistically hiding). Semi-honest only: each key holder decrypts whatever masked
+vector its peer sends (checked for length and range, see :mod:`._homomorphic`), so a
+malicious peer could ask for k of its residuals; a malicious-secure mode needs proofs.
 """
 
 from __future__ import annotations
