@@ -151,3 +151,16 @@ def test_hash_as_x_leaks_the_twist_bit_that_ristretto_does_not_have() -> None:
     # value decodes, and nothing but the element itself can be read off it
     r = ecc.hash_to_points(ids, R)
     assert ristretto.scalar_mult(ristretto.random_scalar(), b"".join(r))
+
+
+def test_missing_system_libsodium_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ristretto, "_NAMES", ("no-such-sodium-library.so.0",))
+    ristretto._lib.cache_clear()
+    try:
+        assert not ristretto.available()
+        with pytest.raises(ConfigError, match="libsodium23"):
+            ecc.new_scalar()
+    finally:
+        monkeypatch.undo()
+        ristretto._lib.cache_clear()
+    assert ristretto.available()
