@@ -15,7 +15,8 @@ Parameters: ``result_to`` (parties that learn the intersection; default all),
 ``batch_size`` (ids per message), ``threads`` (worker threads, default all cores),
 ``interconnect`` (true: run the PPCA 9-2023 interconnection variant of the protocol,
 :mod:`veil.protocols.interconnect`, same result; default false), ``protocol`` (``ecdh``,
-the default, interoperates with SecretFlow; ``kkrt``: OT-extension PSI,
+the default, on ristretto255, or with ``interconnect`` on the standard's Curve25519
+wire that SecretFlow speaks; ``kkrt``: OT-extension PSI,
 :mod:`veil.protocols.psi.kkrt`, several times faster, Veil to Veil only).
 """
 

@@ -1,6 +1,7 @@
 """Private set intersection: one entry point, one module per protocol.
 
-- :mod:`.ecdh`: two-party ECDH-PSI (default; interoperates with SecretFlow).
+- :mod:`.ecdh`: two-party ECDH-PSI (default; on ristretto255, or the interconnection
+  suite; the interconnection wire itself is :mod:`veil.protocols.interconnect`).
 - :mod:`.multiparty`: ECDH-PSI among three or more parties (only the intersection of
   all sets is revealed, no pairwise intersection).
 - :mod:`.kkrt`: two-party KKRT-PSI from OT extension (faster, Veil to Veil), built on

@@ -36,9 +36,10 @@ MAX_PARTIES = 64
 
 
 class Protocol(StrEnum):
-    """Which PSI protocol ``run_psi`` runs: ECDH (:mod:`.ecdh`, interoperates with
-    SecretFlow; with three or more parties :mod:`.multiparty`) or KKRT (:mod:`.kkrt`,
-    OT extension, faster, two parties)."""
+    """Which PSI protocol ``run_psi`` runs: ECDH (:mod:`.ecdh`; with three or more
+    parties :mod:`.multiparty`; the interconnection wire SecretFlow speaks is
+    :mod:`veil.protocols.interconnect`) or KKRT (:mod:`.kkrt`, OT extension, faster, two
+    parties)."""
 
     ECDH = "ecdh"
     KKRT = "kkrt"
@@ -99,7 +100,7 @@ def check_params(
         raise ConfigError(
             "protocol",
             f"{params.protocol!r} is not a PSI protocol",
-            "use 'ecdh' (default, interoperates with SecretFlow) or 'kkrt' (OT extension)",
+            "use 'ecdh' (default) or 'kkrt' (OT extension)",
         )
     if protocol is not None and params.protocol != protocol:
         raise ConfigError(
