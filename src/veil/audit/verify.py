@@ -40,6 +40,7 @@ class Finding:
     seq: int | None
     check: str
     message: str
+    exact: bool = True  # False: the problem lies somewhere in a range starting at ``seq``
 
     def __str__(self) -> str:
         where = f"entry {self.seq}" if self.seq is not None else "log"
@@ -60,15 +61,15 @@ class Report:
     def ok(self) -> bool:
         return not self.findings
 
-    def add(self, seq: int | None, check: str, message: str) -> None:
+    def add(self, seq: int | None, check: str, message: str, exact: bool = True) -> None:
         if len(self.findings) < MAX_FINDINGS:
-            self.findings.append(Finding(seq, check, message))
+            self.findings.append(Finding(seq, check, message, exact))
 
     @property
     def first(self) -> Finding | None:
         if not self.findings:
             return None
-        return min(self.findings, key=lambda f: (f.seq is None, f.seq or 0))
+        return min(self.findings, key=lambda f: (not f.exact, f.seq is None, f.seq or 0))
 
     def summary(self) -> str:
         head = f"{self.size} entries, {self.heads} signed heads, {self.witnessed} witnessed heads"
@@ -94,7 +95,7 @@ class Checker:
         self.pos = 0
         self.frontier: list[bytes] = []
         self.levels: dict[int, bytearray] = {}
-        self.last_good_head = 0
+        self.good_sizes: list[int] = []
         self.witness_records: list[tuple[int, dict[str, Any]]] = []
         self.broken = False  # after a gap the recomputed tree means nothing
         for h, w in self.heads_at.get(0, []):
@@ -142,14 +143,16 @@ class Checker:
 
     def _check_head(self, head: SignedHead, witnessed: bool) -> None:
         if root_of_frontier(self.frontier) == head.root:
-            self.last_good_head = max(self.last_good_head, head.size)
+            self.good_sizes.append(head.size)
             return
+        good = max((g for g in self.good_sizes if g < head.size), default=0)
         who = "a partner witnessed" if witnessed else "the node signed"
         self.report.add(
-            self.last_good_head,
+            good,
             "witnessed head" if witnessed else "signed head",
-            f"entries {self.last_good_head}..{head.size - 1} do not hash to the root {who} "
+            f"entries {good}..{head.size - 1} do not hash to the root {who} "
             f"at {head.time} for size {head.size}: one of them was changed",
+            exact=False,
         )
 
     def finish(self, size: int | None) -> None:
@@ -252,6 +255,7 @@ def verify_log(
                 "tree node",
                 f"the stored hash of entries {idx << level}..{((idx + 1) << level) - 1} "
                 "does not match them",
+                exact=False,
             )
     expected = sum(len(a) // 32 for a in checker.levels.values())
     if seen != expected:
