@@ -107,3 +107,17 @@ def test_envelope_is_checked(kwargs: dict[str, str], field: str) -> None:
     with pytest.raises(ConfigError) as e:
         Event(**{**base, **kwargs})  # type: ignore[arg-type]
     assert e.value.field == field
+
+
+def test_fast_encoder_equals_canonical_json() -> None:
+    from tests.audit.conftest import job_events
+    from veil.audit.canonical import canonical_record
+
+    for i, ev in enumerate(job_events("jöb-ü".replace("ö", "o").replace("ü", "u"))):
+        rec = ev.record(i, "2026-01-01T00:00:00.000000Z")
+        assert canonical_record(rec) == canonical_json(rec)
+    ev = Event(
+        EventKind.AUTH_FAILED, "peer:x", {"client": "x", "reason": 'bad cert \u00e9\u4e2d "q"'}
+    )
+    rec = ev.record(0, "2026-01-01T00:00:00.000000Z")
+    assert canonical_record(rec) == canonical_json(rec)

@@ -23,7 +23,7 @@ from veil.audit import (
 )
 from veil.audit.canonical import canonical_json
 from veil.audit.merkle import leaf_hash, push_leaf, verify_consistency, verify_inclusion
-from veil.audit.store import entries_table, heads_table, nodes_table, state_table
+from veil.audit.store import entries_table, heads_table, node_id, nodes_table, state_table
 from veil.errors import ConfigError
 
 
@@ -141,7 +141,7 @@ def rewrite_all(engine: Engine, d: list[bytes]) -> None:
         for i, e in enumerate(d):
             leaf = leaf_hash(e)
             nodes += [
-                {"level": lv, "idx": ix, "hash": h} for (lv, ix), h in push_leaf(frontier, i, leaf)
+                {"id": node_id(lv, ix), "hash": h} for (lv, ix), h in push_leaf(frontier, i, leaf)
             ]
             c.execute(insert(entries_table).values(seq=i, kind="x", time="t", entry=e, leaf=leaf))
         if nodes:

@@ -58,6 +58,20 @@ def canonical_json(value: Any, where: str = "entry") -> bytes:
     return _ENCODER.encode(_normalise(value, where)).encode("utf-8")
 
 
+_FAST = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=True)
+
+
+def canonical_record(record: dict[str, Any]) -> bytes:
+    """Canonical bytes of a record already validated by :mod:`veil.audit.events`.
+
+    Such a record has only ASCII keys (the envelope's and the schema's field names),
+    whose code-point order equals RFC 8785's UTF-16 order, and no floats (the schemas
+    admit none), so the standard encoder with sorted keys gives the RFC 8785 bytes at
+    C speed. The tests compare it with :func:`canonical_json`.
+    """
+    return _FAST.encode(record).encode("utf-8")
+
+
 def is_canonical(data: bytes) -> bool:
     """True when ``data`` parses as JSON and is exactly its own canonical form."""
     try:

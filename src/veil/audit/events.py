@@ -46,6 +46,9 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,127}$")
 _HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
 _HEX_RE = re.compile(r"^(?:[0-9a-f]{2}){1,512}$")
 _ACTOR_RE = re.compile(r"^(user|role|peer|node):[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
+_TIME_RE = re.compile(
+    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{6}Z$"
+)
 _TEXT_MAX = 300
 _CERT_MAX = 8192
 MAX_COLUMNS = 10_000
@@ -89,11 +92,7 @@ def text(v: Any, where: str) -> None:
 
 def timestamp(v: Any, where: str) -> None:
     """An RFC 3339 UTC time as this module writes it."""
-    if not isinstance(v, str):
-        _fail(where, f"{v!r} is not a time")
-    try:
-        parse_time(v)
-    except ValueError:
+    if not isinstance(v, str) or not _TIME_RE.match(v):
         _fail(where, f"{v!r} is not an RFC 3339 UTC time", "e.g. 2026-01-01T00:00:00.000000Z")
 
 

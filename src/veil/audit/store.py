@@ -22,17 +22,15 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
-    SmallInteger,
     String,
     Table,
     event,
     insert,
     select,
-    tuple_,
     update,
 )
 
-from veil.audit.canonical import canonical_json
+from veil.audit.canonical import canonical_record
 from veil.audit.events import Event, now
 from veil.audit.heads import AuditError, NodeKey, SignedHead, sign
 from veil.audit.merkle import (
@@ -59,7 +57,13 @@ state_table = Table(
 entries_table = Table(
     "audit_entries",
     audit_metadata,
-    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    # INTEGER PRIMARY KEY is SQLite's rowid: entries are stored in seq order, no extra index
+    Column(
+        "seq",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=False,
+    ),
     Column("kind", String(40), nullable=False),
     Column("job", String(128), nullable=True, index=True),
     Column("time", String(32), nullable=False),
@@ -69,8 +73,9 @@ entries_table = Table(
 nodes_table = Table(
     "audit_nodes",
     audit_metadata,
-    Column("level", SmallInteger, primary_key=True, autoincrement=False),
-    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    ),  # node_id(level, index)
     Column("hash", LargeBinary(HASH_LEN), nullable=False),
 )
 heads_table = Table(
@@ -85,6 +90,16 @@ heads_table = Table(
 )
 
 _STATE_ID = 1
+_IDX_BITS = 48
+
+
+def node_id(level: int, index: int) -> int:
+    """The key of the perfect subtree (level, index) in ``audit_nodes``: level-major order."""
+    return level << _IDX_BITS | index
+
+
+def node_of(key: int) -> Node:
+    return key >> _IDX_BITS, key & ((1 << _IDX_BITS) - 1)
 
 
 def configure_sqlite(engine: Engine) -> Engine:
@@ -174,10 +189,10 @@ class AuditLog:
         rows: list[dict[str, Any]] = []
         nodes: list[dict[str, Any]] = []
         for ev in events:
-            data = canonical_json(ev.record(size, t))
+            data = canonical_record(ev.record(size, t))
             leaf = leaf_hash(data)
             for (level, idx), h in push_leaf(frontier, size, leaf):
-                nodes.append({"level": level, "idx": idx, "hash": h})
+                nodes.append({"id": node_id(level, idx), "hash": h})
             rows.append(
                 {
                     "seq": size,
@@ -248,10 +263,10 @@ class AuditLog:
             for r in conn.execute(q1.where(entries_table.c.seq.in_(leaves))):
                 out[(0, int(r.seq))] = bytes(r.leaf)
         if inner:
-            key = tuple_(nodes_table.c.level, nodes_table.c.idx)
-            q = select(nodes_table.c.level, nodes_table.c.idx, nodes_table.c.hash)
-            for r2 in conn.execute(q.where(key.in_(inner))):
-                out[(int(r2.level), int(r2.idx))] = bytes(r2.hash)
+            q2 = select(nodes_table.c.id, nodes_table.c.hash)
+            ids = [node_id(lv, i) for lv, i in inner]
+            for r2 in conn.execute(q2.where(nodes_table.c.id.in_(ids))):
+                out[node_of(int(r2.id))] = bytes(r2.hash)
         return out
 
     def _check_size(self, conn: Connection, size: int | None) -> int:

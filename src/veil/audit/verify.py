@@ -25,6 +25,7 @@ from veil.audit.merkle import leaf_hash, push_leaf, root_of_frontier
 from veil.audit.store import (
     AuditLog,
     entries_table,
+    node_of,
     nodes_table,
     state_table,
 )
@@ -242,14 +243,12 @@ def verify_log(
         return report
     if checker.pos == size and b"".join(checker.frontier) != stored_frontier:
         report.add(None, "state", "the stored frontier does not match the entries")
-    q2 = select(nodes_table.c.level, nodes_table.c.idx, nodes_table.c.hash).order_by(
-        nodes_table.c.level, nodes_table.c.idx
-    )
+    q2 = select(nodes_table.c.id, nodes_table.c.hash).order_by(nodes_table.c.id)
     seen = 0
-    for r in conn.execution_options(yield_per=5000).execute(q2):
-        level, idx = int(r.level), int(r.idx)
+    for rn in conn.execution_options(yield_per=5000).execute(q2):
+        level, idx = node_of(int(rn.id))
         seen += 1
-        if checker.node(level, idx) != bytes(r.hash):
+        if checker.node(level, idx) != bytes(rn.hash):
             report.add(
                 idx << level,
                 "tree node",
