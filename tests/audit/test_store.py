@@ -199,6 +199,29 @@ def test_forged_entry_is_located(engine: Engine, fed: Fed) -> None:
     assert report.first.check == "tree size" and "inserted" in report.first.message
 
 
+def test_unsigned_tail_is_revalidated(engine: Engine, fed: Fed) -> None:
+    """An entry no head vouches for is re-checked against the schema, hashes or not."""
+    fill(engine, fed, jobs=2)
+    d = stored(engine)
+    d.append(
+        d[3]
+        .replace(b'"seq":3,', f'"seq":{len(d)},'.encode())
+        .replace(b'"rows":1000', b'"rows":1000,"ids":["alice"]')
+    )
+    assert b'"ids"' in d[-1] and f'"seq":{len(d) - 1},'.encode() in d[-1]
+    rewrite_all(engine, d)  # leaf, nodes and state all consistent with the forgery
+    report = verify(engine, fed)
+    assert report.first is not None and report.first.seq == len(d) - 1
+    assert report.first.check in {"canonical form", "schema"}
+    assert any(f.check == "schema" and "ids" in f.message for f in report.findings)
+
+
+def test_deep_verify_revalidates_signed_entries(engine: Engine, fed: Fed) -> None:
+    fill(engine, fed, jobs=1)
+    with engine.connect() as c:
+        assert verify_log(c, deep=True).ok
+
+
 def test_truncated_and_resigned_log_is_caught_by_a_partners_witness(
     engine: Engine, fed: Fed, tmp_path: object
 ) -> None:

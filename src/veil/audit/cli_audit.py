@@ -1,6 +1,6 @@
 """``veil audit``: verify, export and prove a node's tamper-evident audit log.
 
-veil audit verify --node DIR [--witness OTHER.jsonl ...]
+veil audit verify --node DIR [--deep] [--witness OTHER.jsonl ...]
 veil audit verify FILE.jsonl --ca ca.crt [--witness OTHER.jsonl ...]
 veil audit export --node DIR --out FILE.jsonl [--job ID] [--since T]
 veil audit prove --node DIR SEQ [--size N]
@@ -43,6 +43,11 @@ def add_parser(subparsers: Any) -> None:
         default=[],
         metavar="OTHER.jsonl",
         help="a partner's export: the heads of this node it witnessed are checked too",
+    )
+    v.add_argument(
+        "--deep",
+        action="store_true",
+        help="re-validate every entry's JSON and schema, also those a signed head vouches for",
     )
     v.set_defaults(func=_verify)
 
@@ -106,7 +111,7 @@ def _verify(args: argparse.Namespace) -> int:
             witnessed += witnessed_in(w, cert_name(cert), ca)
     engine = _engine(files)
     with engine.connect() as conn:
-        report = verify_log(conn, cert=cert, ca=ca, witnessed=witnessed)
+        report = verify_log(conn, cert=cert, ca=ca, witnessed=witnessed, deep=args.deep)
     return _print(report)
 
 
