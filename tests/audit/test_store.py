@@ -240,6 +240,11 @@ def test_truncated_and_resigned_log_is_caught_by_a_partners_witness(
         AuditLog(partner).sign_head(pc, fed.keys["telco"])
     held = [h for _, h in witnessed_heads(partner.connect(), "bank")]
     assert held == [bank_head]
+    with engine.begin() as c:  # an honest log grows past the witnessed head: still consistent
+        log.append_many(c, job_events("job-3"))
+    with engine.connect() as c:
+        check_witness(c, held[0])
+        assert locate_rewrite(c, held) is None
 
     # bank keeps jobs 0-1, drops job 2, appends an innocent-looking job, and re-signs.
     keep = stored(engine)[:22]
