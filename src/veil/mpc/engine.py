@@ -161,13 +161,18 @@ class Engine:
         """Divide by ``2^bits`` (default ``f``), SecureML's local truncation."""
         return ring.trunc(x, self.fp.frac_bits if bits is None else bits, self.me)
 
+    def _shift(self, x: Share, shift: int | None) -> Share:
+        return x if shift == 0 else self.trunc(x, shift)
+
     def scale(self, x: Share, c: float, sig_bits: int = 20) -> Share:
         """Multiply a fixed-point share by the public real ``c`` (then truncate)."""
         k, bits = self.fp.encode_public(c, sig_bits)
         return self.trunc(x * np.uint64(k % (1 << 64)), bits)
 
     # -- products --------------------------------------------------------------------
-    def mul(self, x: Share, y: Share, truncate: bool = True) -> Share:
+    # Products take ``shift``: the bits to truncate the result by (default ``f``, the
+    # fraction bits of one operand; 0 keeps the sum of both operands' fraction bits).
+    def mul(self, x: Share, y: Share, shift: int | None = None) -> Share:
         """Element-wise product (one round, one ``mul`` triple of ``x.size``)."""
         x, y = np.asarray(x, dtype=np.uint64), np.asarray(y, dtype=np.uint64)
         if x.shape != y.shape:
@@ -175,9 +180,9 @@ class Engine:
         t = self.store.take(Spec(Kind.MUL, (x.size,)))
         e, f = self.open(x.ravel() - t["a"], y.ravel() - t["b"])
         z = ring.beaver_mul(self.me, e, f, a=t["a"], b=t["b"], c=t["c"]).reshape(x.shape)
-        return self.trunc(z) if truncate else z
+        return self._shift(z, shift)
 
-    def matmul(self, X: Share, Y: Share, truncate: bool = True) -> Share:
+    def matmul(self, X: Share, Y: Share, shift: int | None = None) -> Share:
         """Matrix product of two shared matrices (one round, one ``matmul`` triple)."""
         X, Y = np.asarray(X, dtype=np.uint64), np.asarray(Y, dtype=np.uint64)
         if X.ndim != 2 or Y.ndim != 2 or X.shape[1] != Y.shape[0]:
@@ -185,7 +190,7 @@ class Engine:
         t = self.store.take(Spec(Kind.MATMUL, (X.shape[0], X.shape[1], Y.shape[1])))
         E, F = self.open(X - t["a"], Y - t["b"])
         Z = ring.beaver_matmul(self.me, E, F, A=t["a"], B=t["b"], C=t["c"])
-        return self.trunc(Z) if truncate else Z
+        return self._shift(Z, shift)
 
     def mask(self, key: str, x: Share) -> Masked:
         """Mask the shared matrix ``x`` with the plan's mask ``key`` and open ``x - M``
@@ -197,23 +202,23 @@ class Engine:
         (E,) = self.open(x - m)
         return Masked(key, E, m)
 
-    def masked_matmul(self, X: Masked, rowset: int, W: Share, truncate: bool = True) -> Share:
+    def masked_matmul(self, X: Masked, rowset: int, W: Share, shift: int | None = None) -> Share:
         """``X[rows] @ W`` for the plan's row subset ``rowset`` and a shared ``W``."""
         W = _as_2d(W)
         t = self.store.take(Spec(Kind.MASKED, (W.shape[1],), X.key, rowset))
         rows = self.store.plan.rowsets[rowset]
         (F,) = self.open(W - t["b"])
         Z = ring.beaver_matmul(self.me, X.E[rows], F, A=X.m[rows], B=t["b"], C=t["c"])
-        return self.trunc(Z) if truncate else Z
+        return self._shift(Z, shift)
 
-    def masked_tmatmul(self, X: Masked, rowset: int, D: Share, truncate: bool = True) -> Share:
+    def masked_tmatmul(self, X: Masked, rowset: int, D: Share, shift: int | None = None) -> Share:
         """``X[rows].T @ D`` for the plan's row subset ``rowset`` and a shared ``D``."""
         D = _as_2d(D)
         t = self.store.take(Spec(Kind.MASKED_T, (D.shape[1],), X.key, rowset))
         rows = self.store.plan.rowsets[rowset]
         (F,) = self.open(D - t["b"])
         Z = ring.beaver_matmul(self.me, X.E[rows].T, F, A=X.m[rows].T, B=t["b"], C=t["c"])
-        return self.trunc(Z) if truncate else Z
+        return self._shift(Z, shift)
 
     def cross(self, X: Masked, Y: Masked) -> Share:
         """``X.T @ Y`` of two masked matrices (no round: both are already opened).

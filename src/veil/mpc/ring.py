@@ -181,4 +181,8 @@ class FixedPoint:
         bits = max(0, sig_bits - exp)
         if bits >= RING_BITS - 1:
             raise ConfigError("constant", f"{c} is too small for a 64-bit ring")
-        return round(c * (1 << bits)), bits
+        k = round(c * (1 << bits))
+        while bits and k % 2 == 0:  # 0.25 is (1, 2 bits): smaller products to truncate
+            k //= 2
+            bits -= 1
+        return k, bits
