@@ -193,13 +193,30 @@ class Engine:
         return self._shift(Z, shift)
 
     def mask(self, key: str, x: Share) -> Masked:
-        """Mask the shared matrix ``x`` with the plan's mask ``key`` and open ``x - M``
-        once (a party's share of a block it owns is the data, the other's share zero)."""
+        """Mask the shared matrix ``x`` with the plan's mask ``key`` and open ``E = x - M``
+        once. In a block one party owns, its share of ``x`` is the data and of ``M`` the
+        whole mask, the other's both zero: only the owner sends that block of ``E``."""
         m = self.store.mask(key)
         x = np.asarray(x, dtype=np.uint64)
         if x.shape != m.shape:
             raise ConfigError("x", f"shape {x.shape} does not match mask '{key}' {m.shape}")
-        (E,) = self.open(x - m)
+        spec = self.store.plan.masks[key]
+        mine = spec.columns_of(self.me)  # own blocks and shared ones
+        theirs = spec.columns_of(1 - self.me)
+        shared = np.intersect1d(mine, theirs)
+        own = np.setdiff1d(mine, shared)
+        other = np.setdiff1d(theirs, shared)
+        diff = x - m
+        self.ch.send(self.peer, Tag.OPEN, np.ascontiguousarray(diff[:, mine]).ravel())
+        got = self.ch.recv(self.peer, Tag.OPEN)
+        got = expect_words(got, Tag.OPEN, "shares", (len(x) * len(theirs),))
+        self.rounds += 1
+        self.words_opened += len(x) * len(mine)
+        peer = got.reshape(len(x), len(theirs))
+        E = np.zeros_like(diff)
+        E[:, own] = diff[:, own]
+        E[:, other] = peer[:, np.isin(theirs, other)]
+        E[:, shared] = diff[:, shared] + peer[:, np.isin(theirs, shared)]
         return Masked(key, E, m)
 
     def masked_matmul(self, X: Masked, rowset: int, W: Share, shift: int | None = None) -> Share:
