@@ -115,6 +115,7 @@ def coefs(out: dict[str, Any], n: int) -> list[np.ndarray]:
         ({"dealer": "dealer"}, False),
         ({"dealer": "dealer", "class_weight": "balanced", "sigmoid": "minimax3"}, True),
         ({"key_bits": 1024, "he": "paillier", "epochs": 2}, False),
+        ({"key_bits": 1024, "he": "paillier", "epochs": 1, "class_weight": {0: 1, 1: 2}}, False),
     ],
 )
 def test_shared_training_equals_the_algorithm_in_the_clear(
@@ -131,6 +132,7 @@ def test_shared_training_equals_the_algorithm_in_the_clear(
     assert np.max(np.abs(np.concatenate(want))) > 0.05  # the comparison is not of zeros
     rep = out["bank"][1]
     assert rep.epochs_run == o.epochs and rep.triples == ("dealer" if o.dealer else "paillier")
+    assert rep.method == ("z" if o.class_weight else "gram")
 
 
 def test_models_work_with_joint_prediction(credit: tuple[pd.DataFrame, pd.DataFrame]) -> None:

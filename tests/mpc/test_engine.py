@@ -156,3 +156,30 @@ def test_a_dealer_that_is_a_compute_party_is_refused() -> None:
     with pytest.raises(ConfigError, match="dealer"):
         dealer_store(None, 0, COMPUTE, COMPUTE[1], plan())  # type: ignore[arg-type]
     assert DEALER not in COMPUTE
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_gram_of_a_masked_matrix_over_row_subsets(mode: str) -> None:
+    def p() -> Plan:
+        q = Plan()
+        q.add_mask("X", N, [(D0, 0), (D1, 1), (D2, SHARED)])
+        for r in ROWS:
+            q.add_rowset(r)
+        q.cross("X", "X", 0)
+        q.cross("X", "X", 1)
+        return q
+
+    def body(e: Engine) -> list[np.ndarray]:
+        x2 = e.share_input(FP.encode(X2)) if e.me == 0 else e.receive_input((N, D2))
+        blk = np.zeros((N, D0 + D1 + D2), dtype=np.uint64)
+        own = slice(0, D0) if e.me == 0 else slice(D0, D0 + D1)
+        blk[:, own] = FP.encode(XJ[:, own])
+        blk[:, D0 + D1 :] = x2
+        M = e.mask("X", blk)
+        # truncated: correct only if party 1's share is random in every block, the
+        # blocks only one party's local product fills (its own Gram block) included
+        return e.open(e.trunc(e.cross(M, M, 0)), e.cross(M, M, 1))
+
+    got = run_two(mode, p, body)[COMPUTE[0]]
+    np.testing.assert_allclose(FP.decode(got[0]), XJ[ROWS[0]].T @ XJ[ROWS[0]], atol=5e-4)
+    np.testing.assert_allclose(FP.decode(got[1], 32), XJ.T @ XJ, atol=5e-4)

@@ -23,10 +23,11 @@ Flow:
      partner first secret-shares its block to them); L shares y (and, with class
      weights, ``s`` and ``s * y``) by sending a seed.
   4. Per step on batch B (a fixed partition of the rows, visited in a fresh order each
-     epoch): ``z = X_B w`` (1 round), ``p = sigmoid(z)`` (0-3 rounds),
-     ``d = p - y_B`` (with class weights ``s_B p - (s y)_B``: 1 round),
-     ``g = X_B^T d`` (1 round), ``w -= lr_e (g / |B| + alpha * w)`` (no penalty on the
-     intercept).
+     epoch): ``w -= lr_e (X_B^T d / |B| + alpha * w)`` (no penalty on the intercept),
+     ``d = sigmoid(X_B w) - y_B`` (times the class weights). :mod:`veil.ml.ss_lr_fit`
+     computes it through the scores (``z``: 2 rounds + the sigmoid's and the weights'
+     products) or, for the ``linear`` sigmoid without class weights, from each batch's
+     shared Gram matrix (``gram``: 1 round a step, the batch size no longer matters).
   5. Each party receives both shares of its own block of ``w``.
 
 What each party learns (semi-honest, the dealer colludes with nobody):
@@ -52,7 +53,6 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -62,13 +62,12 @@ from veil.errors import ConfigError, ProtocolError
 from veil.ml.labels import check_labels, sample_weights
 from veil.ml.lr_math import check_features, clip_block, fit_scaling
 from veil.ml.lr_model import PartyData, PartyModel
+from veil.ml.ss_lr_fit import FitReport, RunParams, build_plan, fit, partition, visit_order
 from veil.ml.ss_lr_options import SSLROptions
 from veil.mpc import triples
 from veil.mpc.channel import expect_field, expect_int
 from veil.mpc.engine import Engine, receive_output, send_input
 from veil.mpc.he_triples import he_store
-from veil.mpc.nonlinear import Sigmoid, plan_sigmoid, sigmoid
-from veil.mpc.plan import SHARED, Plan
 from veil.mpc.ring import FixedPoint, Share
 from veil.net.session import Session
 from veil.policy import DEFAULT_POLICY, SecurityPolicy
@@ -80,15 +79,16 @@ __all__ = [
     "SSLRReport",
     "Tag",
     "build_plan",
+    "partition",
     "run_dealer",
     "train_label_holder",
     "train_partner",
+    "visit_order",
 ]
 
 LABEL_HOLDER = "label_holder"
 PARTNER = "partner"
 TRUNC_SAFETY_BITS = 20  # worst-case truncation failure per value: 2^-20
-MASK = "X"
 
 
 class Tag(StrEnum):
@@ -99,66 +99,8 @@ class Tag(StrEnum):
     START = "ss_start"  # L -> partners
 
 
-@dataclass
-class SSLRReport:
-    """What a party knows about its run (field names as the HE protocol's report)."""
-
-    epochs_run: int = 0
-    best_epoch: int = -1
-    seconds: list[float] = field(default_factory=list)
-    valid_auc: list[float] = field(default_factory=list)
-    stopped_by: str = "epochs"
-    offline_seconds: float = 0.0
-    rounds: int = 0
-    words_opened: int = 0
-    triples: str = ""
-
-
-@dataclass(frozen=True)
-class _Run:
-    """The public parameters every party agrees on after the hello."""
-
-    n: int
-    seed: int
-    model_id: str
-    parties: tuple[str, ...]  # data parties: L first, then the partners
-    widths: tuple[int, ...]
-
-    @property
-    def compute(self) -> tuple[str, str]:
-        return self.parties[0], self.parties[1]
-
-
-def partition(n: int, batch_size: int, seed: int) -> list[np.ndarray]:
-    """The fixed batches: a seeded permutation of the rows in ``n // batch_size`` nearly
-    equal parts (each at least ``batch_size`` rows; 0 = one full batch)."""
-    k = 1 if batch_size <= 0 else max(1, n // batch_size)
-    order = np.random.default_rng([seed, 0]).permutation(n)
-    return [np.sort(p) for p in np.array_split(order, k)]
-
-
-def visit_order(n_batches: int, seed: int, epoch: int) -> list[int]:
-    return [int(b) for b in np.random.default_rng([seed, epoch, 1]).permutation(n_batches)]
-
-
-def build_plan(run: _Run, opts: SSLROptions) -> Plan:
-    """Every triple of a training run, one phase per epoch (public parameters only)."""
-    plan = Plan()
-    owners = [0, 1] + [SHARED] * (len(run.widths) - 2)
-    plan.add_mask(MASK, run.n, list(zip(run.widths, owners, strict=True)))
-    parts = partition(run.n, opts.batch_size, run.seed)
-    for rows in parts:
-        plan.add_rowset(rows)
-    for epoch in range(opts.epochs):
-        plan.new_phase()
-        for k in visit_order(len(parts), run.seed, epoch):
-            size = len(parts[k])
-            plan.masked(MASK, k)
-            plan_sigmoid(plan, Sigmoid(opts.sigmoid), size)
-            if opts.class_weight is not None:
-                plan.mul(size)
-            plan.masked_t(MASK, k)
-    return plan
+SSLRReport = FitReport
+"""What a party knows about its run (as the HE protocol's report, plus MPC counts)."""
 
 
 # -- the roles ---------------------------------------------------------------------------
@@ -185,7 +127,7 @@ def train_label_holder(
     if opts.class_weight is not None:
         sws = e.share_input(e.fp.encode(sw.reshape(-1, 1)))
         wts = (sws, e.share_input(e.fp.encode((sw * y).reshape(-1, 1))))
-    mine = _reveal(e, run, _fit(e, run, opts, Xs, ys, wts, report))
+    mine = _reveal(e, run, fit(e, run, opts, Xs, ys, wts, report))
     coef, icpt = (mine[:-1], float(mine[-1])) if opts.fit_intercept else (mine, 0.0)
     model = _model(run, opts, LABEL_HOLDER, data, coef, icpt, me=s.me, scaling=(mean, std))
     return model, report
@@ -193,7 +135,7 @@ def train_label_holder(
 
 def _hello(
     s: Session, data: PartyData, opts: SSLROptions, width: int, policy: SecurityPolicy
-) -> _Run:
+) -> RunParams:
     """L's side of step 1: agree on the run's public parameters with every partner."""
     partners = [p for p in s.peers() if p != opts.dealer]
     if not partners and opts.dealer:
@@ -236,7 +178,7 @@ def _hello(
         s.send(p, Tag.START, {"widths": widths, "error": "; ".join(problems)})
     if problems:
         raise ConfigError("hetero_lr", "; ".join(problems), "fix the inputs named")
-    return _Run(data.n_rows, seed, model_id, (s.me, *partners), tuple(widths))
+    return RunParams(data.n_rows, seed, model_id, (s.me, *partners), tuple(widths))
 
 
 def train_partner(
@@ -262,14 +204,14 @@ def train_partner(
         wts = None
         if opts.class_weight is not None:
             wts = (e.receive_input((run.n, 1)), e.receive_input((run.n, 1)))
-        mine = _reveal(e, run, _fit(e, run, opts, Xs, ys, wts, report))
+        mine = _reveal(e, run, fit(e, run, opts, Xs, ys, wts, report))
     model = _model(run, opts, PARTNER, data, mine, None, me=s.me, scaling=(mean, std))
     return model, report
 
 
 def _join(
     s: Session, data: PartyData, opts: SSLROptions
-) -> tuple[_Run, np.ndarray, np.ndarray | None, np.ndarray | None]:
+) -> tuple[RunParams, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """A partner's side of step 1: check the hello, send ready, receive start."""
     lh = s.party_of(LABEL_HOLDER)
     hello = s.recv(lh, Tag.HELLO)
@@ -290,7 +232,7 @@ def _join(
     widths = expect_field(start, Tag.START, "widths")
     if not isinstance(widths, list) or len(widths) != len(hello["parties"]):
         raise ProtocolError(f"{Tag.START}.widths: one width per data party expected")
-    run = _Run(
+    run = RunParams(
         data.n_rows,
         expect_int(hello["seed"], Tag.HELLO, "seed"),
         str(hello["model_id"]),
@@ -349,7 +291,7 @@ def _prepare(
 def _check_range(
     X: np.ndarray,
     names: Sequence[str],
-    run: _Run,
+    run: RunParams,
     opts: SSLROptions,
     *,
     where: str,
@@ -375,7 +317,7 @@ def _check_range(
 
 
 def _engine(
-    s: Session, me: int, run: _Run, opts: SSLROptions, policy: SecurityPolicy
+    s: Session, me: int, run: RunParams, opts: SSLROptions, policy: SecurityPolicy
 ) -> tuple[Engine, SSLRReport]:
     t0 = time.perf_counter()
     plan = build_plan(run, opts)
@@ -390,7 +332,7 @@ def _engine(
     return Engine(s, run.compute, me, store, FixedPoint(opts.frac_bits)), report
 
 
-def _block_shares(e: Engine, run: _Run, mine: Share) -> Share:
+def _block_shares(e: Engine, run: RunParams, mine: Share) -> Share:
     """This compute party's share of the joint feature matrix: its own block, zeros in the
     other's, and its shares of further partners' blocks; then masked once."""
     out = np.zeros((run.n, sum(run.widths)), dtype=np.uint64)
@@ -404,45 +346,7 @@ def _block_shares(e: Engine, run: _Run, mine: Share) -> Share:
     return out
 
 
-def _fit(  # noqa: PLR0917
-    e: Engine,
-    run: _Run,
-    opts: SSLROptions,
-    Xs: Share,
-    ys: Share,
-    wts: tuple[Share, Share] | None,
-    report: SSLRReport,
-) -> Share:
-    """Mini-batch SGD on shares; returns this party's share of the weights."""
-    fx = opts.feature_frac_bits
-    M = e.mask(MASK, Xs)
-    width = sum(run.widths)
-    w = e.constant(np.zeros((width, 1), dtype=np.uint64))
-    pen = np.ones((width, 1), dtype=np.uint64)
-    if opts.fit_intercept:
-        pen[run.widths[0] - 1] = 0
-    l2 = opts.penalty == "l2" and opts.alpha > 0
-    parts = partition(run.n, opts.batch_size, run.seed)
-    for epoch in range(opts.epochs):
-        t0 = time.perf_counter()
-        lr = opts.learning_rate_at(epoch)
-        for k in visit_order(len(parts), run.seed, epoch):
-            rows = parts[k]
-            z = e.masked_matmul(M, k, w, shift=fx)
-            p = sigmoid(e, z, Sigmoid(opts.sigmoid))
-            d = p - ys[rows] if wts is None else e.mul(wts[0][rows], p) - wts[1][rows]
-            g = e.masked_tmatmul(M, k, d, shift=fx)
-            step = e.scale(g, lr / len(rows), sig_bits=12)
-            if l2:
-                step = step + e.scale(w, lr * opts.alpha, sig_bits=12) * pen
-            w = w - step
-        report.seconds.append(time.perf_counter() - t0)
-        report.epochs_run = epoch + 1
-    report.rounds, report.words_opened = e.rounds, e.words_opened
-    return w
-
-
-def _reveal(e: Engine, run: _Run, w: Share) -> np.ndarray:
+def _reveal(e: Engine, run: RunParams, w: Share) -> np.ndarray:
     """Each data party learns its own block of the weights; returns this party's."""
     mine = None
     start = 0
@@ -456,7 +360,7 @@ def _reveal(e: Engine, run: _Run, w: Share) -> np.ndarray:
 
 
 def _model(  # noqa: PLR0917
-    run: _Run,
+    run: RunParams,
     opts: SSLROptions,
     role: str,
     data: PartyData,

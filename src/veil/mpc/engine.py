@@ -237,11 +237,14 @@ class Engine:
         Z = ring.beaver_matmul(self.me, X.E[rows].T, F, A=X.m[rows].T, B=t["b"], C=t["c"])
         return self._shift(Z, shift)
 
-    def cross(self, X: Masked, Y: Masked) -> Share:
-        """``X.T @ Y`` of two masked matrices (no round: both are already opened).
-        Not truncated: the result carries the sum of both operands' fraction bits."""
-        t = self.store.take(Spec(Kind.CROSS, (), X.key, -1, Y.key))
-        return ring.beaver_matmul(self.me, X.E.T, Y.E, A=X.m.T, B=Y.m, C=t["c"])
+    def cross(self, X: Masked, Y: Masked, rowset: int = -1) -> Share:
+        """``X[rows].T @ Y[rows]`` of two masked matrices (every row for ``rowset`` -1;
+        ``X`` may be ``Y``: a Gram matrix). No round: both are already opened. Not
+        truncated: the result carries the sum of both operands' fraction bits."""
+        spec = Spec(Kind.CROSS, (), X.key, rowset, Y.key)
+        t = self.store.take(spec)
+        r = self.store.plan.rows_of(spec)
+        return ring.beaver_matmul(self.me, X.E[r].T, Y.E[r], A=X.m[r].T, B=Y.m[r], C=t["c"])
 
 
 def _as_2d(a: Share) -> Share:

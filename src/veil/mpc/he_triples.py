@@ -15,6 +15,11 @@ party v holds V, all entries ring words < 2^64) becomes shares like this:
   3. v decrypts: its share is ``(U @ V + R) mod 2^64``, u's is ``-R mod 2^64``.
 
 Element-wise cross terms (``mul`` triples) run alike, one value per ciphertext.
+Finally both parties add/subtract a common PRG stream (seed from party 0) to their
+``c`` shares: a block that only one party's local product fills (e.g. the owner's own
+Gram block) would otherwise leave the other a zero share, and SecureML's truncation is
+correct only for a uniformly random share. It changes no party's knowledge: each could
+already compute the other's re-randomised share exactly when it could the original.
 Cross terms of triples over the same mask rows (one per epoch for a fixed batch) are
 generated together, so one encryption of V carries several epochs' columns.
 
@@ -22,8 +27,9 @@ What each party learns: ciphertexts under the other's key (semantically secure),
 the decryption of ``U @ V + R``: statistically within ``2^-stat_sec`` of uniform given
 its own inputs (the mask has ``stat_sec`` more bits than the largest product sum).
 Key sizes and ``stat_sec`` come from :class:`veil.policy.SecurityPolicy`.
-Messages: ``he_triple_key`` (public key), ``he_triple_operand`` (Enc_v(V), one per cross
-term), ``he_triple_product`` (Enc_v(U @ V + R), one per cross term).
+Messages: ``he_triple_key`` (public key; party 0's also the common seed),
+``he_triple_operand`` (Enc_v(V), one per cross term), ``he_triple_product``
+(Enc_v(U @ V + R), one per cross term).
 """
 
 from __future__ import annotations
@@ -37,9 +43,9 @@ import numpy as np
 
 from veil.crypto import he
 from veil.errors import ConfigError, ProtocolError
-from veil.mpc.channel import Channel
+from veil.mpc.channel import Channel, expect_bytes, expect_field
 from veil.mpc.plan import Kind, Plan, Spec
-from veil.mpc.prg import PRG, new_seed
+from veil.mpc.prg import PRG, SEED_BYTES, new_seed
 from veil.mpc.ring import Share
 from veil.mpc.triples import TripleStore, full_product, mask_share, random_part
 from veil.policy import DEFAULT_POLICY, SecurityPolicy
@@ -92,11 +98,17 @@ def he_store(
     policy.check_key_bits(str(he.HEScheme(scheme)), key_bits, "triples.key_bits")
     pk, sk = he.generate_keypair(scheme, key_bits, policy=_key_policy(policy, scheme))
     peer = parties[1 - party]
-    ch.send(peer, Tag.KEY, pk.to_wire())
+    common = new_seed() if party == 0 else b""
+    ch.send(peer, Tag.KEY, {"pk": pk.to_wire(), "seed": common})
+    msg = ch.recv(peer, Tag.KEY)
     try:
-        peer_pk = he.public_key_from_wire(ch.recv(peer, Tag.KEY), _key_policy(policy, scheme))
+        peer_pk = he.public_key_from_wire(
+            expect_field(msg, Tag.KEY, "pk"), _key_policy(policy, scheme)
+        )
     except ConfigError as e:
-        raise ProtocolError(f"{Tag.KEY}.n: {e}") from None
+        raise ProtocolError(f"{Tag.KEY}.pk: {e}") from None
+    if party == 1:
+        common = expect_bytes(expect_field(msg, Tag.KEY, "seed"), Tag.KEY, "seed", SEED_BYTES)
     if peer_pk.scheme != pk.scheme:
         raise ProtocolError(f"{Tag.KEY}.scheme: peer uses {peer_pk.scheme}, not {pk.scheme}")
     prg = PRG(new_seed())
@@ -117,6 +129,10 @@ def he_store(
             shares.append((job, gen.decrypt(job, ch.recv(peer, Tag.PRODUCT), sk)))
     for job, share in shares:
         gen.place(job, share, cs)
+    rerand = PRG(common)  # public between the two: see the module docstring
+    for i, c in enumerate(cs):
+        r = rerand.words(f"r{i}", c.shape)
+        cs[i] = c + r if party == 0 else c - r
     return _TableStore(party, plan, prg, cs, time.perf_counter() - t0)
 
 
@@ -166,6 +182,8 @@ class _Generator:
                     len(self._cols(spec.mask, u)) and len(self._cols(spec.other, 1 - u))
                 ):
                     continue
+                if spec.kind is Kind.CROSS and spec.mask == spec.other and u == 1:
+                    continue  # a Gram matrix: M1^T M0 is the transpose of M0^T M1
                 if spec.kind is Kind.MUL:
                     key: tuple[Any, ...] = ("ew", u)
                 elif spec.kind in (Kind.MASKED, Kind.MASKED_T):
@@ -185,7 +203,8 @@ class _Generator:
         if spec.kind is Kind.MATMUL:
             return p["a"]
         if spec.kind is Kind.CROSS:
-            return self.masks[spec.mask][:, self._cols(spec.mask, self.party)].T
+            rows = self.plan.rows_of(spec)
+            return self.masks[spec.mask][rows][:, self._cols(spec.mask, self.party)].T
         M = self.masks[spec.mask][self.plan.rows_of(spec)][:, self._cols(spec.mask, self.party)]
         return M if spec.kind is Kind.MASKED else M.T
 
@@ -199,7 +218,8 @@ class _Generator:
             elif spec.kind is Kind.MATMUL:
                 cols.append(p["b"])
             elif spec.kind is Kind.CROSS:
-                cols.append(self.masks[spec.other][:, self._cols(spec.other, self.party)])
+                rows = self.plan.rows_of(spec)
+                cols.append(self.masks[spec.other][rows][:, self._cols(spec.other, self.party)])
             elif spec.kind is Kind.MASKED:
                 cols.append(p["b"][self._cols(spec.mask, job.u)])
             else:
@@ -224,7 +244,10 @@ class _Generator:
             if spec.kind is Kind.MASKED_T:
                 c[self._cols(spec.mask, job.u)] += block
             elif spec.kind is Kind.CROSS:
-                c[np.ix_(self._cols(spec.mask, job.u), self._cols(spec.other, 1 - job.u))] += block
+                cu, cv = self._cols(spec.mask, job.u), self._cols(spec.other, 1 - job.u)
+                c[np.ix_(cu, cv)] += block
+                if spec.mask == spec.other:
+                    c[np.ix_(cv, cu)] += block.T
             else:
                 c += block
 

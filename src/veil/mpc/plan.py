@@ -12,7 +12,7 @@ Kinds of triple (every array is over Z_2^64; ``M`` is a registered matrix mask):
   ``matmul``   A (m, k), B (k, n); C = A @ B                      (matrix Beaver)
   ``masked``   b (w, n); C = M[rows] @ b                          (X @ W with X masked once)
   ``masked_t`` b (r, n); C = M[rows].T @ b                        (X.T @ D likewise)
-  ``cross``    C = M1.T @ M2                                      (Gram block of two masks)
+  ``cross``    C = M1[rows].T @ M2[rows]                          (Gram block of two masks)
 A *mask* ``M`` (rows x width) hides a fixed matrix ``X`` as ``E = X - M``, opened once
 and reused by every product with ``X`` (SecureML's reuse of the masked data matrix).
 Its column blocks each have an owner: party 0 or 1 (that party holds the whole mask
@@ -79,7 +79,7 @@ class MaskSpec:
 @dataclass(frozen=True)
 class Spec:
     """One triple of the plan. ``dims``: (n,) for mul, (m, k, n) for matmul, (n,) columns
-    of ``b`` for masked / masked_t, () for cross."""
+    of ``b`` for masked / masked_t, () for cross (``rowset`` -1: every row)."""
 
     kind: Kind
     dims: tuple[int, ...]
@@ -131,11 +131,14 @@ class Plan:
     def masked_t(self, mask: str, rowset: int, ncols: int = 1) -> Spec:
         return self.add(Spec(Kind.MASKED_T, (int(ncols),), mask, int(rowset)))
 
-    def cross(self, mask: str, other: str) -> Spec:
-        return self.add(Spec(Kind.CROSS, (), mask, -1, other))
+    def cross(self, mask: str, other: str, rowset: int = -1) -> Spec:
+        return self.add(Spec(Kind.CROSS, (), mask, int(rowset), other))
 
     # -- shapes ------------------------------------------------------------------
-    def rows_of(self, spec: Spec) -> npt.NDArray[np.int64]:
+    def rows_of(self, spec: Spec) -> npt.NDArray[np.int64] | slice:
+        """The spec's row subset (every row for a cross triple with rowset -1)."""
+        if spec.kind is Kind.CROSS and spec.rowset < 0:
+            return slice(None)
         return self.rowsets[spec.rowset]
 
     def shapes(self, spec: Spec) -> dict[str, tuple[int, ...]]:
@@ -147,12 +150,7 @@ class Plan:
             return {"a": (d[0], d[1]), "b": (d[1], d[2]), "c": (d[0], d[2])}
         if spec.kind in (Kind.MASKED, Kind.MASKED_T) and len(d) == 1 and d[0] >= 0:
             m = self._mask(spec.mask)
-            if not 0 <= spec.rowset < len(self.rowsets):
-                raise ConfigError("plan.rowset", f"no row subset {spec.rowset}")
-            rows = self.rowsets[spec.rowset]
-            if rows.ndim != 1 or (rows.size and (rows.min() < 0 or rows.max() >= m.rows)):
-                raise ConfigError("plan.rowset", f"row subset {spec.rowset} is out of range")
-            r = len(rows)
+            r = self._rows_in(spec.rowset, m.rows)
             if spec.kind is Kind.MASKED:
                 return {"b": (m.width, d[0]), "c": (r, d[0])}
             return {"b": (r, d[0]), "c": (m.width, d[0])}
@@ -160,8 +158,18 @@ class Plan:
             m1, m2 = self._mask(spec.mask), self._mask(spec.other)
             if m1.rows != m2.rows:
                 raise ConfigError("plan.cross", "the two masks have different row counts")
+            if spec.rowset != -1:
+                self._rows_in(spec.rowset, m1.rows)
             return {"c": (m1.width, m2.width)}
         raise ConfigError("plan", f"malformed triple {spec}")
+
+    def _rows_in(self, rowset: int, n: int) -> int:
+        if not 0 <= rowset < len(self.rowsets):
+            raise ConfigError("plan.rowset", f"no row subset {rowset}")
+        rows = self.rowsets[rowset]
+        if rows.ndim != 1 or (rows.size and (rows.min() < 0 or rows.max() >= n)):
+            raise ConfigError("plan.rowset", f"row subset {rowset} is out of range")
+        return len(rows)
 
     def _mask(self, key: str) -> MaskSpec:
         try:

@@ -120,9 +120,10 @@ def full_product(plan: Plan, spec: Spec, parts: dict[str, Share], masks: dict[st
         return parts["a"] * parts["b"]
     if spec.kind is Kind.MATMUL:
         return parts["a"] @ parts["b"]
+    rows = plan.rows_of(spec)
     if spec.kind is Kind.CROSS:
-        return masks[spec.mask].T @ masks[spec.other]
-    M = masks[spec.mask][plan.rows_of(spec)]
+        return masks[spec.mask][rows].T @ masks[spec.other][rows]
+    M = masks[spec.mask][rows]
     return M @ parts["b"] if spec.kind is Kind.MASKED else M.T @ parts["b"]
 
 
