@@ -182,8 +182,12 @@ class _Generator:
                     len(self._cols(spec.mask, u)) and len(self._cols(spec.other, 1 - u))
                 ):
                     continue
-                if spec.kind is Kind.CROSS and spec.mask == spec.other and u == 1:
-                    continue  # a Gram matrix: M1^T M0 is the transpose of M0^T M1
+                if spec.kind is Kind.CROSS and spec.mask == spec.other:
+                    # a Gram matrix: M1^T M0 is the transpose of M0^T M1, so one cross
+                    # term does; v (who encrypts its columns) is the one with fewer
+                    wide = int(len(self._cols(spec.mask, 1)) > len(self._cols(spec.mask, 0)))
+                    if u != wide:
+                        continue
                 if spec.kind is Kind.MUL:
                     key: tuple[Any, ...] = ("ew", u)
                 elif spec.kind in (Kind.MASKED, Kind.MASKED_T):
