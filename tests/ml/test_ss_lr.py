@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
 from tests.wire_check import Recorder, assert_no_leak
-from veil.errors import ConfigError
+from veil.errors import ConfigError, ProtocolError
 from veil.ml.hetero_lr import predict_label_holder, predict_partner
 from veil.ml.labels import sample_weights
 from veil.ml.lr_model import PartyData, PartyModel
@@ -229,6 +229,14 @@ def test_bad_input_is_refused_with_a_clear_error(credit: tuple[pd.DataFrame, pd.
         train([data[0], empty], SSLROptions(dealer="dealer"))
     with pytest.raises(ConfigError, match="policy minimum"):
         train(data, SSLROptions(dealer="dealer", batch_size=16))
+    with pytest.raises(ProtocolError, match=r"ss_hello\.seed"):  # a malformed hello
+        run_parties(
+            {
+                "bank": lambda s: s.send("bureau", "ss_hello", {"digest": "x", "seed": "7"}),
+                "bureau": lambda s: train_partner(s, data[1], SSLROptions()),
+            },
+            roles=ROLES,
+        )
     with pytest.raises(ConfigError, match=r"hetero_lr\.sigmoid"):
         SSLROptions(sigmoid="tanh")
     with pytest.raises(ConfigError, match=r"hetero_lr\.patience"):

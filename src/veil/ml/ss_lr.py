@@ -215,6 +215,11 @@ def _join(
     """A partner's side of step 1: check the hello, send ready, receive start."""
     lh = s.party_of(LABEL_HOLDER)
     hello = s.recv(lh, Tag.HELLO)
+    seed = expect_int(expect_field(hello, Tag.HELLO, "seed"), Tag.HELLO, "seed")
+    model_id = expect_field(hello, Tag.HELLO, "model_id")
+    parties = expect_field(hello, Tag.HELLO, "parties")
+    if not isinstance(parties, list) or len(parties) < 2 or not isinstance(model_id, str):
+        raise ProtocolError(f"{Tag.HELLO}.parties: expected the list of data parties")
     problem = _check_hello(hello, s.me, data, opts)
     X = mean = std = None
     if problem is None:
@@ -230,13 +235,13 @@ def _join(
     if expect_field(start, Tag.START, "error"):
         raise ConfigError("hetero_lr", str(start["error"]), "fix the inputs named")
     widths = expect_field(start, Tag.START, "widths")
-    if not isinstance(widths, list) or len(widths) != len(hello["parties"]):
+    if not isinstance(widths, list) or len(widths) != len(parties):
         raise ProtocolError(f"{Tag.START}.widths: one width per data party expected")
     run = RunParams(
         data.n_rows,
-        expect_int(hello["seed"], Tag.HELLO, "seed"),
-        str(hello["model_id"]),
-        tuple(str(p) for p in hello["parties"]),
+        seed,
+        model_id,
+        tuple(str(p) for p in parties),
         tuple(expect_int(w, Tag.START, "widths", 1) for w in widths),
     )
     return run, X, mean, std
