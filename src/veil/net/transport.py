@@ -9,12 +9,14 @@ Two implementations: :mod:`veil.net.memory` (threads, for tests) and
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from veil.errors import PeerAborted, PeerTimeout
+from veil.errors import PeerAborted, PeerTimeout, VeilError
 
 ABORT_KEY_PREFIX = "veil:abort:"
 
@@ -64,20 +66,23 @@ class Mailbox:
     """Messages that arrived, by key, until a receiver takes them.
 
     Arrival order does not matter: a receive waits for its key. A peer's abort
-    wakes every waiter with :class:`PeerAborted`.
+    wakes every waiter with :class:`PeerAborted` (or with the error given, e.g. the
+    receiver's ProtocolError for a peer that broke its limits). ``on_take(key, size)``,
+    if set, hears of every value taken (the gRPC receiver counts what each peer holds).
     """
 
     def __init__(self) -> None:
         self._items: dict[str, bytes] = {}
         self._cond = threading.Condition()
-        self._aborted: dict[int, str] = {}
+        self._aborted: dict[int, str | VeilError] = {}
+        self.on_take: Callable[[str, int], None] | None = None
 
     def put(self, key: str, value: bytes) -> None:
         with self._cond:
             self._items[key] = value
             self._cond.notify_all()
 
-    def abort(self, src: int, reason: str) -> None:
+    def abort(self, src: int, reason: str | VeilError) -> None:
         with self._cond:
             self._aborted[src] = reason
             self._cond.notify_all()
@@ -89,7 +94,10 @@ class Mailbox:
         with self._cond:
             while key not in self._items:
                 if src in self._aborted:
-                    raise PeerAborted(f"peer {who} failed: {self._aborted[src]}")
+                    why = self._aborted[src]
+                    if isinstance(why, VeilError):
+                        raise copy.copy(why)  # one per waiter (tracebacks differ)
+                    raise PeerAborted(f"peer {who} failed: {why}")
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise PeerTimeout(
@@ -97,7 +105,10 @@ class Mailbox:
                         f"{who} is running, reachable, and running the same job and step"
                     )
                 self._cond.wait(left)
-            return self._items.pop(key)
+            value = self._items.pop(key)
+        if self.on_take is not None:
+            self.on_take(key, len(value))
+        return value
 
 
 class Transport(ABC):
