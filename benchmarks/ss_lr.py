@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from veil.ml.lr_model import PartyData, PartyModel
+from veil.ml.lr import PartyData, PartyModel
 from veil.ml.metrics import auc
 from veil.ml.ss_lr import SSLROptions, run_dealer, train_label_holder, train_partner
 

@@ -15,9 +15,8 @@ from sklearn.model_selection import train_test_split
 
 from tests.wire_check import Recorder, assert_no_leak
 from veil.errors import ConfigError, ProtocolError
-from veil.ml.hetero_lr import predict_label_holder, predict_partner
 from veil.ml.labels import sample_weights
-from veil.ml.lr_model import PartyData, PartyModel
+from veil.ml.lr import PartyData, PartyModel, predict_label_holder, predict_partner
 from veil.ml.metrics import auc
 from veil.ml.ss_lr import (
     SSLROptions,

@@ -35,7 +35,7 @@ What each party learns (semi-honest, the dealer colludes with nobody):
     residual, score, label or weight is opened. Public to all: row count, block widths,
     epochs, batch schedule. The dealer learns only these.
   - at the end: each party its own coefficients (L also the intercept): what its model
-    file holds and what joint prediction (:mod:`veil.ml.lr_predict`) needs.
+    file holds and what joint prediction (:func:`veil.ml.lr.predict_label_holder`) needs.
 Batches obey ``policy.min_batch(widest block)`` like the HE protocol's, although no
 batch gradient is revealed here.
 
@@ -60,8 +60,7 @@ import numpy as np
 
 from veil.errors import ConfigError, ProtocolError
 from veil.ml.labels import check_labels, sample_weights
-from veil.ml.lr_math import check_features, clip_block, fit_scaling
-from veil.ml.lr_model import PartyData, PartyModel
+from veil.ml.lr import PartyData, PartyModel
 from veil.ml.ss_lr_fit import FitReport, RunParams, build_plan, fit, partition, visit_order
 from veil.ml.ss_lr_options import SSLROptions
 from veil.mpc import triples
@@ -284,10 +283,28 @@ def _check_hello(hello: Any, me: str, data: PartyData, opts: SSLROptions) -> str
 def _prepare(
     data: PartyData, opts: SSLROptions, where: str, intercept: bool
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Check, standardise and clip a block (as the HE protocol does); intercept column last."""
-    X = check_features(data.X, data.feature_names, where)
-    mean, std = fit_scaling(X, data.feature_names, where)
-    X = clip_block((X - mean) / std, opts.clip) if opts.standardize else clip_block(X, opts.clip)
+    """Check, standardise and clip a block as the HE protocol does (and as
+    :meth:`PartyModel.partial_score` will at prediction); intercept column last.
+    (The checks repeat ``veil.ml.lr``'s private ``check_features``/``fit_scaling``, which
+    this module may not import; once SS-LR lives in that package it should use them.)"""
+    X = np.asarray(data.X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != len(data.feature_names) or not len(X):
+        raise ConfigError(f"{where}.rows", f"a {X.shape} table to train on", "run PSI first")
+    mean, std = X.mean(axis=0), X.std(axis=0)
+    for j, name in enumerate(data.feature_names):
+        bad = int((~np.isfinite(X[:, j])).sum())
+        if bad:
+            raise ConfigError(
+                f"{where}.{name}",
+                f"{bad} missing or infinite values",
+                "impute them or WOE-transform the column first (binning step)",
+            )
+        if not std[j] > 1e-12:
+            raise ConfigError(f"{where}.{name}", "is constant on the training rows", "drop it")
+    if opts.standardize:
+        X = (X - mean) / std
+    if opts.clip > 0:
+        X = np.clip(X, -opts.clip, opts.clip)
     if intercept:
         X = np.hstack([X, np.ones((len(X), 1))])
     return (X, mean, std) if opts.standardize else (X, None, None)

@@ -1,6 +1,6 @@
 """Options of secret-sharing vertical LR (:mod:`veil.ml.ss_lr`), checked once.
 
-The shape follows :class:`veil.ml.hetero_lr.LROptions` (same names and meanings for
+The shape follows :class:`veil.ml.lr.LROptions` (same names and meanings for
 ``epochs``, ``batch_size``, ``learning_rate``, ``schedule``, ``decay``, ``penalty``,
 ``alpha``, ``class_weight``, ``fit_intercept``, ``standardize``, ``clip``, ``he``,
 ``key_bits``, ``seed``) so that ``hetero_lr: {protocol: ss, ...}`` can hand its mapping

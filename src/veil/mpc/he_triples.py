@@ -96,15 +96,13 @@ def he_store(
     """Generate every triple of ``plan`` with the peer under HE; return this party's store."""
     t0 = time.perf_counter()
     policy.check_key_bits(str(he.HEScheme(scheme)), key_bits, "triples.key_bits")
-    pk, sk = he.generate_keypair(scheme, key_bits, policy=_key_policy(policy, scheme))
+    pk, sk = he.generate_keypair(scheme, key_bits, policy=policy)
     peer = parties[1 - party]
     common = new_seed() if party == 0 else b""
     ch.send(peer, Tag.KEY, {"pk": pk.to_wire(), "seed": common})
     msg = ch.recv(peer, Tag.KEY)
     try:
-        peer_pk = he.public_key_from_wire(
-            expect_field(msg, Tag.KEY, "pk"), _key_policy(policy, scheme)
-        )
+        peer_pk = he.public_key_from_wire(expect_field(msg, Tag.KEY, "pk"), policy)
     except ConfigError as e:
         raise ProtocolError(f"{Tag.KEY}.pk: {e}") from None
     if party == 1:
@@ -134,10 +132,6 @@ def he_store(
         r = rerand.words(f"r{i}", c.shape)
         cs[i] = c + r if party == 0 else c - r
     return _TableStore(party, plan, prg, cs, time.perf_counter() - t0)
-
-
-def _key_policy(policy: SecurityPolicy, scheme: str) -> he.KeyPolicy:
-    return he.KeyPolicy(min_bits=policy.min_key_bits[str(he.HEScheme(scheme))], name=policy.name)
 
 
 class _Generator:
