@@ -95,7 +95,7 @@ class IntArray:
         return len(self.values)
 
 
-def encode(value: Any) -> bytes:
+def encode(value: object) -> bytes:
     """Encode ``value`` to bytes; raises TypeError for anything not listed above."""
     out: list[bytes] = []
     _enc(value, out, 0)

@@ -38,6 +38,7 @@ from veil.crypto import _kernels as kern
 from veil.crypto._fixedbase import FixedBase
 from veil.crypto._native import kernel
 from veil.crypto._worker import Worker, pack_ints, unpack_ints
+from veil.crypto.kernels import BigInt
 from veil.errors import ConfigError
 
 T = TypeVar("T")
@@ -197,7 +198,7 @@ class LocalBackend:
         return [f.result() for f in futs]
 
     # -- threads: powmod_base_list releases the GIL ------------------------------------
-    def powmod_base_list(self, bases: Sequence[Any], k: int, m: mpz) -> list[mpz]:
+    def powmod_base_list(self, bases: Sequence[BigInt], k: int, m: mpz) -> list[mpz]:
         """``[b ** k mod m for b in bases]``, split over threads when large."""
         w = self._workers
         if w == 1 or len(bases) < self.min_powmods * w:
@@ -264,7 +265,7 @@ class LocalBackend:
         return out
 
     def group_product_columns(
-        self, a: Sequence[Any], G: np.ndarray, n_groups: int, m: mpz
+        self, a: Sequence[BigInt], G: np.ndarray, n_groups: int, m: mpz
     ) -> list[mpz]:
         """Per-group products for each column of ``G`` (n, F), concatenated by column
         (``G < 0`` skipped, empty groups 1).
@@ -302,7 +303,7 @@ class LocalBackend:
         except _WorkersFailed:
             return kern.group_product_columns(a, G, n_groups, m)
 
-    def mulmod_list(self, a: Sequence[Any], b: Sequence[Any], m: mpz) -> list[mpz]:
+    def mulmod_list(self, a: Sequence[BigInt], b: Sequence[BigInt], m: mpz) -> list[mpz]:
         """``[a[i] * b[i] % m]``, split over threads when the C kernel runs it (GIL released)."""
         a, b = _as_list(a), _as_list(b)
         w = self._workers
@@ -314,7 +315,7 @@ class LocalBackend:
         return [r for p in parts for r in p]
 
     def multi_exp_columns(
-        self, bases: Sequence[Any], cols: Sequence[Sequence[int]] | np.ndarray, m: mpz
+        self, bases: Sequence[BigInt], cols: Sequence[Sequence[int]] | np.ndarray, m: mpz
     ) -> list[mpz]:
         """``[prod_i bases[i] ** col[i] for col in cols]`` (signed exponents): int lists, or an
         int64 array (k, n) of exponents below 2**62 in magnitude."""

@@ -32,13 +32,14 @@ import atexit
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 from gmpy2 import mpz
 
 from veil.crypto._fixedbase import FixedBase
 from veil.crypto._parallel import WORKERS_ENV, LocalBackend, check_workers
+from veil.crypto.kernels import BigInt
 from veil.errors import ConfigError
 
 __all__ = [
@@ -64,16 +65,16 @@ class HEBackend(Protocol):
         """Degree of parallelism (1: everything in the calling thread)."""
         ...
 
-    def powmod_base_list(self, bases: Sequence[Any], k: int, m: mpz) -> list[mpz]:
+    def powmod_base_list(self, bases: Sequence[BigInt], k: int, m: mpz) -> list[mpz]:
         """``[b ** k mod m for b in bases]`` (decryption, ``c * scalar``, packing)."""
         ...
 
-    def mulmod_list(self, a: Sequence[Any], b: Sequence[Any], m: mpz) -> list[mpz]:
+    def mulmod_list(self, a: Sequence[BigInt], b: Sequence[BigInt], m: mpz) -> list[mpz]:
         """``[a[i] * b[i] mod m]`` (ciphertext + ciphertext)."""
         ...
 
     def group_product_columns(
-        self, a: Sequence[Any], G: np.ndarray, n_groups: int, m: mpz
+        self, a: Sequence[BigInt], G: np.ndarray, n_groups: int, m: mpz
     ) -> list[mpz]:
         """For each column ``f`` of ``G`` (n, F) and group ``g < n_groups``, the product of
         ``a[i]`` with ``G[i, f] == g`` (negative entries skipped, empty groups 1),
@@ -81,7 +82,7 @@ class HEBackend(Protocol):
         ...
 
     def multi_exp_columns(
-        self, bases: Sequence[Any], cols: Sequence[Sequence[int]] | np.ndarray, m: mpz
+        self, bases: Sequence[BigInt], cols: Sequence[Sequence[int]] | np.ndarray, m: mpz
     ) -> list[mpz]:
         """``[prod_i bases[i] ** col[i] mod m for col in cols]``, signed exponents (``c @ X``)."""
         ...

@@ -25,6 +25,7 @@ import numpy.typing as npt
 
 from veil.crypto import _vector as vec
 from veil.crypto import encoding as enc
+from veil.crypto.packing import compress
 from veil.errors import ConfigError, ProtocolError
 
 if TYPE_CHECKING:
@@ -292,9 +293,11 @@ class EncryptedArray:
 
     def compress(self) -> EncryptedArray:
         """Fold packed rows into as few ciphertexts as fit (see :mod:`veil.crypto.packing`)."""
-        from veil.crypto.packing import compress
-
-        return compress(self)
+        parts = compress(self)
+        if parts is None:
+            return self
+        ct, spec, terms = parts
+        return EncryptedArray(self.pk, ct, 0, False, 0, pack=spec, terms=terms)
 
     def rerandomize(self) -> EncryptedArray:
         """Same plaintexts under fresh randomness (hides that a value came from ``* 0``)."""

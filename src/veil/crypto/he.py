@@ -2,6 +2,7 @@
 
     scheme = get_scheme(params.he)                  # veil.crypto.paillier or veil.crypto.ou
     pk, sk = scheme.generate_keypair(2048)          # < 2048 only with policy=TEST_POLICY
+                                                    # (veil.policy: the one SecurityPolicy)
     pk.precompute(len(g))                           # optional offline randomiser pool
     c = pk.encrypt(g)                               # float64 -> 2**-40 fixed point; ints exact
     sk.decrypt(c)                                   # float64 (floats) / int64 (ints)
@@ -16,8 +17,9 @@
     wire = c.to_wire(); EncryptedArray.from_wire(pk, wire)      # codec-ready dicts
     public_key_from_wire(pk.to_wire())              # either scheme
     concatenate([c1, c2])
-    with LocalBackend(workers=4) as b:              # where big batches run (see backend)
-        pk, sk = scheme.generate_keypair(2048, backend=b)
+    with LocalBackend(workers=4) as b:              # where big batches run: a key's
+        pk, sk = scheme.generate_keypair(2048, backend=b)   # arrays use its backend
+        peer = public_key_from_wire(wire, backend=b)    # (None: default_backend())
 
 Both schemes share :class:`~veil.crypto.encrypted.EncryptedArray`. Paillier has a
 2047-bit plaintext space; OU (faster, ~681-bit plaintexts, not CCA-safe: read

@@ -50,20 +50,20 @@ def fold_chunks(
     return acc
 
 
-def compress(c: EncryptedArray) -> EncryptedArray:
+def compress(c: EncryptedArray) -> tuple[np.ndarray, enc.PackSpec, np.ndarray] | None:
     """Pack ``k = capacity // slots`` rows of a packed array into each ciphertext.
 
-    The result has ``ceil(len(c) / k)`` ciphertexts of ``k * slots`` slots; decrypt it with
+    Returns the parts of the compressed array (ciphertexts, layout, terms) for
+    :meth:`EncryptedArray.compress` to assemble, or ``None`` when nothing folds. The result
+    has ``ceil(len(c) / k)`` ciphertexts of ``k * slots`` slots; decrypt it with
     ``sk.decrypt_packed(out, slots=c.pack.slots, rows=len(c))`` to get ``c``'s layout back.
     """
-    from veil.crypto.encrypted import EncryptedArray
-
     if c.pack is None or c.terms is None or c.ndim != 1:
         raise ConfigError("c", "is not a 1-D packed array", "use pk.encrypt_packed(...)")
     spec = c.pack
     k = (c.pk.plain_bits // spec.slot_bits) // spec.slots
     if k <= 1 or len(c) <= 1:
-        return c
+        return None
     k = min(k, len(c))
     rows = len(c)
     groups = -(-rows // k)
@@ -78,6 +78,4 @@ def compress(c: EncryptedArray) -> EncryptedArray:
     ct = objects(acc)
     terms = np.concatenate([c.terms, np.zeros((pad, spec.slots), dtype=np.int64)])
     new = enc.PackSpec(spec.slots * k, spec.slot_bits, spec.frac_bits, spec.offset, spec.max_terms)
-    return EncryptedArray(
-        c.pk, ct, 0, False, 0, pack=new, terms=terms.reshape(groups, k * spec.slots)
-    )
+    return ct, new, terms.reshape(groups, k * spec.slots)

@@ -1,0 +1,110 @@
+"""The hetero_lr and predict job steps, run on each party's StepContext in threads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from veil.errors import ConfigError
+from veil.jobs.context import StepContext
+from veil.jobs.registry import get
+from veil.jobs.spec import JobSpec, PartySpec
+from veil.ml.lr import PartyModel, load_model
+from veil.net.local import run_parties
+from veil.policy import TEST_POLICY
+
+DATA = Path("/work/shared/data")
+PARAMS = {"epochs": 2, "batch_size": 100, "seed": 3, "he": "ou"}
+
+
+class _Split:
+    def __init__(self, n: int) -> None:
+        self.test_idx = np.arange(0, n, 3)
+        self.train_idx = np.setdiff1d(np.arange(n), self.test_idx)
+
+
+def _job(tmp: Path) -> JobSpec:
+    parties = (
+        PartySpec("bank", tmp / "bank.csv", "id", "y"),
+        PartySpec("bureau", tmp / "bureau.csv", "id", None),
+    )
+    return JobSpec("lr-test", tmp / "job.yaml", parties, ())
+
+
+def _run(step: str, params: dict[str, Any], tmp: Path, states: dict[str, dict[str, Any]]) -> Any:
+    frames = {
+        "bank": pd.read_csv(DATA / "default_credit_hetero_guest.csv", nrows=300),
+        "bureau": pd.read_csv(DATA / "default_credit_hetero_host.csv", nrows=300),
+    }
+    sdef = get(step)
+    norm = sdef.validate(params, _job(tmp), f"steps[0].{step}")
+
+    def role(party: str) -> Any:
+        def fn(s: Any) -> Any:
+            ctx = StepContext(
+                party=party,
+                session=s,
+                frame=frames[party],
+                id_col="id",
+                label_col="y" if party == "bank" else None,
+                out_dir=tmp / party,
+                state=states[party],
+            )
+            return sdef.run(ctx, norm)
+
+        return fn
+
+    return run_parties({p: role(p) for p in frames}, timeout=120)
+
+
+def test_hetero_lr_then_predict_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Steps always run under DEFAULT_POLICY; short test keys need the test policy here.
+    monkeypatch.setattr("veil.jobs.steps.hetero_lr.DEFAULT_POLICY", TEST_POLICY)
+    states: dict[str, dict[str, Any]] = {p: {"split": _Split(300)} for p in ("bank", "bureau")}
+    out = _run("hetero_lr", {**PARAMS, "key_bits": 1024}, tmp_path, states)
+    assert out["bank"]["epochs_run"] == 2
+    pred = pd.read_csv(tmp_path / "bank" / "predictions.csv")
+    assert list(pred.columns) == ["id", "score", "label", "set"]
+    assert (pred["set"] == "test").sum() == 100 and len(pred) == 300
+    assert not (tmp_path / "bureau" / "predictions.csv").exists()
+    for p in ("bank", "bureau"):
+        assert isinstance(states[p]["model"], PartyModel)
+        assert load_model(tmp_path / p / "model.json").model_id == states[p]["model"].model_id
+    # A new batch scored with the saved files, as a later job would.
+    fresh: dict[str, dict[str, Any]] = {"bank": {}, "bureau": {}}
+    _run("predict", {"model": str(tmp_path / "{party}" / "model.json")}, tmp_path, fresh)
+    again = pd.read_csv(tmp_path / "bank" / "predictions.csv")
+    np.testing.assert_allclose(again["score"], pred["score"], atol=1e-8)
+
+
+def test_early_stopping_in_a_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``patience`` holds out every 2nd training row; the label holder reports the best
+    validation loss, a number between 0 and log 2 + a little for a weak model."""
+    monkeypatch.setattr("veil.jobs.steps.hetero_lr.DEFAULT_POLICY", TEST_POLICY)
+    states: dict[str, dict[str, Any]] = {p: {"split": _Split(300)} for p in ("bank", "bureau")}
+    params = {**PARAMS, "key_bits": 1024, "patience": 1, "validation_every": 2, "epochs": 3}
+    out = _run("hetero_lr", params, tmp_path, states)
+    assert 0.3 < out["bank"]["best_valid_loss"] < 0.75
+    assert "best_valid_loss" not in out["bureau"]
+
+
+def test_step_parameters_are_checked(tmp_path: Path) -> None:
+    job = _job(tmp_path)
+    with pytest.raises(ConfigError, match=r"steps\[0\]\.hetero_lr\.epochs"):
+        get("hetero_lr").validate({"epochs": 0}, job, "steps[0].hetero_lr")
+    with pytest.raises(ConfigError, match=r"steps\[0\]\.hetero_lr\.learnig_rate"):
+        get("hetero_lr").validate({"learnig_rate": 0.1}, job, "steps[0].hetero_lr")
+    with pytest.raises(ConfigError, match=r"steps\[0\]\.hetero_lr\.key_bits.*2048"):
+        get("hetero_lr").validate({"key_bits": 1024}, job, "steps[0].hetero_lr")
+    with pytest.raises(ConfigError, match=r"steps\[0\]\.hetero_lr\.batch_size.*64"):
+        get("hetero_lr").validate({"batch_size": 8}, job, "steps[0].hetero_lr")
+    with pytest.raises(ConfigError, match=r"steps\[0\]\.hetero_lr\.he"):
+        get("hetero_lr").validate({"he": "rsa"}, job, "steps[0].hetero_lr")
+    norm = get("hetero_lr").validate({"he": "paillier"}, job, "steps[0].hetero_lr")
+    assert norm["he"] == "paillier"
+    with pytest.raises(ConfigError, match="no model"):
+        _run("predict", {}, tmp_path, {"bank": {}, "bureau": {}})
