@@ -4,7 +4,10 @@ Machine Learning", CCS 2017; Bell et al., "Secure Single-Server Aggregation with
 (Poly)Logarithmic Overhead", CCS 2020 (SecAgg+)]. Semi-honest parties.
 
 Roles: ``client`` (each bank, many) and ``aggregator`` (one). Every message goes
-through the aggregator (a star), as in both papers.
+through the aggregator (a star), as in both papers. Role functions: ``run_client`` /
+``run_aggregator`` for one sum; for many (a training), ``setup_client`` then
+``contribute`` per sum, and ``setup_aggregator`` then ``aggregate`` per sum and
+``finish``.
 
 Flow (n banks; k neighbours each; threshold t = k + 1 - d where d is the number of
 banks that may drop, ``dropout_threshold``). Setup, once for S sums (Bonawitz's first
