@@ -107,7 +107,7 @@ def test_ctrl_c_stops_every_worker(jobdir: Path) -> None:
     cmd = [sys.executable, "-m", "veil.cli", "run", str(job), "--out", str(out), "--quiet"]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while not list(out.glob(".veil-staging-*/bank/partial.txt")):  # step 0 is done
+    while not list(out.glob(".veil-staging-*/parties/bank/partial.txt")):  # step 0 is done
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.1)
     time.sleep(0.5)
