@@ -136,7 +136,7 @@ def train_label_holder(
         raise ConfigError("parties", "vertical LR needs at least one partner")
     proto = resolve_protocol(opts, len(partners))
     pk, sk = he.keygen(opts.he, opts.effective_key_bits)
-    model_id = secrets.token_hex(16)
+    model_id = secrets.token_hex(16) if opts.seed is None else opts.digest() + data.ids_digest()
     seed = opts.seed if opts.seed is not None else secrets.randbits(63)
     hello = {
         "digest": opts.digest(),
