@@ -114,18 +114,20 @@ class LiveDisplay(Display):
 
     def _render(self) -> Group:
         t = Table(title=f"veil run: {self._job}", title_justify="left", pad_edge=False)
-        longest = max((len(r["name"]) for r in self._steps), default=4)
-        t.add_column("#", justify="right", no_wrap=True)
-        t.add_column("step", no_wrap=True, min_width=longest)
-        t.add_column("status", no_wrap=True, min_width=7)
+        step_w = max((len(r["name"]) for r in self._steps), default=4)
+        num_w = len(str(max(len(self._steps) - 1, 0)))
+        t.add_column("#", justify="right", no_wrap=True, width=num_w)
+        t.add_column("step", no_wrap=True, width=step_w)
+        t.add_column("status", no_wrap=True, width=7)
+        party_w = self._party_width(num_w + step_w + 7 + 5)
         for p in self._parties:
-            t.add_column(p, no_wrap=True, overflow="ellipsis", ratio=1, min_width=4)
-        t.add_column("s", justify="right", no_wrap=True)
+            t.add_column(p, no_wrap=True, overflow="ellipsis", width=party_w)
+        t.add_column("s", justify="right", no_wrap=True, width=5)
         for i, row in enumerate(self._steps):
             cells = []
             for p in self._parties:
                 c = row["party"].get(p)
-                cells.append("" if c is None else _cell(c["fraction"], c["msg"]))
+                cells.append("" if c is None else _cell(c["fraction"], c["msg"], party_w))
             secs = "" if row["seconds"] is None else f"{row['seconds']:.1f}"
             style = STATUS_STYLE.get(row["status"], "")
             t.add_row(
@@ -141,6 +143,16 @@ class LiveDisplay(Display):
         ]
         return Group(t, *lines)
 
+    def _party_width(self, fixed: int) -> int:
+        """What is left for each party's column once the fixed columns have theirs.
+
+        Each column costs its width, two spaces of padding and a rule (the outer two
+        columns one space less each); the step names keep their full width.
+        """
+        n_cols = 4 + len(self._parties)
+        left = self.console.width - fixed - 3 * n_cols - 1 + 2
+        return max(4, min(36, left // max(len(self._parties), 1)))
+
 
 class LineDisplay(Display):
     """Plain lines for logs: step start and end, progress milestones, waits, notes."""
@@ -150,6 +162,7 @@ class LineDisplay(Display):
         self._steps: list[str] = []
         self._parties: list[str] = []
         self._marks: dict[tuple[int, str], int] = {}
+        self._status: dict[int, str] = {}
         self._waits: dict[str, tuple[str, int]] = {}  # party -> (peer and state, period)
         self._t0 = time.monotonic()
 
@@ -165,7 +178,8 @@ class LineDisplay(Display):
         if not 0 <= step < len(self._steps):
             return
         name = f"step {step} '{self._steps[step]}'"
-        if status is not None:
+        if status is not None and self._status.get(step) != status:
+            self._status[step] = status
             secs = fields.get("seconds")
             self._say(f"{name}: {status}" + ("" if secs is None else f" in {secs:.1f} s"))
         party, fraction = fields.get("party"), fields.get("fraction")
@@ -194,7 +208,15 @@ def wait_text(peer: str, state: str, seconds: int) -> str:
     return f"waiting for {peer} ({state}, {seconds} s)"
 
 
-def _cell(fraction: float, msg: str) -> str:
-    """``' 60% ██████···· msg'``: the percentage first, so a narrow column keeps it."""
-    full = round(fraction * 10)
-    return f"{fraction * 100:3.0f}% " + "█" * full + "·" * (10 - full) + (f" {msg}" if msg else "")
+def _cell(fraction: float, msg: str, width: int = 36) -> str:
+    """``' 60% ██████···· msg'`` in ``width`` characters: the percentage first, then as much
+    of the bar and the message as fit."""
+    text = f"{fraction * 100:3.0f}%"
+    bar = min(10, width - len(text) - 1)
+    if bar >= 3:
+        full = round(fraction * bar)
+        text += " " + "█" * full + "·" * (bar - full)
+    if msg and width - len(text) >= 4:
+        room = width - len(text) - 1
+        text += " " + (msg if len(msg) <= room else msg[: room - 1] + "…")
+    return text
