@@ -144,7 +144,8 @@ def test_peer_certificate_from_another_ca_is_refused(jobdir: Path) -> None:
     res = run_job(spec, jobdir / "out", RunOptions(timeout=timeout, tls=tls))
     assert time.monotonic() - t0 < timeout + 15
     assert not res.ok and res.error is not None
-    assert "party '" in res.error
+    assert res.error.startswith("party 'bank' before the first step: refused party partner at")
+    assert "its certificate is not issued by the federation CA" in res.error
     assert res.report["status"] == "failed"
     assert party_dirs(jobdir / "out") == ["report.json"]
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.jobs import fake_steps
 from tests.jobs.conftest import write_job, write_table
@@ -32,6 +33,10 @@ def test_a_step_that_takes_a_seed_gets_one_derived_from_the_job(jobdir: Path) ->
     assert split.params["seed"] == 42 and not split.derived_seed  # its own documented default
     again = load_job(job.path)
     assert again.steps[1].params["seed"] == derived.params["seed"]  # every site, every run
+    raw = yaml.safe_load(job.path.read_text())  # the other site lists the parties the other way
+    raw["parties"] = dict(reversed(list(raw["parties"].items())))
+    (jobdir / "site2.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert load_job(jobdir / "site2.yaml").steps[1].params["seed"] == derived.params["seed"]
     other = load_job(write_job(jobdir / "other", ["_echo", "_seeded"], name="other-job"))
     assert other.steps[1].params["seed"] != derived.params["seed"]
 

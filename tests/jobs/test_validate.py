@@ -91,20 +91,35 @@ def test_two_sites_bad_file_refused_before_any_frame_and_the_peer_is_told(
         assert p.wait() in (1, 2) and "Traceback" not in p.err()
 
 
-def test_disjoint_sets_and_duplicate_ids_warn_in_display_and_report(jobdir: Path) -> None:
+@pytest.mark.parametrize("mode", ["one machine", "two sites"])
+def test_disjoint_sets_and_duplicate_ids_warn_in_display_and_report(
+    jobdir: Path, mode: str
+) -> None:
     jobdir.mkdir(parents=True)
     write_table(jobdir / "bank.csv", [f"a{i}" for i in range(40)], label=True, seed=1)
     write_table(jobdir / "partner.csv", ["b0"] * 39 + ["b1"], label=False, seed=2)
     job = write_job(jobdir, ["psi"])
-    out = jobdir / "out"
-    cmd = [sys.executable, "-m", "veil.cli", "run", str(job), "--out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr
     dup = "parties.partner: 38 of 40 rows repeat an id (95%); only the first row of each id"
     empty = "step 'psi': the intersection is empty (the parties share no id)"
-    assert f"warning: {dup}" in proc.stderr and f"warning: {empty}" in proc.stderr
-    warnings = json.loads((out / "report.json").read_text())["warnings"]
-    assert len(warnings) == 2 and warnings[0].startswith(dup) and warnings[1] == empty
+    if mode == "one machine":
+        out = {"both": jobdir / "out"}
+        cmd = [sys.executable, "-m", "veil.cli", "run", str(job), "--out", str(out["both"])]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stderr
+        errs = {"both": proc.stderr}
+    else:
+        sites = Sites(jobdir)
+        runs = {p: sites.start(job, p) for p in ("bank", "partner")}
+        assert [r.wait() for r in runs.values()] == [0, 0]
+        out = {p: sites.out(p) for p in runs}
+        errs = {p: r.err() for p, r in runs.items()}
+    for who, err in errs.items():
+        warnings = json.loads((out[who] / "report.json").read_text())["warnings"]
+        assert f"warning: {empty}" in err and warnings[-1] == empty
+        if who != "bank":  # each site checks its own data only
+            assert f"warning: {dup}" in err and warnings[0].startswith(dup)
+        else:
+            assert dup not in err and len(warnings) == 1
 
 
 def test_step_after_an_empty_intersection_says_so(jobdir: Path) -> None:
