@@ -6,9 +6,13 @@ generation included. Baseline in the same run: the same binning in plaintext on 
 joined table (what a single owner of all data would do). Optional peer: FATE 2.2's
 hetero feature binning (quantile, Paillier) via ``fate_binning_launcher.py`` in FATE's
 venv; its fit time excludes FATE's start-up. Results are printed as JSON lines.
+Each round runs Veil and the baselines, in the opposite order to the round before.
 
     python benchmarks/credit_binning.py --repeat 3 [--he paillier|ou] [--method quantile]
-    python benchmarks/credit_binning.py --method equal_width --fate 1   # needs /tmp/fate-venv
+    python benchmarks/credit_binning.py --method equal_width --fate 1 [--fate-venv DIR]
+
+Data: ``--data`` (default ``../shared/data`` beside the repository, or $VEIL_SHARED/data).
+FATE's venv: ``--fate-venv`` (default /tmp/fate-venv, as shared/peers/README.md builds it).
 """
 
 from __future__ import annotations
@@ -26,19 +30,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import psutil
+from _bench import FATE_VENV, add_order_args, data_dir, in_order, peer_python
 
 from veil.ml import fed_binning
-from veil.ml.binning import BinMethod, BinningOptions, bin_feature, woe_iv
+from veil.ml.binning import BinMethod, BinningOptions, bin_feature, regroup, woe_iv
 from veil.ml.fed_binning import FedBinningOptions
 from veil.net.local import run_parties
 
-DATA = Path("/work/shared/data")
 HERE = Path(__file__).resolve()
 
 
-def load() -> tuple[pd.DataFrame, pd.DataFrame]:
-    g = pd.read_csv(DATA / "default_credit_hetero_guest.csv")
-    h = pd.read_csv(DATA / "default_credit_hetero_host.csv")
+def load(data: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    g = pd.read_csv(data / "default_credit_hetero_guest.csv")
+    h = pd.read_csv(data / "default_credit_hetero_host.csv")
     return g, h
 
 
@@ -81,7 +85,8 @@ def veil_once(g: pd.DataFrame, h: pd.DataFrame, opts: FedBinningOptions) -> dict
     worst = 0.0
     for st in out["bank"].stats:
         if st.party == "bureau":
-            b = out["bureau"][list(hx)[st.index]]
+            # the partner holds its label-free bins; the label holder the merge plan
+            b = regroup(out["bureau"][list(hx)[st.index]], st.starts)
             idx = b.transform(hx[b.name])
             ev = np.bincount(idx, weights=y, minlength=len(b.counts))
             worst = max(worst, abs(woe_iv(ev, b.counts)[1] - st.iv))
@@ -100,12 +105,13 @@ def plain_once(g: pd.DataFrame, h: pd.DataFrame, opts: BinningOptions) -> dict[s
     return {"wall_s": time.perf_counter() - t0, "cpu_s": cpu() - c0, "iv": ivs}
 
 
-def fate_once(n_bins: int, key_length: int) -> dict[str, Any]:
+def fate_once(python: Path, data: Path, n_bins: int, key_length: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "out.json"
         cmd = [
-            "/tmp/fate-venv/bin/python",
+            str(python),
             str(HERE.parent / "fate_binning_launcher.py"),
+            "--csv_dir", str(data),
             "--parties", "guest:19999", "host:20000",
             "--log_level", "WARNING",
             "--data_dir", str(Path(d) / "fate_data"),
@@ -154,12 +160,27 @@ def main() -> None:
         metavar="N",
         help="also run FATE 2.2 hetero binning N times (equal_width = its 'bucket')",
     )
+    ap.add_argument("--data", help="folder of default_credit_hetero_*.csv (default: shared/data)")
+    ap.add_argument("--fate-venv", default=FATE_VENV, help=f"FATE 2.2's venv (default {FATE_VENV})")
+    add_order_args(ap)
     a = ap.parse_args()
-    g, h = load()
+    if a.fate and a.method != "equal_width":
+        raise SystemExit("--fate compares equal_width binning (FATE's quantile fails here)")
+    data = data_dir(a.data)
+    fate_py = peer_python(a.fate_venv, "FATE") if a.fate else None
+    g, h = load(data)
     bopts = BinningOptions(BinMethod(a.method), n_bins=a.n_bins, min_bin_size=50)
     opts = FedBinningOptions(bopts, he=a.he, key_bits=a.key_bits)
-    veil = [veil_once(g, h, opts) for _ in range(a.repeat)]
-    plain = [plain_once(g, h, bopts) for _ in range(a.repeat)]
+    veil: list[dict[str, Any]] = []
+    plain: list[dict[str, Any]] = []
+    fate: list[dict[str, Any]] = []
+    for i in range(max(a.repeat, a.fate)):
+        mine = [lambda: veil.append(veil_once(g, h, opts))] if i < a.repeat else []
+        others = [lambda: plain.append(plain_once(g, h, bopts))] if i < a.repeat else []
+        if fate_py is not None and i < a.fate:
+            others.append(lambda: fate.append(fate_once(fate_py, data, a.n_bins, a.key_bits)))
+        for run in in_order(i, a.first, mine, others):
+            run()
     med = statistics.median
     row: dict[str, Any] = {
         "bench": "credit_binning",
@@ -179,10 +200,7 @@ def main() -> None:
         ),
         "top_iv": sorted(veil[0]["iv"].items(), key=lambda t: -t[1])[:5],
     }
-    if a.fate:
-        if a.method != "equal_width":
-            raise SystemExit("--fate compares equal_width binning (FATE's quantile fails here)")
-        fate = [fate_once(a.n_bins, a.key_bits) for _ in range(a.fate)]
+    if fate:
         row["fate_fit_s"] = round(med(r["fit_seconds"] for r in fate), 2)
         row["fate_over_veil"] = round(row["fate_fit_s"] / row["veil_wall_s"], 1)
         # CPU of FATE's whole process tree, start-up (~12 s import) and exit included.

@@ -1,28 +1,36 @@
 """FATE 2.2 hetero feature binning (quantile, WOE/IV, Paillier) on default_credit: the peer
-for benchmarks/credit_binning.py. Run with FATE's venv (see /work/shared/peers/README.md):
+for benchmarks/credit_binning.py. Run with FATE's venv (see shared/peers/README.md):
 
     /tmp/fate-venv/bin/python benchmarks/fate_binning_launcher.py \
-        --parties guest:9999 host:10000 --log_level WARNING --data_dir /tmp/fate_data \
-        --n_bins 10 --key_length 2048 --out /tmp/fate_binning.json
+        --parties guest:9999 host:10000 --log_level WARNING --data_dir "$(mktemp -d)" \
+        --n_bins 10 --key_length 2048 --out fate_binning.json [--csv_dir DIR]
+
+``--csv_dir`` holds default_credit_hetero_{guest,host}.csv (default: ../shared/data
+beside the repository, or $VEIL_SHARED/data); ``--data_dir`` is FATE's own work folder.
 """
 
 # ruff: noqa
 import json
 import os
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from fate.arch.launchers.argparser import HfArgumentParser
 from fate.arch.launchers.multiprocess_launcher import launch
 
-DATA = "/work/shared/data"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench import default_data_dir
 
 
 @dataclass
 class BinArgs:
     n_bins: int = field(default=10)
     key_length: int = field(default=2048)
-    out: str = field(default="/tmp/fate_binning.json")
+    out: str = field(default="fate_binning.json")
+    csv_dir: str = field(default=str(default_data_dir()))
     rows: int = field(default=0)
     # "bucket" = equal width. FATE 2.2's "quantile" fails on this data: a discrete column
     # gets duplicate split points, its bin count is the number of distinct ones, but
@@ -38,9 +46,9 @@ def run(ctx):
     args, _ = HfArgumentParser(BinArgs).parse_args_into_dataclasses(return_remaining_strings=True)
     ctx.cipher.set_phe(ctx.device, {"kind": "paillier", "key_length": args.key_length})
     side = "guest" if ctx.is_on_guest else "host"
-    path = f"{DATA}/default_credit_hetero_{side}.csv"
+    path = f"{args.csv_dir}/default_credit_hetero_{side}.csv"
     if args.rows:
-        tmp = f"/tmp/fate_binning_{side}_{args.rows}.csv"
+        tmp = os.path.join(tempfile.mkdtemp(prefix="fate_binning_"), f"{side}_{args.rows}.csv")
         pd.read_csv(path, nrows=args.rows).to_csv(tmp, index=False)
         path = tmp
     kw = dict(sample_id_name=None, match_id_name="id", delimiter=",", dtype="float32")

@@ -2,17 +2,21 @@
 
 Both modes: two parties as OS processes (this script re-invoked with ``party``) over
 loopback mutual-TLS gRPC (``GrpcTransport``, throw-away federation CA), the same ids,
-both parties learn the result, runs alternating native / interconnect so machine load
-hits both alike. Timed: the protocol call only (``run_psi`` / ``run_interconnect_psi``,
-including the interconnection handshake and FIN). Reported: medians over ``--repeat``
-of the slower party's wall time and of both parties' CPU time, and their ratio.
+both parties learn the result, each round running native and interconnect in the
+opposite order to the round before, so machine load hits both alike. Timed: the
+protocol call only (``run_psi`` / ``run_interconnect_psi``, including the
+interconnection handshake and FIN). Reported: medians over ``--repeat`` of the slower
+party's wall time and of both parties' CPU time, and their ratio.
 
-With ``--secretflow VENV`` it also runs, for context, Veil (rank 0, interconnect, plain
+With ``--secretflow [VENV]`` it also runs, for context, Veil (rank 0, interconnect, plain
 gRPC since the peer has no TLS) against SecretFlow's peer, and SecretFlow against
-itself (its own ``bucket_psi`` time, from the peer's report).
+itself (its own ``bucket_psi`` time, from the peer's report), alternating which of the
+two goes first. VENV defaults to /tmp/sfpeer, as shared/interop/README.md builds it;
+the peer script is ``--sf-peer-script`` (default $VEIL_SF_PEER_SCRIPT, else
+shared/interop/secretflow_psi_peer.py beside the repository).
 
     python benchmarks/interconnect_psi.py --n 100000 --m 100000 --repeat 3
-    python benchmarks/interconnect_psi.py --n 100000 --m 100000 --secretflow /tmp/sfpeer
+    python benchmarks/interconnect_psi.py --n 100000 --m 100000 --secretflow
 """
 
 from __future__ import annotations
@@ -29,10 +33,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _bench import SF_INTEROP_VENV, add_order_args, in_order, need, peer_python, shared_dir
+
 HERE = Path(__file__).resolve()
-SF_SCRIPT = Path(
-    os.environ.get("VEIL_SF_PEER_SCRIPT", "/work/shared/interop/secretflow_psi_peer.py")
-)
 NAMES = ["party0", "party1"]
 
 
@@ -121,7 +124,9 @@ def _write_ids(path: Path, ids: list[str]) -> None:
         w.writerows([x] for x in ids)
 
 
-def run_with_sf(venv: Path, n: int, m: int, common: int, veil: bool) -> dict[str, Any]:
+def run_with_sf(
+    python: Path, script: Path, n: int, m: int, common: int, *, veil: bool
+) -> dict[str, Any]:
     """Veil (rank 0) vs SecretFlow (rank 1), or SecretFlow vs SecretFlow."""
     from veil.net.grpc_transport import GrpcConfig, GrpcTransport, free_port
     from veil.protocols.interconnect import IcPsiOptions, run_interconnect_psi
@@ -133,7 +138,7 @@ def run_with_sf(venv: Path, n: int, m: int, common: int, veil: bool) -> dict[str
         for r in (0, 1) if not veil else (1,):
             _write_ids(wd / f"in{r}.csv", make_ids(n, m, common, r))
             reports.append(wd / f"rep{r}.json")
-            cmd = [str(venv / "bin" / "python"), str(SF_SCRIPT), "--rank", str(r)]
+            cmd = [str(python), str(script), "--rank", str(r)]
             cmd += ["--self", addrs[r], "--peer", addrs[1 - r], "--in", str(wd / f"in{r}.csv")]
             cmd += ["--out", str(wd / f"out{r}.csv"), "--report", str(reports[-1])]
             procs.append(
@@ -163,17 +168,22 @@ def run_with_sf(venv: Path, n: int, m: int, common: int, veil: bool) -> dict[str
 def cmd_compare(a: argparse.Namespace) -> None:
     common = int(min(a.n, a.m) * a.overlap)
     runs: dict[str, list[dict[str, Any]]] = {"native": [], "interconnect": []}
+    sf: tuple[Path, Path] | None = None
     if a.secretflow:
         runs |= {"veil_vs_secretflow": [], "secretflow_vs_secretflow": []}
+        script = Path(a.sf_peer_script) if a.sf_peer_script else default_sf_script()
+        how = "pass --sf-peer-script or set VEIL_SF_PEER_SCRIPT"
+        sf = (peer_python(a.secretflow, "SecretFlow", "shared/interop/README.md"),
+              need(script, "the SecretFlow interop peer", how))  # fmt: skip
     for i in range(a.repeat):
-        for mode in ("native", "interconnect"):
+        # native vs interconnect: both Veil; "first" picks who starts round 0
+        for mode in in_order(i, a.first, ["native"], ["interconnect"]):
             runs[mode].append(run_veil_pair(mode, a.n, a.m, common, tls=True))
             print(json.dumps({"run": i, "mode": mode, **runs[mode][-1]}), flush=True)
-        if a.secretflow:
-            venv = Path(a.secretflow)
-            runs["veil_vs_secretflow"].append(run_with_sf(venv, a.n, a.m, common, veil=True))
-            runs["secretflow_vs_secretflow"].append(run_with_sf(venv, a.n, a.m, common, veil=False))
-            for k in ("veil_vs_secretflow", "secretflow_vs_secretflow"):
+        if sf is not None:
+            for k in in_order(i, a.first, ["veil_vs_secretflow"], ["secretflow_vs_secretflow"]):
+                veil = k == "veil_vs_secretflow"
+                runs[k].append(run_with_sf(*sf, a.n, a.m, common, veil=veil))
                 print(json.dumps({"run": i, "mode": k, **runs[k][-1]}), flush=True)
     med = {
         k: {f: round(statistics.median(r[f] for r in v), 2) for f in v[0] if r_ok(v, f)}
@@ -198,6 +208,10 @@ def cmd_compare(a: argparse.Namespace) -> None:
     print(json.dumps(summary), flush=True)
 
 
+def default_sf_script() -> Path:
+    return shared_dir() / "interop" / "secretflow_psi_peer.py"
+
+
 def r_ok(v: list[dict[str, Any]], f: str) -> bool:
     return all(isinstance(r.get(f), int | float) for r in v)
 
@@ -215,7 +229,16 @@ def main() -> None:
     ap.add_argument("--m", type=int, default=100_000)
     ap.add_argument("--overlap", type=float, default=0.5)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--secretflow", default="", metavar="VENV", help="also run against SecretFlow")
+    ap.add_argument(
+        "--secretflow",
+        nargs="?",
+        default="",
+        const=SF_INTEROP_VENV,
+        metavar="VENV",
+        help=f"also run against SecretFlow's interop peer (venv default {SF_INTEROP_VENV})",
+    )
+    ap.add_argument("--sf-peer-script", default=os.environ.get("VEIL_SF_PEER_SCRIPT", ""))
+    add_order_args(ap)
     a = ap.parse_args()
     if a.cmd == "party":
         cmd_party(a)

@@ -4,12 +4,19 @@ One run at 2048 bits: encrypt (as the key owner, which Veil does through the CRT
 with a partner's copy of the public key), decrypt, ct+ct, ct*scalar and an encrypted
 (n,) x (n, k) matrix-vector product (default 10,000 x 30), single-core and all-core,
 side by side with the peers measured in the same run. Each figure is the median of
-``--repeats`` runs; we print operations per second of wall time and per CPU-second
+``--repeats`` rounds; we print operations per second of wall time and per CPU-second
 (main process plus Veil's worker processes), because the machine is shared and loaded.
+Each round runs every system once, Veil and the peers in the opposite order to the
+round before (``--first`` picks round 0's). The matrix product and the pool-filled
+encryption run once per round as well.
 
     python benchmarks/paillier.py                       # full run, markdown to stdout
     python benchmarks/paillier.py --quick               # smaller batches
     python benchmarks/paillier.py --heu-python /tmp/heu-venv/bin/python
+
+The HEU/FATE venv (``--heu-python``, default /tmp/heu-venv/bin/python) is built as
+benchmarks/RESULTS.md says: ``python3 -m venv /tmp/heu-venv && /tmp/heu-venv/bin/pip
+install --pre sf-heu numpy fate-utils``; without it those columns read "not run".
 
 HEU and FATE run as subprocesses of their own venv (``benchmarks/_peer_he.py``), since
 they pin their own numpy; phe runs in-process (with gmpy2). phe's matrix product is
@@ -20,6 +27,7 @@ exactly linear: one scalar multiplication and one addition per element).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -31,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import psutil
+from _bench import add_order_args, in_order
 
 from veil.crypto import _native, ou, paillier
 from veil.crypto.he import TEST_POLICY, set_workers
@@ -176,6 +185,24 @@ def table(results: dict[str, Any], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def merge_rounds(runs: list[Any]) -> Any:
+    """Medians over rounds of each figure; a peer that did not run keeps its message."""
+    if any(isinstance(r, str) for r in runs):
+        return next(r for r in runs if isinstance(r, str))
+    out: dict[str, Any] = {}
+    for key, first in runs[0].items():
+        if isinstance(first, dict):
+            out[key] = {
+                f: statistics.median(r[key][f] for r in runs) if isinstance(v, int | float) else v
+                for f, v in first.items()
+            }
+        elif isinstance(first, int | float):
+            out[key] = max(r[key] for r in runs)  # e.g. the worst error seen
+        else:
+            out[key] = first
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bits", type=int, default=2048)
@@ -187,22 +214,39 @@ def main() -> None:
     ap.add_argument("--phe-rows", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--heu-python", default="/tmp/heu-venv/bin/python")
+    ap.add_argument(
+        "--heu-python",
+        default="/tmp/heu-venv/bin/python",
+        help="python of a venv with sf-heu and fate-utils (see the docstring)",
+    )
     ap.add_argument("--json", type=Path, help="also write raw results here")
+    add_order_args(ap)
     args = ap.parse_args()
     if args.quick:
         args.n, args.n_decrypt, args.n_phe, args.rows, args.cols = 400, 200, 50, 1000, 5
         args.phe_rows = 50
     cores = os.cpu_count() or 1
-    results: dict[str, Any] = {}
-    results["phe (gmpy2)"] = phe_suite(args)
-    results["phe (gmpy2)"]["encrypt (key owner)"] = results["phe (gmpy2)"].pop("encrypt")
-    results["phe (gmpy2)"]["encrypt (public key)"] = results["phe (gmpy2)"]["encrypt (key owner)"]
+    one = copy.copy(args)
+    one.repeats = 1  # each suite measures once per round; rounds give the median
+
+    def phe_one() -> dict[str, Any]:
+        r = phe_suite(one)
+        r["encrypt (key owner)"] = r["encrypt (public key)"] = r.pop("encrypt")
+        return r
+
+    peers: dict[str, Callable[[], Any]] = {"phe (gmpy2)": phe_one}
     for lib in ("heu-zpaillier", "heu-ou", "fate-paillier"):
-        results[lib] = peer_suite(args.heu_python, lib, args)
+        peers[lib] = lambda lib=lib: peer_suite(args.heu_python, lib, one)
+    veil: dict[str, Callable[[], Any]] = {}
     for mod, name in ((paillier, "paillier"), (ou, "ou")):
-        results[f"veil {name} 1 core"] = veil_suite(mod, args, 1)
-        results[f"veil {name} {cores} cores"] = veil_suite(mod, args, cores)
+        veil[f"veil {name} 1 core"] = lambda mod=mod: veil_suite(mod, one, 1)
+        veil[f"veil {name} {cores} cores"] = lambda mod=mod: veil_suite(mod, one, cores)
+    rounds: dict[str, list[Any]] = {name: [] for name in [*peers, *veil]}
+    for i in range(args.repeats):
+        for name in in_order(i, args.first, list(veil), list(peers)):
+            rounds[name].append({**veil, **peers}[name]())
+    # the table keeps the peers' columns first, whatever order they ran in
+    results = {name: merge_rounds(rounds[name]) for name in [*peers, *veil]}
     set_workers(cores)
     print(f"bits={args.bits} cores={cores} load={os.getloadavg()} kernel: {_native.status()}")
     print(table(results, args))

@@ -5,10 +5,14 @@
 Veil runs both parties in this process over the in-memory transport; wall time,
 CPU time and peak RSS of this process and its HE worker processes (both parties),
 bytes exchanged (every frame, both directions) and test AUC. Peers run through the
-/work/shared/peers harnesses.
+shared/peers harnesses, set up as shared/peers/README.md says: a copy of the folder at
+``--peers-dir`` (default /tmp/peers, with ``fate/make_data.py`` run, which the synth case
+reads too), venvs at ``--sf-venv`` (/tmp/sf-venv) and ``--fate-venv`` (/tmp/fate-venv).
+The credit case reads ``--data`` (default ../shared/data beside the repository).
+With ``--repeat N`` every system runs N times, Veil and the others in the opposite
+order to the round before (``--first`` picks round 0's).
 
-    python benchmarks/secureboost.py --case synth --peers sf --peers-dir /tmp/sb-peers \
-        --sf-venv /tmp/sb-sf-venv
+    python benchmarks/secureboost.py --case synth --peers sf [--repeat 2]
     python benchmarks/secureboost.py --case credit
 """
 
@@ -30,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import psutil
+from _bench import FATE_VENV, PEERS_DIR, SF_VENV, add_order_args, data_dir, in_order, need
 from sklearn.metrics import roc_auc_score
 
 from veil.crypto import he as he_engine
@@ -48,7 +53,8 @@ ROLES = {"label_holder": "guest", "partner": "host"}
 
 
 def load_peer_split(peers: Path, name: str) -> dict[str, np.ndarray]:
-    d = peers / "fate" / "data"
+    how = "copy shared/peers there and run fate/make_data.py (shared/peers/README.md)"
+    d = need(peers / "fate" / "data", "the peers' data", how)
     out: dict[str, np.ndarray] = {}
     for split, suffix in (("train", ""), ("test", "_te")):
         g = pd.read_csv(d / f"{name}_{split}_guest.csv").sort_values("id")
@@ -169,7 +175,7 @@ def run_veil_job(d: dict[str, np.ndarray], p: SBTParams) -> dict[str, Any]:
     h.insert(0, "id", ids)
     g.to_csv(tmp / "guest.csv", index=False, float_format="%.17g")
     h.to_csv(tmp / "host.csv", index=False, float_format="%.17g")
-    step = {k: v for k, v in _params_json(p).items() if k != "allow_small_keys"}
+    step = _params_json(p)
     step["test_size"] = 0.0
     job = {
         "name": "sbt-bench",
@@ -254,6 +260,7 @@ def run_secretflow(
 ) -> dict[str, Any]:
     here = peers / "secretflow"
     env = dict(os.environ, VENV=venv)
+    (here / "results" / "sb_sgb.json").unlink(missing_ok=True)  # never read an old run
     t0 = time.perf_counter()
     out = subprocess.run(
         [
@@ -290,6 +297,7 @@ def run_secretflow(
 def run_fate(peers: Path, venv: str, dataset: str, trees: int, depth: int) -> dict[str, Any]:
     here = peers / "fate"
     outp = here / "results" / "sb_sbt.json"
+    outp.unlink(missing_ok=True)  # never read an old run
     cmd = [
         f"{venv}/bin/python",
         "sbt_launcher.py",
@@ -320,10 +328,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--case", choices=["synth", "credit"], default="synth")
     ap.add_argument("--peers", default="", help="comma list: sf,fate")
-    ap.add_argument("--peers-dir", default="/tmp/sb-peers")
-    ap.add_argument("--sf-venv", default="/tmp/sb-sf-venv")
-    ap.add_argument("--fate-venv", default="/tmp/fate-venv")
-    ap.add_argument("--data", default="/work/shared/data")
+    ap.add_argument("--peers-dir", default=PEERS_DIR, help=f"default {PEERS_DIR}")
+    ap.add_argument("--sf-venv", default=SF_VENV, help=f"default {SF_VENV}")
+    ap.add_argument("--fate-venv", default=FATE_VENV, help=f"default {FATE_VENV}")
+    ap.add_argument("--data", help="folder of default_credit_hetero_*.csv (default shared/data)")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds (the order alternates)")
+    add_order_args(ap)
     ap.add_argument("--he", default="ou", choices=[s.value for s in HEScheme])
     ap.add_argument("--bits", type=int, default=2048)
     ap.add_argument("--trees", type=int, default=0)
@@ -354,7 +364,7 @@ def main() -> None:
             key_bits=a.bits,
         )
     else:
-        d = load_credit(Path(a.data))
+        d = load_credit(data_dir(a.data))
         p = SBTParams(
             n_trees=a.trees or 10,
             max_depth=a.depth or 5,
@@ -363,16 +373,21 @@ def main() -> None:
             he=HEScheme(a.he),
             key_bits=a.bits,
         )
-    rows = []
+    veil: list[Any] = []
     if not a.skip_veil and a.mode in ("job", "both"):
-        rows.append(run_veil_job(d, p))
+        veil.append(lambda: run_veil_job(d, p))
     if not a.skip_veil and a.mode in ("threads", "both"):
-        rows.append(run_veil(d, p))
-    rows.append(run_xgboost(d, p))
+        veil.append(lambda: run_veil(d, p))
+    others: list[Any] = [lambda: run_xgboost(d, p)]
     want = {x for x in a.peers.split(",") if x}
+    if want - {"sf", "fate"}:
+        raise SystemExit(f"--peers takes sf and/or fate, not {sorted(want - {'sf', 'fate'})}")
+    if want and a.case != "synth":
+        raise SystemExit("the peers run the synth case only (--case synth)")
     if "sf" in want:
-        rows.append(
-            run_secretflow(
+        need(Path(a.sf_venv) / "bin" / "python", "SecretFlow's venv", "see shared/peers/README.md")
+        others.append(
+            lambda: run_secretflow(
                 peers,
                 a.sf_venv,
                 "synth20k",
@@ -383,7 +398,12 @@ def main() -> None:
             )
         )
     if "fate" in want:
-        rows.append(run_fate(peers, a.fate_venv, "synth20k", p.n_trees, p.max_depth))
+        need(Path(a.fate_venv) / "bin" / "python", "FATE's venv", "see shared/peers/README.md")
+        others.append(lambda: run_fate(peers, a.fate_venv, "synth20k", p.n_trees, p.max_depth))
+    rows = []
+    for i in range(a.repeat):
+        for run in in_order(i, a.first, veil, others):
+            rows.append({"round": i, **run()})
     shape = f"{d['xa'].shape[0]} x {d['xa'].shape[1] + d['xb'].shape[1]}"
     print(json.dumps({"case": a.case, "rows": shape, "results": rows}, indent=1))
     sys.stdout.flush()

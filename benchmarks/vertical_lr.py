@@ -11,7 +11,10 @@ test rows jointly, and prints wall time, seconds per epoch, CPU seconds (each pa
 its HE worker processes), bytes on the wire and test AUC, beside scikit-learn's
 LogisticRegression fitted on the joined table in the same run. ``--peer-json`` adds
 rows from the FATE / SecretFlow harness outputs (``results/out.json``) fed by
-``benchmarks/lr_peer_data.py``.
+``benchmarks/lr_peer_data.py``. With ``--repeats N`` Veil and scikit-learn each run N
+times, in the opposite order to the round before (``--first`` picks round 0's).
+
+Data: ``--data`` (default ../shared/data beside the repository, or $VEIL_SHARED/data).
 """
 
 from __future__ import annotations
@@ -27,32 +30,35 @@ import numpy as np
 import pandas as pd
 
 from veil.crypto.he import set_workers
-from veil.ml.hetero_lr import (
+from veil.ml.lr import (
     LROptions,
     PartyData,
     PartyModel,
     predict_label_holder,
     predict_partner,
+    resolve_protocol,
     train_label_holder,
     train_partner,
 )
-from veil.ml.lr_common import resolve_protocol
-from veil.ml.lr_math import auc
+from veil.ml.metrics import auc
 from veil.net.local import run_parties
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench import add_order_args, data_dir, in_order
 from _pipe_transport import run_processes
 
-DATA = Path("/work/shared/data")
 ROLES = {"label_holder": "bank"}
 
 
-def load_split() -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
+def load_split(
+    data: str | Path | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
     """Both parties' tables and the 70/30 stratified split (seed 42) of the rows."""
     from sklearn.model_selection import train_test_split
 
-    g = pd.read_csv(DATA / "default_credit_hetero_guest.csv")
-    h = pd.read_csv(DATA / "default_credit_hetero_host.csv")
+    d = data_dir(data)
+    g = pd.read_csv(d / "default_credit_hetero_guest.csv")
+    h = pd.read_csv(d / "default_credit_hetero_host.csv")
     assert (g["id"].to_numpy() == h["id"].to_numpy()).all()
     rows = np.arange(len(g))
     tr, te = train_test_split(rows, test_size=0.3, random_state=42, stratify=g["y"])
@@ -135,18 +141,29 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None, help="HE worker processes per party")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--peer-json", nargs="*", default=[])
+    ap.add_argument("--data", help="folder of default_credit_hetero_*.csv (default shared/data)")
+    add_order_args(ap)
     a = ap.parse_args()
-    g, h, tr, te = load_split()
+    g, h, tr, te = load_split(a.data)
     o = LROptions(
-        he=a.he,
+        scheme=a.he,
         key_bits=a.key_bits,
         epochs=a.epochs,
         batch_size=a.batch_size,
         feature_bits=a.feature_bits,
         protocol=a.protocol,
     )
-    sk = run_sklearn(g, h, tr, te)
-    runs = [run_veil(g, h, tr, te, o, workers=a.workers) for _ in range(a.repeats)]
+    runs: list[dict[str, Any]] = []
+    sks: list[dict[str, Any]] = []
+    for i in range(a.repeats):
+        for run in in_order(
+            i,
+            a.first,
+            [lambda: runs.append(run_veil(g, h, tr, te, o, workers=a.workers))],
+            [lambda: sks.append(run_sklearn(g, h, tr, te))],
+        ):
+            run()
+    sk = {**sks[0], "fit_s": float(np.median([r["fit_s"] for r in sks]))}
     veil = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
     print(
         f"rows train/test {len(tr)}/{len(te)}, features 13+10, {a.he}-{a.key_bits}, "
@@ -173,7 +190,7 @@ def main() -> None:
             f"{r['fit_seconds'] / veil['fit_s']:.1f}x |"
         )
     print("AUC gap to scikit-learn:", f"{veil['test_auc'] - sk['test_auc']:+.4f}")
-    print(json.dumps({"veil": runs, "sklearn": sk}))
+    print(json.dumps({"veil": runs, "sklearn": sk, "sklearn_runs": sks}))
 
 
 if __name__ == "__main__":

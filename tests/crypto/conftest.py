@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from veil.crypto import ou, paillier
-from veil.crypto.he import TEST_POLICY
+from veil.policy import TEST_POLICY
 
 _KEYS: dict[str, Any] = {}
 

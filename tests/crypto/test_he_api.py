@@ -9,8 +9,9 @@ from veil.codec import decode, encode
 from veil.crypto import ou, paillier
 from veil.crypto.encoding import HEOverflowError
 from veil.crypto.encrypted import EncryptedArray
-from veil.crypto.he import TEST_POLICY, get_scheme, public_key_from_wire
+from veil.crypto.he import get_scheme, public_key_from_wire
 from veil.errors import ConfigError, ProtocolError
+from veil.policy import TEST_POLICY
 
 RNG = np.random.default_rng(7)
 

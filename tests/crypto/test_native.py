@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from veil.crypto import _native, ou, paillier
 from veil.crypto._fixedbase import FixedBase
-from veil.crypto.he import TEST_POLICY
+from veil.policy import TEST_POLICY
 
 k = _native.kernel()
 needs_kernel = pytest.mark.skipif(k is None, reason=_native.status())

@@ -11,7 +11,7 @@ import pytest
 
 from veil.crypto import _native, ou, paillier
 from veil.crypto.encrypted import EncryptedArray
-from veil.crypto.he import TEST_POLICY
+from veil.policy import TEST_POLICY
 
 pytestmark = pytest.mark.skipif(_native.kernel() is None, reason=_native.status())
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from veil.crypto import he
+from veil.policy import TEST_POLICY
 
 DATA = Path("/work/shared/data")
 
@@ -36,7 +37,7 @@ class HE:
 
 @pytest.fixture(scope="session")
 def crypto(keys: tuple[Any, Any]) -> HE:
-    return HE(keys, he.TEST_POLICY)
+    return HE(keys, TEST_POLICY)
 
 
 @pytest.fixture(scope="session")

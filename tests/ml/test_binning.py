@@ -9,13 +9,13 @@ from veil.ml.binning import (
     BinMethod,
     BinningOptions,
     bin_feature,
-    check_labels,
     chi_merge,
     fine_bins,
     merge_small,
     monotonic_merge,
     woe_iv,
 )
+from veil.ml.labels import check_labels
 
 Y = "default.payment.next.month"
 
@@ -106,14 +106,14 @@ def test_woe_sign_and_iv_zero_for_independent_bins() -> None:
 
 
 def test_bad_input_names_the_column() -> None:
+    with pytest.raises(ConfigError, match=r"^label column 'y': is not binary"):
+        check_labels([0, 1, 2], "label column 'y'")
+    with pytest.raises(ConfigError, match=r"^y: has a single class"):
+        check_labels([1, 1, 1], "y")
     with pytest.raises(ConfigError, match=r"'c'.*constant"):
         fine_bins("c", np.ones(100), BinningOptions())
     with pytest.raises(ConfigError, match=r"'m'.*missing on every row"):
         fine_bins("m", np.full(100, np.nan), BinningOptions())
-    with pytest.raises(ConfigError, match=r"'y'.*not binary"):
-        check_labels([0, 1, 2])
-    with pytest.raises(ConfigError, match=r"'y'.*single class"):
-        check_labels([1, 1, 1])
     with pytest.raises(ConfigError, match=r"binning\.method"):
         BinningOptions(method="best")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"binning\.fine_bins"):

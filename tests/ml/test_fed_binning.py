@@ -8,9 +8,11 @@ import pytest
 
 from tests.ml.conftest import HE
 from tests.ml.test_binning import plain_iv
+from tests.wire_check import assert_no_leak
+from veil import codec
 from veil.errors import ConfigError
 from veil.ml import fed_binning
-from veil.ml.binning import BinMethod, BinningOptions
+from veil.ml.binning import BinMethod, BinningOptions, fine_bins, regroup
 from veil.ml.fed_binning import FedBinningOptions
 from veil.net.local import run_parties
 
@@ -67,12 +69,17 @@ def test_partner_iv_equals_plaintext_with_same_bins(
         _, iv = plain_iv(b.transform(g[name]), y)
         assert abs(b.iv - iv) < 1e-6
     # What crossed the wire: bureau -> bank is one small message of bin totals,
-    # independent of the row count; no label bytes in clear anywhere.
+    # independent of the row count; no label or raw feature value anywhere.
     up = [f for f in frames if f[0] == 1]
     assert [f[2].split("/")[1].split(":")[0] for f in up] == ["bin_sums"]
     assert len(up[0][3]) < 10 * 10 * 300
-    label_bytes = np.ascontiguousarray(y.astype(np.int64)).tobytes()
-    assert all(label_bytes not in f[3] for f in frames)
+    secrets: dict[str, Any] = {"labels": y}
+    secrets.update({f"bank {c}": g[c].to_numpy() for c in g.columns if c.startswith("x")})
+    secrets.update({f"bureau {c}": h[c].to_numpy() for c in h.columns if c.startswith("x")})
+    assert_no_leak(frames, secrets)
+    canary = (1, 0, "canary", codec.encode([h["x3"].to_numpy().astype(np.float32)]))
+    with pytest.raises(AssertionError, match="'bureau x3' in frame 'canary'"):
+        assert_no_leak([*frames, canary], secrets)
 
 
 def test_names_revealed_only_when_allowed_and_woe_not_shared_by_default(
@@ -85,6 +92,27 @@ def test_names_revealed_only_when_allowed_and_woe_not_shared_by_default(
     assert names == [c for c in h.columns if c.startswith("x")]
     assert "bureau:x0" in out["bank"].iv() and "bank:x0" in out["bank"].iv()
     assert all(b.woe is None and b.iv is None for b in out["bureau"].values())
+
+
+def test_without_share_woe_the_merge_plan_stays_with_the_label_holder(
+    credit: tuple[pd.DataFrame, pd.DataFrame], crypto: HE
+) -> None:
+    g, h = credit
+    binning = BinningOptions(BinMethod.CHI_MERGE, n_bins=4, fine_bins=10, min_bin_size=60)
+    out = _run(g, h, FedBinningOptions(binning), crypto)
+    y = g["y"].to_numpy()
+    merged = 0
+    for st in (b for b in out["bank"].stats if b.party == "bureau"):
+        name = f"x{st.index}"
+        fine = out["bureau"][name]  # the partner's label-free bins, no WOE
+        np.testing.assert_array_equal(fine.edges, fine_bins(name, h[name], binning).edges)
+        assert fine.woe is None and st.starts is not None
+        final = regroup(fine, st.starts)  # the label holder's bins of that feature
+        np.testing.assert_array_equal(final.counts, st.counts)
+        _, iv = plain_iv(final.transform(h[name]), y)
+        assert abs(st.iv - iv) < 1e-6
+        merged += final.n_bins < fine.n_bins
+    assert merged  # the plan did merge bins the partner never learned of
 
 
 def test_three_parties_with_ou(credit: tuple[pd.DataFrame, pd.DataFrame], crypto: HE) -> None:
@@ -124,7 +152,7 @@ def test_row_mismatch_and_bad_columns_are_clear_errors(
         _run(g.iloc[:500], h2, FedBinningOptions(), crypto)
     g2 = g.iloc[:500].copy()
     g2["y"] = 2 * g2["y"]
-    with pytest.raises(ConfigError, match=r"label column 'y'.*not binary"):
+    with pytest.raises(ConfigError, match=r"^y: is not binary"):
         _run(g2, h.iloc[:500], FedBinningOptions(), crypto)
 
 

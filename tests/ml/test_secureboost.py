@@ -12,6 +12,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from tests.ml.sbt_data import DATA, vertical
+from tests.wire_check import Frame, Recorder, assert_no_leak
 from veil import codec
 from veil.codec import IntArray
 from veil.errors import ConfigError
@@ -21,7 +22,9 @@ from veil.ml.secureboost import (
     Objective,
     PartnerModel,
     SBTParams,
+    core,
     fit_plain,
+    grow,
     load,
     run_label_holder,
     run_partner,
@@ -30,8 +33,9 @@ from veil.ml.secureboost import (
     save,
 )
 from veil.net.local import run_parties
+from veil.policy import DEFAULT_POLICY, TEST_POLICY, SecurityPolicy
 
-SMALL_KEYS = {"key_bits": 768, "allow_small_keys": True}  # OU needs |p| > 232
+SMALL_KEYS = {"key_bits": 768}  # under TEST_POLICY; OU needs |p| > 232
 
 
 def names(prefix: str, k: int) -> list[str]:
@@ -39,7 +43,13 @@ def names(prefix: str, k: int) -> list[str]:
 
 
 def train(
-    blocks: list[np.ndarray], y: np.ndarray, p: SBTParams, tap: Any = None, **kw: Any
+    blocks: list[np.ndarray],
+    y: np.ndarray,
+    p: SBTParams,
+    tap: Any = None,
+    *,
+    policy: SecurityPolicy = TEST_POLICY,
+    **kw: Any,
 ) -> dict[str, Any]:
     """Federated training: party A holds the labels and blocks[0], B, C, ... the rest."""
     parties = ["A", *[chr(ord("B") + i) for i in range(len(blocks) - 1)]]
@@ -53,6 +63,7 @@ def train(
             p,
             valid_x=None if valid is None else valid[0][0],
             valid_y=None if valid is None else valid[1],
+            policy=policy,
         )
     }
     roles = {"label_holder": "A"}
@@ -64,11 +75,12 @@ def train(
             names(f"{chr(ord('a') + i)}", blocks[i].shape[1]),
             p,
             valid_x=None if valid is None else valid[0][i],
+            policy=policy,
         )
     return run_parties(targets, roles=roles, tap=tap, timeout=300)
 
 
-def predict(models: dict[str, Any], blocks: list[np.ndarray]) -> np.ndarray:
+def predict(models: dict[str, Any], blocks: list[np.ndarray], tap: Any = None) -> np.ndarray:
     parties = sorted(models)
     targets: dict[str, Callable[[Any], Any]] = {
         "A": lambda s: run_predict_label_holder(s, models["A"], blocks[0])
@@ -77,7 +89,7 @@ def predict(models: dict[str, Any], blocks: list[np.ndarray]) -> np.ndarray:
     for i, q in enumerate(parties[1:], start=1):
         roles[f"partner{i}"] = q
         targets[q] = lambda s, i=i, q=q: run_predict_partner(s, models[q], blocks[i])
-    return np.asarray(run_parties(targets, roles=roles)["A"])
+    return np.asarray(run_parties(targets, roles=roles, tap=tap)["A"])
 
 
 def structure(trees: Any) -> list[list[tuple[int, int, int, float]]]:
@@ -166,44 +178,54 @@ def test_auc_close_to_xgboost(name: str, depth: int, tol: float):
 
 
 # -- what crosses the wire ------------------------------------------------------------
-def _leaves(v: Any) -> list[Any]:
-    if isinstance(v, dict):
-        return [x for k in v.values() for x in _leaves(k)]
-    if isinstance(v, list | tuple):
-        return [x for k in v for x in _leaves(k)]
-    return [v]
-
-
 @pytest.mark.parametrize("hide", [False, True])
-def test_no_gradient_label_or_feature_crosses_in_clear(breast: dict[str, np.ndarray], hide: bool):
+def test_no_feature_label_gradient_or_score_crosses_the_wire(
+    breast: dict[str, np.ndarray], hide: bool, monkeypatch: pytest.MonkeyPatch
+):
     n = 120
     xa, xb, y = breast["xa"][:n], breast["xb"][:n], breast["y"][:n]
-    frames: list[tuple[int, int, str, bytes]] = []
+    seen: dict[str, np.ndarray] = {}  # every tree's g, h (float and fixed point) and margin
+
+    def grad_hess(yy: np.ndarray, margin: np.ndarray, *a: Any) -> tuple[np.ndarray, np.ndarray]:
+        g, h = core.grad_hess(yy, margin, *a)
+        t = sum(k.startswith("margin") for k in seen)
+        seen.update({f"margin {t}": margin.copy(), f"g {t}": g, f"h {t}": h})
+        return g, h
+
+    def quantise(self: core.GHCodec, g: np.ndarray, h: np.ndarray) -> tuple[Any, Any]:
+        gi, hi = quantise0(self, g, h)
+        t = sum(k.startswith("gi") for k in seen)
+        seen.update({f"gi {t}": gi.copy(), f"hi {t}": hi.copy()})
+        return gi, hi
+
+    quantise0 = core.GHCodec.quantise
+    monkeypatch.setattr(grow, "grad_hess", grad_hess)
+    monkeypatch.setattr(core.GHCodec, "quantise", quantise)
+    rec = Recorder()
     p = SBTParams(n_trees=2, max_depth=2, max_bin=8, hide_instance_space=hide, **SMALL_KEYS)
-    train([xa, xb], y, p, tap=lambda *f: frames.append(f))
-    raw = b"".join(f[3] for f in frames)
-    for v in np.concatenate([xa.ravel(), xb.ravel()]):
-        if np.isfinite(v) and v not in (0.0, 1.0):
-            assert np.float64(v).tobytes() not in raw
+    fed = train([xa, xb], y, p, tap=rec)
+    scores = predict(fed, [xa, xb], tap=rec)
+    assert len(seen) == 2 * 5
+    secrets: dict[str, Any] = {"labels": y, "scores": scores, **seen}
+    secrets.update({f"feature a{j}": xa[:, j] for j in range(xa.shape[1])})
+    secrets.update({f"feature b{j}": xb[:, j] for j in range(xb.shape[1])})
+    assert_no_leak(rec.frames, secrets)
+    # the check is live: the same frames plus one carrying the labels as int8 fail it
+    canary = Frame(0, 1, "canary", codec.encode({"y": y.astype(np.int8)}))
+    with pytest.raises(AssertionError, match="'labels' in frame 'canary'"):
+        assert_no_leak([*rec.frames, canary], secrets)
+    # and the gradients did travel, encrypted: ciphertexts are never small numbers
     n_ct = 0
-    for src, _dst, key, payload in frames:
-        msg = codec.decode(payload)
-        if isinstance(msg, dict) and msg.get("op") == "done":
-            msg.pop("gains")  # each partner split's gain, sent by design for its importance
-        for leaf in _leaves(msg):
-            if isinstance(leaf, IntArray):  # ciphertexts: uniform-looking, never small
-                # except 1 = Enc(0) for a pack of empty bins, sent only to the key holder
-                # (who learns the bins are empty when it decrypts them anyway)
-                vals = [v for v in leaf.values if not (v == 1 and "/hist:" in key)]
-                assert min(vals, default=2**257) > 2**256, key
-                n_ct += len(leaf)
-            elif isinstance(leaf, np.ndarray):
-                assert leaf.dtype.kind in "iu", (key, leaf.dtype)  # bits, row ids, bin counts
-                if src == 0 and leaf.size == n:
-                    assert not np.array_equal(leaf, y), key
-            elif isinstance(leaf, float):
-                assert "setup" in key  # only hyper-parameters travel as floats
-    assert n_ct > n  # the gradients did travel, encrypted
+    for f in rec.frames:
+        for v in codec.decode(f.payload).values():
+            for arr in v if isinstance(v, list) else [v]:
+                if isinstance(arr, IntArray):
+                    # 1 = Enc(0) for a pack of empty bins, sent only to the key holder
+                    # (who learns the bins are empty when it decrypts them anyway)
+                    vals = [c for c in arr.values if not (c == 1 and "/hist:" in f.key)]
+                    assert min(vals, default=2**257) > 2**256, f.key
+                    n_ct += len(arr)
+    assert n_ct > n
 
 
 # -- options --------------------------------------------------------------------------
@@ -267,9 +289,10 @@ def test_bad_input_is_named(breast: dict[str, np.ndarray]):
     _bad([xa, gap], y, r"features\.b4: is missing in every row")
     _bad([xa, np.ones_like(xb)], y, r"partner\.B\.features: no usable feature")
     _bad([xa, xb[:49]], y, r"partner\.B\.rows")
-    _bad([xa, xb], y * 3, r"label_holder\.y")
-    with pytest.raises(ConfigError, match="key_bits"):
-        SBTParams(key_bits=1024)
+    _bad([xa, xb], y * 3, r"label_holder\.y: is not binary")
+    # the default policy (every job's) refuses a 1024-bit key on both sides
+    with pytest.raises(ConfigError, match=r"secureboost\.key_bits: 1024-bit ou key is below"):
+        train([xa, xb], y, SBTParams(n_trees=1, key_bits=1024), policy=DEFAULT_POLICY)
     with pytest.raises(ConfigError, match="max_depth"):
         SBTParams(max_depth=0)
 

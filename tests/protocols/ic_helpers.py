@@ -8,8 +8,11 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from google.protobuf.message import DecodeError, Message
+
 from veil.net.transport import Transport
 from veil.protocols.interconnect import IcPsiOptions, IcPsiResult, run_interconnect_psi
+from veil.protocols.interconnect.proto import ecdh_psi_pb2, entry_pb2
 
 UNICODE = ["ü-ñ-中文", "Ωmega", "😀", "ß∂ƒ-ĳ", "नमस्ते", "مرحبا"]
 #: Ids the SecretFlow peer cannot take as they are (its CSV reader has no quoting, trims
@@ -94,6 +97,36 @@ def same_order(r0: IcPsiResult, r1: IcPsiResult, a: Sequence[str], b: Sequence[s
     """Both receivers list the common ids in the same order."""
     assert r0.indices is not None and r1.indices is not None
     assert [a[i] for i in r0.indices] == [b[i] for i in r1.indices]
+
+
+_IC_MESSAGES: tuple[type[Message], ...] = (
+    ecdh_psi_pb2.EcdhPsiCipherBatch,
+    entry_pb2.HandshakeRequest,
+    entry_pb2.HandshakeResponse,
+)
+
+
+def decode_ic_frame(payload: bytes) -> object:
+    """One interconnection frame as wire_check should walk it (its ``decode=``).
+
+    The connect (empty) and FIN (``b"0"``) frames are returned as they are. Any other
+    frame must be one of the messages the protocol sends, with no unknown fields (bytes
+    there would escape the walk): it parses, and without unknown fields serializes back
+    to the very same bytes. Anything else raises, and wire_check reports the frame.
+    """
+    if payload in (b"", b"0"):
+        return payload
+    for cls in _IC_MESSAGES:
+        try:
+            msg = cls.FromString(payload)
+        except DecodeError:
+            continue
+        known = cls()
+        known.CopyFrom(msg)
+        known.DiscardUnknownFields()
+        if known.SerializeToString(deterministic=True) == payload:
+            return known
+    raise ValueError(f"not an interconnection message: {payload[:16]!r}...")
 
 
 Check = Callable[[IcPsiResult, Sequence[str], Sequence[str]], None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 import threading
@@ -9,7 +10,14 @@ import time
 
 import pytest
 
-from tests.protocols.ic_helpers import check_result, make_sets, run_pair, same_order
+from tests.protocols.ic_helpers import (
+    check_result,
+    decode_ic_frame,
+    make_sets,
+    run_pair,
+    same_order,
+)
+from tests.wire_check import Recorder, assert_no_leak
 from veil.errors import ConfigError, PeerTimeout
 from veil.net.memory import MemoryHub
 from veil.net.transport import Transport
@@ -49,17 +57,12 @@ def test_both_ranks_match_plaintext(rtr: int, sizes: tuple[int, int, int]) -> No
 
 def test_wire_is_what_the_reference_peer_sends() -> None:
     a, b = make_sets(300, 200, 120, prefix="customer-id-")
-    frames: list[tuple[int, int, str, bytes]] = []
-    lock = threading.Lock()
-
-    def tap(src: int, dst: int, key: str, payload: bytes) -> None:
-        with lock:
-            frames.append((src, dst, key, payload))
-
-    hub = MemoryHub(2, tap=tap)
+    rec = Recorder()
+    hub = MemoryHub(2, tap=rec)
     body = BodyOptions(batch_size=100)
     run_pair([hub.transport(0), hub.transport(1)], [a, b], [opts(0, body=body), opts(1, body=body)])
-    keys = [f[2] for f in frames]
+    frames = rec.frames
+    keys = rec.keys()
     assert "connect_0\x01\x020" in keys and "connect_1\x01\x020" in keys
     assert keys.count("FIN\x01\x02") == 2
     assert all(f[3] == b"0" for f in frames if f[2] == "FIN\x01\x02")
@@ -85,11 +88,24 @@ def test_wire_is_what_the_reference_peer_sends() -> None:
         assert batch.type == ("enc" if m[1] == "root" else "dual.enc")
         assert len(batch.ciphertext) == batch.count * width
         assert batch.is_last_batch == (batch.count == 0)
-    # no raw id crosses the wire
-    blob = b"\n".join(f[3] for f in frames)
-    for x in {*a, *b}:
-        if len(x) >= 8:
-            assert x.encode() not in blob
+    # no id crosses the wire, in any encoding or as a hash (the empty id would match
+    # the empty connect frames, so it is left out)
+    assert_no_leak(frames, {"ids": sorted({*a, *b} - {""})}, decode=decode_ic_frame)
+
+
+def test_decode_ic_frame_lets_wire_check_see_planted_ids() -> None:
+    ids = ["customer-id-c1", "customer-id-c2"]
+    digest = hashlib.sha256(ids[1].encode()).digest()
+    batch = ecdh_psi_pb2.EcdhPsiCipherBatch(type="enc", count=1, ciphertext=digest)
+    with pytest.raises(AssertionError, match="sha256"):
+        assert_no_leak(
+            [(0, 1, "k", batch.SerializeToString())], {"ids": ids}, decode=decode_ic_frame
+        )
+    hidden = batch.SerializeToString() + b"\x7a\x0e" + ids[0].encode()  # unknown field 15
+    with pytest.raises(AssertionError, match="does not decode"):
+        assert_no_leak([(0, 1, "k", hidden)], {"ids": ids}, decode=decode_ic_frame)
+    clean = ecdh_psi_pb2.EcdhPsiCipherBatch(type="enc", count=1, ciphertext=bytes(range(32)))
+    assert_no_leak([(0, 1, "k", clean.SerializeToString())], {"ids": ids}, decode=decode_ic_frame)
 
 
 class ShufflingTransport(Transport):

@@ -6,7 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from tests.protocols.ic_helpers import check_result, free_port, make_sets, run_pair, same_order
+from tests.protocols.ic_helpers import (
+    check_result,
+    decode_ic_frame,
+    free_port,
+    make_sets,
+    run_pair,
+    same_order,
+)
+from tests.wire_check import Recorder, assert_no_leak
 from veil.net.grpc_transport import GrpcConfig, GrpcTransport, loopback_transports
 from veil.net.transport import Transport
 from veil.protocols.interconnect import IcPsiOptions
@@ -16,17 +24,13 @@ NAMES = ["party0", "party1"]
 
 
 @contextmanager
-def plaintext_pair(chunk_size: int, sizes: list[int]) -> Iterator[list[Transport]]:
+def plaintext_pair(chunk_size: int, rec: Recorder) -> Iterator[list[Transport]]:
     addrs = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
     ts: list[Transport] = []
-
-    def tap(src: int, dst: int, key: str, payload: bytes) -> None:
-        sizes.append(len(payload))
-
     try:
         for r in (0, 1):
             cfg = GrpcConfig(r, NAMES, addrs, None, insecure=True, chunk_size=chunk_size)
-            ts.append(GrpcTransport(cfg, tap=tap))
+            ts.append(GrpcTransport(cfg, tap=rec))
         yield ts
     finally:
         for t in ts:
@@ -40,14 +44,15 @@ def opts(rank: int, **kw: object) -> IcPsiOptions:
 
 def test_chunked_values_over_plaintext_grpc() -> None:
     a, b = make_sets(700, 500, 200)
-    sizes: list[int] = []
-    with plaintext_pair(1024, sizes) as ts:
+    rec = Recorder()
+    with plaintext_pair(1024, rec) as ts:
         body = BodyOptions(batch_size=256)  # 8 KiB enc batches -> 9 chunks each
         res = run_pair(ts, [a, b], [opts(0, body=body), opts(1, body=body)])
     check_result(res[0], a, b)
     check_result(res[1], b, a)
     same_order(res[0], res[1], a, b)
-    assert sum(n > 1024 for n in sizes) >= 4  # these went CHUNKED
+    assert sum(len(f.payload) > 1024 for f in rec.frames) >= 4  # these went CHUNKED
+    assert_no_leak(rec.frames, {"ids": sorted({*a, *b} - {""})}, decode=decode_ic_frame)
 
 
 def test_mutual_tls() -> None:

@@ -12,8 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.protocols.ic_helpers import check_result, expected_rows, free_port, make_sets
+from tests.protocols.ic_helpers import (
+    check_result,
+    decode_ic_frame,
+    expected_rows,
+    free_port,
+    make_sets,
+)
 from tests.sf_peer import read_ids, sf_peer_venv, start_sf
+from tests.wire_check import Recorder, assert_no_leak
 from veil.net.grpc_transport import GrpcConfig, GrpcTransport
 from veil.protocols.interconnect import HandshakeRefused, IcPsiOptions, run_interconnect_psi
 from veil.protocols.interconnect.vocab import ErrorCode
@@ -30,6 +37,7 @@ def run_against_sf(
     *,
     sf_args: Sequence[str] = (),
     max_payload: int = 1 << 20,
+    tap: Recorder | None = None,
     **veil_opts: object,
 ) -> tuple[object, int, str, Path]:
     """Run Veil in-process and the SecretFlow peer as a subprocess; return
@@ -43,7 +51,7 @@ def run_against_sf(
     )  # fmt: skip
     names = ["party0", "party1"]
     cfg = GrpcConfig(veil_rank, names, addrs, None, insecure=True, chunk_size=max_payload)
-    t = GrpcTransport(cfg)
+    t = GrpcTransport(cfg, tap=tap)
     try:
         o = IcPsiOptions(
             rank=veil_rank, result_to_rank=rtr, timeout=60, connect_timeout=60,
@@ -78,8 +86,10 @@ def check_both(
 @pytest.mark.parametrize("veil_rank", [0, 1])
 def test_against_secretflow(tmp_path: Path, veil_rank: int, rtr: int) -> None:
     a, b = make_sets(3000, 2500, 900, seed=veil_rank * 3 + rtr, tricky=False)
-    res, rc, log, out = run_against_sf(tmp_path, veil_rank, a, b, rtr)
+    rec = Recorder()  # what Veil sends to SecretFlow
+    res, rc, log, out = run_against_sf(tmp_path, veil_rank, a, b, rtr, tap=rec)
     check_both(res, rc, log, out, veil_rank=veil_rank, rtr=rtr, veil_ids=a, sf_ids=b)
+    assert_no_leak(rec.frames, {"ids": sorted({*a, *b})}, decode=decode_ic_frame)
 
 
 @pytest.mark.parametrize("veil_rank", [0, 1])

@@ -37,13 +37,16 @@ class FixedBase:
         "_mont",
         "_rows",
         "base",
+        "build_threads",
         "exp_bits",
         "modulus",
         "n_windows",
         "window",
     )
 
-    def __init__(self, base: int, modulus: int, exp_bits: int, window: int = 8) -> None:
+    def __init__(
+        self, base: int, modulus: int, exp_bits: int, window: int = 8, build_threads: int = 1
+    ) -> None:
         self.base = mpz(base)
         self.modulus = mpz(modulus)
         self.window = window
@@ -53,6 +56,7 @@ class FixedBase:
         self._lock = threading.Lock()  # the only ones that ever need it)
         self._mont: list[bytes] = []  # the same rows for the C kernel
         self._first: bytes | None = None
+        self.build_threads = build_threads  # threads that build the C kernel's rows
 
     def rows(self, count: int) -> list[np.ndarray]:
         """The first ``count`` rows ``T[i][d]``, built on first use (short exponents under a
@@ -92,9 +96,7 @@ class FixedBase:
                     gmpy2.powmod(self.base, 1 << (self.window * i), m)
                     for i in range(len(rows), count)
                 ]
-                from veil.crypto._parallel import get_workers  # (imports this module)
-
-                with ThreadPoolExecutor(min(len(steps), get_workers())) as ex:
+                with ThreadPoolExecutor(max(1, min(len(steps), self.build_threads))) as ex:
                     rows.extend(ex.map(lambda s: k.mont_row(m, s, size), steps))
             return rows[:count]
 
@@ -130,7 +132,9 @@ class FixedBase:
         weights = (1 << np.arange(self.window)).astype(np.intp)
         return bits.reshape(count, nw, self.window).astype(np.intp) @ weights
 
-    def pow_digits(self, digits: np.ndarray, start: Sequence[Any] | None = None) -> np.ndarray:
+    def pow_digits(
+        self, digits: np.ndarray, start: Sequence[Any] | np.ndarray | None = None
+    ) -> np.ndarray:
         """``base**e`` for each row of window digits (count, <= n_windows); times
         ``start[i]`` if given (one chain: saves the separate product)."""
         if digits.ndim != 2 or digits.shape[1] > self.n_windows:

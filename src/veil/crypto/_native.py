@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes.util
 import glob
+import importlib
 import os
 import re
 import secrets
@@ -109,7 +110,7 @@ def _load() -> tuple[ModuleType | None, str]:
     if os.environ.get("VEIL_NATIVE", "1").strip() == "0":
         return None, "disabled by VEIL_NATIVE=0"
     try:
-        from veil.crypto import _gmpkernel  # type: ignore[attr-defined]
+        _gmpkernel = importlib.import_module("veil.crypto._gmpkernel")
     except ImportError:
         return None, "not built (no C compiler at install time): pure-Python kernels"
     path = _libgmp_path()

@@ -32,14 +32,23 @@ from veil.crypto._native import kernel
 
 class CRTTables:
     """Fixed-base tables modulo the two coprime factors ``m1``, ``m2`` of a ciphertext
-    modulus, one pair per named base (``bases[name] = (base, exp_bits, window)``)."""
+    modulus, one pair per named base (``bases[name] = (base, exp_bits, window)``), their
+    rows built on ``build_threads`` threads."""
 
-    def __init__(self, m1: Any, m2: Any, bases: dict[str, tuple[Any, int, int]]) -> None:
+    def __init__(
+        self,
+        m1: Any,
+        m2: Any,
+        bases: dict[str, tuple[Any, int, int]],
+        build_threads: int = 1,
+    ) -> None:
         self.m1, self.m2 = mpz(m1), mpz(m2)
         self.modulus = self.m1 * self.m2
         self._m2_inv = gmpy2.invert(self.m2, self.m1)
         self._tables = {
-            name: tuple(FixedBase(mpz(b) % m, m, bits, w) for m in (self.m1, self.m2))
+            name: tuple(
+                FixedBase(mpz(b) % m, m, bits, w, build_threads) for m in (self.m1, self.m2)
+            )
             for name, (b, bits, w) in bases.items()
         }
 

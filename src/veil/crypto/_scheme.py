@@ -13,33 +13,25 @@ import threading
 from abc import ABC, abstractmethod
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 from gmpy2 import mpz
 
-from veil.crypto import _kernels as kern
 from veil.crypto import encoding as enc
+from veil.crypto._kernels import objects
+from veil.crypto.backend import HEBackend, default_backend
 from veil.errors import ConfigError
+from veil.policy import SecurityPolicy
 
 if TYPE_CHECKING:
+    from veil.codec import WireValue
     from veil.crypto._owner import CRTTables
     from veil.crypto.encrypted import EncryptedArray
 
 
-@dataclass(frozen=True)
-class KeyPolicy:
-    """Smallest modulus a key may have. Tests relax it only explicitly (``TEST_POLICY``)."""
-
-    min_bits: int = 2048
-    name: str = "default"
-
-
 POOL_CHUNK = 4096  # randomisers made per step when filling the pool
-
-DEFAULT_POLICY = KeyPolicy()
-TEST_POLICY = KeyPolicy(min_bits=512, name="test (insecure, tests only)")
 
 
 def security_bits(modulus_bits: int) -> int:
@@ -51,15 +43,24 @@ def security_bits(modulus_bits: int) -> int:
     return 80
 
 
-def check_key_bits(bits: int, policy: KeyPolicy, field: str = "bits") -> None:
-    if not isinstance(policy, KeyPolicy):
-        raise ConfigError("policy", "is not a KeyPolicy", "pass veil.crypto.he.DEFAULT_POLICY")
-    if not isinstance(bits, int) or bits < policy.min_bits:
+def check_policy(policy: object) -> SecurityPolicy:
+    """``policy`` if it is a :class:`SecurityPolicy`, else :class:`ConfigError`."""
+    if not isinstance(policy, SecurityPolicy):
         raise ConfigError(
-            field,
-            f"{bits}-bit modulus is below the {policy.min_bits} bits policy '{policy.name}'",
-            "use 2048 bits or more (tests may pass policy=TEST_POLICY)",
+            "policy",
+            f"{type(policy).__name__} is not a SecurityPolicy",
+            "pass veil.policy.DEFAULT_POLICY",
         )
+    return policy
+
+
+def check_backend(backend: object) -> HEBackend | None:
+    """``backend`` if it is None or an :class:`HEBackend`, else :class:`ConfigError`."""
+    if backend is not None and not isinstance(backend, HEBackend):
+        raise ConfigError(
+            "backend", f"{type(backend).__name__} is not an HEBackend", "pass a LocalBackend"
+        )
+    return backend
 
 
 class HEPublicKey(ABC):
@@ -77,11 +78,10 @@ class HEPublicKey(ABC):
 
         The randomisers (worker processes) and ``g**m`` (this process) are computed at
         the same time."""
-        from veil.crypto import _parallel as par
-
-        if len(ms) < 256 or par.get_workers() == 1 or self._threaded():
+        be = self.backend
+        if len(ms) < 256 or be.workers == 1 or self._threaded():
             return self.raw_plain_times(ms, self.raw_random_zero(len(ms)))
-        rand = par.concurrently(self.raw_random_zero, len(ms))
+        rand = be.concurrently(self.raw_random_zero, len(ms))
         gm = self.raw_plain(ms)
         return self._times(gm, rand.result())
 
@@ -93,13 +93,11 @@ class HEPublicKey(ABC):
     def _owner_randomisers(self, name: str, count: int) -> np.ndarray | None:
         """Randomisers ``base**r`` through the key owner's CRT tables, or None where this
         key object has none (see :mod:`veil.crypto._owner`)."""
-        from veil.crypto import _parallel as par
-
         owner = self._crt()
         if owner is None:
             return None
         digits = owner.table(name).random_digits(count)
-        return par.split_threads(lambda a, b: owner.chain([(name, digits[a:b])]), count)
+        return self.backend.map_ranges(lambda a, b: owner.chain([(name, digits[a:b])]), count)
 
     def _threaded(self) -> bool:
         """Whether encryption's table chains run on threads (then each stage is already
@@ -107,9 +105,7 @@ class HEPublicKey(ABC):
         return False
 
     def _times(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        from veil.crypto import _parallel as par
-
-        return kern.objects(par.mulmod_list(a.tolist(), b.tolist(), self.ct_modulus))
+        return objects(self.backend.mulmod_list(a.tolist(), b.tolist(), self.ct_modulus))
 
     @abstractmethod
     def raw_plain(self, ms: np.ndarray) -> np.ndarray:
@@ -120,8 +116,21 @@ class HEPublicKey(ABC):
         a table chain overrides this to start the chain from ``cts``)."""
         return self._times(self.raw_plain(ms), cts)
 
-    def _init_pool(self) -> None:
-        """The randomiser pool (offline phase): ``precompute`` fills it, encryption drains it."""
+    @property
+    def backend(self) -> HEBackend:
+        """Where this key's batches run: the backend it was made with, else
+        :func:`~veil.crypto.backend.default_backend` (looked up at each use)."""
+        be = self._backend
+        return default_backend() if be is None else be
+
+    @backend.setter
+    def backend(self, backend: HEBackend | None) -> None:
+        self._backend = check_backend(backend)
+
+    def _init_pool(self, backend: HEBackend | None = None) -> None:
+        """The randomiser pool (offline phase): ``precompute`` fills it, encryption drains it;
+        and the backend its batches run on (None: the default at each use)."""
+        self._backend = check_backend(backend)
         self._pool: deque[np.ndarray] = deque()  # chunks (object arrays) of randomisers
         self._lock = threading.Lock()  # fixed-base tables
         self._pool_cv = threading.Condition()
@@ -168,7 +177,7 @@ class HEPublicKey(ABC):
             return sum(len(chunk) for chunk in self._pool)
 
     @abstractmethod
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, WireValue]:
         """Codec-compatible public parameters."""
 
     def precompute(self, count: int) -> None:
@@ -201,13 +210,10 @@ class HEPublicKey(ABC):
     def precompute_async(self, count: int) -> Future[None]:
         """Fill the randomiser pool in the background, chunk by chunk; an encryption that
         runs meanwhile takes the chunks as they land (and makes any rest itself)."""
-        from veil.crypto import _parallel as par
-
         self._reserve(count)
-        fut: Future[None] = par.background(self._fill_reserved, count)
-        return fut
+        return self.backend.background(self._fill_reserved, count)
 
-    def encrypt(self, x: Any, frac_bits: int | None = None) -> EncryptedArray:
+    def encrypt(self, x: npt.ArrayLike, frac_bits: int | None = None) -> EncryptedArray:
         """Encrypt a numpy array (any shape) of floats or ints, element-wise.
 
         Floats are encoded with ``frac_bits`` (default 40: precision 2**-41), ints exactly.
@@ -249,13 +255,13 @@ class HEPublicKey(ABC):
         """How many such values fit one ciphertext."""
         return enc.pack_capacity(self.plain_bits, max_abs, max_terms, frac_bits)
 
-    def encrypt_packed(self, values: Any, spec: enc.PackSpec) -> EncryptedArray:
+    def encrypt_packed(self, values: npt.ArrayLike, spec: enc.PackSpec) -> EncryptedArray:
         """Encrypt each row of ``values`` (shape (rows, spec.slots)) into one ciphertext."""
         from veil.crypto.encrypted import EncryptedArray
 
         if not isinstance(spec, enc.PackSpec):
             raise ConfigError("spec", "is not a PackSpec", "build one with pk.pack_spec(...)")
-        ints = np.array(enc.pack_rows(values, spec), dtype=object)
+        ints = objects(enc.pack_rows(np.asarray(values), spec))
         ct = self.raw_encrypt(ints)
         terms = np.ones((len(ints), spec.slots), dtype=np.int64)
         return EncryptedArray(self, ct, 0, False, 0, pack=spec, terms=terms)

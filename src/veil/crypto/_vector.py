@@ -6,20 +6,23 @@ and :func:`multi_exp` (the hetero-LR gradient ``X^T d``), the latter with Pippen
 bucket method: per exponent window, ciphertexts are multiplied into 2**w buckets by their
 digit, and the buckets are combined with two running products, so a column of ``n``
 ``b``-bit exponents costs about ``(b/w) * (n + 2**(w+1))`` products instead of ``n * 1.2b``.
-Large batches are spread over worker processes by :mod:`veil.crypto._parallel`.
+Large batches are spread over cores (or machines) by the key's
+:class:`~veil.crypto.backend.HEBackend`, passed in as ``be``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
 from veil.crypto import _kernels as kern
-from veil.crypto import _parallel as par
 from veil.errors import ProtocolError
+
+if TYPE_CHECKING:
+    from veil.crypto.backend import HEBackend
 
 ONE = mpz(1)
 
@@ -28,11 +31,11 @@ def _obj(values: Any) -> np.ndarray:
     return kern.objects(list(values))
 
 
-def mulmod(a: np.ndarray, b: np.ndarray, m: mpz) -> np.ndarray:
+def mulmod(be: HEBackend, a: np.ndarray, b: np.ndarray, m: mpz) -> np.ndarray:
     """Element-wise ``a * b mod m`` (broadcasting like numpy)."""
     if a.shape != b.shape:
         a, b = np.broadcast_arrays(a, b)
-    return _obj(par.mulmod_list(a.ravel().tolist(), b.ravel().tolist(), m)).reshape(a.shape)
+    return _obj(be.mulmod_list(a.ravel().tolist(), b.ravel().tolist(), m)).reshape(a.shape)
 
 
 def invert(a: np.ndarray, m: mpz) -> np.ndarray:
@@ -40,7 +43,7 @@ def invert(a: np.ndarray, m: mpz) -> np.ndarray:
     return _obj(flat).reshape(a.shape)
 
 
-def pow_scalar(a: np.ndarray, k: int, m: mpz) -> np.ndarray:
+def pow_scalar(be: HEBackend, a: np.ndarray, k: int, m: mpz) -> np.ndarray:
     """Element-wise ``a ** k mod m`` for one (possibly negative) exponent."""
     flat = a.ravel()
     if k == 1:
@@ -50,7 +53,7 @@ def pow_scalar(a: np.ndarray, k: int, m: mpz) -> np.ndarray:
     if k < 0:
         flat = invert(flat, m)
         k = -k
-    return _obj(par.powmod_base_list(list(flat), k, m)).reshape(a.shape)
+    return _obj(be.powmod_base_list(list(flat), k, m)).reshape(a.shape)
 
 
 def pow_elementwise(a: np.ndarray, ks: np.ndarray, m: mpz) -> np.ndarray:
@@ -58,22 +61,24 @@ def pow_elementwise(a: np.ndarray, ks: np.ndarray, m: mpz) -> np.ndarray:
     return _obj([gmpy2.powmod(x, int(k), m) for x, k in zip(a, ks, strict=True)])
 
 
-def product(a: np.ndarray, m: mpz) -> np.ndarray:
+def product(be: HEBackend, a: np.ndarray, m: mpz) -> np.ndarray:
     """Product of a 1-D array mod ``m`` as a 1-element array (1 if empty)."""
-    return _obj(par.group_product(a.tolist(), [0] * a.size, 1, m))
+    return _obj(be.group_product_columns(a.tolist(), np.zeros((a.size, 1), np.int64), 1, m))
 
 
-def group_product_columns(a: np.ndarray, G: np.ndarray, n_groups: int, m: mpz) -> np.ndarray:
+def group_product_columns(
+    be: HEBackend, a: np.ndarray, G: np.ndarray, n_groups: int, m: mpz
+) -> np.ndarray:
     """``out[f * n_groups + g] = prod a[i] for G[i, f] == g`` mod ``m``; ``G < 0`` skipped."""
-    return _obj(par.group_product_columns(a.tolist(), G, n_groups, m))
+    return _obj(be.group_product_columns(a.tolist(), G, n_groups, m))
 
 
-def multi_exp(a: np.ndarray, K: np.ndarray, m: mpz) -> np.ndarray:
+def multi_exp(be: HEBackend, a: np.ndarray, K: np.ndarray, m: mpz) -> np.ndarray:
     """``out[j] = prod_i a[i] ** K[i, j] mod m`` (``K`` signed ints, shape (n, k))."""
     if K.dtype == np.int64 and (K.size == 0 or int(np.abs(K).max()) < 1 << 62):
-        return _obj(par.multi_exp_columns(list(a), np.ascontiguousarray(K.T), m))
+        return _obj(be.multi_exp_columns(list(a), np.ascontiguousarray(K.T), m))
     cols = [[int(v) for v in K[:, j]] for j in range(K.shape[1])]
-    return _obj(par.multi_exp_columns(list(a), cols, m))
+    return _obj(be.multi_exp_columns(list(a), cols, m))
 
 
 def from_ints(values: Any, m: mpz) -> np.ndarray:

@@ -19,7 +19,7 @@ from typing import IO, Any
 import numpy as np
 from gmpy2 import mpz
 
-from veil.codec import IntArray, decode, encode
+from veil.codec import MIN_INT_WIDTH, IntArray, decode, encode
 from veil.crypto import _kernels as kern
 from veil.crypto._fixedbase import FixedBase, from_spec
 
@@ -28,7 +28,7 @@ _LEN = struct.Struct("<Q")
 
 def pack_ints(values: Any, m: Any) -> IntArray:
     """Residues mod ``m`` (ints or mpz) for the pipe, at ``m``'s byte width."""
-    return IntArray(list(values), (int(m).bit_length() + 7) // 8)
+    return IntArray(list(values), max(MIN_INT_WIDTH, (int(m).bit_length() + 7) // 8))
 
 
 def unpack_ints(arr: IntArray) -> list[Any]:

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from veil.errors import ConfigError, VeilError
 
@@ -55,7 +55,7 @@ class HEOverflowError(VeilError, OverflowError):
         )
 
 
-def as_array(x: Any, field: str) -> np.ndarray:
+def as_array(x: npt.ArrayLike, field: str) -> np.ndarray:
     """Return ``x`` as a numeric numpy array (ints, floats, or object array of ints)."""
     a = np.asarray(x)
     if a.dtype.kind == "b":
@@ -72,7 +72,7 @@ def as_array(x: Any, field: str) -> np.ndarray:
     return a
 
 
-def _is_mpz(v: Any) -> bool:
+def _is_mpz(v: object) -> bool:
     return type(v).__name__ == "mpz"
 
 
@@ -107,7 +107,9 @@ def max_abs_int(a: np.ndarray) -> int:
     return int(max(abs(int(v)) for v in (a.max(), a.min())))
 
 
-def encode_multiplier(x: Any, bits: int = SCALAR_BITS, field: str = "x") -> tuple[np.ndarray, int]:
+def encode_multiplier(
+    x: npt.ArrayLike, bits: int = SCALAR_BITS, field: str = "x"
+) -> tuple[np.ndarray, int]:
     """Encode a plaintext multiplier exactly where possible; return ``(ints, frac_bits)``.
 
     Integers give ``f = 0``. Floats get the smallest ``f`` making every ``x * 2**f`` an
@@ -135,7 +137,7 @@ def _trailing_zeros(v: np.ndarray) -> np.ndarray:
     return np.asarray(np.log2(low.astype(np.float64)), dtype=np.int64)
 
 
-def decode(ints: list[Any] | np.ndarray, frac_bits: int, as_float: bool) -> np.ndarray:
+def decode(ints: Sequence[int] | np.ndarray, frac_bits: int, as_float: bool) -> np.ndarray:
     """Turn signed plaintext integers back into float64 (``as_float``) or int64/object."""
     vals = [int(v) for v in ints]
     if as_float:
@@ -169,7 +171,9 @@ class PackSpec:
         }
 
     @classmethod
-    def from_wire(cls, obj: dict[str, Any]) -> PackSpec:
+    def from_wire(cls, obj: object) -> PackSpec:
+        if not isinstance(obj, dict):
+            raise ConfigError("pack", "malformed pack spec (not a dict)", "send PackSpec.to_wire()")
         try:
             spec = cls(**{k: int(obj[k]) for k in cls.__dataclass_fields__})
         except (KeyError, TypeError, ValueError) as e:

@@ -18,16 +18,25 @@ Note: ``c * 0`` is the ciphertext 1, which anyone can recognise as zero; call
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, SupportsIndex, TypeAlias, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from veil.crypto import _vector as vec
 from veil.crypto import encoding as enc
+from veil.crypto.packing import compress
 from veil.errors import ConfigError, ProtocolError
 
 if TYPE_CHECKING:
+    from veil.codec import WireValue
     from veil.crypto._scheme import HEPublicKey
+
+Index: TypeAlias = (
+    "SupportsIndex | slice | np.ndarray | Sequence[int]"
+    " | tuple[SupportsIndex | slice | np.ndarray | Sequence[int] | None, ...]"
+)
+"""What ``c[idx]`` takes: numpy basic and integer/boolean array indexing."""
 
 
 class EncryptedArray:
@@ -79,7 +88,7 @@ class EncryptedArray:
         self.pk.check_bound(bound, "result of a homomorphic operation")
         return EncryptedArray(self.pk, ct, frac_bits, is_float, bound)
 
-    def __getitem__(self, idx: Any) -> EncryptedArray:
+    def __getitem__(self, idx: Index) -> EncryptedArray:
         if isinstance(idx, np.ndarray) and idx.dtype.kind not in "iub":
             raise ConfigError("idx", f"index dtype {idx.dtype} is not int/bool", "")
         ct = self.ct[idx]
@@ -93,10 +102,12 @@ class EncryptedArray:
             self.pk, ct, self.frac_bits, self.is_float, self.bound, pack=self.pack, terms=terms
         )
 
-    def reshape(self, *shape: Any) -> EncryptedArray:
+    def reshape(self, *shape: SupportsIndex | Sequence[SupportsIndex]) -> EncryptedArray:
+        """Same ciphertexts in a new shape: ``c.reshape(2, 3)`` or ``c.reshape((2, 3))``."""
         self._no_pack("reshape")
+        dims = shape[0] if len(shape) == 1 else cast("tuple[SupportsIndex, ...]", shape)
         return EncryptedArray(
-            self.pk, self.ct.reshape(*shape), self.frac_bits, self.is_float, self.bound
+            self.pk, self.ct.reshape(dims), self.frac_bits, self.is_float, self.bound
         )
 
     def _no_pack(self, what: str) -> None:
@@ -109,10 +120,10 @@ class EncryptedArray:
         if f == self.frac_bits:
             return self
         shift = f - self.frac_bits
-        ct = vec.pow_scalar(self.ct, 1 << shift, self.pk.ct_modulus)
+        ct = vec.pow_scalar(self.pk.backend, self.ct, 1 << shift, self.pk.ct_modulus)
         return self._like(ct, f, self.is_float, self.bound << shift)
 
-    def __add__(self, other: Any) -> EncryptedArray:
+    def __add__(self, other: EncryptedArray | npt.ArrayLike) -> EncryptedArray:
         m = self.pk.ct_modulus
         if isinstance(other, EncryptedArray):
             if other.pk != self.pk:
@@ -123,7 +134,7 @@ class EncryptedArray:
                 return self._add_packed(other)
             f = max(self.frac_bits, other.frac_bits)
             a, b = self._align(f), other._align(f)
-            ct = vec.mulmod(a.ct, b.ct, m)
+            ct = vec.mulmod(self.pk.backend, a.ct, b.ct, m)
             return self._like(ct, f, a.is_float or b.is_float, a.bound + b.bound)
         self._no_pack("ciphertext + plaintext")
         x = enc.as_array(other, "other")
@@ -136,7 +147,7 @@ class EncryptedArray:
         self.pk.check_bound(bound, "ciphertext + plaintext")
         shape = np.broadcast_shapes(self.shape, ints.shape)
         plain = self.pk.raw_plain(np.broadcast_to(ints, shape).ravel()).reshape(shape)
-        return self._like(vec.mulmod(self.ct, plain, m), f, is_float, bound)
+        return self._like(vec.mulmod(self.pk.backend, self.ct, plain, m), f, is_float, bound)
 
     __radd__ = __add__
 
@@ -144,7 +155,7 @@ class EncryptedArray:
         assert self.pack is not None and self.terms is not None and other.terms is not None
         terms = self.terms + other.terms
         _check_terms(terms, self.pack)
-        ct = vec.mulmod(self.ct, other.ct, self.pk.ct_modulus)
+        ct = vec.mulmod(self.pk.backend, self.ct, other.ct, self.pk.ct_modulus)
         return EncryptedArray(self.pk, ct, 0, False, 0, pack=self.pack, terms=terms)
 
     def __neg__(self) -> EncryptedArray:
@@ -152,15 +163,15 @@ class EncryptedArray:
         ct = vec.invert(self.ct, self.pk.ct_modulus)
         return EncryptedArray(self.pk, ct, self.frac_bits, self.is_float, self.bound)
 
-    def __sub__(self, other: Any) -> EncryptedArray:
+    def __sub__(self, other: EncryptedArray | npt.ArrayLike) -> EncryptedArray:
         if isinstance(other, EncryptedArray):
             return self + (-other)
         return self + (-enc.as_array(other, "other"))
 
-    def __rsub__(self, other: Any) -> EncryptedArray:
+    def __rsub__(self, other: EncryptedArray | npt.ArrayLike) -> EncryptedArray:
         return (-self).__add__(other)
 
-    def __mul__(self, other: Any) -> EncryptedArray:
+    def __mul__(self, other: EncryptedArray | npt.ArrayLike) -> EncryptedArray:
         if isinstance(other, EncryptedArray):
             raise ConfigError(
                 "other",
@@ -174,7 +185,7 @@ class EncryptedArray:
         self.pk.check_bound(bound, "ciphertext * plaintext")
         m = self.pk.ct_modulus
         if k.ndim == 0:
-            ct = vec.pow_scalar(self.ct, int(k), m)
+            ct = vec.pow_scalar(self.pk.backend, self.ct, int(k), m)
         else:
             shape = np.broadcast_shapes(self.shape, k.shape)
             ct = vec.pow_elementwise(
@@ -184,7 +195,7 @@ class EncryptedArray:
 
     __rmul__ = __mul__
 
-    def __truediv__(self, other: Any) -> EncryptedArray:
+    def __truediv__(self, other: npt.ArrayLike) -> EncryptedArray:
         x = enc.as_array(other, "other").astype(np.float64)
         if np.any(x == 0):
             raise ConfigError("other", "division by zero", "")
@@ -197,12 +208,12 @@ class EncryptedArray:
             assert self.terms is not None
             terms = self.terms.sum(axis=0, keepdims=True)
             _check_terms(terms, self.pack)
-            ct = vec.product(self.ct.ravel(), self.pk.ct_modulus).reshape(1)
+            ct = vec.product(self.pk.backend, self.ct.ravel(), self.pk.ct_modulus).reshape(1)
             return EncryptedArray(self.pk, ct, 0, False, 0, pack=self.pack, terms=terms)
-        ct = vec.product(self.ct.ravel(), self.pk.ct_modulus).reshape(1)
+        ct = vec.product(self.pk.backend, self.ct.ravel(), self.pk.ct_modulus).reshape(1)
         return self._like(ct, self.frac_bits, self.is_float, self.bound * max(self.size, 1))
 
-    def group_sum(self, groups: Any, n_groups: int) -> EncryptedArray:
+    def group_sum(self, groups: npt.ArrayLike, n_groups: int) -> EncryptedArray:
         """``out[g]`` = sum of ``self[i]`` with ``groups[i] == g``; ``groups < 0`` skipped,
         empty groups give an encryption of 0 (the ciphertext 1; rerandomize before sharing).
 
@@ -224,7 +235,9 @@ class EncryptedArray:
         if g.size and g.max() >= n_groups:
             raise ConfigError("groups", f"has {g.max()} >= n_groups={n_groups}", "")
         g = g.astype(np.int64)
-        ct = vec.group_product_columns(self.ct, g, int(n_groups), self.pk.ct_modulus)
+        ct = vec.group_product_columns(
+            self.pk.backend, self.ct, g, int(n_groups), self.pk.ct_modulus
+        )
         if self.pack is not None:
             assert self.terms is not None
             parts = []
@@ -239,7 +252,7 @@ class EncryptedArray:
         most = max((int(np.bincount(col[col >= 0]).max(initial=0)) for col in g.T), default=0)
         return self._like(ct, self.frac_bits, self.is_float, self.bound * most)
 
-    def matmul(self, X: Any, bits: int = 48) -> EncryptedArray:
+    def matmul(self, X: npt.ArrayLike, bits: int = 48) -> EncryptedArray:
         """``self @ X`` for ``self`` of shape (n,) and plaintext ``X`` (n, k) -> (k,).
 
         Float ``X`` keeps ``bits`` significant bits of its largest entry (exact when it
@@ -265,39 +278,41 @@ class EncryptedArray:
             col_l1 = [sum(abs(int(v)) for v in k[:, j]) for j in range(k.shape[1])]
         bound = self.bound * max(col_l1, default=0)
         self.pk.check_bound(bound, "c @ X")
-        ct = vec.multi_exp(self.ct, k, self.pk.ct_modulus)
+        ct = vec.multi_exp(self.pk.backend, self.ct, k, self.pk.ct_modulus)
         is_float = self.is_float or Xa.dtype.kind == "f"
         out = self._like(ct, self.frac_bits + fk, is_float, bound)
         return out[0:1] if squeeze else out
 
-    def __matmul__(self, X: Any) -> EncryptedArray:
+    def __matmul__(self, X: npt.ArrayLike) -> EncryptedArray:
         return self.matmul(X)
 
-    def __rmatmul__(self, X: Any) -> EncryptedArray:
+    def __rmatmul__(self, X: npt.ArrayLike) -> EncryptedArray:
         """``X @ c`` for plaintext ``X`` of shape (k, n): the same as ``c @ X.T``."""
         Xa = enc.as_array(X, "X")
         return self.matmul(Xa.T if Xa.ndim == 2 else Xa)
 
     def compress(self) -> EncryptedArray:
         """Fold packed rows into as few ciphertexts as fit (see :mod:`veil.crypto.packing`)."""
-        from veil.crypto.packing import compress
-
-        return compress(self)
+        parts = compress(self)
+        if parts is None:
+            return self
+        ct, spec, terms = parts
+        return EncryptedArray(self.pk, ct, 0, False, 0, pack=spec, terms=terms)
 
     def rerandomize(self) -> EncryptedArray:
         """Same plaintexts under fresh randomness (hides that a value came from ``* 0``)."""
         r = self.pk.raw_random_zero(self.size).reshape(self.shape)
-        ct = vec.mulmod(self.ct, r, self.pk.ct_modulus)
+        ct = vec.mulmod(self.pk.backend, self.ct, r, self.pk.ct_modulus)
         return EncryptedArray(
             self.pk, ct, self.frac_bits, self.is_float, self.bound, pack=self.pack, terms=self.terms
         )
 
     # -- wire --------------------------------------------------------------------------
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, WireValue]:
         """Codec-compatible dict: fixed-width ciphertexts plus the encoding metadata."""
         from veil.codec import IntArray
 
-        out: dict[str, Any] = {
+        out: dict[str, WireValue] = {
             "scheme": self.pk.scheme,
             "shape": list(self.shape),
             "frac_bits": self.frac_bits,
@@ -306,15 +321,18 @@ class EncryptedArray:
             "ct": IntArray(self.ct.ravel().tolist(), self.pk.ct_bytes),
         }
         if self.pack is not None and self.terms is not None:
-            out["pack"] = self.pack.to_wire()
+            pack: dict[str, WireValue] = {**self.pack.to_wire()}
+            out["pack"] = pack
             out["terms"] = self.terms.astype(np.int64)
         return out
 
     @classmethod
-    def from_wire(cls, pk: HEPublicKey, obj: Any) -> EncryptedArray:
+    def from_wire(cls, pk: HEPublicKey, obj: object) -> EncryptedArray:
         """Rebuild an array sent by :meth:`to_wire`; raises ProtocolError if malformed."""
         from veil.codec import IntArray
 
+        if not isinstance(obj, dict):
+            raise ProtocolError(f"malformed encrypted array: {type(obj).__name__}, not a dict")
         try:
             if obj["scheme"] != pk.scheme:
                 raise ProtocolError(f"ciphertexts are {obj['scheme']!r}, key is {pk.scheme!r}")

@@ -2,6 +2,7 @@
 
     scheme = get_scheme(params.he)                  # veil.crypto.paillier or veil.crypto.ou
     pk, sk = scheme.generate_keypair(2048)          # < 2048 only with policy=TEST_POLICY
+                                                    # (veil.policy: the one SecurityPolicy)
     pk.precompute(len(g))                           # optional offline randomiser pool
     c = pk.encrypt(g)                               # float64 -> 2**-40 fixed point; ints exact
     sk.decrypt(c)                                   # float64 (floats) / int64 (ints)
@@ -15,7 +16,10 @@
     sk.decrypt_packed(hist, slots=2, rows=n_bins)   # (n_bins, 2) float64
     wire = c.to_wire(); EncryptedArray.from_wire(pk, wire)      # codec-ready dicts
     public_key_from_wire(pk.to_wire())              # either scheme
-    concatenate([c1, c2]); set_workers(n)           # cores for big batches (default all)
+    concatenate([c1, c2])
+    with LocalBackend(workers=4) as b:              # where big batches run: a key's
+        pk, sk = scheme.generate_keypair(2048, backend=b)   # arrays use its backend
+        peer = public_key_from_wire(wire, backend=b)    # (None: default_backend())
 
 Both schemes share :class:`~veil.crypto.encrypted.EncryptedArray`. Paillier has a
 2047-bit plaintext space; OU (faster, ~681-bit plaintexts, not CCA-safe: read
@@ -26,34 +30,48 @@ from __future__ import annotations
 
 from enum import StrEnum
 from types import ModuleType
-from typing import Any
 
 from veil.crypto import ou, paillier
-from veil.crypto._parallel import get_workers, set_workers, warm_up
-from veil.crypto._scheme import DEFAULT_POLICY, TEST_POLICY, HEPublicKey, HESecretKey, KeyPolicy
+from veil.crypto._scheme import HEPublicKey, HESecretKey
+from veil.crypto.backend import (
+    HEBackend,
+    LocalBackend,
+    default_backend,
+    set_default_backend,
+    set_default_workers,
+)
 from veil.crypto.encoding import DEFAULT_FRAC_BITS, HEOverflowError, PackSpec
 from veil.crypto.encrypted import EncryptedArray, concatenate
 from veil.errors import ConfigError, ProtocolError
+from veil.policy import DEFAULT_POLICY, TEST_POLICY, SecurityPolicy
 
 __all__ = [
     "DEFAULT_FRAC_BITS",
     "DEFAULT_POLICY",
     "TEST_POLICY",
     "EncryptedArray",
+    "HEBackend",
     "HEOverflowError",
     "HEPublicKey",
     "HEScheme",
     "HESecretKey",
     "KeyPolicy",
+    "LocalBackend",
     "PackSpec",
+    "SecurityPolicy",
     "concatenate",
+    "default_backend",
     "generate_keypair",
     "get_scheme",
     "get_workers",
     "public_key_from_wire",
+    "set_default_backend",
     "set_workers",
     "warm_up",
 ]
+
+KeyPolicy = SecurityPolicy
+"""Old name of :class:`veil.policy.SecurityPolicy` (kept while callers move over)."""
 
 
 class HEScheme(StrEnum):
@@ -75,14 +93,20 @@ def get_scheme(name: str | HEScheme) -> ModuleType:
 
 
 def generate_keypair(
-    he: str | HEScheme = HEScheme.PAILLIER, bits: int = 2048, *, policy: KeyPolicy = DEFAULT_POLICY
+    he: str | HEScheme = HEScheme.PAILLIER,
+    bits: int = 2048,
+    *,
+    policy: SecurityPolicy = DEFAULT_POLICY,
+    backend: HEBackend | None = None,
 ) -> tuple[HEPublicKey, HESecretKey]:
-    """Key pair of the named scheme."""
-    pk, sk = get_scheme(he).generate_keypair(bits, policy=policy)
+    """Key pair of the named scheme; its batches run on ``backend`` (None: the default)."""
+    pk, sk = get_scheme(he).generate_keypair(bits, policy=policy, backend=backend)
     return pk, sk
 
 
-def public_key_from_wire(obj: Any, policy: KeyPolicy = DEFAULT_POLICY) -> HEPublicKey:
+def public_key_from_wire(
+    obj: object, policy: SecurityPolicy = DEFAULT_POLICY, *, backend: HEBackend | None = None
+) -> HEPublicKey:
     """Rebuild a public key of either scheme from ``pk.to_wire()``."""
     if not isinstance(obj, dict) or "scheme" not in obj:
         raise ProtocolError("malformed public key: no scheme")
@@ -90,5 +114,21 @@ def public_key_from_wire(obj: Any, policy: KeyPolicy = DEFAULT_POLICY) -> HEPubl
         mod = get_scheme(obj["scheme"])
     except ConfigError as e:
         raise ProtocolError(f"malformed public key: {e}") from e
-    pk: HEPublicKey = mod.PublicKey.from_wire(obj, policy)
+    pk: HEPublicKey = mod.PublicKey.from_wire(obj, policy, backend=backend)
     return pk
+
+
+def get_workers() -> int:
+    """Cores the default backend uses (see :mod:`veil.crypto.backend`)."""
+    return default_backend().workers
+
+
+def set_workers(n: int) -> None:
+    """Make the default backend a :class:`LocalBackend` of ``n`` cores (1 = single core,
+    in-process). Keys made with an explicit backend are not affected."""
+    set_default_workers(n)
+
+
+def warm_up() -> None:
+    """Start the default backend's worker processes ahead of the first big batch."""
+    default_backend().warm_up()

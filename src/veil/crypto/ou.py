@@ -33,37 +33,39 @@ public-key holder nothing beyond shapes and the public encoding metadata.
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
 from veil.crypto import _owner
-from veil.crypto import _parallel as par
 from veil.crypto._fixedbase import FixedBase
 from veil.crypto._native import kernel
 from veil.crypto._scheme import (
-    DEFAULT_POLICY,
-    TEST_POLICY,
     HEPublicKey,
     HESecretKey,
-    KeyPolicy,
-    check_key_bits,
+    check_backend,
+    check_policy,
 )
+from veil.crypto.backend import HEBackend
 from veil.crypto.encrypted import EncryptedArray, concatenate
 from veil.errors import ConfigError, ProtocolError
+from veil.policy import DEFAULT_POLICY, TEST_POLICY, SecurityPolicy
 
 __all__ = [
     "DEFAULT_POLICY",
     "TEST_POLICY",
     "EncryptedArray",
-    "KeyPolicy",
     "PublicKey",
     "SecretKey",
+    "SecurityPolicy",
     "concatenate",
     "generate_keypair",
 ]
+
+if TYPE_CHECKING:
+    from veil.codec import WireValue
 
 SCHEME = "ou"
 SUBGROUP_BITS = 224  # 2 x 112-bit security
@@ -77,7 +79,9 @@ class PublicKey(HEPublicKey):
 
     scheme = SCHEME
 
-    def __init__(self, n: int, G: int, H: int, p_bits: int) -> None:
+    def __init__(
+        self, n: int, G: int, H: int, p_bits: int, *, backend: HEBackend | None = None
+    ) -> None:
         self.n = mpz(n)
         self.G, self.H = mpz(G), mpz(H)
         self.p_bits = int(p_bits)
@@ -88,7 +92,7 @@ class PublicKey(HEPublicKey):
         self.plain_bound = (1 << (self.p_bits - 2)) - 1
         self.rand_bits = SUBGROUP_BITS
         self._tables: dict[str, FixedBase] = {}
-        self._init_pool()
+        self._init_pool(backend)
 
     def __repr__(self) -> str:
         return f"<ou.PublicKey {self.bits}-bit>"
@@ -96,20 +100,21 @@ class PublicKey(HEPublicKey):
     def _table(self, which: str) -> FixedBase:
         with self._lock:
             if which not in self._tables:
+                threads = self.backend.workers
                 if which == "H":  # wider windows where the C kernel builds the table
                     w = H_WINDOW if kernel() is None else H_WINDOW_NATIVE
-                    t = FixedBase(self.H, self.n, self.rand_bits, w)
+                    t = FixedBase(self.H, self.n, self.rand_bits, w, threads)
                 else:
                     base = self.G if which == "G" else gmpy2.invert(self.G, self.n)
                     # every plaintext fits; rows are built only up to the longest one
                     # used (packed plaintexts reach the upper windows)
-                    t = FixedBase(base, self.n, self.p_bits, G_WINDOW)
+                    t = FixedBase(base, self.n, self.p_bits, G_WINDOW, threads)
                 self._tables[which] = t
             return self._tables[which]
 
     def _fresh_randomisers(self, count: int) -> np.ndarray:
         owned = self._owner_randomisers("H", count)
-        return par.random_pow(self._table("H"), count) if owned is None else owned
+        return self.backend.random_pow(self._table("H"), count) if owned is None else owned
 
     def raw_plain(self, ms: np.ndarray) -> np.ndarray:
         vals = [int(m) for m in ms]
@@ -118,9 +123,9 @@ class PublicKey(HEPublicKey):
         pos = [i for i, v in enumerate(vals) if 0 <= v < lim]
         neg = [i for i, v in enumerate(vals) if -lim < v < 0]
         if pos:
-            out[pos] = par.fixed_pow(self._table("G"), [vals[i] for i in pos])
+            out[pos] = self.backend.fixed_pow(self._table("G"), [vals[i] for i in pos])
         if neg:
-            out[neg] = par.fixed_pow(self._table("Ginv"), [-vals[i] for i in neg])
+            out[neg] = self.backend.fixed_pow(self._table("Ginv"), [-vals[i] for i in neg])
         for i, v in enumerate(vals):
             if not -lim < v < lim:  # rare huge plaintexts: plain square-and-multiply
                 out[i] = gmpy2.powmod(self.G, v, self.n)
@@ -135,7 +140,7 @@ class PublicKey(HEPublicKey):
             return super().raw_encrypt(ms)
         out = np.empty(len(ms), dtype=object)
         for which, idx, digits in groups:
-            out[idx] = _owner_chain(owner, which, digits, None)
+            out[idx] = _owner_chain(self.backend, owner, which, digits, None)
         return out
 
     def raw_plain_times(self, ms: np.ndarray, cts: np.ndarray) -> np.ndarray:
@@ -148,9 +153,9 @@ class PublicKey(HEPublicKey):
         out = np.empty(len(ms), dtype=object)
         for which, idx, digits in groups:
             if owner is None:
-                out[idx] = par.table_pow(self._table(which), digits, cts[idx])
+                out[idx] = self.backend.table_pow(self._table(which), digits, cts[idx])
             else:
-                out[idx] = _owner_chain(owner, which, digits, cts[idx])
+                out[idx] = _owner_chain(self.backend, owner, which, digits, cts[idx])
         return out
 
     def _groups(
@@ -186,7 +191,7 @@ class PublicKey(HEPublicKey):
     def _threaded(self) -> bool:
         return self._table("H").native()
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, WireValue]:
         return {
             "scheme": SCHEME,
             "n": int(self.n),
@@ -196,19 +201,29 @@ class PublicKey(HEPublicKey):
         }
 
     @classmethod
-    def from_wire(cls, obj: Any, policy: KeyPolicy = DEFAULT_POLICY) -> PublicKey:
-        """Public key from :meth:`to_wire`; checks size (against ``policy``) and ranges."""
+    def from_wire(
+        cls,
+        obj: object,
+        policy: SecurityPolicy = DEFAULT_POLICY,
+        *,
+        backend: HEBackend | None = None,
+    ) -> PublicKey:
+        """Public key from :meth:`to_wire`; checks size (against ``policy``) and ranges.
+        Its batches run on ``backend`` (None: the default backend)."""
+        check_policy(policy)
+        if not isinstance(obj, dict):
+            raise ProtocolError(f"malformed {SCHEME} public key: not a dict")
         try:
             if obj["scheme"] != SCHEME:
                 raise ProtocolError(f"expected an {SCHEME} key, got {obj['scheme']!r}")
             n, G, H, p_bits = mpz(obj["n"]), mpz(obj["G"]), mpz(obj["H"]), int(obj["p_bits"])
         except (KeyError, TypeError, ValueError) as e:
             raise ProtocolError(f"malformed OU public key: {e}") from e
-        check_key_bits(int(n.bit_length()), policy, "public_key.n")
+        policy.check_key_bits(SCHEME, int(n.bit_length()), "public_key.n")
         ok = 3 * p_bits <= n.bit_length() + 3 and p_bits > SUBGROUP_BITS + 8
         if not ok or not (1 < G < n and 1 < H < n) or gmpy2.gcd(G * H, n) != 1:
             raise ProtocolError("OU public key fails its sanity checks")
-        return cls(n, G, H, p_bits)
+        return cls(n, G, H, p_bits, backend=backend)
 
 
 class SecretKey(HESecretKey):
@@ -234,21 +249,28 @@ class SecretKey(HESecretKey):
                     "G": (pk.G, pk.p_bits, G_WINDOW),
                     "Ginv": (gmpy2.invert(pk.G, pk.n), pk.p_bits, G_WINDOW),
                 },
+                pk.backend.workers,
             )
 
     def raw_decrypt(self, cts: np.ndarray, span: int) -> tuple[list[int], int]:
         p, p2 = self._p, self._p2
-        xs = par.powmod_base_list([c % p2 for c in cts], self._t, p2)
+        xs = self.public_key.backend.powmod_base_list([c % p2 for c in cts], self._t, p2)
         return [int((x - 1) // p * self._gt_inv % p) for x in xs], int(p)
 
 
-def _owner_chain(owner: _owner.CRTTables, which: str, digits: np.ndarray, start: Any) -> np.ndarray:
+def _owner_chain(
+    be: HEBackend,
+    owner: _owner.CRTTables,
+    which: str,
+    digits: np.ndarray,
+    start: np.ndarray | None,
+) -> np.ndarray:
     """``start * base**e`` for the exponents whose window digits are given, through the
     owner's CRT tables, over threads; with no ``start``, times a fresh ``H^r``."""
     parts = [(which, digits)]
     if start is None:
         parts.insert(0, ("H", owner.table("H").random_digits(len(digits))))
-    return par.split_threads(
+    return be.map_ranges(
         lambda a, b: owner.chain(
             [(name, d[a:b]) for name, d in parts], None if start is None else start[a:b]
         ),
@@ -264,10 +286,14 @@ def _rand_prime(bits: int) -> mpz:
 
 
 def generate_keypair(
-    bits: int = 2048, *, policy: KeyPolicy = DEFAULT_POLICY
+    bits: int = 2048,
+    *,
+    policy: SecurityPolicy = DEFAULT_POLICY,
+    backend: HEBackend | None = None,
 ) -> tuple[PublicKey, SecretKey]:
     """New OU key pair with a ``bits``-bit ``n = p^2 q`` (>= 2048 unless ``policy`` allows)."""
-    check_key_bits(bits, policy)
+    check_policy(policy).check_key_bits(SCHEME, bits, "bits")
+    check_backend(backend)
     p_bits = (bits + 2) // 3
     t_bits = min(SUBGROUP_BITS, p_bits // 3)
     while True:
@@ -294,5 +320,5 @@ def generate_keypair(
             break
     G = gmpy2.powmod(g, u, n)
     H = gmpy2.powmod(g2, n * u, n)
-    pk = PublicKey(n, G, H, p_bits)
+    pk = PublicKey(n, G, H, p_bits, backend=backend)
     return pk, SecretKey(pk, p, t)

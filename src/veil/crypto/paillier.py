@@ -29,39 +29,41 @@ shapes and the public ``bound``/``frac_bits`` metadata of :class:`EncryptedArray
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
 from veil.crypto import _owner
-from veil.crypto import _parallel as par
 from veil.crypto._fixedbase import FixedBase
 from veil.crypto._kernels import objects
 from veil.crypto._native import kernel
 from veil.crypto._scheme import (
-    DEFAULT_POLICY,
-    TEST_POLICY,
     HEPublicKey,
     HESecretKey,
-    KeyPolicy,
-    check_key_bits,
+    check_backend,
+    check_policy,
     security_bits,
 )
+from veil.crypto.backend import HEBackend
 from veil.crypto.encrypted import EncryptedArray, concatenate
 from veil.errors import ConfigError, ProtocolError
+from veil.policy import DEFAULT_POLICY, TEST_POLICY, SecurityPolicy
 
 __all__ = [
     "DEFAULT_POLICY",
     "TEST_POLICY",
     "EncryptedArray",
-    "KeyPolicy",
     "PublicKey",
     "SecretKey",
+    "SecurityPolicy",
     "concatenate",
     "generate_keypair",
 ]
+
+if TYPE_CHECKING:
+    from veil.codec import WireValue
 
 SCHEME = "paillier"
 WINDOW = 12  # fixed-base window: 19 products per 224-bit exponent, 40 MiB table
@@ -72,7 +74,7 @@ class PublicKey(HEPublicKey):
 
     scheme = SCHEME
 
-    def __init__(self, n: int, hs: int) -> None:
+    def __init__(self, n: int, hs: int, *, backend: HEBackend | None = None) -> None:
         self.n = mpz(n)
         self.n2 = self.n * self.n
         self.hs = mpz(hs)
@@ -83,7 +85,7 @@ class PublicKey(HEPublicKey):
         self.plain_bits = self.bits - 1
         self.rand_bits = 2 * security_bits(self.bits)
         self._table: FixedBase | None = None
-        self._init_pool()
+        self._init_pool(backend)
 
     def __repr__(self) -> str:
         return f"<paillier.PublicKey {self.bits}-bit>"
@@ -91,33 +93,44 @@ class PublicKey(HEPublicKey):
     def table(self) -> FixedBase:
         with self._lock:
             if self._table is None:
-                self._table = FixedBase(self.hs, self.n2, self.rand_bits, WINDOW)
+                threads = self.backend.workers
+                self._table = FixedBase(self.hs, self.n2, self.rand_bits, WINDOW, threads)
             return self._table
 
     def _fresh_randomisers(self, count: int) -> np.ndarray:
         owned = self._owner_randomisers("hs", count)
-        return par.random_pow(self.table(), count) if owned is None else owned
+        return self.backend.random_pow(self.table(), count) if owned is None else owned
 
     def raw_plain(self, ms: np.ndarray) -> np.ndarray:
         n = self.n
         return objects([(mpz(m) % n) * n + 1 for m in ms])
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, WireValue]:
         return {"scheme": SCHEME, "n": int(self.n), "hs": int(self.hs)}
 
     @classmethod
-    def from_wire(cls, obj: Any, policy: KeyPolicy = DEFAULT_POLICY) -> PublicKey:
-        """Public key from :meth:`to_wire`; checks size (against ``policy``) and ranges."""
+    def from_wire(
+        cls,
+        obj: object,
+        policy: SecurityPolicy = DEFAULT_POLICY,
+        *,
+        backend: HEBackend | None = None,
+    ) -> PublicKey:
+        """Public key from :meth:`to_wire`; checks size (against ``policy``) and ranges.
+        Its batches run on ``backend`` (None: the default backend)."""
+        check_policy(policy)
+        if not isinstance(obj, dict):
+            raise ProtocolError(f"malformed {SCHEME} public key: not a dict")
         try:
             if obj["scheme"] != SCHEME:
                 raise ProtocolError(f"expected a {SCHEME} key, got {obj['scheme']!r}")
             n, hs = mpz(obj["n"]), mpz(obj["hs"])
         except (KeyError, TypeError, ValueError) as e:
             raise ProtocolError(f"malformed Paillier public key: {e}") from e
-        check_key_bits(int(n.bit_length()), policy, "public_key.n")
+        policy.check_key_bits(SCHEME, int(n.bit_length()), "public_key.n")
         if n % 2 == 0 or not 1 < hs < n * n or gmpy2.gcd(hs, n) != 1:
             raise ProtocolError("Paillier public key fails its sanity checks")
-        return cls(n, hs)
+        return cls(n, hs, backend=backend)
 
 
 class SecretKey(HESecretKey):
@@ -137,7 +150,8 @@ class SecretKey(HESecretKey):
         self._q_inv = gmpy2.invert(self._q, self._p)
         if kernel() is not None:  # this process may encrypt mod p^2 and q^2 (veil.crypto._owner)
             pk = public_key
-            pk._owner = _owner.CRTTables(self._p2, self._q2, {"hs": (pk.hs, pk.rand_bits, WINDOW)})
+            bases = {"hs": (pk.hs, pk.rand_bits, WINDOW)}
+            pk._owner = _owner.CRTTables(self._p2, self._q2, bases, pk.backend.workers)
 
     @staticmethod
     def _l(x: Any, p: Any) -> Any:
@@ -147,13 +161,14 @@ class SecretKey(HESecretKey):
         """CRT decryption; when every plaintext fits below ``p`` (``span <= p``, the usual
         case for tracked fixed-point values) only the ``p`` half is computed: 2x faster."""
         p, p2 = self._p, self._p2
-        xp = par.powmod_base_list([c % p2 for c in cts], p - 1, p2)
+        be = self.public_key.backend
+        xp = be.powmod_base_list([c % p2 for c in cts], p - 1, p2)
         hp = self._hp
         mps = [(a - 1) // p * hp % p for a in xp]
         if span <= p:
             return [int(v) for v in mps], int(p)
         q, q2, hq, q_inv = self._q, self._q2, self._hq, self._q_inv
-        xq = par.powmod_base_list([c % q2 for c in cts], q - 1, q2)
+        xq = be.powmod_base_list([c % q2 for c in cts], q - 1, q2)
         out = []
         for mp, b in zip(mps, xq, strict=True):
             mq = (b - 1) // q * hq % q
@@ -170,10 +185,14 @@ def _prime(bits: int) -> mpz:
 
 
 def generate_keypair(
-    bits: int = 2048, *, policy: KeyPolicy = DEFAULT_POLICY
+    bits: int = 2048,
+    *,
+    policy: SecurityPolicy = DEFAULT_POLICY,
+    backend: HEBackend | None = None,
 ) -> tuple[PublicKey, SecretKey]:
     """New Paillier key pair with a ``bits``-bit modulus (>= 2048 unless ``policy`` allows)."""
-    check_key_bits(bits, policy)
+    check_policy(policy).check_key_bits(SCHEME, bits, "bits")
+    check_backend(backend)
     while True:
         p, q = _prime(bits // 2), _prime(bits - bits // 2)
         n = p * q
@@ -184,5 +203,5 @@ def generate_keypair(
         x += 1
     h = (-x * x) % n
     hs = gmpy2.powmod(h, n, n * n)
-    pk = PublicKey(n, hs)
+    pk = PublicKey(n, hs, backend=backend)
     return pk, SecretKey(pk, p, q)

@@ -300,30 +300,6 @@ def bin_feature(name: str, values: npt.ArrayLike, y: npt.ArrayLike, opts: Binnin
     return finish_bins(fine, ev, opts)
 
 
-def check_labels(y: npt.ArrayLike, name: str = "y") -> IntArr:
-    """Labels as 0/1 ints, or a clear error naming the column."""
-    arr = np.asarray(y)
-    if arr.ndim != 1 or arr.size == 0:
-        raise ConfigError(f"label column '{name}'", "is empty or not 1-D", "pass one label per row")
-    try:
-        f = arr.astype(np.float64)
-    except (TypeError, ValueError):
-        raise ConfigError(f"label column '{name}'", "is not numeric", "encode it as 0/1") from None
-    if np.isnan(f).any():
-        raise ConfigError(f"label column '{name}'", "has missing values", "drop those rows")
-    values = set(np.unique(f).tolist())
-    if not values <= {0.0, 1.0}:
-        shown = sorted(values)[:5]
-        raise ConfigError(
-            f"label column '{name}'",
-            f"is not binary (values {shown})",
-            "map it to 0 (good) / 1 (bad, event) first",
-        )
-    if len(values) < 2:
-        raise ConfigError(f"label column '{name}'", "has a single class", "need both 0 and 1")
-    return f.astype(np.int64)
-
-
 __all__ = [
     "WOE_ADJUSTMENT",
     "BinMethod",
@@ -334,7 +310,6 @@ __all__ = [
     "IntArr",
     "bin_feature",
     "check_feature",
-    "check_labels",
     "chi_merge",
     "fine_bins",
     "finish_bins",

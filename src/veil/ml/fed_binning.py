@@ -6,75 +6,105 @@ Rows are aligned (PSI) and in the same order on every party; each role function
 receives only the rows to fit on (the training rows of the split).
 
 Roles: ``label_holder`` (holds the 0/1 label and its own features) and one or
-more ``partner`` parties (features only).
+more ``partner`` parties (features only). Messages: :class:`Tag`, with one typed
+schema each in :mod:`veil.ml.fed_binning_messages`.
 
 Flow, per partner:
-  1. label holder -> partner  public key, Enc(y_i) for every row (Paillier or OU)
+  1. label holder -> partner  PUBLIC_KEY, ENC_LABELS: Enc(y_i) for every
+     row (Paillier or OU)
   2. partner: cuts every feature into label-free bins (quantile / equal-width,
      ``fine_bins`` for the optimal methods), merges bins under ``min_bin_size``
      rows, sums the ciphertexts per bin (``group_sum``) and re-randomises the
      sums (the label holder made every Enc(y_i) and could otherwise test which
      rows a product covers)
-     partner -> label holder  per feature: row count per bin, Enc(events per bin),
-     and the feature names only if the partner allows it (``reveal_names``)
+     partner -> label holder  BIN_SUMS: per feature the row count per bin,
+     Enc(events per bin), and the feature names only if the partner allows it
+     (``reveal_names``)
   3. label holder decrypts only the per-bin totals; for chi-merge / monotonic
-     binning it merges adjacent bins on those counts
-     label holder -> partner  per feature: group starts (which adjacent bins to
-     merge), and the WOE and IV per final bin only if ``share_woe`` is set
+     binning it merges adjacent bins on those counts and keeps that merge plan
+     label holder -> partner  WOE: with ``share_woe`` off, nothing but "no WOE"
+     (a constant); with ``share_woe`` on, per feature the WOE and IV of every
+     final bin and, for chi-merge / monotonic only, the group starts (which of
+     the partner's bins were merged) that it needs to apply that WOE
   The label holder bins its own features in plaintext with the same code.
 
 What each party learns:
   - label holder: for each partner feature the row count and event count of
-    every bin (each bin has >= ``min_bin_size`` rows); not which rows are in a
-    bin, the partner's edges, values, or (unless revealed) feature names. Bin
-    order is known (bins are sorted by value).
-  - partner: nothing about the labels from steps 1-2 (semantically secure
-    ciphertexts, all sums stay encrypted). With ``share_woe`` it learns the WOE
-    of each of its own bins, which it needs to WOE-transform its columns for the
-    next step; with the bin counts that is the event count of every bin. Bins of
-    >= ``min_bin_size`` rows keep single labels out of reach of one bin, but a
-    partner could difference overlapping bins of two of its features (e.g. rows
-    1-50 and 1-51) to learn a label; leave ``share_woe`` off (WOE only on the
-    label holder's side) where that matters. No noise is added.
+    every (fine) bin (each bin has >= ``min_bin_size`` rows); not which rows are
+    in a bin, the partner's edges, values, or (unless revealed) feature names.
+    Bin order is known (bins are sorted by value).
+  - partner, ``share_woe`` off (the default): nothing that depends on the labels,
+    for every method. It receives the public key, semantically secure Enc(y_i)
+    (all sums stay encrypted) and a constant reply. Its own bins stay the
+    label-free ones it cut: for quantile / equal-width these are the final bins,
+    for chi-merge / monotonic the fine bins before merging (the merged bins are
+    a function of the labels; the label holder keeps that plan).
+  - partner, ``share_woe`` on: for each own feature the WOE and IV of every final
+    bin, which it needs to WOE-transform its columns for the next step. With its
+    bin counts the WOE gives the event count of every final bin (one unknown,
+    the total event count, is fixed by the WOE values themselves).
+    For chi-merge / monotonic it also learns the merged bin boundaries, which
+    depend on the labels: chi-merge joins the adjacent bins whose event rates are
+    most alike; monotonic pooling reveals the direction of the event-rate trend
+    and that every pooled run of fine bins broke it. No design avoids this while
+    the partner applies WOE to its own values in the clear: values that share a
+    WOE value are exactly a merged bin. With quantile / equal-width the
+    boundaries are label-free; only the WOE/IV are label-dependent.
+    Bins of >= ``min_bin_size`` rows keep single labels out of reach of one bin,
+    but a partner could difference overlapping bins of two of its features (e.g.
+    rows 1-50 and 1-51) to learn a label; leave ``share_woe`` off (WOE only on
+    the label holder's side) where that matters. No noise is added.
+    ``tests/ml/test_binning_leak.py`` runs these inferences as a curious partner.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from veil.crypto import he
 from veil.crypto.he import HEScheme
 from veil.errors import ConfigError, ProtocolError
+from veil.ml import he_keys
 from veil.ml.binning import (
     BinningOptions,
     Bins,
     FloatArray,
     IntArr,
     bin_feature,
-    check_labels,
     fine_bins,
     optimal_starts,
     regroup,
     woe_iv,
 )
+from veil.ml.fed_binning_messages import (
+    BinSums,
+    EncLabels,
+    FeatureSums,
+    FeatureWoe,
+    KeyMsg,
+    Tag,
+    WoeMsg,
+)
+from veil.ml.labels import check_labels
 from veil.net.session import Session
+from veil.policy import DEFAULT_POLICY, SecurityPolicy
+
+__all__ = [
+    "LABEL_HOLDER",
+    "BinStats",
+    "FedBinningOptions",
+    "LabelHolderBinning",
+    "Tag",
+    "anonymous_id",
+    "run_label_holder",
+    "run_partner",
+]
 
 LABEL_HOLDER = "label_holder"
-
-
-class Tag(StrEnum):
-    """Every message of federated binning."""
-
-    PUBLIC_KEY = "pk"
-    ENC_LABELS = "enc_labels"
-    BIN_SUMS = "bin_sums"
-    MERGES = "merges"
 
 
 @dataclass(frozen=True)
@@ -97,7 +127,12 @@ class FedBinningOptions:
 
 @dataclass(frozen=True)
 class BinStats:
-    """What the label holder knows of one feature's final bins."""
+    """What the label holder knows of one feature's final bins.
+
+    ``starts``: for a partner's feature under chi-merge / monotonic binning, the
+    merge plan over the partner's fine bins (index of the first fine bin of every
+    final bin); it stays with the label holder unless WOE is shared.
+    """
 
     party: str
     index: int
@@ -107,6 +142,7 @@ class BinStats:
     woe: FloatArray
     iv: float
     named: bool = True  # False: ``name`` is an anonymous id such as ``bureau:f3``
+    starts: IntArr | None = None
 
     @property
     def key(self) -> str:
@@ -124,10 +160,6 @@ class LabelHolderBinning:
     def iv(self) -> dict[str, float]:
         """IV keyed by :attr:`BinStats.key`."""
         return {b.key: b.iv for b in self.stats}
-
-
-def _policy_kw(policy: Any) -> dict[str, Any]:
-    return {} if policy is None else {"policy": policy}
 
 
 def anonymous_id(party: str, index: int) -> str:
@@ -153,15 +185,14 @@ def run_label_holder(
     *,
     partners: Sequence[str] | None = None,
     keys: tuple[Any, Any] | None = None,
-    policy: Any = None,
+    policy: SecurityPolicy = DEFAULT_POLICY,
 ) -> LabelHolderBinning:
     """Bin own features in plaintext and every partner's under encrypted labels.
 
     ``keys`` (a ``(public, secret)`` pair of ``opts.he``) skips key generation;
-    ``policy`` is the HE key policy (default: the library's, >= 2048 bits; tests
-    pass ``veil.crypto.he.TEST_POLICY``).
+    either way the key must meet ``policy`` (tests pass ``veil.policy.TEST_POLICY``).
     """
-    labels = check_labels(y)
+    labels = check_labels(y, "y")
     cols = _columns(features, len(labels))
     own = {name: bin_feature(name, col, labels, opts.binning) for name, col in cols.items()}
     stats = [
@@ -171,54 +202,53 @@ def run_label_holder(
     peers = list(partners) if partners is not None else s.peers()
     if peers:
         if keys is None:
-            keys = he.generate_keypair(opts.he.value, opts.key_bits, **_policy_kw(policy))
+            keys = he_keys.generate_keypair(opts.he, opts.key_bits, policy, "binning.key_bits")
         pk, sk = keys
-        enc = pk.encrypt(labels).to_wire()
+        policy.check_key_bits(str(pk.scheme), int(pk.bits), "binning.key_bits")
+        key_msg = KeyMsg(pk).to_wire()
+        enc = EncLabels(pk.encrypt(labels)).to_wire()
         for p in peers:
-            s.send(p, Tag.PUBLIC_KEY, pk.to_wire())
+            s.send(p, Tag.PUBLIC_KEY, key_msg)
             s.send(p, Tag.ENC_LABELS, enc)
         for p in peers:
-            stats.extend(_finish_partner(s, p, pk=pk, sk=sk, opts=opts))
+            stats.extend(_finish_partner(s, p, pk=pk, sk=sk, n_rows=len(labels), opts=opts))
     return LabelHolderBinning(own, stats)
 
 
 def _finish_partner(
-    s: Session, partner: str, *, pk: Any, sk: Any, opts: FedBinningOptions
+    s: Session, partner: str, *, pk: Any, sk: Any, n_rows: int, opts: FedBinningOptions
 ) -> list[BinStats]:
-    msg = s.recv(partner, Tag.BIN_SUMS)
-    try:
-        feats = list(msg["features"])
-        names = msg["names"]
-    except (KeyError, TypeError):
-        raise ProtocolError(f"{partner}: malformed {Tag.BIN_SUMS} message") from None
-    if names is not None and len(names) != len(feats):
-        raise ProtocolError(f"{partner}: {len(names)} names for {len(feats)} features")
+    b = opts.binning
+    msg = BinSums.from_wire(
+        s.recv(partner, Tag.BIN_SUMS), pk, n_rows=n_rows, max_bins=b.initial_bins + 1
+    )
     out: list[BinStats] = []
-    replies: list[dict[str, Any]] = []
-    for i, f in enumerate(feats):
-        counts = np.asarray(f["counts"], dtype=np.int64)
-        has_missing = bool(f["has_missing"])
-        if counts.ndim != 1 or len(counts) == 0:
-            raise ProtocolError(f"{partner}: feature {i} has no bins")
-        if len(counts) > 1 and np.any(counts < opts.binning.min_bin_size):
-            raise ProtocolError(f"{partner}: feature {i} has bins under min_bin_size")
-        events = np.rint(sk.decrypt(he.EncryptedArray.from_wire(pk, f["events"])))
-        events = np.asarray(events, dtype=np.int64)
+    plans: list[FeatureWoe] = []
+    for i, f in enumerate(msg.features):
+        where = f"{partner}: {Tag.BIN_SUMS}: field 'features[{i}]"
+        counts = f.counts
+        if len(counts) > 1 and np.any(counts < b.min_bin_size):
+            raise ProtocolError(f"{where}.counts' has bins under min_bin_size={b.min_bin_size}")
+        events = np.asarray(np.rint(sk.decrypt(f.events)), dtype=np.int64)
         if events.shape != counts.shape or np.any(events < 0) or np.any(events > counts):
-            raise ProtocolError(f"{partner}: feature {i} bin sums do not fit its counts")
-        starts = optimal_starts(counts, has_missing, events, opts.binning)
+            raise ProtocolError(f"{where}.events' does not fit its counts")
+        starts = optimal_starts(counts, f.has_missing, events, b)
         if starts is not None:
             counts = np.add.reduceat(counts, starts)
             events = np.add.reduceat(events, starts)
         woe, iv = woe_iv(events, counts)
-        name = str(names[i]) if names is not None else anonymous_id(partner, i)
-        out.append(BinStats(partner, i, name, counts, events, woe, iv, named=names is not None))
-        reply: dict[str, Any] = {"starts": None if starts is None else starts}
-        if opts.share_woe:
-            reply.update(woe=woe, iv=iv)
-        replies.append(reply)
-    s.send(partner, Tag.MERGES, replies)
+        named = msg.names is not None
+        name = msg.names[i] if msg.names is not None else anonymous_id(partner, i)
+        out.append(BinStats(partner, i, name, counts, events, woe, iv, named, starts))
+        plans.append(FeatureWoe(starts, woe, iv))
+    s.send(partner, Tag.WOE, _woe_reply(plans, opts).to_wire())
     return out
+
+
+def _woe_reply(plans: list[FeatureWoe], opts: FedBinningOptions) -> WoeMsg:
+    """What a partner gets back: every plan (WOE, IV, merge starts) only if WOE is
+    shared, else nothing label-dependent."""
+    return WoeMsg(plans if opts.share_woe else None)
 
 
 def run_partner(
@@ -227,14 +257,15 @@ def run_partner(
     binning: BinningOptions | None = None,
     *,
     reveal_names: bool = False,
-    policy: Any = None,
+    policy: SecurityPolicy = DEFAULT_POLICY,
 ) -> dict[str, Bins]:
     """Bin own features and help the label holder compute their WOE/IV.
 
     ``binning`` must equal the label holder's options (the job passes the same
-    block to both). Returns this party's :class:`Bins`, with WOE only if the
-    label holder shares it. ``policy``: the smallest HE key accepted from the
-    label holder (default: the library's).
+    block to both). Returns this party's :class:`Bins`: with WOE and the final
+    bins only if the label holder shares WOE, else its label-free bins (see the
+    module docstring). ``policy``: the smallest HE key accepted from the label
+    holder.
     """
     binning = binning or BinningOptions()
     holder = s.party_of(LABEL_HOLDER)
@@ -246,46 +277,35 @@ def run_partner(
     if n_rows == 0:
         raise ConfigError("features", "this party has zero rows", "check the PSI/split output")
     fines = [fine_bins(name, col, binning) for name, col in cols.items()]
-    pk = he.public_key_from_wire(s.recv(holder, Tag.PUBLIC_KEY), **_policy_kw(policy))
-    enc = he.EncryptedArray.from_wire(pk, s.recv(holder, Tag.ENC_LABELS))
+    pk = KeyMsg.from_wire(s.recv(holder, Tag.PUBLIC_KEY), policy).pk
+    enc = EncLabels.from_wire(s.recv(holder, Tag.ENC_LABELS), pk).labels
     if len(enc) != n_rows:
         raise ConfigError(
             "rows",
             f"label holder has {len(enc)} rows, this party {n_rows}",
             "run PSI and the split first so both hold the same aligned rows",
         )
-    sums = []
-    for fine, col in zip(fines, cols.values(), strict=True):
-        groups = fine.transform(col)
-        sums.append(
-            {
-                "counts": fine.counts,
-                "has_missing": fine.has_missing_bin,
-                # Fresh randomness: the label holder made every Enc(y_i) and could
-                # otherwise test which rows a product of them covers.
-                "events": enc.group_sum(groups, fine.n_bins).rerandomize().to_wire(),
-            }
+    sums = [
+        FeatureSums(
+            fine.counts,
+            fine.has_missing_bin,
+            # Fresh randomness: the label holder made every Enc(y_i) and could
+            # otherwise test which rows a product of them covers.
+            enc.group_sum(fine.transform(col), fine.n_bins).rerandomize(),
         )
+        for fine, col in zip(fines, cols.values(), strict=True)
+    ]
     names = list(cols) if reveal_names else None
-    s.send(holder, Tag.BIN_SUMS, {"features": sums, "names": names})
-    replies = s.recv(holder, Tag.MERGES)
-    if not isinstance(replies, list) or len(replies) != len(fines):
-        raise ProtocolError(f"{holder}: expected {len(fines)} merge plans")
+    s.send(holder, Tag.BIN_SUMS, BinSums(sums, names).to_wire())
+    reply = WoeMsg.from_wire(s.recv(holder, Tag.WOE), fines)
+    if reply.features is None:  # WOE not shared: keep the label-free bins
+        return {fine.name: Bins(*_fine_fields(fine)) for fine in fines}
     out: dict[str, Bins] = {}
-    for fine, r in zip(fines, replies, strict=True):
-        final = regroup(fine, r["starts"])
-        woe = r.get("woe")
-        if woe is not None:
-            woe = np.asarray(woe, dtype=np.float64)
-            if woe.shape != final.counts.shape:
-                raise ProtocolError(f"{holder}: WOE of '{fine.name}' has the wrong length")
-        out[fine.name] = Bins(
-            final.name,
-            final.edges,
-            final.counts,
-            final.has_missing_bin,
-            final.missing_bin,
-            woe=woe,
-            iv=None if r.get("iv") is None else float(r["iv"]),
-        )
+    for fine, f in zip(fines, reply.features, strict=True):
+        final = regroup(fine, f.starts)
+        out[fine.name] = Bins(*_fine_fields(final), woe=f.woe, iv=f.iv)
     return out
+
+
+def _fine_fields(f: Any) -> tuple[str, FloatArray, IntArr, bool, int]:
+    return f.name, f.edges, f.counts, f.has_missing_bin, f.missing_bin

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from veil.errors import ConfigError
-from veil.ml.binning import check_labels
+from veil.ml.labels import check_labels
 
 FloatArray = npt.NDArray[np.float64]
 

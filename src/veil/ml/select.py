@@ -4,7 +4,8 @@ The label holder knows the IV of every feature (its own and, from federated
 binning, each partner's, under the partner's name or an anonymous id such as
 ``bureau:f3``), ranks them and tells each partner which of its columns stay.
 
-Flow:  1. label holder -> each partner   indices of the partner's kept columns
+Flow:  1. label holder -> each partner   KEEP: indices of the partner's kept columns
+        (schema :class:`Keep`, checked on receipt)
 What each party learns: the label holder nothing new (names only if the
 partner revealed them at binning); a partner learns which of its own columns
 were kept (a coarse hint of their IV ranking), nothing about other parties.
@@ -15,9 +16,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
-from veil.errors import ConfigError, ProtocolError
+import numpy as np
+import numpy.typing as npt
+
+from veil.errors import ConfigError
 from veil.ml.fed_binning import BinStats, LabelHolderBinning
+from veil.ml.messages import Fields
 from veil.net.session import Session
 
 LABEL_HOLDER = "label_holder"
@@ -27,6 +33,24 @@ class Tag(StrEnum):
     """Every message of feature selection."""
 
     KEEP = "keep"
+
+
+@dataclass(frozen=True)
+class Keep:
+    """KEEP: indices of the receiving partner's kept columns (in binning order)."""
+
+    keep: npt.NDArray[np.int64]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"keep": self.keep.astype(np.int64)}
+
+    @classmethod
+    def from_wire(cls, msg: object, n_columns: int) -> Keep:
+        f = Fields(Tag.KEEP, msg)
+        keep = f.int_array("keep", max_size=n_columns, lo=0, hi=n_columns - 1)
+        if len(np.unique(keep)) != keep.size:
+            raise f.error("keep", "holds a column twice")
+        return cls(keep)
 
 
 @dataclass(frozen=True)
@@ -79,15 +103,12 @@ def run_label_holder(
     """Choose features and send each partner the indices of its kept columns."""
     sel = choose(binning.stats, opts)
     for p in partners if partners is not None else s.peers():
-        s.send(p, Tag.KEEP, sorted(b.index for b in sel.kept if b.party == p))
+        kept = sorted(b.index for b in sel.kept if b.party == p)
+        s.send(p, Tag.KEEP, Keep(np.array(kept, dtype=np.int64)).to_wire())
     return sel
 
 
 def run_partner(s: Session, names: Sequence[str]) -> list[str]:
     """This party's kept column names (``names`` in the order they were binned)."""
-    keep = s.recv(s.party_of(LABEL_HOLDER), Tag.KEEP)
-    if not isinstance(keep, list) or any(
-        not isinstance(i, int) or not 0 <= i < len(names) for i in keep
-    ):
-        raise ProtocolError("label holder sent invalid column indices")
-    return [names[i] for i in keep]
+    msg = Keep.from_wire(s.recv(s.party_of(LABEL_HOLDER), Tag.KEEP), len(names))
+    return [names[i] for i in msg.keep.tolist()]

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from veil.errors import ConfigError, ProtocolError
-from veil.ml.binning import check_labels
+from veil.ml.labels import check_labels
 from veil.net.session import Session
 
 LABEL_HOLDER = "label_holder"

@@ -10,6 +10,35 @@ from pathlib import Path
 from veil.errors import ConfigError
 from veil.net.certs import TlsFiles, check_party_name
 
+GiB = 1 << 30
+
+MAX_MESSAGE_BYTES = 16 * GiB
+"""Default cap on one value from a peer (the announced length of a chunked push).
+
+The largest values Veil's jobs send carry one ciphertext per row in one message: fed
+binning's encrypted labels (measured with a tap over the ML tests: 7,680,146 bytes for
+30,000 rows under 1024-bit test keys, i.e. 256 bytes, one ciphertext, per row) and
+full-batch LR residuals (``batch_size: 0``). At 10**7 rows that is 10**7 x 512 bytes =
+5.1 GB with 2048-bit Paillier (2.6 GB with OU), 10.2 GB with 4096-bit Paillier: 16 GiB
+fits them with room to spare. Everything else measured is batched (SecureBoost
+gradients in 4096-row messages, PSI in ``batch_size`` batches, KKRT in 2**16-value
+messages, LR in ``batch_size`` rows) or per feature/bin: 2 MB at most in the tests."""
+
+MAX_HELD_BYTES = MAX_MESSAGE_BYTES + 4 * GiB
+"""Default cap on what one peer may have buffered here at once: chunks of values still
+arriving plus values not yet taken by the protocol (a largest value and 4 GiB more)."""
+
+MAX_PENDING_MESSAGES = 64
+"""Default cap on one peer's chunked values half received at once. A sender pushes a
+chunked value to the end before its next one on the same thread; Veil's parties send
+from a handful of threads."""
+
+MAX_HELD_MESSAGES = 1 << 17
+"""Default cap on one peer's values received and not yet taken (131,072). The most a real
+job queues is a PSI or SecureBoost peer running ahead by a whole stage: at 10**7 rows in
+4096-row batches, about 2,500 messages per message kind; 2**17 leaves room for batches
+down to about 300 rows."""
+
 
 @dataclass(frozen=True)
 class GrpcConfig:
@@ -17,6 +46,13 @@ class GrpcConfig:
 
     ``names[r]`` is rank r's party name (and certificate name); ``addresses[r]`` is
     its ``host:port``; we listen on ``listen`` or ``addresses[rank]``.
+
+    Receive limits, per peer (a peer that breaks one is refused with RESOURCE_EXHAUSTED
+    naming the limit, and our waits on it raise :class:`~veil.errors.ProtocolError`):
+    ``max_message_bytes`` for one value, ``max_pending_messages`` chunked values half
+    received, ``max_held_messages`` values received and not yet taken, and
+    ``max_held_bytes`` for all of that together. The defaults (module constants) fit
+    real jobs at 10**7 rows; see their docstrings.
     """
 
     rank: int
@@ -27,6 +63,10 @@ class GrpcConfig:
     chunk_size: int = 1 << 20
     connect_timeout: float = 60.0
     listen: str | None = None
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    max_pending_messages: int = MAX_PENDING_MESSAGES
+    max_held_messages: int = MAX_HELD_MESSAGES
+    max_held_bytes: int = MAX_HELD_BYTES
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad field."""
@@ -63,3 +103,18 @@ class GrpcConfig:
             raise ConfigError("chunk_size", f"{self.chunk_size} is too small", "use >= 1024")
         if self.connect_timeout <= 0:
             raise ConfigError("connect_timeout", "must be positive")
+        for field in (
+            "max_message_bytes",
+            "max_pending_messages",
+            "max_held_messages",
+            "max_held_bytes",
+        ):
+            v = getattr(self, field)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(field, f"must be an int >= 1, got {v!r}")
+        if self.max_held_bytes < self.max_message_bytes:
+            raise ConfigError(
+                "max_held_bytes",
+                f"{self.max_held_bytes} is below max_message_bytes={self.max_message_bytes}",
+                "a peer must be able to have one largest value buffered",
+            )

@@ -6,6 +6,15 @@ filed it checks that the caller's verified certificate is issued to the party at
 back together by offset, in any order, duplicates ignored. Keys ``veil:abort:{rank}``
 turn into :meth:`Mailbox.abort`; ``connect_{rank}`` (with SecretFlow's optional
 ``\\x01\\x02{seq}`` suffix) is filed as ``connect_{rank}``.
+
+Each peer gets a budget (:class:`~veil.net.grpc_config.GrpcConfig` ``max_*``): the
+announced length of one value, how many chunked values it has half sent, how many
+values it has here that the protocol has not taken yet, and the bytes of all of these
+together (a chunked value counts at its announced length from its first chunk, so an
+oversized one is refused before its bytes arrive). A push over budget is refused with
+RESOURCE_EXHAUSTED naming the limit (the sender's NetworkError quotes it), and every
+wait on that peer here raises :class:`~veil.errors.ProtocolError`: the refused value is
+lost, so the protocol cannot go on.
 """
 
 from __future__ import annotations
@@ -16,11 +25,11 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent import futures
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import grpc
 
-from veil.errors import NetworkError
+from veil.errors import NetworkError, ProtocolError
 from veil.net.grpc_config import GrpcConfig
 from veil.net.proto import header_pb2, link_pb2
 from veil.net.transport import ABORT_KEY_PREFIX, Mailbox
@@ -64,6 +73,24 @@ class _Reassembly:
         return data
 
 
+class _Budget:
+    """What one peer has buffered here: values half received (bytes reserved at their
+    announced length) and values filed but not yet taken, by key."""
+
+    def __init__(self) -> None:
+        self.partial = 0
+        self.reserved = 0
+        self.held: dict[str, int] = {}
+        self.held_bytes = 0
+
+    def total(self) -> int:
+        return self.reserved + self.held_bytes
+
+
+class _OverBudget(Exception):
+    """A push from a peer breaks one of the receive limits (the message says which)."""
+
+
 class PushReceiver:
     """A started Push server for rank ``cfg.rank``, filing values into ``mailbox``.
 
@@ -78,6 +105,9 @@ class PushReceiver:
         self.frames = 0
         self.largest_frame = 0
         self._lock = threading.Lock()
+        self._budgets = [_Budget() for _ in cfg.names]
+        self._key_owner: dict[str, int] = {}  # filed key -> sender rank, until taken
+        mailbox.on_take = self._on_take
         self._partial: dict[tuple[int, str], _Reassembly] = {}
         self._finished: OrderedDict[tuple[int, str], None] = OrderedDict()  # recent, bounded
         self._tls = cfg.tls is not None
@@ -136,8 +166,7 @@ class PushReceiver:
         key = str(req.key)
         if key.startswith(ABORT_KEY_PREFIX):
             with self._lock:  # drop half-received values of the failed peer
-                for k in [k for k in self._partial if k[0] == src]:
-                    del self._partial[k]
+                self._drop_partial(src)
             self.mailbox.abort(src, bytes(req.value).decode("utf-8", "replace"))
             return _ok()
         m = _P2P_KEY.search(key)
@@ -153,35 +182,125 @@ class PushReceiver:
             key = f"connect_{src}"
         if req.trans_type == link_pb2.CHUNKED:
             return self._on_chunk(src, key, req, context)
-        self.mailbox.put(key, bytes(req.value))
+        value = bytes(req.value)
+        try:
+            with self._lock:
+                self._file(src, key, len(value))
+        except _OverBudget as e:
+            self._refuse(src, key, str(e), context)
+        self.mailbox.put(key, value)
         return _ok()
 
     def _on_chunk(self, src: int, key: str, req: Any, context: grpc.ServicerContext) -> Any:
         info = req.chunk_info
-        with self._lock:
-            if (src, key) in self._finished:  # a retried chunk of a value already delivered
-                return _ok()
-            part = self._partial.get((src, key))
-            if part is None:
-                part = self._partial[(src, key)] = _Reassembly(int(info.message_length))
-            elif part.length != info.message_length:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"chunk length mismatch on {key}")
-            try:
-                done = part.add(int(info.chunk_offset), req.value)
-            except ValueError as e:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{key}: {e}")
-            if done:
-                del self._partial[(src, key)]
-                self._finished[(src, key)] = None
-                if len(self._finished) > _FINISHED_KEPT:
-                    self._finished.popitem(last=False)
+        try:
+            with self._lock:
+                if (src, key) in self._finished:  # a retried chunk of a value delivered
+                    return _ok()
+                found = self._partial.get((src, key))
+                part = found or self._start(src, key, int(info.message_length))
+                if part.length != info.message_length:
+                    context.abort(
+                        grpc.StatusCode.INVALID_ARGUMENT, f"chunk length mismatch on {key}"
+                    )
+                try:
+                    done = part.add(int(info.chunk_offset), req.value)
+                except ValueError as e:
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{key}: {e}")
+                if done:
+                    del self._partial[(src, key)]
+                    budget = self._budgets[src]
+                    budget.partial -= 1
+                    budget.reserved -= part.length
+                    self._file(src, key, part.length, reserved=True)
+                    self._finished[(src, key)] = None
+                    if len(self._finished) > _FINISHED_KEPT:
+                        self._finished.popitem(last=False)
+        except _OverBudget as e:
+            self._refuse(src, key, str(e), context)
         if done:
             try:
                 data = part.join()
             except ValueError as e:
+                self._on_take(key, part.length)  # never filed
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{key}: {e}")
             self.mailbox.put(key, data)
         return _ok()
+
+    # -- per-peer budgets (call under self._lock) ------------------------------------
+    def _start(self, src: int, key: str, length: int) -> _Reassembly:
+        """A new chunked value: within the peer's limits, its announced length reserved."""
+        cfg, budget = self.cfg, self._budgets[src]
+        if length > cfg.max_message_bytes:
+            raise _OverBudget(
+                f"it announces a {length}-byte value, above max_message_bytes="
+                f"{cfg.max_message_bytes}"
+            )
+        if budget.partial >= cfg.max_pending_messages:
+            raise _OverBudget(
+                f"it has {budget.partial} chunked values half sent, the most "
+                f"max_pending_messages={cfg.max_pending_messages} allows"
+            )
+        self._check_bytes(src, length)
+        budget.partial += 1
+        budget.reserved += length
+        part = self._partial[(src, key)] = _Reassembly(length)
+        return part
+
+    def _file(self, src: int, key: str, size: int, reserved: bool = False) -> None:
+        """Count a value about to be put in the mailbox under ``key`` against ``src``."""
+        cfg, budget = self.cfg, self._budgets[src]
+        if size > cfg.max_message_bytes:
+            raise _OverBudget(
+                f"it sent a {size}-byte value, above max_message_bytes={cfg.max_message_bytes}"
+            )
+        old = budget.held.get(key)
+        if old is None and len(budget.held) >= cfg.max_held_messages:
+            raise _OverBudget(
+                f"it has {len(budget.held)} values here not yet taken, the most "
+                f"max_held_messages={cfg.max_held_messages} allows"
+            )
+        if not reserved:
+            self._check_bytes(src, size - (old or 0))
+        budget.held[key] = size
+        budget.held_bytes += size - (old or 0)
+        self._key_owner[key] = src
+
+    def _check_bytes(self, src: int, more: int) -> None:
+        cfg, budget = self.cfg, self._budgets[src]
+        if budget.total() + more > cfg.max_held_bytes:
+            raise _OverBudget(
+                f"{budget.total()} bytes of it are buffered here and {more} more would "
+                f"exceed max_held_bytes={cfg.max_held_bytes}"
+            )
+
+    def _drop_partial(self, src: int) -> None:
+        for k in [k for k in self._partial if k[0] == src]:
+            part = self._partial.pop(k)
+            self._budgets[src].partial -= 1
+            self._budgets[src].reserved -= part.length
+
+    def _on_take(self, key: str, size: int) -> None:
+        """The protocol took ``key`` from the mailbox: its bytes leave the peer's budget."""
+        with self._lock:
+            src = self._key_owner.pop(key, None)
+            if src is not None:
+                budget = self._budgets[src]
+                budget.held_bytes -= budget.held.pop(key, 0)
+
+    def _refuse(self, src: int, key: str, why: str, context: grpc.ServicerContext) -> NoReturn:
+        """Refuse a push over budget: the sender hears which limit, our waits on the peer
+        raise ProtocolError (the value is lost, the protocol cannot go on)."""
+        peer = self.cfg.names[src]
+        msg = (
+            f"party {self.name} refuses message '{key}' from {peer}: {why} "
+            f"(receive limits are set in {self.name}'s GrpcConfig)"
+        )
+        with self._lock:
+            self._drop_partial(src)
+        self.mailbox.abort(src, ProtocolError(msg))
+        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, msg)
+        raise AssertionError("context.abort returned")  # it raises
 
     @property
     def pending(self) -> int:
@@ -189,12 +308,19 @@ class PushReceiver:
         with self._lock:
             return len(self._partial)
 
+    def buffered(self, src: int) -> tuple[int, int]:
+        """``(values, bytes)`` rank ``src`` has here: half received or not yet taken."""
+        with self._lock:
+            b = self._budgets[src]
+            return b.partial + len(b.held), b.total()
+
     def stop(self) -> None:
         """Stop serving (in-flight pushes get half a second) and free the threads."""
         self._server.stop(grace=0.5).wait(2.0)
         self._pool.shutdown(wait=False)
         with self._lock:
-            self._partial.clear()
+            for src in range(len(self._budgets)):
+                self._drop_partial(src)
 
 
 def _ok() -> Any:

@@ -21,16 +21,17 @@ party never waits longer than it must:
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from veil.errors import NetworkError, PeerAborted, PeerTimeout
+from veil.errors import NetworkError, PeerAborted, PeerTimeout, VeilError
 
 ABORT_KEY_PREFIX = "veil:abort:"
 HEARTBEAT_KEY_PREFIX = "veil:heartbeat:"
@@ -126,19 +127,22 @@ class Mailbox:
     """Messages that arrived, by key, until a receiver takes them.
 
     Arrival order does not matter: a receive waits for its key. A peer's abort
-    wakes every waiter with :class:`PeerAborted`; a dead peer (see the module
-    docstring) with :class:`NetworkError`.
+    wakes every waiter with :class:`PeerAborted` (or with the error given, e.g. the
+    receiver's ProtocolError for a peer that broke its limits); a dead peer (see the
+    module docstring) with :class:`NetworkError`. ``on_take(key, size)``, if set, hears
+    of every value taken (the gRPC receiver counts what each peer holds).
     """
 
     def __init__(self, dead_after: float = DEAD_AFTER) -> None:
         self._items: dict[str, bytes] = {}
         self._cond = threading.Condition()
-        self._aborted: dict[int, tuple[str, str]] = {}  # rank -> (reason, step)
+        self._aborted: dict[int, tuple[str, str] | VeilError] = {}  # rank -> (reason, step)
         self._gone: dict[int, str] = {}
         self._heard: dict[int, float] = {}  # rank -> time of its last heartbeat
         self._waits: dict[int, Wait] = {}  # id of a wait -> what it waits for
         self._next_wait = 0
         self.dead_after = dead_after
+        self.on_take: Callable[[str, int], None] | None = None
 
     def put(self, key: str, value: bytes) -> None:
         if key.startswith(HEARTBEAT_KEY_PREFIX):
@@ -150,13 +154,13 @@ class Mailbox:
             self._items[key] = value
             self._cond.notify_all()
 
-    def abort(self, src: int, reason: str) -> None:
-        """Peer ``src`` failed; ``reason`` is an :func:`abort_payload` text or plain text.
-
-        The first abort of a peer is kept (a later echo does not replace the cause).
-        """
+    def abort(self, src: int, reason: str | VeilError) -> None:
+        """Peer ``src`` failed; ``reason`` is an :func:`abort_payload` text, plain text, or
+        the error its waiters raise. The first abort of a peer is kept (a later echo does
+        not replace the cause)."""
         with self._cond:
-            self._aborted.setdefault(src, parse_abort(reason))
+            why = reason if isinstance(reason, VeilError) else parse_abort(reason)
+            self._aborted.setdefault(src, why)
             self._cond.notify_all()
 
     def heartbeat(self, src: int) -> None:
@@ -173,7 +177,8 @@ class Mailbox:
     def aborted(self, src: int) -> tuple[str, str] | None:
         """``(reason, step)`` if peer ``src`` aborted."""
         with self._cond:
-            return self._aborted.get(src)
+            why = self._aborted.get(src)
+        return (str(why), "") if isinstance(why, VeilError) else why
 
     def heard(self, src: int) -> float | None:
         """Seconds since peer ``src``'s last heartbeat (None: never heard)."""
@@ -204,7 +209,10 @@ class Mailbox:
         or not; ``since`` is when the caller started waiting)."""
         with self._cond:
             if src in self._aborted:
-                raise PeerAborted(describe_abort(who, *self._aborted[src]))
+                why = self._aborted[src]
+                if isinstance(why, VeilError):
+                    raise copy.copy(why)  # one per waiter (tracebacks differ)
+                raise PeerAborted(describe_abort(who, *why))
             if src in self._gone:
                 raise NetworkError(f"{who} is gone: {self._gone[src]}")
             heard = self._heard.get(src)
@@ -232,7 +240,10 @@ class Mailbox:
                         f"{who} is running, reachable, and running the same job and step"
                     )
                 self._cond.wait(min(left, _POLL) if src in self._heard else left)
-            return self._items.pop(key)
+            value = self._items.pop(key)
+        if self.on_take is not None:
+            self.on_take(key, len(value))
+        return value
 
 
 class Transport(ABC):

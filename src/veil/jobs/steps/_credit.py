@@ -64,7 +64,7 @@ def is_label_holder(ctx: StepContext, params: Mapping[str, Any]) -> bool:
 
 def labels(ctx: StepContext) -> npt.NDArray[np.int64]:
     """The label column as 0/1, or a clear error naming it."""
-    from veil.ml.binning import check_labels
+    from veil.ml.labels import check_labels
 
     col = ctx.label_col
     if col is None or col not in ctx.frame.columns:
@@ -73,7 +73,7 @@ def labels(ctx: StepContext) -> npt.NDArray[np.int64]:
             f"label column '{col}' is missing",
             "name an existing 0/1 column",
         )
-    return check_labels(ctx.frame[col].to_numpy(), col)
+    return check_labels(ctx.frame[col].to_numpy(), f"label column '{col}'")
 
 
 def feature_columns(ctx: StepContext) -> list[str]:

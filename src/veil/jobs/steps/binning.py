@@ -8,15 +8,19 @@ own bins and every party replaces its feature columns (all rows) by their WOE,
 keeping the raw table in ``ctx.state['raw_frame']`` for the scorecard.
 
 Outputs: the label holder writes ``iv.csv`` (party, feature, IV, bins) and
-``bins.json`` (its own bins; per-bin counts/events/WOE of partners' features);
-each partner writes ``bins.json`` with its own bins (edges, counts, WOE if sent).
+``bins.json`` (its own bins; per-bin counts/events/WOE of partners' features and,
+for chi-merge / monotonic, the merge plan over the partner's fine bins); each
+partner writes ``bins.json`` with its own bins: with ``woe_transform`` the final
+bins and their WOE, else its label-free bins (for chi-merge / monotonic the fine
+bins before the label-driven merge, which stays with the label holder).
 
 Parameters: ``method`` (quantile | equal_width | chi_merge | monotonic),
 ``n_bins`` (10), ``fine_bins`` (20), ``min_bin_size`` (50), ``chi_threshold``,
 ``he`` (paillier | ou), ``key_bits`` (2048), ``woe_transform`` (false),
 ``reveal_names`` (parties that let the label holder see their column names; a
 partner reveals only if its own job file lists it), ``features`` (per party,
-default every column but id and label), ``label_holder``.
+default every column but id and label), ``label_holder``. The HE key must meet
+:data:`veil.policy.DEFAULT_POLICY` (a job cannot relax it).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from veil.jobs.steps import _credit as c
 from veil.ml import fed_binning
 from veil.ml.binning import BinningOptions, Bins
 from veil.ml.fed_binning import FedBinningOptions
+from veil.policy import DEFAULT_POLICY
 
 KEYS = (
     "method", "n_bins", "fine_bins", "min_bin_size", "chi_threshold", "he", "key_bits",
@@ -62,6 +67,7 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
         he=params.get("he", "paillier"),
         key_bits=positive_int(params.get("key_bits"), f"{field}.key_bits", default=2048) or 2048,
     )
+    DEFAULT_POLICY.check_key_bits(opts.he.value, opts.key_bits, f"{field}.key_bits")
     features = params.get("features")
     bad = not isinstance(features, dict) or any(
         p not in job.party_names or not isinstance(v, list) or not v for p, v in features.items()
@@ -131,7 +137,9 @@ def binning(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     cols = {n: c.column(ctx, n)[rows] for n in names}
     out: dict[str, Any] = {"features": len(names)}
     if c.is_label_holder(ctx, params):
-        res = fed_binning.run_label_holder(s, c.labels(ctx)[rows], cols, opts)
+        res = fed_binning.run_label_holder(
+            s, c.labels(ctx)[rows], cols, opts, policy=DEFAULT_POLICY
+        )
         bins = res.own
         ctx.state["binning"] = res
         table = pd.DataFrame(
@@ -143,14 +151,17 @@ def binning(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         write_csv(table, ctx.out_dir / "iv.csv")
         partners = [
             {"party": b.party, "feature": b.name, "counts": b.counts.tolist(),
-             "events": b.events.tolist(), "woe": b.woe.tolist(), "iv": b.iv}
+             "events": b.events.tolist(), "woe": b.woe.tolist(), "iv": b.iv,
+             "merge_starts": None if b.starts is None else b.starts.tolist()}
             for b in res.stats if b.party != ctx.party
         ]  # fmt: skip
         write_json({"own": _bins_json(bins), "partners": partners}, ctx.out_dir / "bins.json")
         out["iv"] = {b.key: round(b.iv, 6) for b in res.stats}
     else:
         reveal = ctx.party in params["reveal_names"]
-        bins = fed_binning.run_partner(s, cols, opts.binning, reveal_names=reveal)
+        bins = fed_binning.run_partner(
+            s, cols, opts.binning, reveal_names=reveal, policy=DEFAULT_POLICY
+        )
         write_json({"own": _bins_json(bins)}, ctx.out_dir / "bins.json")
     ctx.state["bins"] = bins
     ctx.state["features"] = list(names)

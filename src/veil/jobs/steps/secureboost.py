@@ -18,7 +18,8 @@ Parameters: the :class:`~veil.ml.secureboost.SBTParams` names (``n_trees``,
 ``max_depth``, ``learning_rate``, ``min_child_weight``, ``reg_lambda``,
 ``gamma``, ``max_bin``, ``subsample``, ``colsample``, ``early_stopping_rounds``,
 ``class_weight``, ``objective``, ``he``, ``key_bits``, ``hide_instance_space``,
-``seed``), plus ``test_size`` (0.3) and ``valid_size`` (0.2).
+``seed``), plus ``test_size`` (0.3) and ``valid_size`` (0.2). The HE key must
+meet :data:`veil.policy.DEFAULT_POLICY` (a job cannot relax it).
 """
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ from veil.jobs.spec import JobSpec
 from veil.ml import metrics
 from veil.ml import secureboost as sbt
 from veil.ml.split import Split
+from veil.policy import DEFAULT_POLICY
 
 MODEL_FILE = "secureboost_model.json"
-_PARAMS = tuple(f.name for f in dataclasses.fields(sbt.SBTParams) if f.name != "allow_small_keys")
+_PARAMS = tuple(f.name for f in dataclasses.fields(sbt.SBTParams))
 KEYS = (*_PARAMS, "test_size", "valid_size", "label_holder")
 
 
@@ -56,9 +58,10 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
     if "class_weight" in kw and kw["class_weight"] is not None:
         kw["class_weight"] = tuple(kw["class_weight"])
     try:
-        sbt.SBTParams(**kw)
+        p = sbt.SBTParams(**kw)
     except TypeError as e:
         raise ConfigError(field, str(e), "check the parameter types") from None
+    DEFAULT_POLICY.check_key_bits(str(p.he), p.key_bits, f"{field}.key_bits")
     for k, default in (("test_size", 0.3), ("valid_size", 0.2)):
         v = params.get(k, default)
         if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1:
@@ -127,6 +130,7 @@ def secureboost(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
             p,
             valid_x=vx,
             valid_y=y[valid] if len(valid) else None,
+            policy=DEFAULT_POLICY,
         )
         out["fit_seconds"] = round(time.perf_counter() - t0, 3)  # training only
         scores = sbt.run_predict_label_holder(s.sub("predict"), model, x)
@@ -148,7 +152,9 @@ def secureboost(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
             if p.objective == sbt.Objective.BINARY and len(np.unique(y[m])) == 2:
                 out[f"auc_{name}"] = round(metrics.auc(y[m], scores[m]), 6)
     else:
-        pmodel = sbt.run_partner(s.sub("train"), x[train], feats, p, valid_x=vx)
+        pmodel = sbt.run_partner(
+            s.sub("train"), x[train], feats, p, valid_x=vx, policy=DEFAULT_POLICY
+        )
         sbt.run_predict_partner(s.sub("predict"), pmodel, x)
         out["splits"] = len(pmodel.records)
         ctx.state["model"] = pmodel

@@ -227,10 +227,17 @@ def _subsample(n: int, p: SBTParams, t: int) -> np.ndarray:
     return np.sort(rng.choice(n, size=k, replace=False))
 
 
+def colsample_size(n_features: int, p: SBTParams) -> int:
+    """How many of ``n_features`` a party offers per tree (what :func:`colsample` draws)."""
+    if p.colsample >= 1.0 or n_features == 0:
+        return n_features
+    return max(1, round(p.colsample * n_features))
+
+
 def colsample(n_features: int, p: SBTParams, party: int, t: int) -> np.ndarray:
     """Features a party offers in tree ``t`` (sorted); each party samples its own."""
-    if p.colsample >= 1.0 or n_features == 0:
+    k = colsample_size(n_features, p)
+    if k == n_features:
         return np.arange(n_features)
     rng = np.random.default_rng([p.seed, 2, party, t])
-    k = max(1, round(p.colsample * n_features))
     return np.sort(rng.choice(n_features, size=k, replace=False))

@@ -31,6 +31,7 @@ def _params_json(p: SBTParams) -> dict[str, Any]:
 
 def _params_from(d: dict[str, Any]) -> SBTParams:
     d = dict(d)
+    d.pop("allow_small_keys", None)  # written by models saved before SecurityPolicy
     d["objective"], d["he"] = Objective(d["objective"]), HEScheme(d["he"])
     d["class_weight"] = tuple(d["class_weight"]) if d.get("class_weight") else None
     return SBTParams(**d)

@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from veil.crypto.he import DEFAULT_POLICY, HEScheme
+from veil.crypto.he import HEScheme
 from veil.errors import ConfigError
-
-MIN_KEY_BITS = DEFAULT_POLICY.min_bits
 
 
 class Objective(StrEnum):
@@ -29,7 +27,9 @@ class SBTParams:
     ``precision_bits``: g and h are quantised to this many bits relative to the
     tree's largest |g| / |h| (the plaintext reference quantises identically); the
     default 24 is the precision of XGBoost's float32 gradient pairs.
-    ``allow_small_keys`` lets tests use keys under 2048 bits; never set it in a job.
+    ``key_bits`` must meet the :class:`~veil.policy.SecurityPolicy` the role
+    functions are given (jobs: the default policy, 2048 bits).
+    ``class_weight``: ``(w0, w1)``, the weight of rows labelled 0 and 1.
     """
 
     objective: Objective = Objective.BINARY
@@ -45,11 +45,10 @@ class SBTParams:
     early_stopping_rounds: int = 0
     class_weight: tuple[float, float] | None = None
     he: HEScheme = HEScheme.OU
-    key_bits: int = MIN_KEY_BITS
+    key_bits: int = 2048
     precision_bits: int = 24
     hide_instance_space: bool = False
     seed: int = 0
-    allow_small_keys: bool = False
 
     def __post_init__(self) -> None:
         def need(ok: bool, field: str, problem: str, fix: str) -> None:
@@ -81,9 +80,8 @@ class SBTParams:
                 "drop it or use objective: binary",
             )
         need(
-            self.key_bits >= MIN_KEY_BITS or self.allow_small_keys,
+            isinstance(self.key_bits, int) and not isinstance(self.key_bits, bool),
             "key_bits",
-            f"{self.key_bits} bits is below the {MIN_KEY_BITS}-bit minimum",
-            f"use key_bits >= {MIN_KEY_BITS}",
+            f"is {self.key_bits!r}",
+            "use an integer such as 2048",
         )
-        need(self.key_bits >= 256, "key_bits", "is too small even for tests", "use >= 256")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from veil.ml.labels import sample_weights
 from veil.ml.secureboost.binning import MISSING, Bins, apply_bins, fit_bins
 from veil.ml.secureboost.core import GHCodec
 from veil.ml.secureboost.grow import Ensemble, Hist, SplitRequest, boost, colsample
@@ -103,13 +104,6 @@ def left_of_codes(codes: np.ndarray, b: int, default_left: bool) -> np.ndarray:
     return np.where(codes == MISSING, default_left, codes <= b)
 
 
-def sample_weights(y: np.ndarray, p: SBTParams) -> np.ndarray:
-    """Per-row weights from ``class_weight`` (ones otherwise)."""
-    if p.class_weight is None:
-        return np.ones(y.shape[0])
-    return np.where(y > 0.5, p.class_weight[1], p.class_weight[0]).astype(np.float64)
-
-
 @dataclass
 class PlainModel:
     """The reference model: the ensemble plus every party's split records."""
@@ -148,6 +142,7 @@ def fit_plain(
         sides.append(PlainSide(k, bins, apply_bins(vx, bins.edges), p))
     y = np.asarray(y, dtype=np.float64)
     vy = None if valid_y is None else np.asarray(valid_y, dtype=np.float64)
-    ens, keep = boost(list(sides), y, sample_weights(y, p), p, valid_y=vy)
+    w = sample_weights(y, p.class_weight, "secureboost.class_weight")
+    ens, keep = boost(list(sides), y, w, p, valid_y=vy)
     records = [[r for r in s.records if r.tree < keep] for s in sides]
     return PlainModel(ens, records, p)

@@ -14,13 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from veil.errors import ConfigError, ProtocolError
+from veil.errors import ConfigError
 from veil.ml.secureboost.binning import as_features
 from veil.ml.secureboost.core import route
+from veil.ml.secureboost.messages import Route, Tag
 from veil.ml.secureboost.model import LabelHolderModel, PartnerModel
 from veil.ml.secureboost.params import Objective
-from veil.ml.secureboost.protocol import LABEL_HOLDER, Tag
+from veil.ml.secureboost.protocol import LABEL_HOLDER
 from veil.net.session import Session
+
+__all__ = ["run_predict_label_holder", "run_predict_partner"]
 
 
 def run_predict_label_holder(s: Session, model: LabelHolderModel, x: Any) -> np.ndarray:
@@ -31,18 +34,17 @@ def run_predict_label_holder(s: Session, model: LabelHolderModel, x: Any) -> np.
         (0, i): r.goes_left(xa) for i, r in enumerate(model.records)
     }
     for k, party in enumerate(model.parties[1:], start=1):
-        msg = s.recv(party, Tag.ROUTE)
-        if int(msg["rows"]) != n:
+        # one record per split the partner owns, numbered in split order
+        n_records = sum(nd.party == k for nodes in model.trees for nd in nodes)
+        msg = Route.from_wire(s.recv(party, Tag.ROUTE), n_records=n_records)
+        if msg.rows != n:
             raise ConfigError(
                 f"partner.{party}.rows",
-                f"{msg['rows']} rows but the label holder has {n}",
+                f"{msg.rows} rows but the label holder has {n}",
                 "align both tables on the PSI result in the same order",
             )
-        for i, bits in enumerate(msg["left"]):
-            arr = np.asarray(bits, dtype=np.uint8)
-            if arr.size != (n + 7) // 8:
-                raise ProtocolError(f"{party} sent {arr.size} bytes of routing for {n} rows")
-            left[(k, i)] = np.unpackbits(arr, count=n).astype(bool)
+        for i, bits in enumerate(msg.left):
+            left[(k, i)] = bits
     margin = np.full(n, model.base)
     for nodes in model.trees:
         margin += route(nodes, left, n)
@@ -54,5 +56,5 @@ def run_predict_label_holder(s: Session, model: LabelHolderModel, x: Any) -> np.
 def run_predict_partner(s: Session, model: PartnerModel, x: Any) -> None:
     """Send the routing bits of this partner's splits for its aligned rows."""
     xb = as_features(x, model.feature_names, f"partner.{s.me}")
-    bits = [np.packbits(r.goes_left(xb)) for r in model.records]
-    s.send(s.party_of(LABEL_HOLDER), Tag.ROUTE, {"rows": xb.shape[0], "left": bits})
+    msg = Route(xb.shape[0], [r.goes_left(xb) for r in model.records])
+    s.send(s.party_of(LABEL_HOLDER), Tag.ROUTE, msg.to_wire())

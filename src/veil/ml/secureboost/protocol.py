@@ -6,7 +6,13 @@ Federated Learning Framework", IEEE Intelligent Systems 36(6), 2021.
 Roles: ``label_holder`` (has y and some features; drives, holds the HE key) and
 one or more ``partner`` parties (features only). Rows are already aligned (PSI).
 
-Flow, per tree (``scope tree{t}``):
+Messages: :class:`~veil.ml.secureboost.messages.Tag` (``STEP`` carries an
+:class:`~veil.ml.secureboost.messages.Op`), one typed schema each in
+:mod:`veil.ml.secureboost.messages`, checked on receipt.
+
+Set-up: partner -> label holder HELLO (rows, validation rows, number of usable
+features); label holder -> partner SETUP (public key, parameters).
+Flow, per tree:
   1. label holder -> partner  TREE, then CT chunks: Enc(h_i << w | g_i) for each
      sampled row (fixed-point g and h packed into one ciphertext); partner picks
      its colsample features, shuffles them into "slots", replies NBINS and sums
@@ -51,68 +57,59 @@ import numpy as np
 from veil.codec import IntArray
 from veil.crypto import he as engine
 from veil.crypto.encoding import split_slots
-from veil.errors import ConfigError, ProtocolError
-from veil.ml.secureboost import he
+from veil.errors import ConfigError
+from veil.ml.labels import check_labels, sample_weights
+from veil.ml.secureboost import gh_crypto
 from veil.ml.secureboost.binning import apply_bins, as_features, fit_bins
 from veil.ml.secureboost.core import GHCodec
-from veil.ml.secureboost.grow import Hist, SplitRequest, boost
-from veil.ml.secureboost.model import LabelHolderModel
-from veil.ml.secureboost.params import SBTParams
-from veil.ml.secureboost.plain import (
-    PlainSide,
-    sample_weights,
+from veil.ml.secureboost.grow import Hist, SplitRequest, boost, colsample_size
+from veil.ml.secureboost.messages import (
+    BuildStep,
+    Ciphertexts,
+    DoneStep,
+    Hello,
+    NBins,
+    Partition,
+    Setup,
+    SplitStep,
+    Tag,
+    TreeStep,
 )
+from veil.ml.secureboost.model import LabelHolderModel
+from veil.ml.secureboost.params import Objective, SBTParams
+from veil.ml.secureboost.plain import PlainSide
 from veil.net.session import Session
+from veil.policy import DEFAULT_POLICY, SecurityPolicy
+
+__all__ = ["LABEL_HOLDER", "PARTNER", "Tag", "params_wire", "partner_parties", "run_label_holder"]
 
 LABEL_HOLDER, PARTNER = "label_holder", "partner"
 CT_CHUNK = 4096  # rows per CT message: the partner's root histogram overlaps encryption
 
 
-class Tag(StrEnum):
-    """Every message of SecureBoost training."""
-
-    HELLO = "hello"  # partner -> label holder: row counts
-    SETUP = "setup"  # label holder -> partner: public key, parameters
-    STEP = "step"  # label holder -> partner: TREE / BUILD / SPLIT / DONE
-    CT = "ct"  # label holder -> partner: a chunk of the tree's row ciphertexts
-    NBINS = "nbins"  # partner -> label holder: bins per slot of this tree
-    HIST = "hist"  # partner -> label holder: packed encrypted bin sums
-    PARTITION = "partition"  # partner -> label holder: record ids and left bits
-    ROUTE = "route"  # prediction, partner -> label holder: each record's left bits
-
-
-class Op(StrEnum):
-    TREE = "tree"
-    BUILD = "build"
-    SPLIT = "split"
-    DONE = "done"
-
-
 def params_wire(p: SBTParams) -> dict[str, Any]:
+    """The parameters as SETUP carries them (both parties must hold equal ones)."""
     d = dataclasses.asdict(p)
     d["class_weight"] = list(p.class_weight) if p.class_weight else None
     return {k: (str(v) if isinstance(v, StrEnum) else v) for k, v in d.items()}
-
-
-def pack_bits(mask: np.ndarray) -> np.ndarray:
-    return np.packbits(mask.astype(bool))
-
-
-def unpack_bits(b: Any, n: int) -> np.ndarray:
-    arr = np.asarray(b, dtype=np.uint8)
-    if arr.ndim != 1 or arr.size != (n + 7) // 8:
-        raise ProtocolError(f"expected {n} packed bits, got {arr.size} bytes")
-    return np.unpackbits(arr, count=n).astype(bool)
 
 
 class RemoteSide:
     """A partner, as the label holder's tree grower sees it (see the module flow)."""
 
     def __init__(
-        self, s: Session, party: str, *, keys: he.HEKeys, p: SBTParams, n_valid: int
+        self,
+        s: Session,
+        party: str,
+        *,
+        keys: gh_crypto.HEKeys,
+        p: SBTParams,
+        n_valid: int,
+        features: int,
     ) -> None:
         self.s, self.party, self.keys, self.p = s, party, keys, p
         self.n_valid = n_valid
+        self.slots = colsample_size(features, p)  # slots the partner offers per tree
         self.gains: dict[int, float] = {}
 
     def begin_tree(
@@ -121,17 +118,17 @@ class RemoteSide:
         self.t, self.codec, self.rows = t, codec, rows
         self.per_ct = max(1, self.keys.public.plain_bits // codec.slot)
         self.packed = codec.pack_rows(gi, hi)  # zeros outside the sample
-        msg: dict[str, Any] = {"op": str(Op.TREE), "t": t, "slot": codec.slot, "k": self.per_ct}
-        if not self.p.hide_instance_space:
-            msg["rows"], msg["chunk"] = rows.astype(np.int32), CT_CHUNK
-        self.s.send(self.party, Tag.STEP, msg)
-        for a in range(0, 0 if self.p.hide_instance_space else len(rows), CT_CHUNK):
+        hide = self.p.hide_instance_space
+        step = TreeStep(t, codec.slot, self.per_ct, None if hide else rows, CT_CHUNK)
+        self.s.send(self.party, Tag.STEP, step.to_wire())
+        for a in range(0, 0 if hide else len(rows), CT_CHUNK):
             cts = self.keys.encrypt([self.packed[r] for r in rows[a : a + CT_CHUNK]])
-            self.s.send(self.party, Tag.CT, IntArray(cts, self.width))
-        if not self.p.hide_instance_space and t + 1 < self.p.n_trees:
+            self.s.send(self.party, Tag.CT, Ciphertexts(IntArray(cts, self.width)).to_wire())
+        if not hide and t + 1 < self.p.n_trees:
             # the next tree's randomisers, made while the partner builds histograms
             self.keys.precompute_async(len(rows))
-        self.nb = np.asarray(self.s.recv(self.party, Tag.NBINS), dtype=np.int64)
+        msg = self.s.recv(self.party, Tag.NBINS)
+        self.nb = NBins.from_wire(msg, slots=self.slots, max_bin=self.p.max_bin).n_bins
 
     @property
     def width(self) -> int:
@@ -141,7 +138,6 @@ class RemoteSide:
         return self.nb
 
     def histograms(self, in_hist: np.ndarray, build: list[int]) -> list[Hist]:
-        msg: dict[str, Any] = {"op": str(Op.BUILD), "nodes": len(build)}
         if self.p.hide_instance_space:
             cts = []
             for nid in build:
@@ -149,22 +145,23 @@ class RemoteSide:
                     v if k == nid else 0 for v, k in zip(self.packed, in_hist.tolist(), strict=True)
                 ]
                 cts.append(IntArray(self.keys.encrypt(vals), self.width))
-            msg["ct"] = cts
+            step = BuildStep(len(build), ct=cts)
         else:
             slot_of = np.full(
                 int(max(in_hist.max(initial=0), max(build, default=0))) + 2, -1, np.int32
             )
             slot_of[build] = np.arange(len(build), dtype=np.int32)
-            msg["node_of"] = slot_of[in_hist]  # in_hist -1 (not sampled) hits the last -1
-        self.s.send(self.party, Tag.STEP, msg)
-        reply = self.s.recv(self.party, Tag.HIST)
-        cts = self.keys.public.check(ciphertexts_of(reply, "ct"))
-        sums = self.keys.decrypt(cts, self.per_ct * self.codec.slot)
-        flat = [v for t in sums for v in split_slots(t, self.codec.slot, self.per_ct)]
+            # in_hist -1 (not sampled) hits the last -1
+            step = BuildStep(len(build), node_of=slot_of[in_hist])
+        self.s.send(self.party, Tag.STEP, step.to_wire())
         nb, mb = self.nb, int(self.nb.max(initial=1))
         need = len(build) * int(nb.sum())
-        if len(flat) < need:
-            raise ProtocolError(f"{self.party} sent {len(flat)} bin sums, expected {need}")
+        reply = Ciphertexts.from_wire(
+            Tag.HIST, self.s.recv(self.party, Tag.HIST), size=-(-need // self.per_ct)
+        )
+        cts = self.keys.public.check(reply.ct.values)
+        sums = self.keys.decrypt(cts, self.per_ct * self.codec.slot)
+        flat = [v for t in sums for v in split_slots(t, self.codec.slot, self.per_ct)]
         out, pos = [], 0
         for _ in build:
             hg = np.zeros((len(nb), mb), dtype=np.int64)
@@ -178,29 +175,39 @@ class RemoteSide:
 
     def split(self, reqs: list[SplitRequest]) -> list[tuple[int, np.ndarray, np.ndarray]]:
         hide = self.p.hide_instance_space
-        msg = {
-            "op": str(Op.SPLIT),
-            "splits": [[r.slot, r.bin, int(r.default_left)] for r in reqs],
-            "rows": [] if hide else [r.rows.astype(np.int32) for r in reqs],
-        }
-        self.s.send(self.party, Tag.STEP, msg)
-        reply = self.s.recv(self.party, Tag.PARTITION)
-        recs, lefts, vlefts = reply["records"], reply["left"], reply["valid_left"]
-        if not len(recs) == len(lefts) == len(vlefts) == len(reqs):
-            raise ProtocolError(f"{self.party} answered {len(recs)} of {len(reqs)} splits")
-        out = []
-        for rq, rec, lb, vb in zip(reqs, recs, lefts, vlefts, strict=True):
-            n_bits = len(self.packed) if hide else len(rq.rows)
-            left = unpack_bits(lb, n_bits)[rq.rows] if hide else unpack_bits(lb, n_bits)
-            out.append((int(rec), left, unpack_bits(vb, self.n_valid)))
-        return out
+        step = SplitStep(
+            np.array([r.slot for r in reqs], dtype=np.int64),
+            np.array([r.bin for r in reqs], dtype=np.int64),
+            np.array([r.default_left for r in reqs], dtype=np.int64),
+            [] if hide else [r.rows for r in reqs],
+        )
+        self.s.send(self.party, Tag.STEP, step.to_wire())
+        sizes = [len(self.packed) if hide else len(r.rows) for r in reqs]
+        reply = Partition.from_wire(
+            self.s.recv(self.party, Tag.PARTITION), sizes=sizes, n_valid=self.n_valid
+        )
+        return [
+            (int(rec), lb[rq.rows] if hide else lb, vb)
+            for rq, rec, lb, vb in zip(
+                reqs, reply.records, reply.left, reply.valid_left, strict=True
+            )
+        ]
 
 
-def ciphertexts_of(msg: Any, key: str) -> list[int]:
-    v = msg.get(key) if isinstance(msg, dict) else None
-    if not isinstance(v, IntArray):
-        raise ProtocolError(f"expected ciphertexts under '{key}'")
-    return list(v.values)
+def _labels(y: Any, n: int, objective: Objective, field: str) -> np.ndarray:
+    """The label column as float64: 0/1 for binary, finite numbers for regression."""
+    raw = np.asarray(y).ravel()
+    if raw.shape[0] != n:
+        raise ConfigError(field, f"{raw.shape[0]} labels for {n} rows", "")
+    if objective == Objective.BINARY:
+        return check_labels(raw, field).astype(np.float64)
+    try:
+        yv = raw.astype(np.float64)
+    except (TypeError, ValueError):
+        raise ConfigError(field, "is not numeric", "encode the target as numbers") from None
+    if np.isnan(yv).any():
+        raise ConfigError(field, "has missing labels", "drop those rows")
+    return yv
 
 
 def run_label_holder(
@@ -212,16 +219,14 @@ def run_label_holder(
     *,
     valid_x: Any = None,
     valid_y: Any = None,
+    policy: SecurityPolicy = DEFAULT_POLICY,
 ) -> LabelHolderModel:
-    """Train; return the label holder's model (trees, leaf weights, its own splits)."""
+    """Train; return the label holder's model (trees, leaf weights, its own splits).
+
+    The HE key (``p.he``, ``p.key_bits``) must meet ``policy``."""
+    policy.check_key_bits(str(p.he), p.key_bits, "secureboost.key_bits")
     xa = as_features(x, feature_names, "label_holder")
-    yv = np.asarray(y, dtype=np.float64).ravel()
-    if yv.shape[0] != xa.shape[0]:
-        raise ConfigError("label_holder.y", f"{yv.shape[0]} labels for {xa.shape[0]} rows", "")
-    if np.isnan(yv).any():
-        raise ConfigError("label_holder.y", "has missing labels", "drop those rows")
-    if p.objective == "binary" and not np.isin(yv, (0.0, 1.0)).all():
-        raise ConfigError("label_holder.y", "binary objective needs 0/1 labels", "recode y")
+    yv = _labels(y, xa.shape[0], p.objective, "label_holder.y")
     vx = as_features(valid_x, feature_names, "label_holder.valid") if valid_x is not None else None
     vy = None if valid_y is None else np.asarray(valid_y, dtype=np.float64).ravel()
     nv = 0 if vx is None else vx.shape[0]
@@ -231,30 +236,32 @@ def run_label_holder(
     if not partners:
         raise ConfigError("roles.partner", "no partner party", "bind at least one partner")
     engine.warm_up()  # HE worker processes start while the key is made
-    keys = he.HEKeys(p.he, p.key_bits, p.allow_small_keys)  # while partners bin
+    keys = gh_crypto.HEKeys(p.he, p.key_bits, policy)  # while partners bin
     if not p.hide_instance_space:  # the first tree's randomisers, while partners set up
         keys.precompute_async(len(partners) * math.ceil(p.subsample * xa.shape[0]))
-    for q in partners:
-        hello = s.recv(q, Tag.HELLO)
-        if int(hello["rows"]) != xa.shape[0] or int(hello["valid_rows"]) != nv:
+    hellos = {q: Hello.from_wire(s.recv(q, Tag.HELLO)) for q in partners}
+    for q, hello in hellos.items():
+        if hello.rows != xa.shape[0] or hello.valid_rows != nv:
             raise ConfigError(
                 f"partner.{q}.rows",
-                f"{hello['rows']} rows ({hello['valid_rows']} validation) but the label holder"
+                f"{hello.rows} rows ({hello.valid_rows} validation) but the label holder"
                 f" has {xa.shape[0]} ({nv})",
                 "align both tables on the PSI result in the same order",
             )
+    setup = Setup(keys.public.pk, params_wire(p)).to_wire()
     for q in partners:
-        s.send(q, Tag.SETUP, {"pk": keys.public.to_wire(), "params": params_wire(p)})
+        s.send(q, Tag.SETUP, setup)
     bins = fit_bins(xa, p.max_bin)
     vcodes = apply_bins(vx if vx is not None else xa[:0], bins.edges)
     own = PlainSide(0, bins, vcodes, p)
     remotes = [
-        RemoteSide(s.sub(f"p{i}"), q, keys=keys, p=p, n_valid=nv) for i, q in enumerate(partners)
+        RemoteSide(s.sub(f"p{i}"), q, keys=keys, p=p, n_valid=nv, features=hellos[q].features)
+        for i, q in enumerate(partners)
     ]
     ens, keep = boost(
         [own, *remotes],
         yv,
-        sample_weights(yv, p),
+        sample_weights(yv, p.class_weight, "secureboost.class_weight"),
         p,
         valid_y=vy,
         on_tree=lambda t: s.progress("secureboost", (t + 1) / p.n_trees),
@@ -265,11 +272,9 @@ def run_label_holder(
             if nd.party > 0:
                 gains[nd.party - 1][nd.record] = nd.gain
     for r, g in zip(remotes, gains, strict=True):
-        r.s.send(
-            r.party,
-            Tag.STEP,
-            {"op": str(Op.DONE), "trees": keep, "gains": [[k, v] for k, v in sorted(g.items())]},
-        )
+        recs = sorted(g)
+        done = DoneStep(keep, np.array(recs, dtype=np.int64), np.array([g[k] for k in recs]))
+        r.s.send(r.party, Tag.STEP, done.to_wire())
     return LabelHolderModel(
         params=p,
         base=ens.base,

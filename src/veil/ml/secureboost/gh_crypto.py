@@ -1,4 +1,7 @@
-"""The additive-HE operations SecureBoost needs, on Veil's HE engine (:mod:`veil.crypto.he`).
+"""Encrypted gradient/hessian pairs: the additive-HE operations SecureBoost needs.
+
+Runs on Veil's HE engine (:mod:`veil.crypto.he`); keys follow a
+:class:`~veil.policy.SecurityPolicy` through :mod:`veil.ml.he_keys`.
 
 SecureBoost packs its own plaintexts (``T = h << w | g`` per row, several bin
 sums per ciphertext on the way back), so it uses the engine's raw layer: signed
@@ -16,23 +19,24 @@ import gmpy2
 import numpy as np
 
 from veil.crypto import he as engine
-from veil.crypto._kernels import mulmod_list, objects
 from veil.crypto.encrypted import EncryptedArray
 from veil.crypto.he import HEScheme
+from veil.crypto.kernels import mulmod_list, objects
 from veil.crypto.packing import fold_chunks
 from veil.errors import ProtocolError
+from veil.ml import he_keys
+from veil.policy import SecurityPolicy
+
+__all__ = ["HEKeys", "HEPublic", "as_objects"]
 
 
-def _policy(allow_small: bool) -> engine.KeyPolicy:
-    return engine.TEST_POLICY if allow_small else engine.DEFAULT_POLICY
-
-
-def _objects(values: Sequence[Any]) -> np.ndarray:
+def as_objects(values: Sequence[Any]) -> np.ndarray:
+    """A 1-D object array of big integers (ciphertexts), without numpy probing each."""
     return objects(list(values))
 
 
 class HEPublic:
-    """A partner's view of the key: modulus, sizes, wire form, group sums and packing."""
+    """A partner's view of the key: modulus, sizes, group sums and packing."""
 
     def __init__(self, pk: engine.HEPublicKey) -> None:
         self.pk = pk
@@ -41,13 +45,6 @@ class HEPublic:
         self.plain_bits = int(pk.plain_bits) - 1  # signed values decode unambiguously
         self.width = int(pk.ct_bytes)
         self.key_bits = int(pk.bits)
-
-    def to_wire(self) -> dict[str, Any]:
-        return self.pk.to_wire()
-
-    @classmethod
-    def from_wire(cls, obj: Any, allow_small: bool) -> HEPublic:
-        return cls(engine.public_key_from_wire(obj, _policy(allow_small)))
 
     def check(self, cts: Sequence[int]) -> list[Any]:
         """Ciphertexts from the wire, each checked to lie in ``[1, modulus)``."""
@@ -81,7 +78,7 @@ class HEPublic:
             local[:, j] = np.where(col < n_groups, rank[col], -1)
             ids.append(uniq)
         width = max((len(u) for u in ids), default=0)
-        arr = cts if isinstance(cts, np.ndarray) else _objects(cts)
+        arr = cts if isinstance(cts, np.ndarray) else as_objects(cts)
         picked = arr[np.asarray(rows, dtype=np.int64)]
         ea = EncryptedArray(self.pk, picked, 0, False, 0)
         res = ea.group_sum(local, width).ct.tolist() if width else []
@@ -106,8 +103,8 @@ class HEPublic:
 class HEKeys:
     """The label holder's key pair: encrypt packed rows, decrypt packed sums."""
 
-    def __init__(self, scheme: HEScheme, bits: int, allow_small: bool = False) -> None:
-        pk, self._sk = engine.generate_keypair(str(scheme), bits, policy=_policy(allow_small))
+    def __init__(self, scheme: HEScheme, bits: int, policy: SecurityPolicy) -> None:
+        pk, self._sk = he_keys.generate_keypair(scheme, bits, policy, "secureboost.key_bits")
         self.public = HEPublic(pk)
 
     def precompute(self, count: int) -> None:
@@ -120,10 +117,10 @@ class HEKeys:
 
     def encrypt(self, values: Sequence[int]) -> list[Any]:
         """One fresh ciphertext per (signed) integer."""
-        return list(self.public.pk.raw_encrypt(_objects(values)))
+        return list(self.public.pk.raw_encrypt(as_objects(values)))
 
     def decrypt(self, cts: Sequence[Any], value_bits: int) -> list[int]:
         """Signed plaintexts ``|v| < 2**value_bits`` (centred lift of the residues)."""
-        res, n = self._sk.raw_decrypt(_objects(cts), (1 << (value_bits + 1)) + 1)
+        res, n = self._sk.raw_decrypt(as_objects(cts), (1 << (value_bits + 1)) + 1)
         half = n // 2
         return [m - n if m > half else m for m in res]

@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Count ``Any`` in the public signatures of src/veil (parameter and return annotations).
+
+Public means: a module whose dotted path has no part with a leading underscore, and
+a function or method whose name has no leading underscore (dunder methods such as
+``__init__`` and ``__call__`` count: their parameters are the class's public API),
+defined at module level or in a public class (nested public classes too; functions
+defined inside functions are not). Generated protobuf modules (``*_pb2*.py``) are
+skipped. Every ``Any`` node counts, so ``dict[str, Any]`` is one and
+``Callable[[Any], Any]`` is two; quoted annotations are parsed too.
+
+Usage: ``python scripts/count_any.py [--list] [ROOT]`` (ROOT defaults to src/veil next to
+this script). Prints the total, then per file; ``--list`` also prints each signature.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+DEFAULT_ROOT = Path(__file__).resolve().parents[1] / "src" / "veil"
+
+
+def _any_count(node: ast.expr | None) -> int:
+    if node is None:
+        return 0
+    n = 0
+    for sub in ast.walk(node):
+        if (isinstance(sub, ast.Name) and sub.id == "Any") or (
+            isinstance(sub, ast.Attribute) and sub.attr == "Any"
+        ):
+            n += 1
+        elif isinstance(sub, ast.Constant) and isinstance(sub.value, str):
+            with contextlib.suppress(SyntaxError):  # a str that is no annotation
+                n += _any_count(ast.parse(sub.value, mode="eval").body)
+    return n
+
+
+def _public(name: str) -> bool:
+    return not name.startswith("_") or (name.startswith("__") and name.endswith("__"))
+
+
+def _functions(
+    body: list[ast.stmt], prefix: str
+) -> Iterator[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
+    for node in body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and _public(node.name):
+            yield prefix + node.name, node
+        elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+            yield from _functions(node.body, f"{prefix}{node.name}.")
+
+
+def signature_counts(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    a = fn.args
+    params = [*a.posonlyargs, *a.args, *a.kwonlyargs]
+    params += [p for p in (a.vararg, a.kwarg) if p is not None]
+    return sum(_any_count(p.annotation) for p in params) + _any_count(fn.returns)
+
+
+def public_module(path: Path, root: Path) -> bool:
+    parts = path.relative_to(root).with_suffix("").parts
+    if path.name.endswith(("_pb2.py", "_pb2_grpc.py")):
+        return False
+    return all(not p.startswith("_") or p == "__init__" for p in parts)
+
+
+def count(root: Path) -> tuple[int, dict[Path, list[tuple[str, int, int]]]]:
+    per_file: dict[Path, list[tuple[str, int, int]]] = {}
+    total = 0
+    for path in sorted(root.rglob("*.py")):
+        if not public_module(path, root):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for name, fn in _functions(tree.body, ""):
+            n = signature_counts(fn)
+            if n:
+                per_file.setdefault(path, []).append((name, fn.lineno, n))
+                total += n
+    return total, per_file
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("root", nargs="?", type=Path, default=DEFAULT_ROOT)
+    ap.add_argument("--list", action="store_true", help="print every signature with Any")
+    args = ap.parse_args(argv)
+    root = args.root.resolve()
+    if not root.is_dir():
+        ap.error(f"{root} is not a directory")
+    total, per_file = count(root)
+    print(f"Any in public signatures under {root}: {total}")
+    for path, items in sorted(per_file.items(), key=lambda kv: -sum(i[2] for i in kv[1])):
+        print(f"{sum(i[2] for i in items):5d}  {path.relative_to(root.parent)}")
+        if args.list:
+            for name, line, n in items:
+                print(f"         {n}  {name} (line {line})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
