@@ -218,3 +218,25 @@ def test_failed_run_leaves_an_earlier_good_out_byte_for_byte(jobdir: Path, mode:
     for o in outs:
         assert report(o, "failed-report.json")["status"] == "failed"
         assert leftovers(o) == []
+
+
+def test_two_sites_a_party_that_fails_before_its_server_is_up_still_tells(jobdir: Path) -> None:
+    """The partner's port is taken: it cannot listen, yet the bank hears why at once."""
+    import socket
+
+    job = write_job(jobdir, ["_echo"])
+    sites = Sites(jobdir)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", sites.ports["partner"]))
+        squatter.listen()
+        bank = sites.start(job, "bank", timeout=60)
+        time.sleep(1.0)
+        partner = sites.start(job, "partner", timeout=60)
+        assert partner.wait() == 1
+        t0 = time.monotonic()
+        assert bank.wait() == 1
+        assert time.monotonic() - t0 < STOP_S
+    assert "party 'partner' before the first step: party partner cannot listen on" in partner.err()
+    assert "run failed: partner failed before the first step: party partner cannot listen" in (
+        bank.err()
+    )

@@ -124,3 +124,32 @@ def test_the_worker_module_starts_without_a_runtime_warning() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "RuntimeWarning" not in proc.stderr
+
+
+def test_the_handshake_carries_no_data(jobdir: Path) -> None:
+    """The job summary and the goodbye: names and parameters, no id, label or feature."""
+    import pandas as pd
+
+    from tests.wire_check import Recorder, assert_no_leak
+    from veil.jobs.handshake import say_done
+
+    spec = load_job(write_job(jobdir, ["psi", {"split": {"test_size": 0.25}}]))
+    bank = pd.read_csv(jobdir / "bank.csv", dtype={"id": str})
+    partner = pd.read_csv(jobdir / "partner.csv", dtype={"id": str})
+
+    def role(s: Session) -> None:
+        check_same_job(s.sub("start"), spec)
+        say_done(s.sub("end"))
+
+    rec = Recorder()
+    run_parties({"bank": role, "partner": role}, tap=rec)
+    assert len(rec.frames) == 4
+    assert_no_leak(
+        rec.frames,
+        {
+            "ids": [*bank["id"], *partner["id"]],
+            "labels": bank["y"].to_numpy(),
+            "bank x0": bank["x0"].to_numpy(),
+            "partner x1": partner["x1"].to_numpy(),
+        },
+    )

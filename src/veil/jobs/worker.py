@@ -21,6 +21,7 @@ traffic), ``failed`` (kind, error, step), ``done``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -31,11 +32,14 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from veil.errors import ConfigError, PeerAborted, VeilError
 from veil.jobs.handshake import WorkerConfig
 from veil.net.transport import Transport
+
+if TYPE_CHECKING:
+    from veil.net.grpc_transport import GrpcConfig, GrpcTransport
 
 EXIT_FAILED = 1
 EXIT_PARENT_GONE = 3
@@ -106,6 +110,16 @@ class Guard:
         # Its parent died: the local peers see it too; remote ones must be told.
         self.stop("its veil run process ended", EXIT_PARENT_GONE, self.cfg.tell_peers, True)
 
+    def tell_peers(self, reason: str) -> None:
+        """Send every peer an abort naming this step (without a server if there is none yet)."""
+        if self.transport is not None:
+            self.transport.abort(reason, step=self.where, patience=1.0)
+            return
+        from veil.net.grpc_transport import send_abort
+
+        with contextlib.suppress(Exception):  # best effort: the worker reports a bad config
+            send_abort(grpc_config(self.cfg), reason, step=self.where, patience=1.0)
+
     def stop(self, reason: str, code: int, tell_peers: bool, cleanup: bool) -> None:
         """Tell the peers (if asked), remove the staging folder (if asked), exit."""
         with self._lock:
@@ -113,8 +127,8 @@ class Guard:
                 return
             self._stopping = True
         self.events.emit("failed", kind="Stopped", error=reason, step=self.step)
-        if tell_peers and self.transport is not None:
-            self.transport.abort(reason, step=self.where, patience=1.0)
+        if tell_peers:
+            self.tell_peers(reason)
         if cleanup and self.cfg.staging:
             from veil.jobs.staging import remove_tree
 
@@ -122,12 +136,12 @@ class Guard:
         os._exit(code)
 
 
-def connect(cfg: WorkerConfig) -> Any:
-    """This party's mutual-TLS gRPC transport to every other party (server started)."""
+def grpc_config(cfg: WorkerConfig) -> GrpcConfig:
+    """This party's gRPC configuration."""
     from veil.net.certs import TlsFiles
-    from veil.net.grpc_transport import GrpcConfig, GrpcTransport
+    from veil.net.grpc_transport import GrpcConfig
 
-    gcfg = GrpcConfig(
+    return GrpcConfig(
         rank=cfg.names.index(cfg.party),
         names=cfg.names,
         addresses=cfg.addresses,
@@ -135,7 +149,13 @@ def connect(cfg: WorkerConfig) -> Any:
         connect_timeout=cfg.timeout,
         listen=cfg.listen,
     )
-    return GrpcTransport(gcfg)
+
+
+def connect(cfg: WorkerConfig) -> GrpcTransport:
+    """This party's mutual-TLS gRPC transport to every other party (server started)."""
+    from veil.net.grpc_transport import GrpcTransport
+
+    return GrpcTransport(grpc_config(cfg))
 
 
 def _traffic(t: Transport) -> dict[str, int]:
@@ -270,6 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = str(e) or kind
         if not isinstance(e, VeilError):
             msg = f"{kind}: {msg}"
+        if guard.transport is None and cfg.tell_peers:  # failed before its server was up
+            guard.tell_peers(msg)
         user = isinstance(e, ConfigError)
         events.emit("failed", kind=kind, error=msg, user=user, step=guard.step)
         traceback.print_exc(file=sys.stderr)
