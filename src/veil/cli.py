@@ -14,6 +14,7 @@ import argparse
 import importlib
 import signal
 import sys
+import threading
 from types import FrameType
 
 from veil import __version__
@@ -52,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None or func is None:
         parser.print_help()
         return EXIT_USAGE
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _raise_stopped)
+    if threading.current_thread() is threading.main_thread():  # (tests call main in threads)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _raise_stopped)
     try:
         return int(func(args))
     except ConfigError as e:

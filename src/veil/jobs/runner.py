@@ -186,6 +186,8 @@ def run_job(
             how = f"interrupted ({SIGNAL_NAMES.get(interrupted, f'signal {interrupted}')})"
             stop_workers(workers.values(), how, tell_peers=bool(remote))
             error = f"{how}: " + ("the peers were told" if remote else "all parties were stopped")
+        except Exception as e:  # a fault of veil run itself: still stop, clean up and report
+            error = f"veil run failed: {type(e).__name__}: {e}"
         finally:
             shield[0] = True
             stop_workers(workers.values(), error or "stopped", tell_peers=bool(remote))

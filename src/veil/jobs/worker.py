@@ -257,13 +257,21 @@ def run_steps(cfg: WorkerConfig, events: Events, guard: Guard) -> None:
         say_done(root.sub("end"))
     except BaseException as e:
         if not isinstance(e, PeerAborted):  # a peer that failed already knows
-            transport.abort(f"{type(e).__name__}: {e}", step=guard.where)
+            transport.abort(describe(e), step=guard.where)
         if isinstance(e, Refused) and e.by_us:
             time.sleep(REFUSAL_LINGER)  # the peer's handshakes get refused too: it learns why
         raise
     finally:
         stop_watch.set()
         transport.close()
+
+
+def describe(e: BaseException) -> str:
+    """A Veil error's own message; any other error with its type (``ValueError: boom``)."""
+    kind = type(e).__name__
+    if isinstance(e, VeilError):
+        return str(e) or kind
+    return f"{kind}: {e}" if str(e) else kind
 
 
 def _jsonable(x: Any) -> Any:
@@ -286,10 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         run_steps(cfg, events, guard)
     except Exception as e:
-        kind = type(e).__name__
-        msg = str(e) or kind
-        if not isinstance(e, VeilError):
-            msg = f"{kind}: {msg}"
+        kind, msg = type(e).__name__, describe(e)
         if guard.transport is None and cfg.tell_peers:  # failed before its server was up
             guard.tell_peers(msg)
         user = isinstance(e, ConfigError)
