@@ -36,7 +36,8 @@ def add_parser(subparsers: Any) -> None:
         metavar="S",
         type=float,
         default=300.0,
-        help="seconds a party waits for a peer before failing (default 300)",
+        help="seconds a party waits for a peer to connect, and for each message of a peer "
+        "that is alive (a dead peer is noticed within seconds); default 300",
     )
     p.add_argument(
         "--quiet",
