@@ -20,7 +20,12 @@ from types import FrameType
 from veil import __version__
 from veil.errors import ConfigError, VeilError
 
-COMMANDS = ("veil.jobs.cli_run", "veil.net.cli_ca", "veil.protocols.interconnect.command")
+COMMANDS = (
+    "veil.jobs.cli_run",
+    "veil.net.cli_ca",
+    "veil.protocols.interconnect.command",
+    "veil.audit.cli_audit",
+)
 EXIT_USAGE = 2
 EXIT_FAILED = 1
 
