@@ -23,6 +23,7 @@ from veil.jobs.spec import JobSpec, PartySpec, load_frame
 from veil.ml.labels import check_labels
 
 ROWS_ONLY_STEPS = frozenset({"psi"})  # steps that use the ids only, never features or labels
+NO_DATA_STEPS = frozenset({"fedavg", "evaluate"})  # also run at a party without data
 DUPLICATE_WARN = 0.10  # warn when more than this share of a file's rows repeat an id
 TINY_INTERSECTION = 100  # warn when fewer rows are shared
 
@@ -45,6 +46,8 @@ def check_data(spec: JobSpec, parties: Collection[str]) -> list[str]:
 def check_frame(p: PartySpec, df: pd.DataFrame, features: bool) -> list[str]:
     """Check party ``p``'s table ``df``; ``features``: whether steps use its columns."""
     field = f"parties.{p.name}"
+    if p.data is None:  # a party without rows (an aggregator); a test file is its step's
+        return []
     if len(df) == 0:
         raise ConfigError(
             f"{field}.data", f"'{p.data.name}' has no rows", "give a file with one row per id"
@@ -101,6 +104,8 @@ def check_rows(step: str, index: int, n_rows: int, aligned: bool) -> None:
     """Refuse to run step ``step`` (not a rows-only one) on zero rows."""
     if n_rows or step in ROWS_ONLY_STEPS:
         return
+    if not aligned and step in NO_DATA_STEPS:  # a party without data (empty files are
+        return  # refused before connecting): an aggregator
     if aligned:
         raise ConfigError(
             f"steps[{index}].{step}",

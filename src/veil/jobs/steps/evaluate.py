@@ -47,7 +47,7 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
 
 
 def _predictions(ctx: StepContext) -> pd.DataFrame:
-    df = ctx.state.get("predictions")
+    df = ctx.state.predictions
     if df is None:
         path = ctx.out_dir / PREDICTIONS
         if not path.exists():
@@ -66,7 +66,7 @@ def _predictions(ctx: StepContext) -> pd.DataFrame:
 @register("evaluate", validate=validate)
 def evaluate(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     """Metrics and plots of the label holder's train/test predictions."""
-    if fed.STATE in ctx.state:
+    if ctx.state.fedavg is not None:
         return fed.evaluate_federated(ctx, params["threshold"], params["top_k"])
     if params["label_holder"] is None:
         raise ConfigError("steps.evaluate", "found no fedavg model", "run fedavg before evaluate")
@@ -75,7 +75,7 @@ def evaluate(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     df = _predictions(ctx)
     groups = df.groupby("set") if "set" in df.columns else [("all", df)]
     sets = {str(k): (g["label"].to_numpy(), g["score"].to_numpy()) for k, g in groups}
-    binning = ctx.state.get("binning")
+    binning = ctx.state.binning
     iv = [(b.key, b.iv) for b in binning.stats] if binning is not None else []
     evals = write_report(ctx.out_dir, sets, iv=iv, threshold=params["threshold"])
     out: dict[str, Any] = {}

@@ -47,7 +47,6 @@ from veil.protocols.secagg import AGGREGATOR, make_plan
 
 MODEL_FILE = "model.json"
 PREDICTIONS = "predictions.csv"
-STATE = "fedavg"
 OPTION_KEYS = tuple(f.name for f in fields(FedAvgOptions))
 
 
@@ -119,7 +118,7 @@ def fedavg(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         assert data is not None  # the validator made every other party a bank
         res = train_client(s, data, opts)
     save_model(res.model, ctx.out_dir / MODEL_FILE)
-    ctx.state[STATE] = res
+    ctx.state.fedavg = res
     hist = res.model.history
     out: dict[str, Any] = {"rounds": len(hist), "stopped_by": res.model.stopped_by}
     if hist and "train_loss" in hist[-1]:
@@ -137,7 +136,9 @@ def evaluate_federated(ctx: StepContext, threshold: float, top_k: Sequence[int])
     party) with the global model; write ``predictions.csv`` (``id, score, label, set``),
     ``metrics.json`` (AUC, KS, precision and recall of the top-k alerts per set) and
     the report. Nothing is sent."""
-    res: FedResult = ctx.state[STATE]
+    res = ctx.state.fedavg
+    if res is None:
+        raise ConfigError("steps.evaluate", "found no fedavg model", "run fedavg before evaluate")
     parts = []
     if res.holdout is not None:
         who = f"parties.{ctx.party}.data"
@@ -149,7 +150,7 @@ def evaluate_federated(ctx: StepContext, threshold: float, top_k: Sequence[int])
         return {}
     df = pd.concat(parts, ignore_index=True)
     write_csv(df, ctx.out_dir / PREDICTIONS)
-    ctx.state["predictions"] = df
+    ctx.state.predictions = df
     if "label" not in df.columns:
         return {"rows_scored": len(df)}
     sets = {}
