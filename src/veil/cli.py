@@ -15,7 +15,12 @@ import sys
 from veil import __version__
 from veil.errors import ConfigError, VeilError
 
-COMMANDS = ("veil.jobs.cli_run", "veil.net.cli_ca", "veil.protocols.interconnect.command")
+COMMANDS = (
+    "veil.jobs.cli_run",
+    "veil.net.cli_ca",
+    "veil.protocols.interconnect.command",
+    "veil.node.cli",
+)
 EXIT_USAGE = 2
 EXIT_FAILED = 1
 

@@ -1,0 +1,467 @@
+"""The node's service functions: what the API routers and the peer endpoint call.
+
+One :class:`NodeService` per running node. Operators register datasets and submit
+jobs; a submitted job is proposed (text + SHA-256) to every other party's node;
+each node checks it against its policy and votes; votes go to every party. When
+every party approved the same hash, each node starts its own party's worker
+(:mod:`veil.node.launch`). Every state change is one :meth:`Store.change` with its
+event. Messages between nodes go through a :class:`Link` (mutual-TLS gRPC in a
+real node, direct calls in tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from veil.errors import ConfigError, NetworkError, VeilError
+from veil.node.config import NodeConfig
+from veil.node.jobfile import NodeJob, parse_node_job, party_info
+from veil.node.model import Dataset, Event, Job, JobState, StepState, Vote, VoteState
+from veil.node.policy import evaluate
+from veil.node.store import Store
+
+log = logging.getLogger(__name__)
+RESTARTED = "node restarted"
+
+
+class Link(Protocol):
+    """Sends one control message to a party's node and returns its answer."""
+
+    def call(self, party: str, msg: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Deliver ``msg``; raise NetworkError if the node cannot be reached."""
+
+
+class Launcher(Protocol):
+    """Starts and stops this node's worker for a job."""
+
+    def start(self, service: NodeService, job: Job) -> None:
+        """Run this party's role of ``job`` (returns at once)."""
+
+    def stop(self, job_id: str) -> None:
+        """Stop the job's worker if it runs (returns within seconds)."""
+
+
+class NotFound(VeilError):
+    """An unknown job or dataset (the API answers 404)."""
+
+
+class Conflict(VeilError):
+    """The job is not in a state that allows this (the API answers 409)."""
+
+
+class NodeService:
+    """A node's jobs, votes and datasets over a :class:`Store`."""
+
+    def __init__(
+        self, cfg: NodeConfig, store: Store, link: Link, launcher: Launcher | None = None
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.link = link
+        self.launcher = launcher
+        self._lock = threading.RLock()
+        self.on_change: Callable[[str], None] | None = None
+        self._early: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # votes before proposals
+
+    @property
+    def name(self) -> str:
+        """This node's party name."""
+        return self.cfg.name
+
+    # -- reads ---------------------------------------------------------------
+    def job(self, job_id: str) -> Job:
+        """The job or NotFound."""
+        j = self.store.job(job_id)
+        if j is None:
+            raise NotFound(f"no job '{job_id}' on node '{self.name}'")
+        return j
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        """Each party's vote, each step's state, and the job's state."""
+        j = self.job(job_id)
+        votes = {
+            v.party: {"vote": v.state.value, "reason": v.reason} for v in self.store.votes(j.id)
+        }
+        for p in j.parties:
+            votes.setdefault(p, {"vote": VoteState.PENDING.value, "reason": "no answer yet"})
+        return {
+            "id": j.id,
+            "name": j.name,
+            "initiator": j.initiator,
+            "sha256": j.sha256,
+            "state": j.state.value,
+            "error": j.error,
+            "parties": votes,
+            "steps": [
+                {
+                    "index": s.index,
+                    "name": s.name,
+                    "state": s.state,
+                    "progress": s.progress,
+                    "seconds": s.seconds,
+                    "bytes": s.bytes,
+                }
+                for s in self.store.steps(j.id)
+            ],
+            "created": j.created,
+            "updated": j.updated,
+        }
+
+    # -- state changes -------------------------------------------------------
+    def _set_state(
+        self, job: Job, state: JobState, kind: str, actor: str, error: str | None = None, **d: Any
+    ) -> Job:
+        new = replace(job, state=state, error=error, updated=time.time())
+        detail = {"state": state.value, **({"error": error} if error else {}), **d}
+        with self.store.change(Event(kind, job.id, actor, detail)) as tx:
+            tx.put_job(new)
+        if self.on_change is not None:
+            self.on_change(job.id)
+        return new
+
+    def submit(self, text: str, actor: str) -> Job:
+        """Record a job from this node and propose it to every other party."""
+        nj = parse_node_job(text)
+        if self.name not in nj.parties:
+            raise ConfigError(
+                "parties",
+                f"this node ('{self.name}') is not a party of the job",
+                f"name this node's party '{self.name}'",
+            )
+        ds = self._my_dataset(nj)
+        for p in nj.parties:
+            if p != self.name:
+                self.cfg.peer_address(p)
+        job = Job(uuid.uuid4().hex[:16], nj.name, self.name, nj.sha256, text, nj.parties)
+        vote = Vote(
+            job.id,
+            self.name,
+            VoteState.APPROVED,
+            nj.sha256,
+            f"submitted by {actor}",
+            self._info(ds),
+        )
+        with self.store.change(Event("job.submitted", job.id, actor, {"sha256": nj.sha256})) as tx:
+            tx.put_job(job)
+            tx.put_vote(vote)
+            for i, (kind, _) in enumerate(nj.steps):
+                tx.put_step(StepState(job.id, i, kind))
+        msg = {"kind": "propose", "job_id": job.id, "text": text, "sha256": nj.sha256}
+        for p in nj.parties:
+            if p == self.name:
+                continue
+            try:
+                ans = self.link.call(p, msg, self.cfg.peer_timeout)
+            except NetworkError as e:
+                ans = {"ok": False, "error": str(e)}
+            if not ans.get("ok"):
+                self.fail(job.id, f"cannot propose to party '{p}': {ans.get('error')}")
+                return self.job(job.id)
+        self._broadcast(job, {"kind": "vote", **self._vote_msg(vote)})
+        return self.job(job.id)
+
+    def _my_dataset(self, nj: NodeJob) -> Dataset:
+        name = nj.datasets[self.name]
+        ds = self.store.dataset(name)
+        if ds is None:
+            raise ConfigError(
+                f"parties.{self.name}.dataset",
+                f"no dataset '{name}' on node '{self.name}'",
+                "register it with 'veil dataset add'",
+            )
+        return ds
+
+    def _info(self, ds: Dataset) -> dict[str, Any]:
+        from veil.node.launch import job_port
+
+        return {**party_info(ds), "port": job_port(self.cfg.peer_host)}
+
+    @staticmethod
+    def _vote_msg(v: Vote) -> dict[str, Any]:
+        return {
+            "job_id": v.job_id,
+            "party": v.party,
+            "state": v.state.value,
+            "sha256": v.sha256,
+            "reason": v.reason,
+            "info": v.info,
+        }
+
+    def _broadcast(self, job: Job, msg: dict[str, Any]) -> list[str]:
+        """Send to every other party; returns the parties that could not be reached."""
+        missed = []
+        for p in job.parties:
+            if p != self.name:
+                try:
+                    self.link.call(p, msg, min(self.cfg.peer_timeout, 10.0))
+                except NetworkError as e:
+                    log.warning("node %s: %s not told about %s: %s", self.name, p, msg["kind"], e)
+                    missed.append(p)
+        return missed
+
+    def on_propose(self, sender: str, msg: dict[str, Any]) -> dict[str, Any]:
+        """A partner proposes a job: check it, record it, vote by policy."""
+        text, sha, job_id = str(msg["text"]), str(msg["sha256"]), str(msg["job_id"])
+        with self._lock:
+            if self.store.job(job_id) is not None:
+                return {"ok": True}
+            nj = parse_node_job(text)
+            job = Job(job_id, nj.name, sender, nj.sha256, text, nj.parties)
+            reason: str | None
+            ds: Dataset | None = None
+            if nj.sha256 != sha:
+                reason = f"job file hash mismatch: got {nj.sha256[:12]}, proposal says {sha[:12]}"
+            elif sender not in nj.parties or self.name not in nj.parties:
+                reason = f"party '{sender}' or '{self.name}' is not in the job"
+            else:
+                ds = self.store.dataset(nj.datasets[self.name])
+                reason = (
+                    f"no dataset '{nj.datasets[self.name]}' on node '{self.name}'"
+                    if ds is None
+                    else None
+                )
+            with self.store.change(Event("job.proposed", job_id, sender, {"sha256": sha})) as tx:
+                tx.put_job(job)
+                for i, (kind, _) in enumerate(nj.steps):
+                    tx.put_step(StepState(job_id, i, kind))
+            if reason is not None:
+                threading.Thread(
+                    target=self.reject, args=(job_id, reason, "policy"), daemon=True
+                ).start()
+            elif (why := evaluate(self.cfg.rules, nj, sender, self.name, _some(ds))) is None:
+                threading.Thread(target=self.approve, args=(job_id, "policy"), daemon=True).start()
+            else:
+                v = Vote(
+                    job_id,
+                    self.name,
+                    VoteState.PENDING,
+                    nj.sha256,
+                    f"waiting for an approver: {why}",
+                )
+                with self.store.change(
+                    Event("vote.pending", job_id, "policy", {"reason": why})
+                ) as tx:
+                    tx.put_vote(v)
+            early = self._early.pop(job_id, [])
+        for s, m in early:
+            self.on_vote(s, m)
+        return {"ok": True}
+
+    def approve(self, job_id: str, actor: str) -> Job:
+        """This node approves the job (by policy or by an approver)."""
+        with self._lock:
+            job = self.job(job_id)
+            self._check_open(job)
+            nj = parse_node_job(job.text)
+            ds = self._my_dataset(nj)
+            v = Vote(
+                job_id,
+                self.name,
+                VoteState.APPROVED,
+                job.sha256,
+                f"approved by {actor}",
+                self._info(ds),
+            )
+            with self.store.change(
+                Event("vote.approved", job_id, actor, {"sha256": job.sha256})
+            ) as tx:
+                tx.put_vote(v)
+        self._broadcast(job, {"kind": "vote", **self._vote_msg(v)})
+        self._maybe_start(job_id)
+        return self.job(job_id)
+
+    def reject(self, job_id: str, reason: str, actor: str) -> Job:
+        """This node rejects the job; every party's node marks it rejected."""
+        with self._lock:
+            job = self.job(job_id)
+            self._check_open(job)
+            v = Vote(job_id, self.name, VoteState.REJECTED, job.sha256, reason)
+            with self.store.change(Event("vote.rejected", job_id, actor, {"reason": reason})) as tx:
+                tx.put_vote(v)
+            job = self._set_state(
+                job,
+                JobState.REJECTED,
+                "job.rejected",
+                actor,
+                f"party '{self.name}' rejected the job: {reason}",
+            )
+        self._broadcast(job, {"kind": "vote", **self._vote_msg(v)})
+        return job
+
+    def _check_open(self, job: Job) -> None:
+        if job.state != JobState.PROPOSED:
+            raise Conflict(f"job '{job.id}' is {job.state.value}; only a proposed job takes votes")
+        mine = [v for v in self.store.votes(job.id) if v.party == self.name]
+        if mine and mine[0].state != VoteState.PENDING:
+            raise Conflict(f"node '{self.name}' already {mine[0].state.value} job '{job.id}'")
+
+    def on_vote(self, sender: str, msg: dict[str, Any]) -> dict[str, Any]:
+        """A party's vote arrives."""
+        job_id = str(msg["job_id"])
+        if msg.get("party") != sender:
+            return {"ok": False, "error": f"'{sender}' cannot vote for '{msg.get('party')}'"}
+        with self._lock:
+            job = self.store.job(job_id)
+            if job is None:  # a third party voted before the proposal reached us
+                self._early.setdefault(job_id, []).append((sender, msg))
+                return {"ok": True}
+            if sender not in job.parties:
+                return {"ok": False, "error": f"party '{sender}' is not in job '{job_id}'"}
+            v = Vote(
+                job_id,
+                sender,
+                VoteState(str(msg["state"])),
+                str(msg["sha256"]),
+                str(msg.get("reason", "")),
+                dict(msg.get("info") or {}),
+            )
+            with self.store.change(
+                Event(
+                    f"vote.{v.state.value}",
+                    job_id,
+                    sender,
+                    {"sha256": v.sha256, "reason": v.reason},
+                )
+            ) as tx:
+                tx.put_vote(v)
+            if job.state.final:
+                return {"ok": True}
+            if v.state == VoteState.APPROVED and v.sha256 != job.sha256:
+                self.fail(
+                    job_id,
+                    f"job file hash mismatch: party '{sender}' approved "
+                    f"{v.sha256[:12]}, this node has {job.sha256[:12]}",
+                    actor=sender,
+                )
+            elif v.state == VoteState.REJECTED and job.state == JobState.PROPOSED:
+                self._set_state(
+                    job,
+                    JobState.REJECTED,
+                    "job.rejected",
+                    sender,
+                    f"party '{sender}' rejected the job: {v.reason}",
+                )
+        self._maybe_start(job_id)
+        return {"ok": True}
+
+    def _maybe_start(self, job_id: str) -> None:
+        with self._lock:
+            job = self.job(job_id)
+            votes = {v.party: v for v in self.store.votes(job_id)}
+            ready = all(
+                p in votes
+                and votes[p].state == VoteState.APPROVED
+                and votes[p].sha256 == job.sha256
+                for p in job.parties
+            )
+            if job.state != JobState.PROPOSED or not ready:
+                return
+            job = self._set_state(job, JobState.APPROVED, "job.approved", "node")
+        if self.launcher is not None:
+            self.launcher.start(self, job)
+
+    def infos(self, job_id: str) -> dict[str, dict[str, Any]]:
+        """Each party's vote info (id/label column names, job port)."""
+        return {v.party: v.info for v in self.store.votes(job_id)}
+
+    def cancel(self, job_id: str, actor: str) -> Job:
+        """Stop the job on every party's node."""
+        job = self.job(job_id)
+        if job.state.final:
+            raise Conflict(f"job '{job_id}' is already {job.state.value}")
+        job = self._end(
+            job_id,
+            JobState.CANCELLED,
+            f"cancelled by {actor} on node '{self.name}'",
+            actor,
+            "job.cancelled",
+        )
+        self._broadcast(job, {"kind": "cancel", "job_id": job_id, "reason": job.error or ""})
+        return job
+
+    def fail(self, job_id: str, error: str, actor: str = "node", tell: bool = True) -> Job:
+        """Mark the job failed here (stopping its worker) and tell the other parties."""
+        job = self._end(job_id, JobState.FAILED, error, actor, "job.failed")
+        if tell and job.error == error:
+            self._broadcast(job, {"kind": "fail", "job_id": job_id, "reason": error})
+        return job
+
+    def _end(self, job_id: str, state: JobState, error: str, actor: str, kind: str) -> Job:
+        with self._lock:
+            job = self.job(job_id)
+            if job.state.final:
+                return job
+            job = self._set_state(job, state, kind, actor, error)
+        if self.launcher is not None:
+            self.launcher.stop(job_id)
+        return job
+
+    def on_end(self, sender: str, msg: dict[str, Any], state: JobState) -> dict[str, Any]:
+        """A party's node cancelled or failed the job."""
+        job = self.store.job(str(msg["job_id"]))
+        if job is None or sender not in job.parties:
+            return {"ok": False, "error": "unknown job"}
+        reason = str(msg.get("reason", ""))
+        if state == JobState.FAILED and not reason.startswith("party '"):
+            reason = f"party '{sender}': {reason}"
+        kind = "job.cancelled" if state == JobState.CANCELLED else "job.failed"
+        self._end(job.id, state, reason, sender, kind)
+        return {"ok": True}
+
+    def finished(self, job_id: str, ok: bool, error: str | None) -> None:
+        """This node's worker ended (called by the launcher)."""
+        job = self.job(job_id)
+        if job.state.final:
+            return
+        if ok:
+            self._set_state(job, JobState.SUCCEEDED, "job.succeeded", "node")
+        else:
+            self.fail(job_id, error or "the worker failed", actor="node")
+
+    def recover(self) -> list[str]:
+        """After a restart: jobs that were approved or running here fail ("node restarted")."""
+        failed = []
+        for job in self.store.jobs():
+            if job.state in (JobState.APPROVED, JobState.RUNNING):
+                self.fail(job.id, f"party '{self.name}': {RESTARTED}", actor="node")
+                failed.append(job.id)
+        return failed
+
+    def handle(self, sender: str, msg: dict[str, Any]) -> dict[str, Any]:
+        """Dispatch one control message from party ``sender``'s node."""
+        kind = msg.get("kind")
+        try:
+            if kind == "propose":
+                return self.on_propose(sender, msg)
+            if kind == "vote":
+                return self.on_vote(sender, msg)
+            if kind == "cancel":
+                return self.on_end(sender, msg, JobState.CANCELLED)
+            if kind == "fail":
+                return self.on_end(sender, msg, JobState.FAILED)
+            if kind == "heartbeat":
+                return {"ok": True, "name": self.name, "time": time.time()}
+            if kind == "status":
+                return {"ok": True, "status": self.status(str(msg["job_id"]))}
+        except (KeyError, ValueError, TypeError) as e:
+            return {"ok": False, "error": f"malformed '{kind}' message: {type(e).__name__} {e}"}
+        except VeilError as e:
+            return {"ok": False, "error": str(e)}
+        return {"ok": False, "error": f"unknown message kind '{kind}'"}
+
+
+def _some(ds: Dataset | None) -> Dataset:
+    assert ds is not None
+    return ds
+
+
+def outputs_dir(cfg: NodeConfig, job_id: str) -> Path:
+    """Where a job's published outputs live on this node."""
+    return cfg.dir / "jobs" / job_id
