@@ -249,6 +249,11 @@ class NodeService:
                     Event("vote.pending", job_id, "policy", {"reason": why})
                 ) as tx:
                     tx.put_vote(v)
+                threading.Thread(
+                    target=self._broadcast,
+                    args=(job, {"kind": "vote", **self._vote_msg(v)}),
+                    daemon=True,
+                ).start()
             early = self._early.pop(job_id, [])
         for s, m in early:
             self.on_vote(s, m)
