@@ -82,6 +82,7 @@ def start_node(node_dir: str | Path) -> int:
     """Run the node in DIR until SIGINT or SIGTERM."""
     cfg = load_config(node_dir)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

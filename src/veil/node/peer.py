@@ -34,6 +34,13 @@ from veil.node.model import JobState
 log = logging.getLogger(__name__)
 SERVICE = "veil.node.v1.Peer"
 METHOD = f"/{SERVICE}/Call"
+RETRY_S = 3.0  # how long a call retries a node that refuses connections
+# a node that was down is seen again within a second, not after gRPC's default backoff
+_BACKOFF = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 Handler = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
@@ -127,9 +134,8 @@ class GrpcLink:
         with self._lock:
             if party not in self._stubs:
                 addr = self.cfg.peer_address(party)
-                ch = grpc.secure_channel(
-                    addr, self._creds, options=[("grpc.ssl_target_name_override", party)]
-                )
+                opts = [("grpc.ssl_target_name_override", party), *_BACKOFF]
+                ch = grpc.secure_channel(addr, self._creds, options=opts)
                 stub = ch.unary_unary(
                     METHOD, request_serializer=_ident, response_deserializer=_ident
                 )
@@ -137,20 +143,33 @@ class GrpcLink:
             return self._stubs[party][1]
 
     def call(self, party: str, msg: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """One call; an unreachable node is retried for a few seconds (it may be starting)."""
         addr = self.cfg.peer_address(party)
-        try:
-            raw = self._stub(party)(encode(msg), timeout=timeout)
-        except grpc.RpcError as e:
-            code, detail = e.code(), str(e.details())
-            if "handshake" in detail.lower() or "certificate" in detail.lower():
-                hint = "check that both nodes' certificates come from the same federation CA"
-            elif code == grpc.StatusCode.PERMISSION_DENIED:
-                hint = f"add '{self.cfg.name}' to [peers] of node '{party}'"
-            else:
-                hint = f"check that node '{party}' runs and listens at {addr}"
-            raise NetworkError(
-                f"node '{party}' at {addr} did not answer ({code.name}: {detail}); {hint}"
-            ) from None
+        deadline = time.monotonic() + timeout
+        patience = time.monotonic() + min(timeout, RETRY_S)
+        delay = 0.05
+        while True:
+            left = max(deadline - time.monotonic(), 0.05)
+            try:
+                raw = self._stub(party)(encode(msg), timeout=left)
+                break
+            except grpc.RpcError as e:
+                code, detail = e.code(), str(e.details())
+                tls = "handshake" in detail.lower() or "certificate" in detail.lower()
+                if code == grpc.StatusCode.UNAVAILABLE and not tls:
+                    if time.monotonic() + delay < patience:
+                        time.sleep(delay)
+                        delay = min(delay * 2, 0.5)
+                        continue
+                if tls:
+                    hint = "check that both nodes' certificates come from the same federation CA"
+                elif code == grpc.StatusCode.PERMISSION_DENIED:
+                    hint = f"add '{self.cfg.name}' to [peers] of node '{party}'"
+                else:
+                    hint = f"check that node '{party}' runs and listens at {addr}"
+                raise NetworkError(
+                    f"node '{party}' at {addr} did not answer ({code.name}: {detail}); {hint}"
+                ) from None
         try:
             ans = decode(raw)
         except ProtocolError as e:

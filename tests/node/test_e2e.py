@@ -1,0 +1,170 @@
+"""Nodes as separate OS processes on loopback, driven through the ``veil`` CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from .nodes import job_text, make_nodes
+from .procs import NodeProc, node_procs, status, veil, wait_state
+
+FINAL = {"succeeded", "failed", "cancelled", "rejected"}
+ANY_STEP = """
+[[policy.approve]]
+partners = ["bank"]
+steps = ["*"]
+datasets = ["bureau_data"]
+"""
+
+
+@pytest.fixture(autouse=True)
+def _fake_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VEIL_STEP_MODULES", "tests.jobs.fake_steps")  # the _hang step
+
+
+@pytest.mark.slow
+def test_two_node_processes_run_an_approved_job(tmp_path: Path, ca: Path) -> None:
+    dirs = make_nodes(tmp_path, ca, ["bank", "bureau"], {"bureau": ANY_STEP})
+    (tmp_path / "job.yaml").write_text(job_text(["bank", "bureau"]))
+    with node_procs(dirs) as procs:
+        out = veil("job", "submit", "--node", str(dirs["bank"]), str(tmp_path / "job.yaml"))
+        job_id = out.stdout.strip()
+        st = wait_state(dirs["bank"], job_id, FINAL, 60)
+        assert st["state"] == "succeeded", st
+        assert st["parties"]["bureau"] == {"vote": "approved", "reason": "approved by policy"}
+        (step,) = st["steps"]
+        assert (step["name"], step["state"], step["progress"]) == ("psi", "ok", 1.0)
+        assert step["seconds"] > 0 and step["bytes"] > 0
+        assert wait_state(dirs["bureau"], job_id, FINAL, 30)["state"] == "succeeded"
+        outs = json.loads(
+            veil("job", "outputs", "--node", str(dirs["bank"]), job_id, "--json").stdout
+        )
+        psi = [f for f in outs["files"] if f["name"] == "bank/psi.csv"]
+        assert psi and Path(psi[0]["path"]).is_file()
+        ids = sorted(pd.read_csv(psi[0]["path"], dtype={"id": str})["id"])
+        assert ids == sorted(f"c{i}" for i in range(10, 60))  # bank c0..59, bureau c10..69
+        peers = json.loads(veil("node", "peers", str(dirs["bank"]), "--json").stdout)
+        assert peers[0]["name"] == "bureau" and peers[0]["alive"] is True
+        assert peers[0]["rtt_ms"] is not None and peers[0]["cert_expires"] is not None
+        logs = veil("job", "logs", "--node", str(dirs["bureau"]), job_id).stdout
+        assert "job.proposed" in logs and "job.succeeded" in logs
+        # wrong role from the CLI: one line, exit code 1
+        tok = veil("node", "token", str(dirs["bank"]), "--role", "auditor").stdout.strip()
+        r = veil(
+            "dataset",
+            "add",
+            "--node",
+            str(dirs["bank"]),
+            "--token",
+            tok,
+            "x",
+            str(tmp_path / "data" / "bank.csv"),
+            "--id",
+            "id",
+            check=False,
+        )
+        assert r.returncode == 1
+        assert r.stderr.strip().splitlines() == [
+            "veil: error: node 'bank' refused (403): role 'auditor' may not do this (needs operator)"
+        ]
+        r = veil("job", "list", "--node", str(dirs["bank"]), "--token", "veil_nope", check=False)
+        assert r.returncode == 1 and "refused (401): unknown token" in r.stderr
+        for p in procs.values():
+            assert p.stop(signal.SIGINT) == 0, p.tail()
+
+
+def _running(node: Path, job_id: str) -> None:
+    wait_state(node, job_id, {"running"} | FINAL, 60)
+    st = status(node, job_id)
+    assert st["state"] == "running", st
+
+
+@pytest.mark.slow
+def test_kill_9_fails_the_others_within_peer_timeout_then_restart(tmp_path: Path, ca: Path) -> None:
+    names = ["bank", "bureau"]
+    dirs = make_nodes(tmp_path, ca, names, {"bureau": ANY_STEP}, peer_timeout=3.0, heartbeat=0.5)
+    (tmp_path / "job.yaml").write_text(job_text(names, "  - _hang: {}\n"))
+    with node_procs(dirs) as procs:
+        job_id = veil(
+            "job", "submit", "--node", str(dirs["bank"]), str(tmp_path / "job.yaml")
+        ).stdout.strip()
+        _running(dirs["bank"], job_id)
+        _running(dirs["bureau"], job_id)
+        t0 = time.monotonic()
+        procs["bureau"].proc.send_signal(signal.SIGKILL)
+        procs["bureau"].proc.wait(10)
+        st = wait_state(dirs["bank"], job_id, FINAL, 3.0 + 5.0)
+        assert time.monotonic() - t0 <= 3.0 + 5.0
+        assert st["state"] == "failed"
+        assert st["error"].startswith("party 'bureau' stopped answering heartbeats for ")
+        assert st["error"].endswith("during step 0 '_hang'")
+        # the restarted node marks the job failed and tells the bank (already failed there)
+        procs["bureau"] = NodeProc(dirs["bureau"])
+        st = wait_state(dirs["bureau"], job_id, FINAL, 10)
+        assert (st["state"], st["error"]) == ("failed", "party 'bureau': node restarted")
+
+
+@pytest.mark.slow
+def test_a_restarted_node_fails_its_job_on_every_node(tmp_path: Path, ca: Path) -> None:
+    names = ["bank", "bureau"]
+    dirs = make_nodes(tmp_path, ca, names, {"bureau": ANY_STEP}, peer_timeout=30.0)
+    (tmp_path / "job.yaml").write_text(job_text(names, "  - _hang: {}\n"))
+    with node_procs(dirs) as procs:
+        job_id = veil(
+            "job", "submit", "--node", str(dirs["bank"]), str(tmp_path / "job.yaml")
+        ).stdout.strip()
+        _running(dirs["bureau"], job_id)
+        procs["bureau"].proc.send_signal(signal.SIGKILL)
+        procs["bureau"].proc.wait(10)
+        procs["bureau"] = NodeProc(dirs["bureau"])  # back well within peer_timeout
+        st = wait_state(dirs["bank"], job_id, FINAL, 10)
+        assert (st["state"], st["error"]) == ("failed", "party 'bureau': node restarted")
+
+
+@pytest.mark.slow
+def test_cancel_from_a_non_initiating_node_stops_every_party(tmp_path: Path, ca: Path) -> None:
+    names = ["bank", "bureau"]
+    dirs = make_nodes(tmp_path, ca, names, {"bureau": ANY_STEP})
+    (tmp_path / "job.yaml").write_text(job_text(names, "  - _hang: {}\n"))
+    with node_procs(dirs):
+        job_id = veil(
+            "job", "submit", "--node", str(dirs["bank"]), str(tmp_path / "job.yaml")
+        ).stdout.strip()
+        _running(dirs["bank"], job_id)
+        _running(dirs["bureau"], job_id)
+        t0 = time.monotonic()
+        veil("job", "cancel", "--node", str(dirs["bureau"]), job_id)
+        for n in names:
+            st = wait_state(dirs[n], job_id, FINAL, 10)
+            assert st["state"] == "cancelled"
+            assert st["error"].startswith("cancelled by admin:") and st["error"].endswith(
+                "on node 'bureau'"
+            )
+        assert time.monotonic() - t0 < 12
+        for n in names:  # every job process is gone
+            run = json.loads((dirs[n] / "jobs" / job_id / "run.json").read_text())
+            assert run["party"] == n
+            deadline = time.monotonic() + 10
+            while _job_procs(dirs[n] / "jobs" / job_id) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not _job_procs(dirs[n] / "jobs" / job_id)
+
+
+def _job_procs(work: Path) -> list[int]:
+    """Processes whose command line names this job's folder (jobproc)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if str(work) in cmd:
+                found.append(int(pid))
+    return found
