@@ -21,6 +21,7 @@ def veil(*args: str, check: bool = True, timeout: float = 60.0) -> subprocess.Co
     """Run the ``veil`` CLI in a fresh process."""
     r = subprocess.run(
         [sys.executable, "-m", "veil.cli", *args],
+        check=False,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -71,7 +71,8 @@ def test_two_node_processes_run_an_approved_job(tmp_path: Path, ca: Path) -> Non
         )
         assert r.returncode == 1
         assert r.stderr.strip().splitlines() == [
-            "veil: error: node 'bank' refused (403): role 'auditor' may not do this (needs operator)"
+            "veil: error: node 'bank' refused (403): "
+            "role 'auditor' may not do this (needs operator)"
         ]
         r = veil("job", "list", "--node", str(dirs["bank"]), "--token", "veil_nope", check=False)
         assert r.returncode == 1 and "refused (401): unknown token" in r.stderr

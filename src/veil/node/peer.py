@@ -156,11 +156,11 @@ class GrpcLink:
             except grpc.RpcError as e:
                 code, detail = e.code(), str(e.details())
                 tls = "handshake" in detail.lower() or "certificate" in detail.lower()
-                if code == grpc.StatusCode.UNAVAILABLE and not tls:
-                    if time.monotonic() + delay < patience:
-                        time.sleep(delay)
-                        delay = min(delay * 2, 0.5)
-                        continue
+                retry = code == grpc.StatusCode.UNAVAILABLE and not tls
+                if retry and time.monotonic() + delay < patience:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.5)
+                    continue
                 if tls:
                     hint = "check that both nodes' certificates come from the same federation CA"
                 elif code == grpc.StatusCode.PERMISSION_DENIED:
