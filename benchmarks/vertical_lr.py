@@ -30,17 +30,17 @@ import numpy as np
 import pandas as pd
 
 from veil.crypto.he import set_workers
-from veil.ml.hetero_lr import (
+from veil.ml.lr import (
     LROptions,
     PartyData,
     PartyModel,
     predict_label_holder,
     predict_partner,
+    resolve_protocol,
     train_label_holder,
     train_partner,
 )
-from veil.ml.lr_common import resolve_protocol
-from veil.ml.lr_math import auc
+from veil.ml.metrics import auc
 from veil.net.local import run_parties
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -146,7 +146,7 @@ def main() -> None:
     a = ap.parse_args()
     g, h, tr, te = load_split(a.data)
     o = LROptions(
-        he=a.he,
+        scheme=a.he,
         key_bits=a.key_bits,
         epochs=a.epochs,
         batch_size=a.batch_size,

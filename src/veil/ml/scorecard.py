@@ -129,7 +129,7 @@ class LinearPart:
 
     @classmethod
     def of(cls, model: Any) -> LinearPart:
-        """From any object with these attributes (e.g. ``veil.ml.hetero_lr.PartyModel``)."""
+        """From any object with these attributes (e.g. ``veil.ml.lr.PartyModel``)."""
         return cls(
             tuple(model.feature_names),
             np.asarray(model.coef, dtype=np.float64),

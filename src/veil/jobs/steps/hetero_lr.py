@@ -1,24 +1,22 @@
-"""The ``hetero_lr`` and ``predict`` steps: vertical logistic regression in a job.
+"""The ``hetero_lr`` step: vertical logistic regression in a job.
 
-``hetero_lr`` trains :mod:`veil.ml.lr_protocol` (what each party learns is listed
-there) on the split's training rows (all rows if no ``split`` ran) and this party's
-feature columns (``state['features']`` after ``select``, else all but id/label).
-Each party saves its own part as ``model.json`` and leaves it in ``state['model']``;
-the label holder then scores every row jointly and writes ``predictions.csv``
-(``id, score, label, set``), also left in ``state['predictions']`` for ``evaluate``.
+Trains :mod:`veil.ml.lr` (what each party learns is listed in :mod:`veil.ml.lr._train`)
+on the split's training rows (all rows if no ``split`` ran) and this party's feature
+columns (``state['features']`` after ``select``, else all but id/label), under
+:data:`veil.policy.DEFAULT_POLICY` (job files cannot name a policy). Each party saves its
+own part as ``model.json`` and leaves it in ``state['model']``; the label holder then
+scores every row jointly and writes ``predictions.csv`` (``id, score, label, set``), also
+left in ``state['predictions']`` for ``evaluate``. The ``predict`` step
+(:mod:`veil.jobs.steps.predict`) scores later rows with :func:`score_rows`.
 
-``predict`` scores this party's rows with a trained model (``state['model']`` or the
-file named by ``model``, where ``{party}`` is replaced by the party's name); only the
-label holder learns the scores and writes ``predictions.csv`` (``id, score`` and
-``label`` if it has one).
-
-Parameters of ``hetero_lr``: the fields of :class:`veil.ml.lr_options.LROptions`
+Parameters: the options of :class:`veil.ml.lr.LROptions` under their job-file keys
 (``epochs``, ``batch_size``, ``learning_rate``, ``schedule``, ``decay``, ``penalty``,
 ``alpha``, ``patience``, ``class_weight``, ``fit_intercept``, ``standardize``, ``clip``,
-``he``, ``key_bits``, ``tol``, ``feature_bits``, ``seed``, ``protocol``: ``auto``, ``gram``
-or ``he``), ``validation_every`` (with
-``patience``: every k-th training row is held out for early stopping, default 5) and
-``label_holder``.
+``he`` (the scheme: ``ou`` or ``paillier``), ``key_bits``, ``tol``, ``feature_bits``,
+``seed``, ``protocol``: ``auto``, ``gram`` or ``he``), ``validation_every`` (with
+``patience``: every k-th training row is held out for early stopping on the encrypted
+validation loss, default 5) and ``label_holder``. ``batch_size`` below the policy's
+minimum for the widest party's columns is refused when training starts.
 """
 
 from __future__ import annotations
@@ -35,7 +33,7 @@ from veil.jobs.context import StepContext
 from veil.jobs.params import check_keys, label_holder_of
 from veil.jobs.registry import register
 from veil.jobs.spec import JobSpec
-from veil.ml.hetero_lr import (
+from veil.ml.lr import (
     LABEL_HOLDER,
     LROptions,
     PartyData,
@@ -46,10 +44,12 @@ from veil.ml.hetero_lr import (
     train_label_holder,
     train_partner,
 )
+from veil.net.session import Session
+from veil.policy import DEFAULT_POLICY
 
 MODEL_FILE = "model.json"
 PREDICTIONS = "predictions.csv"
-LR_KEYS = tuple(f for f in LROptions.__dataclass_fields__ if f != "test_key_bits")
+LR_KEYS = LROptions.job_keys()
 
 
 def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str, Any]:
@@ -59,7 +59,15 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
         raise ConfigError(field, "vertical LR needs the label holder and at least one partner")
     lr = {k: v for k, v in params.items() if k in LR_KEYS}
     try:
-        LROptions.from_mapping(lr)
+        opts = LROptions.from_mapping(lr)
+        DEFAULT_POLICY.check_key_bits(str(opts.scheme), opts.key_bits, "hetero_lr.key_bits")
+        if 0 < opts.batch_size < DEFAULT_POLICY.min_batch_rows:
+            raise ConfigError(
+                "hetero_lr.batch_size",
+                f"{opts.batch_size} rows is below the policy's minimum batch "
+                f"({DEFAULT_POLICY.min_batch_rows}, more for wide blocks)",
+                f"use batch_size: {DEFAULT_POLICY.min_batch_rows} or more (0 = full batch)",
+            )
     except ConfigError as e:
         raise ConfigError(f"{field}.{e.field.split('.')[-1]}", e.problem, e.fix) from None
     every = params.get("validation_every", 5)
@@ -107,7 +115,7 @@ def hetero_lr(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         hold = np.arange(len(train_idx)) % int(params["validation_every"]) == 0
         fit_rows, valid = train_idx[~hold], data.take(train_idx[hold])
     fn = train_label_holder if ctx.party == lh else train_partner
-    model, report = fn(s, data.take(fit_rows), opts, valid)
+    model, report = fn(s, data.take(fit_rows), opts, valid, policy=DEFAULT_POLICY)
     save_model(model, ctx.out_dir / MODEL_FILE)
     ctx.state["model"] = model
     out: dict[str, Any] = {"epochs_run": report.epochs_run, "stopped_by": report.stopped_by}
@@ -123,12 +131,12 @@ def hetero_lr(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         write_csv(df, ctx.out_dir / PREDICTIONS)
         ctx.state["predictions"] = df
         out["seconds_per_epoch"] = round(float(np.median(report.seconds)), 3)
-        if report.valid_auc:
-            out["best_valid_auc"] = round(max(report.valid_auc), 6)
+        if report.valid_loss:
+            out["best_valid_loss"] = round(min(report.valid_loss), 6)
     return out
 
 
-def _joint_scores(s: Any, is_lh: bool, data: PartyData, model: PartyModel) -> np.ndarray | None:
+def _joint_scores(s: Session, is_lh: bool, data: PartyData, model: PartyModel) -> np.ndarray | None:
     if is_lh:
         return predict_label_holder(s, data, model)
     predict_partner(s, data, model)

@@ -32,8 +32,8 @@ from veil.jobs.spec import JobSpec
 from veil.jobs.steps import hetero_lr as lr_step
 from veil.jobs.steps import secureboost as sbt_step
 from veil.ml import secureboost as sbt
-from veil.ml.hetero_lr import PartyModel, load_model
-from veil.ml.lr_model import MODEL_FORMAT as LR_FORMAT
+from veil.ml.lr import MODEL_FORMAT as LR_FORMAT
+from veil.ml.lr import PartyModel, load_model
 from veil.ml.secureboost.model import FORMAT as SBT_FORMAT
 
 PREDICTIONS = "predictions.csv"

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from veil.errors import ConfigError
 from veil.fileio import write_atomic, write_csv
 
 MODEL_FORMAT = "veil.hetero_lr/1"
+"""The ``format`` of a model file written by :func:`save_model`."""
+
+FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -101,9 +104,9 @@ class PartyModel:
     std: np.ndarray | None = None
     clip: float = 0.0
     parties: tuple[str, ...] = ()
-    options: dict[str, Any] = field(default_factory=dict)
+    options: Mapping[str, object] = field(default_factory=dict)
 
-    def partial_score(self, X: np.ndarray) -> np.ndarray:
+    def partial_score(self, X: npt.ArrayLike) -> FloatArray:
         """This party's share ``X_p w_p`` (+ intercept) of the linear score."""
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != len(self.feature_names):
@@ -119,7 +122,9 @@ class PartyModel:
         z = np.asarray(X @ self.coef, dtype=np.float64)
         return z + self.intercept if self.intercept is not None else z
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
+        """The model file's content (plain JSON)."""
+
         def arr(a: np.ndarray | None) -> list[float] | None:
             return None if a is None else [float(v) for v in a]
 
@@ -136,37 +141,45 @@ class PartyModel:
             if self.mean is None
             else {"mean": arr(self.mean), "std": arr(self.std)},
             "clip": self.clip,
-            "options": self.options,
+            "options": dict(self.options),
         }
 
     @classmethod
-    def from_json(cls, d: dict[str, Any], where: str = "model") -> PartyModel:
-        if not isinstance(d, dict) or d.get("format") != MODEL_FORMAT:
-            got = d.get("format") if isinstance(d, dict) else type(d).__name__
+    def from_json(cls, d: object, where: str = "model") -> PartyModel:
+        """A model from :meth:`to_json`'s output, or a :class:`ConfigError` naming ``where``."""
+        if not isinstance(d, Mapping) or d.get("format") != MODEL_FORMAT:
+            got = d.get("format") if isinstance(d, Mapping) else type(d).__name__
             raise ConfigError(
                 f"{where}.format",
                 f"not a vertical LR model file (format {got!r})",
                 f"use a file written by hetero_lr ({MODEL_FORMAT})",
             )
         try:
-            names = tuple(str(n) for n in d["feature_names"])
-            coef = np.asarray(d["coef"], dtype=np.float64)
+            names = tuple(str(n) for n in _list(d["feature_names"]))
+            coef = np.asarray(_list(d["coef"]), dtype=np.float64)
             sc = d.get("scaling")
-            mean = None if sc is None else np.asarray(sc["mean"], dtype=np.float64)
-            std = None if sc is None else np.asarray(sc["std"], dtype=np.float64)
+            mean = std = None
+            if sc is not None:
+                if not isinstance(sc, Mapping):
+                    raise TypeError("scaling is not a mapping")
+                mean = np.asarray(_list(sc["mean"]), dtype=np.float64)
+                std = np.asarray(_list(sc["std"]), dtype=np.float64)
             icpt = d.get("intercept")
+            opts = d.get("options") or {}
+            if not isinstance(opts, Mapping):
+                raise TypeError("options is not a mapping")
             model = cls(
                 model_id=str(d["model_id"]),
                 role=str(d["role"]),
                 party=str(d["party"]),
                 feature_names=names,
                 coef=coef,
-                intercept=None if icpt is None else float(icpt),
+                intercept=None if icpt is None else _number(icpt),
                 mean=mean,
                 std=std,
-                clip=float(d.get("clip") or 0.0),
-                parties=tuple(str(p) for p in d.get("parties", ())),
-                options=dict(d.get("options") or {}),
+                clip=_number(d.get("clip") or 0.0),
+                parties=tuple(str(p) for p in _list(d.get("parties", []))),
+                options={str(k): v for k, v in opts.items()},
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(where, f"malformed model file ({e})", "retrain or restore it") from e
@@ -175,6 +188,18 @@ class PartyModel:
         ):
             raise ConfigError(where, "coefficients and feature names differ in length")
         return model
+
+
+def _list(v: object) -> list[object]:
+    if not isinstance(v, list):
+        raise TypeError(f"expected a list, got {type(v).__name__}")
+    return v
+
+
+def _number(v: object) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise TypeError(f"expected a number, got {type(v).__name__}")
+    return float(v)
 
 
 def save_model(model: PartyModel, path: str | Path) -> Path:

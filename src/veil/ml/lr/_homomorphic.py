@@ -1,77 +1,63 @@
 """The homomorphic operations vertical LR needs, on :mod:`veil.crypto.he`, behind one seam.
 
-The protocol calls only these functions, so the scheme (``paillier`` or ``ou``) is a
-parameter and a later secret-sharing mode can replace this module.
+The protocols call only these functions, so the scheme (``paillier`` or ``ou``) is a
+parameter and a later secret-sharing mode can replace this module. Key sizes are checked
+against the :class:`~veil.policy.SecurityPolicy` (first under the option's name
+``hetero_lr.key_bits``, then by the engine itself).
 
 Masked decryption. A party holding ``[[g]]`` under a peer's key adds a fresh
 encryption of an integer mask ``r`` drawn by :mod:`secrets` uniformly from
-``[-2^40 B, 2^40 B]`` (``B`` the array's proven bound on ``|encoded g|``), in the
-fixed-point domain, so ``g + r`` is within statistical distance 2^-40 of ``r`` alone.
-The key holder returns the exact signed integer plaintexts, and only if they lie
-within the declared bound, far below the plaintext modulus: a crafted ciphertext
-(the chosen-ciphertext attack that factors an OU modulus) would decrypt far outside
-it and gets a :class:`ProtocolError` instead of an answer. Unmasking is exact.
+``[-2^s B, 2^s B]`` (``B`` the array's proven bound on ``|encoded g|``, ``s`` the
+policy's ``stat_sec``), in the fixed-point domain, so ``g + r`` is within statistical
+distance 2^-s of ``r`` alone. The key holder returns the exact signed integer
+plaintexts, and only if they lie within the declared bound, far below the plaintext
+modulus: a crafted ciphertext (the chosen-ciphertext attack that factors an OU modulus)
+would decrypt far outside it and gets a :class:`ProtocolError` instead of an answer.
+Unmasking is exact.
 """
 
 from __future__ import annotations
 
-import importlib
 import secrets
-from typing import Any
+from concurrent.futures import Future
 
 import numpy as np
+import numpy.typing as npt
 
 from veil.crypto import encoding
-from veil.crypto.he import HEScheme
+from veil.crypto import he as engine
+from veil.crypto.he import EncryptedArray, HEPublicKey, HEScheme, HESecretKey
 from veil.errors import ConfigError, ProtocolError
+from veil.policy import SecurityPolicy
 
-STAT_BITS = 40
-"""Statistical hiding of masks: masked values are within 2^-STAT_BITS of uniform."""
+FloatArray = npt.NDArray[np.float64]
 
 MAX_MASKED_BITS = 400
 """A key holder decrypts masked arrays only if their declared bound is below 2^400."""
 
+KEY_FIELD = "hetero_lr.key_bits"
 
-def _engine(name: str = "he") -> Any:
-    """``veil.crypto.he`` (or ``.encrypted``), imported on first use."""
+
+def keygen(scheme: HEScheme, bits: int, policy: SecurityPolicy) -> tuple[HEPublicKey, HESecretKey]:
+    """A fresh key pair of ``bits`` bits, refused below the policy's minimum."""
+    policy.check_key_bits(str(scheme), bits, KEY_FIELD)
+    return engine.generate_keypair(scheme, bits, policy=policy)
+
+
+def peer_key(obj: object, scheme: HEScheme, bits: int, policy: SecurityPolicy) -> HEPublicKey:
+    """A peer's public key: of ``scheme``, at least ``bits`` bits and the policy's minimum
+    (:class:`ProtocolError` otherwise)."""
     try:
-        return importlib.import_module(f"veil.crypto.{name}")
-    except ImportError as e:  # pragma: no cover - the engine ships with Veil
-        raise ConfigError("hetero_lr.he", f"HE engine unavailable ({e})", "install veil") from e
-
-
-def _policy(bits: int) -> Any:
-    eng = _engine()
-    return eng.TEST_POLICY if bits < 2048 else eng.DEFAULT_POLICY
-
-
-def keygen(he: HEScheme, bits: int) -> tuple[Any, Any]:
-    """A fresh key pair of ``bits`` bits (below 2048 only through ``test_key_bits``)."""
-    pk, sk = _engine().generate_keypair(str(he), bits, policy=_policy(bits))
-    return pk, sk
-
-
-def pk_to_wire(pk: Any) -> Any:
-    return pk.to_wire()
-
-
-def pk_from_wire(he: HEScheme, obj: Any, bits: int) -> Any:
-    """A peer's public key; it must be of scheme ``he`` and at least ``bits`` bits."""
-    pk = _engine().public_key_from_wire(obj, _policy(bits))
-    if pk.scheme != str(he) or pk.bits < bits:
-        raise ProtocolError(f"peer key is {pk.scheme}-{pk.bits}, expected {he}-{bits}")
+        pk = engine.public_key_from_wire(obj, policy)
+    except ConfigError as e:
+        raise ProtocolError(f"peer key refused: {e}") from e
+    if pk.scheme != str(scheme) or pk.bits < bits:
+        raise ProtocolError(f"peer key is {pk.scheme}-{pk.bits}, expected {scheme}-{bits}")
     return pk
 
 
-def ct_to_wire(c: Any) -> Any:
-    return c.to_wire()
-
-
-def ct_from_wire(pk: Any, obj: Any) -> Any:
-    return _engine("encrypted").EncryptedArray.from_wire(pk, obj)
-
-
-def encrypt(pk: Any, x: np.ndarray) -> Any:
+def encrypt(pk: HEPublicKey, x: npt.ArrayLike) -> EncryptedArray:
+    """Encrypt a float vector at the engine's fixed point."""
     return pk.encrypt(np.asarray(x, dtype=np.float64))
 
 
@@ -82,14 +68,14 @@ class Prefill:
     the next encryption takes them from the pool as they land, ``wait()`` joins the fill.
     """
 
-    def __init__(self, sk: Any) -> None:
-        self._fill = sk.public_key.precompute_async
-        self._pending: Any = None
+    def __init__(self, pk: HEPublicKey) -> None:
+        self._pk = pk
+        self._pending: Future[None] | None = None
 
     def start(self, count: int) -> None:
         self.wait()
         if count > 0:
-            self._pending = self._fill(count)
+            self._pending = self._pk.precompute_async(count)
 
     def wait(self) -> None:
         if self._pending is not None:
@@ -97,7 +83,7 @@ class Prefill:
             pending.result()
 
 
-def matmul(c: Any, X: np.ndarray, bits: int) -> Any:
+def matmul(c: EncryptedArray, X: FloatArray, bits: int) -> EncryptedArray:
     """``[[c]] @ X`` for ``c`` (n,) and plaintext ``X`` (n, k), ``X`` rounded to ``bits``
     significant bits of its largest |value| (``LROptions.feature_bits``).
 
@@ -126,7 +112,6 @@ def matmul(c: Any, X: np.ndarray, bits: int) -> Any:
     l1 = np.abs(K).sum(axis=0)
     bound = int(c.bound) * int(l1.max(initial=0))
     c.pk.check_bound(bound, "[[d]] @ X")
-    EncryptedArray = _engine("encrypted").EncryptedArray
     return EncryptedArray(c.pk, ct, c.frac_bits + f, True, bound)
 
 
@@ -142,7 +127,7 @@ def _bucket_cost(values: int, n: int, bits: int) -> float:
     return n + values * 1.5 * (bits + 1)
 
 
-def _value_sums(c: Any, cols: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+def _value_sums(c: EncryptedArray, cols: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """``prod_i [[c_i]]^K_ij`` per column, given each column's (values, value index)."""
     width = max(len(v) for v, _ in cols)
     groups = np.stack([inv.reshape(-1) for _, inv in cols], axis=1).astype(np.int64)
@@ -153,41 +138,43 @@ def _value_sums(c: Any, cols: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray
     return np.asarray((sums[keep] * powers).group_sum(owner, len(cols)).ct)
 
 
-def add_mask(c: Any) -> tuple[Any, list[int]]:
-    """``[[c + r]]`` with a fresh statistically hiding integer mask ``r`` (returned)."""
-    EncryptedArray = _engine("encrypted").EncryptedArray
+def random_mask(bound: int) -> int:
+    """A uniform integer in ``[-bound, bound]`` from :mod:`secrets`."""
+    return secrets.randbelow(2 * bound + 1) - bound
+
+
+def add_mask(c: EncryptedArray, stat_sec: int) -> tuple[EncryptedArray, list[int]]:
+    """``[[c + r]]`` with a fresh integer mask ``r`` (returned) ``2^stat_sec`` times wider
+    than ``c``'s bound, so ``c + r`` is statistically hiding."""
     pk = c.pk
-    bound = int(c.bound) << STAT_BITS
+    bound = int(c.bound) << stat_sec
     if (bound << 1).bit_length() > MAX_MASKED_BITS:
         raise ConfigError(
             "hetero_lr", "gradient bound too large to mask", "lower batch_size or clip features"
         )
-    r = [secrets.randbelow(2 * bound + 1) - bound for _ in range(c.size)]
+    r = [random_mask(bound) for _ in range(c.size)]
     rc = EncryptedArray(
         pk, pk.raw_encrypt(np.array(r, dtype=object)), c.frac_bits, c.is_float, bound
     )
     return c + rc, r
 
 
-def decrypt_masked(sk: Any, c: Any) -> list[int]:
-    """Exact signed plaintexts of a masked array, refused if outside its declared bound."""
+def decrypt_bounded(sk: HESecretKey, c: EncryptedArray) -> list[int]:
+    """Exact signed plaintexts of an array, refused if outside its declared bound (or
+    if that bound is above 2^400)."""
     bound = int(c.bound)
     if bound.bit_length() > MAX_MASKED_BITS:
-        raise ProtocolError("masked array declares a bound above 2^400; refusing to decrypt")
+        raise ProtocolError("array declares a bound above 2^400; refusing to decrypt")
     raw, n = sk.raw_decrypt(c.ct.ravel(), 2 * bound + 1)
     out = []
     for v in raw:
         s = int(v) - n if int(v) > n // 2 else int(v)
         if abs(s) > bound:
-            raise ProtocolError("masked value outside its bound; refusing to return it")
+            raise ProtocolError("value outside its declared bound; refusing it")
         out.append(s)
     return out
 
 
-def unmask(values: Any, mask: list[int], frac_bits: int) -> np.ndarray:
-    """``(values - mask) / 2^frac_bits`` as float64, after checking the reply's shape."""
-    if not isinstance(values, list) or len(values) != len(mask):
-        raise ProtocolError(f"expected {len(mask)} integers, got {type(values).__name__}")
-    if not all(isinstance(v, int) for v in values):
-        raise ProtocolError("masked reply holds non-integers")
+def unmask(values: list[int], mask: list[int], frac_bits: int) -> FloatArray:
+    """``(values - mask) / 2^frac_bits`` as float64 (``values`` already length-checked)."""
     return np.array([(v - m) / (1 << frac_bits) for v, m in zip(values, mask, strict=True)])

@@ -1,8 +1,10 @@
 """Options of vertical logistic regression, checked once at the entry point.
 
-Every party of a job must be given the same :class:`LROptions`; the label
-holder sends a digest of them at the start and a partner with different ones
-stops with a :class:`~veil.errors.ConfigError` before any data is encrypted.
+Every party of a job must be given the same :class:`LROptions`; the label holder sends
+a digest of them at the start and a partner with different ones stops with a
+:class:`~veil.errors.ConfigError` before any data is encrypted. Key sizes and the
+smallest batch are not options but rules of the :class:`~veil.policy.SecurityPolicy`
+the role functions are given.
 """
 
 from __future__ import annotations
@@ -11,28 +13,28 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, fields
 from enum import StrEnum
-from typing import Any
 
-from veil.crypto.he import DEFAULT_POLICY, HEScheme
+from veil.crypto.he import HEScheme
 from veil.errors import ConfigError
 
-MIN_KEY_BITS = DEFAULT_POLICY.min_key_bits["paillier"]
+JSONValue = str | int | float | bool | None | dict[str, float]
+"""A value of :meth:`LROptions.to_json` (``class_weight`` is the one mapping)."""
 
 
 class LRProtocol(StrEnum):
     """How the cross-party products are computed.
 
-    ``he``: every batch, residuals and scores travel encrypted (:mod:`veil.ml.lr_protocol`;
-    any number of partners, class weights). ``gram``: the cross-party Gram block of each
-    (fixed) batch is built once under HE and secret-shared, after which a step costs a
-    few dozen HE operations (:mod:`veil.ml.lr_gram`; one partner, no class weights).
-    ``auto`` (default): ``gram`` where it applies, else ``he``.
+    ``he`` (member ``RESIDUALS``): every batch, residuals and scores travel encrypted
+    (:mod:`veil.ml.lr._residuals`; any number of partners, class weights). ``gram``: the
+    cross-party Gram block of each (fixed) batch is built once under HE and secret-shared,
+    after which a step costs a few dozen HE operations (:mod:`veil.ml.lr._gram`; one
+    partner, no class weights). ``auto`` (default): ``gram`` where it applies, else ``he``.
     """
 
     AUTO = "auto"
-    HE = "he"
+    RESIDUALS = "he"
     GRAM = "gram"
 
 
@@ -51,6 +53,10 @@ class Penalty(StrEnum):
     L2 = "l2"
 
 
+_JOB_NAMES = {"scheme": "he"}
+"""Option fields whose job-file key differs from the Python name (``he: ou``)."""
+
+
 @dataclass(frozen=True)
 class LROptions:
     """Training options; defaults reproduce scikit-learn's AUC on default_credit.
@@ -59,20 +65,22 @@ class LROptions:
     clear-text algorithm over 12 batch orders: test AUC 0.7109-0.7117 against
     scikit-learn's 0.7135; a constant step of 0.5 ended anywhere in 0.7044-0.7128.
 
-    ``batch_size`` 0 means full batch. ``alpha`` is the penalty strength per row
-    (the penalty term is ``alpha * |w|`` or ``alpha/2 * |w|^2``). ``patience`` > 0
-    turns on early stopping on the validation AUC (a validation set is then
-    required). ``class_weight`` is ``None``, ``"balanced"`` or ``{0: w0, 1: w1}``.
-    ``clip`` winsorises each standardised feature to [-clip, clip] (0 = off): it keeps
-    the Taylor residual close to the logistic one (see :mod:`veil.ml.lr_protocol`).
-    ``tol`` stops training once no party's coefficients move by more than it in
-    an epoch (0 disables). ``feature_bits`` is the precision of the plaintext features
-    in the encrypted products ``X^T [[d]]``: each batch block is rounded to steps of
-    2^-feature_bits of its largest |value| (2^-6 = 0.016 for features clipped at 3).
-    8 bits is one Pippenger window, half the products of 16; the rounding error is
-    centred, and on default_credit 8 bits moves the clear-text replay's test AUC by
-    at most 0.0001 against unrounded features (6 batch orders). ``test_key_bits`` lets
-    tests use short keys; it is never read from a job file.
+    ``batch_size`` 0 means full batch; every batch, the last one included, must have at
+    least the policy's minimum rows (:meth:`veil.policy.SecurityPolicy.min_batch` of the
+    widest party), a short last batch is merged into the one before it. ``alpha`` is the
+    penalty strength per row (the penalty term is ``alpha * |w|`` or
+    ``alpha/2 * |w|^2``). ``patience`` > 0 turns on early stopping on the validation
+    set's Taylor log-loss (a validation set is then required; see
+    :mod:`veil.ml.lr._validation`). ``class_weight`` is ``None``, ``"balanced"`` or
+    ``{0: w0, 1: w1}``. ``clip`` winsorises each standardised feature to [-clip, clip]
+    (0 = off): it keeps the Taylor residual close to the logistic one. ``tol`` stops
+    training once no party's coefficients move by more than it in an epoch (0 disables).
+    ``feature_bits`` is the precision of the plaintext features in the encrypted
+    products ``X^T [[d]]``: each batch block is rounded to steps of 2^-feature_bits of its
+    largest |value|; on default_credit 8 bits moves the clear-text replay's test AUC by
+    at most 0.0001 against unrounded features (6 batch orders). ``scheme`` is the HE
+    scheme (job-file key ``he``), ``key_bits`` its modulus size (checked against the
+    policy). ``seed`` draws the batch order, a public choice every party makes alike.
     """
 
     epochs: int = 10
@@ -87,13 +95,12 @@ class LROptions:
     fit_intercept: bool = True
     standardize: bool = True
     clip: float = 3.0
-    he: HEScheme = HEScheme.OU
+    scheme: HEScheme = HEScheme.OU
     key_bits: int = 2048
     tol: float = 0.0
     feature_bits: int = 8
-    seed: int | None = None
+    seed: int = 0
     protocol: LRProtocol = LRProtocol.AUTO
-    test_key_bits: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         _check_int("epochs", self.epochs, 1, "use at least one epoch")
@@ -105,12 +112,14 @@ class LROptions:
         _check_nonneg("clip", self.clip)
         _check_int("patience", self.patience, 0, "use 0 to disable early stopping")
         _check_int("feature_bits", self.feature_bits, 4, "use 8 (fast) to 16 (near exact)")
+        _check_int("key_bits", self.key_bits, 1, "use 2048 or more")
+        _check_int("seed", self.seed, 0, "use a non-negative integer")
         if self.feature_bits > 32:
             raise ConfigError("hetero_lr.feature_bits", "above 32", "use 8 (fast) to 16")
         for name, enum in (
             ("schedule", Schedule),
             ("penalty", Penalty),
-            ("he", HEScheme),
+            ("scheme", HEScheme),
             ("protocol", LRProtocol),
         ):
             value = getattr(self, name)
@@ -118,18 +127,10 @@ class LROptions:
                 object.__setattr__(self, name, enum(value))
             except ValueError:
                 raise ConfigError(
-                    f"hetero_lr.{name}",
+                    f"hetero_lr.{_JOB_NAMES.get(name, name)}",
                     f"unknown value {value!r}",
                     f"use one of {[e.value for e in enum]}",
                 ) from None
-        if self.key_bits < MIN_KEY_BITS:
-            raise ConfigError(
-                "hetero_lr.key_bits",
-                f"{self.key_bits}-bit keys are too short",
-                f"use at least {MIN_KEY_BITS}",
-            )
-        if self.test_key_bits is not None and self.test_key_bits < 256:
-            raise ConfigError("test_key_bits", "below 256 bits even for tests", "use >= 256")
         cw = self.class_weight
         if cw is not None and cw != "balanced":
             if not isinstance(cw, Mapping) or set(cw) != {0, 1}:
@@ -142,46 +143,53 @@ class LROptions:
                 raise ConfigError("hetero_lr.class_weight", "weights must be > 0")
             object.__setattr__(self, "class_weight", {0: float(cw[0]), 1: float(cw[1])})
 
-    @property
-    def effective_key_bits(self) -> int:
-        """Key size actually generated (``test_key_bits`` only in tests)."""
-        return self.test_key_bits or self.key_bits
-
     def learning_rate_at(self, epoch: int) -> float:
         """Step size of ``epoch`` (0-based) under the schedule."""
         if self.schedule is Schedule.DECAY:
             return self.learning_rate / (1.0 + self.decay * epoch)
         return self.learning_rate
 
-    def to_json(self) -> dict[str, Any]:
-        """Plain-JSON form (enums as strings), for model files and the digest."""
-        d = asdict(self)
-        d.pop("test_key_bits")
-        for k, v in d.items():
+    def to_json(self) -> dict[str, JSONValue]:
+        """Plain-JSON form under the job-file keys (``he``, enums as strings), for model
+        files and the digest; :meth:`from_mapping` reads it back."""
+        out: dict[str, JSONValue] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
             if isinstance(v, StrEnum):
-                d[k] = v.value
-        if isinstance(self.class_weight, Mapping):
-            d["class_weight"] = {str(k): v for k, v in self.class_weight.items()}
-        return d
+                v = v.value
+            elif isinstance(v, Mapping):
+                v = {str(k): float(x) for k, x in v.items()}
+            out[_JOB_NAMES.get(f.name, f.name)] = v
+        return out
 
     def digest(self) -> str:
         """Short hash every party compares before training starts."""
         raw = json.dumps(self.to_json(), sort_keys=True).encode()
-        raw += str(self.effective_key_bits).encode()
         return hashlib.sha256(raw).hexdigest()[:16]
 
     @classmethod
-    def from_mapping(cls, m: Mapping[str, Any]) -> LROptions:
-        """Build from a job file's mapping, naming any unknown key."""
-        known = set(cls.__dataclass_fields__) - {"test_key_bits"}
-        for k in m:
+    def job_keys(cls) -> tuple[str, ...]:
+        """The keys a job file's ``hetero_lr`` mapping may use for these options."""
+        return tuple(_JOB_NAMES.get(f.name, f.name) for f in fields(cls))
+
+    @classmethod
+    def from_mapping(cls, m: Mapping[str, object]) -> LROptions:
+        """Build from a job file's mapping (job-file keys), naming any unknown key."""
+        known = cls.job_keys()
+        py_name = {v: k for k, v in _JOB_NAMES.items()}
+        kwargs: dict[str, object] = {}
+        for k, v in m.items():
             if k not in known:
                 raise ConfigError(f"hetero_lr.{k}", "unknown option", f"use one of {sorted(known)}")
-        d = dict(m)
-        cw = d.get("class_weight")
-        if isinstance(cw, Mapping):
-            d["class_weight"] = {int(k): v for k, v in cw.items()}
-        return cls(**d)
+            kwargs[py_name.get(k, k)] = v
+            if k == "class_weight" and isinstance(v, Mapping):
+                try:
+                    kwargs[k] = {int(c): w for c, w in v.items()}
+                except (TypeError, ValueError):
+                    raise ConfigError(
+                        "hetero_lr.class_weight", f"got {v!r}", "use {0: w0, 1: w1}"
+                    ) from None
+        return cls(**kwargs)  # type: ignore[arg-type]
 
 
 def _check_int(name: str, v: object, lo: int, fix: str) -> None:

@@ -13,11 +13,12 @@ from veil.errors import ConfigError
 from veil.jobs.context import StepContext
 from veil.jobs.registry import get
 from veil.jobs.spec import JobSpec, PartySpec
-from veil.ml.hetero_lr import PartyModel, load_model
+from veil.ml.lr import PartyModel, load_model
 from veil.net.local import run_parties
+from veil.policy import TEST_POLICY
 
 DATA = Path("/work/shared/data")
-PARAMS = {"epochs": 2, "batch_size": 100, "seed": 3}
+PARAMS = {"epochs": 2, "batch_size": 100, "seed": 3, "he": "ou"}
 
 
 class _Split:
@@ -61,7 +62,8 @@ def _run(step: str, params: dict[str, Any], tmp: Path, states: dict[str, dict[st
 
 
 def test_hetero_lr_then_predict_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("veil.ml.lr_options.MIN_KEY_BITS", 1024)
+    # Steps always run under DEFAULT_POLICY; short test keys need the test policy here.
+    monkeypatch.setattr("veil.jobs.steps.hetero_lr.DEFAULT_POLICY", TEST_POLICY)
     states: dict[str, dict[str, Any]] = {p: {"split": _Split(300)} for p in ("bank", "bureau")}
     out = _run("hetero_lr", {**PARAMS, "key_bits": 1024}, tmp_path, states)
     assert out["bank"]["epochs_run"] == 2
@@ -79,13 +81,30 @@ def test_hetero_lr_then_predict_steps(tmp_path: Path, monkeypatch: pytest.Monkey
     np.testing.assert_allclose(again["score"], pred["score"], atol=1e-8)
 
 
+def test_early_stopping_in_a_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``patience`` holds out every 2nd training row; the label holder reports the best
+    validation loss, a number between 0 and log 2 + a little for a weak model."""
+    monkeypatch.setattr("veil.jobs.steps.hetero_lr.DEFAULT_POLICY", TEST_POLICY)
+    states: dict[str, dict[str, Any]] = {p: {"split": _Split(300)} for p in ("bank", "bureau")}
+    params = {**PARAMS, "key_bits": 1024, "patience": 1, "validation_every": 2, "epochs": 3}
+    out = _run("hetero_lr", params, tmp_path, states)
+    assert 0.3 < out["bank"]["best_valid_loss"] < 0.75
+    assert "best_valid_loss" not in out["bureau"]
+
+
 def test_step_parameters_are_checked(tmp_path: Path) -> None:
     job = _job(tmp_path)
     with pytest.raises(ConfigError, match=r"steps\[0\]\.hetero_lr\.epochs"):
         get("hetero_lr").validate({"epochs": 0}, job, "steps[0].hetero_lr")
     with pytest.raises(ConfigError, match=r"steps\[0\]\.hetero_lr\.learnig_rate"):
         get("hetero_lr").validate({"learnig_rate": 0.1}, job, "steps[0].hetero_lr")
-    with pytest.raises(ConfigError, match="key_bits"):
+    with pytest.raises(ConfigError, match=r"steps\[0\]\.hetero_lr\.key_bits.*2048"):
         get("hetero_lr").validate({"key_bits": 1024}, job, "steps[0].hetero_lr")
+    with pytest.raises(ConfigError, match=r"steps\[0\]\.hetero_lr\.batch_size.*64"):
+        get("hetero_lr").validate({"batch_size": 8}, job, "steps[0].hetero_lr")
+    with pytest.raises(ConfigError, match=r"steps\[0\]\.hetero_lr\.he"):
+        get("hetero_lr").validate({"he": "rsa"}, job, "steps[0].hetero_lr")
+    norm = get("hetero_lr").validate({"he": "paillier"}, job, "steps[0].hetero_lr")
+    assert norm["he"] == "paillier"
     with pytest.raises(ConfigError, match="no model"):
         _run("predict", {}, tmp_path, {"bank": {}, "bureau": {}})
