@@ -169,3 +169,27 @@ def _job_procs(work: Path) -> list[int]:
             if str(work) in cmd:
                 found.append(int(pid))
     return found
+
+
+@pytest.mark.slow
+def test_three_node_processes_policy_on_one_by_hand_on_another(tmp_path: Path, ca: Path) -> None:
+    names = ["bank", "bureau", "telco"]
+    dirs = make_nodes(tmp_path, ca, names, {"bureau": ANY_STEP})
+    (tmp_path / "job.yaml").write_text(job_text(names, "  - _echo: {}\n"))
+    with node_procs(dirs):
+        job_id = veil(
+            "job", "submit", "--node", str(dirs["bank"]), str(tmp_path / "job.yaml")
+        ).stdout.strip()
+        deadline = time.monotonic() + 30
+        while status(dirs["telco"], job_id)["parties"]["bureau"]["vote"] != "approved":
+            assert time.monotonic() < deadline, status(dirs["telco"], job_id)
+            time.sleep(0.3)
+        st = status(dirs["telco"], job_id)
+        assert st["state"] == "proposed" and st["parties"]["telco"]["vote"] == "pending"
+        approver = veil("node", "token", str(dirs["telco"]), "--role", "approver").stdout.strip()
+        veil("job", "approve", "--node", str(dirs["telco"]), "--token", approver, job_id)
+        for n in names:
+            st = wait_state(dirs[n], job_id, FINAL, 60)
+            assert st["state"] == "succeeded", st
+        out = json.loads((dirs["telco"] / "jobs" / job_id / "out" / "report.json").read_text())
+        assert out["steps"][0]["outputs"]["peer_rows"] == {"bank": 60, "bureau": 60}
