@@ -98,3 +98,21 @@ def test_openapi_docs_are_served(api: tuple[TestClient, dict[str, str], Path]) -
     assert c.get("/docs").status_code == 200
     paths = c.get("/openapi.json").json()["paths"]
     assert "/v1/jobs/{job_id}/approve" in paths and "/v1/datasets" in paths
+
+
+def test_a_bad_job_file_is_400_with_the_field(api: tuple[TestClient, dict[str, str], Path]) -> None:
+    c, tokens, tmp = api
+    csv = table(tmp / "bank.csv", 20, label=True)
+    body = {"name": "bank", "path": str(csv), "id": "id", "label": "y"}
+    assert c.post("/v1/datasets", json=body, headers=_h(tokens["operator"])).status_code == 201
+    cases = {
+        JOB.replace("psi", "pis"): "steps[0]: unknown step 'pis' -- did you mean 'psi'?",
+        JOB.replace("{dataset: bank}", "{data: bank.csv, id: id}"): "parties.bank: a node job",
+        JOB.replace("{dataset: bank}", "{dataset: nope}"): "no dataset 'nope' on node 'bank'",
+        JOB.replace("bank:", "other:"): "this node ('bank') is not a party of the job",
+        JOB.replace("bureau:", "ghost:"): "node 'bank' has no peer 'ghost'",
+    }
+    for text, why in cases.items():
+        r = c.post("/v1/jobs", json={"text": text}, headers=_h(tokens["operator"]))
+        assert r.status_code == 400 and why in r.json()["detail"], (why, r.json())
+    assert c.get("/v1/jobs", headers=_h(tokens["operator"])).json() == []

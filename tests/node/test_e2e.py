@@ -144,7 +144,7 @@ def test_cancel_from_a_non_initiating_node_stops_every_party(tmp_path: Path, ca:
         for n in names:
             st = wait_state(dirs[n], job_id, FINAL, 10)
             assert st["state"] == "cancelled"
-            assert st["error"].startswith("cancelled by admin:") and st["error"].endswith(
+            assert st["error"].startswith("cancelled by user:admin-") and st["error"].endswith(
                 "on node 'bureau'"
             )
         assert time.monotonic() - t0 < 12

@@ -52,7 +52,7 @@ def test_default_policy_waits_for_an_approver(tmp_path: Path, ca: Path) -> None:
             "(the default approves nothing)"
         )
         assert _state(n["bank"], job.id) == JobState.PROPOSED
-        n["bureau"].service.approve(job.id, "approver:alice")
+        n["bureau"].service.approve(job.id, "user:alice")
         for x in n.values():
             wait_for(lambda x=x: _state(x, job.id) == JobState.APPROVED, what="approved")
 
@@ -62,7 +62,7 @@ def test_reject_reaches_every_node_with_its_reason(tmp_path: Path, ca: Path) -> 
     with running(dirs) as n:
         job = n["bank"].service.submit(job_text(["bank", "bureau"]), "op")
         wait_for(lambda: _state(n["bureau"], job.id) == JobState.PROPOSED, what="proposal")
-        n["bureau"].service.reject(job.id, "not this quarter", "approver:bob")
+        n["bureau"].service.reject(job.id, "not this quarter", "user:bob")
         wait_for(lambda: _state(n["bank"], job.id) == JobState.REJECTED, what="rejected")
         j = n["bank"].store.job(job.id)
         assert j is not None
@@ -179,7 +179,7 @@ def test_three_nodes_each_by_its_own_rule(tmp_path: Path, ca: Path) -> None:
         job = n["bank"].service.submit(job_text(names), "op")
         wait_for(lambda: len(n["telco"].store.votes(job.id)) == 3, what="votes at telco")
         assert _state(n["telco"], job.id) == JobState.PROPOSED
-        n["telco"].service.approve(job.id, "approver:carol")
+        n["telco"].service.approve(job.id, "user:carol")
         for x in n.values():
             wait_for(lambda x=x: _state(x, job.id) == JobState.APPROVED, what="approved")
 
@@ -189,10 +189,10 @@ def test_cancel_from_a_non_initiating_node(tmp_path: Path, ca: Path) -> None:
     with running(dirs) as n:
         job = n["bank"].service.submit(job_text(["bank", "bureau"]), "op")
         wait_for(lambda: _state(n["bureau"], job.id) == JobState.PROPOSED, what="proposal")
-        n["bureau"].service.cancel(job.id, "operator:dan")
+        n["bureau"].service.cancel(job.id, "user:dan")
         wait_for(lambda: _state(n["bank"], job.id) == JobState.CANCELLED, what="cancelled")
         j = n["bank"].store.job(job.id)
-        assert j is not None and j.error == "cancelled by operator:dan on node 'bureau'"
+        assert j is not None and j.error == "cancelled by user:dan on node 'bureau'"
 
 
 def test_a_restarted_node_fails_its_running_jobs_and_tells_peers(tmp_path: Path, ca: Path) -> None:
@@ -229,3 +229,20 @@ def test_a_silent_peer_fails_the_job_naming_peer_and_step(tmp_path: Path, ca: Pa
         assert j.error.startswith("party 'bureau' stopped answering heartbeats for ")
         assert j.error.endswith("during step 0 'psi'")
         assert hb.peers()[0]["alive"] is False
+
+
+def test_a_job_that_cannot_start_fails_everywhere_with_the_field(tmp_path: Path, ca: Path) -> None:
+    from veil.node.launch import ProcessLauncher
+
+    dirs = make_nodes(tmp_path, ca, ["bank", "bureau"], {"bureau": AUTO_BUREAU})
+    launcher = ProcessLauncher()
+    with running(dirs, launcher) as n:
+        text = job_text(["bank", "bureau"], "  - psi: {result_to: [nobody]}\n")
+        job = n["bank"].service.submit(text, "user:op")
+        for x in n.values():
+            wait_for(lambda x=x: _state(x, job.id) == JobState.FAILED, what="failed")
+        j = n["bank"].store.job(job.id)
+        assert j is not None and j.error is not None
+        assert "cannot start: steps[0].psi.result_to" in j.error and "nobody" in j.error
+        assert "\n" not in j.error
+        launcher.close()

@@ -25,7 +25,7 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def issue_token(store: Store, role: Role | str, actor: str = "cli") -> str:
+def issue_token(store: Store, role: Role | str, actor: str = "user:cli") -> str:
     """A new bearer token with ``role``; returns the token (stored only as its hash)."""
     try:
         r = Role(role)
@@ -79,7 +79,7 @@ def init_node(
     )
     store = open_store(cfg)
     try:
-        with store.change(Event("node.init", actor="cli", detail={"name": name})):
+        with store.change(Event("node.init", actor="user:cli", detail={"name": name})):
             pass
         token = issue_token(store, Role.ADMIN)
     finally:

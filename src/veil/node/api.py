@@ -59,7 +59,7 @@ def _auth(service: NodeService, roles: tuple[Role, ...]) -> Callable[..., str]:
         if role != Role.ADMIN and role not in roles:
             need = " or ".join(r.value for r in roles)
             raise HTTPException(403, f"role '{role.value}' may not do this (needs {need})")
-        return f"{role.value}:{token_digest(cred.credentials)[:8]}"
+        return f"user:{role.value}-{token_digest(cred.credentials)[:8]}"
 
     return check
 

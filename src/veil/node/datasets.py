@@ -52,7 +52,7 @@ def add_dataset(
     *,
     id_col: str,
     label_col: str | None = None,
-    actor: str = "cli",
+    actor: str = "user:cli",
 ) -> Dataset:
     """Register ``file`` as dataset ``name``; ConfigError for anything wrong with it."""
     if not isinstance(name, str) or not NAME.match(name):

@@ -61,6 +61,17 @@ class NodeJob:
         return out
 
 
+def check_steps(job: NodeJob) -> None:
+    """Every step must be registered here (parameters are checked when the job starts)."""
+    from veil.jobs import registry
+    from veil.jobs.spec import suggest
+
+    known = registry.step_names()
+    for i, (kind, _) in enumerate(job.steps):
+        if kind not in known:
+            raise ConfigError(f"steps[{i}]", f"unknown step '{kind}'", suggest(kind, known))
+
+
 def job_sha256(text: str) -> str:
     """The hash every party approves."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

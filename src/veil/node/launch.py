@@ -103,7 +103,7 @@ class ProcessLauncher:
                     start_new_session=True,
                 )
             self._procs[job.id] = proc
-        service._set_state(current, JobState.RUNNING, "job.running", "node")
+        service._set_state(current, JobState.RUNNING, "job.running", service.me)
         threading.Thread(
             target=self._follow, args=(service, job.id, proc), daemon=True, name=f"job-{job.id}"
         ).start()
@@ -149,7 +149,7 @@ class ProcessLauncher:
         if status is not None and status != s.state:
             s = replace(s, state=str(status), progress=1.0 if status == "ok" else s.progress)
             detail = {"step": s.index, "name": s.name, "state": s.state}
-            with service.store.change(Event("step." + s.state, s.job_id, "node", detail)) as tx:
+            with service.store.change(Event("step." + s.state, s.job_id, service.me, detail)) as tx:
                 tx.put_step(s)
         else:
             service.store.progress(s)
@@ -163,7 +163,8 @@ class ProcessLauncher:
             Artifact(job_id, str(f.relative_to(out)), str(f), _sha256(f), f.stat().st_size)
             for f in files
         ]
-        with service.store.change(Event("job.outputs", job_id, "node", {"files": len(arts)})) as tx:
+        ev = Event("job.outputs", job_id, service.me, {"files": len(arts)})
+        with service.store.change(ev) as tx:
             for a in arts:
                 tx.put_artifact(a)
 

@@ -22,13 +22,14 @@ from typing import Any, Protocol
 
 from veil.errors import ConfigError, NetworkError, VeilError
 from veil.node.config import NodeConfig
-from veil.node.jobfile import NodeJob, parse_node_job, party_info
+from veil.node.jobfile import NodeJob, check_steps, parse_node_job, party_info
 from veil.node.model import Dataset, Event, Job, JobState, StepState, Vote, VoteState
 from veil.node.policy import evaluate
 from veil.node.store import Store
 
 log = logging.getLogger(__name__)
 RESTARTED = "node restarted"
+POLICY = "policy"  # the actor of decisions the node takes by its policy
 
 
 class Link(Protocol):
@@ -74,6 +75,14 @@ class NodeService:
     def name(self) -> str:
         """This node's party name."""
         return self.cfg.name
+
+    @property
+    def me(self) -> str:
+        """This node as an event actor."""
+        return f"node:{self.name}"
+
+    def _actor(self, actor: str) -> str:
+        return self.me if actor == POLICY else actor
 
     # -- reads ---------------------------------------------------------------
     def job(self, job_id: str) -> Job:
@@ -129,6 +138,7 @@ class NodeService:
     def submit(self, text: str, actor: str) -> Job:
         """Record a job from this node and propose it to every other party."""
         nj = parse_node_job(text)
+        check_steps(nj)
         if self.name not in nj.parties:
             raise ConfigError(
                 "parties",
@@ -227,16 +237,17 @@ class NodeService:
                     if ds is None
                     else None
                 )
-            with self.store.change(Event("job.proposed", job_id, sender, {"sha256": sha})) as tx:
+            ev = Event("job.proposed", job_id, f"peer:{sender}", {"sha256": sha})
+            with self.store.change(ev) as tx:
                 tx.put_job(job)
                 for i, (kind, _) in enumerate(nj.steps):
                     tx.put_step(StepState(job_id, i, kind))
             if reason is not None:
                 threading.Thread(
-                    target=self.reject, args=(job_id, reason, "policy"), daemon=True
+                    target=self.reject, args=(job_id, reason, POLICY), daemon=True
                 ).start()
             elif (why := evaluate(self.cfg.rules, nj, sender, self.name, _some(ds))) is None:
-                threading.Thread(target=self.approve, args=(job_id, "policy"), daemon=True).start()
+                threading.Thread(target=self.approve, args=(job_id, POLICY), daemon=True).start()
             else:
                 v = Vote(
                     job_id,
@@ -246,7 +257,7 @@ class NodeService:
                     f"waiting for an approver: {why}",
                 )
                 with self.store.change(
-                    Event("vote.pending", job_id, "policy", {"reason": why})
+                    Event("vote.pending", job_id, self.me, {"reason": why})
                 ) as tx:
                     tx.put_vote(v)
                 threading.Thread(
@@ -275,7 +286,7 @@ class NodeService:
                 self._info(ds),
             )
             with self.store.change(
-                Event("vote.approved", job_id, actor, {"sha256": job.sha256})
+                Event("vote.approved", job_id, self._actor(actor), {"sha256": job.sha256})
             ) as tx:
                 tx.put_vote(v)
         self._broadcast(job, {"kind": "vote", **self._vote_msg(v)})
@@ -288,7 +299,8 @@ class NodeService:
             job = self.job(job_id)
             self._check_open(job)
             v = Vote(job_id, self.name, VoteState.REJECTED, job.sha256, reason)
-            with self.store.change(Event("vote.rejected", job_id, actor, {"reason": reason})) as tx:
+            ev = Event("vote.rejected", job_id, self._actor(actor), {"reason": reason})
+            with self.store.change(ev) as tx:
                 tx.put_vote(v)
             job = self._set_state(
                 job,
@@ -331,7 +343,7 @@ class NodeService:
                 Event(
                     f"vote.{v.state.value}",
                     job_id,
-                    sender,
+                    f"peer:{sender}",
                     {"sha256": v.sha256, "reason": v.reason},
                 )
             ) as tx:
@@ -343,14 +355,14 @@ class NodeService:
                     job_id,
                     f"job file hash mismatch: party '{sender}' approved "
                     f"{v.sha256[:12]}, this node has {job.sha256[:12]}",
-                    actor=sender,
+                    actor=f"peer:{sender}",
                 )
             elif v.state == VoteState.REJECTED and job.state == JobState.PROPOSED:
                 self._set_state(
                     job,
                     JobState.REJECTED,
                     "job.rejected",
-                    sender,
+                    f"peer:{sender}",
                     f"party '{sender}' rejected the job: {v.reason}",
                 )
         self._maybe_start(job_id)
@@ -368,7 +380,7 @@ class NodeService:
             )
             if job.state != JobState.PROPOSED or not ready:
                 return
-            job = self._set_state(job, JobState.APPROVED, "job.approved", "node")
+            job = self._set_state(job, JobState.APPROVED, "job.approved", self.me)
         if self.launcher is not None:
             self.launcher.start(self, job)
 
@@ -391,9 +403,9 @@ class NodeService:
         self._broadcast(job, {"kind": "cancel", "job_id": job_id, "reason": job.error or ""})
         return job
 
-    def fail(self, job_id: str, error: str, actor: str = "node", tell: bool = True) -> Job:
+    def fail(self, job_id: str, error: str, actor: str = "", tell: bool = True) -> Job:
         """Mark the job failed here (stopping its worker) and tell the other parties."""
-        job = self._end(job_id, JobState.FAILED, error, actor, "job.failed")
+        job = self._end(job_id, JobState.FAILED, error, actor or self.me, "job.failed")
         if tell and job.error == error:
             self._broadcast(job, {"kind": "fail", "job_id": job_id, "reason": error})
         return job
@@ -417,7 +429,7 @@ class NodeService:
         if state == JobState.FAILED and not reason.startswith("party '"):
             reason = f"party '{sender}': {reason}"
         kind = "job.cancelled" if state == JobState.CANCELLED else "job.failed"
-        self._end(job.id, state, reason, sender, kind)
+        self._end(job.id, state, reason, f"peer:{sender}", kind)
         return {"ok": True}
 
     def finished(self, job_id: str, ok: bool, error: str | None) -> None:
@@ -426,16 +438,16 @@ class NodeService:
         if job.state.final:
             return
         if ok:
-            self._set_state(job, JobState.SUCCEEDED, "job.succeeded", "node")
+            self._set_state(job, JobState.SUCCEEDED, "job.succeeded", self.me)
         else:
-            self.fail(job_id, error or "the worker failed", actor="node")
+            self.fail(job_id, error or "the worker failed", actor=self.me)
 
     def recover(self) -> list[str]:
         """After a restart: jobs that were approved or running here fail ("node restarted")."""
         failed = []
         for job in self.store.jobs():
             if job.state in (JobState.APPROVED, JobState.RUNNING):
-                self.fail(job.id, f"party '{self.name}': {RESTARTED}", actor="node")
+                self.fail(job.id, f"party '{self.name}': {RESTARTED}", actor=self.me)
                 failed.append(job.id)
         return failed
 
