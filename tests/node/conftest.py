@@ -13,7 +13,15 @@ from veil.net.certs import init_ca
 from veil.net.grpc_transport import free_port
 from veil.node.store import MemoryStore, Store
 
-STORES = ("memory", "sqlite")
+STORES = ("memory", "sqlite", "postgres")
+
+
+def postgres_db(request: pytest.FixtureRequest) -> str:
+    """A fresh PostgreSQL database from the shared ``postgres_db`` fixture (tests/conftest.py)."""
+    try:
+        return str(request.getfixturevalue("postgres_db"))
+    except pytest.FixtureLookupError:
+        pytest.skip("the postgres_db fixture (tests/conftest.py, audit work) is not here yet")
 
 
 @pytest.fixture(params=STORES)
@@ -25,7 +33,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     else:
         from veil.node.sqlstore import SqlStore
 
-        s = SqlStore(f"sqlite:///{tmp_path / 'node.db'}")
+        url = f"sqlite:///{tmp_path / 'node.db'}"
+        s = SqlStore(postgres_db(request) if request.param == "postgres" else url)
     yield s
     s.close()
 

@@ -38,7 +38,12 @@ class InProc:
 
 
 def make_nodes(
-    tmp: Path, ca: Path, names: Sequence[str], policy: dict[str, str] | None = None, **node: Any
+    tmp: Path,
+    ca: Path,
+    names: Sequence[str],
+    policy: dict[str, str] | None = None,
+    databases: dict[str, str] | None = None,
+    **node: Any,
 ) -> dict[str, Path]:
     """Node folders for ``names`` (each peers with all others), a dataset each
     (``<name>_data``; the first node's has the label), extra TOML per node in ``policy``."""
@@ -47,7 +52,10 @@ def make_nodes(
     for i, n in enumerate(names):
         peers = {m: addrs[m][0] for m in names if m != n}
         d = tmp / n
-        init_node(d, name=n, ca_dir=ca, peer_listen=addrs[n][0], api=addrs[n][1], peers=peers)
+        db = (databases or {}).get(n, "")
+        init_node(
+            d, name=n, ca_dir=ca, peer_listen=addrs[n][0], api=addrs[n][1], peers=peers, database=db
+        )
         text = (d / CONFIG).read_text()
         for k, v in node.items():
             text = re.sub(rf"(?m)^{k} = .*$", f"{k} = {v}", text)

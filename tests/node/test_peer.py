@@ -10,6 +10,7 @@ from veil.errors import NetworkError
 from veil.net.certs import init_ca, issue_party
 from veil.node.model import JobState, VoteState
 
+from .conftest import postgres_db
 from .nodes import job_text, make_nodes, running, wait_for
 
 AUTO_BUREAU = """
@@ -25,8 +26,12 @@ def _state(node: object, job_id: str) -> JobState | None:
     return None if j is None else j.state
 
 
-def test_policy_approves_and_both_nodes_agree(tmp_path: Path, ca: Path) -> None:
-    dirs = make_nodes(tmp_path, ca, ["bank", "bureau"], {"bureau": AUTO_BUREAU})
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+def test_policy_approves_and_both_nodes_agree(
+    tmp_path: Path, ca: Path, db: str, request: pytest.FixtureRequest
+) -> None:
+    dbs = {"bureau": postgres_db(request)} if db == "postgres" else {}
+    dirs = make_nodes(tmp_path, ca, ["bank", "bureau"], {"bureau": AUTO_BUREAU}, dbs)
     with running(dirs) as n:
         job = n["bank"].service.submit(job_text(["bank", "bureau"]), "op")
         for x in n.values():

@@ -19,6 +19,8 @@ from veil.node.model import (
 )
 from veil.node.store import Store
 
+from .conftest import postgres_db
+
 
 def _ds(name: str = "bank") -> Dataset:
     return Dataset(
@@ -81,18 +83,22 @@ def test_jobs_newest_first(store: Store) -> None:
     assert [j.id for j in store.jobs()] == ["j2", "j1", "j0"]
 
 
-def test_the_migrations_make_exactly_the_tables(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_the_migrations_make_exactly_the_tables(
+    tmp_path: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
     from veil.node.schema import metadata
     from veil.node.sqlstore import SqlStore
 
-    s = SqlStore(f"sqlite:///{tmp_path / 'm.db'}")
+    url = postgres_db(request) if kind == "postgres" else f"sqlite:///{tmp_path / 'm.db'}"
+    s = SqlStore(url)
     try:
         with s.engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), metadata)
         assert diff == []
     finally:
         s.close()
-    SqlStore(f"sqlite:///{tmp_path / 'm.db'}").close()  # migrating again is a no-op
+    SqlStore(url).close()  # migrating again is a no-op
