@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 
 from .nodes import job_text, make_nodes
@@ -97,6 +99,8 @@ def test_kill_9_fails_the_others_within_peer_timeout_then_restart(tmp_path: Path
         ).stdout.strip()
         _running(dirs["bank"], job_id)
         _running(dirs["bureau"], job_id)
+        tree = {n: _job_tree(dirs[n] / "jobs" / job_id) for n in names}
+        assert all(len(t) >= 2 for t in tree.values()), tree  # job process + worker each
         t0 = time.monotonic()
         procs["bureau"].proc.send_signal(signal.SIGKILL)
         procs["bureau"].proc.wait(10)
@@ -105,6 +109,8 @@ def test_kill_9_fails_the_others_within_peer_timeout_then_restart(tmp_path: Path
         assert st["state"] == "failed"
         assert st["error"].startswith("party 'bureau' stopped answering heartbeats for ")
         assert st["error"].endswith("during step 0 '_hang'")
+        for n in names:  # the killed node's job process and worker went away with it
+            _gone(tree[n])
         # the restarted node marks the job failed and tells the bank (already failed there)
         procs["bureau"] = NodeProc(dirs["bureau"])
         st = wait_state(dirs["bureau"], job_id, FINAL, 10)
@@ -139,6 +145,8 @@ def test_cancel_from_a_non_initiating_node_stops_every_party(tmp_path: Path, ca:
         ).stdout.strip()
         _running(dirs["bank"], job_id)
         _running(dirs["bureau"], job_id)
+        tree = {n: _job_tree(dirs[n] / "jobs" / job_id) for n in names}
+        assert all(len(t) >= 2 for t in tree.values()), tree
         t0 = time.monotonic()
         veil("job", "cancel", "--node", str(dirs["bureau"]), job_id)
         for n in names:
@@ -148,17 +156,36 @@ def test_cancel_from_a_non_initiating_node_stops_every_party(tmp_path: Path, ca:
                 "on node 'bureau'"
             )
         assert time.monotonic() - t0 < 12
-        for n in names:  # every job process is gone
-            run = json.loads((dirs[n] / "jobs" / job_id / "run.json").read_text())
-            assert run["party"] == n
-            deadline = time.monotonic() + 10
-            while _job_procs(dirs[n] / "jobs" / job_id) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert not _job_procs(dirs[n] / "jobs" / job_id)
+        for n in names:  # every job process and worker is gone
+            _gone(tree[n])
+
+
+def _job_tree(work: Path) -> set[int]:
+    """The job process(es) of this job folder and all their descendants."""
+    pids = set()
+    for pid in _job_procs(work):
+        with contextlib.suppress(psutil.Error):
+            pids |= {pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))}
+    return pids
+
+
+def _gone(pids: set[int], timeout: float = 10.0) -> None:
+    def alive() -> list[int]:
+        out = []
+        for p in pids:
+            with contextlib.suppress(psutil.Error):
+                if psutil.Process(p).status() != psutil.STATUS_ZOMBIE:
+                    out.append(p)
+        return out
+
+    deadline = time.monotonic() + timeout
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(), f"processes still running: {alive()}"
 
 
 def _job_procs(work: Path) -> list[int]:
-    """Processes whose command line names this job's folder (jobproc)."""
+    """Processes whose command line names this job's folder (jobproc, its worker)."""
     found = []
     for pid in os.listdir("/proc"):
         if pid.isdigit():
