@@ -103,7 +103,7 @@ class ProcessLauncher:
                     start_new_session=True,
                 )
             self._procs[job.id] = proc
-        service._set_state(current, JobState.RUNNING, "job.running", service.me)
+        service.set_state(current, JobState.RUNNING, "job.running", service.me)
         threading.Thread(
             target=self._follow, args=(service, job.id, proc), daemon=True, name=f"job-{job.id}"
         ).start()

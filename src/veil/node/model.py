@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+POLICY = "policy"  # the actor name of decisions a node takes by its policy
+
 
 class Role(StrEnum):
     """What a bearer token may do on the operator API."""

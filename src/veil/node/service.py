@@ -23,13 +23,11 @@ from typing import Any, Protocol
 from veil.errors import ConfigError, NetworkError, VeilError
 from veil.node.config import NodeConfig
 from veil.node.jobfile import NodeJob, check_steps, parse_node_job, party_info
-from veil.node.model import Dataset, Event, Job, JobState, StepState, Vote, VoteState
-from veil.node.policy import evaluate
+from veil.node.model import POLICY, Dataset, Event, Job, JobState, StepState, Vote, VoteState
 from veil.node.store import Store
 
 log = logging.getLogger(__name__)
 RESTARTED = "node restarted"
-POLICY = "policy"  # the actor of decisions the node takes by its policy
 
 
 class Link(Protocol):
@@ -67,9 +65,9 @@ class NodeService:
         self.store = store
         self.link = link
         self.launcher = launcher
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()
         self.on_change: Callable[[str], None] | None = None
-        self._early: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # votes before proposals
+        self.early: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # votes before proposals
 
     @property
     def name(self) -> str:
@@ -81,7 +79,7 @@ class NodeService:
         """This node as an event actor."""
         return f"node:{self.name}"
 
-    def _actor(self, actor: str) -> str:
+    def actor_of(self, actor: str) -> str:
         return self.me if actor == POLICY else actor
 
     # -- reads ---------------------------------------------------------------
@@ -124,7 +122,7 @@ class NodeService:
         }
 
     # -- state changes -------------------------------------------------------
-    def _set_state(
+    def set_state(
         self, job: Job, state: JobState, kind: str, actor: str, error: str | None = None, **d: Any
     ) -> Job:
         new = replace(job, state=state, error=error, updated=time.time())
@@ -145,7 +143,7 @@ class NodeService:
                 f"this node ('{self.name}') is not a party of the job",
                 f"name this node's party '{self.name}'",
             )
-        ds = self._my_dataset(nj)
+        ds = self.my_dataset(nj)
         for p in nj.parties:
             if p != self.name:
                 self.cfg.peer_address(p)
@@ -174,10 +172,10 @@ class NodeService:
             if not ans.get("ok"):
                 self.fail(job.id, f"cannot propose to party '{p}': {ans.get('error')}")
                 return self.job(job.id)
-        self._broadcast(job, {"kind": "vote", **self._vote_msg(vote)})
+        self.broadcast(job, {"kind": "vote", **self.vote_msg(vote)})
         return self.job(job.id)
 
-    def _my_dataset(self, nj: NodeJob) -> Dataset:
+    def my_dataset(self, nj: NodeJob) -> Dataset:
         name = nj.datasets[self.name]
         ds = self.store.dataset(name)
         if ds is None:
@@ -194,7 +192,7 @@ class NodeService:
         return {**party_info(ds), "port": job_port(self.cfg.peer_host)}
 
     @staticmethod
-    def _vote_msg(v: Vote) -> dict[str, Any]:
+    def vote_msg(v: Vote) -> dict[str, Any]:
         return {
             "job_id": v.job_id,
             "party": v.party,
@@ -204,7 +202,7 @@ class NodeService:
             "info": v.info,
         }
 
-    def _broadcast(self, job: Job, msg: dict[str, Any]) -> list[str]:
+    def broadcast(self, job: Job, msg: dict[str, Any]) -> list[str]:
         """Send to every other party; returns the parties that could not be reached."""
         missed = []
         for p in job.parties:
@@ -216,67 +214,13 @@ class NodeService:
                     missed.append(p)
         return missed
 
-    def on_propose(self, sender: str, msg: dict[str, Any]) -> dict[str, Any]:
-        """A partner proposes a job: check it, record it, vote by policy."""
-        text, sha, job_id = str(msg["text"]), str(msg["sha256"]), str(msg["job_id"])
-        with self._lock:
-            if self.store.job(job_id) is not None:
-                return {"ok": True}
-            nj = parse_node_job(text)
-            job = Job(job_id, nj.name, sender, nj.sha256, text, nj.parties)
-            reason: str | None
-            ds: Dataset | None = None
-            if nj.sha256 != sha:
-                reason = f"job file hash mismatch: got {nj.sha256[:12]}, proposal says {sha[:12]}"
-            elif sender not in nj.parties or self.name not in nj.parties:
-                reason = f"party '{sender}' or '{self.name}' is not in the job"
-            else:
-                ds = self.store.dataset(nj.datasets[self.name])
-                reason = (
-                    f"no dataset '{nj.datasets[self.name]}' on node '{self.name}'"
-                    if ds is None
-                    else None
-                )
-            ev = Event("job.proposed", job_id, f"peer:{sender}", {"sha256": sha})
-            with self.store.change(ev) as tx:
-                tx.put_job(job)
-                for i, (kind, _) in enumerate(nj.steps):
-                    tx.put_step(StepState(job_id, i, kind))
-            if reason is not None:
-                threading.Thread(
-                    target=self.reject, args=(job_id, reason, POLICY), daemon=True
-                ).start()
-            elif (why := evaluate(self.cfg.rules, nj, sender, self.name, _some(ds))) is None:
-                threading.Thread(target=self.approve, args=(job_id, POLICY), daemon=True).start()
-            else:
-                v = Vote(
-                    job_id,
-                    self.name,
-                    VoteState.PENDING,
-                    nj.sha256,
-                    f"waiting for an approver: {why}",
-                )
-                with self.store.change(
-                    Event("vote.pending", job_id, self.me, {"reason": why})
-                ) as tx:
-                    tx.put_vote(v)
-                threading.Thread(
-                    target=self._broadcast,
-                    args=(job, {"kind": "vote", **self._vote_msg(v)}),
-                    daemon=True,
-                ).start()
-            early = self._early.pop(job_id, [])
-        for s, m in early:
-            self.on_vote(s, m)
-        return {"ok": True}
-
     def approve(self, job_id: str, actor: str) -> Job:
         """This node approves the job (by policy or by an approver)."""
-        with self._lock:
+        with self.lock:
             job = self.job(job_id)
             self._check_open(job)
             nj = parse_node_job(job.text)
-            ds = self._my_dataset(nj)
+            ds = self.my_dataset(nj)
             v = Vote(
                 job_id,
                 self.name,
@@ -286,30 +230,30 @@ class NodeService:
                 self._info(ds),
             )
             with self.store.change(
-                Event("vote.approved", job_id, self._actor(actor), {"sha256": job.sha256})
+                Event("vote.approved", job_id, self.actor_of(actor), {"sha256": job.sha256})
             ) as tx:
                 tx.put_vote(v)
-        self._broadcast(job, {"kind": "vote", **self._vote_msg(v)})
-        self._maybe_start(job_id)
+        self.broadcast(job, {"kind": "vote", **self.vote_msg(v)})
+        self.maybe_start(job_id)
         return self.job(job_id)
 
     def reject(self, job_id: str, reason: str, actor: str) -> Job:
         """This node rejects the job; every party's node marks it rejected."""
-        with self._lock:
+        with self.lock:
             job = self.job(job_id)
             self._check_open(job)
             v = Vote(job_id, self.name, VoteState.REJECTED, job.sha256, reason)
-            ev = Event("vote.rejected", job_id, self._actor(actor), {"reason": reason})
+            ev = Event("vote.rejected", job_id, self.actor_of(actor), {"reason": reason})
             with self.store.change(ev) as tx:
                 tx.put_vote(v)
-            job = self._set_state(
+            job = self.set_state(
                 job,
                 JobState.REJECTED,
                 "job.rejected",
                 actor,
                 f"party '{self.name}' rejected the job: {reason}",
             )
-        self._broadcast(job, {"kind": "vote", **self._vote_msg(v)})
+        self.broadcast(job, {"kind": "vote", **self.vote_msg(v)})
         return job
 
     def _check_open(self, job: Job) -> None:
@@ -319,57 +263,8 @@ class NodeService:
         if mine and mine[0].state != VoteState.PENDING:
             raise Conflict(f"node '{self.name}' already {mine[0].state.value} job '{job.id}'")
 
-    def on_vote(self, sender: str, msg: dict[str, Any]) -> dict[str, Any]:
-        """A party's vote arrives."""
-        job_id = str(msg["job_id"])
-        if msg.get("party") != sender:
-            return {"ok": False, "error": f"'{sender}' cannot vote for '{msg.get('party')}'"}
-        with self._lock:
-            job = self.store.job(job_id)
-            if job is None:  # a third party voted before the proposal reached us
-                self._early.setdefault(job_id, []).append((sender, msg))
-                return {"ok": True}
-            if sender not in job.parties:
-                return {"ok": False, "error": f"party '{sender}' is not in job '{job_id}'"}
-            v = Vote(
-                job_id,
-                sender,
-                VoteState(str(msg["state"])),
-                str(msg["sha256"]),
-                str(msg.get("reason", "")),
-                dict(msg.get("info") or {}),
-            )
-            with self.store.change(
-                Event(
-                    f"vote.{v.state.value}",
-                    job_id,
-                    f"peer:{sender}",
-                    {"sha256": v.sha256, "reason": v.reason},
-                )
-            ) as tx:
-                tx.put_vote(v)
-            if job.state.final:
-                return {"ok": True}
-            if v.state == VoteState.APPROVED and v.sha256 != job.sha256:
-                self.fail(
-                    job_id,
-                    f"job file hash mismatch: party '{sender}' approved "
-                    f"{v.sha256[:12]}, this node has {job.sha256[:12]}",
-                    actor=f"peer:{sender}",
-                )
-            elif v.state == VoteState.REJECTED and job.state == JobState.PROPOSED:
-                self._set_state(
-                    job,
-                    JobState.REJECTED,
-                    "job.rejected",
-                    f"peer:{sender}",
-                    f"party '{sender}' rejected the job: {v.reason}",
-                )
-        self._maybe_start(job_id)
-        return {"ok": True}
-
-    def _maybe_start(self, job_id: str) -> None:
-        with self._lock:
+    def maybe_start(self, job_id: str) -> None:
+        with self.lock:
             job = self.job(job_id)
             votes = {v.party: v for v in self.store.votes(job_id)}
             ready = all(
@@ -380,7 +275,7 @@ class NodeService:
             )
             if job.state != JobState.PROPOSED or not ready:
                 return
-            job = self._set_state(job, JobState.APPROVED, "job.approved", self.me)
+            job = self.set_state(job, JobState.APPROVED, "job.approved", self.me)
         if self.launcher is not None:
             self.launcher.start(self, job)
 
@@ -400,37 +295,25 @@ class NodeService:
             actor,
             "job.cancelled",
         )
-        self._broadcast(job, {"kind": "cancel", "job_id": job_id, "reason": job.error or ""})
+        self.broadcast(job, {"kind": "cancel", "job_id": job_id, "reason": job.error or ""})
         return job
 
     def fail(self, job_id: str, error: str, actor: str = "", tell: bool = True) -> Job:
         """Mark the job failed here (stopping its worker) and tell the other parties."""
         job = self._end(job_id, JobState.FAILED, error, actor or self.me, "job.failed")
         if tell and job.error == error:
-            self._broadcast(job, {"kind": "fail", "job_id": job_id, "reason": error})
+            self.broadcast(job, {"kind": "fail", "job_id": job_id, "reason": error})
         return job
 
     def _end(self, job_id: str, state: JobState, error: str, actor: str, kind: str) -> Job:
-        with self._lock:
+        with self.lock:
             job = self.job(job_id)
             if job.state.final:
                 return job
-            job = self._set_state(job, state, kind, actor, error)
+            job = self.set_state(job, state, kind, actor, error)
         if self.launcher is not None:
             self.launcher.stop(job_id)
         return job
-
-    def on_end(self, sender: str, msg: dict[str, Any], state: JobState) -> dict[str, Any]:
-        """A party's node cancelled or failed the job."""
-        job = self.store.job(str(msg["job_id"]))
-        if job is None or sender not in job.parties:
-            return {"ok": False, "error": "unknown job"}
-        reason = str(msg.get("reason", ""))
-        if state == JobState.FAILED and not reason.startswith("party '"):
-            reason = f"party '{sender}': {reason}"
-        kind = "job.cancelled" if state == JobState.CANCELLED else "job.failed"
-        self._end(job.id, state, reason, f"peer:{sender}", kind)
-        return {"ok": True}
 
     def finished(self, job_id: str, ok: bool, error: str | None) -> None:
         """This node's worker ended (called by the launcher)."""
@@ -438,9 +321,15 @@ class NodeService:
         if job.state.final:
             return
         if ok:
-            self._set_state(job, JobState.SUCCEEDED, "job.succeeded", self.me)
+            self.set_state(job, JobState.SUCCEEDED, "job.succeeded", self.me)
         else:
             self.fail(job_id, error or "the worker failed", actor=self.me)
+
+    def handle(self, sender: str, msg: dict[str, Any]) -> dict[str, Any]:
+        """Dispatch one control message from party ``sender``'s node (:mod:`veil.node.inbox`)."""
+        from veil.node.inbox import handle
+
+        return handle(self, sender, msg)
 
     def recover(self) -> list[str]:
         """After a restart: jobs that were approved or running here fail ("node restarted")."""
@@ -450,33 +339,6 @@ class NodeService:
                 self.fail(job.id, f"party '{self.name}': {RESTARTED}", actor=self.me)
                 failed.append(job.id)
         return failed
-
-    def handle(self, sender: str, msg: dict[str, Any]) -> dict[str, Any]:
-        """Dispatch one control message from party ``sender``'s node."""
-        kind = msg.get("kind")
-        try:
-            if kind == "propose":
-                return self.on_propose(sender, msg)
-            if kind == "vote":
-                return self.on_vote(sender, msg)
-            if kind == "cancel":
-                return self.on_end(sender, msg, JobState.CANCELLED)
-            if kind == "fail":
-                return self.on_end(sender, msg, JobState.FAILED)
-            if kind == "heartbeat":
-                return {"ok": True, "name": self.name, "time": time.time()}
-            if kind == "status":
-                return {"ok": True, "status": self.status(str(msg["job_id"]))}
-        except (KeyError, ValueError, TypeError) as e:
-            return {"ok": False, "error": f"malformed '{kind}' message: {type(e).__name__} {e}"}
-        except VeilError as e:
-            return {"ok": False, "error": str(e)}
-        return {"ok": False, "error": f"unknown message kind '{kind}'"}
-
-
-def _some(ds: Dataset | None) -> Dataset:
-    assert ds is not None
-    return ds
 
 
 def outputs_dir(cfg: NodeConfig, job_id: str) -> Path:
