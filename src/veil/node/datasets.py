@@ -7,6 +7,7 @@ content cannot change under a job, and records its schema, row count and hash.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 from pathlib import Path
@@ -97,7 +98,14 @@ def add_dataset(
         rows=len(df),
         sha256=digest,
     )
-    detail = {"name": name, "rows": ds.rows, "sha256": digest, "columns": len(cols)}
+    schema = json.dumps([list(ds.columns), list(ds.dtypes)]).encode("utf-8")
+    detail = {
+        "name": name,
+        "rows": ds.rows,
+        "sha256": digest,
+        "schema_hash": hashlib.sha256(schema).hexdigest(),
+        "columns": len(cols),
+    }
     with store.change(Event("dataset.added", actor=actor, detail=detail)) as tx:
         tx.put_dataset(ds)
     return ds

@@ -62,7 +62,7 @@ def on_propose(svc: NodeService, sender: str, msg: dict[str, Any]) -> dict[str, 
             reason = (
                 f"no dataset '{nj.datasets[svc.name]}' on node '{svc.name}'" if ds is None else None
             )
-        ev = Event("job.proposed", job_id, f"peer:{sender}", {"sha256": sha})
+        ev = Event("job.proposed", job_id, f"peer:{sender}", {"sha256": sha, "initiator": sender})
         with svc.store.change(ev) as tx:
             tx.put_job(job)
             for i, (kind, _) in enumerate(nj.steps):
@@ -79,7 +79,9 @@ def on_propose(svc: NodeService, sender: str, msg: dict[str, Any]) -> dict[str, 
                 nj.sha256,
                 f"waiting for an approver: {why}",
             )
-            with svc.store.change(Event("vote.pending", job_id, svc.me, {"reason": why})) as tx:
+            with svc.store.change(
+                Event("vote.pending", job_id, svc.me, {"party": svc.name, "reason": why})
+            ) as tx:
                 tx.put_vote(v)
             threading.Thread(
                 target=svc.broadcast,
@@ -117,7 +119,7 @@ def on_vote(svc: NodeService, sender: str, msg: dict[str, Any]) -> dict[str, Any
                 f"vote.{v.state.value}",
                 job_id,
                 f"peer:{sender}",
-                {"sha256": v.sha256, "reason": v.reason},
+                {"party": sender, "sha256": v.sha256, "reason": v.reason},
             )
         ) as tx:
             tx.put_vote(v)

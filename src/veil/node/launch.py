@@ -103,7 +103,14 @@ class ProcessLauncher:
                     start_new_session=True,
                 )
             self._procs[job.id] = proc
-        service.set_state(current, JobState.RUNNING, "job.running", service.me)
+        service.set_state(
+            current,
+            JobState.RUNNING,
+            "job.running",
+            service.me,
+            sha256=current.sha256,
+            parties=list(current.parties),
+        )
         threading.Thread(
             target=self._follow, args=(service, job.id, proc), daemon=True, name=f"job-{job.id}"
         ).start()
@@ -163,7 +170,8 @@ class ProcessLauncher:
             Artifact(job_id, str(f.relative_to(out)), str(f), _sha256(f), f.stat().st_size)
             for f in files
         ]
-        ev = Event("job.outputs", job_id, service.me, {"files": len(arts)})
+        listed = [{"name": a.name, "sha256": a.sha256} for a in arts]
+        ev = Event("job.outputs", job_id, service.me, {"files": listed})
         with service.store.change(ev) as tx:
             for a in arts:
                 tx.put_artifact(a)

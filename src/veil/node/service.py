@@ -156,7 +156,9 @@ class NodeService:
             f"submitted by {actor}",
             self._info(ds),
         )
-        with self.store.change(Event("job.submitted", job.id, actor, {"sha256": nj.sha256})) as tx:
+        with self.store.change(
+            Event("job.submitted", job.id, actor, {"sha256": nj.sha256, "initiator": self.name})
+        ) as tx:
             tx.put_job(job)
             tx.put_vote(vote)
             for i, (kind, _) in enumerate(nj.steps):
@@ -230,7 +232,12 @@ class NodeService:
                 self._info(ds),
             )
             with self.store.change(
-                Event("vote.approved", job_id, self.actor_of(actor), {"sha256": job.sha256})
+                Event(
+                    "vote.approved",
+                    job_id,
+                    self.actor_of(actor),
+                    {"party": self.name, "sha256": job.sha256, "by": actor},
+                )
             ) as tx:
                 tx.put_vote(v)
         self.broadcast(job, {"kind": "vote", **self.vote_msg(v)})
@@ -243,7 +250,8 @@ class NodeService:
             job = self.job(job_id)
             self._check_open(job)
             v = Vote(job_id, self.name, VoteState.REJECTED, job.sha256, reason)
-            ev = Event("vote.rejected", job_id, self.actor_of(actor), {"reason": reason})
+            detail = {"party": self.name, "sha256": job.sha256, "reason": reason, "by": actor}
+            ev = Event("vote.rejected", job_id, self.actor_of(actor), detail)
             with self.store.change(ev) as tx:
                 tx.put_vote(v)
             job = self.set_state(
