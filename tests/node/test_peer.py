@@ -251,3 +251,33 @@ def test_a_job_that_cannot_start_fails_everywhere_with_the_field(tmp_path: Path,
         assert "cannot start: steps[0].psi.result_to" in j.error and "nobody" in j.error
         assert "\n" not in j.error
         launcher.close()
+
+
+def test_a_message_lost_while_a_peer_was_away_is_resent(tmp_path: Path, ca: Path) -> None:
+    from veil.node.peer import Heartbeats, PeerServer
+
+    dirs = make_nodes(tmp_path, ca, ["bank", "bureau"], heartbeat=0.2, peer_timeout=30.0)
+    with running(dirs) as n:
+        job = n["bank"].service.submit(job_text(["bank", "bureau"]), "user:op")
+        wait_for(lambda: _state(n["bureau"], job.id) == JobState.PROPOSED, what="proposal")
+        n["bureau"].server.stop()  # bureau is unreachable: the cancel cannot be delivered
+        n["bank"].service.cancel(job.id, "user:op")
+        assert _state(n["bureau"], job.id) == JobState.PROPOSED
+        n["bureau"].server = PeerServer(n["bureau"].cfg, n["bureau"].service.handle)
+        hb = Heartbeats(n["bank"].service, n["bank"].link)
+        n["bank"].heartbeats = hb
+        hb.start()
+        wait_for(lambda: _state(n["bureau"], job.id) == JobState.CANCELLED, 10.0, "resent cancel")
+        cancels = [e for e in n["bureau"].store.events(job.id) if e.kind == "job.cancelled"]
+        assert len(cancels) == 1
+
+
+def test_a_repeated_vote_is_recorded_once(tmp_path: Path, ca: Path) -> None:
+    dirs = make_nodes(tmp_path, ca, ["bank", "bureau"])
+    with running(dirs) as n:
+        job = n["bank"].service.submit(job_text(["bank", "bureau"]), "user:op")
+        wait_for(lambda: len(n["bank"].store.votes(job.id)) == 2, what="bureau's pending vote")
+        for _ in range(3):
+            n["bank"].service.sync("bureau", [job.id])
+        votes = [e for e in n["bureau"].store.events(job.id) if e.kind.startswith("vote.")]
+        assert sorted(e.kind for e in votes) == ["vote.approved", "vote.pending"]

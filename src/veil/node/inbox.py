@@ -33,7 +33,12 @@ def handle(svc: NodeService, sender: str, msg: dict[str, Any]) -> dict[str, Any]
         if kind == "fail":
             return on_end(svc, sender, msg, JobState.FAILED)
         if kind == "heartbeat":
-            return {"ok": True, "name": svc.name, "time": time.time()}
+            return {
+                "ok": True,
+                "name": svc.name,
+                "time": time.time(),
+                "open": svc.open_with(sender),
+            }
         if kind == "status":
             return {"ok": True, "status": svc.status(str(msg["job_id"]))}
     except (KeyError, ValueError, TypeError) as e:
@@ -114,6 +119,9 @@ def on_vote(svc: NodeService, sender: str, msg: dict[str, Any]) -> dict[str, Any
             str(msg.get("reason", "")),
             dict(msg.get("info") or {}),
         )
+        old = {o.party: o for o in svc.store.votes(job_id)}.get(sender)
+        if old is not None and (old.state, old.sha256) == (v.state, v.sha256):
+            return {"ok": True}  # a repeat (the sender re-sends until it knows we have it)
         with svc.store.change(
             Event(
                 f"vote.{v.state.value}",

@@ -34,6 +34,7 @@ from veil.node.model import JobState
 log = logging.getLogger(__name__)
 SERVICE = "veil.node.v1.Peer"
 METHOD = f"/{SERVICE}/Call"
+SYNC_S = 3.0  # how often a job a peer still has open is re-synced with it
 RETRY_S = 3.0  # how long a call retries a node that refuses connections
 # a node that was down is seen again within a second, not after gRPC's default backoff
 _BACKOFF = [
@@ -201,6 +202,7 @@ class Heartbeats:
         self.rtt: dict[str, float | None] = dict.fromkeys(cfg.peers)
         self.error: dict[str, str] = {}
         self._stop = threading.Event()
+        self._synced: dict[tuple[str, str], float] = {}
         self._threads = [
             threading.Thread(target=self._ping_loop, args=(p,), daemon=True, name=f"hb-{p}")
             for p in cfg.peers
@@ -222,13 +224,23 @@ class Heartbeats:
         while not self._stop.is_set():
             t0 = time.monotonic()
             try:
-                self.link.call(peer, {"kind": "heartbeat"}, max(self.cfg.heartbeat * 2, 1.0))
+                ans = self.link.call(peer, {"kind": "heartbeat"}, max(self.cfg.heartbeat * 2, 1.0))
                 self.rtt[peer] = time.monotonic() - t0
                 self.last_ok[peer] = time.monotonic()
                 self.error.pop(peer, None)
+                self._sync(peer, ans.get("open") or [])
             except NetworkError as e:
                 self.error[peer] = str(e)
             self._stop.wait(max(0.0, self.cfg.heartbeat - (time.monotonic() - t0)))
+
+    def _sync(self, peer: str, open_there: list[str]) -> None:
+        """Re-send lost votes and endings, each job at most every ``SYNC_S`` seconds."""
+        now = time.monotonic()
+        due = [j for j in open_there if now - self._synced.get((peer, str(j)), -SYNC_S) >= SYNC_S]
+        for j in due:
+            self._synced[(peer, str(j))] = now
+        if due:
+            self.service.sync(peer, due)
 
     def _watch(self) -> None:
         while not self._stop.wait(min(self.cfg.heartbeat, 1.0)):

@@ -287,6 +287,34 @@ class NodeService:
         if self.launcher is not None:
             self.launcher.start(self, job)
 
+    def open_with(self, party: str) -> list[str]:
+        """Jobs with ``party`` that are not over here (a peer's heartbeat asks)."""
+        return [j.id for j in self.store.jobs() if party in j.parties and not j.state.final]
+
+    def sync(self, peer: str, open_there: list[str]) -> None:
+        """Re-send what ``peer`` may have missed about the jobs it still has open.
+
+        A job over here gets its final message again; a proposed one our vote. Both are
+        idempotent at the peer, so a message lost while it was unreachable is never lost.
+        """
+        for job_id in open_there:
+            job = self.store.job(str(job_id))
+            if job is None or peer not in job.parties:
+                continue
+            if job.state == JobState.CANCELLED:
+                msg: dict[str, Any] = {"kind": "cancel", "job_id": job.id, "reason": job.error}
+            elif job.state == JobState.FAILED:
+                msg = {"kind": "fail", "job_id": job.id, "reason": job.error or ""}
+            else:
+                mine = {v.party: v for v in self.store.votes(job.id)}.get(self.name)
+                if mine is None or mine.state == VoteState.PENDING:
+                    continue
+                msg = {"kind": "vote", **self.vote_msg(mine)}
+            try:
+                self.link.call(peer, msg, min(self.cfg.peer_timeout, 10.0))
+            except NetworkError as e:
+                log.info("node %s: sync of %s with %s failed: %s", self.name, job.id, peer, e)
+
     def infos(self, job_id: str) -> dict[str, dict[str, Any]]:
         """Each party's vote info (id/label column names, job port)."""
         return {v.party: v.info for v in self.store.votes(job_id)}
