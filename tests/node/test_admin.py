@@ -99,3 +99,26 @@ def test_dataset_add_records_schema_rows_and_hash(tmp_path: Path, ca: Path) -> N
         assert [x.name for x in store.datasets()] == ["bank_csv", "bank_pq"]
     finally:
         store.close()
+
+
+def test_policy_rules_are_checked(tmp_path: Path, ca: Path) -> None:
+    cfg = init_node(tmp_path / "n", name="bank", ca_dir=ca)
+    toml = cfg.dir / "node.toml"
+    base = toml.read_text()
+    good = '[[policy.approve]]\npartners = ["a"]\nsteps = ["psi"]\ndatasets = ["d"]\n'
+    toml.write_text(base + good + 'columns = ["x"]\n')
+    (rule,) = load_config(cfg.dir).rules
+    assert rule.columns == ("x",) and rule.recipients is None
+    for extra, why in (
+        ('colums = ["x"]\n', r"policy.approve\[0\].colums: unknown key"),
+        ("recipients = 3\n", "must be a list of strings"),
+    ):
+        toml.write_text(base + good + extra)
+        with pytest.raises(ConfigError, match=why):
+            load_config(cfg.dir)
+    toml.write_text(base + '[[policy.approve]]\npartners = ["a"]\n')
+    with pytest.raises(ConfigError, match=r"policy.approve\[0\].steps: missing"):
+        load_config(cfg.dir)
+    toml.write_text(base.replace("[peers]", "[peers]\nbad = 'nope'"))
+    with pytest.raises(ConfigError, match="not HOST:PORT"):
+        load_config(cfg.dir)

@@ -281,3 +281,31 @@ def test_a_repeated_vote_is_recorded_once(tmp_path: Path, ca: Path) -> None:
             n["bank"].service.sync("bureau", [job.id])
         votes = [e for e in n["bureau"].store.events(job.id) if e.kind.startswith("vote.")]
         assert sorted(e.kind for e in votes) == ["vote.approved", "vote.pending"]
+
+
+def test_a_slow_peer_is_not_a_dead_one(tmp_path: Path, ca: Path) -> None:
+    import time
+    from typing import Any
+
+    from veil.node.peer import Heartbeats
+
+    dirs = make_nodes(
+        tmp_path, ca, ["bank", "bureau"], {"bureau": AUTO_BUREAU}, peer_timeout=1.5, heartbeat=0.2
+    )
+    with running(dirs) as n:
+        job = n["bank"].service.submit(job_text(["bank", "bureau"]), "user:op")
+        for x in n.values():
+            wait_for(lambda x=x: _state(x, job.id) == JobState.APPROVED, what="approved")
+
+        class Slow:  # every answer takes 0.3 s (a busy peer or a long link)
+            def call(self, party: str, msg: dict[str, Any], timeout: float) -> dict[str, Any]:
+                time.sleep(0.3)
+                return n["bank"].link.call(party, msg, timeout)
+
+        hb = Heartbeats(n["bank"].service, Slow())
+        n["bank"].heartbeats = hb
+        hb.start()
+        time.sleep(3 * 1.5)
+        assert _state(n["bank"], job.id) == JobState.APPROVED
+        (peer,) = hb.peers()
+        assert peer["alive"] is True and peer["rtt_ms"] >= 300
