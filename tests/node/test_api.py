@@ -46,6 +46,9 @@ def test_no_or_unknown_token_is_401(api: tuple[TestClient, dict[str, str], Path]
     r = c.get("/v1/jobs", headers=_h("veil_forged"))
     assert r.status_code == 401 and r.json()["detail"] == "unknown token"
     assert c.get("/v1/health").status_code == 200
+    service = c.app.state.service  # type: ignore[attr-defined]
+    ev = [(e.kind, e.actor, e.detail["status"]) for e in service.store.events()[-2:]]
+    assert ev == [("auth.failed", "user:anonymous", 401)] * 2
 
 
 @pytest.mark.parametrize(
@@ -68,6 +71,8 @@ def test_wrong_role_is_403(
     r = c.request(method, path, json=body, headers=_h(tokens[role]))
     assert r.status_code == 403
     assert r.json()["detail"].startswith(f"role '{role}' may not do this")
+    last = c.app.state.service.store.events()[-1]  # type: ignore[attr-defined]
+    assert last.kind == "auth.failed" and last.actor.startswith(f"user:{role}-")
 
 
 def test_roles_do_their_work(api: tuple[TestClient, dict[str, str], Path]) -> None:

@@ -105,6 +105,12 @@ def test_each_kind_maps_to_audit_entries() -> None:
         ),
         (Event("vote.pending", "j1", "node:bank", {"party": "bank", "reason": "x"}), []),
         (Event("token.issued", None, "user:cli", {"role": "auditor"}), []),
+        (
+            Event(
+                "auth.failed", None, "user:anonymous", {"status": 401, "reason": "unknown token"}
+            ),
+            [("auth.failed", {"client": "anonymous", "reason": "unknown token"})],
+        ),
     ]
     for ev, want in cases:
         got = audit_records(ev)

@@ -9,7 +9,7 @@ No token or an unknown one: 401. A known token without the role: 403.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from veil.errors import ConfigError, NetworkError, VeilError
 from veil.node.admin import token_digest
 from veil.node.datasets import add_dataset
-from veil.node.model import Role
+from veil.node.model import Event, Role
 from veil.node.service import Conflict, NodeService, NotFound, outputs_dir
 
 _bearer = HTTPBearer(auto_error=False)
@@ -47,19 +47,28 @@ class RejectIn(BaseModel):
     reason: str
 
 
+def _refuse(service: NodeService, code: int, why: str, actor: str) -> NoReturn:
+    """Record the refused call (an event, like every state change) and answer it."""
+    with service.store.change(Event("auth.failed", None, actor, {"status": code, "reason": why})):
+        pass
+    headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
+    raise HTTPException(code, why, headers)
+
+
 def _auth(service: NodeService, roles: tuple[Role, ...]) -> Callable[..., str]:
     def check(
         cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> str:
         if cred is None or cred.scheme.lower() != "bearer" or not cred.credentials:
-            raise HTTPException(401, "missing bearer token", {"WWW-Authenticate": "Bearer"})
+            _refuse(service, 401, "missing bearer token", "user:anonymous")
         role = service.store.token_role(token_digest(cred.credentials))
         if role is None:
-            raise HTTPException(401, "unknown token", {"WWW-Authenticate": "Bearer"})
+            _refuse(service, 401, "unknown token", "user:anonymous")
+        actor = f"user:{role.value}-{token_digest(cred.credentials)[:8]}"
         if role != Role.ADMIN and role not in roles:
             need = " or ".join(r.value for r in roles)
-            raise HTTPException(403, f"role '{role.value}' may not do this (needs {need})")
-        return f"user:{role.value}-{token_digest(cred.credentials)[:8]}"
+            _refuse(service, 403, f"role '{role.value}' may not do this (needs {need})", actor)
+        return actor
 
     return check
 
@@ -67,6 +76,7 @@ def _auth(service: NodeService, roles: tuple[Role, ...]) -> Callable[..., str]:
 def create_app(service: NodeService, peers: Peers | None = None) -> FastAPI:
     """The API of one node."""
     app = FastAPI(title=f"Veil node {service.name}", version="1")
+    app.state.service = service
     operator = Depends(_auth(service, (Role.OPERATOR,)))
     approver = Depends(_auth(service, (Role.APPROVER,)))
     reader = Depends(_auth(service, (Role.OPERATOR, Role.APPROVER, Role.AUDITOR)))

@@ -108,4 +108,7 @@ def audit_records(ev: Event) -> list[Record]:
             )
             for f in d["files"]
         ]
+    if k == "auth.failed":
+        client = a.partition(":")[2] or a
+        return [("auth.failed", a, {"client": _name(client), "reason": _text(d["reason"])})]
     return []
