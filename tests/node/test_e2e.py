@@ -101,11 +101,11 @@ def test_kill_9_fails_the_others_within_peer_timeout_then_restart(tmp_path: Path
         _running(dirs["bureau"], job_id)
         tree = {n: _job_tree(dirs[n] / "jobs" / job_id) for n in names}
         assert all(len(t) >= 2 for t in tree.values()), tree  # job process + worker each
-        t0 = time.monotonic()
+        killed_at = time.time()
         procs["bureau"].proc.send_signal(signal.SIGKILL)
         procs["bureau"].proc.wait(10)
-        st = wait_state(dirs["bank"], job_id, FINAL, 3.0 + 5.0)
-        assert time.monotonic() - t0 <= 3.0 + 5.0
+        st = wait_state(dirs["bank"], job_id, FINAL, 20.0)  # polling through the CLI is slow
+        assert st["updated"] - killed_at <= 3.0 + 5.0  # when the bank marked it failed
         assert st["state"] == "failed"
         assert st["error"].startswith("party 'bureau' stopped answering heartbeats for ")
         assert st["error"].endswith("during step 0 '_hang'")
@@ -147,17 +147,19 @@ def test_cancel_from_a_non_initiating_node_stops_every_party(tmp_path: Path, ca:
         _running(dirs["bureau"], job_id)
         tree = {n: _job_tree(dirs[n] / "jobs" / job_id) for n in names}
         assert all(len(t) >= 2 for t in tree.values()), tree
-        t0 = time.monotonic()
+        asked = time.time()
         veil("job", "cancel", "--node", str(dirs["bureau"]), job_id)
+        stopped = time.time()
         for n in names:
-            st = wait_state(dirs[n], job_id, FINAL, 10)
+            st = wait_state(dirs[n], job_id, FINAL, 20)
+            assert st["updated"] - asked < 5.0  # cancelled there within seconds
             assert st["state"] == "cancelled"
             assert st["error"].startswith("cancelled by user:admin-") and st["error"].endswith(
                 "on node 'bureau'"
             )
-        assert time.monotonic() - t0 < 12
-        for n in names:  # every job process and worker is gone
-            _gone(tree[n])
+        for n in names:  # every job process and worker is gone within seconds
+            _gone(tree[n], timeout=10.0)
+        assert time.time() - stopped < 15.0
 
 
 def _job_tree(work: Path) -> set[int]:

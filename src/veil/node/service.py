@@ -80,6 +80,7 @@ class NodeService:
         return f"node:{self.name}"
 
     def actor_of(self, actor: str) -> str:
+        """The event actor of a decision (``policy`` decisions are the node's)."""
         return self.me if actor == POLICY else actor
 
     # -- reads ---------------------------------------------------------------
@@ -125,6 +126,7 @@ class NodeService:
     def set_state(
         self, job: Job, state: JobState, kind: str, actor: str, error: str | None = None, **d: Any
     ) -> Job:
+        """Change the job's state: one transaction with its event."""
         new = replace(job, state=state, error=error, updated=time.time())
         detail = {"state": state.value, **({"error": error} if error else {}), **d}
         with self.store.change(Event(kind, job.id, actor, detail)) as tx:
@@ -178,6 +180,7 @@ class NodeService:
         return self.job(job.id)
 
     def my_dataset(self, nj: NodeJob) -> Dataset:
+        """The dataset this node gives to ``nj``, or a ConfigError naming it."""
         name = nj.datasets[self.name]
         ds = self.store.dataset(name)
         if ds is None:
@@ -195,6 +198,7 @@ class NodeService:
 
     @staticmethod
     def vote_msg(v: Vote) -> dict[str, Any]:
+        """A vote as a peer message."""
         return {
             "job_id": v.job_id,
             "party": v.party,
@@ -272,6 +276,7 @@ class NodeService:
             raise Conflict(f"node '{self.name}' already {mine[0].state.value} job '{job.id}'")
 
     def maybe_start(self, job_id: str) -> None:
+        """Start the job here once every party approved this job file's hash."""
         with self.lock:
             job = self.job(job_id)
             votes = {v.party: v for v in self.store.votes(job_id)}
