@@ -20,6 +20,7 @@ COMMANDS = (
     "veil.net.cli_ca",
     "veil.protocols.interconnect.command",
     "veil.node.cli",
+    "veil.audit.cli_audit",
 )
 EXIT_USAGE = 2
 EXIT_FAILED = 1

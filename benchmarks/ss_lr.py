@@ -1,0 +1,187 @@
+"""Secret-sharing vertical LR (``veil.ml.ss_lr``) beside scikit-learn and SecretFlow's SS-LR.
+
+    python benchmarks/ss_lr.py [--dataset synth20k|default_credit] [--triples dealer he]
+        [--epochs 10] [--batch-size 0] [--lr 0.3] [--schedule constant] [--alpha 0.01]
+        [--he ou] [--key-bits 2048] [--repeats 1] [--peer-json results/sslr.json ...]
+
+``synth20k`` is the peers' synthetic split (``make_classification(20000, 30,
+n_informative=15, n_redundant=5, random_state=0)``, 80/20 stratified, z-scored on the
+training rows; guest x0..x9 + y, host x10..x29: /work/shared/peers/fate/make_data.py),
+rebuilt here the same way. The defaults match the SecretFlow harness
+(``sf_vertical.py --algo sslr``: full batch, learning rate 0.3, 10 epochs, sigmoid t1,
+L2 0.01). Each party (label holder, partner and, with ``--triples dealer``, the dealer)
+runs in its own OS process joined by pipes (``benchmarks/_pipe_transport.py``). Prints
+fit seconds (wall, all parties started together until the last returns), CPU seconds,
+MB sent and test AUC for each triple source, scikit-learn fitted on the joined table
+in the same run, and rows from SecretFlow's result JSON (``--peer-json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from veil.ml.lr import PartyData, PartyModel
+from veil.ml.metrics import auc
+from veil.ml.ss_lr import SSLROptions, run_dealer, train_label_holder, train_partner
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _pipe_transport import run_processes
+
+DATA = Path("/work/shared/data")
+ROLES = {"label_holder": "bank"}
+
+
+def synth20k() -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
+    """The peers' synthetic split (their make_data.py, the same seeds)."""
+    from sklearn.datasets import make_classification
+    from sklearn.model_selection import train_test_split
+
+    X, y = make_classification(
+        n_samples=20000, n_features=30, n_informative=15, n_redundant=5, random_state=0
+    )
+    ids = np.arange(len(y))
+    tr, te = train_test_split(ids, test_size=0.2, random_state=42, stratify=y)
+    Xs = np.round((X - X[tr].mean(0)) / (X[tr].std(0) + 1e-12), 6)
+    g = pd.DataFrame(Xs[:, :10], columns=[f"x{i}" for i in range(10)])
+    g.insert(0, "y", y.astype(int))
+    g.insert(0, "id", ids)
+    h = pd.DataFrame(Xs[:, 10:], columns=[f"x{i}" for i in range(10, 30)])
+    h.insert(0, "id", ids)
+    return g, h, np.sort(tr), np.sort(te)
+
+
+def default_credit() -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split
+
+    g = pd.read_csv(DATA / "default_credit_hetero_guest.csv")
+    h = pd.read_csv(DATA / "default_credit_hetero_host.csv")
+    rows = np.arange(len(g))
+    tr, te = train_test_split(rows, test_size=0.3, random_state=42, stratify=g["y"])
+    return g, h, np.sort(tr), np.sort(te)
+
+
+def run_sklearn(g: pd.DataFrame, h: pd.DataFrame, tr: np.ndarray, te: np.ndarray) -> dict[str, Any]:
+    from sklearn.linear_model import LogisticRegression
+
+    X = np.hstack([g.drop(columns=["id", "y"]).to_numpy(), h.drop(columns=["id"]).to_numpy()])
+    y = g["y"].to_numpy()
+    t0 = time.perf_counter()
+    m = LogisticRegression(max_iter=1000).fit(X[tr], y[tr])
+    return {"fit_s": time.perf_counter() - t0, "test_auc": auc(y[te], m.decision_function(X[te]))}
+
+
+def _role(fn: Any, data: PartyData | None, o: SSLROptions) -> Any:
+    def role(s: Any) -> dict[str, Any]:
+        if data is None:
+            run_dealer(s, o)
+            return {}
+        model, report = fn(s, data, o)
+        return {
+            "model": model.to_json(),
+            "offline_s": report.offline_seconds,
+            "epoch_s": report.seconds,
+            "method": report.method,
+        }
+
+    return role
+
+
+def run_veil(
+    g: pd.DataFrame, h: pd.DataFrame, tr: np.ndarray, te: np.ndarray, o: SSLROptions
+) -> dict[str, Any]:
+    lh, pt = PartyData.from_frame(g, label="y"), PartyData.from_frame(h)
+    targets = {
+        "bank": _role(train_label_holder, lh.take(tr), o),
+        "bureau": _role(train_partner, pt.take(tr), o),
+    }
+    if o.dealer:
+        targets[o.dealer] = _role(None, None, o)
+    t0 = time.perf_counter()
+    out = run_processes(targets, roles=ROLES)
+    fit = time.perf_counter() - t0
+    for p, r in out.items():
+        if r.get("error"):
+            raise RuntimeError(f"{p}: {r['error']}")
+    models = [PartyModel.from_json(out[p]["result"]["model"]) for p in ("bank", "bureau")]
+    scores = models[0].partial_score(lh.X[te]) + models[1].partial_score(pt.X[te])
+    assert lh.y is not None
+    return {
+        "fit_s": fit,
+        "offline_s": out["bank"]["result"]["offline_s"],
+        "cpu_s": sum(r["cpu_s"] for r in out.values()),
+        "mb": sum(r["bytes_sent"] for r in out.values()) / 1e6,
+        "test_auc": auc(lh.y[te], scores),
+        "method": out["bank"]["result"]["method"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", default="synth20k", choices=["synth20k", "default_credit"])
+    ap.add_argument("--triples", nargs="+", default=["dealer", "he"], choices=["dealer", "he"])
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--batch-size", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=0.3)
+    ap.add_argument("--schedule", default="constant", choices=["constant", "decay"])
+    ap.add_argument("--alpha", type=float, default=0.01)
+    ap.add_argument("--sigmoid", default="linear")
+    ap.add_argument("--he", default="ou", choices=["ou", "paillier"])
+    ap.add_argument("--key-bits", type=int, default=2048)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--peer-json", nargs="*", default=[])
+    a = ap.parse_args()
+    g, h, tr, te = synth20k() if a.dataset == "synth20k" else default_credit()
+    sk = run_sklearn(g, h, tr, te)
+    common = {
+        "epochs": a.epochs,
+        "batch_size": a.batch_size,
+        "learning_rate": a.lr,
+        "schedule": a.schedule,
+        "alpha": a.alpha,
+        "sigmoid": a.sigmoid,
+        "he": a.he,
+        "key_bits": a.key_bits,
+        "seed": 1,
+    }
+    rows: dict[str, dict[str, float]] = {}
+    raw: dict[str, Any] = {}
+    for mode in a.triples:
+        o = SSLROptions(dealer="dealer" if mode == "dealer" else None, **common)
+        runs = [run_veil(g, h, tr, te, o) for _ in range(a.repeats)]
+        raw[mode] = runs
+        rows[mode] = {k: float(np.median([r[k] for r in runs])) for k in runs[0] if k != "method"}
+    n_feat = g.shape[1] - 2 + h.shape[1] - 1
+    print(
+        f"{a.dataset}: rows train/test {len(tr)}/{len(te)}, features {n_feat}, "
+        f"{a.epochs} epochs, batch {a.batch_size or 'full'}, lr {a.lr} ({a.schedule}), "
+        f"L2 {a.alpha}, sigmoid {a.sigmoid}, median of {a.repeats}"
+    )
+    print("| system | fit s | of which offline s | CPU s (all parties) | MB sent | test AUC |")
+    print("|---|---|---|---|---|---|")
+    names = {
+        "dealer": "Veil SS-LR, dealer",
+        "he": f"Veil SS-LR, no third party ({a.he}-{a.key_bits})",
+    }
+    for mode, r in rows.items():
+        print(
+            f"| {names[mode]} | {r['fit_s']:.2f} | {r['offline_s']:.2f} | {r['cpu_s']:.1f} | "
+            f"{r['mb']:.1f} | {r['test_auc']:.4f} |"
+        )
+    print(f"| scikit-learn (joined, plaintext) | {sk['fit_s']:.2f} | | | | {sk['test_auc']:.4f} |")
+    for path in a.peer_json:
+        r = json.loads(Path(path).read_text())
+        name = f"{r.get('framework', path)} {r.get('spu', '')}"
+        print(f"| {name} | {r['fit_seconds']:.2f} | | | | {r['test_auc']:.4f} |")
+    print(json.dumps({"veil": raw, "sklearn": sk}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,408 @@
+"""Secret-sharing vertical logistic regression (SS-LR) over :mod:`veil.mpc`.
+
+Paper: Mohassel and Zhang, "SecureML: A System for Scalable Privacy-Preserving Machine
+Learning" (IEEE S&P 2017): mini-batch SGD on additive shares over Z_2^64, Beaver
+(matrix) triples from an offline phase, the data matrix masked once and reused, local
+probabilistic truncation, a polynomial sigmoid. SecretFlow's SS-LR (SPU, SEMI2K) is
+the same design.
+
+Roles: ``label_holder`` L (labels, block X_L and the intercept; compute party 0) and
+one or more partners (blocks X_P). The first partner is compute party 1; any further
+partner only inputs its block and receives its coefficients. The triples come from
+``options.dealer`` (a party with no data, :func:`run_dealer`) or, without one, from L
+and the first partner under Paillier/OU (:mod:`veil.mpc.he_triples`).
+
+Flow:
+  1. L -> partners, dealer  ``ss_hello``: options digest, row count and id digest,
+     batch seed, model id, the data and compute parties.
+     partners -> L  ``ss_ready``: ok (or why not) and the block width;
+     L -> partners  ``ss_start``: every block's width (or the error that stops the run).
+  2. Offline: both compute parties build the same plan from these public numbers
+     (:func:`build_plan`); the dealer or the HE protocol fills their triple stores.
+  3. Inputs: every block is masked once (``X_p - M_p`` opened between L and P1; a further
+     partner first secret-shares its block to them); L shares y (and, with class
+     weights, ``s`` and ``s * y``) by sending a seed.
+  4. Per step on batch B (a fixed partition of the rows, visited in a fresh order each
+     epoch): ``w -= lr_e (X_B^T d / |B| + alpha * w)`` (no penalty on the intercept),
+     ``d = sigmoid(X_B w) - y_B`` (times the class weights). :mod:`veil.ml.ss_lr_fit`
+     computes it through the scores (``z``: 2 rounds + the sigmoid's and the weights'
+     products) or, for the ``linear`` sigmoid without class weights, from each batch's
+     shared Gram matrix (``gram``: 1 round a step, the batch size no longer matters).
+  5. Each party receives both shares of its own block of ``w``.
+
+What each party learns (semi-honest, the dealer colludes with nobody):
+  - during training: nothing but uniform words (opened ``value - mask``); no gradient,
+    residual, score, label or weight is opened. Public to all: row count, block widths,
+    epochs, batch schedule. The dealer learns only these.
+  - at the end: each party its own coefficients (L also the intercept): what its model
+    file holds and what joint prediction (:func:`veil.ml.lr.predict_label_holder`) needs.
+Batches obey ``policy.min_batch(widest block)`` like the HE protocol's, although no
+batch gradient is revealed here.
+
+Fixed point: features carry ``feature_frac_bits`` (f_x), everything else ``frac_bits``
+(f). ``X w`` and ``X^T d`` carry f + f_x bits and are truncated by f_x (SecureML's local
+truncation). A truncation of a value below 2^v (with its fraction bits) fails with
+probability 2^(v + 1 - 64); each party checks before sharing that its largest batch
+gradient ``|B| * max|x_j| * 2`` (``|d| <= 2``, times the largest class weight) stays
+within ``64 - 1 - TRUNC_SAFETY_BITS`` bits, and otherwise stops with an error naming
+the column. Typical values are far below that worst case.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+
+from veil.errors import ConfigError, ProtocolError
+from veil.ml.labels import check_labels, sample_weights
+from veil.ml.lr import PartyData, PartyModel
+from veil.ml.ss_lr_fit import FitReport, RunParams, build_plan, fit, partition, visit_order
+from veil.ml.ss_lr_options import SSLROptions
+from veil.mpc import triples
+from veil.mpc.channel import expect_field, expect_int
+from veil.mpc.engine import Engine, receive_output, send_input
+from veil.mpc.he_triples import he_store
+from veil.mpc.ring import FixedPoint, Share
+from veil.net.session import Session
+from veil.policy import DEFAULT_POLICY, SecurityPolicy
+
+__all__ = [
+    "LABEL_HOLDER",
+    "PARTNER",
+    "SSLROptions",
+    "SSLRReport",
+    "Tag",
+    "build_plan",
+    "partition",
+    "run_dealer",
+    "train_label_holder",
+    "train_partner",
+    "visit_order",
+]
+
+LABEL_HOLDER = "label_holder"
+PARTNER = "partner"
+TRUNC_SAFETY_BITS = 20  # worst-case truncation failure per value: 2^-20
+
+
+class Tag(StrEnum):
+    """Messages of SS-LR beyond those of :mod:`veil.mpc`."""
+
+    HELLO = "ss_hello"  # L -> partners, dealer
+    READY = "ss_ready"  # partner -> L
+    START = "ss_start"  # L -> partners
+
+
+SSLRReport = FitReport
+"""What a party knows about its run (as the HE protocol's report, plus MPC counts)."""
+
+
+# -- the roles ---------------------------------------------------------------------------
+def train_label_holder(
+    s: Session, data: PartyData, opts: SSLROptions, *, policy: SecurityPolicy = DEFAULT_POLICY
+) -> tuple[PartyModel, SSLRReport]:
+    """Train as the label holder with every other party of ``s`` (but the dealer) as a
+    partner; returns this party's model part (with the intercept)."""
+    if data.y is None:
+        raise ConfigError("label_holder.label", "the label holder has no label column")
+    if opts.dealer == s.me:
+        raise ConfigError("hetero_lr.dealer", f"'{s.me}' is the label holder", "name a third party")
+    if opts.dealer is not None and opts.dealer not in s.parties:
+        raise ConfigError("hetero_lr.dealer", f"'{opts.dealer}' is not in the job")
+    y = check_labels(data.y, "label_holder.label").astype(np.float64)
+    sw = sample_weights(y, opts.class_weight)
+    X, mean, std = _prepare(data, opts, "label_holder", opts.fit_intercept)
+    run = _hello(s, data, opts, X.shape[1], policy)
+    _check_range(X, data.feature_names, run, opts, where="label_holder", weight=float(sw.max()))
+    e, report = _engine(s, 0, run, opts, policy)
+    Xs = _block_shares(e, run, FixedPoint(opts.feature_frac_bits).encode(X))
+    ys = e.share_input(e.fp.encode(y.reshape(-1, 1)))
+    wts = None
+    if opts.class_weight is not None:
+        sws = e.share_input(e.fp.encode(sw.reshape(-1, 1)))
+        wts = (sws, e.share_input(e.fp.encode((sw * y).reshape(-1, 1))))
+    mine = _reveal(e, run, fit(e, run, opts, Xs, ys, wts, report))
+    coef, icpt = (mine[:-1], float(mine[-1])) if opts.fit_intercept else (mine, 0.0)
+    model = _model(run, opts, LABEL_HOLDER, data, coef, icpt, me=s.me, scaling=(mean, std))
+    return model, report
+
+
+def _hello(
+    s: Session, data: PartyData, opts: SSLROptions, width: int, policy: SecurityPolicy
+) -> RunParams:
+    """L's side of step 1: agree on the run's public parameters with every partner."""
+    partners = [p for p in s.peers() if p != opts.dealer]
+    if not partners and opts.dealer:
+        raise ConfigError(
+            "hetero_lr.dealer",
+            f"'{opts.dealer}' is the only other party, so it would be a data party too",
+            "the dealer must be a third party without data",
+        )
+    if not partners:
+        raise ConfigError("parties", "SS-LR needs at least one partner", "add a partner")
+    seed = opts.seed if opts.seed is not None else secrets.randbits(62)
+    model_id = secrets.token_hex(16)
+    hello = {
+        "digest": opts.digest(),
+        "n": data.n_rows,
+        "ids": data.ids_digest(),
+        "seed": seed,
+        "model_id": model_id,
+        "parties": [s.me, *partners],
+    }
+    for p in [*partners, *([opts.dealer] if opts.dealer else [])]:
+        s.send(p, Tag.HELLO, hello)
+    widths, problems = [width], []
+    for p in partners:
+        ready = s.recv(p, Tag.READY)
+        if not isinstance(ready, dict) or not ready.get("ok"):
+            err = ready.get("error") if isinstance(ready, dict) else "malformed ready"
+            problems.append(f"partner '{p}': {err}")
+        else:
+            widths.append(expect_int(ready.get("width"), Tag.READY, "width", 1))
+    if not problems:
+        smallest = min(len(b) for b in partition(data.n_rows, opts.batch_size, seed))
+        floor = policy.min_batch(max(widths))
+        if smallest < floor:
+            problems.append(
+                f"batches of {smallest} rows are below the policy minimum {floor} for "
+                f"{max(widths)} features; use batch_size >= {floor} (or 0: full batch)"
+            )
+    for p in partners:
+        s.send(p, Tag.START, {"widths": widths, "error": "; ".join(problems)})
+    if problems:
+        raise ConfigError("hetero_lr", "; ".join(problems), "fix the inputs named")
+    return RunParams(data.n_rows, seed, model_id, (s.me, *partners), tuple(widths))
+
+
+def train_partner(
+    s: Session, data: PartyData, opts: SSLROptions, *, policy: SecurityPolicy = DEFAULT_POLICY
+) -> tuple[PartyModel, SSLRReport]:
+    """Train as a partner; returns this party's model part."""
+    run, X, mean, std = _join(s, data, opts)
+    _check_range(X, data.feature_names, run, opts, where=f"partner[{s.me}]", weight=None)
+    fx = FixedPoint(opts.feature_frac_bits)
+    me = run.parties.index(s.me)
+    if me >= 2:  # an input party: share the block, receive the coefficients
+        report = SSLRReport(epochs_run=opts.epochs, triples="dealer" if opts.dealer else opts.he)
+        send_input(s, fx.encode(X), run.compute)
+        mine = (
+            FixedPoint(opts.frac_bits)
+            .decode(receive_output(s, run.compute, (run.widths[me], 1)))
+            .ravel()
+        )
+    else:
+        e, report = _engine(s, 1, run, opts, policy)
+        Xs = _block_shares(e, run, fx.encode(X))
+        ys = e.receive_input((run.n, 1))
+        wts = None
+        if opts.class_weight is not None:
+            wts = (e.receive_input((run.n, 1)), e.receive_input((run.n, 1)))
+        mine = _reveal(e, run, fit(e, run, opts, Xs, ys, wts, report))
+    model = _model(run, opts, PARTNER, data, mine, None, me=s.me, scaling=(mean, std))
+    return model, report
+
+
+def _join(
+    s: Session, data: PartyData, opts: SSLROptions
+) -> tuple[RunParams, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """A partner's side of step 1: check the hello, send ready, receive start."""
+    lh = s.party_of(LABEL_HOLDER)
+    hello = s.recv(lh, Tag.HELLO)
+    seed = expect_int(expect_field(hello, Tag.HELLO, "seed"), Tag.HELLO, "seed")
+    model_id = expect_field(hello, Tag.HELLO, "model_id")
+    parties = expect_field(hello, Tag.HELLO, "parties")
+    if not isinstance(parties, list) or len(parties) < 2 or not isinstance(model_id, str):
+        raise ProtocolError(f"{Tag.HELLO}.parties: expected the list of data parties")
+    problem = _check_hello(hello, s.me, data, opts)
+    X = mean = std = None
+    if problem is None:
+        try:
+            X, mean, std = _prepare(data, opts, f"partner[{s.me}]", False)
+        except ConfigError as err:
+            problem = str(err)
+    width = 0 if X is None else X.shape[1]
+    s.send(lh, Tag.READY, {"ok": problem is None, "error": problem, "width": width})
+    if problem is not None or X is None:
+        raise ConfigError(f"partner[{s.me}]", problem or "cannot train", "fix this party's input")
+    start = s.recv(lh, Tag.START)
+    if expect_field(start, Tag.START, "error"):
+        raise ConfigError("hetero_lr", str(start["error"]), "fix the inputs named")
+    widths = expect_field(start, Tag.START, "widths")
+    if not isinstance(widths, list) or len(widths) != len(parties):
+        raise ProtocolError(f"{Tag.START}.widths: one width per data party expected")
+    run = RunParams(
+        data.n_rows,
+        seed,
+        model_id,
+        tuple(str(p) for p in parties),
+        tuple(expect_int(w, Tag.START, "widths", 1) for w in widths),
+    )
+    return run, X, mean, std
+
+
+def run_dealer(s: Session, opts: SSLROptions) -> triples.DealerReport:
+    """The dealer's role: learn who computes from the hello, then serve the triples."""
+    hello = s.recv(s.party_of(LABEL_HOLDER), Tag.HELLO)
+    if opts.dealer != s.me:
+        raise ConfigError("hetero_lr.dealer", f"names '{opts.dealer}', not this party '{s.me}'")
+    if not isinstance(hello, dict) or hello.get("digest") != opts.digest():
+        raise ConfigError("hetero_lr", "options differ from the label holder's", "use the same")
+    parties = hello.get("parties")
+    if not isinstance(parties, list) or len(parties) < 2 or s.me in parties:
+        raise ConfigError("hetero_lr.dealer", f"'{s.me}' is also a data party", "name another")
+    return triples.run_dealer(s, (str(parties[0]), str(parties[1])))
+
+
+# -- pieces --------------------------------------------------------------------------
+def _check_hello(hello: Any, me: str, data: PartyData, opts: SSLROptions) -> str | None:
+    """Why this partner cannot train with the label holder's parameters, or None."""
+    if not isinstance(hello, dict):
+        return "malformed hello"
+    if opts.dealer == me:
+        return f"'{me}' is named the dealer but holds data; name a third party"
+    if hello.get("digest") != opts.digest():
+        return "options differ from the label holder's; give every party the same"
+    if data.n_rows == 0:
+        return "this partner has no rows; run PSI first"
+    if hello.get("n") != data.n_rows or hello.get("ids") != data.ids_digest():
+        return (
+            f"training rows differ from the label holder's ({data.n_rows} vs {hello.get('n')}"
+            " rows or another id order); run PSI and the same split first"
+        )
+    if me not in (hello.get("parties") or []):
+        return "this party is not a partner of the run"
+    return None
+
+
+def _prepare(
+    data: PartyData, opts: SSLROptions, where: str, intercept: bool
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Check, standardise and clip a block as the HE protocol does (and as
+    :meth:`PartyModel.partial_score` will at prediction); intercept column last.
+    (The checks repeat ``veil.ml.lr``'s private ``check_features``/``fit_scaling``, which
+    this module may not import; once SS-LR lives in that package it should use them.)"""
+    X = np.asarray(data.X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != len(data.feature_names) or not len(X):
+        raise ConfigError(f"{where}.rows", f"a {X.shape} table to train on", "run PSI first")
+    mean, std = X.mean(axis=0), X.std(axis=0)
+    for j, name in enumerate(data.feature_names):
+        bad = int((~np.isfinite(X[:, j])).sum())
+        if bad:
+            raise ConfigError(
+                f"{where}.{name}",
+                f"{bad} missing or infinite values",
+                "impute them or WOE-transform the column first (binning step)",
+            )
+        if not std[j] > 1e-12:
+            raise ConfigError(f"{where}.{name}", "is constant on the training rows", "drop it")
+    if opts.standardize:
+        X = (X - mean) / std
+    if opts.clip > 0:
+        X = np.clip(X, -opts.clip, opts.clip)
+    if intercept:
+        X = np.hstack([X, np.ones((len(X), 1))])
+    return (X, mean, std) if opts.standardize else (X, None, None)
+
+
+def _check_range(
+    X: np.ndarray,
+    names: Sequence[str],
+    run: RunParams,
+    opts: SSLROptions,
+    *,
+    where: str,
+    weight: float | None,
+) -> None:
+    """Refuse a column whose largest batch gradient risks a truncation failure
+    (``weight``: the largest class weight, known to the label holder only)."""
+    rows = max(len(b) for b in partition(run.n, opts.batch_size, run.seed))
+    limit = 64 - 1 - TRUNC_SAFETY_BITS
+    frac = opts.frac_bits + opts.feature_frac_bits
+    for j, name in enumerate([*names, "intercept"][: X.shape[1]]):
+        peak = float(np.max(np.abs(X[:, j])))
+        bits = float(np.log2(max(rows * peak * 2.0 * (weight or 1.0), 1.0))) + frac
+        if bits > limit:
+            raise ConfigError(
+                f"{where}.{name}",
+                f"values up to {peak:.6g} make a batch gradient of {bits:.1f} bits with "
+                f"{opts.frac_bits}+{opts.feature_frac_bits} fraction bits; above {limit} bits "
+                f"SecureML truncation fails with probability over 2^-{TRUNC_SAFETY_BITS}",
+                "standardize the column (standardize: true, clip: 3), or lower batch_size, "
+                "frac_bits or feature_frac_bits",
+            )
+
+
+def _engine(
+    s: Session, me: int, run: RunParams, opts: SSLROptions, policy: SecurityPolicy
+) -> tuple[Engine, SSLRReport]:
+    t0 = time.perf_counter()
+    plan = build_plan(run, opts)
+    if opts.dealer is not None:
+        store = triples.dealer_store(s, me, run.compute, opts.dealer, plan)
+    else:
+        store = he_store(
+            s, me, run.compute, plan, scheme=opts.he, key_bits=opts.key_bits, policy=policy
+        )
+    report = SSLRReport(offline_seconds=time.perf_counter() - t0)
+    report.triples = "dealer" if opts.dealer else str(opts.he)
+    return Engine(s, run.compute, me, store, FixedPoint(opts.frac_bits)), report
+
+
+def _block_shares(e: Engine, run: RunParams, mine: Share) -> Share:
+    """This compute party's share of the joint feature matrix: its own block, zeros in the
+    other's, and its shares of further partners' blocks; then masked once."""
+    out = np.zeros((run.n, sum(run.widths)), dtype=np.uint64)
+    start = 0
+    for i, (party, w) in enumerate(zip(run.parties, run.widths, strict=True)):
+        if i == e.me:
+            out[:, start : start + w] = mine
+        elif i >= 2:
+            out[:, start : start + w] = e.receive_input((run.n, w), frm=party)
+        start += w
+    return out
+
+
+def _reveal(e: Engine, run: RunParams, w: Share) -> np.ndarray:
+    """Each data party learns its own block of the weights; returns this party's."""
+    mine = None
+    start = 0
+    for party, width in zip(run.parties, run.widths, strict=True):
+        got = e.reveal_to(party, w[start : start + width])
+        if got is not None:
+            mine = e.fp.decode(got).ravel()
+        start += width
+    assert mine is not None
+    return mine
+
+
+def _model(  # noqa: PLR0917
+    run: RunParams,
+    opts: SSLROptions,
+    role: str,
+    data: PartyData,
+    coef: np.ndarray,
+    intercept: float | None,
+    *,
+    me: str,
+    scaling: tuple[np.ndarray | None, np.ndarray | None],
+) -> PartyModel:
+    mean, std = scaling
+    return PartyModel(
+        model_id=run.model_id,
+        role=role,
+        party=me,
+        feature_names=data.feature_names,
+        coef=np.asarray(coef, dtype=np.float64),
+        intercept=intercept,
+        mean=mean,
+        std=std,
+        clip=opts.clip,
+        parties=run.parties,
+        options={**opts.to_json(), "protocol": "ss"},
+    )

@@ -1,0 +1,199 @@
+"""The arithmetic of SS-LR on shares: batches, the offline plan and the SGD loop.
+
+Two ways to compute the batch gradient ``g = X_B^T d`` (:mod:`veil.ml.ss_lr` lists the
+flow and what each party learns; both open only masked values):
+
+``z``     per step ``z = X_B w`` (masked product), ``p = sigmoid(z)``, ``d = p - y_B``
+          (``s_B p - (s y)_B`` with class weights), ``g = X_B^T d``: any sigmoid of
+          :mod:`veil.mpc.nonlinear`, class weights. Each step consumes two matrix
+          triples over the batch's rows, plus the sigmoid's and the weights' products.
+``gram``  with the ``linear`` sigmoid and no class weights the gradient is linear in w:
+          ``g / |B| = 0.25 (X_B^T X_B / |B|) w + X_B^T (0.5 - y_B) / |B|``. The shared
+          mean Gram matrix and vector of each (fixed) batch are computed once (one
+          ``cross`` and one ``masked_t`` triple per batch), the Gram matrix is masked
+          once, and a step is one (width x width) masked product: the step's cost no
+          longer depends on the batch size. Same algorithm, same result up to rounding.
+Without a dealer the ``gram`` way makes far fewer triples under HE (one Gram block per
+batch instead of a row-sized product per step), so it is used whenever it applies.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from veil.ml.ss_lr_options import SSLROptions
+from veil.mpc.engine import Engine, Masked
+from veil.mpc.nonlinear import Sigmoid, plan_sigmoid, sigmoid
+from veil.mpc.plan import SHARED, Plan
+from veil.mpc.ring import Share
+
+__all__ = ["MASK", "FitReport", "RunParams", "build_plan", "fit", "partition", "use_gram"]
+
+MASK = "X"
+_SCALE_BITS = 12  # significant bits of the learning rate and 1/|B| multipliers
+
+
+@dataclass(frozen=True)
+class RunParams:
+    """The public parameters every party agrees on after the hello."""
+
+    n: int
+    seed: int
+    model_id: str
+    parties: tuple[str, ...]  # data parties: the label holder first, then the partners
+    widths: tuple[int, ...]
+
+    @property
+    def compute(self) -> tuple[str, str]:
+        return self.parties[0], self.parties[1]
+
+
+@dataclass
+class FitReport:
+    """What a party knows about its run (field names as the HE protocol's report)."""
+
+    epochs_run: int = 0
+    best_epoch: int = -1
+    seconds: list[float] = field(default_factory=list)
+    valid_auc: list[float] = field(default_factory=list)
+    stopped_by: str = "epochs"
+    offline_seconds: float = 0.0
+    rounds: int = 0
+    words_opened: int = 0
+    triples: str = ""
+    method: str = ""
+
+
+def use_gram(opts: SSLROptions) -> bool:
+    """Whether the gradient is linear in w (``linear`` sigmoid, no class weights)."""
+    return Sigmoid(opts.sigmoid) is Sigmoid.LINEAR and opts.class_weight is None
+
+
+def partition(n: int, batch_size: int, seed: int) -> list[np.ndarray]:
+    """The fixed batches: a seeded permutation of the rows in ``n // batch_size`` nearly
+    equal parts (each at least ``batch_size`` rows; 0 = one full batch)."""
+    k = 1 if batch_size <= 0 else max(1, n // batch_size)
+    order = np.random.default_rng([seed, 0]).permutation(n)
+    return [np.sort(p) for p in np.array_split(order, k)]
+
+
+def visit_order(n_batches: int, seed: int, epoch: int) -> list[int]:
+    """The order in which ``epoch`` visits the fixed batches."""
+    return [int(b) for b in np.random.default_rng([seed, epoch, 1]).permutation(n_batches)]
+
+
+def build_plan(run: RunParams, opts: SSLROptions) -> Plan:
+    """Every triple of a training run (public parameters only); one phase per epoch,
+    after a set-up phase for the ``gram`` way."""
+    plan = Plan()
+    owners = [0, 1] + [SHARED] * (len(run.widths) - 2)
+    plan.add_mask(MASK, run.n, list(zip(run.widths, owners, strict=True)))
+    parts = partition(run.n, opts.batch_size, run.seed)
+    for rows in parts:
+        plan.add_rowset(rows)
+    gram = use_gram(opts)
+    if gram:
+        width = sum(run.widths)
+        square = plan.add_rowset(np.arange(width))
+        for k in range(len(parts)):
+            plan.add_mask(f"G{k}", width, [(width, SHARED)])
+            plan.cross(MASK, MASK, k)
+            plan.masked_t(MASK, k)
+    for epoch in range(opts.epochs):
+        plan.new_phase()
+        for k in visit_order(len(parts), run.seed, epoch):
+            if gram:
+                plan.masked(f"G{k}", square)
+                continue
+            size = len(parts[k])
+            plan.masked(MASK, k)
+            plan_sigmoid(plan, Sigmoid(opts.sigmoid), size)
+            if opts.class_weight is not None:
+                plan.mul(size)
+            plan.masked_t(MASK, k)
+    return plan
+
+
+def fit(  # noqa: PLR0917
+    e: Engine,
+    run: RunParams,
+    opts: SSLROptions,
+    Xs: Share,
+    ys: Share,
+    wts: tuple[Share, Share] | None,
+    report: FitReport,
+) -> Share:
+    """Mini-batch SGD on shares; returns this party's share of the weights.
+
+    ``Xs``: this party's share of the joint feature matrix (``feature_frac_bits``),
+    ``ys``: of the labels, ``wts``: of the class weights ``s`` and ``s * y``."""
+    M = e.mask(MASK, Xs)
+    width = sum(run.widths)
+    w = e.constant(np.zeros((width, 1), dtype=np.uint64))
+    pen = np.ones((width, 1), dtype=np.uint64)
+    if opts.fit_intercept:
+        pen[run.widths[0] - 1] = 0
+    l2 = opts.penalty == "l2" and opts.alpha > 0
+    parts = partition(run.n, opts.batch_size, run.seed)
+    gram = use_gram(opts)
+    report.method = "gram" if gram else "z"
+    setup = _gram_setup(e, M, ys, parts, opts) if gram else []
+    square = len(parts)  # the plan's rowset of the Gram matrices' rows
+    for epoch in range(opts.epochs):
+        t0 = time.perf_counter()
+        lr = opts.learning_rate_at(epoch)
+        for k in visit_order(len(parts), run.seed, epoch):
+            if gram:
+                G, h = setup[k]
+                g = e.masked_matmul(G, square, w) + h  # mean gradient
+                step = e.scale(g, lr, sig_bits=_SCALE_BITS)
+            else:
+                g = _z_gradient(e, M, k, parts[k], w, (ys, wts), opts)
+                step = e.scale(g, lr / len(parts[k]), sig_bits=_SCALE_BITS)
+            if l2:
+                step = step + e.scale(w, lr * opts.alpha, sig_bits=_SCALE_BITS) * pen
+            w = w - step
+        report.seconds.append(time.perf_counter() - t0)
+        report.epochs_run = epoch + 1
+    report.rounds, report.words_opened = e.rounds, e.words_opened
+    return w
+
+
+def _z_gradient(  # noqa: PLR0917
+    e: Engine,
+    M: Masked,
+    k: int,
+    rows: np.ndarray,
+    w: Share,
+    labels: tuple[Share, tuple[Share, Share] | None],
+    opts: SSLROptions,
+) -> Share:
+    """``X_B^T d`` (summed over the batch) through the scores."""
+    ys, wts = labels
+    fx = opts.feature_frac_bits
+    z = e.masked_matmul(M, k, w, shift=fx)
+    p = sigmoid(e, z, Sigmoid(opts.sigmoid))
+    d = p - ys[rows] if wts is None else e.mul(wts[0][rows], p) - wts[1][rows]
+    return e.masked_tmatmul(M, k, d, shift=fx)
+
+
+def _gram_setup(
+    e: Engine, M: Masked, ys: Share, parts: list[np.ndarray], opts: SSLROptions
+) -> list[tuple[Masked, Share]]:
+    """Per batch: ``0.25 X_B^T X_B / |B|`` (masked once) and ``X_B^T (0.5 - y_B) / |B|``."""
+    fx, f = opts.feature_frac_bits, e.fp.frac_bits
+    half = e.constant(e.fp.encode(np.full(ys.shape, 0.5)))
+    v = half - ys
+    out: list[tuple[Masked, Share]] = []
+    for k, rows in enumerate(parts):
+        G = e.cross(M, M, k)  # 2 fx fraction bits
+        G = e.trunc(G, 2 * fx - f) if 2 * fx >= f else G * np.uint64(1 << (f - 2 * fx))
+        G = e.scale(G, 0.25 / len(rows), sig_bits=_SCALE_BITS)
+        h = e.scale(
+            e.masked_tmatmul(M, k, v[rows], shift=fx), 1.0 / len(rows), sig_bits=_SCALE_BITS
+        )
+        out.append((e.mask(f"G{k}", G), h))
+    return out

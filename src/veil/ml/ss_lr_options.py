@@ -1,0 +1,153 @@
+"""Options of secret-sharing vertical LR (:mod:`veil.ml.ss_lr`), checked once.
+
+The shape follows :class:`veil.ml.lr.LROptions` (same names and meanings for
+``epochs``, ``batch_size``, ``learning_rate``, ``schedule``, ``decay``, ``penalty``,
+``alpha``, ``class_weight``, ``fit_intercept``, ``standardize``, ``clip``, ``he``,
+``key_bits``, ``seed``) so that ``hetero_lr: {protocol: ss, ...}`` can hand its mapping
+to :meth:`SSLROptions.from_mapping`. LR options with no meaning here are accepted at
+their neutral value only (``patience: 0``, ``tol: 0``, ``penalty`` other than ``l1``,
+``protocol: ss``) or ignored (``feature_bits``: HE rounding, replaced here by
+``feature_frac_bits``). Options of SS-LR only:
+
+``sigmoid``            ``linear`` (0.5 + z/4, default), ``minimax3`` or ``minimax5``
+                       (:mod:`veil.mpc.nonlinear`).
+``frac_bits``          fraction bits of shared values (weights, scores, residuals).
+``feature_frac_bits``  fraction bits of the features (2^-10 = 0.001 of a standard
+                       deviation by default); the product of a feature and a residual
+                       carries both and is truncated by the feature's.
+``dealer``             a party (not a data party) that makes the Beaver triples; null:
+                       the label holder and the first partner make them under ``he``
+                       with ``key_bits`` keys (slower, no third party).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from veil.errors import ConfigError
+from veil.mpc.nonlinear import Sigmoid
+
+__all__ = ["SSLROptions"]
+
+_SCHEDULES = ("constant", "decay")
+_PENALTIES = ("none", "l2")
+_HE = ("ou", "paillier")
+_NEUTRAL = {"patience": 0, "tol": 0, "protocol": "ss"}  # LR options SS-LR runs without
+_IGNORED = ("feature_bits",)
+
+
+@dataclass(frozen=True)
+class SSLROptions:
+    """Training options; see the module docstring."""
+
+    epochs: int = 10
+    batch_size: int = 2048
+    learning_rate: float = 0.5
+    schedule: str = "decay"
+    decay: float = 1.0
+    penalty: str = "l2"
+    alpha: float = 1e-4
+    class_weight: str | Mapping[int, float] | None = None
+    fit_intercept: bool = True
+    standardize: bool = True
+    clip: float = 3.0
+    seed: int | None = None
+    sigmoid: str = "linear"
+    frac_bits: int = 16
+    feature_frac_bits: int = 10
+    dealer: str | None = None
+    he: str = "ou"
+    key_bits: int = 2048
+
+    def __post_init__(self) -> None:
+        _int("epochs", self.epochs, 1)
+        _int("batch_size", self.batch_size, 0)
+        _int("frac_bits", self.frac_bits, 8, 24)
+        _int("feature_frac_bits", self.feature_frac_bits, 4, self.frac_bits)
+        _int("key_bits", self.key_bits, 512)
+        if self.seed is not None:
+            _int("seed", self.seed, 0)
+        for name in ("learning_rate", "decay", "alpha", "clip"):
+            v = getattr(self, name)
+            ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            if not ok or v < 0 or (name == "learning_rate" and v == 0):
+                raise ConfigError(f"hetero_lr.{name}", f"must be a number >= 0, got {v!r}")
+        for name, allowed in (("schedule", _SCHEDULES), ("penalty", _PENALTIES), ("he", _HE)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(
+                    f"hetero_lr.{name}",
+                    f"{getattr(self, name)!r} is not supported by protocol ss",
+                    f"use one of {list(allowed)}",
+                )
+        try:
+            object.__setattr__(self, "sigmoid", str(Sigmoid(self.sigmoid)))
+        except ValueError:
+            raise ConfigError(
+                "hetero_lr.sigmoid", f"unknown {self.sigmoid!r}", f"use one of {list(Sigmoid)}"
+            ) from None
+        if not isinstance(self.fit_intercept, bool) or not isinstance(self.standardize, bool):
+            raise ConfigError("hetero_lr.fit_intercept", "fit_intercept/standardize: true/false")
+        if self.dealer is not None and (not isinstance(self.dealer, str) or not self.dealer):
+            raise ConfigError("hetero_lr.dealer", "must be a party name", "or null (no dealer)")
+        cw = self.class_weight
+        if cw is not None and cw != "balanced":
+            if not isinstance(cw, Mapping) or set(cw) != {0, 1}:
+                raise ConfigError(
+                    "hetero_lr.class_weight",
+                    f"got {cw!r}",
+                    "use null, 'balanced' or {0: w0, 1: w1}",
+                )
+            if not all(isinstance(v, int | float) and v > 0 for v in cw.values()):
+                raise ConfigError("hetero_lr.class_weight", "weights must be > 0")
+            object.__setattr__(self, "class_weight", {0: float(cw[0]), 1: float(cw[1])})
+
+    def learning_rate_at(self, epoch: int) -> float:
+        """Step size of ``epoch`` (0-based): lr, or lr / (1 + decay * epoch)."""
+        if self.schedule == "decay":
+            return self.learning_rate / (1.0 + self.decay * epoch)
+        return self.learning_rate
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        if isinstance(self.class_weight, Mapping):
+            d["class_weight"] = {str(k): v for k, v in self.class_weight.items()}
+        return d
+
+    def digest(self) -> str:
+        """Short hash every party compares before training starts."""
+        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_mapping(cls, m: Mapping[str, Any]) -> SSLROptions:
+        """Build from a job file's (``hetero_lr``) mapping, naming any unknown key."""
+        known = set(cls.__dataclass_fields__)
+        d: dict[str, Any] = {}
+        for k, v in m.items():
+            if k in _IGNORED:
+                continue
+            if k in _NEUTRAL:
+                if v != _NEUTRAL[k]:
+                    raise ConfigError(
+                        f"hetero_lr.{k}",
+                        f"{v!r} is not supported by protocol ss",
+                        f"leave it at {_NEUTRAL[k]!r}",
+                    )
+                continue
+            if k not in known:
+                raise ConfigError(f"hetero_lr.{k}", "unknown option", f"use one of {sorted(known)}")
+            d[k] = v
+        cw = d.get("class_weight")
+        if isinstance(cw, Mapping):
+            d["class_weight"] = {int(k): v for k, v in cw.items()}
+        return cls(**d)
+
+
+def _int(name: str, v: object, lo: int, hi: int | None = None) -> None:
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
+        span = f">= {lo}" if hi is None else f"in {lo}..{hi}"
+        raise ConfigError(f"hetero_lr.{name}", f"must be an integer {span}, got {v!r}")
