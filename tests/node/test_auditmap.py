@@ -142,3 +142,26 @@ def test_every_event_of_a_real_flow_maps(tmp_path: Path, ca: Path) -> None:
                 "job.started" not in kinds
             )  # no launcher here: approved, never started and "job.cancelled" in kinds
             assert kinds.count("job.vote") == 2 and "dataset.registered" in kinds
+
+
+def test_a_nodes_state_changes_land_in_its_audit_log(tmp_path: Path, ca: Path) -> None:
+    from veil.audit import verify_log
+    from veil.cli import main
+
+    policy = (
+        '\n[[policy.approve]]\npartners = ["bank"]\nsteps = ["psi"]\ndatasets = ["bureau_data"]\n'
+    )
+    dirs = make_nodes(tmp_path, ca, ["bank", "bureau"], {"bureau": policy})
+    with running(dirs) as n:
+        job = n["bank"].service.submit(job_text(["bank", "bureau"]), "user:operator-00000000")
+        for x in n.values():
+            wait_for(lambda x=x: x.store.job(job.id).state == JobState.APPROVED, what="approved")
+        n["bureau"].service.cancel(job.id, "user:operator-11111111")
+        for x in n.values():
+            wait_for(lambda x=x: x.store.job(job.id).state == JobState.CANCELLED, what="cancel")
+        engine = n["bureau"].store.engine  # type: ignore[attr-defined]
+        with engine.connect() as conn:
+            report = verify_log(conn, deep=True)
+        assert report.ok, report
+        assert report.size >= 5  # dataset, proposal, two votes, cancel
+    assert main(["audit", "verify", "--node", str(dirs["bureau"])]) == 0

@@ -33,7 +33,7 @@ def test_policy_approves_and_both_nodes_agree(
     dbs = {"bureau": postgres_db(request)} if db == "postgres" else {}
     dirs = make_nodes(tmp_path, ca, ["bank", "bureau"], {"bureau": AUTO_BUREAU}, dbs)
     with running(dirs) as n:
-        job = n["bank"].service.submit(job_text(["bank", "bureau"]), "op")
+        job = n["bank"].service.submit(job_text(["bank", "bureau"]), "user:op")
         for x in n.values():
             wait_for(lambda x=x: _state(x, job.id) == JobState.APPROVED, what="approved")
         votes = {v.party: v for v in n["bank"].store.votes(job.id)}
@@ -48,7 +48,7 @@ def test_policy_approves_and_both_nodes_agree(
 def test_default_policy_waits_for_an_approver(tmp_path: Path, ca: Path) -> None:
     dirs = make_nodes(tmp_path, ca, ["bank", "bureau"])
     with running(dirs) as n:
-        job = n["bank"].service.submit(job_text(["bank", "bureau"]), "op")
+        job = n["bank"].service.submit(job_text(["bank", "bureau"]), "user:op")
         wait_for(lambda: len(n["bureau"].store.votes(job.id)) == 2, what="votes")
         mine = {v.party: v for v in n["bureau"].store.votes(job.id)}["bureau"]
         assert mine.state == VoteState.PENDING
@@ -65,7 +65,7 @@ def test_default_policy_waits_for_an_approver(tmp_path: Path, ca: Path) -> None:
 def test_reject_reaches_every_node_with_its_reason(tmp_path: Path, ca: Path) -> None:
     dirs = make_nodes(tmp_path, ca, ["bank", "bureau"])
     with running(dirs) as n:
-        job = n["bank"].service.submit(job_text(["bank", "bureau"]), "op")
+        job = n["bank"].service.submit(job_text(["bank", "bureau"]), "user:op")
         wait_for(lambda: _state(n["bureau"], job.id) == JobState.PROPOSED, what="proposal")
         n["bureau"].service.reject(job.id, "not this quarter", "user:bob")
         wait_for(lambda: _state(n["bank"], job.id) == JobState.REJECTED, what="rejected")
@@ -99,7 +99,7 @@ def test_policy_refusals_say_why_in_one_line(
     policy = f'\n[[policy.approve]]\npartners = ["bank"]\n{steps}{rule}\n'
     dirs = make_nodes(tmp_path, ca, ["bank", "bureau"], {"bureau": policy})
     with running(dirs) as n:
-        job = n["bank"].service.submit(job_text(["bank", "bureau"]), "op")
+        job = n["bank"].service.submit(job_text(["bank", "bureau"]), "user:op")
         wait_for(lambda: len(n["bank"].store.votes(job.id)) == 2, what="bureau's vote")
         v = {v.party: v for v in n["bank"].store.votes(job.id)}["bureau"]
         assert v.state == VoteState.PENDING
@@ -122,7 +122,7 @@ def test_a_job_file_hash_mismatch_is_rejected(tmp_path: Path, ca: Path) -> None:
 def test_a_vote_for_another_hash_fails_the_job(tmp_path: Path, ca: Path) -> None:
     dirs = make_nodes(tmp_path, ca, ["bank", "bureau"])
     with running(dirs) as n:
-        job = n["bank"].service.submit(job_text(["bank", "bureau"]), "op")
+        job = n["bank"].service.submit(job_text(["bank", "bureau"]), "user:op")
         wait_for(lambda: _state(n["bureau"], job.id) == JobState.PROPOSED, what="proposal")
         vote = {
             "kind": "vote",
@@ -142,7 +142,7 @@ def test_a_vote_for_another_hash_fails_the_job(tmp_path: Path, ca: Path) -> None
 def test_a_node_cannot_vote_for_another(tmp_path: Path, ca: Path) -> None:
     dirs = make_nodes(tmp_path, ca, ["bank", "bureau", "telco"])
     with running(dirs) as n:
-        job = n["bank"].service.submit(job_text(["bank", "bureau", "telco"]), "op")
+        job = n["bank"].service.submit(job_text(["bank", "bureau", "telco"]), "user:op")
         forged = {
             "kind": "vote",
             "job_id": job.id,
@@ -181,7 +181,7 @@ def test_three_nodes_each_by_its_own_rule(tmp_path: Path, ca: Path) -> None:
     names = ["bank", "bureau", "telco"]
     dirs = make_nodes(tmp_path, ca, names, {"bureau": AUTO_BUREAU})
     with running(dirs) as n:
-        job = n["bank"].service.submit(job_text(names), "op")
+        job = n["bank"].service.submit(job_text(names), "user:op")
         wait_for(lambda: len(n["telco"].store.votes(job.id)) == 3, what="votes at telco")
         assert _state(n["telco"], job.id) == JobState.PROPOSED
         n["telco"].service.approve(job.id, "user:carol")
@@ -192,7 +192,7 @@ def test_three_nodes_each_by_its_own_rule(tmp_path: Path, ca: Path) -> None:
 def test_cancel_from_a_non_initiating_node(tmp_path: Path, ca: Path) -> None:
     dirs = make_nodes(tmp_path, ca, ["bank", "bureau"])
     with running(dirs) as n:
-        job = n["bank"].service.submit(job_text(["bank", "bureau"]), "op")
+        job = n["bank"].service.submit(job_text(["bank", "bureau"]), "user:op")
         wait_for(lambda: _state(n["bureau"], job.id) == JobState.PROPOSED, what="proposal")
         n["bureau"].service.cancel(job.id, "user:dan")
         wait_for(lambda: _state(n["bank"], job.id) == JobState.CANCELLED, what="cancelled")
@@ -203,7 +203,7 @@ def test_cancel_from_a_non_initiating_node(tmp_path: Path, ca: Path) -> None:
 def test_a_restarted_node_fails_its_running_jobs_and_tells_peers(tmp_path: Path, ca: Path) -> None:
     dirs = make_nodes(tmp_path, ca, ["bank", "bureau"], {"bureau": AUTO_BUREAU})
     with running(dirs) as n:
-        job = n["bank"].service.submit(job_text(["bank", "bureau"]), "op")
+        job = n["bank"].service.submit(job_text(["bank", "bureau"]), "user:op")
         for x in n.values():
             wait_for(lambda x=x: _state(x, job.id) == JobState.APPROVED, what="approved")
         assert n["bureau"].service.recover() == [job.id]
@@ -219,7 +219,7 @@ def test_a_silent_peer_fails_the_job_naming_peer_and_step(tmp_path: Path, ca: Pa
         tmp_path, ca, ["bank", "bureau"], {"bureau": AUTO_BUREAU}, peer_timeout=1.5, heartbeat=0.2
     )
     with running(dirs) as n:
-        job = n["bank"].service.submit(job_text(["bank", "bureau"]), "op")
+        job = n["bank"].service.submit(job_text(["bank", "bureau"]), "user:op")
         for x in n.values():
             wait_for(lambda x=x: _state(x, job.id) == JobState.APPROVED, what="approved")
         hb = Heartbeats(n["bank"].service, n["bank"].link)

@@ -90,6 +90,7 @@ def test_the_migrations_make_exactly_the_tables(
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
+    from veil.audit import audit_metadata
     from veil.node.schema import metadata
     from veil.node.sqlstore import SqlStore
 
@@ -97,7 +98,7 @@ def test_the_migrations_make_exactly_the_tables(
     s = SqlStore(url)
     try:
         with s.engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), metadata)
+            diff = compare_metadata(MigrationContext.configure(conn), [metadata, audit_metadata])
         assert diff == []
     finally:
         s.close()

@@ -41,7 +41,9 @@ def issue_token(store: Store, role: Role | str, actor: str = "user:cli") -> str:
 
 def open_store(cfg: NodeConfig) -> Store:
     """The node's database (migrated to the newest schema)."""
-    return SqlStore(cfg.database_url)
+    from veil.node.auditmap import AuditSink
+
+    return SqlStore(cfg.database_url, sink=AuditSink)
 
 
 def init_node(

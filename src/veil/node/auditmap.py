@@ -16,14 +16,18 @@ inside the node's transaction is all the audit log needs::
                 self.log.append(conn, audit.Event(kind, actor, payload, job=ev.job_id))
 
 Events with no audit meaning (a pending vote, token issue) map to nothing.
+:class:`AuditSink` is that sink; every node database uses it (:func:`veil.node.admin.open_store`).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from veil.node.model import Event
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 Record = tuple[str, str, dict[str, Any]]
 _TEXT = 300
@@ -112,3 +116,27 @@ def audit_records(ev: Event) -> list[Record]:
         client = a.partition(":")[2] or a
         return [("auth.failed", a, {"client": _name(client), "reason": _text(d["reason"])})]
     return []
+
+
+class AuditSink:
+    """The node's :class:`~veil.node.store.EventSink`: the events table and the audit log.
+
+    Both are written on the connection of the state change, so a change, its event and
+    its audit entries commit together or not at all.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        from veil.audit import AuditLog
+
+        self.log = AuditLog(engine)
+
+    def append(self, conn: Any, ev: Event) -> None:
+        from veil.audit import Event as AuditEvent
+        from veil.audit import EventKind
+        from veil.node.sqlstore import TableSink
+
+        TableSink().append(conn, ev)
+        records = audit_records(ev)
+        if records:
+            entries = [AuditEvent(EventKind(k), a, p, job=ev.job_id) for k, a, p in records]
+            self.log.append_many(conn, entries)

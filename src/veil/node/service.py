@@ -262,7 +262,7 @@ class NodeService:
                 job,
                 JobState.REJECTED,
                 "job.rejected",
-                actor,
+                self.actor_of(actor),
                 f"party '{self.name}' rejected the job: {reason}",
             )
         self.broadcast(job, {"kind": "vote", **self.vote_msg(v)})

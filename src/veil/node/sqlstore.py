@@ -1,19 +1,20 @@
 """The SQL :class:`~veil.node.store.Store`: SQLite by default, PostgreSQL by URL.
 
 Tables are created by the Alembic migrations in :mod:`veil.node.migrations`
-(:func:`migrate` runs them to the head on open). Events go through an
-:class:`~veil.node.store.EventSink` on the same connection as the change they
-describe; :class:`TableSink` (the plain ``node_events`` table) is the default.
+(:func:`migrate` runs them to the head on open; they also make the audit log's
+tables). Events go through an :class:`~veil.node.store.EventSink` on the same
+connection as the change they describe: :class:`TableSink` (the plain
+``node_events`` table) by default, :class:`veil.node.auditmap.AuditSink` in a node.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, select, update
+from sqlalchemy import Connection, Engine, create_engine, insert, select, update
 from sqlalchemy.engine import Row
 
 from veil.errors import ConfigError
@@ -45,7 +46,7 @@ def migrate(engine: Engine) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
+    """An engine for ``url``; SQLite is made safe for concurrent writers."""
     try:
         engine = create_engine(url, future=True)
     except Exception as e:  # SQLAlchemy raises several types for a bad URL
@@ -54,16 +55,9 @@ def make_engine(url: str) -> Engine:
             f"cannot use '{url}': {e}",
             "give sqlite:///PATH or postgresql+psycopg://USER@HOST/DB",
         ) from None
-    if engine.dialect.name == "sqlite":
+    from veil.audit import configure_sqlite
 
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=10000")
-            cur.close()
-
-    return engine
+    return configure_sqlite(engine)  # SQLite: WAL, a busy wait, BEGIN IMMEDIATE
 
 
 class TableSink:
@@ -166,10 +160,10 @@ def _put_step(conn: Connection, s: StepState) -> None:
 class SqlStore:
     """A :class:`~veil.node.store.Store` on a SQLAlchemy engine."""
 
-    def __init__(self, url: str, sink: EventSink | None = None) -> None:
+    def __init__(self, url: str, sink: Callable[[Engine], EventSink] | None = None) -> None:
         self.engine = make_engine(url)
         migrate(self.engine)
-        self.sink: EventSink = sink or TableSink()
+        self.sink: EventSink = TableSink() if sink is None else sink(self.engine)
 
     @contextmanager
     def _change(self, ev: Event) -> Iterator[Tx]:
