@@ -103,6 +103,12 @@ def test_each_kind_maps_to_audit_entries() -> None:
                 )
             ],
         ),
+        (
+            Event(
+                "step.running", "j1", "node:bank", {"step": 0, "name": "_echo", "state": "running"}
+            ),
+            [("step.started", {"step": "x_echo"})],  # audit names start with a letter or digit
+        ),
         (Event("vote.pending", "j1", "node:bank", {"party": "bank", "reason": "x"}), []),
         (Event("token.issued", None, "user:cli", {"role": "auditor"}), []),
         (

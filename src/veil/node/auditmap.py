@@ -40,7 +40,9 @@ def _text(s: Any) -> str:
 
 
 def _name(s: Any) -> str:
-    return (_NAME.sub("_", str(s)) or "_")[:128]
+    """A name the audit log accepts: its alphabet, starting with a letter or digit."""
+    n = _NAME.sub("_", str(s))
+    return (n if n[:1].isalnum() else f"x{n}")[:128]
 
 
 def _error_name(error: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -32,6 +33,7 @@ from veil.node.model import Artifact, Event, Job, JobState, StepState
 if TYPE_CHECKING:
     from veil.node.service import NodeService
 
+log = logging.getLogger(__name__)
 JOB_TIMEOUT = 600.0  # a worker's wait for one message; dead peers are caught by heartbeats
 
 
@@ -116,6 +118,18 @@ class ProcessLauncher:
         ).start()
 
     def _follow(self, service: NodeService, job_id: str, proc: subprocess.Popen[bytes]) -> None:
+        try:
+            self._follow_events(service, job_id, proc)
+        except Exception as e:  # never leave a job running with nobody following it
+            log.exception("node %s: following job %s", service.name, job_id)
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                service.finished(job_id, False, f"party '{service.name}': {type(e).__name__}: {e}")
+
+    def _follow_events(
+        self, service: NodeService, job_id: str, proc: subprocess.Popen[bytes]
+    ) -> None:
         assert proc.stdout is not None
         steps = {s.index: s for s in service.store.steps(job_id)}
         result: dict[str, Any] | None = None
