@@ -1,16 +1,27 @@
-"""PSI benchmarks: Veil at 1e6 x 1e6 over mutual-TLS gRPC, and Veil vs FATE 2.2 at 1e5.
+"""PSI benchmarks: Veil at 1e6 ids per party over mutual-TLS gRPC (two or more parties),
+and Veil vs FATE 2.2 at 1e5.
 
-``--protocol ecdh`` (default) or ``kkrt`` picks Veil's protocol; FATE always runs ECDH-PSI.
+``--protocol ecdh`` (default) or ``kkrt`` picks Veil's protocol, ``--suite`` the ECDH
+suite (``ristretto255``, the default, or ``curve25519-hash-as-x``); ``--parties 3``
+runs the multi-party ECDH-PSI (every party holds ``--n`` ids, ``--overlap`` of them
+shared by all). FATE always runs ECDH-PSI.
 
 Each Veil party runs in its own OS process (this script re-invoked with ``party``),
 talking over loopback mutual-TLS gRPC with a throw-away federation CA. Times are of
 the protocol (``run_psi``), not of start-up or data generation; peak RSS is the
 party process's ``ru_maxrss``. Results are printed as JSON lines.
 
-    python benchmarks/psi.py rate                      # raw X25519 rate, 1 and N threads
+    python benchmarks/psi.py rate                      # raw X25519 / ristretto255 rates
     python benchmarks/psi.py scale --n 1000000 --m 1000000 --overlap 0.5
-    python benchmarks/psi.py fate --repeat 3           # needs /tmp/fate-venv, /tmp/peers (README)
-    python benchmarks/psi.py fate --repeat 3 --protocol kkrt
+    python benchmarks/psi.py scale --parties 3 --n 100000 --overlap 0.5
+    python benchmarks/psi.py fate --fate-python VENV/bin/python --repeat 3 [--protocol kkrt]
+
+FATE: set it up as ``<shared>/peers/README.md`` says (``<shared>`` is the ``shared``
+folder beside this repository, or ``--shared``); ``--fate-dir`` is the copy of
+``peers/fate`` its ``make_data.py`` wrote ``data/`` into (default
+``<shared>/peers/fate``), ``--fate-python`` its venv's python (or ``$VEIL_FATE_PYTHON``).
+Veil and FATE alternate which runs first in each repetition, so neither always gets the
+quieter half of a loaded machine.
 """
 
 from __future__ import annotations
@@ -32,17 +43,22 @@ from veil.crypto import ecc
 from veil.protocols.psi import Protocol
 
 HERE = Path(__file__).resolve()
+REPO = HERE.parent.parent
+SHARED = REPO.parent / "shared"  # the shared folder beside the repository
+SUITES = {s.name: s for s in (ecc.RISTRETTO255, ecc.HASH_AS_X)}
 
 
 # -- raw primitive rate ------------------------------------------------------------------
 
 
-def x25519_rate(threads: int, ops: int = 20_000) -> tuple[float, float]:
-    """X25519 scalar multiplications (libsodium) with ``threads`` threads: per wall
+def mult_rate(
+    threads: int, ops: int = 20_000, suite: ecc.Suite = ecc.HASH_AS_X
+) -> tuple[float, float]:
+    """Scalar multiplications of ``suite`` (libsodium) with ``threads`` threads: per wall
     second, and per CPU second of this process (the latter hardly depends on load)."""
-    k = ecc.new_scalar()
-    pts = ecc.hash_to_points([str(i).encode() for i in range(ops)])
-    with ecc.ScalarMultiplier(threads) as mul:
+    k = ecc.new_scalar(suite)
+    pts = ecc.hash_to_points([str(i).encode() for i in range(ops)], suite)
+    with ecc.ScalarMultiplier(threads, suite) as mul:
         t0, c0 = time.perf_counter(), time.process_time()
         for i in range(0, ops, 4096):
             mul(k, pts[i : i + 4096])
@@ -51,14 +67,15 @@ def x25519_rate(threads: int, ops: int = 20_000) -> tuple[float, float]:
 
 def cmd_rate(_: argparse.Namespace) -> dict[str, Any]:
     n = ecc.default_threads()
-    one, many = x25519_rate(1), x25519_rate(n)
-    return {
-        "bench": "x25519_rate",
-        "ops_per_s_1_thread": round(one[0]),
-        f"ops_per_s_{n}_threads": round(many[0]),
-        "ops_per_cpu_s": round(one[1]),
-        "loadavg_1min": os.getloadavg()[0],
-    }
+    out: dict[str, Any] = {"bench": "scalar_mult_rate", "loadavg_1min": os.getloadavg()[0]}
+    for name, suite in SUITES.items():
+        one, many = mult_rate(1, suite=suite), mult_rate(n, suite=suite)
+        out[name] = {
+            "ops_per_s_1_thread": round(one[0]),
+            f"ops_per_s_{n}_threads": round(many[0]),
+            "ops_per_cpu_s": round(one[1]),
+        }
+    return out
 
 
 # -- one party in its own process --------------------------------------------------------
@@ -71,10 +88,11 @@ def load_ids(spec: dict[str, Any], rank: int) -> list[str]:
 
         path = spec["csv"][rank]
         return list(pd.read_csv(path, usecols=["id"], dtype={"id": str})["id"])
-    n, m, common = spec["n"], spec["m"], spec["common"]
-    if rank == 0:
-        return [f"cust-{i:010d}" for i in range(n)]
-    return [f"cust-{i:010d}" for i in range(n - common, n - common + m)]
+    size = spec["n"] if rank == 0 else spec["m"]
+    common = spec["common"]  # held by every party; the rest only by this one
+    return [f"cust-{i:010d}" for i in range(common)] + [
+        f"p{rank}-{i:010d}" for i in range(size - common)
+    ]
 
 
 def cmd_party(a: argparse.Namespace) -> None:
@@ -97,6 +115,7 @@ def cmd_party(a: argparse.Namespace) -> None:
             result_to=tuple(spec["result_to"]),
             batch_size=spec["batch_size"],
             protocol=Protocol(spec.get("protocol", "ecdh")),
+            suite=SUITES[spec.get("suite", "ristretto255")],
         )
         c0, t0 = os.times(), time.perf_counter()
         res = run_psi(session, ids, params)
@@ -169,6 +188,7 @@ def run_memory_pair(spec: dict[str, Any]) -> list[dict[str, Any]]:
         result_to=tuple(spec["result_to"]),
         batch_size=spec["batch_size"],
         protocol=Protocol(spec.get("protocol", "ecdh")),
+        suite=SUITES[spec.get("suite", "ristretto255")],
     )
     walls: dict[str, float] = {}
 
@@ -209,14 +229,17 @@ def run_pair(spec: dict[str, Any], transport: str) -> list[dict[str, Any]]:
 
 def cmd_scale(a: argparse.Namespace) -> dict[str, Any]:
     rate = cmd_rate(a)
+    names = ["bank", "partner"] if a.parties == 2 else [f"p{i}" for i in range(a.parties)]
+    m = a.m if a.parties == 2 and a.m is not None else a.n
     spec = {
-        "names": ["bank", "partner"],
+        "names": names,
         "n": a.n,
-        "m": a.m,
-        "common": int(min(a.n, a.m) * a.overlap),
-        "result_to": ["bank", "partner"],
+        "m": m,
+        "common": int(min(a.n, m) * a.overlap),
+        "result_to": names,
         "batch_size": a.batch_size,
         "protocol": a.protocol,
+        "suite": a.suite,
     }
     runs = []
     for _ in range(a.repeat):
@@ -227,18 +250,20 @@ def cmd_scale(a: argparse.Namespace) -> dict[str, Any]:
     return {
         "bench": "psi_scale",
         "protocol": a.protocol,
+        "suite": a.suite,
+        "parties": a.parties,
         "transport": a.transport,
         "n": a.n,
-        "m": a.m,
+        "m": m,
         "intersection": spec["common"],
         "wall_s_median": statistics.median(walls),
         "wall_s_runs": walls,
-        "items_per_s": round((a.n + a.m) / statistics.median(walls)),
+        "items_per_s": round((a.n + m * (a.parties - 1)) / statistics.median(walls)),
         "peak_rss_mb_max": {
             p["party"]: max(r[i]["peak_rss_mb"] for r in runs) for i, p in enumerate(runs[0])
         },
         "runs": runs,
-        "x25519": rate,
+        "scalar_mult": rate,
     }
 
 
@@ -263,34 +288,55 @@ def run_fate(fate_python: str, fate_dir: Path, dataset: str) -> float:
         return max(float(x) for x in found)
 
 
-def csv_spec(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
-    data = Path(a.fate_dir) / "data"
+def csv_spec(a: argparse.Namespace, dataset: str, fate_dir: Path) -> dict[str, Any]:
+    data = fate_dir / "data"
     return {
         "names": ["guest", "host"],
         "csv": [str(data / f"{dataset}_guest.csv"), str(data / f"{dataset}_host.csv")],
         "result_to": ["guest", "host"],
         "batch_size": a.batch_size,
         "protocol": a.protocol,
+        "suite": a.suite,
     }
 
 
+def fate_python(a: argparse.Namespace) -> str:
+    """The FATE venv's python: ``--fate-python`` or ``$VEIL_FATE_PYTHON``."""
+    py = a.fate_python or os.environ.get("VEIL_FATE_PYTHON")
+    if not py or not Path(py).exists():
+        raise SystemExit(
+            "give FATE's python with --fate-python or VEIL_FATE_PYTHON "
+            f"(set it up as {a.shared}/peers/README.md says)"
+        )
+    return py
+
+
 def cmd_fate(a: argparse.Namespace) -> dict[str, Any]:
-    fate_dir = Path(a.fate_dir)
+    fate_dir = Path(a.fate_dir or Path(a.shared) / "peers" / "fate")
+    py = fate_python(a)
     veil_s: list[float] = []
     fate_s: list[float] = []
     veil_cpu: list[float] = []
     sizes = set()
-    for _ in range(a.repeat):  # interleaved, so both see the same machine load
-        parties = run_pair(csv_spec(a, a.dataset), a.transport)
-        sizes.update(p["intersection"] for p in parties)
-        veil_s.append(max(p["wall_s"] for p in parties))
-        veil_cpu.append(max(p["cpu_s"] for p in parties))
-        fate_s.append(run_fate(a.fate_python, fate_dir, a.dataset))
+    order: list[str] = []
+    parties: list[dict[str, Any]] = []
+    for i in range(a.repeat):  # interleaved, each first in turn: both see the same load
+        for who in ("veil", "fate") if i % 2 == 0 else ("fate", "veil"):
+            if who == "fate":
+                fate_s.append(run_fate(py, fate_dir, a.dataset))
+                continue
+            parties = run_pair(csv_spec(a, a.dataset, fate_dir), a.transport)
+            sizes.update(p["intersection"] for p in parties)
+            veil_s.append(max(p["wall_s"] for p in parties))
+            veil_cpu.append(max(p["cpu_s"] for p in parties))
+        order.append("veil first" if i % 2 == 0 else "fate first")
     v, f = statistics.median(veil_s), statistics.median(fate_s)
     return {
         "bench": "psi_vs_fate",
         "veil_protocol": a.protocol,
+        "veil_suite": a.suite,
         "transport": a.transport,
+        "run_order": order,
         "dataset": a.dataset,
         "intersection": sorted(sizes),
         "veil_s_median": v,
@@ -301,7 +347,7 @@ def cmd_fate(a: argparse.Namespace) -> dict[str, Any]:
         "fate_s_runs": fate_s,
         "veil_cpu_s_per_party_runs": veil_cpu,
         "veil_last_run": parties,
-        "x25519": cmd_rate(a),
+        "scalar_mult": cmd_rate(a),
     }
 
 
@@ -311,16 +357,20 @@ def main() -> None:
     sub.add_parser("rate")
     s = sub.add_parser("scale")
     s.add_argument("--n", type=int, default=1_000_000)
-    s.add_argument("--m", type=int, default=1_000_000)
+    s.add_argument("--m", type=int, default=None, help="the second party's ids (default --n)")
     s.add_argument("--overlap", type=float, default=0.5)
     s.add_argument("--batch-size", type=int, default=4096)
     s.add_argument("--repeat", type=int, default=1)
     s.add_argument("--transport", choices=["grpc", "memory"], default="grpc")
     s.add_argument("--protocol", choices=[p.value for p in Protocol], default="ecdh")
+    s.add_argument("--suite", choices=list(SUITES), default="ristretto255")
+    s.add_argument("--parties", type=int, default=2, help="3 or more: multi-party ECDH-PSI")
     f = sub.add_parser("fate")
     f.add_argument("--dataset", default="psi_100k")
-    f.add_argument("--fate-python", default="/tmp/fate-venv/bin/python")
-    f.add_argument("--fate-dir", default="/tmp/peers/fate")
+    f.add_argument("--fate-python", help="FATE venv's python (or $VEIL_FATE_PYTHON)")
+    f.add_argument("--fate-dir", help="peers/fate copy with data/ (default <shared>/peers/fate)")
+    f.add_argument("--shared", default=str(SHARED), help="the shared folder (default ../shared)")
+    f.add_argument("--suite", choices=list(SUITES), default="ristretto255")
     f.add_argument("--batch-size", type=int, default=4096)
     f.add_argument("--repeat", type=int, default=3)
     f.add_argument("--transport", choices=["grpc", "memory"], default="grpc")

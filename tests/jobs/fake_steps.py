@@ -4,12 +4,18 @@ through ``VEIL_STEP_MODULES=tests.jobs.fake_steps``."""
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
+import numpy as np
+
+from veil.errors import ConfigError
 from veil.fileio import write_atomic_with as write_atomic
 from veil.jobs import StepContext, register
+from veil.jobs.params import check_keys
 
 
 class Tag(StrEnum):
@@ -65,3 +71,45 @@ def hang(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     for peer in ctx.session.peers():
         ctx.session.recv(peer, Tag.NEVER)
     return {}
+
+
+@register("_kill9")
+def kill9(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The party named in ``party`` is killed by SIGKILL; the others wait for it."""
+    if ctx.party == params["party"]:
+        ctx.progress(0.5, "about to be killed")
+        os.kill(os.getpid(), signal.SIGKILL)
+    for peer in ctx.session.peers():
+        ctx.session.recv(peer, Tag.NEVER)
+    return {}
+
+
+@register("_logcrash")
+def logcrash(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The party named in ``party`` logs an error, then a harmless line, then dies."""
+    if ctx.party == params["party"]:
+        print("OSError: [Errno 122] Disk quota exceeded", file=sys.stderr, flush=True)
+        print("cleaning up...", file=sys.stderr, flush=True)
+        os._exit(3)
+    for peer in ctx.session.peers():
+        ctx.session.recv(peer, Tag.NEVER)
+    return {}
+
+
+def _seeded_params(params: Mapping[str, Any], job: Any, field: str) -> Mapping[str, Any]:
+    check_keys(params, ("seed", "n"), field)
+    seed = params.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ConfigError(f"{field}.seed", f"must be an integer >= 0, got {seed!r}")
+    return dict(params)
+
+
+@register("_seeded", validate=_seeded_params)
+def seeded(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Writes numbers drawn from its seed (a stand-in for a model with a random batch order)."""
+    seed = params.get("seed")
+    rng = np.random.default_rng(seed)  # None: fresh from the OS, a different file each run
+    draws = rng.random(int(params.get("n", 5)))
+    text = repr(draws.tolist()).encode()
+    write_atomic(ctx.out_dir / "draws.txt", lambda f: f.write(text) and None)
+    return {"seed": seed}

@@ -18,6 +18,12 @@ def test_example_job_validates(name: str) -> None:
     assert job.steps[0].name == "psi"
 
 
+def test_three_party_example_validates() -> None:
+    job = load_job(EXAMPLES / "credit_risk_3party.yaml")
+    assert [p.name for p in job.parties] == ["bank", "bureau", "telco"]
+    assert [s.name for s in job.steps][:2] == ["psi", "split"]
+
+
 def test_credit_risk_runs_the_whole_idiom() -> None:
     job = load_job(EXAMPLES / "credit_risk.yaml")
     assert [s.name for s in job.steps] == [

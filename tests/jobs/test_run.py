@@ -107,7 +107,7 @@ def test_ctrl_c_stops_every_worker(jobdir: Path) -> None:
     cmd = [sys.executable, "-m", "veil.cli", "run", str(job), "--out", str(out), "--quiet"]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while not list(out.glob(".veil-staging-*/bank/partial.txt")):  # step 0 is done
+    while not list(out.glob(".veil-staging-*/parties/bank/partial.txt")):  # step 0 is done
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.1)
     time.sleep(0.5)
@@ -144,7 +144,8 @@ def test_peer_certificate_from_another_ca_is_refused(jobdir: Path) -> None:
     res = run_job(spec, jobdir / "out", RunOptions(timeout=timeout, tls=tls))
     assert time.monotonic() - t0 < timeout + 15
     assert not res.ok and res.error is not None
-    assert "party '" in res.error
+    assert res.error.startswith("party 'bank' before the first step: refused party partner at")
+    assert "its certificate is not issued by the federation CA" in res.error
     assert res.report["status"] == "failed"
     assert party_dirs(jobdir / "out") == ["report.json"]
 

@@ -105,14 +105,15 @@ def test_missing_job_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert_rejected(tmp_path / "nope.yaml", capsys, "no job file at")
 
 
-def test_psi_needs_two_parties(jobdir: Path) -> None:
+def test_psi_with_three_parties_is_ecdh_only(jobdir: Path) -> None:
     job = write_job(jobdir, ["psi"])
     spec = load_job(job)
     (jobdir / "third.csv").write_bytes((jobdir / "bank.csv").read_bytes())
     third = {**{p.name: {"data": p.data.name, "id": "id"} for p in spec.parties}}
     third["third"] = {"data": "third.csv", "id": "id"}
-    with pytest.raises(ConfigError, match=r"steps\[0\]\.psi: PSI runs between exactly two"):
-        load_job(write_job(jobdir, ["psi"], parties=third))
+    assert len(load_job(write_job(jobdir, ["psi"], parties=third)).parties) == 3
+    with pytest.raises(ConfigError, match=r"steps\[0\]\.psi\.protocol: kkrt PSI runs between two"):
+        load_job(write_job(jobdir, [{"psi": {"protocol": "kkrt"}}], parties=third))
 
 
 def test_parquet_data(jobdir: Path) -> None:

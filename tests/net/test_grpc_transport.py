@@ -23,6 +23,7 @@ from veil.net.grpc_transport import (
     free_port,
     loopback_configs,
     loopback_transports,
+    send_abort,
 )
 from veil.net.proto import link_pb2
 from veil.net.session import Session
@@ -151,15 +152,38 @@ def test_cert_from_another_ca_is_refused_before_data_flows(
     bob = _mk(1, feds["good"]["bob"], addrs, connect_timeout=30)
     try:
         t0 = time.monotonic()
-        with pytest.raises(NetworkError, match=r"party bob at .*TLS handshake.*federation CA"):
+        with pytest.raises(NetworkError, match=r"refused party bob at .*not issued by the federat"):
             evil.send(1, "root:P2P-1:0->1", b"secret")
-        with pytest.raises(NetworkError, match=r"party alice at .*TLS handshake.*federation CA"):
+        with pytest.raises(NetworkError, match=r"refused party alice at .*not issued by the fede"):
             bob.send(0, "root:P2P-1:1->0", b"secret")
         assert time.monotonic() - t0 < 10  # a handshake failure is final, not retried
         with pytest.raises(PeerTimeout):
             bob.recv(0, "root:P2P-1:0->1", 0.2)
     finally:
         evil.close()
+        bob.close()
+
+
+def test_the_refused_party_is_told_why_not_connection_refused(
+    feds: dict[str, dict[str, TlsFiles]], addrs: list[str]
+) -> None:
+    """Alice trusts the right CA but presents a certificate of another one: bob closes
+    her handshakes; she says she was refused by bob, and why, within a second."""
+    good, evil = feds["good"]["alice"], feds["evil"]["alice"]
+    alice = _mk(0, TlsFiles(good.ca_cert, evil.cert, evil.key), addrs, connect_timeout=30)
+    bob = _mk(1, feds["good"]["bob"], addrs, connect_timeout=30)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(
+            NetworkError, match=r"^refused by bob: certificate not issued by the federation CA"
+        ):
+            alice.connect(30)
+        assert time.monotonic() - t0 < 3
+        with pytest.raises(NetworkError, match=r"refused party alice at .*not issued by the fed"):
+            bob.connect(30)  # and bob refuses her server's certificate at once
+        assert time.monotonic() - t0 < 5
+    finally:
+        alice.close()
         bob.close()
 
 
@@ -171,10 +195,12 @@ def test_cert_with_the_wrong_party_name_is_refused(
     bob = _mk(1, feds["good"]["bob"], addrs, connect_timeout=30)
     try:
         t0 = time.monotonic()
-        with pytest.raises(NetworkError, match=r"PERMISSION_DENIED.*issued to 'alice'"):
+        with pytest.raises(
+            NetworkError, match=r"^refused by bob: certificate issued to 'bob', not 'alice'"
+        ):
             fake.send(1, "root:P2P-1:0->1", b"secret")
         # bob will not talk to it either: the server's name is not 'alice'
-        with pytest.raises(NetworkError, match=r"party alice .*TLS handshake.*party name 'alice'"):
+        with pytest.raises(NetworkError, match=r"refused party alice .*not issued to .*'alice'"):
             bob.send(0, "root:P2P-1:1->0", b"secret")
         assert time.monotonic() - t0 < 10
         with pytest.raises(PeerTimeout):
@@ -332,3 +358,93 @@ def test_port_in_use_and_close_releases_threads(
     while threading.active_count() > before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert threading.active_count() <= before
+
+
+def test_abort_names_the_step_and_stops_sends_too(pair: list[GrpcTransport]) -> None:
+    a, b = pair
+    a.abort("ValueError: boom", step="2 'hetero_lr'")
+    b.mailbox.abort(0, "a later echo")  # the first cause is kept
+    t0 = time.monotonic()
+    with pytest.raises(PeerAborted, match=r"^alice failed in step 2 'hetero_lr': ValueError: boom"):
+        b.recv(0, "root:P2P-1:0->1", 30)
+    with pytest.raises(PeerAborted, match="alice failed in step 2"):
+        b.send(0, "root:P2P-1:1->0", b"anyone?")  # nothing more goes to a party that failed
+    assert time.monotonic() - t0 < 1
+
+
+def test_send_abort_without_a_server_reaches_the_peers(
+    pair: list[GrpcTransport], feds: dict[str, dict[str, TlsFiles]], addrs: list[str]
+) -> None:
+    """What veil run does when its party process died: tell the peers, as that party."""
+    a, b = pair
+    a.close()  # alice's process is gone; her supervisor speaks for her
+    cfg = GrpcConfig(rank=0, names=NAMES, addresses=addrs, tls=feds["good"]["alice"])
+    send_abort(cfg, "crashed (killed by signal 9, SIGKILL)", step="start")
+    with pytest.raises(PeerAborted, match=r"^alice failed before the first step: crashed \(killed"):
+        b.recv(0, "connect_0", 5)
+
+
+def test_a_peer_that_dies_is_found_dead_within_seconds_a_slow_one_is_waited_for(
+    pair: list[GrpcTransport],
+) -> None:
+    a, b = pair
+    th = threading.Thread(target=b.connect, args=(5,))
+    th.start()
+    a.connect(5)
+    th.join()
+    for t in pair:
+        t.start_heartbeats(every=0.1, gone_after=0.5)
+    time.sleep(0.5)
+    assert a.mailbox.heard(1) is not None and a.mailbox.heard(1) < 0.5  # type: ignore[operator]
+    with pytest.raises(PeerTimeout):  # slow (alive, heartbeating): waits out its timeout
+        a.recv(1, "root:P2P-1:1->0", 1.5)
+    b.close()  # bob's process stops: its port refuses connections
+    t0 = time.monotonic()
+    with pytest.raises(NetworkError, match=r"^bob is gone: its address .* refuses connections"):
+        a.recv(1, "root:P2P-1:1->0", 60)
+    assert time.monotonic() - t0 < 3
+
+
+def test_a_silent_peer_is_dead_after_its_heartbeats_stop() -> None:
+    from veil.net.transport import Mailbox
+
+    box = Mailbox(dead_after=0.5)
+    box.heartbeat(1)  # heard once: a Veil peer that heartbeats
+    t0 = time.monotonic()
+    with pytest.raises(NetworkError, match=r"^bob stopped responding: no heartbeat for 1 s"):
+        box.take("k", 1, 60, "bob")
+    assert 0.5 <= time.monotonic() - t0 < 2
+    with pytest.raises(PeerTimeout):  # a peer never heard (no heartbeats) is waited for
+        box.take("k", 2, 0.3, "carol")
+
+
+def test_connect_shows_whom_it_waits_for(
+    feds: dict[str, dict[str, TlsFiles]], addrs: list[str]
+) -> None:
+    a = _mk(0, feds["good"]["alice"], addrs, connect_timeout=10)
+    seen: list[object] = []
+
+    def watch() -> None:
+        time.sleep(0.6)
+        seen.extend(a.mailbox.waiting())
+
+    th = threading.Thread(target=watch)
+    th.start()
+    try:
+        with pytest.raises(NetworkError, match=r"party bob .*gave up after 1 s"):
+            a.connect(1.0)
+    finally:
+        th.join()
+        a.close()
+    assert [(w.peer, w.what) for w in seen] == [(1, "connecting")]  # type: ignore[attr-defined]
+    assert a.mailbox.waiting() == []
+
+
+def test_loopback_keys_are_gone_once_the_transports_are_up() -> None:
+    import tempfile
+
+    before = set(Path(tempfile.gettempdir()).glob("veil-tls-*"))
+    with loopback_transports(NAMES) as (a, b):
+        assert set(Path(tempfile.gettempdir()).glob("veil-tls-*")) <= before
+        a.send(1, "k", b"x")
+        assert b.recv(0, "k", 5) == b"x"

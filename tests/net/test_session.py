@@ -105,3 +105,15 @@ def test_unknown_party_and_role_are_config_errors() -> None:
         s.party_of("receiver")
     with pytest.raises(ConfigError, match="zed"):
         s.send("zed", "t", 1)
+
+
+def test_abort_says_who_failed_in_which_step_over_every_transport(transport: str) -> None:
+    with local_transports(transport, ["a", "b"]) as ts:
+        s = Session(ts[1], ["a", "b"], "b")
+        ts[0].abort("ValueError: boom", step="1 'psi'")
+        t0 = time.monotonic()
+        with pytest.raises(PeerAborted, match=r"^a failed in step 1 'psi': ValueError: boom$"):
+            s.recv("a", "x", timeout=30)
+        with pytest.raises(PeerAborted, match="a failed in step 1 'psi'"):
+            s.send("a", "x", 1)
+        assert time.monotonic() - t0 < 1

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from veil.errors import ConfigError
-from veil.jobs.display import Display, LiveDisplay
+from veil.jobs.display import Display, LineDisplay, LiveDisplay
 from veil.jobs.runner import RunOptions, run_job
 from veil.jobs.spec import load_job
 from veil.net.certs import TlsFiles
 
 EXIT_FAILED = 1
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # Ctrl-C; a signal N gives 128 + N (SIGTERM: 143)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -36,9 +36,14 @@ def add_parser(subparsers: Any) -> None:
         metavar="S",
         type=float,
         default=300.0,
-        help="seconds a party waits for a peer before failing (default 300)",
+        help="seconds a party waits for a peer to connect, and for each message of a peer "
+        "that is alive (a dead peer is noticed within seconds); default 300",
     )
-    p.add_argument("--quiet", action="store_true", help="no live progress display")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress display (without a terminal, progress is one line per event)",
+    )
     fed = p.add_argument_group("one party of a federation (several machines)")
     fed.add_argument("--party", metavar="NAME", help="run only this party here")
     fed.add_argument(
@@ -102,10 +107,18 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Validate the job, run it, print one summary line; the exit code says how it went."""
+    """Validate the job, run it, print one summary line; the exit code says how it went:
+    0 ok, 1 failed, 2 bad input (nothing ran), 128 + N stopped by signal N (130 Ctrl-C,
+    143 SIGTERM)."""
     options = options_from_args(args)
     spec = load_job(args.job, check_data=True if args.party is None else [args.party])
-    display: Display = Display() if args.quiet else LiveDisplay()
+    display: Display
+    if args.quiet:
+        display = Display()
+    elif sys.stderr.isatty():
+        display = LiveDisplay()
+    else:
+        display = LineDisplay()
     t0 = time.perf_counter()
     result = run_job(spec, args.out, options, display)
     if result.ok:
@@ -115,4 +128,6 @@ def run_command(args: argparse.Namespace) -> int:
             )
         return 0
     print(f"veil: run failed: {result.error} (report: {result.report_path})", file=sys.stderr)
-    return EXIT_INTERRUPTED if result.error and "interrupted" in result.error else EXIT_FAILED
+    if result.signal is not None:
+        return 128 + int(result.signal)
+    return EXIT_FAILED

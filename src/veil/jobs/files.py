@@ -1,13 +1,11 @@
-"""Atomic output files: write to a temporary name, then rename into place.
+"""Output folders: which party folders of ``--out`` ``veil run`` may replace.
 
-A reader (or a crash) never sees half a file: either the old one, the new one,
-or none.
+Outputs are written atomically (:mod:`veil.fileio`) into the run's staging folder
+and published by renaming (:mod:`veil.jobs.staging`).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,23 +26,3 @@ def check_out_dir(out: Path, parties: Sequence[str]) -> None:
                 f"'{d}' exists and was not written by veil run",
                 "choose another --out folder (veil run replaces only its own outputs)",
             )
-
-
-def publish(staging: Path, out: Path, parties: Sequence[str]) -> None:
-    """Move each staged party folder to ``out/<party>``, replacing an older run's."""
-    out.mkdir(parents=True, exist_ok=True)
-    for name in parties:
-        src, dst = staging / name, out / name
-        src.mkdir(parents=True, exist_ok=True)
-        (src / MARKER).write_text("written by veil run; replaced by the next run\n")
-        if dst.exists():
-            shutil.rmtree(dst)
-        os.replace(src, dst)
-
-
-def remove_outputs(out: Path, parties: Sequence[str]) -> None:
-    """Remove party folders a previous ``veil run`` wrote (after a failed run)."""
-    for name in parties:
-        d = out / name
-        if (d / MARKER).exists():
-            shutil.rmtree(d, ignore_errors=True)

@@ -86,6 +86,11 @@ def load_steps() -> None:
         _loaded.append(True)
 
 
+def has_validator(step: StepDef) -> bool:
+    """Whether ``step`` registered a validator (one that knows its parameters)."""
+    return step.validate is not _accept_any
+
+
 def step_names() -> tuple[str, ...]:
     """Names of every registered step, sorted."""
     load_steps()

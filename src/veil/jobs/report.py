@@ -1,4 +1,9 @@
-"""``report.json``: what each step did, how long it took, what crossed the wire."""
+"""``report.json``: what each step did, how long it took, what crossed the wire.
+
+A step whose seed the jobs layer derived (:mod:`veil.jobs.seeds`) says so under
+``seed``; the runner adds ``warnings`` (data and intersection warnings) and, for a
+failed run, ``logs`` (the failed workers' last log lines).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ class StepRecord:
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     traffic: dict[str, dict[str, int]] = field(default_factory=dict)
     error: str | None = None
+    seed: dict[str, Any] | None = None  # {"value", "source"} when the seed was derived
 
     @property
     def seconds(self) -> float | None:
@@ -72,6 +78,8 @@ def build_report(
         }
         if s.error:
             row["error"] = s.error
+        if s.seed is not None:
+            row["seed"] = s.seed
         rows.append(row)
     report: dict[str, Any] = {
         "name": name,

@@ -6,42 +6,43 @@ party. Across machines each site runs only its own party (``RunOptions.parties``
 with the federation's certificates and everyone's addresses. Either way the
 parent follows its workers' events (local pipes, not the protocol wire).
 
-Workers write into a staging folder inside ``DIR``; only when every local party
-finished every step are the staged folders renamed to ``DIR/<party>/``. A failed
-run leaves no party folder, only ``DIR/report.json`` with the error naming the
-party and the cause.
+Before any party starts, the parent checks the job and each local party's own data
+(:mod:`veil.jobs.validate`); a bad file is refused with a ConfigError, and in a
+federation the peers are told (an abort naming the data check) so they stop too.
+Workers write into the run's staging folder inside ``DIR`` (:mod:`veil.jobs.staging`),
+which also holds the run's throw-away keys and is removed on every exit path; only
+when every local party finished every step are the staged folders renamed to
+``DIR/<party>/``. A failed, interrupted (Ctrl-C, SIGTERM, SIGHUP) or killed run
+publishes nothing and leaves an earlier successful run in ``DIR`` as it was; its
+report names the party, the step and the cause.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import queue
-import shutil
-import subprocess
-import sys
-import tempfile
+import signal
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from types import FrameType
+from typing import Any
 
 from veil.errors import ConfigError
-from veil.fileio import write_json
 from veil.jobs.display import Display
-from veil.jobs.files import check_out_dir, publish, remove_outputs
+from veil.jobs.files import check_out_dir
+from veil.jobs.handshake import WorkerConfig
 from veil.jobs.report import StepRecord, build_report
 from veil.jobs.spec import JobSpec, one_of
-from veil.jobs.worker import WorkerConfig
+from veil.jobs.staging import Staging, remove_stale, write_failure_report
+from veil.jobs.supervise import Follower, Worker, root_cause, start_worker, stop_workers, tail
+from veil.jobs.validate import check_data
 from veil.net.certs import TlsFiles, throwaway_federation
-from veil.net.grpc_transport import free_port
+from veil.net.grpc_transport import GrpcConfig, free_port, send_abort
 
-ECHO_ERRORS = ("PeerAborted",)  # a peer failing because another one did
-GRACE_S = 3.0  # how long the others may take to fail by themselves after one failed
-Events = queue.Queue[tuple[str, dict[str, Any]]]
+NOTIFY_S = 10.0  # how long a party refused by its data check tries to tell its peers
+SIGNAL_NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
 
 
 @dataclass(frozen=True)
@@ -76,24 +77,48 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class RunResult:
-    """What :func:`run_job` returns: ``report`` is what it wrote to ``report_path``."""
+    """What :func:`run_job` returns: ``report`` is what it wrote to ``report_path``.
+
+    ``signal``: the signal that interrupted the run (SIGINT for Ctrl-C), else None.
+    """
 
     ok: bool
     error: str | None
     report: dict[str, Any]
     report_path: Path
+    signal: int | None = None
 
 
-@dataclass
-class _Worker:
-    name: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-    step: int = -1
-    done: bool = False
-    exited: bool = False
-    failure: tuple[str, str] | None = None  # (kind, message)
-    stopped: bool = False  # killed by us after another party failed
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by a signal (SIGINT raises a plain KeyboardInterrupt)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextmanager
+def _stop_signals() -> Iterator[list[bool]]:
+    """SIGTERM and SIGHUP stop the run as Ctrl-C does; set ``[True]`` to hold them off
+    (cleaning up), after which they are only recorded."""
+    shield = [False]
+    if threading.current_thread() is not threading.main_thread():
+        yield shield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if not shield[0]:
+            raise Interrupted(signum)
+
+    sigs = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+    old = {s: signal.getsignal(s) for s in sigs}
+    for s in sigs:
+        signal.signal(s, handler)
+    try:
+        yield shield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def run_job(
@@ -102,10 +127,11 @@ def run_job(
     options: RunOptions | None = None,
     display: Display | None = None,
 ) -> RunResult:
-    """Run ``spec`` with one worker process per local party; write ``out_dir/report.json``.
+    """Run ``spec`` with one worker process per local party; write ``out_dir/report.json``
+    (``failed-report.json`` when the run failed and ``out_dir`` holds an earlier success).
 
-    Raises :class:`ConfigError` for bad input found before any party starts; a
-    failure while running is returned (``ok=False``), never raised.
+    Raises :class:`ConfigError` for bad input found before any party starts (nothing
+    is written); a failure while running is returned (``ok=False``), never raised.
     """
     options = options or RunOptions()
     display = display or Display()
@@ -115,42 +141,109 @@ def run_job(
     out = Path(out_dir)
     check_out_dir(out, local)
     addresses = _addresses(spec, local, options)
-    out.mkdir(parents=True, exist_ok=True)
-    steps = [StepRecord(s.name) for s in spec.steps]
-    t0 = time.perf_counter()
-    display.start(spec.name, [s.name for s in spec.steps], local)
-    staging = Path(tempfile.mkdtemp(prefix=".veil-staging-", dir=out))
-    error: str | None = None
-    logs: dict[str, list[str]] = {}
+    _check_tls(spec, local, options)
+    remote = [p for p in spec.party_names if p not in local]
     try:
-        with tempfile.TemporaryDirectory(prefix="veil-run-") as tmp:
-            tls = _tls(spec, local, Path(tmp), options)
-            workers = _start(
-                spec,
-                local=local,
-                addresses=addresses,
-                tls=tls,
-                tmp=Path(tmp),
-                staging=staging,
-                options=options,
+        warnings = check_data(spec, local)
+    except ConfigError as e:
+        for p in local if remote else ():  # the peers stop too, told why
+            send_abort(
+                _grpc(spec, p, addresses, options),
+                str(e),
+                step="data check",
+                patience=min(options.timeout, NOTIFY_S),
             )
-            error = _follow(workers, steps, display)
-            if error is not None:
-                logs = {w.name: _tail(w.log) for w in workers.values() if w.failure}
-    except KeyboardInterrupt:
-        error = "interrupted (Ctrl-C): all parties were stopped"
-    finally:
-        display.stop()
-        if error is None:
-            publish(staging, out, local)
-        else:
-            remove_outputs(out, local)
-        shutil.rmtree(staging, ignore_errors=True)
-    report = build_report(spec.name, local, steps, error, time.perf_counter() - t0)
-    if logs:
-        report["logs"] = logs  # the failed workers' last log lines (their stderr)
-    path = write_json(report, out / "report.json")
-    return RunResult(ok=error is None, error=error, report=report, report_path=path)
+        raise
+    out.mkdir(parents=True, exist_ok=True)
+    notes = remove_stale(out)
+    steps = [StepRecord(s.name, seed=_seed(s)) for s in spec.steps]
+    t0 = time.perf_counter()
+    error: str | None = None
+    own = True
+    interrupted: int | None = None
+    workers: dict[str, Worker] = {}
+    follower: Follower | None = None
+    with _stop_signals() as shield:
+        staging = Staging(out)
+        try:
+            display.start(spec.name, [s.name for s in spec.steps], local)
+            for text in notes:
+                display.note(text)
+            for text in warnings:
+                display.note(f"warning: {text}")
+            tls = options.tls or throwaway_federation(spec.party_names, staging.run / "tls")
+            for name in local:
+                cfg = _worker_config(
+                    spec, name, addresses=addresses, tls=tls[name], staging=staging, options=options
+                )
+                workers[name] = start_worker(cfg, staging.run)
+            follower = Follower(workers, steps, display)
+            follower.run()
+            error, own = root_cause(workers, steps)
+        except KeyboardInterrupt as e:
+            shield[0] = True
+            interrupted = getattr(e, "signum", signal.SIGINT)
+            how = f"interrupted ({SIGNAL_NAMES.get(interrupted, f'signal {interrupted}')})"
+            stop_workers(workers.values(), how, tell_peers=bool(remote))
+            error = f"{how}: " + ("the peers were told" if remote else "all parties were stopped")
+        except Exception as e:  # a fault of veil run itself: still stop, clean up and report
+            error = f"veil run failed: {type(e).__name__}: {e}"
+        finally:
+            shield[0] = True
+            stop_workers(workers.values(), error or "stopped", tell_peers=bool(remote))
+            display.stop()
+            if remote and error is not None and own:
+                _tell_peers(spec, local, workers, steps=steps, addresses=addresses, options=options)
+            report = build_report(spec.name, local, steps, error, time.perf_counter() - t0)
+            report["warnings"] = [*warnings, *(follower.warnings if follower else [])]
+            logs = {w.name: tail(w.log) for w in workers.values() if w.failure}
+            if logs:
+                report["logs"] = logs  # the failed workers' last log lines (their stderr)
+            if error is None:
+                path = staging.publish(local, report)
+            else:
+                path = write_failure_report(out, report)
+            staging.close()
+    return RunResult(error is None, error, report, path, interrupted)
+
+
+def _seed(step: Any) -> dict[str, Any] | None:
+    from veil.jobs.seeds import DERIVED
+
+    if not step.derived_seed:
+        return None
+    return {"value": step.params["seed"], "source": DERIVED}
+
+
+def _tell_peers(
+    spec: JobSpec,
+    local: tuple[str, ...],
+    workers: dict[str, Worker],
+    *,
+    steps: list[StepRecord],
+    addresses: tuple[str, ...],
+    options: RunOptions,
+) -> None:
+    """Tell the remote peers about local parties that could not say it themselves
+    (crashed, killed, never started); best effort, about a second."""
+    for name in local:
+        w = workers.get(name)
+        if w is not None and not w.killed and (w.failure is None or w.failure[0] != "crash"):
+            continue  # it told its peers itself
+        reason = w.failure[1] if w is not None and w.failure else "its veil run stopped"
+        step = f"{w.step} '{steps[w.step].name}'" if w is not None and w.step >= 0 else "start"
+        send_abort(_grpc(spec, name, addresses, options), reason, step=step, patience=1.0)
+
+
+def _grpc(spec: JobSpec, party: str, addresses: tuple[str, ...], options: RunOptions) -> GrpcConfig:
+    names = tuple(sorted(spec.party_names))
+    assert options.tls is not None
+    return GrpcConfig(
+        rank=names.index(party),
+        names=names,
+        addresses=tuple(addresses[spec.party_names.index(n)] for n in names),
+        tls=options.tls[party],
+    )
 
 
 def _addresses(spec: JobSpec, local: tuple[str, ...], options: RunOptions) -> tuple[str, ...]:
@@ -173,9 +266,7 @@ def _addresses(spec: JobSpec, local: tuple[str, ...], options: RunOptions) -> tu
     return tuple(given.get(p) or f"127.0.0.1:{free_port()}" for p in spec.party_names)
 
 
-def _tls(
-    spec: JobSpec, local: tuple[str, ...], tmp: Path, options: RunOptions
-) -> Mapping[str, TlsFiles]:
+def _check_tls(spec: JobSpec, local: tuple[str, ...], options: RunOptions) -> None:
     if options.tls is None:
         if len(local) < len(spec.party_names):
             raise ConfigError(
@@ -183,7 +274,7 @@ def _tls(
                 "running one party needs the federation's certificates",
                 "give --ca, --cert and --key (made with veil ca)",
             )
-        return throwaway_federation(spec.party_names, tmp / "ca")
+        return
     missing = [p for p in local if p not in options.tls]
     if missing:
         raise ConfigError("tls", f"no certificate for {', '.join(missing)}", "give one per party")
@@ -192,181 +283,31 @@ def _tls(
             f = Path(getattr(options.tls[p], what))
             if not f.is_file():
                 raise ConfigError(f"tls.{p}.{what}", f"no such file '{f}'", "check the path")
-    return options.tls
 
 
-def _start(
+def _worker_config(
     spec: JobSpec,
+    name: str,
     *,
-    local: tuple[str, ...],
     addresses: tuple[str, ...],
-    tls: Mapping[str, TlsFiles],
-    tmp: Path,
-    staging: Path,
+    tls: TlsFiles,
+    staging: Staging,
     options: RunOptions,
-) -> dict[str, _Worker]:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+) -> WorkerConfig:
     # Wire ranks follow the sorted party names, so two sites whose job files list the
     # parties in different orders still agree on them.
     names = tuple(sorted(spec.party_names))
-    workers: dict[str, _Worker] = {}
-    for name in local:
-        cfg = WorkerConfig(
-            job=str(spec.path),
-            party=name,
-            out_dir=str(staging / name),
-            names=names,
-            addresses=tuple(addresses[spec.party_names.index(n)] for n in names),
-            ca_cert=str(tls[name].ca_cert),
-            cert=str(tls[name].cert),
-            key=str(tls[name].key),
-            timeout=options.timeout,
-            listen=options.listen,
-        )
-        cfg_path = tmp / f"{name}.json"
-        cfg_path.write_text(cfg.to_json(), encoding="utf-8")
-        log = tmp / f"{name}.log"
-        with log.open("wb") as logf:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "veil.jobs.worker", "--config", str(cfg_path)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=logf,
-                env=env,
-                start_new_session=True,  # Ctrl-C reaches the parent, which stops them
-            )
-        workers[name] = _Worker(name, proc, log)
-    return workers
-
-
-def _reader(party: str, stream: IO[bytes], q: Events) -> None:
-    for line in stream:
-        try:
-            ev = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(ev, dict):
-            q.put((party, ev))
-    q.put((party, {"event": "eof"}))
-
-
-def _follow(workers: dict[str, _Worker], steps: list[StepRecord], display: Display) -> str | None:
-    """Follow the workers' events until all exited; stop the rest once one failed."""
-    q: Events = queue.Queue()
-    for w in workers.values():
-        assert w.proc.stdout is not None
-        threading.Thread(
-            target=_reader, args=(w.name, w.proc.stdout, q), daemon=True, name=f"events-{w.name}"
-        ).start()
-    stop_at: float | None = None
-    try:
-        while not all(w.exited for w in workers.values()):
-            if stop_at is not None and time.monotonic() >= stop_at:
-                for w in workers.values():
-                    w.stopped = w.stopped or not (w.exited or w.done)
-                _terminate(workers.values())
-                stop_at = float("inf")
-            try:
-                name, ev = q.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            w = workers[name]
-            _handle(w, ev, steps, display, len(workers))
-            if stop_at is None and (w.failure is not None or (w.exited and not w.done)):
-                stop_at = time.monotonic() + GRACE_S
-    finally:
-        _terminate(workers.values())
-    return _root_cause(workers, steps)
-
-
-def _handle(
-    w: _Worker, ev: dict[str, Any], steps: list[StepRecord], display: Display, n_workers: int
-) -> None:
-    kind, now = ev.get("event"), time.perf_counter()
-    i = int(ev.get("step", w.step))
-    if kind == "step_start":
-        w.step = i
-        s = steps[i]
-        if s.started is None:
-            s.started, s.status = now, "running"
-            display.update(i, status="running")
-        display.update(i, party=w.name, fraction=0.0)
-    elif kind == "progress":
-        display.update(i, party=w.name, fraction=float(ev.get("fraction", 0.0)), msg=ev.get("msg"))
-    elif kind == "step_done":
-        s = steps[i]
-        s.outputs[w.name] = ev.get("outputs") or {}
-        s.traffic[w.name] = ev.get("traffic") or {}
-        display.update(i, party=w.name, fraction=1.0)
-        if len(s.outputs) == n_workers and s.started is not None:
-            s.ended, s.status = now, "ok"
-            display.update(i, status="ok", seconds=now - s.started)
-    elif kind == "done":
-        w.done = True
-    elif kind == "failed":
-        w.failure = (str(ev.get("kind", "Error")), str(ev.get("error", "unknown error")))
-    elif kind == "eof":
-        rc = w.proc.wait()
-        w.exited = True
-        if not w.done and w.failure is None and not w.stopped:
-            w.failure = ("crash", f"crashed (exit code {rc}){_last_log_line(w.log)}")
-        if w.failure is not None and 0 <= w.step < len(steps):
-            steps[w.step].status = "failed"
-            display.update(w.step, status="failed")
-
-
-def _tail(log: Path, n: int = 20) -> list[str]:
-    try:
-        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return []
-    return [ln[:500] for ln in lines[-n:]]
-
-
-def _last_log_line(log: Path) -> str:
-    lines = _tail(log, 1)
-    return f": {lines[-1].strip()[:300]}" if lines else ""
-
-
-def _terminate(workers: Iterable[_Worker]) -> None:
-    """Stop every worker still running (SIGTERM, then SIGKILL) and close its stdin."""
-    workers = list(workers)
-    running = [w for w in workers if w.proc.poll() is None]
-    for w in running:
-        with contextlib.suppress(OSError):
-            w.proc.terminate()
-    deadline = time.monotonic() + 3.0
-    for w in running:
-        try:
-            w.proc.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            w.proc.kill()
-            w.proc.wait()
-    for w in workers:
-        if w.proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                w.proc.stdin.close()
-
-
-def _root_cause(workers: dict[str, _Worker], steps: list[StepRecord]) -> str | None:
-    failed = [w for w in workers.values() if w.failure is not None]
-    if not failed:
-        if all(w.done for w in workers.values()):
-            return None
-        return "the run stopped before every party finished"
-
-    def rank(w: _Worker) -> tuple[bool, bool]:
-        # A party's own failure explains the run better than the peers' echoes of it.
-        kind = w.failure[0] if w.failure else ""
-        return (kind in ECHO_ERRORS, kind != "crash")
-
-    w = min(failed, key=rank)
-    assert w.failure is not None
-    if 0 <= w.step < len(steps):
-        where = f" in step {w.step} '{steps[w.step].name}'"
-    else:
-        where = " before the first step"
-    msg = f"party '{w.name}'{where}: {w.failure[1]}"
-    if 0 <= w.step < len(steps):
-        steps[w.step].error = msg
-    return msg
+    return WorkerConfig(
+        job=str(spec.path),
+        party=name,
+        out_dir=str(staging.parties / name),
+        names=names,
+        addresses=tuple(addresses[spec.party_names.index(n)] for n in names),
+        ca_cert=str(tls.ca_cert),
+        cert=str(tls.cert),
+        key=str(tls.key),
+        timeout=options.timeout,
+        listen=options.listen,
+        staging=str(staging.root),
+        tell_peers=options.parties is not None and len(options.parties) < len(spec.party_names),
+    )

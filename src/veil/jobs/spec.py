@@ -28,7 +28,7 @@ import pandas as pd
 import yaml
 
 from veil.errors import ConfigError
-from veil.jobs import registry
+from veil.jobs import registry, seeds
 
 PARTY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")  # also a certificate name
 RESERVED_NAMES = ("ca",)  # its certificate would clash with the CA's file (ca.crt)
@@ -56,6 +56,7 @@ class StepSpec:
     name: str
     params: Mapping[str, Any]
     index: int
+    derived_seed: bool = False  # True: ``params['seed']`` was derived from the job, not given
 
     @property
     def field(self) -> str:
@@ -186,7 +187,7 @@ def _parse_steps(raw: Any, job: JobSpec) -> tuple[StepSpec, ...]:
     if not isinstance(raw, list) or not raw:
         raise ConfigError("steps", "missing or empty", "list the steps, e.g. '- psi: {...}'")
     known = registry.step_names()
-    out = []
+    parsed: list[tuple[str, dict[str, Any], Mapping[str, Any]]] = []
     for i, entry in enumerate(raw):
         item = {entry: None} if isinstance(entry, str) else entry
         if not isinstance(item, dict) or len(item) != 1:
@@ -203,7 +204,16 @@ def _parse_steps(raw: Any, job: JobSpec) -> tuple[StepSpec, ...]:
                 f"steps[{i}].{sname}", "parameters must be a mapping", "write '{key: value}'"
             )
         checked = registry.get(sname).validate(params, job, f"steps[{i}].{sname}")
-        out.append(StepSpec(name=sname, params=MappingProxyType(dict(checked)), index=i))
+        parsed.append((sname, params, checked))
+    digest = seeds.job_digest(job.name, job.party_names, [(n, c) for n, _, c in parsed])
+    out = []
+    for i, (sname, params, checked) in enumerate(parsed):
+        field, seed = f"steps[{i}].{sname}", seeds.step_seed(digest, i)
+        seeded = seeds.with_seed(sname, params, checked, job=job, field=field, seed=seed)
+        final = checked if seeded is None else seeded
+        out.append(
+            StepSpec(sname, MappingProxyType(dict(final)), i, derived_seed=seeded is not None)
+        )
     return tuple(out)
 
 

@@ -1,68 +1,52 @@
-"""One party of a local ``veil run``: ``python -m veil.jobs.worker --config FILE``.
+"""One party of a ``veil run``: ``python -m veil.jobs.worker --config FILE``.
 
-The parent (:mod:`veil.jobs.runner`) starts one worker per party. A worker
-loads the job file and its own party's data, connects to the other workers over
-mutual-TLS gRPC, runs every step and reports to the parent as JSON lines on its
-original stdout (local orchestration only; protocol messages go over gRPC).
-Anything the step code prints goes to stderr, which the parent keeps as a log.
-The worker exits when its stdin closes, so it never outlives the parent.
+The parent (:mod:`veil.jobs.runner`) starts one worker per local party. A worker
+loads the job file and its own party's data, connects to the other parties over
+mutual-TLS gRPC (a barrier: every party is up), starts heartbeats, checks that
+every party runs the same job (:mod:`veil.jobs.handshake`), runs every step and
+reports to the parent as JSON lines on its original stdout (local orchestration
+only; protocol messages go over gRPC). Anything the step code prints goes to
+stderr, which the parent keeps as a log.
 
-Events: ``ready``, ``step_start``, ``progress``, ``step_done`` (outputs, seconds,
-traffic), ``failed`` (kind, error), ``done``.
+Stopping: a worker that fails, is stopped by its parent (a ``{"stop": reason}``
+line on stdin), gets SIGTERM or SIGINT, or loses its parent (stdin closes) tells
+every peer (an abort with the reason and the step) before it exits; one that lost
+its parent also removes the run's staging folder (outputs and throw-away keys).
+
+Events: ``connecting``, ``ready``, ``waiting`` (peer, state, seconds; peer None when
+no longer waiting), ``step_start``, ``progress``, ``step_done`` (outputs, seconds,
+traffic), ``failed`` (kind, error, step), ``done``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
+from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
-from veil.errors import ConfigError, VeilError
+from veil.errors import ConfigError, PeerAborted, VeilError
+from veil.jobs.handshake import WorkerConfig
 from veil.net.transport import Transport
 
 if TYPE_CHECKING:
-    from veil.jobs.spec import JobSpec
-    from veil.net.session import Session
+    from veil.net.grpc_transport import GrpcConfig, GrpcTransport
 
+EXIT_FAILED = 1
+EXIT_PARENT_GONE = 3
+WAIT_SHOWN_AFTER = 2.0  # seconds a wait lasts before the display hears of it
+REFUSAL_LINGER = 3.0  # seconds a party that refused a peer's certificate keeps answering
 
-class Tag(StrEnum):
-    """Messages the workers exchange themselves (all else belongs to steps)."""
-
-    JOB = "job"  # what this party's job file says (name, parties, steps), at the start
-    DONE = "done"  # this party ran every step, at the end
-
-
-@dataclass(frozen=True)
-class WorkerConfig:
-    """What the parent tells one worker; written as JSON to a file it passes."""
-
-    job: str
-    party: str
-    out_dir: str
-    names: tuple[str, ...]
-    addresses: tuple[str, ...]
-    ca_cert: str
-    cert: str
-    key: str
-    timeout: float
-    listen: str | None = None
-
-    def to_json(self) -> str:
-        return json.dumps(self.__dict__ | {"names": list(self.names)})
-
-    @classmethod
-    def from_json(cls, text: str) -> WorkerConfig:
-        d = json.loads(text)
-        d["names"], d["addresses"] = tuple(d["names"]), tuple(d["addresses"])
-        return cls(**d)
+__all__ = ["Events", "WorkerConfig", "main", "run_steps"]
 
 
 class Events:
@@ -76,8 +60,11 @@ class Events:
     def emit(self, event: str, **fields: Any) -> None:
         line = json.dumps({"event": event, **fields}, default=str)
         with self._lock:
-            self._out.write(line + "\n")
-            self._out.flush()
+            try:
+                self._out.write(line + "\n")
+                self._out.flush()
+            except (OSError, ValueError):  # the parent is gone
+                pass
 
     def progress(self, step: int, fraction: float, msg: str) -> None:
         now = time.monotonic()
@@ -89,12 +76,72 @@ class Events:
         self.emit("progress", step=step, fraction=round(fraction, 4), msg=msg)
 
 
-def connect(cfg: WorkerConfig) -> Transport:
-    """This party's mutual-TLS gRPC transport to every other party."""
-    from veil.net.certs import TlsFiles
-    from veil.net.grpc_transport import GrpcConfig, GrpcTransport
+class Guard:
+    """Where this worker is, and how it stops: abort to the peers first, then exit."""
 
-    gcfg = GrpcConfig(
+    def __init__(self, cfg: WorkerConfig, events: Events) -> None:
+        self.cfg = cfg
+        self.events = events
+        self.transport: Transport | None = None
+        self.step = -1  # index of the current step, -1 before the first
+        self.where = "start"  # the step as peers are told: "start", "2 'hetero_lr'", "end"
+        self._lock = threading.Lock()
+        self._stopping = False
+
+    def install(self, stdin: IO[bytes]) -> None:
+        """Stop on SIGTERM/SIGINT, on a stop line from the parent, and when it goes."""
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+        threading.Thread(target=self._watch_parent, args=(stdin,), daemon=True).start()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        args = (f"stopped by {name}", 128 + signum, True, False)
+        threading.Thread(target=self.stop, args=args, daemon=True).start()
+
+    def _watch_parent(self, stdin: IO[bytes]) -> None:
+        for line in stdin:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(msg, dict) and isinstance(msg.get("stop"), str):
+                self.stop(msg["stop"], EXIT_FAILED, bool(msg.get("tell_peers", True)), False)
+        # Its parent died: the local peers see it too; remote ones must be told.
+        self.stop("its veil run process ended", EXIT_PARENT_GONE, self.cfg.tell_peers, True)
+
+    def tell_peers(self, reason: str) -> None:
+        """Send every peer an abort naming this step (without a server if there is none yet)."""
+        if self.transport is not None:
+            self.transport.abort(reason, step=self.where, patience=1.0)
+            return
+        from veil.net.grpc_transport import send_abort
+
+        with contextlib.suppress(Exception):  # best effort: the worker reports a bad config
+            send_abort(grpc_config(self.cfg), reason, step=self.where, patience=1.0)
+
+    def stop(self, reason: str, code: int, tell_peers: bool, cleanup: bool) -> None:
+        """Tell the peers (if asked), remove the staging folder (if asked), exit."""
+        with self._lock:
+            if self._stopping:
+                return
+            self._stopping = True
+        self.events.emit("failed", kind="Stopped", error=reason, step=self.step)
+        if tell_peers:
+            self.tell_peers(reason)
+        if cleanup and self.cfg.staging:
+            from veil.jobs.staging import remove_tree
+
+            remove_tree(Path(self.cfg.staging))
+        os._exit(code)
+
+
+def grpc_config(cfg: WorkerConfig) -> GrpcConfig:
+    """This party's gRPC configuration."""
+    from veil.net.certs import TlsFiles
+    from veil.net.grpc_transport import GrpcConfig
+
+    return GrpcConfig(
         rank=cfg.names.index(cfg.party),
         names=cfg.names,
         addresses=cfg.addresses,
@@ -102,7 +149,13 @@ def connect(cfg: WorkerConfig) -> Transport:
         connect_timeout=cfg.timeout,
         listen=cfg.listen,
     )
-    return GrpcTransport(gcfg)
+
+
+def connect(cfg: WorkerConfig) -> GrpcTransport:
+    """This party's mutual-TLS gRPC transport to every other party (server started)."""
+    from veil.net.grpc_transport import GrpcTransport
+
+    return GrpcTransport(grpc_config(cfg))
 
 
 def _traffic(t: Transport) -> dict[str, int]:
@@ -119,11 +172,38 @@ def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
     return {k: after[k] - before[k] for k in after}
 
 
-def run_steps(cfg: WorkerConfig, events: Events) -> None:
+def watch_waits(t: Transport, names: Sequence[str], events: Events, done: threading.Event) -> None:
+    """Each second, tell the parent what this party has been waiting for (if a while)."""
+    shown = False
+    while not done.wait(1.0):
+        waits = [w for w in t.mailbox.waiting() if time.monotonic() - w.since >= WAIT_SHOWN_AFTER]
+        if not waits:
+            if shown:
+                events.emit("waiting", peer=None)
+                shown = False
+            continue
+        w = waits[0]
+        heard = t.mailbox.heard(w.peer)
+        if w.what == "connecting" or heard is None:
+            state = "connecting"
+        elif heard < 3.0:
+            state = "busy"  # alive (heartbeats), still working
+        else:
+            state = f"silent {heard:.0f} s"
+        events.emit(
+            "waiting", peer=names[w.peer], state=state, seconds=round(time.monotonic() - w.since)
+        )
+        shown = True
+
+
+def run_steps(cfg: WorkerConfig, events: Events, guard: Guard) -> None:
     """Load the job and this party's data, connect, run every step, say goodbye."""
     from veil.jobs.context import StepContext
+    from veil.jobs.handshake import check_same_job, say_done
     from veil.jobs.registry import get
     from veil.jobs.spec import load_frame, load_job
+    from veil.jobs.validate import check_rows
+    from veil.net.grpc_client import Refused
     from veil.net.session import Session
 
     spec = load_job(cfg.job, check_data=False)
@@ -134,8 +214,16 @@ def run_steps(cfg: WorkerConfig, events: Events) -> None:
     def on_progress(what: str, fraction: float) -> None:
         events.progress(current["step"], fraction, what)
 
+    events.emit("connecting")
     transport = connect(cfg)
+    guard.transport = transport
+    stop_watch = threading.Event()
+    threading.Thread(
+        target=watch_waits, args=(transport, cfg.names, events, stop_watch), daemon=True
+    ).start()
     try:
+        transport.connect(cfg.timeout)
+        transport.start_heartbeats()
         root = Session(transport, cfg.names, cfg.party, timeout=cfg.timeout, progress=on_progress)
         check_same_job(root.sub("start"), spec)
         events.emit("ready")
@@ -150,8 +238,10 @@ def run_steps(cfg: WorkerConfig, events: Events) -> None:
         )
         ctx.out_dir.mkdir(parents=True, exist_ok=True)
         for step in spec.steps:
-            current["step"] = step.index
+            current["step"] = guard.step = step.index
+            guard.where = f"{step.index} '{step.name}'"
             events.emit("step_start", step=step.index)
+            check_rows(step.name, step.index, len(ctx.frame), bool(ctx.state.get("aligned")))
             before, t0 = _traffic(transport), time.perf_counter()
             ctx.session = root.sub(f"step{step.index}.{step.name}")
             outputs = get(step.name).run(ctx, step.params)
@@ -163,54 +253,25 @@ def run_steps(cfg: WorkerConfig, events: Events) -> None:
                 outputs=json.loads(json.dumps(outputs, default=_jsonable)),
                 traffic=_delta(_traffic(transport), before),
             )
-        end = root.sub("end")
-        for peer in end.peers():
-            end.send(peer, Tag.DONE, True)
-        for peer in end.peers():
-            end.recv(peer, Tag.DONE)
+        guard.where = "end"
+        say_done(root.sub("end"))
     except BaseException as e:
-        transport.abort(f"{type(e).__name__}: {e}")
+        if not isinstance(e, PeerAborted):  # a peer that failed already knows
+            transport.abort(describe(e), step=guard.where)
+        if isinstance(e, Refused) and e.by_us:
+            time.sleep(REFUSAL_LINGER)  # the peer's handshakes get refused too: it learns why
         raise
     finally:
+        stop_watch.set()
         transport.close()
 
 
-def job_summary(spec: JobSpec) -> dict[str, Any]:
-    """What every party's job file must agree on (data paths and columns may differ)."""
-    return {
-        "name": spec.name,
-        "parties": sorted(spec.party_names),
-        "steps": [[s.name, json.loads(json.dumps(dict(s.params)))] for s in spec.steps],
-    }
-
-
-def check_same_job(session: Session, spec: JobSpec) -> None:
-    """Exchange job summaries with every peer; stop with a clear error if they differ."""
-    mine = job_summary(spec)
-    for peer in session.peers():
-        session.send(peer, Tag.JOB, mine)
-    for peer in session.peers():
-        theirs = session.recv(peer, Tag.JOB)
-        if theirs == mine:
-            continue
-        field, problem = "job", "differs"
-        if not isinstance(theirs, dict) or theirs.get("name") != mine["name"]:
-            field, problem = "name", f"'{peer}' runs job {theirs.get('name')!r}"
-        elif theirs.get("parties") != mine["parties"]:
-            field, problem = "parties", f"'{peer}' lists parties {theirs.get('parties')}"
-        else:
-            steps = theirs.get("steps") or []
-            for i in range(max(len(steps), len(mine["steps"]))):
-                a = mine["steps"][i] if i < len(mine["steps"]) else None
-                b = steps[i] if i < len(steps) else None
-                if a != b:
-                    field, problem = f"steps[{i}]", f"ours is {a}, '{peer}' has {b}"
-                    break
-        raise ConfigError(
-            field,
-            f"this job file differs from party '{peer}'s: {problem}",
-            "every party must run the same job file (only data paths and columns may differ)",
-        )
+def describe(e: BaseException) -> str:
+    """A Veil error's own message; any other error with its type (``ValueError: boom``)."""
+    kind = type(e).__name__
+    if isinstance(e, VeilError):
+        return str(e) or kind
+    return f"{kind}: {e}" if str(e) else kind
 
 
 def _jsonable(x: Any) -> Any:
@@ -220,15 +281,6 @@ def _jsonable(x: Any) -> Any:
     return str(x)
 
 
-def _exit_when_parent_goes(stdin: IO[bytes]) -> None:
-    """Read stdin until EOF (the parent closed it or died), then exit at once."""
-    try:
-        while stdin.read(1024):
-            pass
-    finally:
-        os._exit(3)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m veil.jobs.worker")
     ap.add_argument("--config", required=True, help="worker config JSON written by veil run")
@@ -236,22 +288,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Events go on the original stdout; anything else printed goes to stderr (the log).
     events = Events(os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8"))
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    threading.Thread(
-        target=_exit_when_parent_goes, args=(sys.stdin.buffer,), daemon=True, name="parent-watch"
-    ).start()
     cfg = WorkerConfig.from_json(Path(args.config).read_text(encoding="utf-8"))
+    guard = Guard(cfg, events)
+    guard.install(sys.stdin.buffer)
     try:
-        run_steps(cfg, events)
+        run_steps(cfg, events, guard)
     except Exception as e:
-        kind = type(e).__name__
-        msg = str(e) or kind
-        if not isinstance(e, VeilError):
-            msg = f"{kind}: {msg}"
-        events.emit("failed", kind=kind, error=msg, user=isinstance(e, ConfigError))
-        import traceback
-
+        kind, msg = type(e).__name__, describe(e)
+        if guard.transport is None and cfg.tell_peers:  # failed before its server was up
+            guard.tell_peers(msg)
+        user = isinstance(e, ConfigError)
+        events.emit("failed", kind=kind, error=msg, user=user, step=guard.step)
         traceback.print_exc(file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     events.emit("done")
     return 0
 

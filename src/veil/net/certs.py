@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -202,6 +203,29 @@ def load_ca(ca_dir: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise ConfigError("ca_dir", f"the CA key in {ca_dir} is not an EC key")
     return cert, key
+
+
+def own_certificate_problem(tls: TlsFiles, party: str) -> str | None:
+    """What is wrong with ``party``'s own certificate, seen from its own files, or None.
+
+    ``certificate not issued by the federation CA`` (not signed by the CA in
+    ``tls.ca_cert``) or ``certificate issued to 'bank', not 'partner'``. Used to name
+    the cause when a peer refuses us; unreadable files count as no finding.
+    """
+    try:
+        ca = x509.load_pem_x509_certificate(Path(tls.ca_cert).read_bytes())
+        cert = x509.load_pem_x509_certificate(Path(tls.cert).read_bytes())
+    except (OSError, ValueError):
+        return None
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return "certificate not issued by the federation CA"
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    name = str(cns[0].value) if cns else ""
+    if name != party:
+        return f"certificate issued to '{name}', not '{party}'"
+    return None
 
 
 def cert_party_name(cert_pem: bytes) -> str:

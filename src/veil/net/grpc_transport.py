@@ -11,14 +11,22 @@ in any order, so no frame is ever larger than one chunk.
 Security: both ends present certificates signed by the federation CA. The client
 pins the server's name to the expected party (``ssl_target_name_override``); the
 server checks that the caller's certificate CN is ``names[sender_rank]`` and that
-a P2P key really runs ``sender -> me``, refusing anything else. A certificate from
+a P2P key runs ``sender -> me``, refusing anything else. A certificate from
 another CA fails the TLS handshake, so nothing flows.
+
+Failures are named from both sides: the party that refuses a peer's certificate
+says so (``refused party partner at ...: its certificate is not issued by the
+federation CA``), and the refused party, whose handshake the peer closes or whose
+pushes it denies, says ``refused by bank: certificate not issued by the federation
+CA`` (checked against its own CA file) instead of waiting for a peer that is there.
+Veil parties also exchange heartbeats (:meth:`GrpcTransport.start_heartbeats`), so a
+dead peer is told from a slow one (see :mod:`veil.net.transport`).
 """
 
 from __future__ import annotations
 
 import logging
-import re
+import shutil
 import socket
 import tempfile
 import threading
@@ -33,10 +41,11 @@ import grpc
 
 from veil.errors import ConfigError, NetworkError
 from veil.net.certs import TlsFiles, throwaway_federation
+from veil.net.grpc_client import PUSH_METHOD, REFUSED, PushClient, send_abort
 from veil.net.grpc_config import GrpcConfig
-from veil.net.grpc_receiver import SERVICE, PushReceiver
-from veil.net.proto import header_pb2, link_pb2
-from veil.net.transport import ABORT_KEY_PREFIX, Mailbox, TrafficStats, Transport
+from veil.net.grpc_receiver import PushReceiver
+from veil.net.proto import link_pb2
+from veil.net.transport import HEARTBEAT_KEY_PREFIX, Mailbox, TrafficStats, Transport
 
 __all__ = [
     "PUSH_METHOD",
@@ -46,53 +55,28 @@ __all__ = [
     "free_port",
     "loopback_configs",
     "loopback_transports",
+    "send_abort",
 ]
 
 log = logging.getLogger(__name__)
 Tap = Callable[[int, int, str, bytes], None]
-PUSH_METHOD = f"/{SERVICE}/Push"
-_FRAME_SLACK = 64 * 1024
-_MIN_RECV_FRAME = 32 << 20
-_ABORT_TIMEOUT = 2.0
+HEARTBEAT_EVERY = 0.5  # seconds between heartbeats
+GONE_AFTER = 1.0  # seconds of refused connections after which a peer's process is gone
 _WINDOW = 8  # chunks of one value in flight at once
-_TLS_FAILURE = re.compile(
-    r"handshake failed|Hostname Verification|CERTIFICATE_VERIFY_FAILED|TLSV1_ALERT|SSLV3_ALERT",
-    re.IGNORECASE,
-)
 
 
-class GrpcTransport(Transport):
+class GrpcTransport(PushClient, Transport):
     """One party's end: a Push server for incoming values, a channel per peer for sends."""
 
     def __init__(self, cfg: GrpcConfig, tap: Tap | None = None) -> None:
-        cfg.validate()
-        self.cfg = cfg
-        self.rank = cfg.rank
+        self.mailbox = Mailbox()
+        super().__init__(cfg, self.mailbox)
         self.stats = TrafficStats()
         self.tap = tap
-        self.mailbox = Mailbox()
-        self._lock = threading.Lock()
-        self._channels: dict[int, tuple[grpc.Channel, Any]] = {}
-        self._closed = False
-        max_frame = max(cfg.chunk_size + _FRAME_SLACK, _MIN_RECV_FRAME)
-        self._options: list[tuple[str, Any]] = [
-            ("grpc.max_receive_message_length", max_frame),
-            ("grpc.max_send_message_length", max_frame),
-        ]
-        tls = cfg.tls
-        self._pem = (
-            None
-            if tls is None
-            else (Path(tls.ca_cert).read_bytes(), Path(tls.cert).read_bytes(), tls.key)
-        )
+        self._stop = threading.Event()
         self.receiver = PushReceiver(cfg, self.mailbox, self._options)
-        if tls is None:
+        if cfg.tls is None:
             log.warning("party %s: gRPC WITHOUT TLS (insecure=True): no authentication", self.name)
-
-    @property
-    def name(self) -> str:
-        """This party's name."""
-        return str(self.cfg.names[self.rank])
 
     def recv(self, src: int, key: str, timeout: float, peer_name: str = "") -> bytes:
         data = self.mailbox.take(key, src, timeout, peer_name or self.cfg.names[src])
@@ -104,46 +88,63 @@ class GrpcTransport(Transport):
 
         Pushes ``connect_{rank}`` (empty value) to each peer, then waits for each peer's
         ``connect_{peer}`` (SecretFlow's ``connect_{peer}\\x01\\x02{seq}`` is accepted as the
-        same). Raises NetworkError or PeerTimeout naming the party that is not there.
+        same). Raises NetworkError or PeerTimeout naming the party that is not there,
+        PeerAborted if it failed before it got here.
         """
         wait = self.cfg.connect_timeout if timeout is None else timeout
         deadline = time.monotonic() + wait
-        peers = [r for r in range(len(self.cfg.names)) if r != self.rank]
-        for dst in peers:
+        for dst in self._peers():
             req = link_pb2.PushRequest(sender_rank=self.rank, key=f"connect_{self.rank}")
-            self._push(dst, req, patience=max(deadline - time.monotonic(), 0.1))
-        for src in peers:
+            with self.mailbox.waiting_for(dst, "connecting"):
+                self._push(dst, req, patience=max(deadline - time.monotonic(), 0.1))
+        for src in self._peers():
             left = max(deadline - time.monotonic(), 0.01)
             self.mailbox.take(f"connect_{src}", src, left, self.cfg.names[src])
 
-    # -- sending side ---------------------------------------------------------
-    def _stub(self, dst: int) -> Any:
-        with self._lock:
-            if self._closed:
-                raise NetworkError(f"party {self.name}: transport is closed")
-            if dst not in self._channels:
-                addr = self.cfg.addresses[dst]
-                if self._pem is None:
-                    ch = grpc.insecure_channel(addr, options=self._options)
-                else:
-                    creds = grpc.ssl_channel_credentials(
-                        root_certificates=self._pem[0],
-                        private_key=Path(self._pem[2]).read_bytes(),
-                        certificate_chain=self._pem[1],
-                    )
-                    opts = [*self._options, ("grpc.ssl_target_name_override", self.cfg.names[dst])]
-                    ch = grpc.secure_channel(addr, creds, options=opts)
-                stub = ch.unary_unary(
-                    PUSH_METHOD,
-                    request_serializer=link_pb2.PushRequest.SerializeToString,
-                    response_deserializer=link_pb2.PushResponse.FromString,
-                )
-                self._channels[dst] = (ch, stub)
-            return self._channels[dst][1]
+    def start_heartbeats(
+        self, every: float = HEARTBEAT_EVERY, gone_after: float = GONE_AFTER
+    ) -> None:
+        """Push a heartbeat to every peer each ``every`` seconds until closed (Veil peers
+        only: call after :meth:`connect`). A peer whose address refuses connections for
+        ``gone_after`` seconds is gone: its waiters stop at once."""
+        for dst in self._peers():
+            threading.Thread(
+                target=self._beat,
+                args=(dst, every, gone_after),
+                daemon=True,
+                name=f"veil-heartbeat-{self.cfg.names[dst]}",
+            ).start()
 
+    def _beat(self, dst: int, every: float, gone_after: float) -> None:
+        req = link_pb2.PushRequest(sender_rank=self.rank, key=f"{HEARTBEAT_KEY_PREFIX}{self.rank}")
+        refused_since: float | None = None
+        while not self._stop.wait(every):
+            try:
+                self._stub(dst)(req, timeout=max(4 * every, 1.0))
+                refused_since = None
+            except NetworkError:  # closed
+                return
+            except grpc.RpcError as e:
+                if not REFUSED.search(str(e.details())):
+                    refused_since = None  # slow or busy, not gone
+                    continue
+                now = time.monotonic()
+                refused_since = refused_since or now
+                if now - refused_since >= gone_after:
+                    self.mailbox.gone(
+                        dst,
+                        f"its address {self.cfg.addresses[dst]} refuses connections (its "
+                        "process has stopped)",
+                    )
+                    return
+            except Exception:  # a closing channel; nothing to report
+                return
+
+    # -- sending side ---------------------------------------------------------
     def send(self, dst: int, key: str, payload: bytes) -> None:
         if not 0 <= dst < len(self.cfg.names) or dst == self.rank:
             raise ConfigError("dst", f"rank {dst} is not a peer of rank {self.rank}")
+        self._check_aborted(dst, link_pb2.PushRequest(key=key))
         if self.tap is not None:
             self.tap(self.rank, dst, key, payload)
         n, size = len(payload), self.cfg.chunk_size
@@ -189,98 +190,11 @@ class GrpcTransport(Transport):
                 raise NetworkError(self._explain(dst, e.code(), str(e.details()), 0)) from None
             self._push(dst, req)
 
-    def _push(self, dst: int, req: Any, patience: float | None = None) -> None:
-        """One Push, retried while the peer is unreachable, up to ``patience`` seconds.
-
-        A failed TLS handshake is not retried: another CA or a wrong name stays wrong.
-        """
-        stub = self._stub(dst)
-        patience = self.cfg.connect_timeout if patience is None else patience
-        deadline = time.monotonic() + patience
-        delay, attempt = 0.05, 0
-        while True:
-            attempt += 1
-            left = deadline - time.monotonic()
-            try:
-                resp = stub(req, timeout=max(left, 0.1) + 30.0)
-            except grpc.RpcError as e:
-                code, detail = e.code(), str(e.details())
-                retry = code == grpc.StatusCode.UNAVAILABLE and not _TLS_FAILURE.search(detail)
-                if retry and time.monotonic() + delay < deadline:
-                    if attempt == 4:  # once per push, after ~0.35 s of refusals
-                        log.info(
-                            "party %s: waiting for %s at %s (not reachable yet)",
-                            self.name,
-                            self.cfg.names[dst],
-                            self.cfg.addresses[dst],
-                        )
-                    time.sleep(delay)
-                    delay = min(delay * 2, 0.25)  # a starting peer is seen soon
-                    continue
-                raise NetworkError(self._explain(dst, code, detail, patience)) from None
-            self._check(dst, req, resp)
-            return
-
-    def _check(self, dst: int, req: Any, resp: Any) -> None:
-        if resp.header.error_code != header_pb2.OK:
-            raise NetworkError(
-                f"party {self.cfg.names[dst]} refused message '{req.key}': "
-                f"error {resp.header.error_code} {resp.header.error_msg}"
-            )
-
-    def _explain(self, dst: int, code: grpc.StatusCode, detail: str, waited: float) -> str:
-        peer, addr = self.cfg.names[dst], self.cfg.addresses[dst]
-        if code == grpc.StatusCode.PERMISSION_DENIED:
-            hint = f"our certificate must be issued to '{self.name}' by the federation CA"
-        elif _TLS_FAILURE.search(detail):
-            hint = (
-                f"the TLS handshake failed: check that {peer}'s certificate and ours are signed "
-                f"by the same federation CA (ca.crt) and that {peer}'s is issued to the party "
-                f"name '{peer}'"
-            )
-        elif code == grpc.StatusCode.UNAVAILABLE:
-            hint = (
-                f"gave up after {waited:.0f} s; check that {peer} is running and listening at "
-                f"{addr}, that its certificate is signed by the same federation CA as ours "
-                f"and issued to the party name '{peer}'"
-            )
-        else:
-            hint = f"check that {peer} at {addr} runs a compatible Veil/interconnection peer"
-        return f"cannot deliver to party {peer} at {addr} ({code.name}: {detail}); {hint}"
-
-    def abort(self, reason: str) -> None:
-        """Tell every peer we failed; best effort, in parallel, a couple of seconds at most."""
-        key = f"{ABORT_KEY_PREFIX}{self.rank}"
-        value = reason.encode("utf-8", "replace")[:4096]
-
-        def one(dst: int) -> None:
-            try:
-                req = link_pb2.PushRequest(sender_rank=self.rank, key=key, value=value)
-                self._push(dst, req, patience=_ABORT_TIMEOUT)
-            except Exception:  # best effort by design: the peer may be gone
-                pass
-
-        threads = [
-            threading.Thread(target=one, args=(d,), daemon=True)
-            for d in range(len(self.cfg.names))
-            if d != self.rank
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(_ABORT_TIMEOUT + 1.0)
-
     def close(self) -> None:
-        """Stop the server and close every channel. Idempotent."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            channels = [ch for ch, _ in self._channels.values()]
-            self._channels.clear()
-        for ch in channels:
-            ch.close()
-        self.receiver.stop()
+        """Stop the heartbeats and the server and close every channel. Idempotent."""
+        self._stop.set()
+        if self._close_channels():
+            self.receiver.stop()
 
 
 def free_port() -> int:
@@ -322,16 +236,21 @@ def loopback_transports(
     chunk_size: int = 1 << 20,
     connect_timeout: float = 60.0,
 ) -> Iterator[list[Transport]]:
-    """Connected mutual-TLS transports on 127.0.0.1, one per party, with a throw-away CA."""
-    with tempfile.TemporaryDirectory(prefix="veil-tls-") as tmp:
-        cfgs = loopback_configs(
-            parties, Path(tmp), chunk_size=chunk_size, connect_timeout=connect_timeout
-        )
-        made: list[GrpcTransport] = []
+    """Connected mutual-TLS transports on 127.0.0.1, one per party, with a throw-away CA.
+
+    The throw-away keys are deleted as soon as the transports have read them."""
+    made: list[GrpcTransport] = []
+    tmp = tempfile.mkdtemp(prefix="veil-tls-")
+    try:
         try:
+            cfgs = loopback_configs(
+                parties, Path(tmp), chunk_size=chunk_size, connect_timeout=connect_timeout
+            )
             for cfg in cfgs:
                 made.append(GrpcTransport(cfg, tap=tap))
-            yield list(made)
         finally:
-            for t in made:
-                t.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+        yield list(made)
+    finally:
+        for t in made:
+            t.close()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from veil.net.transport import Mailbox, TrafficStats, Transport
+from veil.errors import PeerAborted
+from veil.net.transport import Mailbox, TrafficStats, Transport, abort_payload, describe_abort
 
 
 class MemoryHub:
@@ -26,19 +27,24 @@ class MemoryTransport(Transport):
         self.hub = hub
         self.rank = rank
         self.stats = TrafficStats()
+        self.mailbox = hub.mailboxes[rank]
 
     def send(self, dst: int, key: str, payload: bytes) -> None:
+        failed = self.mailbox.aborted(dst)
+        if failed is not None:  # as over gRPC: nothing more goes to a party that failed
+            raise PeerAborted(describe_abort(f"rank {dst}", *failed))
         if self.hub.tap is not None:
             self.hub.tap(self.rank, dst, key, payload)
         self.stats.sent(dst, len(payload))
         self.hub.mailboxes[dst].put(key, payload)
 
     def recv(self, src: int, key: str, timeout: float, peer_name: str = "") -> bytes:
-        data = self.hub.mailboxes[self.rank].take(key, src, timeout, peer_name)
+        data = self.mailbox.take(key, src, timeout, peer_name)
         self.stats.received(src, len(data))
         return data
 
-    def abort(self, reason: str) -> None:
+    def abort(self, reason: str, *, step: str = "", patience: float = 1.0) -> None:
+        text = abort_payload(reason, step).decode("utf-8")
         for r, box in enumerate(self.hub.mailboxes):
             if r != self.rank:
-                box.abort(self.rank, reason)
+                box.abort(self.rank, text)

@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from veil import codec
-from veil.errors import ConfigError
-from veil.net.transport import Transport
+from veil.errors import ConfigError, PeerAborted
+from veil.net.transport import Mailbox, Transport, describe_abort
 
 ProgressFn = Callable[[str, float], None]
 
@@ -103,6 +103,10 @@ class Session:
         dst = self._rank(to)
         if dst == self.rank:
             raise ConfigError("send", "a party cannot send to itself")
+        box: Mailbox | None = getattr(self.transport, "mailbox", None)
+        failed = None if box is None else box.aborted(dst)
+        if failed is not None:  # nothing more goes to a party that failed
+            raise PeerAborted(describe_abort(to, *failed))
         self.transport.send(dst, self.key(str(tag), self.rank, dst), codec.encode(value))
 
     def recv(self, frm: str, tag: str, timeout: float | None = None) -> Any:

@@ -270,8 +270,9 @@ def test_three_party_validation_loss(lr_credit: tuple[pd.DataFrame, pd.DataFrame
 
 
 def test_model_from_another_run_is_refused(small: list[PartyData]) -> None:
-    o = opts(epochs=1, batch_size=0)
-    a, b = train(small, o), train(small, o)
+    # Trainings are reproducible (same options and data: the same model, the same id), so
+    # "another run" is one with other options.
+    a, b = train(small, opts(epochs=1, batch_size=0)), train(small, opts(epochs=2, batch_size=0))
     with pytest.raises(ConfigError, match="another training run"):
         predict(small, [a["bank"][0], b["bureau"][0]])
 

@@ -1,6 +1,8 @@
 """The ``psi`` step: align the parties' rows on the ids they share.
 
-Runs :func:`veil.protocols.psi.run_psi` on this party's ids. Each party named
+Runs :func:`veil.protocols.psi.run_psi` on this party's ids: two-party ECDH or KKRT,
+or, with three or more parties, :mod:`veil.protocols.psi.multiparty` (the receivers
+learn the intersection of all sets and nothing about any pairwise one). Each party named
 in ``result_to`` keeps only its rows in the intersection, sorted by id (the common
 ids are the same strings at every receiver, so the rows line up for the later
 vertical steps, and the same data give the same row order, hence the same ``split``,
@@ -13,23 +15,29 @@ Parameters: ``result_to`` (parties that learn the intersection; default all),
 ``batch_size`` (ids per message), ``threads`` (worker threads, default all cores),
 ``interconnect`` (true: run the PPCA 9-2023 interconnection variant of the protocol,
 :mod:`veil.protocols.interconnect`, same result; default false), ``protocol`` (``ecdh``,
-the default, interoperates with SecretFlow; ``kkrt``: OT-extension PSI,
-:mod:`veil.protocols.kkrt_psi`, several times faster, Veil to Veil only).
+the default, on ristretto255, or with ``interconnect`` on the standard's Curve25519
+wire that SecretFlow speaks; ``kkrt``: OT-extension PSI,
+:mod:`veil.protocols.psi.kkrt`, several times faster, Veil to Veil only).
 """
 
 from __future__ import annotations
 
+import gzip
+import itertools
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from veil.crypto import ecc
 from veil.errors import ConfigError
 from veil.fileio import write_csv
 from veil.jobs.context import StepContext
 from veil.jobs.params import check_keys, party_list, positive_int
 from veil.jobs.registry import register
 from veil.jobs.spec import JobSpec
+from veil.policy import DEFAULT_POLICY
 from veil.protocols.psi import Protocol, PsiParams, run_psi
 
 KEYS = ("result_to", "batch_size", "threads", "interconnect", "protocol")
@@ -37,15 +45,10 @@ OUTPUT_FILE = "psi.csv"
 
 
 def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str, Any]:
-    """Check the psi parameters against the job (two parties, known names)."""
+    """Check the psi parameters against the job (known names; KKRT and interconnection
+    between two parties only)."""
     check_keys(params, KEYS, field)
-    if len(job.parties) != 2:
-        raise ConfigError(
-            field,
-            f"PSI runs between exactly two parties, this job has {len(job.parties)}",
-            "keep two parties in the job",
-        )
-    return {
+    out: dict[str, Any] = {
         "result_to": list(
             party_list(
                 params.get("result_to"), job, f"{field}.result_to", default=list(job.party_names)
@@ -56,6 +59,23 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
         "interconnect": _flag(params.get("interconnect", False), f"{field}.interconnect"),
         "protocol": _protocol(params.get("protocol", "ecdh"), params, f"{field}.protocol"),
     }
+    for name in out["result_to"]:
+        path = job.party(name).data
+        if path.is_file() and not _has_rows(path):  # a party checks only the files it has
+            raise ConfigError(
+                f"{field}.result_to",
+                f"party '{name}' holds no data ({path.name} has no rows)",
+                "give it a data file with rows, or leave it out of result_to",
+            )
+    if len(job.parties) > 2 and (out["protocol"] != Protocol.ECDH or out["interconnect"]):
+        what = "interconnect" if out["interconnect"] else "protocol"
+        raise ConfigError(
+            f"{field}.{what}",
+            f"{'interconnection' if what == 'interconnect' else out['protocol']} PSI runs "
+            f"between two parties, this job has {len(job.parties)}",
+            "use protocol ecdh (the default) for three or more parties",
+        )
+    return out
 
 
 def _protocol(value: Any, params: Mapping[str, Any], field: str) -> str:
@@ -71,6 +91,19 @@ def _protocol(value: Any, params: Mapping[str, Any], field: str) -> str:
     return str(value)
 
 
+def _has_rows(path: Path) -> bool:
+    """Whether a CSV/TSV (possibly gzipped) has a line after its header, or a Parquet
+    file a row; cheap: reads two lines or the footer."""
+    if path.name.lower().endswith((".parquet", ".pq")):
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(path).metadata.num_rows) > 0
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+        next(f, None)
+        return any(line.strip() for line in itertools.islice(f, 1000))
+
+
 def _flag(value: Any, field: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(field, f"{value!r} is not true or false", "write true or false")
@@ -81,6 +114,12 @@ def _flag(value: Any, field: str) -> bool:
 def psi(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     """Private set intersection on the id column; receivers keep the aligned rows."""
     ids = ctx.frame[ctx.id_col].astype(str).tolist()
+    if not ids and ctx.session.me in params["result_to"]:
+        raise ConfigError(
+            "psi.result_to",
+            f"party '{ctx.session.me}' holds no data (its table has no rows)",
+            "give it a data file with rows, or leave it out of result_to",
+        )
     p = PsiParams(
         result_to=tuple(params["result_to"]),
         batch_size=int(params["batch_size"]),
@@ -90,6 +129,7 @@ def psi(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     if params.get("interconnect"):
         from veil.protocols.interconnect.party import run_psi_interconnect
 
+        DEFAULT_POLICY.check_suite(ecc.HASH_AS_X.name)  # the interconnection suite
         res = run_psi_interconnect(ctx.session, ids, p)
     else:
         res = run_psi(ctx.session, ids, p)

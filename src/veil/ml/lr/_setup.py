@@ -13,7 +13,6 @@ party has (the digest proves it).
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -284,7 +283,7 @@ def setup_label_holder(
         ids=data.ids_digest(),
         n_valid=n_valid,
         valid_ids="" if valid is None else valid.ids_digest(),
-        model_id=secrets.token_hex(16),
+        model_id=opts.digest() + data.ids_digest(),  # same job, same data: same model file
         partners=partners,
         protocol=proto,
         width=blk.width,

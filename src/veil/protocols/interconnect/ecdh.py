@@ -31,11 +31,11 @@ import numpy as np
 
 from veil.crypto import ecc
 from veil.errors import ProtocolError
-from veil.protocols import psi
 from veil.protocols.interconnect.channel import IcChannel
 from veil.protocols.interconnect.proto import ecdh_psi_pb2
 from veil.protocols.interconnect.suite import IcSuite
 from veil.protocols.interconnect.vocab import ALL_RANKS, BATCH_SIZE, DUAL_ENC_BYTES, BatchType
+from veil.protocols.psi import common as psi
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ def run_ecdh_body(
     peer_in = _recv_batches(ch, peer, BatchType.ENC, width)
     nb = -(-n // bs)
     try:
-        with ecc.ScalarMultiplier(opts.threads) as mul:
+        with ecc.ScalarMultiplier(opts.threads, es) as mul:
             # Interleaved like native psi: own batch i out, peer batch i in. Neither side
             # waits for the other before sending, so this cannot deadlock, and the
             # peer's dual.enc stream waits in the mailbox until step 3.

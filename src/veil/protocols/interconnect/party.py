@@ -17,12 +17,12 @@ import numpy as np
 from veil.errors import ConfigError, NetworkError
 from veil.net.session import Session
 from veil.net.transport import Transport
-from veil.protocols import psi
 from veil.protocols.interconnect import handshake as hs
 from veil.protocols.interconnect.channel import IcChannel, connect_mesh, send_fin, wait_fin
 from veil.protocols.interconnect.ecdh import BodyOptions, run_ecdh_body
 from veil.protocols.interconnect.suite import suite_named
 from veil.protocols.interconnect.vocab import ALL_RANKS, HANDSHAKE_VERSION, ROOT_CHANNEL
+from veil.protocols.psi import common as psi
 
 _log = logging.getLogger(__name__)
 

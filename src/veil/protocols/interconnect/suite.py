@@ -2,8 +2,15 @@
 
 Only ⟨Curve25519, SHA-256, DIRECT_HASH_AS_POINT_X, UNCOMPRESSED⟩ is offered: an id's
 SHA-256 digest is the 32-byte little-endian X25519 u-coordinate, multiplied with
-libsodium's X25519 — exactly :data:`veil.crypto.ecc.DEFAULT_SUITE`, with truncation
+libsodium's X25519 — exactly :data:`veil.crypto.ecc.HASH_AS_X`, with truncation
 keeping the *last* bytes of a point, as the reference peer does.
+
+What this suite leaks beyond Veil's own ``ristretto255``: about half of all SHA-256
+digests are u-coordinates on Curve25519 and half on its quadratic twist, X25519 keeps
+a point on the one it started on, and anyone can tell which (a Legendre symbol). So
+each party learns, for every id of the peer, intersection or not, whether its hash
+lies on the curve or the twist: one bit per id. The standard fixes the suite, so the
+interconnection wire keeps it; Veil-to-Veil PSI uses ristretto255.
 
 SM2/SM3 is refused: no vetted SM2 implementation on PyPI exposes the point arithmetic
 ECDH-PSI needs (``cryptography`` has SM3 but no SM2 curve; ``gmssl`` is pure Python and
@@ -45,7 +52,7 @@ CURVE25519 = IcSuite(
     HashType.SHA_256,
     HashToCurve.DIRECT_HASH_AS_POINT_X,
     PointFormat.UNCOMPRESSED,
-    ecc.Suite(truncation=ecc.Truncation.HIGH),
+    ecc.Suite(ecc.Group.CURVE25519_HASH_AS_X, ecc.Truncation.HIGH),
 )
 #: Suites Veil implements, by the name the CLI takes.
 SUITES: dict[str, IcSuite] = {CURVE25519.name: CURVE25519}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from veil.errors import ProtocolError
-from veil.protocols import ot
+from veil.protocols.psi import ot
 
 
 def _base_ots() -> tuple[np.ndarray, list[tuple[bytes, bytes]], list[bytes]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from veil.protocols import cuckoo
+from veil.protocols.psi import cuckoo
 
 
 @pytest.mark.parametrize("n", [2, 10, 100, 1000, 20_000])

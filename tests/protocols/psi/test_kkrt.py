@@ -3,7 +3,6 @@ option checks, and the job step with ``protocol: kkrt``."""
 
 from __future__ import annotations
 
-import hashlib
 import random
 import uuid
 from collections.abc import Sequence
@@ -15,20 +14,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.jobs.conftest import write_job, write_table
-from tests.protocols.test_psi import (
+from tests.protocols.psi.test_ecdh import (
     BANK,
     PARTNER,
     TRANSPORTS,
     check_both,
     check_receiver,
     overlapping_sets,
+    plain_forms,
 )
-from tests.protocols.test_psi import psi_pair as _psi_pair
+from tests.protocols.psi.test_ecdh import psi_pair as _psi_pair
+from tests.wire_check import Recorder, assert_no_leak
 from veil.errors import ConfigError, ProtocolError
 from veil.jobs import RunOptions, load_job, run_job
 from veil.net import Session, run_parties
-from veil.protocols import kkrt_psi
 from veil.protocols.psi import Protocol, PsiParams, PsiResult, run_psi
+from veil.protocols.psi import kkrt as kkrt_psi
 
 
 def psi_pair(bank: Sequence[str], partner: Sequence[str], **kw: object) -> dict[str, PsiResult]:
@@ -66,16 +67,16 @@ def test_role_functions_directly() -> None:
     p = PsiParams(result_to=(PARTNER,), protocol=Protocol.KKRT)
     out = run_parties(
         {
-            BANK: lambda s: kkrt_psi.run_sender(s, a, p),
-            PARTNER: lambda s: kkrt_psi.run_receiver(s, b, p),
+            BANK: lambda s: kkrt_psi.run_oprf_sender(s, a, p),
+            PARTNER: lambda s: kkrt_psi.run_oprf_receiver(s, b, p),
         }
     )
     check_receiver(out[PARTNER], b, a)
     with pytest.raises(ConfigError, match="result_to"):
         run_parties(
             {
-                BANK: lambda s: kkrt_psi.run_receiver(s, a, p),
-                PARTNER: lambda s: kkrt_psi.run_receiver(s, b, p),
+                BANK: lambda s: kkrt_psi.run_oprf_receiver(s, a, p),
+                PARTNER: lambda s: kkrt_psi.run_oprf_receiver(s, b, p),
             }
         )
 
@@ -93,17 +94,13 @@ def test_nothing_raw_crosses_the_wire() -> None:
     rng = random.Random(14)
     a = [f"customer-{uuid.UUID(int=rng.getrandbits(128))}" for _ in range(150)]
     b = a[:60] + [f"prospect-{i:06d}" for i in range(100)]
-    frames: list[bytes] = []
-    out = psi_pair(a, b, tap=lambda src, dst, key, payload: frames.append(payload))
+    rec = Recorder()
+    out = psi_pair(a, b, tap=rec)
     check_both(out, a, b)
-    wire = b"\x00".join(frames)
-    assert len(frames) >= 6
-    for x in a + b:
-        raw = x.encode()
-        assert raw not in wire
-        digest = hashlib.sha256(raw).digest()
-        for i in range(0, 32 - 7):  # every 8-byte window: prefixes, suffixes, middles
-            assert digest[i : i + 8] not in wire, f"a truncation of SHA-256({x!r}) crossed"
+    assert len(rec.frames) >= 6
+    assert_no_leak(
+        rec.frames, {"ids": a + b, "hashed ids": [p for x in a + b for p in plain_forms(x)]}
+    )
 
 
 @pytest.mark.parametrize(
@@ -138,7 +135,7 @@ def test_malformed_ot_chunk_is_a_protocol_error() -> None:
         s.recv(BANK, "never", timeout=5)
 
     with pytest.raises(ProtocolError, match="bins"):
-        run_parties({BANK: lambda s: kkrt_psi.run_sender(s, ["a"], p), PARTNER: liar})
+        run_parties({BANK: lambda s: kkrt_psi.run_oprf_sender(s, ["a"], p), PARTNER: liar})
 
 
 def test_value_width() -> None:

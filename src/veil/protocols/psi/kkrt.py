@@ -3,12 +3,14 @@
 [Kolesnikov, Kumaresan, Rosulek, Trieu, "Efficient Batched Oblivious PRF with
 Applications to Private Set Intersection", CCS 2016 (KKRT16)]; hashing after
 [Pinkas, Schneider, Zohner, USENIX Security 2014 / ToPS 2018 (PSZ)]. Primitives and
-their parameters: :mod:`veil.protocols.ot` (base OTs, OT extension, code width 512),
-:mod:`veil.protocols.cuckoo` (3 hash functions, bins for failure <= 2^-40).
+their parameters: :mod:`veil.protocols.psi.ot` (base OTs, OT extension, code width 512),
+:mod:`veil.protocols.psi.cuckoo` (3 hash functions, bins for failure <= 2^-40).
 
-Roles: the ``receiver`` learns the intersection; the ``sender`` holds the OPRF key.
-With ``result_to`` naming one party, that party is the receiver; naming both, the first
-of them in the job's party order is the receiver and hands the result to the other.
+Roles: the OPRF ``receiver`` computes the intersection; the OPRF ``sender`` holds the
+OPRF key. ``result_to`` means what it means in every PSI protocol: each party it names
+ends with the intersection. The OPRF receiver is the first party of ``result_to`` in
+the job's party order; if the other party is in ``result_to`` too, the OPRF receiver
+tells it the result (step 5), so both receive the same intersection in the same order.
 
 Flow (receiver R with n distinct ids, sender S with m):
   0. R <-> S  HELLO: protocol, version, number of distinct ids, result_to, truncate_bits
@@ -52,22 +54,27 @@ import numpy as np
 
 from veil.errors import ConfigError, ProtocolError
 from veil.net.session import Session
-from veil.protocols import cuckoo, ot
-from veil.protocols.psi import (
+from veil.policy import DEFAULT_POLICY, SecurityPolicy
+from veil.protocols.psi import cuckoo, ot
+from veil.protocols.psi import messages as msg
+from veil.protocols.psi.common import (
+    MAX_IDS,
+    MAX_PARTIES,
+    STATISTICAL_BITS,
+    Outbox,
     Protocol,
     PsiParams,
     PsiResult,
-    Role,
-    _check_params,
-    _Outbox,
+    check_params,
     encode_ids,
+    exchange_hello,
     first_occurrences,
     kept_bits,
     secure_permutation,
 )
 
 PROTOCOL = "kkrt"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: HELLO carries stat_sec
 CHUNK_ROWS = 1 << 15  # OT-extension rows per message (2 MiB); a multiple of ot.ROW_ALIGN
 VALUES_PER_MESSAGE = 1 << 16
 MAX_BIN_FACTOR = 256  # a sender refuses a bin count above this many per id (+ 512)
@@ -86,22 +93,49 @@ class Tag(StrEnum):
     RESULT = "result"  # R -> S: positions of the matched values, in the shared order
 
 
-def value_bytes(n: int, m: int, truncate_bits: int | None) -> int:
-    """Bytes kept of each OPRF value: 8t >= 40 + log2(3 n m) (and >= 64 bits); each
-    receiver value meets the sender's under 3 hash functions."""
-    return math.ceil(kept_bits(n, m, truncate_bits, pairs=3) / 8)
+HELLO = msg.Record(
+    {
+        "protocol": msg.Str(),
+        "version": msg.Int(),
+        "n": msg.Int(0, MAX_IDS),
+        "result_to": msg.StrList(MAX_PARTIES),
+        "truncate_bits": msg.Nullable(msg.Int(1, 256)),
+        "stat_sec": msg.Int(1, 256),
+    }
+)
+SETUP = msg.Record(
+    {"seed": msg.Blob(16), "bins": msg.Int(1, MAX_IDS), "point": msg.Blob(ot.POINT_BYTES)}
+)
+BASE_OT = msg.Record(
+    {"points": msg.Blob(ot.WIDTH * ot.POINT_BYTES), "code_key": msg.Blob(ot.KEY_BYTES)}
+)
+# OT_EXT: msg.Array("uint8", (WIDTH, rows / 8)); VALUES: msg.Blob(count * width);
+# RESULT: msg.Array("int64", max_len=3m, lo=0, hi=3m-1) -- sizes from HELLO and SETUP.
+
+
+def value_bytes(n: int, m: int, truncate_bits: int | None, stat_sec: int = STATISTICAL_BITS) -> int:
+    """Bytes kept of each OPRF value: 8t >= stat_sec + log2(3 n m) (and >= 64 bits);
+    each receiver value meets the sender's under 3 hash functions."""
+    return math.ceil(kept_bits(n, m, truncate_bits, pairs=3, stat_sec=stat_sec) / 8)
 
 
 def receiver_party(session: Session, params: PsiParams) -> str:
-    """The party that plays KKRT receiver: the first of ``result_to`` in party order."""
+    """The party that plays OPRF receiver: the first of ``result_to`` in party order."""
     return next(p for p in session.parties if p in params.result_to)
 
 
-def run_psi(session: Session, ids: Iterable[str] | Sequence[str], params: PsiParams) -> PsiResult:
-    """Play receiver or sender as ``params.result_to`` says (see :func:`receiver_party`)."""
-    _check_params(session, params, Protocol.KKRT)
-    role = Role.RECEIVER if session.me == receiver_party(session, params) else Role.SENDER
-    return {Role.RECEIVER: run_receiver, Role.SENDER: run_sender}[role](session, ids, params)
+def run_psi(
+    session: Session,
+    ids: Iterable[str] | Sequence[str],
+    params: PsiParams,
+    *,
+    policy: SecurityPolicy = DEFAULT_POLICY,
+) -> PsiResult:
+    """Play OPRF receiver or sender as ``params.result_to`` says (see :func:`receiver_party`)."""
+    check_params(session, params, policy, Protocol.KKRT)
+    if session.me == receiver_party(session, params):
+        return run_oprf_receiver(session, ids, params, policy=policy)
+    return run_oprf_sender(session, ids, params, policy=policy)
 
 
 @dataclass(frozen=True)
@@ -110,9 +144,12 @@ class _Plan:
     n: int  # receiver's distinct ids
     m: int  # sender's distinct ids
     width: int  # bytes per OPRF value
+    stat_sec: int  # the policy's statistical security parameter
 
 
-def _handshake(session: Session, params: PsiParams, mine_n: int, receiver: bool) -> _Plan:
+def _handshake(
+    session: Session, params: PsiParams, mine_n: int, receiver: bool, stat_sec: int
+) -> _Plan:
     peer = session.peers()[0]
     mine = {
         "protocol": PROTOCOL,
@@ -120,23 +157,12 @@ def _handshake(session: Session, params: PsiParams, mine_n: int, receiver: bool)
         "n": mine_n,
         "result_to": sorted(params.result_to),
         "truncate_bits": params.truncate_bits,
+        "stat_sec": stat_sec,
     }
-    session.send(peer, Tag.HELLO, mine)
-    theirs = session.recv(peer, Tag.HELLO)
-    if not isinstance(theirs, dict):
-        raise ProtocolError(f"peer {peer} sent a malformed {Tag.HELLO} message")
-    for key in ("protocol", "version", "result_to", "truncate_bits"):
-        if theirs.get(key) != mine[key]:
-            raise ConfigError(
-                f"params.{key}",
-                f"this party ({session.me}) has {mine[key]!r}, peer {peer} has {theirs.get(key)!r}",
-                "give both parties the same PSI step",
-            )
-    other = theirs.get("n")
-    if not isinstance(other, int) or other < 0:
-        raise ProtocolError(f"peer {peer} sent an invalid set size")
+    agree = ("version", "result_to", "truncate_bits", "stat_sec")
+    other = exchange_hello(session, peer, Tag.HELLO, mine, schema=HELLO, agree=agree)["n"]
     n, m = (mine_n, other) if receiver else (other, mine_n)
-    return _Plan(peer, n, m, value_bytes(n, m, params.truncate_bits))
+    return _Plan(peer, n, m, value_bytes(n, m, params.truncate_bits, stat_sec), stat_sec)
 
 
 def _prepare(ids: Iterable[str] | Sequence[str]) -> tuple[list[bytes], np.ndarray]:
@@ -147,33 +173,34 @@ def _prepare(ids: Iterable[str] | Sequence[str]) -> tuple[list[bytes], np.ndarra
 # -- receiver --------------------------------------------------------------------------
 
 
-def run_receiver(
-    session: Session, ids: Iterable[str] | Sequence[str], params: PsiParams
+def run_oprf_receiver(
+    session: Session,
+    ids: Iterable[str] | Sequence[str],
+    params: PsiParams,
+    *,
+    policy: SecurityPolicy = DEFAULT_POLICY,
 ) -> PsiResult:
-    """Receiver role: learns which of ``ids`` the peer also holds."""
-    _check_params(session, params, Protocol.KKRT)
+    """OPRF receiver role: computes which of ``ids`` the peer also holds (and tells the
+    peer if it is in ``result_to``)."""
+    check_params(session, params, policy, Protocol.KKRT)
     if session.me != receiver_party(session, params):
         raise ConfigError(
             "result_to", f"'{session.me}' is not the KKRT receiver of {params.result_to}"
         )
     raw, distinct = _prepare(ids)
-    plan = _handshake(session, params, len(distinct), receiver=True)
+    plan = _handshake(session, params, len(distinct), True, policy.stat_sec)
     peer_learns = plan.peer in params.result_to
     if plan.n == 0 or plan.m == 0:
         return PsiResult(np.zeros(0, dtype=np.int64), 0, len(raw), plan.n, plan.m)
     items = [raw[j] for j in distinct]
-    seed, bins, tags, table, which = _cuckoo(items)
+    seed, bins, tags, table, which = _cuckoo(items, plan.stat_sec)
     base = ot.BaseOtSender()
     session.send(plan.peer, Tag.SETUP, {"seed": seed, "bins": bins, "point": base.message})
-    reply = session.recv(plan.peer, Tag.BASE_OT)
-    if not isinstance(reply, dict) or not isinstance(reply.get("points"), bytes):
-        raise ProtocolError(f"peer {plan.peer} sent a malformed {Tag.BASE_OT} message")
-    code_key = reply.get("code_key")
-    if not isinstance(code_key, bytes) or len(code_key) != ot.KEY_BYTES:
-        raise ProtocolError(f"peer {plan.peer} sent a malformed code key")
+    reply = msg.recv(session, plan.peer, Tag.BASE_OT, BASE_OT)
+    code_key = reply["code_key"]
     oprf = ot.OprfReceiver(base.keys(reply["points"], ot.WIDTH))
     own = np.empty((plan.n, plan.width), dtype=np.uint8)  # this party's OPRF value per id
-    with _Outbox(session, plan.peer) as out:
+    with Outbox(session, plan.peer) as out:
         for lo in range(0, bins, CHUNK_ROWS):
             hi = min(lo + CHUNK_ROWS, bins)
             rows = np.zeros((hi - lo, ot.ROW_BYTES), dtype=np.uint8)
@@ -193,9 +220,11 @@ def run_receiver(
     return PsiResult(indices, len(indices), len(raw), plan.n, plan.m)
 
 
-def _cuckoo(items: list[bytes]) -> tuple[bytes, int, np.ndarray, np.ndarray, np.ndarray]:
-    bins = _align(cuckoo.bin_count(len(items)))
-    for _ in range(SEED_RETRIES):  # each try fails with probability <= 2^-40
+def _cuckoo(
+    items: list[bytes], stat_sec: int
+) -> tuple[bytes, int, np.ndarray, np.ndarray, np.ndarray]:
+    bins = _align(cuckoo.bin_count(len(items), stat_sec))
+    for _ in range(SEED_RETRIES):  # each try fails with probability <= 2^-stat_sec
         seed = secrets.token_bytes(16)
         tags, bin_of = cuckoo.hash_items(items, seed, bins)
         placed = cuckoo.cuckoo_insert(bin_of, bins)
@@ -212,14 +241,7 @@ def _recv_values(session: Session, plan: _Plan) -> np.ndarray:
     total, parts, got = 3 * plan.m, [], 0
     while got < total:
         expect = min(VALUES_PER_MESSAGE, total - got)
-        data = session.recv(plan.peer, Tag.VALUES)
-        if not isinstance(data, bytes) or len(data) != expect * plan.width:
-            size = len(data) if isinstance(data, bytes) else type(data).__name__
-            raise ProtocolError(
-                f"peer {plan.peer} sent a {Tag.VALUES} batch of {size}, "
-                f"expected {expect * plan.width} bytes"
-            )
-        parts.append(data)
+        parts.append(msg.recv(session, plan.peer, Tag.VALUES, msg.Blob(expect * plan.width)))
         got += expect
         session.progress("psi", 0.5 + 0.5 * got / total)
     return np.frombuffer(b"".join(parts), dtype=f"S{plan.width}")
@@ -241,15 +263,20 @@ def _match(own: np.ndarray, theirs: np.ndarray, width: int) -> tuple[np.ndarray,
 # -- sender ----------------------------------------------------------------------------
 
 
-def run_sender(
-    session: Session, ids: Iterable[str] | Sequence[str], params: PsiParams
+def run_oprf_sender(
+    session: Session,
+    ids: Iterable[str] | Sequence[str],
+    params: PsiParams,
+    *,
+    policy: SecurityPolicy = DEFAULT_POLICY,
 ) -> PsiResult:
-    """Sender role: holds the OPRF key; learns the intersection only if in ``result_to``."""
-    _check_params(session, params, Protocol.KKRT)
+    """OPRF sender role: holds the OPRF key; learns the intersection only if in
+    ``result_to`` (the OPRF receiver tells it)."""
+    check_params(session, params, policy, Protocol.KKRT)
     if session.me == receiver_party(session, params):
         raise ConfigError("result_to", f"'{session.me}' is the KKRT receiver of {params.result_to}")
     raw, distinct = _prepare(ids)
-    plan = _handshake(session, params, len(distinct), receiver=False)
+    plan = _handshake(session, params, len(distinct), False, policy.stat_sec)
     me_learns = session.me in params.result_to
     if plan.n == 0 or plan.m == 0:
         empty = np.zeros(0, dtype=np.int64) if me_learns else None
@@ -265,9 +292,7 @@ def run_sender(
     values = np.empty((3 * plan.m, plan.width), dtype=np.uint8)
     for lo in range(0, bins, CHUNK_ROWS):
         hi = min(lo + CHUNK_ROWS, bins)
-        u = session.recv(plan.peer, Tag.OT_EXT)
-        if not isinstance(u, np.ndarray) or u.shape != (ot.WIDTH, (hi - lo) // 8):
-            raise ProtocolError(f"peer {plan.peer} sent a malformed {Tag.OT_EXT} chunk")
+        u = msg.recv(session, plan.peer, Tag.OT_EXT, msg.Array("uint8", (ot.WIDTH, (hi - lo) // 8)))
         q_rows = oprf.chunk(u)
         a, b = np.searchsorted(entry_bins, [lo, hi])
         e, eb = entries[a:b], entry_bins[a:b]
@@ -276,20 +301,14 @@ def run_sender(
         values[e] = np.frombuffer(vals, dtype=np.uint8).reshape(-1, plan.width)
         session.progress("psi", 0.8 * hi / bins)
     perm = secure_permutation(3 * plan.m)  # wire position -> entry
-    with _Outbox(session, plan.peer) as out:
+    with Outbox(session, plan.peer) as out:
         for lo in range(0, 3 * plan.m, VALUES_PER_MESSAGE):
             out.send(Tag.VALUES, values[perm[lo : lo + VALUES_PER_MESSAGE]].tobytes())
     session.progress("psi", 1.0)
     if not me_learns:
         return PsiResult(None, None, len(raw), plan.m, plan.n)
-    pos = session.recv(plan.peer, Tag.RESULT)
-    if (
-        not isinstance(pos, np.ndarray)
-        or pos.dtype != np.int64
-        or pos.ndim != 1
-        or (len(pos) and (pos.min() < 0 or pos.max() >= 3 * plan.m))
-    ):
-        raise ProtocolError(f"peer {plan.peer} sent a malformed {Tag.RESULT} message")
+    spec = msg.Array("int64", max_len=3 * plan.m, lo=0, hi=3 * plan.m - 1)
+    pos = msg.recv(session, plan.peer, Tag.RESULT, spec)
     items = perm[pos] // 3
     _, first = np.unique(items, return_index=True)  # a false match could repeat an id
     indices = distinct[items[np.sort(first)]]
@@ -297,17 +316,11 @@ def run_sender(
 
 
 def _recv_setup(session: Session, plan: _Plan) -> tuple[bytes, int, bytes]:
-    msg = session.recv(plan.peer, Tag.SETUP)
-    if not isinstance(msg, dict):
-        raise ProtocolError(f"peer {plan.peer} sent a malformed {Tag.SETUP} message")
-    seed, bins, point = msg.get("seed"), msg.get("bins"), msg.get("point")
-    if not (isinstance(seed, bytes) and len(seed) == 16 and isinstance(point, bytes)):
-        raise ProtocolError(f"peer {plan.peer} sent a malformed {Tag.SETUP} message")
-    if (
-        not isinstance(bins, int)
-        or bins < plan.n
-        or bins % ot.ROW_ALIGN
-        or bins > MAX_BIN_FACTOR * plan.n + 512
-    ):
-        raise ProtocolError(f"peer {plan.peer} asked for {bins!r} bins for {plan.n} ids")
-    return seed, bins, point
+    setup = msg.recv(session, plan.peer, Tag.SETUP, SETUP)
+    bins = setup["bins"]
+    if bins < plan.n or bins % ot.ROW_ALIGN or bins > MAX_BIN_FACTOR * plan.n + 512:
+        raise ProtocolError(
+            f"peer {plan.peer} sent a malformed '{Tag.SETUP}' message: field 'bins': "
+            f"{bins} bins for {plan.n} ids"
+        )
+    return setup["seed"], bins, setup["point"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import multiprocessing as mp
@@ -16,19 +17,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.wire_check import Recorder, assert_no_leak
+from veil.codec import decode
+from veil.crypto import ecc
 from veil.errors import ConfigError, ProtocolError
 from veil.net import Session, run_parties
+from veil.policy import DEFAULT_POLICY
 from veil.protocols.psi import (
     Protocol,
     PsiParams,
     PsiResult,
     match_duals,
     run_psi,
-    run_receiver,
-    run_sender,
     secure_permutation,
 )
 from veil.protocols.psi import truncate_bytes as psi_truncate_bytes
+from veil.protocols.psi.ecdh import run_receiver, run_sender
 
 BANK, PARTNER = "bank", "partner"
 
@@ -181,22 +185,56 @@ def test_property_matches_set_intersection(bank: list[str], partner: list[str]) 
     check_both(psi_pair(bank, partner, batch_size=4), bank, partner)
 
 
-def test_nothing_raw_crosses_the_wire() -> None:
+def plain_forms(x: str) -> list[bytes]:
+    """What an id looks like before any key touches it, in either suite: its bytes, its
+    SHA-256 (and X25519's masked copy), its SHA-512 and its ristretto255 point."""
+    raw = x.encode()
+    digest = hashlib.sha256(raw).digest()
+    masked = digest[:31] + bytes([digest[31] & 0x7F])  # X25519 ignores bit 255
+    sha512 = hashlib.sha512(ecc.RISTRETTO_DST + raw).digest()
+    return [digest, masked, sha512, ecc.hash_to_points([raw], ecc.RISTRETTO255)[0]]
+
+
+@pytest.mark.parametrize("suite", [ecc.RISTRETTO255, ecc.HASH_AS_X], ids=lambda s: s.name)
+def test_nothing_raw_crosses_the_wire(suite: ecc.Suite) -> None:
     a = [f"customer-{uuid.UUID(int=random.getrandbits(128))}" for _ in range(150)]
     b = a[:60] + [f"prospect-{i:06d}" for i in range(100)]
-    frames: list[bytes] = []
-    out = psi_pair(a, b, tap=lambda src, dst, key, payload: frames.append(payload), batch_size=32)
+    rec = Recorder()
+    out = psi_pair(a, b, tap=rec, batch_size=32, suite=suite)
     check_both(out, a, b)
-    wire = b"\x00".join(frames)
-    assert len(frames) > 10
+    assert len(rec.frames) > 10
+    hashed = [p for x in a + b for p in plain_forms(x)]
+    assert_no_leak(rec.frames, {"ids": a + b, "hashed ids": hashed})
+    wire = b"\x00".join(f.payload for f in rec.frames)
     for x in a + b:
-        raw = x.encode()
-        assert raw not in wire
-        digest = hashlib.sha256(raw).digest()
-        masked = digest[:31] + bytes([digest[31] & 0x7F])  # X25519 ignores bit 255
-        for h in (digest, masked):
-            for i in range(0, 32 - 7):  # every 8-byte window: prefixes, suffixes, middles
-                assert h[i : i + 8] not in wire, f"a truncation of SHA-256({x!r}) crossed"
+        assert x.encode() not in wire
+        for h in plain_forms(x):
+            for i in range(0, len(h) - 7):  # every 8-byte window: prefixes, suffixes, middles
+                assert h[i : i + 8] not in wire, f"a piece of a plain hash of {x!r} crossed"
+
+
+def test_suites_must_match_and_be_allowed() -> None:
+    pr = PsiParams(result_to=(BANK,))
+    px = PsiParams(result_to=(BANK,), suite=ecc.HASH_AS_X)
+    with pytest.raises(ConfigError, match="suite"):
+        run_parties(
+            {BANK: lambda s: run_psi(s, ["a"], pr), PARTNER: lambda s: run_psi(s, ["a"], px)},
+            timeout=20,
+        )
+    strict = dataclasses.replace(DEFAULT_POLICY, psi_suites=frozenset({"ristretto255"}))
+    with pytest.raises(ConfigError, match="not allowed by policy"):
+        run_parties(
+            {
+                BANK: lambda s: run_psi(s, ["a"], px, policy=strict),
+                PARTNER: lambda s: run_psi(s, ["a"], px, policy=strict),
+            },
+            timeout=20,
+        )
+
+
+def test_hash_as_x_suite_finds_the_same_intersection() -> None:
+    a, b = overlapping_sets(300, 200, 70, seed=21)
+    check_both(psi_pair(a, b, suite=ecc.HASH_AS_X, batch_size=50), a, b)
 
 
 @pytest.mark.parametrize(
@@ -218,8 +256,8 @@ def test_bad_ids_are_rejected(ids: object, match: str) -> None:
     ("kw", "match"),
     [
         ({"result_to": ("bank", "carol")}, "carol"),
-        ({"result_to": ()}, "1 or 2"),
-        ({"result_to": "bank"}, "1 or 2"),
+        ({"result_to": ()}, "1 to 2"),
+        ({"result_to": "bank"}, "1 to 2"),
         ({"result_to": ("bank", "bank")}, "twice"),
         ({"result_to": ("bank",), "batch_size": 0}, "batch_size"),
         ({"result_to": ("bank",), "truncate_bits": 300}, "truncate_bits"),
@@ -249,10 +287,10 @@ def test_parties_must_agree_on_result_to() -> None:
     assert errors  # at least the first to notice; the other sees it or an abort
 
 
-def test_needs_exactly_two_parties() -> None:
+def test_role_functions_need_exactly_two_parties() -> None:
     with pytest.raises(ConfigError, match="exactly two"):
         run_parties(
-            {n: lambda s: run_psi(s, ["a"], PsiParams(result_to=("a",))) for n in "abc"},
+            {n: lambda s: run_receiver(s, ["a"], PsiParams(result_to=("a",))) for n in "abc"},
         )
 
 
@@ -298,7 +336,8 @@ def test_truncation_length() -> None:
     assert psi_truncate_bytes(10, 10, None) == 8  # floor of 64 bits
     assert psi_truncate_bytes(0, 5, None) == 8
     assert psi_truncate_bytes(100, 100, 96) == 12
-    assert psi_truncate_bytes(100, 100, 256) == 32
+    assert psi_truncate_bytes(100, 100, 248) == 31  # ristretto255: byte 0 is skipped
+    assert psi_truncate_bytes(100, 100, 256, ecc.HASH_AS_X) == 32
     with pytest.raises(ConfigError, match="at least 80"):
         psi_truncate_bytes(10**6, 10**6, 79)
 
@@ -315,7 +354,7 @@ def test_1e5_sets_with_duplicates(transport: str) -> None:
 @pytest.mark.slow  # spawning two interpreters that import grpc takes a while on a loaded box
 @pytest.mark.skipif(_grpc_is_placeholder(), reason="grpc transport not merged yet (placeholder)")
 def test_each_party_in_its_own_process_over_mutual_tls(tmp_path: Path) -> None:
-    from tests.protocols.psi_party import psi_party
+    from tests.protocols.psi.psi_party import psi_party
     from veil.net.certs import throwaway_federation
     from veil.net.grpc_transport import free_port
 
@@ -347,3 +386,32 @@ def test_each_party_in_its_own_process_over_mutual_tls(tmp_path: Path) -> None:
     got_bank, got_partner = (json.loads(Path(o).read_text()) for o in outs)
     assert got_partner == {"indices": None, "size": None}
     assert sorted(a[i] for i in got_bank["indices"]) == sorted(set(a) & set(b))
+
+
+def test_truncation_follows_the_policy_stat_sec() -> None:
+    """The policy's stat_sec sets the false-match bound; parties must agree on it."""
+    assert psi_truncate_bytes(10**6, 10**6, None, stat_sec=60) == 13  # 40 + 60 bits
+    strict = dataclasses.replace(DEFAULT_POLICY, stat_sec=60)
+    a, b = overlapping_sets(200, 100, 30, seed=22)
+    rec = Recorder()
+    p = PsiParams(result_to=(BANK, PARTNER))
+    out = run_parties(
+        {
+            BANK: lambda s: run_psi(s, a, p, policy=strict),
+            PARTNER: lambda s: run_psi(s, b, p, policy=strict),
+        },
+        tap=rec,
+    )
+    check_both(out, a, b)
+    duals = [f.payload for f in rec.frames if "/dual:" in f.key]
+    assert psi_truncate_bytes(200, 100, None, stat_sec=60) == 10  # 15 + 60 bits
+    assert psi_truncate_bytes(200, 100, None) == 8  # 15 + 40 bits, raised to the 64-bit floor
+    assert sorted(len(decode(d)) for d in duals) == [100 * 10, 200 * 10]
+    with pytest.raises(ConfigError, match="stat_sec"):
+        run_parties(
+            {
+                BANK: lambda s: run_psi(s, a, p, policy=strict),
+                PARTNER: lambda s: run_psi(s, b, p),
+            },
+            timeout=20,
+        )
