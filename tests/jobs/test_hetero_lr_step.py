@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from veil.errors import ConfigError
-from veil.jobs.context import StepContext
+from veil.jobs.context import StepContext, StepState
 from veil.jobs.registry import get
 from veil.jobs.spec import JobSpec, PartySpec
 from veil.ml.lr import PartyModel, load_model
@@ -35,7 +35,7 @@ def _job(tmp: Path) -> JobSpec:
     return JobSpec("lr-test", tmp / "job.yaml", parties, ())
 
 
-def _run(step: str, params: dict[str, Any], tmp: Path, states: dict[str, dict[str, Any]]) -> Any:
+def _run(step: str, params: dict[str, Any], tmp: Path, states: dict[str, StepState]) -> Any:
     frames = {
         "bank": pd.read_csv(DATA / "default_credit_hetero_guest.csv", nrows=300),
         "bureau": pd.read_csv(DATA / "default_credit_hetero_host.csv", nrows=300),
@@ -64,7 +64,7 @@ def _run(step: str, params: dict[str, Any], tmp: Path, states: dict[str, dict[st
 def test_hetero_lr_then_predict_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Steps always run under DEFAULT_POLICY; short test keys need the test policy here.
     monkeypatch.setattr("veil.jobs.steps.hetero_lr.DEFAULT_POLICY", TEST_POLICY)
-    states: dict[str, dict[str, Any]] = {p: {"split": _Split(300)} for p in ("bank", "bureau")}
+    states = {p: StepState(split=_Split(300)) for p in ("bank", "bureau")}  # type: ignore[arg-type]
     out = _run("hetero_lr", {**PARAMS, "key_bits": 1024}, tmp_path, states)
     assert out["bank"]["epochs_run"] == 2
     pred = pd.read_csv(tmp_path / "bank" / "predictions.csv")
@@ -72,10 +72,10 @@ def test_hetero_lr_then_predict_steps(tmp_path: Path, monkeypatch: pytest.Monkey
     assert (pred["set"] == "test").sum() == 100 and len(pred) == 300
     assert not (tmp_path / "bureau" / "predictions.csv").exists()
     for p in ("bank", "bureau"):
-        assert isinstance(states[p]["model"], PartyModel)
-        assert load_model(tmp_path / p / "model.json").model_id == states[p]["model"].model_id
+        assert isinstance(states[p].model, PartyModel)
+        assert load_model(tmp_path / p / "model.json").model_id == states[p].model.model_id
     # A new batch scored with the saved files, as a later job would.
-    fresh: dict[str, dict[str, Any]] = {"bank": {}, "bureau": {}}
+    fresh = {"bank": StepState(), "bureau": StepState()}
     _run("predict", {"model": str(tmp_path / "{party}" / "model.json")}, tmp_path, fresh)
     again = pd.read_csv(tmp_path / "bank" / "predictions.csv")
     np.testing.assert_allclose(again["score"], pred["score"], atol=1e-8)
@@ -85,7 +85,7 @@ def test_early_stopping_in_a_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     """``patience`` holds out every 2nd training row; the label holder reports the best
     validation loss, a number between 0 and log 2 + a little for a weak model."""
     monkeypatch.setattr("veil.jobs.steps.hetero_lr.DEFAULT_POLICY", TEST_POLICY)
-    states: dict[str, dict[str, Any]] = {p: {"split": _Split(300)} for p in ("bank", "bureau")}
+    states = {p: StepState(split=_Split(300)) for p in ("bank", "bureau")}  # type: ignore[arg-type]
     params = {**PARAMS, "key_bits": 1024, "patience": 1, "validation_every": 2, "epochs": 3}
     out = _run("hetero_lr", params, tmp_path, states)
     assert 0.3 < out["bank"]["best_valid_loss"] < 0.75
@@ -107,4 +107,4 @@ def test_step_parameters_are_checked(tmp_path: Path) -> None:
     norm = get("hetero_lr").validate({"he": "paillier"}, job, "steps[0].hetero_lr")
     assert norm["he"] == "paillier"
     with pytest.raises(ConfigError, match="no model"):
-        _run("predict", {}, tmp_path, {"bank": {}, "bureau": {}})
+        _run("predict", {}, tmp_path, {"bank": StepState(), "bureau": StepState()})

@@ -18,15 +18,15 @@ from veil.ml.scorecard import LinearPart
 
 @register("_local_lr")
 def local_lr(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
-    names = list(ctx.state["features"])
+    names = list(ctx.state.features)
     X = ctx.frame[names].to_numpy(dtype=np.float64)
     if ctx.label_col is None:
-        ctx.state["model"] = LinearPart(tuple(names), np.zeros(len(names)))
+        ctx.state.model = LinearPart(tuple(names), np.zeros(len(names)))
         return {}
     y = ctx.frame[ctx.label_col].to_numpy()
-    split = ctx.state["split"]
+    split = ctx.state.split
     lr = LogisticRegression(max_iter=1000).fit(X[split.train_idx], y[split.train_idx])
-    ctx.state["model"] = LinearPart(tuple(names), lr.coef_[0], float(lr.intercept_[0]))
+    ctx.state.model = LinearPart(tuple(names), lr.coef_[0], float(lr.intercept_[0]))
     df = pd.DataFrame(
         {
             "id": ctx.frame[ctx.id_col],
@@ -35,6 +35,6 @@ def local_lr(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
             "set": split.set_names(),
         }
     )
-    ctx.state["predictions"] = df
+    ctx.state.predictions = df
     write_csv(df, ctx.out_dir / "predictions.csv")
     return {}

@@ -241,7 +241,7 @@ def run_steps(cfg: WorkerConfig, events: Events, guard: Guard) -> None:
             current["step"] = guard.step = step.index
             guard.where = f"{step.index} '{step.name}'"
             events.emit("step_start", step=step.index)
-            check_rows(step.name, step.index, len(ctx.frame), bool(ctx.state.get("aligned")))
+            check_rows(step.name, step.index, len(ctx.frame), bool(ctx.state.aligned))
             before, t0 = _traffic(transport), time.perf_counter()
             ctx.session = root.sub(f"step{step.index}.{step.name}")
             outputs = get(step.name).run(ctx, step.params)

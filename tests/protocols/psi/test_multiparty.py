@@ -326,14 +326,15 @@ def test_job_step_two_party_protocols_refuse_three(
         load_job(job)
 
 
-def test_job_step_receiver_without_rows_is_a_config_error(tmp_path: Path) -> None:
+def test_job_step_party_without_rows_is_refused_before_psi(tmp_path: Path) -> None:
+    """A data file with no rows is refused by the parties' data check, before any
+    party connects, whether or not that party receives the result."""
     rows = {"bank": ["a", "b"], "bureau": ["a"], "telco": []}
-    job = _three_party_job(tmp_path, [{"psi": {}}], rows)
-    with pytest.raises(ConfigError, match=r"steps\[0\]\.psi\.result_to: party 'telco' holds no"):
-        load_job(job)
-    job = _three_party_job(tmp_path, [{"psi": {"result_to": ["bank"]}}], rows)
-    res = run_job(load_job(job), tmp_path / "out", RunOptions(timeout=60))
-    assert res.ok, res.error  # a party without rows may take part without receiving
+    for params in ({}, {"result_to": ["bank"]}):
+        job = _three_party_job(tmp_path, [{"psi": params}], rows)
+        with pytest.raises(ConfigError, match=r"parties\.telco\.data: 'telco\.csv' has no rows"):
+            run_job(load_job(job), tmp_path / "out", RunOptions(timeout=60))
+        assert not (tmp_path / "out").exists()
 
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"

@@ -77,28 +77,28 @@ def labels(ctx: StepContext) -> npt.NDArray[np.int64]:
 
 
 def feature_columns(ctx: StepContext) -> list[str]:
-    """This party's feature columns: ``state['features']`` or every column but id/label."""
-    if "features" in ctx.state:
-        return list(ctx.state["features"])
+    """This party's feature columns: ``ctx.state.features`` or every column but id/label."""
+    if ctx.state.features is not None:
+        return list(ctx.state.features)
     skip = {ctx.id_col, ctx.label_col}
     return [c for c in ctx.frame.columns if c not in skip]
 
 
 def train_rows(ctx: StepContext) -> npt.NDArray[np.int64]:
     """Row indices to fit on: the split's training rows, or every row."""
-    split = ctx.state.get("split")
+    split = ctx.state.split
     if split is None:
         return np.arange(len(ctx.frame), dtype=np.int64)
     if len(split.test_mask) != len(ctx.frame):
         raise ConfigError("split", "the table changed size after the split", "split last")
-    return split.train_idx  # type: ignore[no-any-return]
+    return split.train_idx
 
 
 def column(ctx: StepContext, name: str, raw: bool = False) -> npt.NDArray[np.float64]:
     """One numeric column (from the pre-WOE table if ``raw``)."""
     import pandas as pd
 
-    frame = ctx.state.get("raw_frame", ctx.frame) if raw else ctx.frame
+    frame = ctx.state.raw_frame if raw and ctx.state.raw_frame is not None else ctx.frame
     if name not in frame.columns:
         raise ConfigError(f"column '{name}'", f"is not in {ctx.party}'s table", "check the data")
     return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64)

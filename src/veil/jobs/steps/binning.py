@@ -5,7 +5,7 @@ rows: the label holder bins its own columns in plaintext and every partner's
 under Paillier/OU-encrypted labels (that module lists what each party learns).
 With ``woe_transform: true`` the label holder sends each partner the WOE of its
 own bins and every party replaces its feature columns (all rows) by their WOE,
-keeping the raw table in ``ctx.state['raw_frame']`` for the scorecard.
+keeping the raw table in ``ctx.state.raw_frame`` for the scorecard.
 
 Outputs: the label holder writes ``iv.csv`` (party, feature, IV, bins) and
 ``bins.json`` (its own bins; per-bin counts/events/WOE of partners' features and,
@@ -141,7 +141,7 @@ def binning(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
             s, c.labels(ctx)[rows], cols, opts, policy=DEFAULT_POLICY
         )
         bins = res.own
-        ctx.state["binning"] = res
+        ctx.state.binning = res
         table = pd.DataFrame(
             [
                 {"party": b.party, "feature": b.name, "iv": b.iv, "bins": len(b.counts)}
@@ -163,10 +163,11 @@ def binning(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
             s, cols, opts.binning, reveal_names=reveal, policy=DEFAULT_POLICY
         )
         write_json({"own": _bins_json(bins)}, ctx.out_dir / "bins.json")
-    ctx.state["bins"] = bins
-    ctx.state["features"] = list(names)
+    ctx.state.bins = bins
+    ctx.state.features = list(names)
     if params["woe_transform"]:
-        ctx.state.setdefault("raw_frame", ctx.frame.copy())
+        if ctx.state.raw_frame is None:
+            ctx.state.raw_frame = ctx.frame.copy()
         frame = ctx.frame.copy()
         for n, b in bins.items():
             frame[n] = b.woe_transform(c.column(ctx, n))

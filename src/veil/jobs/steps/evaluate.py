@@ -38,7 +38,7 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
 
 
 def _predictions(ctx: StepContext) -> pd.DataFrame:
-    df = ctx.state.get("predictions")
+    df = ctx.state.predictions
     if df is None:
         path = ctx.out_dir / PREDICTIONS
         if not path.exists():
@@ -62,7 +62,7 @@ def evaluate(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     df = _predictions(ctx)
     groups = df.groupby("set") if "set" in df.columns else [("all", df)]
     sets = {str(k): (g["label"].to_numpy(), g["score"].to_numpy()) for k, g in groups}
-    binning = ctx.state.get("binning")
+    binning = ctx.state.binning
     iv = [(b.key, b.iv) for b in binning.stats] if binning is not None else []
     evals = write_report(ctx.out_dir, sets, iv=iv, threshold=params["threshold"])
     out: dict[str, Any] = {}

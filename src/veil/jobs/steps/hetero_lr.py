@@ -2,11 +2,11 @@
 
 Trains :mod:`veil.ml.lr` (what each party learns is listed in :mod:`veil.ml.lr._train`)
 on the split's training rows (all rows if no ``split`` ran) and this party's feature
-columns (``state['features']`` after ``select``, else all but id/label), under
+columns (``ctx.state.features`` after ``select``, else all but id/label), under
 :data:`veil.policy.DEFAULT_POLICY` (job files cannot name a policy). Each party saves its
-own part as ``model.json`` and leaves it in ``state['model']``; the label holder then
+own part as ``model.json`` and leaves it in ``ctx.state.model``; the label holder then
 scores every row jointly and writes ``predictions.csv`` (``id, score, label, set``), also
-left in ``state['predictions']`` for ``evaluate``. The ``predict`` step
+left in ``ctx.state.predictions`` for ``evaluate``. The ``predict`` step
 (:mod:`veil.jobs.steps.predict`) scores later rows with :func:`score_rows`.
 
 Parameters: the options of :class:`veil.ml.lr.LROptions` under their job-file keys
@@ -85,7 +85,7 @@ def _options(params: Mapping[str, Any]) -> LROptions:
 
 def _data(ctx: StepContext, columns: list[str] | None = None) -> PartyData:
     skip = {ctx.id_col, ctx.label_col}
-    names = columns or list(ctx.state.get("features") or [c for c in ctx.frame if c not in skip])
+    names = columns or list(ctx.state.features or [str(c) for c in ctx.frame if c not in skip])
     missing = [c for c in names if c not in ctx.frame.columns]
     if missing:
         raise ConfigError(f"parties.{ctx.party}", f"columns {missing} are missing from its data")
@@ -94,7 +94,7 @@ def _data(ctx: StepContext, columns: list[str] | None = None) -> PartyData:
 
 
 def _split(ctx: StepContext) -> tuple[np.ndarray, np.ndarray | None]:
-    split = ctx.state.get("split")
+    split = ctx.state.split
     if split is None:
         return np.arange(len(ctx.frame)), None
     return np.asarray(split.train_idx), np.asarray(split.test_idx)
@@ -117,7 +117,7 @@ def hetero_lr(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     fn = train_label_holder if ctx.party == lh else train_partner
     model, report = fn(s, data.take(fit_rows), opts, valid, policy=DEFAULT_POLICY)
     save_model(model, ctx.out_dir / MODEL_FILE)
-    ctx.state["model"] = model
+    ctx.state.model = model
     out: dict[str, Any] = {"epochs_run": report.epochs_run, "stopped_by": report.stopped_by}
     scores = _joint_scores(s, ctx.party == lh, data, model)
     if scores is not None:
@@ -129,7 +129,7 @@ def hetero_lr(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
             df["label"] = data.y.astype(int)
         df["set"] = sets
         write_csv(df, ctx.out_dir / PREDICTIONS)
-        ctx.state["predictions"] = df
+        ctx.state.predictions = df
         out["seconds_per_epoch"] = round(float(np.median(report.seconds)), 3)
         if report.valid_loss:
             out["best_valid_loss"] = round(min(report.valid_loss), 6)

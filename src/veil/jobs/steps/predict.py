@@ -73,7 +73,7 @@ def _load(path: Path) -> Any:
 def predict(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     """Score every current row with this party's part of the model; scores to the label holder."""
     path = params.get("model")
-    model = _load(Path(str(path).replace("{party}", ctx.party))) if path else ctx.state.get("model")
+    model = _load(Path(str(path).replace("{party}", ctx.party))) if path else ctx.state.model
     lh = str(params["label_holder"])
     if isinstance(model, PartyModel):
         scores = lr_step.score_rows(ctx, model, lh)
@@ -90,11 +90,11 @@ def predict(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     df = pd.DataFrame({"id": ctx.frame[ctx.id_col].to_numpy(), "score": scores})
     if ctx.label_col in ctx.frame.columns and not ctx.frame[ctx.label_col].isna().any():
         df["label"] = ctx.frame[ctx.label_col].to_numpy().astype(int)
-    split = ctx.state.get("split")
+    split = ctx.state.split
     if split is not None and len(split.test_mask) == len(df):
         df["set"] = split.set_names()
     write_csv(df, ctx.out_dir / PREDICTIONS)
-    ctx.state["predictions"] = df
+    ctx.state.predictions = df
     return {
         "rows_scored": len(df),
         "mean_score": round(float(np.mean(scores)), 6) if len(df) else None,

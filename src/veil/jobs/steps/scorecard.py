@@ -2,7 +2,7 @@
 
 Runs :mod:`veil.ml.scorecard` with this party's bins (``binning`` step with
 ``woe_transform: true``) and its own part of the trained model
-(``ctx.state['model']``, left by ``hetero_lr``). Each party writes
+(``ctx.state.model``, left by ``hetero_lr``). Each party writes
 ``scorecard.csv`` (feature, bin, WOE, points) of its own features only; the
 partner then sends its per-row point sums to the label holder, which writes
 ``scores.csv`` (``id, score`` plus ``label`` and ``set`` where known).
@@ -52,8 +52,8 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
 @register("scorecard", validate=validate)
 def scorecard(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     """Points per bin for this party's features; the label holder gets every row's score."""
-    model = ctx.state.get("model")
-    bins = ctx.state.get("bins")
+    model = ctx.state.model
+    bins = ctx.state.bins
     if model is None or bins is None:
         raise ConfigError(
             "steps.scorecard",
@@ -84,7 +84,7 @@ def scorecard(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     df = pd.DataFrame({"id": ctx.frame[ctx.id_col].to_numpy(), "score": scores})
     if ctx.label_col in ctx.frame.columns:
         df["label"] = ctx.frame[ctx.label_col].to_numpy()
-    split = ctx.state.get("split")
+    split = ctx.state.split
     if split is not None:
         df["set"] = split.set_names()
     write_csv(df, ctx.out_dir / "scores.csv")

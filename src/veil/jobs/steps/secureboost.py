@@ -3,7 +3,7 @@
 ``secureboost`` trains on the aligned rows (run ``psi`` first): the party with
 the label column is the label holder, every other party a partner (see
 :mod:`veil.ml.secureboost.protocol` for the flow and what each party learns).
-Training rows are those a ``split`` step left as train (``ctx.state['split']``),
+Training rows are those a ``split`` step left as train (``ctx.state.split``),
 else a seeded ``test_size`` hold-out both parties draw alike; with
 ``early_stopping_rounds`` a seeded ``valid_size`` share of the training rows is
 the validation set. Each party writes its own model file
@@ -84,19 +84,19 @@ def _roles(ctx: StepContext, lh: str) -> dict[str, str]:
 
 
 def _features(ctx: StepContext) -> list[str]:
-    feats = ctx.state.get("features")
+    feats = ctx.state.features
     if feats is not None:
         return list(feats)
     return [c for c in ctx.frame.columns if c not in (ctx.id_col, ctx.label_col)]
 
 
 def _test_mask(ctx: StepContext, n: int, test_size: float, seed: int) -> np.ndarray:
-    split = ctx.state.get("split")
+    split = ctx.state.split
     if split is not None and getattr(split, "test_mask", None) is not None:
         return np.asarray(split.test_mask, dtype=bool)
     mask = np.zeros(n, dtype=bool)
     mask[np.random.default_rng([seed, 7]).permutation(n)[: round(test_size * n)]] = True
-    ctx.state["split"] = Split(mask)  # later steps (predict, evaluate) see the same hold-out
+    ctx.state.split = Split(mask)  # later steps (predict, evaluate) see the same hold-out
     return mask
 
 
@@ -134,7 +134,7 @@ def secureboost(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         )
         out["fit_seconds"] = round(time.perf_counter() - t0, 3)  # training only
         scores = sbt.run_predict_label_holder(s.sub("predict"), model, x)
-        ctx.state["model"] = model
+        ctx.state.model = model
         sbt.save(model, ctx.out_dir / MODEL_FILE)
         write_json(model.importance(), ctx.out_dir / "importance.json")
         pred = pd.DataFrame(
@@ -146,7 +146,7 @@ def secureboost(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
             }
         )
         write_csv(pred, ctx.out_dir / "predictions.csv")
-        ctx.state["predictions"] = pred
+        ctx.state.predictions = pred
         out["trees"] = len(model.trees)
         for name, m in (("train", ~test), ("test", test)):
             if p.objective == sbt.Objective.BINARY and len(np.unique(y[m])) == 2:
@@ -157,7 +157,7 @@ def secureboost(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         )
         sbt.run_predict_partner(s.sub("predict"), pmodel, x)
         out["splits"] = len(pmodel.records)
-        ctx.state["model"] = pmodel
+        ctx.state.model = pmodel
         sbt.save(pmodel, ctx.out_dir / MODEL_FILE)
         write_json(pmodel.importance(), ctx.out_dir / "importance.json")
     return out

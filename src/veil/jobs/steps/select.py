@@ -40,14 +40,16 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
 @register("select", validate=validate)
 def select(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     """Keep the features with the highest IV; each party drops its other columns."""
-    if "bins" not in ctx.state:
+    if ctx.state.bins is None or ctx.state.features is None:
         raise ConfigError("steps.select", "needs the IVs of a binning step", "add binning first")
     s = c.session(ctx, params)
-    names = list(ctx.state["features"])
+    names = list(ctx.state.features)
     out: dict[str, Any] = {}
     if c.is_label_holder(ctx, params):
+        if ctx.state.binning is None:
+            raise ConfigError("steps.select", "the label holder has no IVs", "add binning first")
         opts = ml_select.SelectOptions(params["min_iv"], params["top_k"])
-        sel = ml_select.run_label_holder(s, ctx.state["binning"], opts)
+        sel = ml_select.run_label_holder(s, ctx.state.binning, opts)
         kept = sel.kept_of(ctx.party)
         rows = [{"party": b.party, "feature": b.name, "iv": b.iv, "kept": True} for b in sel.kept]
         rows += [
@@ -59,6 +61,6 @@ def select(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         kept = ml_select.run_partner(s, names)
     dropped = [n for n in names if n not in kept]
     ctx.frame = ctx.frame.drop(columns=dropped)
-    ctx.state["features"] = kept
+    ctx.state.features = kept
     out["kept_here"] = len(kept)
     return out

@@ -2,7 +2,7 @@
 
 Runs :mod:`veil.ml.split`: the label holder draws the split (``test_size``,
 ``seed``, ``stratify``) and sends every partner the test-row mask of the aligned
-rows; every party keeps it in ``ctx.state['split']`` for later steps. Partners
+rows; every party keeps it in ``ctx.state.split`` for later steps. Partners
 learn which rows are test rows, nothing about labels.
 
 Parameters: ``test_size`` (default 0.3), ``seed`` (42), ``stratify`` (true),
@@ -55,6 +55,6 @@ def split(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     else:
         result = ml_split.run_partner(s, len(ctx.frame))
         out = {}
-    ctx.state["split"] = result
+    ctx.state.split = result
     out.update(n_train=len(result.train_idx), n_test=len(result.test_idx))
     return out

@@ -1,7 +1,7 @@
 """The ``stats`` step: column statistics over the joined rows of every party.
 
 Runs :mod:`veil.ml.ss_stats` (what each party learns is listed there) on this party's
-feature columns of the aligned rows (run ``psi`` first; ``state['features']`` after
+feature columns of the aligned rows (run ``psi`` first; ``ctx.state.features`` after
 ``select``, else every column but id and label). Each party writes what it learned to
 ``stats.json`` in its output folder and, if it learned the correlation matrix, a heat
 map ``correlation.png``.
