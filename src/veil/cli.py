@@ -24,6 +24,7 @@ COMMANDS = (
     "veil.jobs.cli_run",
     "veil.net.cli_ca",
     "veil.protocols.interconnect.command",
+    "veil.node.cli",
     "veil.audit.cli_audit",
 )
 EXIT_USAGE = 2

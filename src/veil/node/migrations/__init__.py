@@ -1,0 +1,1 @@
+"""Alembic migrations of the node database (``veil.node.sqlstore.migrate`` runs them)."""

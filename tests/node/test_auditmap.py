@@ -1,0 +1,173 @@
+"""Node events map onto the audit log's vocabulary (checked by veil.audit where present)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from veil.node.auditmap import audit_records
+from veil.node.model import Event, JobState
+
+from .nodes import job_text, make_nodes, running, wait_for
+
+H = "a" * 64
+LATE = "party 'bureau' stopped answering heartbeats for 31 s during step 0"
+
+
+def _audit_check(records: list[tuple[str, str, dict[str, object]]], job: str | None) -> None:
+    """Build each entry as an audit Event, which validates kind, actor and payload."""
+    if importlib.util.find_spec("veil.audit") is None:
+        return
+    from veil.audit import Event as AuditEvent
+
+    for kind, actor, payload in records:
+        AuditEvent(kind=kind, actor=actor, payload=payload, job=job)  # type: ignore[arg-type]
+
+
+def test_each_kind_maps_to_audit_entries() -> None:
+    cases = [
+        (
+            Event(
+                "job.submitted", "j1", "user:operator-1a2b3c4d", {"sha256": H, "initiator": "bank"}
+            ),
+            [
+                ("job.proposed", {"job_hash": H, "initiator": "bank"}),
+                (
+                    "job.vote",
+                    {"voter": "bank", "decision": "approve", "approver": "user:operator-1a2b3c4d"},
+                ),
+            ],
+        ),
+        (
+            Event(
+                "vote.approved",
+                "j1",
+                "node:bureau",
+                {"party": "bureau", "sha256": H, "by": "policy"},
+            ),
+            [("job.vote", {"voter": "bureau", "decision": "approve", "rule": "policy"})],
+        ),
+        (
+            Event(
+                "vote.rejected", "j1", "peer:telco", {"party": "telco", "sha256": H, "reason": "no"}
+            ),
+            [("job.vote", {"voter": "telco", "decision": "reject"})],
+        ),
+        (
+            Event(
+                "job.running",
+                "j1",
+                "node:bank",
+                {"state": "running", "sha256": H, "parties": ["bank", "bureau"]},
+            ),
+            [("job.started", {"job_hash": H, "parties": ["bank", "bureau"]})],
+        ),
+        (
+            Event(
+                "job.failed",
+                "j1",
+                "node:bank",
+                {"error": LATE},
+            ),
+            [
+                (
+                    "job.failed",
+                    {
+                        "error": "peer_timeout",
+                        "reason": LATE,
+                    },
+                )
+            ],
+        ),
+        (
+            Event("step.ok", "j1", "node:bank", {"step": 0, "name": "psi", "state": "ok"}),
+            [("step.ended", {"step": "psi", "status": "ok"})],
+        ),
+        (
+            Event(
+                "dataset.added",
+                None,
+                "user:cli",
+                {"name": "bank_credit", "rows": 5, "sha256": H, "schema_hash": H, "columns": 3},
+            ),
+            [("dataset.registered", {"dataset": "bank_credit", "schema_hash": H, "rows": 5})],
+        ),
+        (
+            Event(
+                "job.outputs", "j1", "node:bank", {"files": [{"name": "bank/psi.csv", "sha256": H}]}
+            ),
+            [
+                (
+                    "output.released",
+                    {"recipient": "bank", "artifact_hash": H, "artifact": "bank/psi.csv"},
+                )
+            ],
+        ),
+        (
+            Event(
+                "step.running", "j1", "node:bank", {"step": 0, "name": "_echo", "state": "running"}
+            ),
+            [("step.started", {"step": "x_echo"})],  # audit names start with a letter or digit
+        ),
+        (Event("vote.pending", "j1", "node:bank", {"party": "bank", "reason": "x"}), []),
+        (Event("token.issued", None, "user:cli", {"role": "auditor"}), []),
+        (
+            Event(
+                "auth.failed", None, "user:anonymous", {"status": 401, "reason": "unknown token"}
+            ),
+            [("auth.failed", {"client": "anonymous", "reason": "unknown token"})],
+        ),
+    ]
+    for ev, want in cases:
+        got = audit_records(ev)
+        assert [(k, p) for k, _, p in got] == want, ev.kind
+        assert all(actor == ev.actor for _, actor, _ in got)
+        _audit_check(got, ev.job_id)
+
+
+def test_every_event_of_a_real_flow_maps(tmp_path: Path, ca: Path) -> None:
+    policy = (
+        '\n[[policy.approve]]\npartners = ["bank"]\nsteps = ["psi"]\ndatasets = ["bureau_data"]\n'
+    )
+    dirs = make_nodes(tmp_path, ca, ["bank", "bureau"], {"bureau": policy})
+    with running(dirs) as n:
+        job = n["bank"].service.submit(job_text(["bank", "bureau"]), "user:operator-00000000")
+        for x in n.values():
+            wait_for(lambda x=x: x.store.job(job.id).state == JobState.APPROVED, what="approved")
+        n["bank"].service.cancel(job.id, "user:operator-00000000")
+        for x in n.values():
+            wait_for(lambda x=x: x.store.job(job.id).state == JobState.CANCELLED, what="cancel")
+        for x in n.values():
+            kinds = []
+            for ev in x.store.events():
+                recs = audit_records(ev)
+                _audit_check(recs, ev.job_id)
+                kinds += [k for k, _, _ in recs]
+            assert kinds.count("job.proposed") == 1, kinds
+            assert (
+                "job.started" not in kinds
+            )  # no launcher here: approved, never started and "job.cancelled" in kinds
+            assert kinds.count("job.vote") == 2 and "dataset.registered" in kinds
+
+
+def test_a_nodes_state_changes_land_in_its_audit_log(tmp_path: Path, ca: Path) -> None:
+    from veil.audit import verify_log
+    from veil.cli import main
+
+    policy = (
+        '\n[[policy.approve]]\npartners = ["bank"]\nsteps = ["psi"]\ndatasets = ["bureau_data"]\n'
+    )
+    dirs = make_nodes(tmp_path, ca, ["bank", "bureau"], {"bureau": policy})
+    with running(dirs) as n:
+        job = n["bank"].service.submit(job_text(["bank", "bureau"]), "user:operator-00000000")
+        for x in n.values():
+            wait_for(lambda x=x: x.store.job(job.id).state == JobState.APPROVED, what="approved")
+        n["bureau"].service.cancel(job.id, "user:operator-11111111")
+        for x in n.values():
+            wait_for(lambda x=x: x.store.job(job.id).state == JobState.CANCELLED, what="cancel")
+        engine = n["bureau"].store.engine  # type: ignore[attr-defined]
+        with engine.connect() as conn:
+            report = verify_log(conn, deep=True)
+        assert report.ok, report
+        assert report.size >= 5  # dataset, proposal, two votes, cancel
+    assert main(["audit", "verify", "--node", str(dirs["bureau"])]) == 0
