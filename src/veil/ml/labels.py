@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from veil.errors import ConfigError
 
-__all__ = ["ClassWeight", "check_labels", "sample_weights"]
+__all__ = ["ClassWeight", "check_class_weight", "check_labels", "sample_weights"]
 
 ClassWeight = str | Mapping[int, float] | Sequence[float] | None
 """``None`` (all ones), ``"balanced"`` (scikit-learn's rule), ``{0: w0, 1: w1}`` or ``(w0, w1)``."""
@@ -45,6 +45,18 @@ def check_labels(y: npt.ArrayLike, field: str = "label") -> npt.NDArray[np.int64
     if len(values) < 2:
         raise ConfigError(field, "has a single class", "both 0 and 1 are needed")
     return f.astype(np.int64)
+
+
+def check_class_weight(cw: object, field: str = "class_weight") -> str | dict[int, float] | None:
+    """A job file's ``class_weight`` checked: ``None``, ``"balanced"`` or ``{0: w0, 1: w1}``
+    with positive weights (returned as floats); anything else is a :class:`ConfigError`."""
+    if cw is None or cw == "balanced":
+        return cw
+    if not isinstance(cw, Mapping) or set(cw) != {0, 1}:
+        raise ConfigError(field, f"got {cw!r}", "use null, 'balanced' or a mapping {0: w0, 1: w1}")
+    if not all(isinstance(v, int | float) and v > 0 for v in cw.values()):
+        raise ConfigError(field, "weights must be > 0")
+    return {0: float(cw[0]), 1: float(cw[1])}
 
 
 def sample_weights(

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from veil.errors import ConfigError
+from veil.ml.labels import check_class_weight
 from veil.mpc.nonlinear import Sigmoid
 
 __all__ = ["SSLROptions"]
@@ -94,17 +95,8 @@ class SSLROptions:
             raise ConfigError("hetero_lr.fit_intercept", "fit_intercept/standardize: true/false")
         if self.dealer is not None and (not isinstance(self.dealer, str) or not self.dealer):
             raise ConfigError("hetero_lr.dealer", "must be a party name", "or null (no dealer)")
-        cw = self.class_weight
-        if cw is not None and cw != "balanced":
-            if not isinstance(cw, Mapping) or set(cw) != {0, 1}:
-                raise ConfigError(
-                    "hetero_lr.class_weight",
-                    f"got {cw!r}",
-                    "use null, 'balanced' or {0: w0, 1: w1}",
-                )
-            if not all(isinstance(v, int | float) and v > 0 for v in cw.values()):
-                raise ConfigError("hetero_lr.class_weight", "weights must be > 0")
-            object.__setattr__(self, "class_weight", {0: float(cw[0]), 1: float(cw[1])})
+        cw = check_class_weight(self.class_weight, "hetero_lr.class_weight")
+        object.__setattr__(self, "class_weight", cw)
 
     def learning_rate_at(self, epoch: int) -> float:
         """Step size of ``epoch`` (0-based): lr, or lr / (1 + decay * epoch)."""

@@ -18,6 +18,7 @@ from enum import StrEnum
 
 from veil.crypto.he import HEScheme
 from veil.errors import ConfigError
+from veil.ml.labels import check_class_weight
 
 JSONValue = str | int | float | bool | None | dict[str, float]
 """A value of :meth:`LROptions.to_json` (``class_weight`` is the one mapping)."""
@@ -131,17 +132,8 @@ class LROptions:
                     f"unknown value {value!r}",
                     f"use one of {[e.value for e in enum]}",
                 ) from None
-        cw = self.class_weight
-        if cw is not None and cw != "balanced":
-            if not isinstance(cw, Mapping) or set(cw) != {0, 1}:
-                raise ConfigError(
-                    "hetero_lr.class_weight",
-                    f"got {cw!r}",
-                    "use null, 'balanced' or a mapping {0: w0, 1: w1}",
-                )
-            if not all(isinstance(v, int | float) and v > 0 for v in cw.values()):
-                raise ConfigError("hetero_lr.class_weight", "weights must be > 0")
-            object.__setattr__(self, "class_weight", {0: float(cw[0]), 1: float(cw[1])})
+        cw = check_class_weight(self.class_weight, "hetero_lr.class_weight")
+        object.__setattr__(self, "class_weight", cw)
 
     def learning_rate_at(self, epoch: int) -> float:
         """Step size of ``epoch`` (0-based) under the schedule."""
