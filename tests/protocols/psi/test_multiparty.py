@@ -162,6 +162,9 @@ def test_malformed_pool_is_a_protocol_error() -> None:
         hello = s.recv(first, multiparty.Tag.HELLO)
         for peer in s.peers():
             s.send(peer, multiparty.Tag.HELLO, hello | {"n": 3})
+        key = s.recv(NAMES5[1], multiparty.Tag.KEY)  # the last link of the key chain
+        for peer in s.peers():
+            s.send(peer, multiparty.Tag.KEY, key)
         s.send(first, multiparty.Tag.POOL, b"\x01" * 65)
         s.recv(first, "never", timeout=5)
 

@@ -54,9 +54,11 @@ holds for each common id, so all receivers list the common ids in the same order
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -86,13 +88,15 @@ PROTOCOL = "ecdh-multiparty"
 PROTOCOL_VERSION = 1
 P = ristretto.POINT_BYTES
 CT = 2 * P  # one ElGamal ciphertext: A || B
+_ONE = (1).to_bytes(ristretto.SCALAR_BYTES, "little")
 WAIT_PER_ID = 2e-3  # seconds a mixer may take per pooled id (about 10x a loaded core's)
 
 
 class Tag(StrEnum):
     """Every message of this protocol."""
 
-    HELLO = "hello"  # sizes, parameters and the key share Y_j, all to all
+    HELLO = "hello"  # sizes and parameters, all to all
+    KEY = "key"  # P_j -> P_{j+1}: y_j...y_0 G; then D -> all: the joint key Y
     POOL = "pool"  # P_j -> P_0: ElGamal ciphertexts of its ids
     MIX = "mix"  # P_j -> P_{j+1}: the pool, partly decrypted, blinded and shuffled
     COMMON = "common"  # D -> U: W H(x) of the common ids, sorted
@@ -108,7 +112,6 @@ HELLO = msg.Record(
         "n": msg.Int(0, MAX_IDS),
         "batch_size": msg.Int(1, MAX_BATCH),
         "result_to": msg.StrList(MAX_PARTIES),
-        "key": msg.Blob(P),
     }
 )
 # POOL/MIX: Blob(count * 64); RING: Blob(count * 32); COMMON/RESULT: Blob(max_size=
@@ -167,22 +170,39 @@ def run_party(
     me = session.me
     with ecc.ScalarMultiplier(params.threads) as mul:
         items = [raw[j] for j in order]
-        pool = _encrypt(mul, items, plan.key)
+        # The rings need nothing from the mix: they run beside it, so a party waiting
+        # for the pool to reach it works on the rings meanwhile.
+        rings = [
+            _Background(
+                partial(
+                    _ring,
+                    session.sub(f"ring{plan.parties.index(r)}"),
+                    mul,
+                    plan,
+                    keys,
+                    owner=r,
+                    items=items,
+                )
+            )
+            for r in plan.receivers
+        ]
+        own_pool = _encrypt(mul, items, plan.key, plan.batch[me])
         if me != plan.parties[0]:
-            _send_batches(session, plan.parties[0], Tag.POOL, pool, plan.batch[me])
-        values = _mix(session, mul, plan, keys, pool)
+            with Outbox(session, plan.parties[0]) as out:
+                for cts in own_pool:
+                    out.send(Tag.POOL, cts.tobytes())
+            own_pool = iter([])
+        values = _mix(session, mul, plan, keys, own_pool)
         if me == plan.d:
             vals, counts = np.unique(values.view(f"S{P}").reshape(-1), return_counts=True)
+            del values
             session.send(plan.u, Tag.COMMON, vals[counts == len(plan.parties)].tobytes())
-        own = b""
-        for r in plan.receivers:
-            got = _ring(
-                session.sub(f"ring{plan.parties.index(r)}"), mul, plan, keys, owner=r, items=items
-            )
-            own = got if r == me else own
+            del vals, counts
+        outs = [ring.result() for ring in rings]
+        own = outs[plan.receivers.index(me)] if me in plan.receivers else b""
         if me == plan.u:
             common = _recv_common(session, plan, plan.d, Tag.COMMON)
-            result = b"".join(mul(keys.u, ecc.split_points(common)))
+            result = _mult(mul, keys.u, common)
             for r in plan.receivers:
                 if r != me:
                     session.send(r, Tag.RESULT, result)
@@ -203,7 +223,6 @@ def _handshake(session: Session, params: PsiParams, n: int, keys: Keys) -> _Plan
         "n": n,
         "batch_size": params.batch_size,
         "result_to": sorted(params.result_to),
-        "key": ristretto.base_mult(keys.y),
     }
     for peer in session.peers():
         session.send(peer, Tag.HELLO, mine)
@@ -215,9 +234,7 @@ def _handshake(session: Session, params: PsiParams, n: int, keys: Keys) -> _Plan
             session, peer, Tag.HELLO, theirs, mine=mine, schema=HELLO, agree=agree
         )
     parties = list(session.parties)
-    key = hellos[parties[0]]["key"]
-    for p in parties[1:]:
-        key = ristretto.add(key, hellos[p]["key"])
+    key = _joint_key(session, parties, keys)
     receivers = [p for p in parties if p in params.result_to]
     d = parties[-1]
     u = next((p for p in receivers if p != d), parties[0])
@@ -228,41 +245,68 @@ def _handshake(session: Session, params: PsiParams, n: int, keys: Keys) -> _Plan
     return _Plan(parties, sizes, batch, key, receivers, d, u, wait)
 
 
+def _joint_key(session: Session, parties: list[str], keys: Keys) -> bytes:
+    """Y = y_{N-1}...y_1 y_0 G, built along the chain and broadcast by its last party."""
+    me, pos = session.me, parties.index(session.me)
+    if pos == 0:
+        partial = ristretto.base_mult(keys.y)
+    else:
+        got = msg.recv(session, parties[pos - 1], Tag.KEY, msg.Blob(P))
+        partial = ristretto.scalar_mult(keys.y, got)
+    if me != parties[-1]:
+        session.send(parties[pos + 1], Tag.KEY, partial)
+        key: bytes = msg.recv(session, parties[-1], Tag.KEY, msg.Blob(P))
+        return ristretto.scalar_mult(_ONE, key)  # checks: a valid point, not the identity
+    for peer in parties[:-1]:
+        session.send(peer, Tag.KEY, partial)
+    return partial
+
+
 # -- steps ---------------------------------------------------------------------------
 
 
-def _encrypt(mul: ecc.ScalarMultiplier, items: list[bytes], key: bytes) -> np.ndarray:
-    """ElGamal ciphertexts (r G, H(x) + r Y) of ``items``, one row of 64 bytes each."""
+def _encrypt(
+    mul: ecc.ScalarMultiplier, items: list[bytes], key: bytes, batch: int
+) -> Iterator[np.ndarray]:
+    """ElGamal ciphertexts (r G, H(x) + r Y) of ``items``, a batch of 64-byte rows at a
+    time (the whole own pool is never held)."""
 
-    def part(lo: int, hi: int) -> bytes:
+    def part(lo: int, hi: int, chunk: list[bytes]) -> bytes:
         k = hi - lo
         if k == 0:
             return b""
-        h = b"".join(ecc.hash_to_points(items[lo:hi], ecc.RISTRETTO255))
+        h = b"".join(ecc.hash_to_points(chunk[lo:hi], ecc.RISTRETTO255))
         r = ristretto.random_scalars(k)
         a = ristretto.base_mult(r)
         b = ristretto.add(h, ristretto.scalars_mult(r, key * k))
         return _join_ct(a, b)
 
-    return _rows(b"".join(mul.map(part, len(items))), CT)
+    for lo in range(0, len(items), batch):
+        chunk = items[lo : lo + batch]
+        yield _rows(b"".join(mul.map(part, len(chunk), chunk)), CT)
 
 
 def _mix(
-    session: Session, mul: ecc.ScalarMultiplier, plan: _Plan, keys: Keys, own: np.ndarray
+    session: Session,
+    mul: ecc.ScalarMultiplier,
+    plan: _Plan,
+    keys: Keys,
+    own: Iterator[np.ndarray],
 ) -> np.ndarray:
     """This party's turn in the mix; returns the decrypted pool at D (empty elsewhere)."""
     me, parties = session.me, plan.parties
     pos = parties.index(me)
     last = me == plan.d
 
+    wy = ristretto.scalar_mul(keys.w, keys.y)
+
     def step(lo: int, hi: int, cts: np.ndarray) -> bytes:
         if hi == lo:
             return b""
         a, b = cts[lo:hi, :P].tobytes(), cts[lo:hi, P:].tobytes()
-        b = ristretto.sub(b, ristretto.scalar_mult(keys.y, a))
-        if last:
-            return ristretto.scalar_mult(keys.w, b)
-        return _join_ct(ristretto.scalar_mult(keys.w, a), ristretto.scalar_mult(keys.w, b))
+        if last:  # B - y_D A = W' H(x), then raised to w_D
+            return ristretto.scalar_mult(keys.w, ristretto.sub(b, ristretto.scalar_mult(keys.y, a)))
+        return _join_ct(ristretto.scalar_mult(wy, a), ristretto.scalar_mult(keys.w, b))
 
     sources = [(p, Tag.POOL) for p in parties] if pos == 0 else [(parties[pos - 1], Tag.MIX)]
     total = sum(plan.n.values())
@@ -271,7 +315,7 @@ def _mix(
     done = 0
     for src, tag in sources:
         if src == me:
-            batches: Iterable[np.ndarray] = [own]
+            batches: Iterable[np.ndarray] = own
         else:
             count = plan.n[src] if tag == Tag.POOL else total
             batches = _recv_batches(
@@ -303,28 +347,50 @@ def _ring(
     parties, me = plan.parties, session.me
     nxt, prv = parties[(parties.index(me) + 1) % len(parties)], parties[parties.index(me) - 1]
     count, batch = plan.n[owner], plan.batch[owner]
+
+    def incoming() -> Iterator[bytes]:
+        for pts in _recv_batches(
+            session, prv, Tag.RING, count=count, batch=batch, width=P, wait=plan.wait
+        ):
+            yield pts.tobytes()
+
     if me != owner:
         k = ristretto.scalar_mul(keys.w, keys.u) if me == plan.u else keys.w
         with Outbox(session, nxt) as out:
-            for pts in _recv_batches(
-                session, prv, Tag.RING, count=count, batch=batch, width=P, wait=plan.wait
-            ):
-                out.send(Tag.RING, b"".join(mul(k, ecc.split_points(pts.tobytes()))))
+            for pts in incoming():
+                out.send(Tag.RING, _mult(mul, k, pts))
         return b""
     with Outbox(session, nxt) as out:
         for lo in range(0, len(items), batch):
             hashed = ecc.hash_to_points(items[lo : lo + batch], ecc.RISTRETTO255)
-            out.send(Tag.RING, b"".join(mul(keys.sigma, hashed)))
+            out.send(Tag.RING, _mult(mul, keys.sigma, b"".join(hashed)))
     k = ristretto.scalar_mul(keys.w, ristretto.scalar_invert(keys.sigma))
     if me == plan.u:
         k = ristretto.scalar_mul(k, keys.u)
-    back = [
-        b"".join(mul(k, ecc.split_points(pts.tobytes())))
-        for pts in _recv_batches(
-            session, prv, Tag.RING, count=count, batch=batch, width=P, wait=plan.wait
-        )
-    ]
-    return b"".join(back)
+    return b"".join([_mult(mul, k, pts) for pts in incoming()])
+
+
+class _Background:
+    """``fn()`` on a daemon thread; :meth:`result` waits for it and re-raises its error.
+    A daemon, so a failing run is not held up by a step blocked on a dead peer."""
+
+    def __init__(self, fn: Callable[[], bytes]) -> None:
+        self._out: bytes = b""
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], bytes]) -> None:
+        try:
+            self._out = fn()
+        except BaseException as e:
+            self._error = e
+
+    def result(self) -> bytes:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._out
 
 
 # -- wire helpers ------------------------------------------------------------------------
@@ -344,10 +410,13 @@ def _recv_batches(
         yield _rows(msg.recv(session, src, tag, msg.Blob(k * width), wait), width)
 
 
-def _send_batches(session: Session, to: str, tag: Tag, rows: np.ndarray, batch: int) -> None:
-    with Outbox(session, to) as out:
-        for lo in range(0, len(rows), batch):
-            out.send(tag, rows[lo : lo + batch].tobytes())
+def _mult(mul: ecc.ScalarMultiplier, k: bytes, points: bytes) -> bytes:
+    """``[k]P`` for each 32-byte point of ``points``, spread over the threads."""
+
+    def part(lo: int, hi: int) -> bytes:
+        return ristretto.scalar_mult(k, points[lo * P : hi * P])
+
+    return b"".join(mul.map(part, len(points) // P))
 
 
 def _rows(data: bytes, width: int) -> np.ndarray:
