@@ -14,6 +14,7 @@ party process's ``ru_maxrss``. Results are printed as JSON lines.
     python benchmarks/psi.py rate                      # raw X25519 / ristretto255 rates
     python benchmarks/psi.py scale --n 1000000 --m 1000000 --overlap 0.5
     python benchmarks/psi.py scale --parties 3 --n 100000 --overlap 0.5
+    python benchmarks/psi.py three --n 100000 --repeat 2   # 3 parties beside 2, alternating
     python benchmarks/psi.py fate --fate-python VENV/bin/python --repeat 3 [--protocol kkrt]
 
 FATE: set it up as ``<shared>/peers/README.md`` says (``<shared>`` is the ``shared``
@@ -267,6 +268,60 @@ def cmd_scale(a: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# -- three parties beside two -------------------------------------------------------------
+
+
+def party_summary(parties: list[dict[str, Any]]) -> dict[str, Any]:
+    """One run's figures per party: wall (the slowest party), CPU, MB sent, peak RSS."""
+    return {
+        "wall_s": max(p["wall_s"] for p in parties),
+        "cpu_s": [p["cpu_s"] for p in parties],
+        "mb_sent": [round(p.get("bytes_sent", 0) / 1e6, 1) for p in parties],
+        "mb_received": [round(p.get("bytes_received", 0) / 1e6, 1) for p in parties],
+        "peak_rss_mb": [p["peak_rss_mb"] for p in parties],
+    }
+
+
+def cmd_three(a: argparse.Namespace) -> dict[str, Any]:
+    """Multi-party ECDH-PSI (``--parties``, default 3) and two-party ECDH at the same ids
+    per party and overlap, run alternately (each first in turn) on one machine."""
+    counts = (a.parties, 2) if not a.no_two else (a.parties,)
+    runs: dict[int, list[dict[str, Any]]] = {c: [] for c in counts}
+    order = []
+    for i in range(a.repeat):
+        seq = counts if i % 2 == 0 else counts[::-1]
+        order.append(seq)
+        for c in seq:
+            names = ["bank", "partner"] if c == 2 else [f"p{j}" for j in range(c)]
+            spec = {
+                "names": names,
+                "n": a.n,
+                "m": a.n,
+                "common": int(a.n * a.overlap),
+                "result_to": names,
+                "batch_size": a.batch_size,
+                "protocol": "ecdh",
+                "suite": "ristretto255",
+            }
+            t = time.strftime("%H:%M:%S", time.gmtime())
+            parties = run_pair(spec, a.transport)
+            assert all(p["intersection"] == spec["common"] for p in parties), parties
+            runs[c].append(party_summary(parties) | {"started_utc": t})
+    return {
+        "bench": "psi_three_party",
+        "n_per_party": a.n,
+        "overlap": a.overlap,
+        "transport": a.transport,
+        "run_order": order,
+        "loadavg": os.getloadavg(),
+        "median_wall_s": {c: statistics.median(r["wall_s"] for r in runs[c]) for c in counts},
+        "median_max_cpu_s": {
+            c: statistics.median(max(r["cpu_s"]) for r in runs[c]) for c in counts
+        },
+        "runs": runs,
+    }
+
+
 # -- side by side with FATE 2.2 ---------------------------------------------------------
 
 
@@ -365,6 +420,14 @@ def main() -> None:
     s.add_argument("--protocol", choices=[p.value for p in Protocol], default="ecdh")
     s.add_argument("--suite", choices=list(SUITES), default="ristretto255")
     s.add_argument("--parties", type=int, default=2, help="3 or more: multi-party ECDH-PSI")
+    t = sub.add_parser("three", help="multi-party ECDH-PSI beside two-party ECDH")
+    t.add_argument("--n", type=int, default=100_000, help="ids per party")
+    t.add_argument("--parties", type=int, default=3)
+    t.add_argument("--overlap", type=float, default=0.5, help="share held by every party")
+    t.add_argument("--batch-size", type=int, default=4096)
+    t.add_argument("--repeat", type=int, default=1)
+    t.add_argument("--transport", choices=["grpc", "memory"], default="grpc")
+    t.add_argument("--no-two", action="store_true", help="skip the two-party run")
     f = sub.add_parser("fate")
     f.add_argument("--dataset", default="psi_100k")
     f.add_argument("--fate-python", help="FATE venv's python (or $VEIL_FATE_PYTHON)")
@@ -383,7 +446,7 @@ def main() -> None:
     if a.cmd == "party":
         cmd_party(a)
         return
-    result = {"rate": cmd_rate, "scale": cmd_scale, "fate": cmd_fate}[a.cmd](a)
+    result = {"rate": cmd_rate, "scale": cmd_scale, "three": cmd_three, "fate": cmd_fate}[a.cmd](a)
     print(json.dumps(result))
 
 

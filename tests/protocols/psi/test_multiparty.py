@@ -204,9 +204,10 @@ def test_no_party_can_compute_a_pairwise_intersection(monkeypatch: pytest.Monkey
        ElGamal ciphertexts and the ring values are masked by randomness a receiver does
        not hold: r, and the ring owner's sigma). Common ids appear only in COMMON and
        RESULT, which carry nothing else.
-    2. With its own key share y_P, party P can strip one ElGamal layer from each
-       ciphertext it receives. For every party but the last mixer D, what remains still
-       matches no deterministic form (D's share remains on it).
+    2. A ciphertext reaching P_j is (A, Q + y_j...y_{N-1} A) (the key is the product of
+       the shares). With its own share y_P, P can compute B - y_P A; for every party but
+       the last mixer D this matches no deterministic form (later parties' shares remain
+       on it), and the KEY values (multiples of G) match none either (check 1).
     3. D can decrypt the pool: it gets (W/w_D)*H(x) for every pooled id, which it can
        raise to w_D. These are deterministic forms of everybody's ids, so D must hold no
        id-labelled value under either exponent set: the only labelled values D holds are

@@ -6,32 +6,45 @@ docs, "ECDH-PSI (3P)") chains two-party ECDH and, by its own account, leaks the 
 of the first two parties' intersection. A chain of plain blinding cannot avoid that:
 whoever compares two sets' values blinded under the same keys learns their
 intersection. So the sets are compared only once they are pooled and unlinkable: each
-id is ElGamal-encrypted under a key shared by all parties, and the pool passes through
-every party, each of which removes its share of the decryption key, raises every
-ciphertext to its secret w_j and shuffles (a decryption mix-net with exponentiation,
-[Jakobsson, "A practical mix", Eurocrypt 1998; Huberman-Franklin-Hogg 1999 for the
-commutative blinding]). The last party sees each id as W*H(x), W = w_0...w_{N-1}, in an
-order no single party knows, and counts how many parties hold it. Group: ristretto255
-(prime order; :mod:`veil.crypto.ristretto`); H: the suite's hash to the group.
+id is ElGamal-encrypted under a key held jointly by all parties, and the pool passes
+through every party, each of which removes its share of the decryption key, raises
+every ciphertext to its secret w_j and shuffles (a decryption mix-net with
+exponentiation, [Jakobsson, "A practical mix", Eurocrypt 1998; Huberman-Franklin-Hogg
+1999 for the commutative blinding]). The last party sees each id as W*H(x),
+W = w_0...w_{N-1}, in an order no single party knows, and counts how many parties hold
+it. Group: ristretto255 (prime order; :mod:`veil.crypto.ristretto`); H: the suite's
+hash to the group.
+
+The key is multiplicative, Y = y_{N-1}...y_1 y_0 G, so that removing a share and
+blinding are one scalar multiplication of each half of a ciphertext (2 per mix step;
+an additive key Y = sum y_j G needs 3 and a subtraction): P_j turns (A, B) into
+(w_j y_j A, w_j B). By induction, what reaches P_j is (A, Q + k A) with Q = W_{<j} H(x),
+k = y_j...y_{N-1}: an ElGamal ciphertext of Q to the base G_j = y_{j-1}...y_0 G under
+the key Y = k G_j, uniformly re-randomised by every step; P_j knows G_j, Y and y_j but
+not k / y_j (DDH), so only D = P_{N-1}, for which k = y_D, can strip the last layer.
 
 Positions (job order P_0..P_{N-1}; D = P_{N-1}; U = the first receiver other than D,
 else P_0), secrets per party: y_j (key share), w_j (blinding), sigma_j (a mask for
 its own ring); U also holds u.
-  0. all <-> all  HELLO: protocol, version, suite, n_j, batch size, result_to, Y_j = y_j G.
-  1. P_j -> P_0   POOL: (r G, H(x) + r Y) for each distinct id x, Y = sum Y_j, fresh r.
-  2. P_0 -> ... -> P_{N-1}  MIX: each P_j turns every (A, B) into (w_j A, w_j (B - y_j A)),
-                  shuffles with a secure permutation, and passes the pool on.
-  3. D            decrypts the last layer: W H(x) for every pooled id, counts each value;
+  0. all <-> all  HELLO: protocol, version, suite, n_j, batch size, result_to.
+     P_j -> P_{j+1}  KEY: y_j...y_0 G (P_0 starts from G); D -> all  KEY: Y.
+  1. P_j -> P_0   POOL: (r G, H(x) + r Y) for each distinct id x, fresh r, batch by batch.
+  2. P_0 -> ... -> P_{N-1}  MIX: each P_j turns every (A, B) into (w_j y_j A, w_j B),
+                  shuffles the whole pool with a secure permutation, and passes it on.
+  3. D            decrypts the last layer: w_D (B - y_D A) = W H(x) for every pooled id,
+                  counts each value;
      D -> U       COMMON: the values held N times (the intersection), sorted.
   4. for each receiver R, a RING R -> R+1 -> ... -> R-1 -> R: R sends sigma_R H(r) for its
      ids (in a secret random order); each P_j multiplies by w_j (U also by u); R removes
-     sigma_R and multiplies by w_R: u W H(r) for each of its ids.
+     sigma_R and multiplies by w_R: u W H(r) for each of its ids. The rings need nothing
+     from the mix, so they run beside it (a party waiting for the pool works on them).
   5. U -> receivers  RESULT: u (W H(x)) for the common values, sorted. Each receiver's
      matches are its rows of the intersection.
 
 What each party learns (beyond its own input and output):
-  - every party: the number of distinct ids of every other party (HELLO);
-  - P_0 .. P_{N-2} as mixers: nothing (ciphertexts under a key share they lack, DDH);
+  - every party: the number of distinct ids of every other party (HELLO); the KEY
+    values are multiples of G with unknown logarithms, unrelated to any id;
+  - P_0 .. P_{N-2} as mixers: nothing (ciphertexts under a key they cannot strip, DDH);
   - in a ring: nothing (values masked by the ring owner's sigma, DDH);
   - D: how many pooled values are held by exactly k parties, for each k (a histogram:
     for three parties, the sum of the three pairwise intersection sizes, not any one of
@@ -40,10 +53,11 @@ What each party learns (beyond its own input and output):
   - U: the intersection size (U is a receiver whenever one other than D exists);
   - a receiver: which of its ids are in the intersection of all sets.
 Raw ids and plain hashes never leave a party. Full 32-byte points are compared, so
-``truncate_bits`` is not used. Cost per party: about 3 scalar multiplications per
-pooled id (all parties' ids) and one per id of each receiver; the mix runs party after
-party. Measured (benchmarks/psi.py, 1e5 ids per party, three parties, gRPC): 69-86
-CPU-s, 250 MB and 18-35 MB sent per party, against 12 CPU-s for two-party ECDH.
+``truncate_bits`` is not used. Cost per party: 2 scalar multiplications per pooled id
+(all parties' ids; D: 2 and a subtraction), about 1.3 per own id to encrypt, and one per
+id of each receiver in the rings; the mix runs party after party (each step must hold
+the whole pool to shuffle it). Memory per party: the pool, 64 bytes per pooled id
+(32 at D), and the own ids. Figures: benchmarks/RESULTS.md, "Three-party ECDH-PSI".
 Collusion is outside the model (semi-honest, non-colluding): D and U together could tie
 U's ids to pooled values (U's ring output divided by u) and so learn how many parties
 hold each of U's ids; D with every other party learns everything.
@@ -54,8 +68,7 @@ holds for each common id, so all receivers list the common ids in the same order
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import partial
@@ -68,6 +81,7 @@ from veil.errors import ConfigError
 from veil.net.session import Session
 from veil.policy import DEFAULT_POLICY, SecurityPolicy
 from veil.protocols.psi import messages as msg
+from veil.protocols.psi.batches import Background, join_halves, mult, recv_batches, rows
 from veil.protocols.psi.common import (
     MAX_IDS,
     MAX_PARTIES,
@@ -173,7 +187,7 @@ def run_party(
         # The rings need nothing from the mix: they run beside it, so a party waiting
         # for the pool to reach it works on the rings meanwhile.
         rings = [
-            _Background(
+            Background(
                 partial(
                     _ring,
                     session.sub(f"ring{plan.parties.index(r)}"),
@@ -202,7 +216,7 @@ def run_party(
         own = outs[plan.receivers.index(me)] if me in plan.receivers else b""
         if me == plan.u:
             common = _recv_common(session, plan, plan.d, Tag.COMMON)
-            result = _mult(mul, keys.u, common)
+            result = mult(mul, keys.u, common)
             for r in plan.receivers:
                 if r != me:
                     session.send(r, Tag.RESULT, result)
@@ -279,11 +293,11 @@ def _encrypt(
         r = ristretto.random_scalars(k)
         a = ristretto.base_mult(r)
         b = ristretto.add(h, ristretto.scalars_mult(r, key * k))
-        return _join_ct(a, b)
+        return join_halves(a, b)
 
     for lo in range(0, len(items), batch):
         chunk = items[lo : lo + batch]
-        yield _rows(b"".join(mul.map(part, len(chunk), chunk)), CT)
+        yield rows(b"".join(mul.map(part, len(chunk), chunk)), CT)
 
 
 def _mix(
@@ -306,7 +320,7 @@ def _mix(
         a, b = cts[lo:hi, :P].tobytes(), cts[lo:hi, P:].tobytes()
         if last:  # B - y_D A = W' H(x), then raised to w_D
             return ristretto.scalar_mult(keys.w, ristretto.sub(b, ristretto.scalar_mult(keys.y, a)))
-        return _join_ct(ristretto.scalar_mult(wy, a), ristretto.scalar_mult(keys.w, b))
+        return join_halves(ristretto.scalar_mult(wy, a), ristretto.scalar_mult(keys.w, b))
 
     sources = [(p, Tag.POOL) for p in parties] if pos == 0 else [(parties[pos - 1], Tag.MIX)]
     total = sum(plan.n.values())
@@ -318,11 +332,11 @@ def _mix(
             batches: Iterable[np.ndarray] = own
         else:
             count = plan.n[src] if tag == Tag.POOL else total
-            batches = _recv_batches(
+            batches = recv_batches(
                 session, src, tag, count=count, batch=plan.batch[src], width=CT, wait=plan.wait
             )
         for cts in batches:
-            pool[done : done + len(cts)] = _rows(b"".join(mul.map(step, len(cts), cts)), width)
+            pool[done : done + len(cts)] = rows(b"".join(mul.map(step, len(cts), cts)), width)
             done += len(cts)
             session.progress("psi", 0.6 * done / max(total, 1))
     if last:
@@ -349,7 +363,7 @@ def _ring(
     count, batch = plan.n[owner], plan.batch[owner]
 
     def incoming() -> Iterator[bytes]:
-        for pts in _recv_batches(
+        for pts in recv_batches(
             session, prv, Tag.RING, count=count, batch=batch, width=P, wait=plan.wait
         ):
             yield pts.tobytes()
@@ -358,70 +372,22 @@ def _ring(
         k = ristretto.scalar_mul(keys.w, keys.u) if me == plan.u else keys.w
         with Outbox(session, nxt) as out:
             for pts in incoming():
-                out.send(Tag.RING, _mult(mul, k, pts))
+                out.send(Tag.RING, mult(mul, k, pts))
         return b""
     with Outbox(session, nxt) as out:
         for lo in range(0, len(items), batch):
             hashed = ecc.hash_to_points(items[lo : lo + batch], ecc.RISTRETTO255)
-            out.send(Tag.RING, _mult(mul, keys.sigma, b"".join(hashed)))
+            out.send(Tag.RING, mult(mul, keys.sigma, b"".join(hashed)))
     k = ristretto.scalar_mul(keys.w, ristretto.scalar_invert(keys.sigma))
     if me == plan.u:
         k = ristretto.scalar_mul(k, keys.u)
-    return b"".join([_mult(mul, k, pts) for pts in incoming()])
+    return b"".join([mult(mul, k, pts) for pts in incoming()])
 
 
-class _Background:
-    """``fn()`` on a daemon thread; :meth:`result` waits for it and re-raises its error.
-    A daemon, so a failing run is not held up by a step blocked on a dead peer."""
-
-    def __init__(self, fn: Callable[[], bytes]) -> None:
-        self._out: bytes = b""
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
-        self._thread.start()
-
-    def _run(self, fn: Callable[[], bytes]) -> None:
-        try:
-            self._out = fn()
-        except BaseException as e:
-            self._error = e
-
-    def result(self) -> bytes:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._out
-
-
-# -- wire helpers ------------------------------------------------------------------------
+# -- wire ------------------------------------------------------------------------------
 
 
 def _recv_common(session: Session, plan: _Plan, src: str, tag: Tag) -> bytes:
     most = P * min(plan.n.values())
     data: bytes = msg.recv(session, src, tag, msg.Blob(max_size=most, multiple=P), plan.wait)
     return data
-
-
-def _recv_batches(
-    session: Session, src: str, tag: Tag, *, count: int, batch: int, width: int, wait: float
-) -> Iterable[np.ndarray]:
-    for lo in range(0, count, batch):
-        k = min(batch, count - lo)
-        yield _rows(msg.recv(session, src, tag, msg.Blob(k * width), wait), width)
-
-
-def _mult(mul: ecc.ScalarMultiplier, k: bytes, points: bytes) -> bytes:
-    """``[k]P`` for each 32-byte point of ``points``, spread over the threads."""
-
-    def part(lo: int, hi: int) -> bytes:
-        return ristretto.scalar_mult(k, points[lo * P : hi * P])
-
-    return b"".join(mul.map(part, len(points) // P))
-
-
-def _rows(data: bytes, width: int) -> np.ndarray:
-    return np.frombuffer(data, dtype=np.uint8).reshape(-1, width)
-
-
-def _join_ct(a: bytes, b: bytes) -> bytes:
-    return np.concatenate((_rows(a, P), _rows(b, P)), axis=1).tobytes()
