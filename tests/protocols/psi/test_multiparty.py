@@ -174,6 +174,29 @@ def test_malformed_pool_is_a_protocol_error() -> None:
         run_parties(targets, timeout=20)
 
 
+def test_identity_joint_key_is_refused() -> None:
+    """A joint key Y that is the identity would encrypt every id as (r G, H(x)), in
+    clear: the parties refuse it (and any encoding that is not a point) as the last
+    party's KEY message."""
+    sets = make_sets(NAMES5[:3], common=5, own=2, pair=1, seed=11)
+    params = PsiParams(tuple(sets))
+    first, liar_name = NAMES5[0], NAMES5[2]
+
+    def liar(s: Session) -> None:
+        hello = s.recv(first, multiparty.Tag.HELLO)
+        for peer in s.peers():
+            s.send(peer, multiparty.Tag.HELLO, hello)
+        s.recv(NAMES5[1], multiparty.Tag.KEY)
+        for peer in s.peers():
+            s.send(peer, multiparty.Tag.KEY, bytes(32))  # the identity's encoding
+        s.recv(first, "never", timeout=5)
+
+    targets: dict[str, Any] = {p: (lambda s, p=p: run_psi(s, sets[p], params)) for p in sets}
+    targets[liar_name] = liar
+    with pytest.raises(ProtocolError, match="not a valid ristretto255 element"):
+        run_parties(targets, timeout=20)
+
+
 # -- the recorded wire -------------------------------------------------------------------
 
 
