@@ -15,6 +15,7 @@ party process's ``ru_maxrss``. Results are printed as JSON lines.
     python benchmarks/psi.py scale --n 1000000 --m 1000000 --overlap 0.5
     python benchmarks/psi.py scale --parties 3 --n 100000 --overlap 0.5
     python benchmarks/psi.py three --n 100000 --repeat 2   # 3 parties beside 2, alternating
+    python benchmarks/psi.py ops --n 5000                  # 3 parties: CPU per libsodium call
     python benchmarks/psi.py fate --fate-python VENV/bin/python --repeat 3 [--protocol kkrt]
 
 FATE: set it up as ``<shared>/peers/README.md`` says (``<shared>`` is the ``shared``
@@ -292,6 +293,7 @@ def cmd_three(a: argparse.Namespace) -> dict[str, Any]:
         seq = counts if i % 2 == 0 else counts[::-1]
         order.append(seq)
         for c in seq:
+            t = time.strftime("%H:%M:%S", time.gmtime())
             names = ["bank", "partner"] if c == 2 else [f"p{j}" for j in range(c)]
             spec = {
                 "names": names,
@@ -303,7 +305,6 @@ def cmd_three(a: argparse.Namespace) -> dict[str, Any]:
                 "protocol": "ecdh",
                 "suite": "ristretto255",
             }
-            t = time.strftime("%H:%M:%S", time.gmtime())
             parties = run_pair(spec, a.transport)
             assert all(p["intersection"] == spec["common"] for p in parties), parties
             runs[c].append(party_summary(parties) | {"started_utc": t})
@@ -319,6 +320,57 @@ def cmd_three(a: argparse.Namespace) -> dict[str, Any]:
             c: statistics.median(max(r["cpu_s"]) for r in runs[c]) for c in counts
         },
         "runs": runs,
+    }
+
+
+def cmd_ops(a: argparse.Namespace) -> dict[str, Any]:
+    """Where a multi-party run's CPU goes: every ``veil.crypto.ristretto`` batch call is
+    wrapped to count its elements and its thread CPU time (memory transport, one
+    process, ``--threads`` per party)."""
+    import threading
+
+    from veil.crypto import ristretto
+    from veil.net import run_parties
+    from veil.protocols.psi import PsiParams, run_psi
+
+    secs: dict[str, float] = {}
+    elems: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def wrap(name: str) -> None:
+        f = getattr(ristretto, name)
+
+        def g(*args: Any) -> Any:
+            t = time.thread_time()
+            out = f(*args)
+            with lock:
+                secs[name] = secs.get(name, 0.0) + time.thread_time() - t
+                last = args[-1] if args else b""
+                elems[name] = elems.get(name, 0) + (
+                    len(last) // 32 if isinstance(last, bytes) else 1
+                )
+            return out
+
+        setattr(ristretto, name, g)
+
+    for name in ("from_hash", "scalar_mult", "scalars_mult", "base_mult", "add", "sub"):
+        wrap(name)
+    names = [f"p{i}" for i in range(a.parties)]
+    spec = {"n": a.n, "m": a.n, "common": a.n // 2}
+    ids = {p: load_ids(spec, r) for r, p in enumerate(names)}
+    params = PsiParams(tuple(names), threads=a.threads)
+    c0 = os.times()
+    out = run_parties({p: (lambda s, p=p: run_psi(s, ids[p], params)) for p in names}, timeout=600)
+    c1 = os.times()
+    assert all(r.size == spec["common"] for r in out.values())
+    cpu = (c1.user - c0.user) + (c1.system - c0.system)
+    return {
+        "bench": "psi_multiparty_ops",
+        "n_per_party": a.n,
+        "process_cpu_s": round(cpu, 2),
+        "us_per_id_per_party": round(cpu / a.parties / a.n * 1e6),
+        "in_libsodium_share": round(sum(secs.values()) / cpu, 3),
+        "calls": {k: {"cpu_s": round(v, 2), "elements": elems[k]} for k, v in secs.items()},
     }
 
 
@@ -428,6 +480,10 @@ def main() -> None:
     t.add_argument("--repeat", type=int, default=1)
     t.add_argument("--transport", choices=["grpc", "memory"], default="grpc")
     t.add_argument("--no-two", action="store_true", help="skip the two-party run")
+    o = sub.add_parser("ops", help="multi-party PSI: CPU per libsodium batch function")
+    o.add_argument("--n", type=int, default=5000, help="ids per party")
+    o.add_argument("--parties", type=int, default=3)
+    o.add_argument("--threads", type=int, default=1)
     f = sub.add_parser("fate")
     f.add_argument("--dataset", default="psi_100k")
     f.add_argument("--fate-python", help="FATE venv's python (or $VEIL_FATE_PYTHON)")
@@ -446,7 +502,13 @@ def main() -> None:
     if a.cmd == "party":
         cmd_party(a)
         return
-    result = {"rate": cmd_rate, "scale": cmd_scale, "three": cmd_three, "fate": cmd_fate}[a.cmd](a)
+    result = {
+        "rate": cmd_rate,
+        "scale": cmd_scale,
+        "three": cmd_three,
+        "ops": cmd_ops,
+        "fate": cmd_fate,
+    }[a.cmd](a)
     print(json.dumps(result))
 
 
