@@ -39,7 +39,8 @@ class WorkerConfig:
     ``staging`` is the run's private folder (outputs, throw-away keys, logs): a
     worker whose parent dies removes it before exiting. ``tell_peers``: whether the
     worker must send an abort to its peers when the parent stops it (false when
-    every peer runs here and is stopped too).
+    every peer runs here and is stopped too). ``route``: the job id under which
+    the nodes relay the traffic (:class:`veil.net.grpc_config.GrpcConfig` ``job``).
     """
 
     job: str
@@ -54,6 +55,7 @@ class WorkerConfig:
     listen: str | None = None
     staging: str | None = None
     tell_peers: bool = True
+    route: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__ | {"names": list(self.names)})

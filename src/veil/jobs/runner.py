@@ -55,6 +55,8 @@ class RunOptions:
     ``listen``: where the local party's server binds (default: its address).
     ``tls``: certificates of the local parties (default: a throw-away CA; a
     federation's certificates from ``veil ca`` when running across machines).
+    ``job``: a node's job id; the traffic then goes through the nodes' peer endpoints,
+    multiplexed by it, and ``listen`` is a ``unix:`` socket only the node reaches.
     """
 
     timeout: float = 300.0
@@ -62,6 +64,7 @@ class RunOptions:
     addresses: Mapping[str, str] | None = None
     listen: str | None = None
     tls: Mapping[str, TlsFiles] | None = None
+    job: str | None = None
 
     def local(self, spec: JobSpec) -> tuple[str, ...]:
         """The parties this process runs, checked against the job."""
@@ -243,6 +246,8 @@ def _grpc(spec: JobSpec, party: str, addresses: tuple[str, ...], options: RunOpt
         names=names,
         addresses=tuple(addresses[spec.party_names.index(n)] for n in names),
         tls=options.tls[party],
+        listen=options.listen if options.job else None,
+        job=options.job,
     )
 
 
@@ -310,4 +315,5 @@ def _worker_config(
         listen=options.listen,
         staging=str(staging.root),
         tell_peers=options.parties is not None and len(options.parties) < len(spec.party_names),
+        route=options.job,
     )

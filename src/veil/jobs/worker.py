@@ -148,6 +148,7 @@ def grpc_config(cfg: WorkerConfig) -> GrpcConfig:
         tls=TlsFiles(ca_cert=Path(cfg.ca_cert), cert=Path(cfg.cert), key=Path(cfg.key)),
         connect_timeout=cfg.timeout,
         listen=cfg.listen,
+        job=cfg.route,
     )
 
 

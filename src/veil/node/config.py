@@ -77,7 +77,7 @@ class NodeConfig:
 
     @property
     def peer_host(self) -> str:
-        """The host part of ``peer_listen`` (job traffic binds there too)."""
+        """The host part of ``peer_listen``."""
         return split_address(self.peer_listen, "peer_listen")[0]
 
     def peer_address(self, party: str) -> str:

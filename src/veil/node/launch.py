@@ -3,8 +3,10 @@
 :class:`ProcessLauncher` writes the ``veil run`` job file for this node's worker
 (:func:`veil.node.jobfile.materialize`), starts :mod:`veil.node.jobproc` and
 follows its JSON lines: step states and progress go to the store, the result ends
-the job. Each job's protocol traffic uses its own mutual-TLS gRPC port (chosen when
-the node votes, told to the others in the vote), with the node's certificate.
+the job. The job's protocol traffic goes through the nodes' peer endpoints with the
+node's certificate, multiplexed by job id (:mod:`veil.node.relay`): the worker
+pushes to each peer's node and listens on a private Unix socket that only this
+node's relay reaches, so no job opens a port of its own.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,23 +27,15 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from veil.errors import VeilError
-from veil.node.config import split_address
 from veil.node.jobfile import materialize, parse_node_job
 from veil.node.model import Artifact, Event, Job, JobState, StepState
+from veil.node.relay import Relay
 
 if TYPE_CHECKING:
     from veil.node.service import NodeService
 
 log = logging.getLogger(__name__)
 JOB_TIMEOUT = 600.0  # a worker's wait for one message; dead peers are caught by heartbeats
-
-
-def job_port(host: str) -> int:
-    """A free TCP port on ``host`` for one job's protocol traffic."""
-    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(fam, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def _sha256(path: Path) -> str:
@@ -56,7 +49,8 @@ def _sha256(path: Path) -> str:
 class ProcessLauncher:
     """One :mod:`veil.node.jobproc` process per running job."""
 
-    def __init__(self) -> None:
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
 
@@ -64,6 +58,7 @@ class ProcessLauncher:
         try:
             self._start(service, job)
         except VeilError as e:
+            self.relay.close(job.id)
             service.fail(job.id, f"party '{service.name}' cannot start: {e}")
 
     def _start(self, service: NodeService, job: Job) -> None:
@@ -75,16 +70,14 @@ class ProcessLauncher:
         infos = service.infos(job.id)
         work = cfg.dir / "jobs" / job.id
         materialize(nj, cfg.name, ds, infos, work / "job.yaml")
-        addresses = {}
-        for p in nj.parties:
-            host, _ = split_address(cfg.peer_address(p), f"peers.{p}")
-            addresses[p] = f"{host}:{int(infos[p]['port'])}"
+        addresses = {p: cfg.peer_address(p) for p in nj.parties}
         run_cfg = {
             "job": str(work / "job.yaml"),
+            "route": job.id,
             "party": cfg.name,
             "out": str(work / "out"),
             "addresses": addresses,
-            "listen": f"{cfg.peer_host}:{int(infos[cfg.name]['port'])}",
+            "listen": self.relay.open(job.id, nj.parties),
             "ca": str(cfg.tls.ca_cert),
             "cert": str(cfg.tls.cert),
             "key": str(cfg.tls.key),
@@ -94,6 +87,7 @@ class ProcessLauncher:
         with self._lock:
             current = service.job(job.id)
             if current.state != JobState.APPROVED:
+                self.relay.close(job.id)
                 return  # cancelled or failed meanwhile
             with (work / "job.log").open("wb") as log:
                 proc = subprocess.Popen(
@@ -122,6 +116,7 @@ class ProcessLauncher:
             self._follow_events(service, job_id, proc)
         except Exception as e:  # never leave a job running with nobody following it
             log.exception("node %s: following job %s", service.name, job_id)
+            self.relay.close(job_id)
             with contextlib.suppress(OSError):
                 os.killpg(proc.pid, signal.SIGKILL)
             with contextlib.suppress(Exception):
@@ -143,6 +138,7 @@ class ProcessLauncher:
             elif ev.get("event") == "step" and int(ev.get("step", -1)) in steps:
                 steps[int(ev["step"])] = self._step(service, steps[int(ev["step"])], ev)
         rc = proc.wait()
+        self.relay.close(job_id)
         with self._lock:
             self._procs.pop(job_id, None)
         if result is None:

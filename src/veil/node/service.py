@@ -192,9 +192,7 @@ class NodeService:
         return ds
 
     def _info(self, ds: Dataset) -> dict[str, Any]:
-        from veil.node.launch import job_port
-
-        return {**party_info(ds), "port": job_port(self.cfg.peer_host)}
+        return party_info(ds)
 
     @staticmethod
     def vote_msg(v: Vote) -> dict[str, Any]:
@@ -321,7 +319,7 @@ class NodeService:
                 log.info("node %s: sync of %s with %s failed: %s", self.name, job.id, peer, e)
 
     def infos(self, job_id: str) -> dict[str, dict[str, Any]]:
-        """Each party's vote info (id/label column names, job port)."""
+        """Each party's vote info (id/label column names)."""
         return {v.party: v.info for v in self.store.votes(job_id)}
 
     def cancel(self, job_id: str, actor: str) -> Job:
