@@ -29,6 +29,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -95,7 +96,8 @@ def _setup(tmp: Path, data: dict[str, tuple[Path, str | None]]) -> dict[str, Pat
         peers = {m: addr[m][0] for m in NAMES if m != n}
         init_node(d, name=n, ca_dir=tmp / "ca", peer_listen=addr[n][0], api=addr[n][1], peers=peers)
         if n == "partner":
-            rule = '\n[[policy.approve]]\npartners = ["bank"]\nsteps = ["*"]\ndatasets = ["*"]\n'
+            mine = json.dumps([ds for ds in data if ds.startswith(n)])
+            rule = f'\n[[policy.approve]]\npartners = ["bank"]\nsteps = ["*"]\ndatasets = {mine}\n'
             (d / CONFIG).write_text((d / CONFIG).read_text() + rule)
         cfg = load_config(d)
         store = open_store(cfg)
@@ -150,8 +152,15 @@ def _wait(apis: dict[str, Api], job_id: str, timeout: float) -> dict[str, dict[s
         sts = {n: a.get(f"/jobs/{job_id}") for n, a in apis.items()}
         if all(s["state"] in FINAL for s in sts.values()):
             return sts
+        _check_votes(sts["partner"])
         time.sleep(0.2)
     raise SystemExit(f"job {job_id} did not end within {timeout} s")
+
+
+def _check_votes(st: dict[str, Any]) -> None:
+    vote = st["parties"]["partner"]
+    if vote["vote"] == "pending" and vote["reason"].startswith("waiting for an approver"):
+        raise SystemExit(f"the partner's policy does not approve the job: {vote['reason']}")
 
 
 def _event_times(apis: dict[str, Api], job_id: str) -> dict[str, dict[str, float]]:
@@ -283,17 +292,29 @@ def load(args: argparse.Namespace) -> dict[str, Any]:
                 states = {n: {j["id"]: j["state"] for j in a.get("/jobs")} for n, a in apis.items()}
                 if all(states[n].get(j) in FINAL for n in NAMES for j in ids):
                     break
-                time.sleep(0.2)
+                _check_votes(apis["partner"].get(f"/jobs/{ids[0]}"))
+                counts = {n: sorted(states[n].values()).count("succeeded") for n in NAMES}
+                print(f"succeeded so far: {counts}", file=sys.stderr, flush=True)
+                time.sleep(2.0)
             total = time.perf_counter() - t0
             done.set()
             reader.join(5)
             ok = sum(all(states[n].get(j) == "succeeded" for n in NAMES) for j in ids)
+            errors = sorted(
+                {
+                    f"{n}: {s['error']}"
+                    for n, a in apis.items()
+                    for s in a.get("/jobs")
+                    if s["state"] != "succeeded"
+                }
+            )
             return {
                 "bench": "load",
                 "jobs": args.jobs,
                 "rows": args.rows,
                 "succeeded_on_both": ok,
                 "lost": args.jobs - len(ids),
+                "errors": errors,
                 "all_ended_s": round(total, 2),
                 "jobs_per_min": round(60 * ok / total, 1),
                 "api_probe_calls": len(probe),
@@ -308,7 +329,12 @@ def load(args: argparse.Namespace) -> dict[str, Any]:
             }
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise SystemExit(f"stopped by signal {signum}")  # the nodes are stopped on the way out
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _stop)
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
     o = sub.add_parser("overhead", help="the demo job: two nodes vs veil run, alternating")

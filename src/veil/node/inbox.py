@@ -38,6 +38,7 @@ def handle(svc: NodeService, sender: str, msg: dict[str, Any]) -> dict[str, Any]
                 "name": svc.name,
                 "time": time.time(),
                 "open": svc.open_with(sender),
+                "proposed": svc.open_with(sender, proposed=True),
             }
         if kind == "status":
             return {"ok": True, "status": svc.status(str(msg["job_id"]))}

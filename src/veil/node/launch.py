@@ -99,6 +99,9 @@ class ProcessLauncher:
                     start_new_session=True,
                 )
             self._procs[job.id] = proc
+            with contextlib.suppress(OSError):  # its worker inherits it
+                nice = min(os.getpriority(os.PRIO_PROCESS, 0) + cfg.job_nice, 19)
+                os.setpriority(os.PRIO_PROCESS, proc.pid, nice)
         service.set_state(
             current,
             JobState.RUNNING,

@@ -250,19 +250,19 @@ class Heartbeats:
                 self.rtt[peer] = time.monotonic() - t0
                 self.last_ok[peer] = time.monotonic()
                 self.error.pop(peer, None)
-                self._sync(peer, ans.get("open") or [])
+                self._sync(peer, ans.get("open") or [], ans.get("proposed"))
             except NetworkError as e:
                 self.error[peer] = str(e)
             self._stop.wait(max(0.0, self.cfg.heartbeat - (time.monotonic() - t0)))
 
-    def _sync(self, peer: str, open_there: list[str]) -> None:
+    def _sync(self, peer: str, open_there: list[str], proposed: list[str] | None) -> None:
         """Re-send lost votes and endings, each job at most every ``SYNC_S`` seconds."""
         now = time.monotonic()
         due = [j for j in open_there if now - self._synced.get((peer, str(j)), -SYNC_S) >= SYNC_S]
         for j in due:
             self._synced[(peer, str(j))] = now
         if due:
-            self.service.sync(peer, due)
+            self.service.sync(peer, due, None if proposed is None else [str(p) for p in proposed])
 
     def _watch(self) -> None:
         while not self._stop.wait(min(self.cfg.heartbeat, 1.0)):

@@ -290,16 +290,25 @@ class NodeService:
         if self.launcher is not None:
             self.launcher.start(self, job)
 
-    def open_with(self, party: str) -> list[str]:
-        """Jobs with ``party`` that are not over here (a peer's heartbeat asks)."""
-        return [j.id for j in self.store.jobs() if party in j.parties and not j.state.final]
+    def open_with(self, party: str, proposed: bool = False) -> list[str]:
+        """Jobs with ``party`` that are not over here (a peer's heartbeat asks); only
+        those still waiting for votes if ``proposed``."""
+        return [
+            j.id
+            for j in self.store.jobs()
+            if party in j.parties
+            and not j.state.final
+            and (not proposed or j.state == JobState.PROPOSED)
+        ]
 
-    def sync(self, peer: str, open_there: list[str]) -> None:
+    def sync(self, peer: str, open_there: list[str], proposed: list[str] | None = None) -> None:
         """Re-send what ``peer`` may have missed about the jobs it still has open.
 
-        A job over here gets its final message again; a proposed one our vote. Both are
-        idempotent at the peer, so a message lost while it was unreachable is never lost.
+        A job over here gets its final message again; one still waiting for votes there
+        (``proposed``; all open ones if not given) our vote. Both are idempotent at the
+        peer, so a message lost while it was unreachable is never lost.
         """
+        waiting = set(open_there if proposed is None else proposed)
         for job_id in open_there:
             job = self.store.job(str(job_id))
             if job is None or peer not in job.parties:
@@ -308,11 +317,13 @@ class NodeService:
                 msg: dict[str, Any] = {"kind": "cancel", "job_id": job.id, "reason": job.error}
             elif job.state == JobState.FAILED:
                 msg = {"kind": "fail", "job_id": job.id, "reason": job.error or ""}
-            else:
+            elif job_id in waiting:
                 mine = {v.party: v for v in self.store.votes(job.id)}.get(self.name)
                 if mine is None or mine.state == VoteState.PENDING:
                     continue
                 msg = {"kind": "vote", **self.vote_msg(mine)}
+            else:
+                continue  # running on both sides: nothing to re-send
             try:
                 self.link.call(peer, msg, min(self.cfg.peer_timeout, 10.0))
             except NetworkError as e:
