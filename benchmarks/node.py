@@ -15,7 +15,8 @@ proposal-to-start latency: the bank's ``job.submitted`` event to the last node's
 thread each) to the bank's API while a probe reads the API (``GET /v1/jobs/{id}``,
 ``GET /v1/jobs``, ``GET /v1/health`` in turn, one call at a time) until every job has
 ended on both nodes; reports how many succeeded, the probe's latency percentiles, the
-submit latencies and small jobs per minute.
+submit latencies and small jobs per minute. The same probe runs ``--idle`` seconds
+before the jobs, side by side: what the machine's own load allows the API.
 
     python benchmarks/node.py overhead --rounds 3
     python benchmarks/node.py load --jobs 20
@@ -264,7 +265,7 @@ def load(args: argparse.Namespace) -> dict[str, Any]:
                     submit_s.append(time.perf_counter() - t)
                     ids.append(job_id)
 
-            def read() -> None:
+            def read(probe: list[float], done: threading.Event) -> None:
                 api = Api(dirs["bank"])
                 k = 0
                 while not done.is_set():
@@ -277,8 +278,15 @@ def load(args: argparse.Namespace) -> dict[str, Any]:
                     k += 1
                     time.sleep(0.02)
 
+            idle: list[float] = []  # the same probe with no job: what the machine allows
+            quiet = threading.Event()
+            idle_reader = threading.Thread(target=read, args=(idle, quiet), daemon=True)
+            idle_reader.start()
+            time.sleep(args.idle)
+            quiet.set()
+            idle_reader.join(5)
             load0 = _load_avg()
-            reader = threading.Thread(target=read, daemon=True)
+            reader = threading.Thread(target=read, args=(probe, done), daemon=True)
             reader.start()
             t0 = time.perf_counter()
             threads = [threading.Thread(target=submit) for _ in range(args.jobs)]
@@ -322,6 +330,9 @@ def load(args: argparse.Namespace) -> dict[str, Any]:
                 "api_p95_ms": _pct(probe, 0.95),
                 "api_p99_ms": _pct(probe, 0.99),
                 "api_max_ms": round(1000 * max(probe), 1),
+                "idle_probe_calls": len(idle),
+                "idle_api_p50_ms": _pct(idle, 0.5),
+                "idle_api_p99_ms": _pct(idle, 0.99),
                 "submit_p50_ms": _pct(submit_s, 0.5),
                 "submit_max_ms": round(1000 * max(submit_s), 1),
                 "load_avg_before": load0,
@@ -344,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     ld.add_argument("--jobs", type=int, default=20)
     ld.add_argument("--rows", type=int, default=200)
     ld.add_argument("--timeout", type=float, default=900.0)
+    ld.add_argument("--idle", type=float, default=15.0, help="seconds probed before the jobs")
     args = ap.parse_args(argv)
     result = overhead(args) if args.what == "overhead" else load(args)
     print(json.dumps(result), flush=True)
