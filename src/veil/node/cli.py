@@ -25,7 +25,13 @@ def add_parser(subparsers: Any) -> None:
     p = ns.add_parser("init", help="make a node folder: node.toml, certificate, admin token")
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--name", required=True, help="the node's party name")
-    p.add_argument("--ca", required=True, type=Path, help="the federation CA folder (veil ca init)")
+    p.add_argument(
+        "--ca",
+        required=True,
+        type=Path,
+        help="the federation CA folder (veil ca init), or this node's certificate folder "
+        "from 'veil ca issue NAME --out DIR'",
+    )
     p.add_argument("--peer-listen", default="127.0.0.1:7400", metavar="HOST:PORT")
     p.add_argument("--api", default="127.0.0.1:7500", metavar="HOST:PORT")
     p.add_argument("--peer", action="append", default=[], metavar="NAME=HOST:PORT")
