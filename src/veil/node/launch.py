@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 JOB_TIMEOUT = 600.0  # a worker's wait for one message; dead peers are caught by heartbeats
+STARTUP_S = 3.0  # the longest the next job waits for the last one to begin its first step
 
 
 def _sha256(path: Path) -> str:
@@ -47,19 +49,47 @@ def _sha256(path: Path) -> str:
 
 
 class ProcessLauncher:
-    """One :mod:`veil.node.jobproc` process per running job."""
+    """One :mod:`veil.node.jobproc` process per running job.
+
+    Jobs are started one after another by one thread: the next one when the last has
+    begun its first step (or after ``STARTUP_S``). A job process spends its first
+    seconds importing and loading data; twenty of those at once would leave the node's
+    API and peer endpoint waiting for a CPU (measured: ``benchmarks/node.py load``).
+    """
 
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._begun: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
+        self._queue: queue.Queue[tuple[NodeService, Job] | None] = queue.Queue()
+        self._starter = threading.Thread(target=self._run, daemon=True, name="job-starter")
+        self._starter.start()
 
     def start(self, service: NodeService, job: Job) -> None:
-        try:
-            self._start(service, job)
-        except VeilError as e:
-            self.relay.close(job.id)
-            service.fail(job.id, f"party '{service.name}' cannot start: {e}")
+        self._queue.put((service, job))
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            service, job = item
+            begun = threading.Event()
+            with self._lock:
+                self._begun[job.id] = begun
+            try:
+                self._start(service, job)
+            except VeilError as e:
+                self.relay.close(job.id)
+                service.fail(job.id, f"party '{service.name}' cannot start: {e}")
+            except Exception:  # the starter never dies; the job fails
+                log.exception("node %s: starting job %s", service.name, job.id)
+                self.relay.close(job.id)
+                service.fail(job.id, f"party '{service.name}' cannot start its job process")
+            with self._lock:
+                started = job.id in self._procs
+            if started:
+                begun.wait(STARTUP_S)
+            with self._lock:
+                self._begun.pop(job.id, None)
 
     def _start(self, service: NodeService, job: Job) -> None:
         cfg = service.cfg
@@ -132,6 +162,7 @@ class ProcessLauncher:
         steps = {s.index: s for s in service.store.steps(job_id)}
         result: dict[str, Any] | None = None
         for line in _lines(proc.stdout):
+            self._began(job_id)
             try:
                 ev = json.loads(line)
             except ValueError:
@@ -141,6 +172,7 @@ class ProcessLauncher:
             elif ev.get("event") == "step" and int(ev.get("step", -1)) in steps:
                 steps[int(ev["step"])] = self._step(service, steps[int(ev["step"])], ev)
         rc = proc.wait()
+        self._began(job_id)
         self.relay.close(job_id)
         with self._lock:
             self._procs.pop(job_id, None)
@@ -203,8 +235,20 @@ class ProcessLauncher:
             with contextlib.suppress(OSError):
                 os.killpg(proc.pid, signal.SIGKILL)
 
+    def _began(self, job_id: str) -> None:
+        with self._lock:
+            ev = self._begun.get(job_id)
+        if ev is not None:
+            ev.set()
+
     def close(self) -> None:
-        """Stop every job process (the node is stopping)."""
+        """Stop starting jobs and every job process (the node is stopping)."""
+        self._queue.put(None)
+        with self._lock:
+            begun = list(self._begun.values())
+        for ev in begun:
+            ev.set()
+        self._starter.join(10.0)
         with self._lock:
             ids = list(self._procs)
         for j in ids:
