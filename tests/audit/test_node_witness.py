@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import Engine, delete
 
 from tests.audit.conftest import Fed
 from tests.audit.test_store import rewrite_all, stored
@@ -118,3 +118,49 @@ def test_a_truncated_and_resigned_log_is_caught_by_the_head_a_partner_witnessed(
     assert rc == 1 and "[witnessed head]" in text, text
     rc = main(["audit", "verify", "--node", str(dirs["bank"]), "--witness", str(out["bureau"])])
     assert rc == 1 and "[witnessed head]" in capsys.readouterr().out
+
+
+def test_dataset_access_and_traffic_become_audit_entries() -> None:
+    from veil.audit import Event as AuditEvent
+    from veil.node.auditmap import audit_records
+    from veil.node.model import Event
+
+    access = Event(
+        "dataset.accessed",
+        "j1",
+        "node:bank",
+        {"dataset": "bank credit", "columns": ["id", "y"], "rows": 9},
+    )
+    traffic = Event(
+        "job.traffic",
+        "j1",
+        "node:bank",
+        {"steps": [{"step": "psi", "peer": "telco", "sent": 5, "received": 7}]},
+    )
+    recs = audit_records(access) + audit_records(traffic)
+    assert [(k, p) for k, _, p in recs] == [
+        ("dataset.accessed", {"dataset": "bank_credit", "columns": ["id", "y"], "rows": 9}),
+        ("step.bytes", {"step": "psi", "peer": "telco", "sent": 5, "received": 7}),
+    ]
+    for kind, actor, payload in recs:
+        AuditEvent(kind=kind, actor=actor, payload=payload, job="j1")  # type: ignore[arg-type]
+
+
+def test_a_head_message_is_checked_against_its_sender(engine: Engine, fed: Fed) -> None:
+    from veil.audit import AuditLog, accept_head, head_message
+    from veil.errors import ProtocolError
+
+    log = AuditLog(engine)  # an empty log on SQLite and PostgreSQL
+    with engine.begin() as c:
+        head = log.sign_head(c, fed.keys["telco"])
+        msg = head_message(head, fed.keys["telco"].cert)
+        assert accept_head(c, msg, "telco", fed.ca, job="j1") == 0
+        with pytest.raises(ProtocolError, match="'bank' sent a head of 'telco'"):
+            accept_head(c, msg, "bank", fed.ca)
+        with pytest.raises(ProtocolError, match=r"audit\.head"):
+            accept_head(c, {"head": {"node": "telco"}, "cert": msg["cert"]}, "telco", fed.ca)
+        with pytest.raises(ProtocolError, match="needs a head object"):
+            accept_head(c, {"head": "x"}, "telco", fed.ca)
+        forged = {**msg, "cert": head_message(head, fed.keys["bank"].cert)["cert"]}
+        with pytest.raises(AuditError, match="signed by"):
+            accept_head(c, forged, "telco", fed.ca)
