@@ -38,7 +38,7 @@ class PartyView:
     status: str | None = None  # "ok", "failed (ERROR)", "cancelled"
     witnessed: set[str] = field(default_factory=set)  # nodes whose head this log holds
 
-    def add(self, rec: Mapping[str, Any]) -> None:
+    def _add(self, rec: Mapping[str, Any]) -> None:
         """Fold one entry of the job into the view."""
         kind, p = rec["kind"], rec["payload"]
         if kind in (EventKind.JOB_PROPOSED, EventKind.JOB_STARTED):
@@ -89,7 +89,7 @@ def job_views(paths: list[Path]) -> dict[str, dict[str, PartyView]]:
                 job = rec.get("job")
                 if job is not None:
                     view = out.setdefault(job, {}).setdefault(node, PartyView(node))
-                    view.add(rec)
+                    view._add(rec)
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ConfigError(str(path), f"cannot read the export's entries: {e}") from None
     return out

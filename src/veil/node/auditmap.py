@@ -235,7 +235,7 @@ def _witness(svc: NodeService, job: Job) -> None:
             )
 
 
-def receive_head(svc: NodeService, sender: str, msg: Mapping[str, Any]) -> dict[str, Any]:
+def receive_head(svc: NodeService, sender: str, msg: Mapping[str, object]) -> dict[str, object]:
     """The ``audit.head`` peer message: check ``sender``'s head and record it in our log."""
     from veil.audit import accept_head
 
@@ -252,15 +252,17 @@ def receive_head(svc: NodeService, sender: str, msg: Mapping[str, Any]) -> dict[
     return {"ok": True, "seq": seq}
 
 
-def record_traffic(svc: NodeService, job_id: str, report: Mapping[str, Any]) -> None:
+def record_traffic(svc: NodeService, job_id: str, report: Mapping[str, object]) -> None:
     """Record the bytes this node's worker sent to and received from each peer, per step."""
     rows = []
-    for row in report.get("steps") or []:
-        per_peer = (row.get("peer_traffic") or {}).get(svc.name) or {}
-        for peer, t in sorted(per_peer.items()):
+    steps = report.get("steps")
+    for row in steps if isinstance(steps, list) else []:
+        per_party = row.get("peer_traffic") if isinstance(row, dict) else None
+        mine = per_party.get(svc.name) if isinstance(per_party, dict) else None
+        for peer, t in sorted((mine or {}).items()):
             sent, got = int(t.get("bytes_sent", 0)), int(t.get("bytes_received", 0))
             rows.append(
-                {"step": str(row.get("name")), "peer": str(peer), "sent": sent, "received": got}
+                {"step": str(row["name"]), "peer": str(peer), "sent": sent, "received": got}
             )
     if rows:
         with svc.store.change(Event("job.traffic", job_id, svc.me, {"steps": rows})):
