@@ -121,6 +121,16 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
             os.environ["VEIL_STEP_MODULES"] = old
 
 
+@pytest.fixture(scope="session")
+def jobs(fed: Fed) -> dict[str, str]:
+    """Jobs submitted once, together, so they run while the first tests look at others:
+    ``fail`` (bureau's second step raises) and ``model`` (scores, then the real evaluate)."""
+    return {
+        "fail": fed.submit("bank", "  - _echo: {}\n  - _fail: {party: bureau}\n"),
+        "model": fed.submit("bank", "  - _scores: {}\n  - evaluate: {label_holder: bank}\n"),
+    }
+
+
 def _no_browser(reason: str) -> None:
     if os.environ.get("VEIL_REQUIRE_BROWSER") == "1":
         pytest.fail(f"Chromium required (VEIL_REQUIRE_BROWSER=1) but unavailable: {reason}")

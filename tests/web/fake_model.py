@@ -34,6 +34,8 @@ def scores(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         }
     )
     write_csv(ctx.state.predictions, ctx.out_dir / "predictions.csv")
-    write_json({"x0": {"split": 5, "gain": 2.5}, "x1": {"split": 2, "gain": 0.8}},
-               ctx.out_dir / "importance.json")
+    write_json(
+        {"x0": {"split": 5, "gain": 2.5}, "x1": {"split": 2, "gain": 0.8}},
+        ctx.out_dir / "importance.json",
+    )
     return {"rows": len(y)}

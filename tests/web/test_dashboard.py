@@ -11,9 +11,12 @@ from typing import Any
 from .conftest import Fed
 
 ECHO = "  - _echo: {}\n"
+FINAL_OK = {"succeeded"}
 
 
-def test_login_then_a_job_reaches_succeeded_live(viewer: Any, fed: Fed) -> None:
+def test_login_then_a_job_reaches_succeeded_live(
+    viewer: Any, fed: Fed, jobs: dict[str, str]
+) -> None:
     v = viewer("bank", "operator")
     assert v.page.url.endswith("/ui/jobs")
     assert v.page.text_content("#whoami") == "role operator"
@@ -57,8 +60,9 @@ def test_an_approver_approves_a_held_job_and_it_starts(viewer: Any, fed: Fed) ->
     assert "the policy has no approve rules" in text
     v.shot("approvals")
     v.page.click(f"{card} button:has-text('Approve')")
-    v.page.wait_for_selector(f"{card} .job-now [data-state='running'], {card} .job-now [data-state='succeeded']")
-    v.page.wait_for_selector(f"{card} .job-now [data-state='succeeded']", timeout=60_000)
+    now = f"{card} .job-now"
+    v.page.wait_for_selector(f"{now} [data-state='running'], {now} [data-state='succeeded']")
+    v.page.wait_for_selector(f"{now} [data-state='succeeded']", timeout=60_000)
     assert fed.wait("bureau", job_id, FINAL_OK) == "succeeded"
     # bureau's page names the rule that approved bank's jobs there
     w = viewer("bureau", "approver")
@@ -66,11 +70,10 @@ def test_an_approver_approves_a_held_job_and_it_starts(viewer: Any, fed: Fed) ->
     w.page.wait_for_selector("text=rule 1")
 
 
-FINAL_OK = {"succeeded"}
-
-
-def test_a_failed_job_shows_its_error_in_plain_words(viewer: Any, fed: Fed) -> None:
-    job_id = fed.submit("bank", "  - _echo: {}\n  - _fail: {party: bureau}\n")
+def test_a_failed_job_shows_its_error_in_plain_words(
+    viewer: Any, fed: Fed, jobs: dict[str, str]
+) -> None:
+    job_id = jobs["fail"]
     assert fed.wait("bank", job_id, {"failed", "succeeded"}) == "failed"
     v = viewer("bank", "operator")
     v.goto(f"/ui/jobs/{job_id}")
@@ -81,9 +84,11 @@ def test_a_failed_job_shows_its_error_in_plain_words(viewer: Any, fed: Fed) -> N
     v.shot("job-failed")
 
 
-def test_an_auditor_sees_the_audit_page_but_no_data(viewer: Any, fed: Fed) -> None:
-    job_id = fed.submit("bank", ECHO)
-    fed.wait("bank", job_id, FINAL_OK)
+def test_an_auditor_sees_the_audit_page_but_no_data(
+    viewer: Any, fed: Fed, jobs: dict[str, str]
+) -> None:
+    job_id = jobs["model"]
+    fed.wait("bank", job_id, FINAL_OK, 90)
     v = viewer("bank", "auditor")
     assert v.page.url.endswith("/ui/audit")
     ok = v.page.wait_for_selector("#verify [data-verified]")
@@ -104,8 +109,8 @@ def test_an_auditor_sees_the_audit_page_but_no_data(viewer: Any, fed: Fed) -> No
     v.page.wait_for_selector("[data-status='403']")
 
 
-def test_model_report_datasets_and_peers(viewer: Any, fed: Fed) -> None:
-    job_id = fed.submit("bank", "  - _scores: {}\n  - evaluate: {label_holder: bank}\n")
+def test_model_report_datasets_and_peers(viewer: Any, fed: Fed, jobs: dict[str, str]) -> None:
+    job_id = jobs["model"]
     assert fed.wait("bank", job_id, {"succeeded", "failed"}, 90) == "succeeded"
     v = viewer("bank", "operator")
     v.goto(f"/ui/jobs/{job_id}/model")

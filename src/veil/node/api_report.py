@@ -5,8 +5,9 @@ each step's status, seconds, traffic and error, and the failed workers' last log
 lines. :func:`model_report` reads what the ``evaluate`` step wrote for this node's
 party (``metrics.json``) and turns its own ``predictions.csv`` into curve points
 (ROC, KS, gain) with at most :data:`MAX_POINTS` points each, and adds
-``importance.json``. Only aggregates leave: never a row, an id or a score.
-Each node shows only its own party's part.
+``importance.json``. Only curve points and aggregates go to the node's own
+operator (a curve's thresholds are score values), never a row or an id. Each node
+shows only its own party's part.
 """
 
 from __future__ import annotations

@@ -192,7 +192,7 @@
       fail.replaceChildren(failure(st, report) || "");
     }
     async function tick() {
-      const st = await get("/jobs/" + JOB);
+      const st = await get(`/jobs/${JOB}`);
       top.replaceChildren(kv([["State", h("span", { id: "job-state" }, badge(st.state))], ["Name", st.name], ["Proposed by", st.initiator],
         ["Job file SHA-256", h("code", { class: "small" }, st.sha256)], ["Submitted", when(st.created)], ["Last change", when(st.updated)]]));
       flow.replaceChildren(...st.steps.flatMap((s, i) => [i ? h("li", { class: "arrow", "aria-hidden": "true" }, "→") : null,
@@ -238,7 +238,7 @@
         card.querySelectorAll("button").forEach((b) => (b.disabled = true));
         const stateEl = h("span", { class: "job-now" }, badge(st.state));
         msg.replaceChildren(kind === "approve" ? "Approved. The job is now " : "Rejected. The job is now ", stateEl, " · ", link("/ui/jobs/" + p.id, "open the job"));
-        poll(async () => { const s = await get("/jobs/" + p.id); stateEl.replaceChildren(badge(s.state)); return !FINAL.includes(s.state); }, 1000);
+        poll(async () => { const s = await get(`/jobs/${p.id}`); stateEl.replaceChildren(badge(s.state)); return !FINAL.includes(s.state); }, 1000);
         if (done) done(p.id);
       } catch (e) { msg.textContent = `Not done: ${e.message}`; }
     }
