@@ -6,6 +6,7 @@ fails a test whose page made any request outside its node.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from .conftest import Fed
@@ -123,6 +124,11 @@ def test_model_report_datasets_and_peers(viewer: Any, fed: Fed, jobs: dict[str, 
     tip = v.page.wait_for_selector("#chart-roc .tip:not([hidden])")
     assert "FPR" in tip.text_content() and "TPR" in tip.text_content()
     v.shot("model")
+    v.page.mouse.move(0, 0)
+    v.page.focus("#chart-lift svg")  # the charts answer the arrow keys too
+    v.page.keyboard.press("ArrowRight")
+    lift = v.page.wait_for_selector("#chart-lift .tip:not([hidden])").text_content()
+    assert lift.startswith("1: lift ") and " rows" in lift, lift
     w = viewer("bureau", "operator")  # the partner sees only its own part
     w.goto(f"/ui/jobs/{job_id}/model")
     w.page.wait_for_selector("text=does not hold the label")
@@ -137,3 +143,11 @@ def test_model_report_datasets_and_peers(viewer: Any, fed: Fed, jobs: dict[str, 
     cert = v.page.wait_for_selector("tr[data-peer='bureau'] [data-cert]")
     assert cert.get_attribute("data-cert") == "ok" and "days left" in cert.text_content()
     v.shot("peers")
+    # a certificate that expires within 30 days is flagged (the API's answer, 10 days moved)
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=10, hours=1)
+    peers = fed.call("bank", "operator", "GET", "/peers")
+    peers[0]["cert_expires"] = soon.isoformat()
+    v.page.route("**/v1/peers", lambda route: route.fulfill(json=peers))
+    v.page.reload()
+    cert = v.page.wait_for_selector("tr[data-peer='bureau'] [data-cert='warn']")
+    assert cert.text_content() == "10 days left — renew now"
