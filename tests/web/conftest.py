@@ -1,8 +1,8 @@
 """Fixtures of the dashboard tests: two running nodes and one headless Chromium.
 
 The nodes (``bank`` holds the label; ``bureau``'s policy approves every job bank
-proposes, bank's policy approves nothing) run in this process for the whole
-session with their real API, peer servers and job processes. The browser is
+proposes, bank's policy approves nothing) run in this process for a test module
+with their real API, peer servers and job processes. The browser is
 Debian's ``chromium`` driven by Playwright (never ``playwright install``). Where
 it is missing the browser tests skip, except under ``VEIL_REQUIRE_BROWSER=1``
 (scripts/test sets it in CI), where they fail. Screenshots go to
@@ -87,9 +87,10 @@ class Fed:
         return seen[-1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
-    """bank and bureau as running nodes (API, peers, job processes) for the session."""
+    """bank and bureau as running nodes (API, peers, job processes), shared by a module's
+    tests (module scope: ``VEIL_STEP_MODULES`` is restored after it)."""
     from veil.node.daemon import Node
 
     tmp = tmp_path_factory.mktemp("web")
@@ -121,7 +122,7 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
             os.environ["VEIL_STEP_MODULES"] = old
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def jobs(fed: Fed) -> dict[str, str]:
     """Jobs submitted once, together, so they run while the first tests look at others:
     ``fail`` (bureau's second step raises) and ``model`` (scores, then the real evaluate)."""

@@ -43,9 +43,12 @@ def test_login_then_a_job_reaches_succeeded_live(
     assert "_echo" in flow and "100.0 %" in flow and " s" in flow and "B sent" in flow
     assert "job.succeeded" in v.page.text_content("#content")
     v.shot("job")
-    # keyboard: the first Tab reaches the skip link, Enter moves focus to the content
+    # keyboard: the first Tab reaches the skip link
     v.page.keyboard.press("Tab")
     assert v.page.evaluate("document.activeElement.textContent") == "Skip to content"
+    v.goto("/ui/login")
+    v.page.wait_for_selector("#token:focus")
+    v.shot("login")
 
 
 def test_an_approver_approves_a_held_job_and_it_starts(viewer: Any, fed: Fed) -> None:
