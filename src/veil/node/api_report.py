@@ -29,7 +29,7 @@ def _json(path: Path) -> Any:
         return None
 
 
-def run_report(out: Path) -> dict[str, Any]:
+def run_report(out: Path) -> dict[str, object]:
     """The runner's report of this node's worker (``found`` false before it ends)."""
     for name in REPORTS:
         rep = _json(out / name)
@@ -58,7 +58,7 @@ def _curves(y: np.ndarray[Any, Any], s: np.ndarray[Any, Any]) -> dict[str, Any]:
     }
 
 
-def model_report(out: Path, me: str) -> dict[str, Any]:
+def model_report(out: Path, me: str) -> dict[str, object]:
     """This party's evaluation: metrics, curves, IV and importance (what it has of them)."""
     mine = out / me
     metrics_doc = _json(mine / "metrics.json")

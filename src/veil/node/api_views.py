@@ -29,7 +29,7 @@ EVENTS_MAX = 5000
 PARTY_TIMEOUT = 3.0
 
 
-def rule_json(i: int, r: Rule) -> dict[str, Any]:
+def rule_json(i: int, r: Rule) -> dict[str, object]:
     """One ``[[policy.approve]]`` rule, numbered from 1 as the TOML file reads."""
     return {
         "rule": i + 1,
@@ -41,9 +41,9 @@ def rule_json(i: int, r: Rule) -> dict[str, Any]:
     }
 
 
-def step_recipients(nj: NodeJob) -> list[dict[str, Any]]:
+def step_recipients(nj: NodeJob) -> list[dict[str, object]]:
     """Each step with its parameters and the parties it names as receivers."""
-    out = []
+    out: list[dict[str, object]] = []
     for i, (kind, params) in enumerate(nj.steps):
         to: list[str] = []
         for k, v in params.items():
@@ -55,7 +55,7 @@ def step_recipients(nj: NodeJob) -> list[dict[str, Any]]:
     return out
 
 
-def proposal(service: NodeService, job_id: str) -> dict[str, Any]:
+def proposal(service: NodeService, job_id: str) -> dict[str, object]:
     """The job file in readable form and what this node's policy made of it."""
     job = service.job(job_id)
     nj = parse_node_job(job.text)
@@ -104,7 +104,7 @@ def proposal(service: NodeService, job_id: str) -> dict[str, Any]:
     }
 
 
-def party_status(service: NodeService, job_id: str) -> dict[str, Any]:
+def party_status(service: NodeService, job_id: str) -> dict[str, object]:
     """Each party's own view of the job (its step seconds and bytes), asked of its node."""
     job = service.job(job_id)
     out: dict[str, Any] = {}
@@ -123,7 +123,7 @@ def party_status(service: NodeService, job_id: str) -> dict[str, Any]:
     return out
 
 
-def worker_log(service: NodeService, job_id: str) -> dict[str, Any]:
+def worker_log(service: NodeService, job_id: str) -> dict[str, object]:
     """The tail of this node's worker log (its stderr)."""
     service.job(job_id)
     path = outputs_dir(service.cfg, job_id) / "job.log"
@@ -136,7 +136,7 @@ def worker_log(service: NodeService, job_id: str) -> dict[str, Any]:
     return {"log": text, "truncated": size > LOG_TAIL}
 
 
-def audit_status(service: NodeService) -> dict[str, Any]:
+def audit_status(service: NodeService) -> dict[str, object]:
     """Recompute the node's audit log: verified up to entry N, or the first failing entry."""
     from cryptography import x509
 
@@ -171,7 +171,7 @@ def audit_status(service: NodeService) -> dict[str, Any]:
 def add_views(
     r: APIRouter,
     service: NodeService,
-    auth: Callable[[tuple[str, ...]], Any],
+    auth: Callable[[tuple[str, ...]], Callable[..., str]],
 ) -> None:
     """Register the views on the ``/v1`` router; ``auth(roles)`` makes a role dependency."""
     reader = Depends(auth(("operator", "approver", "auditor")))

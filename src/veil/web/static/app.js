@@ -77,7 +77,10 @@
     const tick = async () => {
       if (stop) return;
       try { const again = await fn(); notice(null); if (again === false) return; }
-      catch (e) { if (e.status !== 401) notice(e.message); }
+      catch (e) {
+        if (e.status !== 401) notice(e.status ? `${e.message} (HTTP ${e.status})` : e.message);
+        if (e.status === 403 || e.status === 404) return;  // asking again will not help
+      }
       setTimeout(tick, ms);
     };
     tick();
