@@ -223,6 +223,7 @@ class ProcessLauncher:
                 tx.put_artifact(a)
 
     def stop(self, job_id: str) -> None:
+        self.relay.close(job_id)  # the job is over here: its peers' pushes are refused now
         with self._lock:
             proc = self._procs.get(job_id)
         if proc is None or proc.poll() is not None:
