@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import time
 from pathlib import Path
 
@@ -31,7 +32,8 @@ datasets = ["bureau_data", "bureau_b"]
 
 @pytest.fixture(autouse=True)
 def _fake_steps(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VEIL_STEP_MODULES", "tests.jobs.fake_steps")  # the _hang step
+    monkeypatch.setenv("VEIL_STEP_MODULES", "tests.jobs.fake_steps")  # the _hang step (workers)
+    importlib.import_module("tests.jobs.fake_steps")  # and here, where the job is checked
 
 
 def _job(name: str, bank: str, bureau: str) -> str:
@@ -74,8 +76,16 @@ def test_two_concurrent_jobs_between_the_same_nodes_do_not_cross(tmp_path: Path,
         tcp: set[tuple[int, int]] = set()
         unix: set[str] = set()
 
+        def ours() -> set[int]:  # this test's job processes and workers (by their folders)
+            found = set()
+            for c in me.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    if str(tmp_path) in " ".join(c.cmdline()):
+                        found.add(c.pid)
+            return found
+
         def over() -> bool:
-            t, u = _listening({c.pid for c in me.children(recursive=True)})
+            t, u = _listening(ours())
             tcp.update(t)
             unix.update(u)
             return all(
