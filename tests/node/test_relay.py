@@ -174,3 +174,19 @@ def test_a_peer_cannot_push_into_a_job_it_is_not_a_party_of(tmp_path: Path, ca: 
             )
         e = _push(dirs["bank"], "bank", "bureau", job.id, 0)  # an ended job refuses, as a port
         assert e.code() == grpc.StatusCode.UNAVAILABLE and "Connection refused" in str(e.details())
+
+
+def test_a_relayed_transport_listens_only_on_a_unix_socket(tmp_path: Path, ca: Path) -> None:
+    from veil.errors import ConfigError
+    from veil.net.certs import issue_party
+    from veil.net.grpc_config import GrpcConfig
+
+    tls = issue_party(ca, "bank", tmp_path / "tls")
+    base = {"rank": 0, "names": ["bank", "bureau"], "addresses": ["h:1", "h:2"], "tls": tls}
+    GrpcConfig(**base, job="j1", listen=f"unix:{tmp_path}/s").validate()
+    with pytest.raises(ConfigError, match="listen: a relayed job listens on a unix: socket"):
+        GrpcConfig(**base, job="j1", listen="127.0.0.1:5000").validate()
+    with pytest.raises(ConfigError, match="listen: a unix: socket is only for a relayed job"):
+        GrpcConfig(**base, listen=f"unix:{tmp_path}/s").validate()
+    with pytest.raises(ConfigError, match="job: 'a b' is not a job id"):
+        GrpcConfig(**base, job="a b", listen=f"unix:{tmp_path}/s").validate()
