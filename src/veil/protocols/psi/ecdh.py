@@ -40,6 +40,7 @@ Duplicates are removed before the protocol (first occurrence kept).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -64,6 +65,7 @@ from veil.protocols.psi.common import (
     secure_permutation,
     truncate_bytes,
 )
+from veil.protocols.psi.kernels import open_point_kernels
 
 PROTOCOL_VERSION = 2  # 2: the suite is named by group and truncation (ristretto255 added)
 MAX_BATCH = 1 << 20
@@ -152,16 +154,16 @@ def _run(
     nb_own = -(-plan.n // plan.my_batch)
     nb_peer = -(-plan.m // plan.peer_batch)
     total = max(nb_own + nb_peer, 1)
-    with ecc.ScalarMultiplier(params.threads, suite) as mul, Outbox(session, plan.peer) as out:
+    kernels = open_point_kernels(params.threads)  # this party's engine (local by default)
+    with contextlib.closing(kernels), Outbox(session, plan.peer) as out:
         for i in range(max(nb_own, nb_peer)):
             if i < nb_own:
                 idx = order[i * plan.my_batch : (i + 1) * plan.my_batch]
-                points = ecc.hash_to_points([raw[j] for j in idx], suite)
-                out.send(Tag.ENC, b"".join(mul(scalar, points)))
+                out.send(Tag.ENC, kernels.hash_blind(scalar, [raw[j] for j in idx], suite))
             if i < nb_peer:
                 expect = min(plan.peer_batch, plan.m - i * plan.peer_batch)
                 enc = msg.recv(session, plan.peer, Tag.ENC, msg.Blob(expect * ecc.POINT_BYTES))
-                dual = ecc.truncate(mul(scalar, ecc.split_points(enc)), plan.tbytes, suite)
+                dual = kernels.blind_truncate(scalar, enc, plan.tbytes, suite)
                 if plan.peer_learns:
                     out.send(Tag.DUAL, dual)
                 if plan.me_learns:
