@@ -14,6 +14,7 @@ a lost head (or a cluster that cannot be reached) stops the job with
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import threading
@@ -121,6 +122,8 @@ class RayEngine:
 
     def submit(self, fn: Callable[..., R], *args: object) -> ray.ObjectRef[R]:
         """Start ``fn(*args)`` on the cluster; returns its object ref."""
+        if not inspect.isfunction(fn):  # a partial or a bound method travels as an argument
+            fn, args = tasks.call, (fn, *args)  # type: ignore[assignment]
         remote = self._remote.get(fn)
         if remote is None:
             remote = self._remote[fn] = ray.remote(max_retries=self._retries, num_cpus=1)(fn)

@@ -5,7 +5,7 @@ same bytes wherever they run."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import gmpy2
 import numpy as np
@@ -14,6 +14,11 @@ from gmpy2 import mpz
 from veil.crypto import ecc
 from veil.crypto import kernels as kern
 from veil.protocols.psi import kernels as psi_kernels
+
+
+def call(fn: Callable[..., object], *args: object) -> object:
+    """``fn(*args)``: runs a callable that is not a plain function (a ``partial``)."""
+    return fn(*args)
 
 
 def hash_blind(scalar: bytes, ids: Sequence[bytes], suite: ecc.Suite) -> bytes:

@@ -54,6 +54,7 @@ class WorkerConfig:
     listen: str | None = None
     staging: str | None = None
     tell_peers: bool = True
+    engine: str | None = None  # this party's engine URL (veil.jobs.engines); None: local
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__ | {"names": list(self.names)})

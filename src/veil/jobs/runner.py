@@ -55,6 +55,8 @@ class RunOptions:
     ``listen``: where the local party's server binds (default: its address).
     ``tls``: certificates of the local parties (default: a throw-away CA; a
     federation's certificates from ``veil ca`` when running across machines).
+    ``engine``: where the local party runs its kernels (``ray://HOST:PORT``), over the
+    ``engine:`` of its party in the job file (:mod:`veil.jobs.engines`).
     """
 
     timeout: float = 300.0
@@ -62,6 +64,7 @@ class RunOptions:
     addresses: Mapping[str, str] | None = None
     listen: str | None = None
     tls: Mapping[str, TlsFiles] | None = None
+    engine: str | None = None  # --engine: the local party's engine, over its job-file entry
 
     def local(self, spec: JobSpec) -> tuple[str, ...]:
         """The parties this process runs, checked against the job."""
@@ -310,4 +313,5 @@ def _worker_config(
         listen=options.listen,
         staging=str(staging.root),
         tell_peers=options.parties is not None and len(options.parties) < len(spec.party_names),
+        engine=options.engine or spec.party(name).engine,
     )

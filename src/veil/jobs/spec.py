@@ -29,11 +29,12 @@ import yaml
 
 from veil.errors import ConfigError
 from veil.jobs import registry, seeds
+from veil.jobs.engines import LOCAL, parse_engine
 
 PARTY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")  # also a certificate name
 RESERVED_NAMES = ("ca",)  # its certificate would clash with the CA's file (ca.crt)
 JOB_KEYS = ("name", "parties", "steps")
-PARTY_KEYS = ("data", "id", "label", "test")
+PARTY_KEYS = ("data", "id", "label", "test", "engine")
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 FIX_READ = "check that it is a readable CSV (with a header) or Parquet file"
@@ -44,13 +45,16 @@ class PartySpec:
     """One party of the job: its name, its data file and the id/label columns.
 
     ``data`` is None for a party without rows (an aggregator); ``test`` is an optional
-    file of held-out rows with the same columns, scored by ``evaluate``."""
+    file of held-out rows with the same columns, scored by ``evaluate``; ``engine`` where
+    this party runs its kernels (``ray://HOST:PORT``; None: this machine), its own choice:
+    the other parties neither see nor check it (:mod:`veil.jobs.engines`)."""
 
     name: str
     data: Path | None
     id: str
     label: str | None = None
     test: Path | None = None
+    engine: str | None = None
 
 
 @dataclass(frozen=True)
@@ -190,6 +194,7 @@ def _parse_parties(
             id=id_col,
             label=label,
             test=_test_path(body.get("test"), base, field),
+            engine=_engine(body.get("engine"), f"{field}.engine"),
         )
         if check_data is True or (not isinstance(check_data, bool) and pname in check_data):
             check_party_data(p, field)
@@ -373,3 +378,10 @@ def _test_path(raw: Any, base: Path, field: str) -> Path | None:
     if not isinstance(raw, str) or not raw:
         raise ConfigError(f"{field}.test", "must be a file path", "or leave it out")
     return (base / raw).resolve()
+
+
+def _engine(raw: Any, field: str) -> str | None:
+    if raw is None:
+        return None
+    spec = parse_engine(raw, field)
+    return None if spec.kind == LOCAL else spec.url
