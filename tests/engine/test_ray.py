@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.engine.conftest import RayCluster, ray_env, start_cluster
+from tests.engine.conftest import RayCluster, cluster_env, start_cluster
 from tests.engine.test_engine import write_parts
 from veil.crypto import ecc
 from veil.engine import LocalEngine, install
@@ -186,10 +186,11 @@ def _psi_job(folder: Path, engine_url: str | None) -> Path:
     return folder / "job.yaml"
 
 
+@pytest.mark.slow  # three veil runs, each a process per party
 def test_job_with_a_ray_engine_party_writes_the_same_bytes(
     ray_cluster: RayCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PYTHONPATH", ray_env()["PYTHONPATH"])
+    monkeypatch.setenv("PYTHONPATH", cluster_env()["PYTHONPATH"])
     outs = {}
     for name, url in (("local", None), ("ray", f"ray://{ray_cluster.client}")):
         job = _psi_job(tmp_path / name, url)
@@ -227,7 +228,7 @@ LOST_HEAD = textwrap.dedent(
 
 @pytest.mark.slow
 def test_a_lost_head_fails_with_a_clear_message(ray_cluster: RayCluster) -> None:
-    cluster = start_cluster(workers=0)
+    cluster = start_cluster(workers=0, env=cluster_env())
     try:
         proc = subprocess.Popen(
             [sys.executable, "-c", LOST_HEAD, cluster.client],
@@ -235,7 +236,7 @@ def test_a_lost_head_fails_with_a_clear_message(ray_cluster: RayCluster) -> None
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
-            env=ray_env(),
+            env=cluster_env(),
         )
         assert proc.stdout is not None and proc.stdin is not None
         assert proc.stdout.readline().strip() == "ready"
