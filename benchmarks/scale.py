@@ -97,15 +97,22 @@ def _child(*argv: str) -> dict[str, float | str]:
     return result
 
 
-def _cluster_usage(pgids: set[int]) -> tuple[float, float]:
-    """CPU seconds and the largest peak RSS (MB) of the processes in ``pgids``."""
+def _cluster_usage(roots: list[int]) -> tuple[float, float]:
+    """CPU seconds and the largest peak RSS (MB) of the ``roots`` processes and all their
+    descendants (the nodes' daemons and Ray's worker processes)."""
     cpu, hwm = 0.0, 0.0
-    for p in psutil.process_iter():
+    procs: dict[int, psutil.Process] = {}
+    for pid in roots:
         try:
-            if os.getpgid(p.pid) not in pgids:
-                continue
+            root = psutil.Process(pid)
+            for p in [root, *root.children(recursive=True)]:
+                procs[p.pid] = p
+        except psutil.Error:
+            continue
+    for p in procs.values():
+        try:
             t = p.cpu_times()
-            cpu += t.user + t.system + t.children_user + t.children_system
+            cpu += t.user + t.system
             for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
                     hwm = max(hwm, int(line.split()[1]) / 1024)
@@ -124,10 +131,10 @@ def _run_config(name: str, folder: Path, rows: int, scalar: str) -> dict[str, fl
 
     cluster = start_cluster(int(name.removeprefix("ray")), head_cpus=0)
     try:
-        pgids = {n.proc.pid for n in cluster.nodes}
-        idle_cpu, _ = _cluster_usage(pgids)
+        roots = [n.proc.pid for n in cluster.nodes]
+        idle_cpu, _ = _cluster_usage(roots)
         res = _child(*base, "--engine", f"ray://{cluster.client}")
-        cpu, hwm = _cluster_usage(pgids)
+        cpu, hwm = _cluster_usage(roots)
         res.update(cluster_cpu=cpu - idle_cpu, cluster_rss_mb=hwm)
     finally:
         cluster.stop()

@@ -137,8 +137,7 @@ def start_cluster(
         for i in range(workers):
             args = [f"--address={gcs}", f"--num-cpus={worker_cpus}", *common]
             cluster.nodes.append(_start_node(args, tmp / f"w{i}.log", env))
-        for node in cluster.nodes[1:]:
-            _wait_started(node)
+            _wait_started(cluster.nodes[-1])  # one at a time: two joining at once can time out
     except BaseException:
         cluster.stop()
         raise
