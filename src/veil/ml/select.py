@@ -22,8 +22,8 @@ import numpy as np
 import numpy.typing as npt
 
 from veil.errors import ConfigError
+from veil.messages import Fields
 from veil.ml.fed_binning import BinStats, LabelHolderBinning
-from veil.ml.messages import Fields
 from veil.net.session import Session
 
 LABEL_HOLDER = "label_holder"

@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from veil import messages as msg
 from veil.crypto import ecc
 from veil.errors import ConfigError
 from veil.net.session import Session
 from veil.policy import SecurityPolicy
-from veil.protocols.psi import messages as msg
 
 STATISTICAL_BITS = 40  # DEFAULT_POLICY.stat_sec: what the helpers assume when not told
 MIN_TRUNCATE_BITS = 64

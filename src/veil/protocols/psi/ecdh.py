@@ -44,11 +44,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from veil import messages as msg
 from veil.crypto import ecc
 from veil.errors import ConfigError
 from veil.net.session import Session
 from veil.policy import DEFAULT_POLICY, SecurityPolicy
-from veil.protocols.psi import messages as msg
 from veil.protocols.psi.common import (
     MAX_IDS,
     MAX_PARTIES,

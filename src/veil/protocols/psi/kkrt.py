@@ -52,11 +52,11 @@ from enum import StrEnum
 
 import numpy as np
 
+from veil import messages as msg
 from veil.errors import ConfigError, ProtocolError
 from veil.net.session import Session
 from veil.policy import DEFAULT_POLICY, SecurityPolicy
 from veil.protocols.psi import cuckoo, ot
-from veil.protocols.psi import messages as msg
 from veil.protocols.psi.common import (
     MAX_IDS,
     MAX_PARTIES,
@@ -197,8 +197,8 @@ def run_oprf_receiver(
     base = ot.BaseOtSender()
     session.send(plan.peer, Tag.SETUP, {"seed": seed, "bins": bins, "point": base.message})
     reply = msg.recv(session, plan.peer, Tag.BASE_OT, BASE_OT)
-    code_key = reply["code_key"]
-    oprf = ot.OprfReceiver(base.keys(reply["points"], ot.WIDTH))
+    code_key = msg.field(reply, Tag.BASE_OT, "code_key", bytes)
+    oprf = ot.OprfReceiver(base.keys(msg.field(reply, Tag.BASE_OT, "points", bytes), ot.WIDTH))
     own = np.empty((plan.n, plan.width), dtype=np.uint8)  # this party's OPRF value per id
     with Outbox(session, plan.peer) as out:
         for lo in range(0, bins, CHUNK_ROWS):
@@ -317,10 +317,8 @@ def run_oprf_sender(
 
 def _recv_setup(session: Session, plan: _Plan) -> tuple[bytes, int, bytes]:
     setup = msg.recv(session, plan.peer, Tag.SETUP, SETUP)
-    bins = setup["bins"]
+    f = msg.Fields(Tag.SETUP, setup)
+    bins = f.get("bins", int)
     if bins < plan.n or bins % ot.ROW_ALIGN or bins > MAX_BIN_FACTOR * plan.n + 512:
-        raise ProtocolError(
-            f"peer {plan.peer} sent a malformed '{Tag.SETUP}' message: field 'bins': "
-            f"{bins} bins for {plan.n} ids"
-        )
-    return setup["seed"], bins, setup["point"]
+        f.fail("bins", f"{bins} bins for {plan.n} ids (from {plan.peer})")
+    return f.get("seed", bytes), bins, f.get("point", bytes)

@@ -61,11 +61,11 @@ from typing import Any
 
 import numpy as np
 
+from veil import messages as msg
 from veil.crypto import ecc, ristretto
 from veil.errors import ConfigError
 from veil.net.session import Session
 from veil.policy import DEFAULT_POLICY, SecurityPolicy
-from veil.protocols.psi import messages as msg
 from veil.protocols.psi.common import (
     MAX_IDS,
     MAX_PARTIES,
