@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from veil.errors import ConfigError
 
@@ -22,7 +22,9 @@ def check_keys(params: Mapping[str, object], allowed: Iterable[str], field: str)
             raise ConfigError(f"{field}.{k}", "unknown parameter", fix)
 
 
-def party_list(value: Any, job: JobSpec, field: str, *, default: Any = None) -> tuple[str, ...]:
+def party_list(
+    value: object, job: JobSpec, field: str, *, default: object = None
+) -> tuple[str, ...]:
     """A non-empty list of distinct party names of ``job`` (a single name is accepted)."""
     from veil.jobs.spec import one_of, suggest
 
@@ -42,7 +44,7 @@ def party_list(value: Any, job: JobSpec, field: str, *, default: Any = None) -> 
     return tuple(out)
 
 
-def positive_int(value: Any, field: str, *, default: int | None = None) -> int | None:
+def positive_int(value: object, field: str, *, default: int | None = None) -> int | None:
     """A positive integer, or ``default`` when absent."""
     if value is None:
         return default

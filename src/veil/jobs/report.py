@@ -36,7 +36,7 @@ class StepRecord:
         return round(self.ended - self.started, 3)
 
 
-def merge_outputs(per_party: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def merge_outputs(per_party: Mapping[str, Mapping[str, object]]) -> dict[str, object]:
     """One value per key where the parties agree, else ``{party: value}``.
 
     ``intersection_size`` reported alike by both PSI parties becomes one number;

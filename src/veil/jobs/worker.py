@@ -57,7 +57,7 @@ class Events:
         self._lock = threading.Lock()
         self._last: tuple[int, float, float] = (-1, -1.0, 0.0)  # step, fraction, time
 
-    def emit(self, event: str, **fields: Any) -> None:
+    def emit(self, event: str, **fields: object) -> None:
         line = json.dumps({"event": event, **fields}, default=str)
         with self._lock:
             try:
