@@ -5,7 +5,8 @@ Public means: a module whose dotted path has no part with a leading underscore, 
 a function or method whose name has no leading underscore (dunder methods such as
 ``__init__`` and ``__call__`` count: their parameters are the class's public API),
 defined at module level or in a public class (nested public classes too; functions
-defined inside functions are not). Generated protobuf modules (``*_pb2*.py``) are
+defined inside functions are not), and the annotated attributes of a public class (a
+dataclass's fields are its constructor's parameters). Generated protobuf modules (``*_pb2*.py``) are
 skipped. Every ``Any`` node counts, so ``dict[str, Any]`` is one and
 ``Callable[[Any], Any]`` is two; quoted annotations are parsed too. A module-level type
 alias that holds ``Any`` (``Handler = Callable[[str, dict[str, Any]], ...]``, in any
@@ -121,6 +122,21 @@ def _functions(
             yield from _functions(node.body, f"{prefix}{node.name}.")
 
 
+def _fields(body: list[ast.stmt], prefix: str) -> Iterator[tuple[str, ast.AnnAssign]]:
+    """Annotated attributes of public classes (a dataclass's fields are its constructor's
+    parameters), nested public classes too."""
+    for node in body:
+        if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+            for item in node.body:
+                if (
+                    isinstance(item, ast.AnnAssign)
+                    and isinstance(item.target, ast.Name)
+                    and not item.target.id.startswith("_")
+                ):
+                    yield f"{prefix}{node.name}.{item.target.id}", item
+            yield from _fields(node.body, f"{prefix}{node.name}.")
+
+
 def signature_counts(
     fn: ast.FunctionDef | ast.AsyncFunctionDef, aliases: dict[str, int] | None = None
 ) -> int:
@@ -158,6 +174,11 @@ def count(root: Path) -> tuple[int, dict[Path, list[tuple[str, int, int]]]]:
             n = signature_counts(fn, local)
             if n:
                 per_file.setdefault(path, []).append((name, fn.lineno, n))
+                total += n
+        for name, attr in _fields(tree.body, ""):
+            n = _any_count(attr.annotation, local)
+            if n:
+                per_file.setdefault(path, []).append((f"{name} (field)", attr.lineno, n))
                 total += n
     return total, per_file
 

@@ -16,7 +16,7 @@ import pkgutil
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from veil.errors import ConfigError
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from veil.jobs.context import StepContext
     from veil.jobs.spec import JobSpec
 
-StepFn = Callable[["StepContext", Mapping[str, object]], dict[str, Any]]
+StepFn = Callable[["StepContext", Mapping[str, object]], dict[str, object]]
 Validator = Callable[[Mapping[str, object], "JobSpec", str], Mapping[str, object]]
 PLUGINS_ENV = "VEIL_STEP_MODULES"
 

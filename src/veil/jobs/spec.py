@@ -58,7 +58,7 @@ class StepSpec:
     """One step: its registered name and its validated parameters."""
 
     name: str
-    params: Mapping[str, Any]
+    params: Mapping[str, object]
     index: int
     derived_seed: bool = False  # True: ``params['seed']`` was derived from the job, not given
 

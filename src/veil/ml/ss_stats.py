@@ -127,7 +127,7 @@ class StatsResult:
     correlation: np.ndarray | None = None
     vif: dict[str, float] | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         out: dict[str, Any] = {"rows": self.rows, "summary": self.summary}
         if self.correlation is not None:
             out["correlation"] = {
