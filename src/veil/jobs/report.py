@@ -53,6 +53,16 @@ def merge_outputs(per_party: Mapping[str, Mapping[str, object]]) -> dict[str, ob
     return merged
 
 
+def _per_peer(traffic: Mapping[str, int]) -> dict[str, dict[str, int]]:
+    """``{peer: {bytes_sent, bytes_received}}`` from a worker's ``bytes_sent:PEER`` keys."""
+    out: dict[str, dict[str, int]] = {}
+    for k, v in traffic.items():
+        what, sep, peer = k.partition(":")
+        if sep and what in ("bytes_sent", "bytes_received"):
+            out.setdefault(peer, {"bytes_sent": 0, "bytes_received": 0})[what] = int(v)
+    return out
+
+
 def build_report(
     name: str,
     parties: Sequence[str],
@@ -76,6 +86,9 @@ def build_report(
                 if p in s.traffic
             },
         }
+        peers = {p: _per_peer(s.traffic[p]) for p in parties if p in s.traffic}
+        if any(peers.values()):
+            row["peer_traffic"] = {p: v for p, v in peers.items() if v}
         if s.error:
             row["error"] = s.error
         if s.seed is not None:
