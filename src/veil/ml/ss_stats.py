@@ -193,7 +193,7 @@ def _pair_plan(n: int, wa: int, wb: int) -> Plan:
     return plan
 
 
-def ids_digest(ids: Sequence[Any]) -> str:
+def ids_digest(ids: Sequence[object]) -> str:
     """SHA-256 of the id column, to check that every party holds the same rows."""
     h = hashlib.sha256()
     for i in ids:
@@ -204,7 +204,7 @@ def ids_digest(ids: Sequence[Any]) -> str:
 # -- the roles ---------------------------------------------------------------------------
 def run_party(
     s: Session,
-    ids: Sequence[Any],
+    ids: Sequence[object],
     names: Sequence[str],
     X: np.ndarray,
     opts: StatsOptions,
