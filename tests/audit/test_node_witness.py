@@ -80,6 +80,12 @@ def test_a_truncated_and_resigned_log_is_caught_by_the_head_a_partner_witnessed(
         )
         held = _held(n["bureau"], "bank")
         bank_log = n["bank"].store.sink.log  # type: ignore[attr-defined]
+        entries = stored(bank_log.engine)
+        with bank_log.engine.connect() as c:
+            own = {h.size for h in bank_log.heads(c) if h.node == "bank"}
+        accessed = [i for i, e in enumerate(entries) if b'"dataset.accessed"' in e]
+        assert len(accessed) == 2 and all(i + 1 in own for i in accessed), (accessed, own)
+        assert len(own) >= len(jobs) * 3  # a head after every job event batch, not only at the end
         with bank_log.engine.connect() as c:
             for h in held:
                 check_witness(c, h)  # honest so far

@@ -37,8 +37,11 @@ from typing import TYPE_CHECKING, Any
 from veil.node.model import Event, Job, JobState
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from sqlalchemy import Engine
 
+    from veil.audit import NodeKey
     from veil.node.service import NodeService
 
 log = logging.getLogger(__name__)
@@ -164,12 +167,26 @@ class AuditSink:
     its audit entries commit together or not at all.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, key_files: tuple[Path, Path] | None = None) -> None:
         from veil.audit import AuditLog
 
         self.log = AuditLog(engine)
+        self.key_files = key_files
+        self._key: NodeKey | None = None
+
+    def node_key(self) -> NodeKey | None:
+        """The node's signing key (its TLS key), read once; None before it exists."""
+        if self._key is None and self.key_files is not None:
+            from veil.audit import load_node_key
+
+            cert, key = self.key_files
+            if cert.exists() and key.exists():
+                self._key = load_node_key(cert, key)
+        return self._key
 
     def append(self, conn: Any, ev: Event) -> None:
+        """Record ``ev``; after a job's batch of entries, a signed head in the same
+        transaction (so every job event batch ends at a head the node signed)."""
         from veil.audit import Event as AuditEvent
         from veil.audit import EventKind
         from veil.node.sqlstore import TableSink
@@ -179,6 +196,9 @@ class AuditSink:
         if records:
             entries = [AuditEvent(EventKind(k), a, p, job=ev.job_id) for k, a, p in records]
             self.log.append_many(conn, entries)
+            key = self.node_key() if ev.job_id is not None else None
+            if key is not None:
+                self.log.sign_head(conn, key)
 
 
 def _sink(svc: NodeService) -> AuditSink | None:
