@@ -110,7 +110,7 @@ def failure_bits(n: int, m: int, w: int) -> float:
     if m <= n or m < w:
         return 0.0
     bits = _theta(m / n) * math.log2(math.e) * w - math.log2(n) - _LOSS_BITS
-    return max(bits, 0.0)
+    return max(min(bits, m - n - 1.0), 0.0)  # never more than a dense n x m matrix
 
 
 def params_for(n: int, *, stat_bits: int = 40, w: int | None = None) -> OkvsParams:
@@ -142,10 +142,12 @@ def key_digests(keys: Sequence[str | bytes]) -> np.ndarray:
     b2 = hashlib.blake2b
     for i, key in enumerate(keys):
         if isinstance(key, str):
-            key = key.encode("utf-8")
-        elif not isinstance(key, bytes | bytearray | memoryview):
+            data: bytes | bytearray | memoryview = key.encode("utf-8")
+        elif isinstance(key, bytes | bytearray | memoryview):
+            data = key
+        else:
             raise ConfigError(f"keys[{i}]", f"must be str or bytes, got {type(key).__name__}")
-        out[16 * i : 16 * i + 16] = b2(key, digest_size=16).digest()
+        out[16 * i : 16 * i + 16] = b2(data, digest_size=16).digest()
     return np.frombuffer(bytes(out), dtype=np.uint8).reshape(len(keys), 16)
 
 
