@@ -211,8 +211,8 @@ def _check_distinct(digests: np.ndarray) -> None:
     if len(digests) < 2:
         return
     v = digests.view("<u8").reshape(-1, 2)
-    first = np.sort(v[:, 0])
-    if not (first[1:] == first[:-1]).any():
+    low = np.sort(v[:, 0])
+    if not (low[1:] == low[:-1]).any():
         return  # the usual case, decided on 64 bits with one sort
     order = np.lexsort((v[:, 1], v[:, 0]))
     s = v[order]
