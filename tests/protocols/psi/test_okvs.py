@@ -29,6 +29,13 @@ def fallback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(okvs._STATE, "native", (None, "forced by the test"))
 
 
+def test_empty_store() -> None:
+    seed = _seed()
+    p = okvs.encode([], np.zeros((0, 2), np.uint64), seed)
+    assert p.shape == (okvs.params_for(0).m, 2)
+    assert okvs.decode(p, [], seed, okvs.params_for(0)).shape == (0, 2)
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 1000, 100_000])
 def test_roundtrip_random_keys(n: int) -> None:
     keys = [secrets.token_bytes(12) for _ in range(n)]
