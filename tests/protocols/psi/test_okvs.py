@@ -91,6 +91,19 @@ def test_native_matches_fallback_including_failures() -> None:
     assert 0 < failures < 60
 
 
+def test_decode_is_linear_in_the_store() -> None:
+    """RR22 decodes a VOLE-masked store: decode(P ^ Q) == decode(P) ^ decode(Q)."""
+    n, seed = 2000, _seed()
+    params = okvs.params_for(n)
+    keys = [f"u{i}" for i in range(n)] + ["not encoded"]
+    p = okvs.encode(keys[:n], _values(n), seed, params)
+    q = _values(params.m)
+    both = okvs.decode(p ^ q, keys, seed, params)
+    assert np.array_equal(
+        both, okvs.decode(p, keys, seed, params) ^ okvs.decode(q, keys, seed, params)
+    )
+
+
 def test_duplicate_keys_rejected() -> None:
     keys = ["a", "b", "c", "b"]
     with pytest.raises(ConfigError, match="duplicate key at positions 1 and 3") as err:

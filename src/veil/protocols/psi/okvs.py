@@ -18,17 +18,18 @@ key-value stores for efficient PSI, PSU and volume-hiding multi-maps", USENIX Se
   from the last column; every free column of P is uniform from the OS. Values uniform
   make P uniform.
 - :func:`decode` is the XOR of ``P[s + k]`` over the set bits ``k`` of the band, for
-  all keys at once.
+  all keys at once: GF(2)-linear in P, as RR22's VOLE step needs.
 
 Parameters and failure bound. Encoding fails iff the n rows are linearly dependent. The
 rows are a queue: n/m rows arrive per column and each column serves one, so a backlog
 of w columns is what breaks a band. :func:`failure_bits` bounds the failure probability
 by ``2^-lambda`` with ``lambda = theta * log2(e) * w - log2(n) - 7`` where theta solves
 ``(e^theta - 1) / theta = m / n`` (the tail exponent of that queue; about ``2*eps`` for
-``m = (1 + eps) n`` small eps). BPSY find the same shape empirically (lambda linear in w
-for fixed eps, losing log n); the constant 7 is this module's own, measured over
-thousands of small encodings at narrow bands (tests/protocols/psi/test_okvs.py), where
-the measured failure rate stays below the bound. :func:`params_for` takes w = 128 bits
+``m = (1 + eps) n`` small eps). This is a model, not a theorem (BPSY, too, set their
+parameters from experiments); the constant 7 is this module's own, chosen so that the
+failure rates measured over thousands of small encodings at narrow bands (n = 64..10^4,
+w = 64..128) stay below the bound, 2 to 8 bits below it where failures were seen
+(tests/protocols/psi/test_okvs.py checks two such points). :func:`params_for` takes w = 128 bits
 when that needs eps <= 0.5, else 192 or 256, and the smallest eps (to 1/256) that gives
 ``lambda >= 40`` (``stat_bits``): w = 128 and m = 1.17 n at n = 10^3, 1.21 n at
 10^6, 1.22 n at 10^7. The bound is also capped at ``m - n - 1`` bits (a dense n x m
