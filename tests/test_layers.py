@@ -32,8 +32,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("net", ("veil.net",)),
     ("protocols", ("veil.protocols",)),
     ("ml", ("veil.ml", "veil.data")),  # veil.data: shipped data sets and generators
+    ("engine", ("veil.engine",)),  # where a party's kernels run (local, Ray): jobs pick one
     ("jobs", ("veil.jobs",)),
-    ("services", ("veil.node", "veil.audit", "veil.web", "veil.engine")),
+    ("services", ("veil.node", "veil.audit", "veil.web")),
     ("entry", ("veil.cli", "veil")),  # `veil` itself: the package __init__ only
 ]
 

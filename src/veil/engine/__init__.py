@@ -15,8 +15,8 @@ Importing this package imports neither Ray nor anything that starts a thread.
 """
 
 from veil.engine.base import Engine, LocalEngine, install, open_engine
+from veil.engine.spec import EngineSpec, parse_engine
 from veil.engine.window import ordered_window
-from veil.jobs.engines import EngineSpec, parse_engine
 
 __all__ = [
     "Engine",

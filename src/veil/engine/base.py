@@ -21,8 +21,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol, TypeVar, runtime_checkable
 
 from veil.crypto.backend import HEBackend, default_backend, set_default_backend
+from veil.engine.spec import LOCAL, parse_engine
 from veil.engine.window import DEFAULT_WINDOW, ordered_window
-from veil.jobs.engines import LOCAL, parse_engine
 from veil.protocols.psi.kernels import LocalPointKernels, PointKernels, set_point_kernels
 
 T = TypeVar("T")

@@ -5,68 +5,28 @@ the ``engine:`` entry of that party in the job file) and never by a partner: it 
 where this party's work runs, not what crosses the wire, and it is not part of what the
 parties compare before a job (:class:`veil.jobs.handshake.JobSummary`).
 
-The engines themselves live in :mod:`veil.engine`, a layer above jobs: a worker whose
-party names a Ray engine loads it by name when it starts (like the step plugins of
-:mod:`veil.jobs.registry`), so ``veil.jobs`` never imports it, and without an engine
-nothing of it (nor Ray) is imported.
+The engines live in :mod:`veil.engine`, the layer below jobs; importing it imports
+neither Ray nor anything that starts a thread, so a local run loads nothing of Ray.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 
-from veil.errors import ConfigError
+from veil.engine import install
+from veil.engine.spec import LOCAL, RAY_SCHEME, EngineSpec, parse_engine
 
-LOCAL = "local"
-RAY_SCHEME = "ray://"
-
-
-@dataclass(frozen=True)
-class EngineSpec:
-    """A parsed engine URL: ``kind`` is ``local`` or ``ray``; ``address`` ``HOST:PORT``
-    of a Ray cluster's client server (``ray start --head`` listens on 10001)."""
-
-    kind: str
-    address: str | None = None
-
-    @property
-    def url(self) -> str:
-        """The URL this spec was parsed from (normalised)."""
-        return LOCAL if self.address is None else RAY_SCHEME + self.address
-
-
-def parse_engine(value: object, field: str = "engine") -> EngineSpec:
-    """Parse ``local`` (or None) or ``ray://HOST:PORT``; anything else is a ConfigError."""
-    fix = "use 'local' or 'ray://HOST:PORT' (a Ray cluster's client address)"
-    if value is None:
-        return EngineSpec(LOCAL)
-    if not isinstance(value, str):
-        raise ConfigError(field, f"must be a string, got {type(value).__name__}", fix)
-    text = value.strip()
-    if text == LOCAL:
-        return EngineSpec(LOCAL)
-    if not text.startswith(RAY_SCHEME):
-        raise ConfigError(field, f"{value!r} is not an engine URL", fix)
-    host, sep, port = text[len(RAY_SCHEME) :].rpartition(":")
-    if not sep or not host or "/" in host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(field, f"{value!r} has no valid HOST:PORT", fix)
-    return EngineSpec("ray", f"{host}:{int(port)}")
-
-
-ENGINE_MODULE = "veil.engine"  # provides install(url) -> a context manager
+__all__ = ["LOCAL", "RAY_SCHEME", "EngineSpec", "installed_engine", "parse_engine"]
 
 
 @contextlib.contextmanager
 def installed_engine(url: str | None) -> Iterator[None]:
     """Run the body with ``url``'s engine as this process's engine (HE batches, PSI
-    kernels); ``local`` or None changes nothing and imports nothing."""
+    kernels); ``local`` or None changes nothing."""
     spec = parse_engine(url)
     if spec.kind == LOCAL:
         yield
         return
-    engine = importlib.import_module(ENGINE_MODULE)
-    with engine.install(spec.url):
+    with install(spec.url):
         yield
