@@ -209,9 +209,13 @@ def main(argv: list[str] | None = None) -> None:
         o = SSLROptions(dealer="dealer" if mode == "dealer" else None, **common)
         return lambda: raw[mode].append(run_veil(g, h, tr, te, o))
 
-    peer = [lambda: sf.append(run_secretflow(Path(a.secretflow), Path(a.sf_venv), Path(tmp.name), a))]
+    peer = [
+        lambda: sf.append(run_secretflow(Path(a.secretflow), Path(a.sf_venv), Path(tmp.name), a))
+    ]
     for i in range(a.repeats):
-        for run in in_order(i, a.first, [veil_run(m) for m in a.triples], peer if a.secretflow else []):
+        for run in in_order(
+            i, a.first, [veil_run(m) for m in a.triples], peer if a.secretflow else []
+        ):
             run()
     tmp.cleanup()
     rows = {
@@ -224,7 +228,9 @@ def main(argv: list[str] | None = None) -> None:
         f"{a.epochs} epochs, batch {a.batch_size or 'full'}, lr {a.lr} ({a.schedule}), "
         f"L2 {a.alpha}, sigmoid {a.sigmoid}, median of {a.repeats}"
     )
-    print("| system | fit s | of which offline (triples) s | CPU s (all parties) | MB sent | test AUC |")
+    print(
+        "| system | fit s | of which offline (triples) s | CPU s (all parties) | MB sent | test AUC |"
+    )
     print("|---|---|---|---|---|---|")
     names = {
         "dealer": "Veil SS-LR, dealer",

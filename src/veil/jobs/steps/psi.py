@@ -45,23 +45,30 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
     """Check the psi parameters against the job (known names; KKRT and interconnection
     between two parties only)."""
     check_keys(params, KEYS, field)
+    sit_out = [p.name for p in job.parties if p.data is None]  # e.g. an SS-LR dealer
+    data_parties = [p for p in job.party_names if p not in sit_out]
     out: dict[str, Any] = {
         "result_to": list(
-            party_list(
-                params.get("result_to"), job, f"{field}.result_to", default=list(job.party_names)
-            )
+            party_list(params.get("result_to"), job, f"{field}.result_to", default=data_parties)
         ),
         "batch_size": positive_int(params.get("batch_size"), f"{field}.batch_size", default=4096),
         "threads": positive_int(params.get("threads"), f"{field}.threads"),
         "interconnect": _flag(params.get("interconnect", False), f"{field}.interconnect"),
         "protocol": _protocol(params.get("protocol", "ecdh"), params, f"{field}.protocol"),
     }
-    if len(job.parties) > 2 and (out["protocol"] != Protocol.ECDH or out["interconnect"]):
+    named = [p for p in out["result_to"] if p in sit_out]
+    if named:
+        raise ConfigError(
+            f"{field}.result_to", f"{named} have no data", "leave parties without data out"
+        )
+    if sit_out:  # parties without data take no part in PSI
+        out["sit_out"] = sit_out
+    if len(data_parties) > 2 and (out["protocol"] != Protocol.ECDH or out["interconnect"]):
         what = "interconnect" if out["interconnect"] else "protocol"
         raise ConfigError(
             f"{field}.{what}",
             f"{'interconnection' if what == 'interconnect' else out['protocol']} PSI runs "
-            f"between two parties, this job has {len(job.parties)}",
+            f"between two parties, this job has {len(data_parties)} with data",
             "use protocol ecdh (the default) for three or more parties",
         )
     return out
@@ -89,11 +96,15 @@ def _flag(value: Any, field: str) -> bool:
 @register("psi", validate=validate)
 def psi(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     """Private set intersection on the id column; receivers keep the aligned rows."""
+    sit_out = list(params.get("sit_out", []))
+    if ctx.party in sit_out:
+        return {"sat_out": True}
+    session = ctx.session.among([p for p in ctx.session.parties if p not in sit_out])
     ids = ctx.frame[ctx.id_col].astype(str).tolist()
-    if not ids and ctx.session.me in params["result_to"]:
+    if not ids and session.me in params["result_to"]:
         raise ConfigError(
             "psi.result_to",
-            f"party '{ctx.session.me}' holds no data (its table has no rows)",
+            f"party '{session.me}' holds no data (its table has no rows)",
             "give it a data file with rows, or leave it out of result_to",
         )
     p = PsiParams(
@@ -106,9 +117,9 @@ def psi(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         from veil.protocols.interconnect.party import run_psi_interconnect
 
         DEFAULT_POLICY.check_suite(ecc.HASH_AS_X.name)  # the interconnection suite
-        res = run_psi_interconnect(ctx.session, ids, p)
+        res = run_psi_interconnect(session, ids, p)
     else:
-        res = run_psi(ctx.session, ids, p)
+        res = run_psi(session, ids, p)
     out: dict[str, Any] = {
         "n_input": res.n_input,
         "duplicates_dropped": res.n_input - res.n_distinct,

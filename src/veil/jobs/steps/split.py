@@ -32,18 +32,25 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
         raise ConfigError(f"{field}.seed", f"must be an integer >= 0, got {seed!r}", "e.g. 42")
     size = c.number(params, "test_size", field, 0.3, lo=0.0, hi=1.0)
     ml_split.SplitOptions(test_size=size)  # rejects 0 and 1
-    return {
+    out = {
         "test_size": size,
         "seed": seed,
         "stratify": c.flag(params, "stratify", field, True),
         "label_holder": label_holder_of(params, job, field),
     }
+    sit_out = [p.name for p in job.parties if p.data is None]  # e.g. an SS-LR dealer
+    return {**out, "sit_out": sit_out} if sit_out else out
 
 
 @register("split", validate=validate)
 def split(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Train/test split of the aligned rows, drawn by the label holder."""
+    """Train/test split of the aligned rows, drawn by the label holder (parties without
+    data sit it out)."""
+    sit_out = list(params.get("sit_out", []))
+    if ctx.party in sit_out:
+        return {}
     s = c.session(ctx, params)
+    s = s.among([p for p in s.parties if p not in sit_out])
     if c.is_label_holder(ctx, params):
         opts = ml_split.SplitOptions(params["test_size"], params["seed"], params["stratify"])
         y = c.labels(ctx)
