@@ -5,7 +5,15 @@
         [--he ou] [--key-bits 2048] [--repeats 1] [--peer-json results/sslr.json ...]
         [--secretflow /tmp/peers/secretflow] [--sf-venv /tmp/mpc-sf-venv] [--first veil|peer]
 
+    python benchmarks/ss_lr.py --job-demo [--repeats 3]
+
 (``benchmarks/vertical_lr.py --protocol ss`` runs this with the same flags.)
+``--job-demo`` times the ``hetero_lr`` step through ``veil run`` (one process per party,
+mutual-TLS gRPC, OU-2048 / DEFAULT_POLICY) on examples/credit_risk.yaml's data
+(psi -> split -> hetero_lr -> evaluate, raw columns), ``protocol: he`` beside
+``protocol: ss`` with a dealer and with no third party, in rotating order: the step's
+wall time (report.json) and the CPU seconds of every process of the job (workers and
+their HE pools) less those of the same job without the hetero_lr step.
 
 ``synth20k`` is the peers' synthetic split (``make_classification(20000, 30,
 n_informative=15, n_redundant=5, random_state=0)``, 80/20 stratified, z-scored on the
@@ -123,6 +131,63 @@ def run_secretflow(harness: Path, venv: Path, data: Path, a: argparse.Namespace)
     return r
 
 
+def job_demo(repeats: int) -> None:
+    """``--job-demo``: hetero_lr's wall and CPU time per protocol in a job."""
+    import resource
+
+    import yaml
+
+    from veil.jobs import RunOptions, load_job, run_job
+
+    examples = Path(__file__).resolve().parents[1] / "examples" / "data"
+    train = {"epochs": 10, "learning_rate": 0.5, "seed": 1}
+    variants: dict[str, dict[str, Any] | None] = {
+        "he": {**train, "protocol": "he", "he": "ou", "key_bits": 2048},
+        "ss, dealer": {**train, "protocol": "ss", "dealer": "dealer"},
+        "ss, no third party": {**train, "protocol": "ss", "he": "ou", "key_bits": 2048},
+        "(psi + split only)": None,
+    }
+    results: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeats):
+            names = list(variants)
+            names = names[i % len(names) :] + names[: i % len(names)]
+            for name in names:
+                params = variants[name]
+                parties: dict[str, Any] = {
+                    "bank": {"data": str(examples / "psi_bank.csv"), "id": "id", "label": "y"},
+                    "partner": {"data": str(examples / "psi_partner.csv"), "id": "id"},
+                }
+                steps: list[Any] = [{"psi": {}}, {"split": {"test_size": 0.3, "seed": 42}}]
+                if params is not None:
+                    steps += [{"hetero_lr": params}, "evaluate"]
+                    if "dealer" in params:
+                        parties["dealer"] = {"id": "id"}
+                job = Path(tmp) / "job.yaml"
+                job.write_text(yaml.safe_dump({"name": "t", "parties": parties, "steps": steps}))
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                res = run_job(
+                    load_job(job), Path(tmp) / f"out{i}{len(name)}", RunOptions(timeout=1800)
+                )
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                if not res.ok:
+                    raise RuntimeError(f"{name}: {res.error}")
+                cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+                wall = float(res.report["steps"][2]["seconds"]) if params is not None else 0.0
+                if params is not None:
+                    auc_test = res.report["steps"][3]["party_outputs"]["bank"]["auc_test"]
+                    print(f"{name}: step {wall:.1f} s, job CPU {cpu:.1f} s, test AUC {auc_test}")
+                results[name].append((wall, cpu))
+    base = float(np.median([c for _, c in results.pop("(psi + split only)")]))
+    print(f"hetero_lr on examples/credit_risk.yaml's data, median of {repeats}")
+    print("| protocol | step wall s | CPU s (all processes, less psi+split) |")
+    print("|---|---|---|")
+    for name, runs in results.items():
+        wall = float(np.median([w for w, _ in runs]))
+        cpu = float(np.median([c for _, c in runs])) - base
+        print(f"| {name} | {wall:.1f} | {cpu:.1f} |")
+
+
 def _role(fn: Any, data: PartyData | None, o: SSLROptions) -> Any:
     def role(s: Any) -> dict[str, Any]:
         if data is None:
@@ -184,8 +249,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--peer-json", nargs="*", default=[])
     ap.add_argument("--secretflow", help="SecretFlow harness folder (run_pair.sh) to run here")
     ap.add_argument("--sf-venv", default="/tmp/mpc-sf-venv", help="SecretFlow's venv")
+    ap.add_argument("--job-demo", action="store_true", help="time hetero_lr in veil run jobs")
     add_order_args(ap)
     a = ap.parse_args(argv)
+    if a.job_demo:
+        job_demo(a.repeats)
+        return
     g, h, tr, te = synth20k() if a.dataset == "synth20k" else default_credit()
     sk = run_sklearn(g, h, tr, te)
     common = {
@@ -228,9 +297,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{a.epochs} epochs, batch {a.batch_size or 'full'}, lr {a.lr} ({a.schedule}), "
         f"L2 {a.alpha}, sigmoid {a.sigmoid}, median of {a.repeats}"
     )
-    print(
-        "| system | fit s | of which offline (triples) s | CPU s (all parties) | MB sent | test AUC |"
-    )
+    print("| system | fit s | offline (triples) s | CPU s (all parties) | MB sent | test AUC |")
     print("|---|---|---|---|---|---|")
     names = {
         "dealer": "Veil SS-LR, dealer",

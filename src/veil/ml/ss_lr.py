@@ -163,16 +163,18 @@ def _hello(  # noqa: PLR0917
     }
     for p in [*partners, *([opts.dealer] if opts.dealer else [])]:
         s.send(p, Tag.HELLO, hello)
-    widths, problems, mine = [width], [], None
+    widths: list[int] = [width]
+    problems: list[str] = []
+    mine: ConfigError | None = None
     try:
         _check_range(X, data.feature_names, (data.n_rows, seed), opts, "label_holder", weight)
-    except ConfigError as err:
-        mine, problems = err, [str(err)]
+    except ConfigError as refused:
+        mine, problems = refused, [str(refused)]
     for p in partners:
         ready = s.recv(p, Tag.READY)
         if not isinstance(ready, dict) or not ready.get("ok"):
-            err = ready.get("error") if isinstance(ready, dict) else "malformed ready"
-            problems.append(f"partner '{p}': {err}")
+            why = ready.get("error") if isinstance(ready, dict) else "malformed ready"
+            problems.append(f"partner '{p}': {why}")
         else:
             widths.append(expect_int(ready.get("width"), Tag.READY, "width", 1))
     if len(problems) == (mine is not None):

@@ -167,8 +167,8 @@ def hetero_lr(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     lh = params["label_holder"]
     s = ctx.session.with_roles({LABEL_HOLDER: lh})
     if params.get("protocol") == SS and params.get("dealer") == ctx.party:
-        report = ss_lr.run_dealer(s, ss_lr.SSLROptions.from_mapping(_ss_params(params)))
-        return {"role": "dealer", "phases": report.phases, "words_sent": report.words_sent}
+        dealt = ss_lr.run_dealer(s, ss_lr.SSLROptions.from_mapping(_ss_params(params)))
+        return {"role": "dealer", "phases": dealt.phases, "words_sent": dealt.words_sent}
     data = _data(ctx)
     if lh == ctx.party and data.y is None:
         raise ConfigError(f"parties.{lh}.label", "the label holder has no label column")
