@@ -4,7 +4,6 @@ refusals of bad input through the job path."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.paths import DATA
 from veil.errors import ConfigError
 from veil.jobs import RunOptions, load_job, run_job
 from veil.jobs.context import StepContext, StepState
@@ -23,8 +23,6 @@ from veil.ml.metrics import auc
 from veil.net.local import run_parties
 
 pytest.importorskip("veil.net.certs", reason="needs veil.net.certs (gRPC branch)")
-ROOT = Path(__file__).resolve().parents[2]
-DATA = Path(os.environ.get("VEIL_SHARED", ROOT.parent / "shared")) / "data"
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"no shared data at {DATA}")
 ROWS = 1500
 SS = {"protocol": "ss", "epochs": 3, "batch_size": 200, "learning_rate": 0.5, "seed": 4}
