@@ -9,9 +9,10 @@ vertical steps, and the same data give the same row order, hence the same ``spli
 in every run: the protocol's own order depends on its fresh keys), and gets
 ``psi.csv``: those rows, first occurrence of each id. What each party learns is what the PSI
 protocol reveals: the receivers learn the intersection; nobody learns ids
-outside it.
+outside it. A party listed without ``data:`` (e.g. an SS-LR dealer) sits the step out;
+the others run PSI among themselves (:meth:`veil.net.session.Session.among`).
 
-Parameters: ``result_to`` (parties that learn the intersection; default all),
+Parameters: ``result_to`` (parties that learn the intersection; default all with data),
 ``batch_size`` (ids per message), ``threads`` (worker threads, default all cores),
 ``interconnect`` (true: run the PPCA 9-2023 interconnection variant of the protocol,
 :mod:`veil.protocols.interconnect`, same result; default false), ``protocol`` (``ecdh``,

@@ -3,7 +3,7 @@
 Runs :mod:`veil.ml.split`: the label holder draws the split (``test_size``,
 ``seed``, ``stratify``) and sends every partner the test-row mask of the aligned
 rows; every party keeps it in ``ctx.state.split`` for later steps. Partners
-learn which rows are test rows, nothing about labels.
+learn which rows are test rows, nothing about labels. A party without data sits it out.
 
 Parameters: ``test_size`` (default 0.3), ``seed`` (42), ``stratify`` (true),
 ``label_holder`` (default: the one party with a label column).
