@@ -164,7 +164,7 @@ def test_gram_of_a_masked_matrix_over_row_subsets(
 ) -> None:
     if mode.endswith("split by rows"):  # each party computes the Gram over half the rows
         monkeypatch.setattr("veil.mpc.he_triples._SPLIT_ROWS", 2)
-        mode = mode.split(",", maxsplit=1)[0]
+        mode = mode.split(",")[0]
 
     def p() -> Plan:
         q = Plan()
