@@ -21,9 +21,7 @@ Gram block) would otherwise leave the other a zero share, and SecureML's truncat
 correct only for a uniformly random share. It changes no party's knowledge: each could
 already compute the other's re-randomised share exactly when it could the original.
 Cross terms of triples over the same mask rows (one per epoch for a fixed batch) are
-generated together, so one encryption of V carries several epochs' columns. A Gram
-cross term ``M0^T M1`` over many rows is a sum over rows: each party is u for half of
-them, so both compute at once instead of one waiting for the other.
+generated together, so one encryption of V carries several epochs' columns.
 
 What each party learns: ciphertexts under the other's key (semantically secure), and
 the decryption of ``U @ V + R``: statistically within ``2^-stat_sec`` of uniform given
