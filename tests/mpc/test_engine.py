@@ -158,14 +158,8 @@ def test_a_dealer_that_is_a_compute_party_is_refused() -> None:
     assert DEALER not in COMPUTE
 
 
-@pytest.mark.parametrize("mode", [*MODES, "he, Gram split by rows"])
-def test_gram_of_a_masked_matrix_over_row_subsets(
-    mode: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if mode.endswith("split by rows"):  # each party computes the Gram over half the rows
-        monkeypatch.setattr("veil.mpc.he_triples._SPLIT_ROWS", 2)
-        mode = mode.split(",")[0]
-
+@pytest.mark.parametrize("mode", MODES)
+def test_gram_of_a_masked_matrix_over_row_subsets(mode: str) -> None:
     def p() -> Plan:
         q = Plan()
         q.add_mask("X", N, [(D0, 0), (D1, 1), (D2, SHARED)])

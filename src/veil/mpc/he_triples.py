@@ -53,7 +53,6 @@ from veil.policy import DEFAULT_POLICY, SecurityPolicy
 __all__ = ["Tag", "he_store"]
 
 _MASK64 = (1 << 64) - 1
-_SPLIT_ROWS = 64  # a Gram cross term over at least this many rows is split between both
 
 
 class Tag(StrEnum):
@@ -72,7 +71,6 @@ class _Job:
     u: int
     kind: str  # "mm" or "ew"
     members: list[int] = field(default_factory=list)
-    half: int | None = None  # a Gram cross term split by rows: which half of the rows
 
 
 class _TableStore(TripleStore):
@@ -178,15 +176,11 @@ class _Generator:
                     len(self._cols(spec.mask, u)) and len(self._cols(spec.other, 1 - u))
                 ):
                     continue
-                half = None
                 if spec.kind is Kind.CROSS and spec.mask == spec.other:
                     # a Gram matrix: M1^T M0 is the transpose of M0^T M1, so one cross
-                    # term does. It is a sum over rows: each party computes it over
-                    # half of the rows (the work evens out between the two); on few
-                    # rows, v (who encrypts its columns) is the one with fewer.
-                    if len(self._gram_rows(spec)) >= _SPLIT_ROWS:
-                        half = u
-                    elif u != int(len(self._cols(spec.mask, 1)) > len(self._cols(spec.mask, 0))):
+                    # term does; v (who encrypts its columns) is the one with fewer
+                    wide = int(len(self._cols(spec.mask, 1)) > len(self._cols(spec.mask, 0)))
+                    if u != wide:
                         continue
                 if spec.kind is Kind.MUL:
                     key: tuple[Any, ...] = ("ew", u)
@@ -194,24 +188,9 @@ class _Generator:
                     key = (str(spec.kind), spec.mask, spec.rowset, u)
                 else:
                     key = ("one", i, u)
-                kind = "ew" if spec.kind is Kind.MUL else "mm"
-                job = groups.setdefault(key, _Job(u, kind, half=half))
+                job = groups.setdefault(key, _Job(u, "ew" if spec.kind is Kind.MUL else "mm"))
                 job.members.append(i)
         return list(groups.values())
-
-    def _gram_rows(self, spec: Spec) -> np.ndarray:
-        rows = self.plan.rows_of(spec)
-        if isinstance(rows, slice):
-            return np.arange(self.masks[spec.mask].shape[0])
-        return np.asarray(rows)
-
-    def _rows(self, job: _Job, spec: Spec) -> np.ndarray | slice:
-        """The rows of a cross term's job: all of the spec's, or one half of them."""
-        if job.half is None:
-            return self.plan.rows_of(spec)
-        rows = self._gram_rows(spec)
-        mid = len(rows) // 2
-        return rows[:mid] if job.half == 0 else rows[mid:]
 
     def _u_operand(self, job: _Job) -> Share:
         """u's operand (the same for every member of the job)."""
@@ -222,7 +201,7 @@ class _Generator:
         if spec.kind is Kind.MATMUL:
             return p["a"]
         if spec.kind is Kind.CROSS:
-            rows = self._rows(job, spec)
+            rows = self.plan.rows_of(spec)
             return self.masks[spec.mask][rows][:, self._cols(spec.mask, self.party)].T
         M = self.masks[spec.mask][self.plan.rows_of(spec)][:, self._cols(spec.mask, self.party)]
         return M if spec.kind is Kind.MASKED else M.T
@@ -237,7 +216,7 @@ class _Generator:
             elif spec.kind is Kind.MATMUL:
                 cols.append(p["b"])
             elif spec.kind is Kind.CROSS:
-                rows = self._rows(job, spec)
+                rows = self.plan.rows_of(spec)
                 cols.append(self.masks[spec.other][rows][:, self._cols(spec.other, self.party)])
             elif spec.kind is Kind.MASKED:
                 cols.append(p["b"][self._cols(spec.mask, job.u)])
