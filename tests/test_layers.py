@@ -25,7 +25,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # Lowest first. A module's layer is the entry whose prefix matches its dotted name.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("bottom", ("veil.errors", "veil.codec", "veil.policy")),
+    ("bottom", ("veil.errors", "veil.codec", "veil.messages", "veil.policy")),
     ("crypto", ("veil.crypto",)),  # pure: no I/O, no files, no sockets
     ("files", ("veil.fileio",)),  # atomic file output for the layers above crypto
     ("mpc", ("veil.mpc",)),

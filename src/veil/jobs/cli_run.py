@@ -6,7 +6,6 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from veil.errors import ConfigError
 from veil.jobs.display import Display, LineDisplay, LiveDisplay
@@ -18,7 +17,7 @@ EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130  # Ctrl-C; a signal N gives 128 + N (SIGTERM: 143)
 
 
-def add_parser(subparsers: Any) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``run`` command to the ``veil`` command line."""
     p: argparse.ArgumentParser = subparsers.add_parser(
         "run",

@@ -71,14 +71,14 @@ class JobSummary:
 
     name: str
     parties: tuple[str, ...]
-    steps: tuple[tuple[str, dict[str, Any]], ...]
+    steps: tuple[tuple[str, dict[str, object]], ...]
 
     @classmethod
     def of(cls, spec: JobSpec) -> JobSummary:
         steps = tuple((s.name, json.loads(json.dumps(dict(s.params)))) for s in spec.steps)
         return cls(spec.name, tuple(sorted(spec.party_names)), steps)
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         return {
             "name": self.name,
             "parties": list(self.parties),

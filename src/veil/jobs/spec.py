@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -58,7 +58,7 @@ class StepSpec:
     """One step: its registered name and its validated parameters."""
 
     name: str
-    params: Mapping[str, Any]
+    params: Mapping[str, object]
     index: int
     derived_seed: bool = False  # True: ``params['seed']`` was derived from the job, not given
 
@@ -90,16 +90,17 @@ class JobSpec:
         raise ConfigError("party", f"unknown party '{name}'", one_of(self.party_names))
 
 
-def one_of(choices: Any) -> str:
+def one_of(choices: Iterable[object]) -> str:
     """The usual fix text: ``use one of a, b, c``."""
     return "use one of " + ", ".join(str(c) for c in choices)
 
 
-def suggest(word: str, choices: Any) -> str:
+def suggest(word: str, choices: Iterable[object]) -> str:
     """A fix text that proposes the closest choice, then lists them all."""
-    close = difflib.get_close_matches(word, list(choices), n=1)
+    names = [str(c) for c in choices]
+    close = difflib.get_close_matches(word, names, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
-    return hint + one_of(choices)
+    return hint + one_of(names)
 
 
 def load_job(path: str | Path, *, check_data: bool | Collection[str] = True) -> JobSpec:
@@ -128,7 +129,7 @@ def load_job(path: str | Path, *, check_data: bool | Collection[str] = True) -> 
     return parse_job(raw, path, check_data=check_data)
 
 
-def parse_job(raw: Any, path: Path, *, check_data: bool | Collection[str] = True) -> JobSpec:
+def parse_job(raw: object, path: Path, *, check_data: bool | Collection[str] = True) -> JobSpec:
     """Validate an already-parsed job document (``path`` anchors relative data paths)."""
     if not isinstance(raw, dict):
         raise ConfigError(

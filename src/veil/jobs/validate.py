@@ -89,7 +89,7 @@ def _text_columns(df: pd.DataFrame, columns: list[str]) -> list[tuple[str, Any, 
     return out
 
 
-def step_warnings(step: str, outputs: Mapping[str, Any]) -> list[str]:
+def step_warnings(step: str, outputs: Mapping[str, object]) -> list[str]:
     """Warnings about one party's outputs of step ``step`` (an empty or tiny intersection)."""
     size = outputs.get("intersection_size")
     if isinstance(size, bool) or not isinstance(size, int):

@@ -101,7 +101,7 @@ class Session:
         n = self._counters.next(channel, src, dst)
         return f"{channel}:P2P-{n}:{src}->{dst}"
 
-    def send(self, to: str, tag: str, value: Any) -> None:
+    def send(self, to: str, tag: str, value: object) -> None:
         """Encode ``value`` (see :mod:`veil.codec`) and send it to party ``to``."""
         dst = self._rank(to)
         if dst == self.rank:

@@ -43,7 +43,8 @@ def open_store(cfg: NodeConfig) -> Store:
     """The node's database (migrated to the newest schema)."""
     from veil.node.auditmap import AuditSink
 
-    return SqlStore(cfg.database_url, sink=AuditSink)
+    tls = cfg.tls
+    return SqlStore(cfg.database_url, sink=lambda e: AuditSink(e, (tls.cert, tls.key)))
 
 
 def init_node(

@@ -41,6 +41,10 @@ def handle(svc: NodeService, sender: str, msg: dict[str, Any]) -> dict[str, Any]
             }
         if kind == "status":
             return {"ok": True, "status": svc.status(str(msg["job_id"]))}
+        if kind == "audit.head":  # a partner's signed tree head at a job's end (witnessing)
+            from veil.node.auditmap import receive_head
+
+            return receive_head(svc, sender, msg)
     except (KeyError, ValueError, TypeError) as e:
         return {"ok": False, "error": f"malformed '{kind}' message: {type(e).__name__} {e}"}
     except VeilError as e:

@@ -156,6 +156,7 @@ class ProcessLauncher:
                     steps[i], seconds=float(row.get("seconds") or steps[i].seconds), bytes=sent
                 )
                 service.store.progress(s)
+        _audit_traffic(service, job_id, report)
         if result.get("ok"):
             self._artifacts(service, job_id)
         service.finished(job_id, bool(result.get("ok")), result.get("error"))
@@ -210,6 +211,13 @@ class ProcessLauncher:
             ids = list(self._procs)
         for j in ids:
             self.stop(j)
+
+
+def _audit_traffic(service: NodeService, job_id: str, report: dict[str, Any]) -> None:
+    """The audit trail records the bytes exchanged with each peer per step."""
+    from veil.node.auditmap import record_traffic
+
+    record_traffic(service, job_id, report)
 
 
 def _lines(stream: IO[bytes]) -> Iterator[str]:

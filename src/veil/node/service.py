@@ -133,6 +133,7 @@ class NodeService:
             tx.put_job(new)
         if self.on_change is not None:
             self.on_change(job.id)
+        _audit_hook(self, new)
         return new
 
     def submit(self, text: str, actor: str) -> Job:
@@ -380,6 +381,13 @@ class NodeService:
                 self.fail(job.id, f"party '{self.name}': {RESTARTED}", actor=self.me)
                 failed.append(job.id)
         return failed
+
+
+def _audit_hook(svc: NodeService, job: Job) -> None:
+    """The audit trail's hook after each job state change (dataset access, witnessing)."""
+    from veil.node.auditmap import job_changed
+
+    job_changed(svc, job)
 
 
 def outputs_dir(cfg: NodeConfig, job_id: str) -> Path:

@@ -32,7 +32,7 @@ from veil.crypto import ecc
 from veil.errors import ConfigError
 from veil.fileio import write_csv
 from veil.jobs.context import StepContext
-from veil.jobs.params import check_keys, party_list, positive_int
+from veil.jobs.params import Checked, check_keys, party_list, positive_int, sitting_out
 from veil.jobs.registry import register
 from veil.jobs.spec import JobSpec
 from veil.policy import DEFAULT_POLICY
@@ -42,7 +42,7 @@ KEYS = ("result_to", "batch_size", "threads", "interconnect", "protocol")
 OUTPUT_FILE = "psi.csv"
 
 
-def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str, Any]:
+def validate(params: Mapping[str, object], job: JobSpec, field: str) -> Mapping[str, object]:
     """Check the psi parameters against the job (known names; KKRT and interconnection
     between two parties only)."""
     check_keys(params, KEYS, field)
@@ -75,7 +75,7 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
     return out
 
 
-def _protocol(value: Any, params: Mapping[str, Any], field: str) -> str:
+def _protocol(value: Any, params: Mapping[str, object], field: str) -> str:
     names = [p.value for p in Protocol]
     if value not in names:
         raise ConfigError(
@@ -95,24 +95,25 @@ def _flag(value: Any, field: str) -> bool:
 
 
 @register("psi", validate=validate)
-def psi(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+def psi(ctx: StepContext, params: Mapping[str, object]) -> dict[str, object]:
     """Private set intersection on the id column; receivers keep the aligned rows."""
-    sit_out = list(params.get("sit_out", []))
+    sit_out = sitting_out(params)
     if ctx.party in sit_out:
         return {"sat_out": True}
     session = ctx.session.among([p for p in ctx.session.parties if p not in sit_out])
     ids = ctx.frame[ctx.id_col].astype(str).tolist()
-    if not ids and session.me in params["result_to"]:
+    c = Checked(params)
+    if not ids and session.me in c.strs("result_to"):
         raise ConfigError(
             "psi.result_to",
             f"party '{session.me}' holds no data (its table has no rows)",
             "give it a data file with rows, or leave it out of result_to",
         )
     p = PsiParams(
-        result_to=tuple(params["result_to"]),
-        batch_size=int(params["batch_size"]),
-        threads=params["threads"],
-        protocol=Protocol(params.get("protocol", "ecdh")),
+        result_to=c.strs("result_to"),
+        batch_size=c.get_int("batch_size"),
+        threads=c.opt_int("threads"),
+        protocol=Protocol(c.opt_str("protocol") or "ecdh"),
     )
     if params.get("interconnect"):
         from veil.protocols.interconnect.party import run_psi_interconnect

@@ -16,7 +16,7 @@ from typing import Any
 
 from veil.errors import ConfigError
 from veil.jobs.context import StepContext
-from veil.jobs.params import check_keys, label_holder_of
+from veil.jobs.params import Checked, check_keys, label_holder_of, sitting_out
 from veil.jobs.registry import register
 from veil.jobs.spec import JobSpec
 from veil.jobs.steps import _credit as c
@@ -25,7 +25,7 @@ from veil.ml import split as ml_split
 KEYS = ("test_size", "seed", "stratify", "label_holder")
 
 
-def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str, Any]:
+def validate(params: Mapping[str, object], job: JobSpec, field: str) -> Mapping[str, object]:
     check_keys(params, KEYS, field)
     seed = params.get("seed", 42)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -43,16 +43,19 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
 
 
 @register("split", validate=validate)
-def split(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+def split(ctx: StepContext, params: Mapping[str, object]) -> dict[str, object]:
     """Train/test split of the aligned rows, drawn by the label holder (parties without
     data sit it out)."""
-    sit_out = list(params.get("sit_out", []))
+    sit_out = sitting_out(params)
     if ctx.party in sit_out:
         return {}
     s = c.session(ctx, params)
     s = s.among([p for p in s.parties if p not in sit_out])
     if c.is_label_holder(ctx, params):
-        opts = ml_split.SplitOptions(params["test_size"], params["seed"], params["stratify"])
+        p = Checked(params)
+        opts = ml_split.SplitOptions(
+            p.get_float("test_size"), p.get_int("seed"), p.get_bool("stratify")
+        )
         y = c.labels(ctx)
         result = ml_split.run_label_holder(s, y, opts)
         out: dict[str, Any] = {

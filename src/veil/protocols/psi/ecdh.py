@@ -44,22 +44,22 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from veil import messages as msg
 from veil.crypto import ecc
 from veil.errors import ConfigError
 from veil.net.session import Session
 from veil.policy import DEFAULT_POLICY, SecurityPolicy
-from veil.protocols.psi import messages as msg
 from veil.protocols.psi.common import (
-    MAX_IDS,
-    MAX_PARTIES,
+    TRUNCATION_SPECS,
     Outbox,
     Protocol,
     PsiParams,
     PsiResult,
     check_params,
-    encode_ids,
+    distinct_ids,
     exchange_hello,
-    first_occurrences,
+    hello,
+    hello_schema,
     match_duals,
     secure_permutation,
     truncate_bytes,
@@ -77,18 +77,7 @@ class Tag(StrEnum):
     DUAL = "dual"  # a batch of truncated [ab]H(x), returned to the owner in its order
 
 
-HELLO = msg.Record(
-    {
-        "protocol": msg.Str(),
-        "version": msg.Int(),
-        "suite": msg.Str(),
-        "n": msg.Int(0, MAX_IDS),
-        "batch_size": msg.Int(1, MAX_BATCH),
-        "result_to": msg.StrList(MAX_PARTIES),
-        "truncate_bits": msg.Nullable(msg.Int(1, 256)),
-        "stat_sec": msg.Int(1, 256),
-    }
-)
+HELLO = hello_schema(suite=msg.Str(), batch_size=msg.Int(1, MAX_BATCH), **TRUNCATION_SPECS)
 # ENC: msg.Blob(size=count * 32); DUAL: msg.Blob(size=count * t) -- sizes from HELLO.
 
 
@@ -141,8 +130,7 @@ def _run(
     params: PsiParams,
     policy: SecurityPolicy,
 ) -> PsiResult:
-    raw = encode_ids(ids)
-    distinct = first_occurrences(raw)
+    raw, distinct = distinct_ids(ids)
     order = distinct[secure_permutation(len(distinct))]  # send order -> input position
     plan = _handshake(session, params, len(distinct), policy.stat_sec)
     suite = params.suite
@@ -178,16 +166,16 @@ def _run(
 
 def _handshake(session: Session, params: PsiParams, n: int, stat_sec: int) -> _Plan:
     peer = session.peers()[0]
-    mine = {
-        "protocol": str(Protocol.ECDH),
-        "version": PROTOCOL_VERSION,
-        "suite": params.suite.wire_name,
-        "n": n,
-        "batch_size": params.batch_size,
-        "result_to": sorted(params.result_to),
-        "truncate_bits": params.truncate_bits,
-        "stat_sec": stat_sec,
-    }
+    mine = hello(
+        str(Protocol.ECDH),
+        PROTOCOL_VERSION,
+        n,
+        params,
+        suite=params.suite.wire_name,
+        batch_size=params.batch_size,
+        truncate_bits=params.truncate_bits,
+        stat_sec=stat_sec,
+    )
     agree = ("version", "suite", "result_to", "truncate_bits", "stat_sec")
     theirs = exchange_hello(session, peer, Tag.HELLO, mine, schema=HELLO, agree=agree)
     m = theirs["n"]
