@@ -163,3 +163,10 @@ class Checked:
         if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
             raise self._bad(key, "a mapping")
         return dict(v)
+
+
+def sitting_out(params: Mapping[str, object]) -> list[str]:
+    """The parties without data that a step's validator set aside (``sit_out``): they
+    take no part in the step (an SS-LR dealer in psi and split)."""
+    v = params.get("sit_out")
+    return [str(p) for p in v] if isinstance(v, list) else []
