@@ -172,6 +172,7 @@ def test_dealer_triples_reach_sklearn_auc(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # about 6 minutes on the shared 2 cores at load 25
 def test_he_triples_reach_sklearn_auc(credit: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     """The same with triples made by the two parties under OU (1024-bit test keys: the
     numerics do not depend on the key, only the run time does)."""

@@ -56,6 +56,7 @@ class WorkerConfig:
     staging: str | None = None
     tell_peers: bool = True
     route: str | None = None
+    engine: str | None = None  # this party's engine URL (veil.jobs.engines); None: local
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__ | {"names": list(self.names)})
@@ -73,14 +74,14 @@ class JobSummary:
 
     name: str
     parties: tuple[str, ...]
-    steps: tuple[tuple[str, dict[str, Any]], ...]
+    steps: tuple[tuple[str, dict[str, object]], ...]
 
     @classmethod
     def of(cls, spec: JobSpec) -> JobSummary:
         steps = tuple((s.name, json.loads(json.dumps(dict(s.params)))) for s in spec.steps)
         return cls(spec.name, tuple(sorted(spec.party_names)), steps)
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         return {
             "name": self.name,
             "parties": list(self.parties),

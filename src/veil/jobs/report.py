@@ -23,10 +23,10 @@ class StepRecord:
     status: str = "not run"  # -> running -> ok | failed
     started: float | None = None
     ended: float | None = None
-    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outputs: dict[str, dict[str, object]] = field(default_factory=dict)
     traffic: dict[str, dict[str, int]] = field(default_factory=dict)
     error: str | None = None
-    seed: dict[str, Any] | None = None  # {"value", "source"} when the seed was derived
+    seed: dict[str, object] | None = None  # {"value", "source"} when the seed was derived
 
     @property
     def seconds(self) -> float | None:
@@ -36,7 +36,7 @@ class StepRecord:
         return round(self.ended - self.started, 3)
 
 
-def merge_outputs(per_party: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def merge_outputs(per_party: Mapping[str, Mapping[str, object]]) -> dict[str, object]:
     """One value per key where the parties agree, else ``{party: value}``.
 
     ``intersection_size`` reported alike by both PSI parties becomes one number;

@@ -57,6 +57,8 @@ class RunOptions:
     federation's certificates from ``veil ca`` when running across machines).
     ``job``: a node's job id; the traffic then goes through the nodes' peer endpoints,
     multiplexed by it, and ``listen`` is a ``unix:`` socket only the node reaches.
+    ``engine``: where the local party runs its kernels (``ray://HOST:PORT``), over the
+    ``engine:`` of its party in the job file (:mod:`veil.jobs.engines`).
     """
 
     timeout: float = 300.0
@@ -65,6 +67,7 @@ class RunOptions:
     listen: str | None = None
     tls: Mapping[str, TlsFiles] | None = None
     job: str | None = None
+    engine: str | None = None  # --engine: the local party's engine, over its job-file entry
 
     def local(self, spec: JobSpec) -> tuple[str, ...]:
         """The parties this process runs, checked against the job."""
@@ -316,4 +319,5 @@ def _worker_config(
         staging=str(staging.root),
         tell_peers=options.parties is not None and len(options.parties) < len(spec.party_names),
         route=options.job,
+        engine=options.engine or spec.party(name).engine,
     )

@@ -57,7 +57,7 @@ class Events:
         self._lock = threading.Lock()
         self._last: tuple[int, float, float] = (-1, -1.0, 0.0)  # step, fraction, time
 
-    def emit(self, event: str, **fields: Any) -> None:
+    def emit(self, event: str, **fields: object) -> None:
         line = json.dumps({"event": event, **fields}, default=str)
         with self._lock:
             try:
@@ -206,6 +206,7 @@ def watch_waits(t: Transport, names: Sequence[str], events: Events, done: thread
 def run_steps(cfg: WorkerConfig, events: Events, guard: Guard) -> None:
     """Load the job and this party's data, connect, run every step, say goodbye."""
     from veil.jobs.context import StepContext
+    from veil.jobs.engines import installed_engine
     from veil.jobs.handshake import check_same_job, say_done
     from veil.jobs.registry import get
     from veil.jobs.spec import load_frame, load_job
@@ -228,7 +229,9 @@ def run_steps(cfg: WorkerConfig, events: Events, guard: Guard) -> None:
     threading.Thread(
         target=watch_waits, args=(transport, cfg.names, events, stop_watch), daemon=True
     ).start()
+    engine = contextlib.ExitStack()  # this party's own engine (veil.jobs.engines), if any
     try:
+        engine.enter_context(installed_engine(cfg.engine))
         transport.connect(cfg.timeout)
         transport.start_heartbeats()
         root = Session(transport, cfg.names, cfg.party, timeout=cfg.timeout, progress=on_progress)
@@ -271,6 +274,7 @@ def run_steps(cfg: WorkerConfig, events: Events, guard: Guard) -> None:
     finally:
         stop_watch.set()
         transport.close()
+        engine.close()
 
 
 def describe(e: BaseException) -> str:
