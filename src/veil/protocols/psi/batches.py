@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from veil import messages as msg
 from veil.crypto import ecc, ristretto
 from veil.net.session import Session
-from veil.protocols.psi import messages as msg
 
 P = ristretto.POINT_BYTES
 
