@@ -22,11 +22,13 @@ from veil.protocols.secagg.protocol import (
     AGGREGATOR,
     AggregateResult,
     Plan,
+    Posted,
     RoundAborted,
     SecAggParams,
     broadcast,
     default_neighbours,
     make_plan,
+    post,
 )
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "ClientKeys",
     "ClientResult",
     "Plan",
+    "Posted",
     "RoundAborted",
     "SecAggParams",
     "Tag",
@@ -45,6 +48,7 @@ __all__ = [
     "default_neighbours",
     "finish",
     "make_plan",
+    "post",
     "run_aggregator",
     "run_client",
     "setup_aggregator",
