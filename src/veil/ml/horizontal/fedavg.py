@@ -150,14 +150,14 @@ def train_client(
     p = opts.spec.n_params(d)
     if opts.standardize:
         sums.add(local.stats(), 2 * d + 1, dims(p, opts, True))
-        sc = Scaling.unpack(session.sub("scaling").recv(agg, Tag.SCALING), d)
+        sc = Scaling.unpack(sums.reply(session.sub("scaling"), Tag.SCALING), d)
         if sc.abort:
             raise RoundAborted(sc.abort)
         mean, scale = sc.mean, sc.scale
         local.set_scaling(mean, scale)
     for r in count(1):
         sr = session.sub(f"round{r}")
-        msg = Model.unpack(sr.recv(agg, Tag.MODEL), p)
+        msg = Model.unpack(sums.reply(sr, Tag.MODEL), p)
         if msg.abort:
             raise RoundAborted(msg.abort)
         if msg.stop:

@@ -30,6 +30,7 @@ class BankSums:
     def __init__(self, session: Session, opts: FedAvgOptions, policy: SecurityPolicy) -> None:
         self.s, self.secure, self.n = session.sub("sums"), opts.secure_aggregation, 0
         self.keys: secagg.ClientKeys | None = None
+        self.sending: secagg.Posted | None = None  # the plain update, maybe still going out
         if self.secure:
             n, params = planned_sums(opts), opts.secagg_params()
             self.keys = secagg.setup_client(self.s, n, params, policy=policy)
@@ -42,8 +43,19 @@ class BankSums:
             secagg.contribute(self.s, self.keys, vec, dim, next_dim=next_dim, confirm=False)
             return
         v = np.asarray(vec() if callable(vec) else vec, dtype=np.float64)
-        self.s.sub(f"sum{self.n}").send(self.s.party_of(AGGREGATOR), Tag.UPDATE, Update(v).pack())
+        s = self.s.sub(f"sum{self.n}")
+        self.sending = secagg.post(s, {s.party_of(AGGREGATOR): Update(v).pack()}, Tag.UPDATE)
         self.n += 1
+
+    def reply(self, s: Session, tag: str) -> object:
+        """The aggregator's next message after :meth:`add` (it says how the sum went);
+        raises the error of this bank's last message instead if that did not go out."""
+        sending = self.sending or (self.keys.sending if self.keys is not None else None)
+        self.sending = None
+        if self.keys is not None:
+            self.keys.sending = None
+        agg = s.party_of(AGGREGATOR)
+        return s.recv(agg, tag) if sending is None else secagg.recv_after(sending, s, agg, tag)
 
 
 class AggregatorSums:

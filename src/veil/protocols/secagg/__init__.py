@@ -1,7 +1,8 @@
 """Secure aggregation (SecAgg / SecAgg+): banks add vectors so that the aggregator
 learns only their sum, even when some banks drop out. The protocol, what each party
 learns and the papers are in :mod:`veil.protocols.secagg.protocol`; the primitives in
-:mod:`~veil.protocols.secagg.shamir` and :mod:`~veil.protocols.secagg.masks`."""
+:mod:`~veil.protocols.secagg.shamir` and :mod:`~veil.protocols.secagg.masks`; sending
+without waiting for acknowledgements in :mod:`~veil.protocols.secagg.sending`."""
 
 from veil.protocols.secagg.aggregator import (
     AggregatorState,
@@ -22,14 +23,12 @@ from veil.protocols.secagg.protocol import (
     AGGREGATOR,
     AggregateResult,
     Plan,
-    Posted,
     RoundAborted,
     SecAggParams,
-    broadcast,
     default_neighbours,
     make_plan,
-    post,
 )
+from veil.protocols.secagg.sending import Posted, broadcast, post, recv_after
 
 __all__ = [
     "AGGREGATOR",
@@ -49,6 +48,7 @@ __all__ = [
     "finish",
     "make_plan",
     "post",
+    "recv_after",
     "run_aggregator",
     "run_client",
     "setup_aggregator",

@@ -31,13 +31,11 @@ from veil.protocols.secagg.protocol import (
     DEFAULT_PARAMS,
     AggregateResult,
     Plan,
-    Posted,
     RoundAborted,
     SecAggParams,
-    broadcast,
     make_plan,
-    post,
 )
+from veil.protocols.secagg.sending import Posted, broadcast, post
 
 T = TypeVar("T")
 Vector = npt.ArrayLike | Callable[[], npt.ArrayLike]

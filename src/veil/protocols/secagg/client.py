@@ -29,13 +29,8 @@ from veil.protocols.secagg.messages import (
     Tag,
     Unmask,
 )
-from veil.protocols.secagg.protocol import (
-    AGGREGATOR,
-    DEFAULT_PARAMS,
-    RoundAborted,
-    SecAggParams,
-    post,
-)
+from veil.protocols.secagg.protocol import AGGREGATOR, DEFAULT_PARAMS, RoundAborted, SecAggParams
+from veil.protocols.secagg.sending import Posted, post, recv_after
 
 Vector = npt.ArrayLike | Callable[[], npt.ArrayLike]
 
@@ -63,6 +58,7 @@ class ClientKeys:
     gone: set[str] = field(default_factory=set)  # neighbours that dropped: no more masks
     used: int = 0  # sums done
     ready: tuple[int, int, frozenset[str], masks.Ring] | None = None  # sum, dim, gone, mask
+    sending: Posted | None = None  # the last REVEAL, maybe still going out (confirm=False)
 
 
 def setup_client(
@@ -139,11 +135,18 @@ def contribute(
     ``dim``), are made while the aggregator unmasks this one, so a sum's critical path
     holds no mask expansion. ``confirm=False``: return once this bank's shares are
     revealed, without RESULT; the caller's next message from the aggregator must then
-    say whether the sum completed (see :func:`~.aggregator.aggregate`)."""
+    say whether the sum completed (see :func:`~.aggregator.aggregate`); receive it with
+    :func:`~.sending.recv_after` ``(keys.sending, ...)``.
+
+    Messages are posted (:mod:`.sending`): the aggregator's reply, not the network's
+    acknowledgement, tells the bank its message arrived."""
     j, st = keys.used, keys.setup
     if j >= st.sums:
         raise ConfigError("secure_aggregation", f"the keys were made for {st.sums} sums")
     keys.used += 1
+    last, keys.sending = keys.sending, None
+    if last is not None:  # the last REVEAL: the aggregator has answered it since
+        last.wait()
     s, agg = session.sub(f"sum{j}"), session.party_of(AGGREGATOR)
     if dim is None:
         vec = _vector(x, None, keys.me)
@@ -151,9 +154,8 @@ def contribute(
     mask = _mask(keys, j, dim)
     vec = _vector(x, dim, keys.me)
     q = masks.quantize(vec, st.frac_bits, st.n_terms, f"bank '{keys.me}' update")
-    s.send(agg, Tag.MASKED, Masked(q + mask).pack())
-
-    um = Unmask.unpack(s.recv(agg, Tag.UNMASK))
+    sending = post(s, {agg: Masked(q + mask).pack()}, Tag.MASKED)
+    um = Unmask.unpack(recv_after(sending, s, agg, Tag.UNMASK))
     _raise_abort(um.abort)
     _subset(dict.fromkeys(um.dropped + um.survivors), keys.held, Tag.UNMASK, "survivors")
     if keys.me in um.dropped or keys.gone & set(um.dropped + um.survivors):
@@ -167,10 +169,10 @@ def contribute(
     if j + 1 < st.sums:  # the aggregator unmasks now, and this bank would only wait
         n = next_dim or dim
         keys.ready = (j + 1, n, frozenset(keys.gone), _mask(keys, j + 1, n))
-    sending.wait()
     if not confirm:
+        keys.sending = sending
         return ClientResult(None, len(st.neighbours))
-    res = Result.unpack(s.recv(agg, Tag.RESULT))
+    res = Result.unpack(recv_after(sending, s, agg, Tag.RESULT))
     _raise_abort(res.abort)
     return ClientResult(res.survivors, len(st.neighbours))
 

@@ -51,24 +51,19 @@ fractional bits (default 24): the sum is exact up to n * 2^-25 per coordinate.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import secrets
-import threading
-from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from veil.errors import ConfigError, VeilError
-from veil.net.session import Session
 from veil.protocols.secagg import masks
 
 AGGREGATOR = "aggregator"
-_SENDERS = 16  # most sends in flight at once in a broadcast
 T = TypeVar("T")
 
 
@@ -164,63 +159,3 @@ def make_plan(clients: Sequence[str], params: SecAggParams) -> Plan:
             nb = [order[(i + j) % n] for j in range(-k // 2, k // 2 + 1) if j != 0]
         graph[c] = tuple(sorted(nb, key=names.index))
     return Plan(names, graph, k + 1 - d, d)
-
-
-class _Senders:
-    """The threads that send broadcasts: made once per process on first use and kept
-    (starting threads for every broadcast costs a millisecond or more on a busy machine,
-    on every round's critical path)."""
-
-    _pool: ThreadPoolExecutor | None = None
-    _lock = threading.Lock()
-
-    @classmethod
-    def pool(cls) -> ThreadPoolExecutor:
-        with cls._lock:
-            if cls._pool is None:
-                cls._pool = ThreadPoolExecutor(_SENDERS, "secagg-send")
-            return cls._pool
-
-
-class Posted:
-    """Sends under way (see :func:`post`)."""
-
-    def __init__(self, jobs: Sequence[Future[None]]) -> None:
-        self._jobs = list(jobs)
-
-    def wait(self) -> None:
-        """Wait until every send has ended; raise the first error, if any."""
-        error: BaseException | None = None
-        for job in self._jobs:
-            try:
-                job.result()
-            except BaseException as e:  # the first one is raised below
-                error = error or e
-        self._jobs = []
-        if error is not None:
-            raise error
-
-
-def post(session: Session, messages: Mapping[str, Any], tag: str) -> Posted:
-    """Start sending ``messages[party]`` to each party in the background; the caller
-    may wait for replies meanwhile, then calls :meth:`Posted.wait`. A network send
-    returns only when the peer acknowledges it, and the reply to a message need not
-    wait for that acknowledgement to reach the sender."""
-    pool = _Senders.pool()
-    return Posted([pool.submit(session.send, p, tag, v) for p, v in messages.items()])
-
-
-def broadcast(session: Session, messages: Mapping[str, Any], tag: str) -> None:
-    """Send ``messages[party]`` to each party, concurrently (n sends one after the other
-    would cost n round trips); the first error is raised once every send has ended."""
-    items = list(messages.items())
-    if not items:
-        return
-    (first, value), rest = items[0], post(session, dict(items[1:]), tag)
-    try:
-        session.send(first, tag, value)  # this thread sends one of them itself
-    except BaseException:
-        with contextlib.suppress(BaseException):
-            rest.wait()
-        raise
-    rest.wait()
