@@ -99,6 +99,7 @@ def veil_job(folder: Path, clients: int, secure: bool, rounds: int) -> Path:
         "validation_share": 0.0,
         "standardize": False,  # the tables are z-scored already
         "secure_aggregation": secure,
+        "seed": 0,  # else the jobs layer derives one from the job, which differs
     }
     job = {"name": "fedavg-bench", "parties": parties, "steps": [{"fedavg": fed}]}
     path = folder / f"job_{'sec' if secure else 'plain'}.yaml"
@@ -200,6 +201,7 @@ def example_overhead(name: str, folder: Path, repeat: int) -> dict[str, Any]:
                 if key in p:
                     p[key] = str(ROOT / "examples" / p[key])
         job["steps"][0]["fedavg"]["secure_aggregation"] = secure
+        job["steps"][0]["fedavg"].setdefault("seed", 0)  # the same rows held out, same init
         path = folder / f"{name}.{secure}.yaml"
         path.write_text(yaml.safe_dump(job, sort_keys=False))
         paths["secure" if secure else "plain"] = path
