@@ -12,7 +12,9 @@ Flow:
              with the same kinds (else every party stops with an error naming the bank
              and the column); A -> B SCHEMA_OK: the column order.
   2. secure aggregation's setup, once for every sum of the training (keys and shares
-     for each sum made in advance; each sum then costs MASKED, UNMASK, REVEAL, RESULT).
+     for each sum made in advance; each sum then costs MASKED, UNMASK, REVEAL, and
+     secure aggregation's RESULT rides on A's next message, SCALING or MODEL, which
+     carries ``abort`` if the sum failed after the reveals).
      With ``standardize``: a secure sum of (sum x, sum x^2, n) over each bank's
      training rows; A -> B SCALING: pooled means and standard deviations.
   3. each round r: A -> B MODEL (global parameters, how many banks are in the round).
