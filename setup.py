@@ -1,8 +1,9 @@
 """Build hook for the optional C kernel (everything else is in pyproject.toml).
 
 ``veil.crypto._gmpkernel`` only needs a C compiler and the Python headers: it finds GMP
-at run time in the library gmpy2 loaded. If it cannot be built, the install still
-succeeds and Veil uses its pure-Python kernels (same results, slower).
+at run time in the library gmpy2 loaded. ``veil.protocols.psi._okvs`` (the OKVS
+elimination of RR22-PSI) needs only the compiler. If one cannot be built, the install
+still succeeds and Veil uses its pure-Python kernels (same results, slower).
 """
 
 from setuptools import Extension, setup
@@ -19,6 +20,12 @@ setup(
             depends=["src/veil/crypto/_gmp.h"],
             optional=True,
             extra_compile_args=["-O2", "-fvisibility=hidden"],
-        )
+        ),
+        Extension(
+            "veil.protocols.psi._okvs",
+            ["src/veil/protocols/psi/_okvs.c"],
+            optional=True,
+            extra_compile_args=["-O2", "-fvisibility=hidden"],
+        ),
     ]
 )

@@ -3,6 +3,17 @@
     python benchmarks/ss_lr.py [--dataset synth20k|default_credit] [--triples dealer he]
         [--epochs 10] [--batch-size 0] [--lr 0.3] [--schedule constant] [--alpha 0.01]
         [--he ou] [--key-bits 2048] [--repeats 1] [--peer-json results/sslr.json ...]
+        [--secretflow /tmp/peers/secretflow] [--sf-venv /tmp/mpc-sf-venv] [--first veil|peer]
+
+    python benchmarks/ss_lr.py --job-demo [--repeats 3]
+
+(``benchmarks/vertical_lr.py --protocol ss`` runs this with the same flags.)
+``--job-demo`` times the ``hetero_lr`` step through ``veil run`` (one process per party,
+mutual-TLS gRPC, OU-2048 / DEFAULT_POLICY) on examples/credit_risk.yaml's data
+(psi -> split -> hetero_lr -> evaluate, raw columns), ``protocol: he`` beside
+``protocol: ss`` with a dealer and with no third party, in rotating order: the step's
+wall time (report.json) and the CPU seconds of every process of the job (workers and
+their HE pools) less those of the same job without the hetero_lr step.
 
 ``synth20k`` is the peers' synthetic split (``make_classification(20000, 30,
 n_informative=15, n_redundant=5, random_state=0)``, 80/20 stratified, z-scored on the
@@ -13,14 +24,21 @@ L2 0.01). Each party (label holder, partner and, with ``--triples dealer``, the 
 runs in its own OS process joined by pipes (``benchmarks/_pipe_transport.py``). Prints
 fit seconds (wall, all parties started together until the last returns), CPU seconds,
 MB sent and test AUC for each triple source, scikit-learn fitted on the joined table
-in the same run, and rows from SecretFlow's result JSON (``--peer-json``).
+in the same run, and SecretFlow's SS-LR: run here with ``--secretflow`` (its harness
+``run_pair.sh sslr`` on the same split, written to a temporary folder; each repeat
+alternates whether Veil or SecretFlow runs first, ``--first`` picks round 0's) or read
+from result JSON files (``--peer-json``). The triple generation's share of the fit time
+is the ``offline`` column.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +51,7 @@ from veil.ml.metrics import auc
 from veil.ml.ss_lr import SSLROptions, run_dealer, train_label_holder, train_partner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench import add_order_args, in_order
 from _pipe_transport import run_processes
 
 DATA = Path("/work/shared/data")
@@ -76,6 +95,97 @@ def run_sklearn(g: pd.DataFrame, h: pd.DataFrame, tr: np.ndarray, te: np.ndarray
     t0 = time.perf_counter()
     m = LogisticRegression(max_iter=1000).fit(X[tr], y[tr])
     return {"fit_s": time.perf_counter() - t0, "test_auc": auc(y[te], m.decision_function(X[te]))}
+
+
+def write_peer_data(folder: Path) -> None:
+    """The synth20k train/test CSVs as the peers' make_data.py writes them."""
+    from sklearn.datasets import make_classification
+    from sklearn.model_selection import train_test_split
+
+    X, y = make_classification(
+        n_samples=20000, n_features=30, n_informative=15, n_redundant=5, random_state=0
+    )
+    ids = np.arange(len(y))
+    tr, te = train_test_split(ids, test_size=0.2, random_state=42, stratify=y)
+    Xs = (X - X[tr].mean(0)) / (X[tr].std(0) + 1e-12)
+    for split, rows in (("train", tr), ("test", te)):
+        g = pd.DataFrame(Xs[rows, :10], columns=[f"x{i}" for i in range(10)])
+        g.insert(0, "y", y[rows].astype(int))
+        g.insert(0, "id", rows)
+        h = pd.DataFrame(Xs[rows, 10:], columns=[f"x{i}" for i in range(20)])
+        h.insert(0, "id", rows)
+        g.to_csv(folder / f"synth20k_{split}_guest.csv", index=False, float_format="%.6f")
+        h.to_csv(folder / f"synth20k_{split}_host.csv", index=False, float_format="%.6f")
+
+
+def run_secretflow(harness: Path, venv: Path, data: Path, a: argparse.Namespace) -> dict[str, Any]:
+    """One SecretFlow SS-LR (SEMI2K) fit through its harness; its result JSON."""
+    tag = f"sslr_veilbench_{os.getpid()}"
+    cmd = [str(harness / "run_pair.sh"), tag, "--algo", "sslr", "--dataset", "synth20k"]
+    cmd += ["--epochs", str(a.epochs), "--lr", str(a.lr), "--batch", str(a.batch_size)]
+    env = {**os.environ, "VENV": str(venv), "PEER_DATA": str(data)}
+    subprocess.run(cmd, env=env, check=True, timeout=900, capture_output=True)
+    out = harness / "results" / f"{tag}.json"
+    r: dict[str, Any] = json.loads(out.read_text())
+    out.unlink()
+    return r
+
+
+def job_demo(repeats: int) -> None:
+    """``--job-demo``: hetero_lr's wall and CPU time per protocol in a job."""
+    import resource
+
+    import yaml
+
+    from veil.jobs import RunOptions, load_job, run_job
+
+    examples = Path(__file__).resolve().parents[1] / "examples" / "data"
+    train = {"epochs": 10, "learning_rate": 0.5, "seed": 1}
+    variants: dict[str, dict[str, Any] | None] = {
+        "he": {**train, "protocol": "he", "he": "ou", "key_bits": 2048},
+        "ss, dealer": {**train, "protocol": "ss", "dealer": "dealer"},
+        "ss, no third party": {**train, "protocol": "ss", "he": "ou", "key_bits": 2048},
+        "(psi + split only)": None,
+    }
+    results: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeats):
+            names = list(variants)
+            names = names[i % len(names) :] + names[: i % len(names)]
+            for name in names:
+                params = variants[name]
+                parties: dict[str, Any] = {
+                    "bank": {"data": str(examples / "psi_bank.csv"), "id": "id", "label": "y"},
+                    "partner": {"data": str(examples / "psi_partner.csv"), "id": "id"},
+                }
+                steps: list[Any] = [{"psi": {}}, {"split": {"test_size": 0.3, "seed": 42}}]
+                if params is not None:
+                    steps += [{"hetero_lr": params}, "evaluate"]
+                    if "dealer" in params:
+                        parties["dealer"] = {"id": "id"}
+                job = Path(tmp) / "job.yaml"
+                job.write_text(yaml.safe_dump({"name": "t", "parties": parties, "steps": steps}))
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                res = run_job(
+                    load_job(job), Path(tmp) / f"out{i}{len(name)}", RunOptions(timeout=1800)
+                )
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                if not res.ok:
+                    raise RuntimeError(f"{name}: {res.error}")
+                cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+                wall = float(res.report["steps"][2]["seconds"]) if params is not None else 0.0
+                if params is not None:
+                    auc_test = res.report["steps"][3]["party_outputs"]["bank"]["auc_test"]
+                    print(f"{name}: step {wall:.1f} s, job CPU {cpu:.1f} s, test AUC {auc_test}")
+                results[name].append((wall, cpu))
+    base = float(np.median([c for _, c in results.pop("(psi + split only)")]))
+    print(f"hetero_lr on examples/credit_risk.yaml's data, median of {repeats}")
+    print("| protocol | step wall s | CPU s (all processes, less psi+split) |")
+    print("|---|---|---|")
+    for name, runs in results.items():
+        wall = float(np.median([w for w, _ in runs]))
+        cpu = float(np.median([c for _, c in runs])) - base
+        print(f"| {name} | {wall:.1f} | {cpu:.1f} |")
 
 
 def _role(fn: Any, data: PartyData | None, o: SSLROptions) -> Any:
@@ -123,7 +233,7 @@ def run_veil(
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="synth20k", choices=["synth20k", "default_credit"])
     ap.add_argument("--triples", nargs="+", default=["dealer", "he"], choices=["dealer", "he"])
@@ -137,7 +247,14 @@ def main() -> None:
     ap.add_argument("--key-bits", type=int, default=2048)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--peer-json", nargs="*", default=[])
-    a = ap.parse_args()
+    ap.add_argument("--secretflow", help="SecretFlow harness folder (run_pair.sh) to run here")
+    ap.add_argument("--sf-venv", default="/tmp/mpc-sf-venv", help="SecretFlow's venv")
+    ap.add_argument("--job-demo", action="store_true", help="time hetero_lr in veil run jobs")
+    add_order_args(ap)
+    a = ap.parse_args(argv)
+    if a.job_demo:
+        job_demo(a.repeats)
+        return
     g, h, tr, te = synth20k() if a.dataset == "synth20k" else default_credit()
     sk = run_sklearn(g, h, tr, te)
     common = {
@@ -151,36 +268,59 @@ def main() -> None:
         "key_bits": a.key_bits,
         "seed": 1,
     }
-    rows: dict[str, dict[str, float]] = {}
-    raw: dict[str, Any] = {}
-    for mode in a.triples:
+    raw: dict[str, list[dict[str, Any]]] = {m: [] for m in a.triples}
+    sf: list[dict[str, Any]] = []
+    tmp = tempfile.TemporaryDirectory()
+    if a.secretflow:
+        write_peer_data(Path(tmp.name))
+
+    def veil_run(mode: str) -> Any:
         o = SSLROptions(dealer="dealer" if mode == "dealer" else None, **common)
-        runs = [run_veil(g, h, tr, te, o) for _ in range(a.repeats)]
-        raw[mode] = runs
-        rows[mode] = {k: float(np.median([r[k] for r in runs])) for k in runs[0] if k != "method"}
+        return lambda: raw[mode].append(run_veil(g, h, tr, te, o))
+
+    peer = [
+        lambda: sf.append(run_secretflow(Path(a.secretflow), Path(a.sf_venv), Path(tmp.name), a))
+    ]
+    for i in range(a.repeats):
+        for run in in_order(
+            i, a.first, [veil_run(m) for m in a.triples], peer if a.secretflow else []
+        ):
+            run()
+    tmp.cleanup()
+    rows = {
+        m: {k: float(np.median([r[k] for r in runs])) for k in runs[0] if k != "method"}
+        for m, runs in raw.items()
+    }
     n_feat = g.shape[1] - 2 + h.shape[1] - 1
     print(
         f"{a.dataset}: rows train/test {len(tr)}/{len(te)}, features {n_feat}, "
         f"{a.epochs} epochs, batch {a.batch_size or 'full'}, lr {a.lr} ({a.schedule}), "
         f"L2 {a.alpha}, sigmoid {a.sigmoid}, median of {a.repeats}"
     )
-    print("| system | fit s | of which offline s | CPU s (all parties) | MB sent | test AUC |")
+    print("| system | fit s | offline (triples) s | CPU s (all parties) | MB sent | test AUC |")
     print("|---|---|---|---|---|---|")
     names = {
         "dealer": "Veil SS-LR, dealer",
         "he": f"Veil SS-LR, no third party ({a.he}-{a.key_bits})",
     }
     for mode, r in rows.items():
+        share = 100 * r["offline_s"] / r["fit_s"]
         print(
-            f"| {names[mode]} | {r['fit_s']:.2f} | {r['offline_s']:.2f} | {r['cpu_s']:.1f} | "
-            f"{r['mb']:.1f} | {r['test_auc']:.4f} |"
+            f"| {names[mode]} | {r['fit_s']:.2f} | {r['offline_s']:.2f} ({share:.0f} %) | "
+            f"{r['cpu_s']:.1f} | {r['mb']:.1f} | {r['test_auc']:.4f} |"
+        )
+    if sf:
+        med = float(np.median([r["fit_seconds"] for r in sf]))
+        print(
+            f"| SecretFlow SS-LR (SEMI2K/FM64), in this run | {med:.2f} | | | | "
+            f"{sf[0]['test_auc']:.4f} |"
         )
     print(f"| scikit-learn (joined, plaintext) | {sk['fit_s']:.2f} | | | | {sk['test_auc']:.4f} |")
     for path in a.peer_json:
         r = json.loads(Path(path).read_text())
         name = f"{r.get('framework', path)} {r.get('spu', '')}"
         print(f"| {name} | {r['fit_seconds']:.2f} | | | | {r['test_auc']:.4f} |")
-    print(json.dumps({"veil": raw, "sklearn": sk}))
+    print(json.dumps({"veil": raw, "sklearn": sk, "secretflow": sf}))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,10 @@
 
     python benchmarks/vertical_lr.py [--he ou|paillier] [--key-bits 2048] [--epochs 10]
         [--feature-bits 8] [--protocol auto|gram|he] [--peer-json results/fate_lr.json ...]
+    python benchmarks/vertical_lr.py --protocol ss [benchmarks/ss_lr.py's flags]
+
+``--protocol ss`` runs secret-sharing LR (``benchmarks/ss_lr.py``: the 16k x 30 synthetic
+split, dealer and no-third-party triples, SecretFlow SS-LR side by side).
 
 Splits the aligned rows 70/30 (stratified, seed 42), trains Veil's ``hetero_lr`` with
 the label holder and partner as two OS processes joined by pipes (``--workers N``: HE
@@ -131,6 +135,13 @@ def run_veil(
 
 
 def main() -> None:
+    argv = sys.argv[1:]
+    if "--protocol" in argv and argv[argv.index("--protocol") + 1 :][:1] == ["ss"]:
+        import ss_lr
+
+        i = argv.index("--protocol")
+        ss_lr.main(argv[:i] + argv[i + 2 :])
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--he", default="ou", choices=["ou", "paillier"])
     ap.add_argument("--key-bits", type=int, default=2048)

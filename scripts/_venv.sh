@@ -17,8 +17,8 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 STAMP="$VENV/.veil-install-stamp"
-# the C kernel is built by the install, so its source counts too
-WANT="$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT"/src/veil/crypto/*.[ch] | sha256sum | cut -d' ' -f1)-$1"
+# the C helpers (GMP kernel, OKVS) are built by the install, so their sources count too
+WANT="$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" $(find "$ROOT/src/veil" -name '*.[ch]' | sort) | sha256sum | cut -d' ' -f1)-$1"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "installing Veil ($1) into $VENV" >&2
   "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null

@@ -23,7 +23,6 @@ SCRIPT_CANDIDATES = [
     Path(os.environ.get("VEIL_SF_PEER_SCRIPT", "/nonexistent")),
     _HERE.parents[2] / "shared" / "interop" / "secretflow_psi_peer.py",
     _HERE.parents[3] / "shared" / "interop" / "secretflow_psi_peer.py",
-    Path("/work/shared/interop/secretflow_psi_peer.py"),
 ]
 
 

@@ -25,15 +25,16 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # Lowest first. A module's layer is the entry whose prefix matches its dotted name.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("bottom", ("veil.errors", "veil.codec", "veil.policy")),
+    ("bottom", ("veil.errors", "veil.codec", "veil.messages", "veil.policy")),
     ("crypto", ("veil.crypto",)),  # pure: no I/O, no files, no sockets
     ("files", ("veil.fileio",)),  # atomic file output for the layers above crypto
     ("mpc", ("veil.mpc",)),
     ("net", ("veil.net",)),
     ("protocols", ("veil.protocols",)),
     ("ml", ("veil.ml", "veil.data")),  # veil.data: shipped data sets and generators
+    ("engine", ("veil.engine",)),  # where a party's kernels run (local, Ray): jobs pick one
     ("jobs", ("veil.jobs",)),
-    ("services", ("veil.node", "veil.audit", "veil.web", "veil.engine")),
+    ("services", ("veil.node", "veil.audit", "veil.web")),
     ("entry", ("veil.cli", "veil")),  # `veil` itself: the package __init__ only
 ]
 

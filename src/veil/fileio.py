@@ -50,6 +50,6 @@ def write_csv(df: pd.DataFrame, path: Path, **to_csv: Any) -> Path:
     return write_atomic_with(path, lambda f: df.to_csv(f, index=False, **to_csv))
 
 
-def write_json(obj: Any, path: Path) -> Path:
+def write_json(obj: object, path: Path) -> Path:
     """Write ``obj`` as indented JSON, atomically."""
     return write_atomic(path, json.dumps(obj, indent=2) + "\n")

@@ -53,7 +53,7 @@ class SecurityPolicy:
     batch_rows_per_feature: int = 4
     stat_sec: int = 40
 
-    def check_key_bits(self, scheme: str, bits: int, field: str = "key_bits") -> None:
+    def check_key_bits(self, scheme: str, bits: object, field: str = "key_bits") -> None:
         """Raise :class:`ConfigError` naming ``field`` if ``bits`` is below the minimum."""
         floor = self.min_key_bits.get(scheme)
         if floor is None:

@@ -34,14 +34,39 @@ class Fed:
     keys: dict[str, NodeKey]
     ca: bytes
     files: dict[str, TlsFiles]
+    ca_dir: Path  # the CA's folder (ca.crt, ca.key): ``veil node init --ca``
 
 
 @pytest.fixture(scope="session")
 def fed(tmp_path_factory: pytest.TempPathFactory) -> Fed:
     """bank, telco and insurer, with certificates from one throwaway CA."""
-    files = throwaway_federation(["bank", "telco", "insurer"], tmp_path_factory.mktemp("fed"))
+    work = tmp_path_factory.mktemp("fed")
+    files = throwaway_federation(["bank", "telco", "insurer"], work)
     keys = {p: load_node_key(f.cert, f.key) for p, f in files.items()}
-    return Fed(keys, files["bank"].ca_cert.read_bytes(), files)
+    return Fed(keys, files["bank"].ca_cert.read_bytes(), files, work / "ca")
+
+
+@dataclass(frozen=True)
+class NodeDir:
+    """A folder made by ``veil node init``: its audit log and the key it signs heads with."""
+
+    dir: Path
+    log: AuditLog
+    key: NodeKey
+    ca: Path
+
+
+def node_dir(tmp: Path, fed: Fed, party: str, database: str = "") -> NodeDir:
+    """``veil node init`` for ``party`` (certificate from ``fed``'s CA) in ``tmp/party``."""
+    from veil.audit.config import read_node_dir
+    from veil.node.admin import init_node
+
+    d = tmp / party
+    init_node(d, name=party, ca_dir=fed.ca_dir, database=database)
+    files = read_node_dir(d)
+    assert files.cert is not None and files.key is not None and files.ca is not None
+    engine = configure_sqlite(create_engine(files.database))
+    return NodeDir(d, AuditLog(engine), load_node_key(files.cert, files.key), files.ca)
 
 
 def h(s: str) -> str:

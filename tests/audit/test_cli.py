@@ -6,32 +6,24 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, delete
+from sqlalchemy import delete
 
-from tests.audit.conftest import Fed, job_events
+from tests.audit.conftest import Fed, job_events, node_dir
 from tests.audit.test_merkle import ref_mth, ref_path
-from veil.audit import AuditLog, configure_sqlite, record_witness
+from veil.audit import AuditLog, load_node_key, record_witness
 from veil.audit.merkle import leaf_hash, verify_inclusion
 from veil.audit.store import entries_table, heads_table
 from veil.cli import main
 
 
 def make_node(tmp: Path, fed: Fed, party: str, jobs: int = 3) -> tuple[Path, AuditLog]:
-    """A node directory with node.toml, a SQLite log of ``jobs`` jobs, a head after each."""
-    d = tmp / party
-    d.mkdir()
-    f = fed.files[party]
-    (d / "node.toml").write_text(
-        f'database = "sqlite:///node.db"\ncert = "{f.cert}"\nkey = "{f.key}"\nca = "{f.ca_cert}"\n'
-    )
-    engine = configure_sqlite(create_engine(f"sqlite:///{d / 'node.db'}"))
-    log = AuditLog(engine)
-    log.create_tables()
+    """A ``veil node init`` folder whose log holds ``jobs`` jobs, a signed head after each."""
+    nd = node_dir(tmp, fed, party)
     for j in range(jobs):
-        with engine.begin() as c:
-            log.append_many(c, job_events(f"job-{j}"))
-            log.sign_head(c, fed.keys[party])
-    return d, log
+        with nd.log.engine.begin() as c:
+            nd.log.append_many(c, job_events(f"job-{j}"))
+            nd.log.sign_head(c, nd.key)
+    return nd.dir, nd.log
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
@@ -59,7 +51,7 @@ def test_export_and_offline_verify(
     with log.engine.begin() as c:  # an unsigned tail: the export signs a head over it
         log.append_many(c, job_events("job-3"))
     full, part = tmp_path / "full.jsonl", tmp_path / "part.jsonl"
-    ca = str(fed.files["bank"].ca_cert)
+    ca = str(d / "tls" / "ca.crt")
     rc, out = run(capsys, "audit", "export", "--node", str(d), "--out", str(full))
     assert rc == 0 and "exported 44 entries (complete)" in out, out
     rc, out = run(capsys, "audit", "export", "--node", str(d), "--out", str(part), "--job", "job-1")
@@ -98,8 +90,8 @@ def test_partner_export_catches_a_rewritten_history(
     with blog.engine.connect() as c:
         head = blog.heads(c)[-1]
     with tlog.engine.begin() as c:
-        record_witness(c, head, fed.keys["bank"].cert, fed.ca, job="job-2")
-        tlog.sign_head(c, fed.keys["telco"])
+        record_witness(c, head, (bank / "tls" / "bank.crt").read_bytes(), fed.ca, job="job-2")
+        tlog.sign_head(c, load_node_key(telco / "tls" / "telco.crt", telco / "tls" / "telco.key"))
     # bank truncates its log to 22 entries and re-signs with its own key
     with blog.engine.begin() as c:
         c.execute(delete(entries_table).where(entries_table.c.seq >= 22))
@@ -108,8 +100,8 @@ def test_partner_export_catches_a_rewritten_history(
 
     rewrite_all(blog.engine, stored(blog.engine))
     with blog.engine.begin() as c:
-        blog.sign_head(c, fed.keys["bank"])
-    ca = str(fed.files["bank"].ca_cert)
+        blog.sign_head(c, load_node_key(bank / "tls" / "bank.crt", bank / "tls" / "bank.key"))
+    ca = str(bank / "tls" / "ca.crt")
     b_out, t_out = tmp_path / "bank.jsonl", tmp_path / "telco.jsonl"
     assert run(capsys, "audit", "export", "--node", str(bank), "--out", str(b_out))[0] == 0
     assert run(capsys, "audit", "export", "--node", str(telco), "--out", str(t_out))[0] == 0

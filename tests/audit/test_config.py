@@ -7,34 +7,36 @@ from pathlib import Path
 import pytest
 
 from tests import conftest as root_conftest
+from tests.audit.conftest import Fed
 from veil.audit.config import read_node_dir
+from veil.cli import main
 from veil.errors import ConfigError
 
 
-def test_defaults_without_node_toml(tmp_path: Path) -> None:
-    f = read_node_dir(tmp_path)
-    assert f.database == f"sqlite:///{tmp_path.resolve() / 'node.db'}"
-    assert f.cert is None and f.key is None and f.ca is None
-
-
-def test_relative_paths_are_relative_to_the_node_dir(tmp_path: Path) -> None:
-    (tmp_path / "node.toml").write_text(
-        'database = "sqlite:///data/audit.db"\ncert = "tls/n.crt"\nkey = "/abs/n.key"\n'
+def test_reads_the_folder_veil_node_init_made(tmp_path: Path, fed: Fed) -> None:
+    d = tmp_path / "bank"
+    assert main(["node", "init", str(d), "--name", "bank", "--ca", str(fed.ca_dir)]) == 0
+    f = read_node_dir(d)
+    assert f.database == f"sqlite:///{d.resolve() / 'node.db'}"
+    tls = d.resolve() / "tls"
+    assert (f.cert, f.key, f.ca) == (tls / "bank.crt", tls / "bank.key", tls / "ca.crt")
+    text = (d / "node.toml").read_text()
+    (d / "node.toml").write_text(
+        text.replace("[node]\n", '[node]\ndatabase = "postgresql+psycopg://u@h/db"\n')
     )
-    f = read_node_dir(tmp_path)
-    assert f.database == f"sqlite:///{tmp_path.resolve() / 'data' / 'audit.db'}"
-    assert f.cert == tmp_path.resolve() / "tls" / "n.crt"
-    assert f.key == Path("/abs/n.key")
-    (tmp_path / "node.toml").write_text('database = "postgresql+psycopg://u@h/db"\n')
-    assert read_node_dir(tmp_path).database == "postgresql+psycopg://u@h/db"
+    assert read_node_dir(d).database == "postgresql+psycopg://u@h/db"
 
 
-def test_bad_node_toml(tmp_path: Path) -> None:
-    (tmp_path / "node.toml").write_text("database = [1]\n")
-    with pytest.raises(ConfigError, match="must be a string"):
+def test_not_a_node_folder(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is not a directory"):
+        read_node_dir(tmp_path / "nope")
+    with pytest.raises(ConfigError, match=r"no node\.toml"):
         read_node_dir(tmp_path)
     (tmp_path / "node.toml").write_text("database = \n")
-    with pytest.raises(ConfigError, match="not valid TOML"):
+    with pytest.raises(ConfigError, match="cannot parse"):
+        read_node_dir(tmp_path)
+    (tmp_path / "node.toml").write_text('database = "sqlite:///x.db"\n')  # the old flat layout
+    with pytest.raises(ConfigError, match=r"\[node\].name"):
         read_node_dir(tmp_path)
 
 

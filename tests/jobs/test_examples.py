@@ -11,7 +11,7 @@ from veil.jobs.spec import load_job
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-@pytest.mark.parametrize("name", ["psi.yaml", "credit_risk.yaml"])
+@pytest.mark.parametrize("name", ["psi.yaml", "credit_risk.yaml", "credit_risk_ss.yaml"])
 def test_example_job_validates(name: str) -> None:
     job = load_job(EXAMPLES / name)
     assert [p.name for p in job.parties] == ["bank", "partner"]

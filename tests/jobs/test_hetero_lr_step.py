@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.paths import DATA
 from veil.errors import ConfigError
 from veil.jobs.context import StepContext, StepState
 from veil.jobs.registry import get
@@ -17,7 +18,6 @@ from veil.ml.lr import PartyModel, load_model
 from veil.net.local import run_parties
 from veil.policy import TEST_POLICY
 
-DATA = Path("/work/shared/data")
 PARAMS = {"epochs": 2, "batch_size": 100, "seed": 3, "he": "ou"}
 
 

@@ -120,3 +120,17 @@ def test_line_display_prints_starts_ends_milestones_and_waits() -> None:
         "step 0 'psi': ok in 1.2 s",
         "warning: the intersection is tiny",
     ]
+
+
+def test_bytes_per_peer_are_reported_when_the_worker_counted_them() -> None:
+    s = StepRecord("psi", status="ok", started=1.0, ended=2.0)
+    s.traffic = {
+        "bank": {"bytes_sent": 9, "bytes_sent:partner": 9, "bytes_received:partner": 5},
+        "partner": {"bytes_sent": 5},
+    }
+    (row,) = build_report("job", ["bank", "partner"], [s], None, 1.0)["steps"]
+    assert row["peer_traffic"] == {"bank": {"partner": {"bytes_sent": 9, "bytes_received": 5}}}
+    assert (
+        row["traffic"]["bank"]["bytes_sent"] == 9
+        and "bytes_sent:partner" not in row["traffic"]["bank"]
+    )

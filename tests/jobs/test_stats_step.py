@@ -15,7 +15,7 @@ from veil.errors import ConfigError
 from veil.jobs import RunOptions, load_job, run_job
 
 pytest.importorskip("veil.net.certs", reason="needs veil.net.certs (gRPC branch)")
-DATA = Path("/work/shared/data")
+from tests.paths import DATA
 
 
 def _job(folder: Path, step: dict[str, Any], rows: int = 3000) -> Path:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
+from tests.paths import DATA
 from veil.crypto import he
 from veil.policy import TEST_POLICY
-
-DATA = Path("/work/shared/data")
 
 
 @pytest.fixture(scope="session")

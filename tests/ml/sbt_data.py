@@ -1,14 +1,11 @@
-"""Shared loader: the public vertical splits in /work/shared/data (or $VEIL_DATA)."""
+"""Shared loader: the public vertical splits in ``../shared/data`` (or $VEIL_DATA)."""
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-DATA = Path(os.environ.get("VEIL_DATA", "/work/shared/data"))
+from tests.paths import DATA
 
 
 def vertical(name: str, test_frac: float = 0.3, seed: int = 0) -> dict[str, np.ndarray]:

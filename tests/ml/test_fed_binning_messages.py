@@ -48,26 +48,26 @@ def _run(
 
 
 CASES: list[tuple[str, Tag, Mutation, str]] = [
-    ("bank", Tag.PUBLIC_KEY, drop("pk"), "pk: field 'pk' is missing"),
-    ("bank", Tag.PUBLIC_KEY, put("pk", "key"), "pk: field 'pk' is a str, expected a dict"),
-    ("bank", Tag.PUBLIC_KEY, drop("pk.n"), "pk: field 'pk' is malformed"),
-    ("bank", Tag.ENC_LABELS, drop("labels"), "enc_labels: field 'labels' is missing"),
-    ("bank", Tag.ENC_LABELS, put("labels", [1, 0]), "enc_labels: field 'labels' is a list"),
-    ("bank", Tag.ENC_LABELS, grow("labels.ct"), "enc_labels: field 'labels' is malformed"),
-    ("bureau", Tag.BIN_SUMS, drop("features"), "bin_sums: field 'features' is missing"),
-    ("bureau", Tag.BIN_SUMS, drop("features.1.has_missing"), r"field 'features\[1\].has_missing'"),
-    ("bureau", Tag.BIN_SUMS, put("features.0.counts", np.ones(6)), r"'features\[0\].counts' is a"),
-    ("bureau", Tag.BIN_SUMS, put("names", "x0"), "bin_sums: field 'names' is a str"),
-    ("bureau", Tag.BIN_SUMS, drop("names"), "bin_sums: field 'names' is missing"),
-    ("bureau", Tag.BIN_SUMS, grow("features.0.counts", 50), r"'features\[0\].counts' has \d+ e"),
-    ("bureau", Tag.BIN_SUMS, grow("features.0.events.ct"), r"'features\[0\].events' is malf"),
-    ("bureau", Tag.BIN_SUMS, grow("names"), "bin_sums: field 'names' has 4 entries, expected 3"),
-    ("bank", Tag.WOE, drop("features"), "woe: field 'features' is missing"),
-    ("bank", Tag.WOE, drop("features.2.starts"), r"woe: field 'features\[2\].starts' is missing"),
-    ("bank", Tag.WOE, put("features.0.iv", "high"), r"woe: field 'features\[0\].iv' is a str"),
-    ("bank", Tag.WOE, grow("features"), "woe: field 'features' has 4 entries, expected 3"),
-    ("bank", Tag.WOE, grow("features.1.woe"), r"woe: field 'features\[1\].woe' has"),
-    ("bank", Tag.WOE, grow("features.1.starts", 20), r"woe: field 'features\[1\].starts' has"),
+    ("bank", Tag.PUBLIC_KEY, drop("pk"), "pk.pk: missing"),
+    ("bank", Tag.PUBLIC_KEY, put("pk", "key"), "pk.pk: is a str, expected a dict"),
+    ("bank", Tag.PUBLIC_KEY, drop("pk.n"), "pk.pk: is malformed"),
+    ("bank", Tag.ENC_LABELS, drop("labels"), "enc_labels.labels: missing"),
+    ("bank", Tag.ENC_LABELS, put("labels", [1, 0]), "enc_labels.labels: is a list"),
+    ("bank", Tag.ENC_LABELS, grow("labels.ct"), "enc_labels.labels: is malformed"),
+    ("bureau", Tag.BIN_SUMS, drop("features"), "bin_sums.features: missing"),
+    ("bureau", Tag.BIN_SUMS, drop("features.1.has_missing"), r"features\[1\].has_missing"),
+    ("bureau", Tag.BIN_SUMS, put("features.0.counts", np.ones(6)), r"\.features\[0\].counts: is a"),
+    ("bureau", Tag.BIN_SUMS, put("names", "x0"), "bin_sums.names: is a str"),
+    ("bureau", Tag.BIN_SUMS, drop("names"), "bin_sums.names: missing"),
+    ("bureau", Tag.BIN_SUMS, grow("features.0.counts", 50), r"\.features\[0\].counts: has \d+ e"),
+    ("bureau", Tag.BIN_SUMS, grow("features.0.events.ct"), r"\.features\[0\].events: is malf"),
+    ("bureau", Tag.BIN_SUMS, grow("names"), "bin_sums.names: has 4 entries, expected 3"),
+    ("bank", Tag.WOE, drop("features"), "woe.features: missing"),
+    ("bank", Tag.WOE, drop("features.2.starts"), r"woe.features\[2\].starts: missing"),
+    ("bank", Tag.WOE, put("features.0.iv", "high"), r"woe.features\[0\].iv: is a str"),
+    ("bank", Tag.WOE, grow("features"), "woe.features: has 4 entries, expected 3"),
+    ("bank", Tag.WOE, grow("features.1.woe"), r"woe.features\[1\].woe: has"),
+    ("bank", Tag.WOE, grow("features.1.starts", 20), r"woe.features\[1\].starts: has"),
 ]
 
 
@@ -92,17 +92,17 @@ def test_bin_counts_must_cover_every_row(
         msg["features"][0]["counts"] = msg["features"][0]["counts"] + 1
         return msg
 
-    with pytest.raises(ProtocolError, match=r"'features\[0\].counts' sums to \d+ rows, expected"):
+    with pytest.raises(ProtocolError, match=r"\.features\[0\].counts: sums to \d+ rows, expected"):
         _run(credit, crypto, partner=lambda s: Tamper(s, Tag.BIN_SUMS, shift))
 
 
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (drop("keep"), "keep: field 'keep' is missing"),
-        (put("keep", "x0"), "keep: field 'keep' is a str"),
-        (grow("keep", 5), "keep: field 'keep' has 6 entries, at most 3"),
-        (put("keep", [7]), "keep: field 'keep' holds 7, above 2"),
+        (drop("keep"), "keep.keep: missing"),
+        (put("keep", "x0"), "keep.keep: is a str"),
+        (grow("keep", 5), "keep.keep: has 6 entries, at most 3"),
+        (put("keep", [7]), "keep.keep: holds 7, above 2"),
     ],
 )
 def test_malformed_selection_is_a_protocol_error(mutate: Mutation, expected: str) -> None:

@@ -4,7 +4,6 @@ scikit-learn's AUC, keeps everything off the wire, works with predict, refuses b
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
+from tests.paths import DATA
 from tests.wire_check import Recorder, assert_no_leak
 from veil.errors import ConfigError, ProtocolError
 from veil.ml.labels import sample_weights
@@ -30,7 +30,6 @@ from veil.mpc.nonlinear import Sigmoid, sigmoid_plain
 from veil.net.local import run_parties
 from veil.policy import TEST_POLICY
 
-DATA = Path("/work/shared/data")
 BAR = 0.005
 ROLES = {"label_holder": "bank"}
 NAMES = ["bank", "bureau", "telco"]
@@ -173,6 +172,7 @@ def test_dealer_triples_reach_sklearn_auc(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # about 6 minutes on the shared 2 cores at load 25
 def test_he_triples_reach_sklearn_auc(credit: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     """The same with triples made by the two parties under OU (1024-bit test keys: the
     numerics do not depend on the key, only the run time does)."""

@@ -3,21 +3,19 @@ learns only what reveal_to grants, nothing else crosses the wire, bad input is r
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from tests.paths import DATA
 from tests.wire_check import Recorder, assert_no_leak
 from veil.errors import ConfigError
 from veil.ml import ss_stats
 from veil.ml.ss_stats import StatsOptions, run_dealer, run_party
 from veil.net.local import run_parties
 from veil.policy import TEST_POLICY
-
-DATA = Path("/work/shared/data")
 
 
 @pytest.fixture(scope="module")

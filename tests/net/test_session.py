@@ -117,3 +117,20 @@ def test_abort_says_who_failed_in_which_step_over_every_transport(transport: str
         with pytest.raises(PeerAborted, match="a failed in step 1 'psi'"):
             s.send("a", "x", 1)
         assert time.monotonic() - t0 < 1
+
+
+def test_among_runs_a_protocol_without_a_party_keeping_wire_ranks() -> None:
+    """``among``: the protocol sees only the named parties (PSI without a data-less
+    dealer), messages still reach each party at its job rank."""
+
+    def member(s: Session) -> str:
+        sub = s.among(["a", "c"])
+        assert sub.parties == ["a", "c"] and sub.peers() == [p for p in "ac" if p != s.me]
+        with pytest.raises(ConfigError, match="unknown party 'b'"):
+            sub.send("b", "x", 1)
+        other = sub.peers()[0]
+        sub.send(other, "hello", s.me)
+        return str(sub.recv(other, "hello"))
+
+    out = run_parties({"a": member, "b": lambda s: "sat out", "c": member})
+    assert out == {"a": "c", "b": "sat out", "c": "a"}

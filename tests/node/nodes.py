@@ -12,26 +12,33 @@ from typing import Any
 from veil.node.admin import init_node, open_store
 from veil.node.config import CONFIG, load_config
 from veil.node.datasets import add_dataset
+from veil.node.launch import ProcessLauncher
 from veil.node.peer import GrpcLink, Heartbeats, PeerServer
-from veil.node.service import Launcher, NodeService
+from veil.node.relay import Relay
+from veil.node.service import NodeService
 
 from .conftest import addresses, table
 
 
 class InProc:
-    """One node in this process (no API server, no job processes unless a launcher is given)."""
+    """One node in this process (no API server; job processes only if ``launch``)."""
 
-    def __init__(self, node_dir: Path, launcher: Launcher | None = None) -> None:
+    def __init__(self, node_dir: Path, launch: bool = False) -> None:
         self.cfg = load_config(node_dir)
         self.store = open_store(self.cfg)
         self.link = GrpcLink(self.cfg)
-        self.service = NodeService(self.cfg, self.store, self.link, launcher)
-        self.server = PeerServer(self.cfg, self.service.handle)
+        self.relay = Relay(self.cfg.name, self.store.job)
+        self.launcher = ProcessLauncher(self.relay) if launch else None
+        self.service = NodeService(self.cfg, self.store, self.link, self.launcher)
+        self.server = PeerServer(self.cfg, self.service.handle, self.relay)
         self.heartbeats: Heartbeats | None = None
 
     def close(self) -> None:
         if self.heartbeats is not None:
             self.heartbeats.stop()
+        if self.launcher is not None:
+            self.launcher.close()
+        self.relay.close_all()
         self.server.stop()
         self.link.close()
         self.store.close()
@@ -73,12 +80,13 @@ def make_nodes(
 
 
 @contextmanager
-def running(dirs: dict[str, Path], launcher: Launcher | None = None) -> Iterator[dict[str, InProc]]:
-    """Start an in-process node per folder; close them all afterwards."""
+def running(dirs: dict[str, Path], launch: bool = False) -> Iterator[dict[str, InProc]]:
+    """Start an in-process node per folder (with job processes if ``launch``); close
+    them all afterwards."""
     nodes: dict[str, InProc] = {}
     try:
         for n, d in dirs.items():
-            nodes[n] = InProc(d, launcher)
+            nodes[n] = InProc(d, launch)
         yield nodes
     finally:
         for x in nodes.values():

@@ -122,3 +122,15 @@ def test_policy_rules_are_checked(tmp_path: Path, ca: Path) -> None:
     toml.write_text(base.replace("[peers]", "[peers]\nbad = 'nope'"))
     with pytest.raises(ConfigError, match="not HOST:PORT"):
         load_config(cfg.dir)
+
+
+def test_init_takes_a_certificate_issued_elsewhere(tmp_path: Path, ca: Path) -> None:
+    """A site without the CA's key inits its node from 'veil ca issue NAME --out DIR'."""
+    from veil.net.certs import issue_party
+
+    issued = tmp_path / "bureau-tls"
+    issue_party(ca, "bureau", issued)
+    cfg = init_node(tmp_path / "node", name="bureau", ca_dir=issued)
+    for f in ("ca.crt", "bureau.crt", "bureau.key"):
+        assert (cfg.dir / "tls" / f).read_bytes() == (issued / f).read_bytes()
+    assert (cfg.dir / "tls" / "bureau.key").stat().st_mode & 0o777 == 0o600

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.audit.regulator import export_and_verify
 from veil.node.admin import open_store
 from veil.node.config import load_config
 from veil.node.datasets import add_dataset
@@ -76,3 +77,6 @@ def test_bank_bureau_telco_run_the_credit_job(tmp_path: Path, ca: Path) -> None:
         report = json.loads((dirs["bank"] / "jobs" / job_id / "out" / "report.json").read_text())
         ev = report["steps"][STEPS.index("evaluate")]["outputs"]
         assert 0.7 < float(ev["auc_test"]) < 0.9, ev  # the two-party demo's AUC is about 0.78
+        # the audit trail of the same run: each node's export, verified offline together
+        data = {p: tmp_path / f"{p}_credit.csv" for p in names}
+        export_and_verify(dirs, job_id, tmp_path, data)

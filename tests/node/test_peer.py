@@ -237,11 +237,8 @@ def test_a_silent_peer_fails_the_job_naming_peer_and_step(tmp_path: Path, ca: Pa
 
 
 def test_a_job_that_cannot_start_fails_everywhere_with_the_field(tmp_path: Path, ca: Path) -> None:
-    from veil.node.launch import ProcessLauncher
-
     dirs = make_nodes(tmp_path, ca, ["bank", "bureau"], {"bureau": AUTO_BUREAU})
-    launcher = ProcessLauncher()
-    with running(dirs, launcher) as n:
+    with running(dirs, launch=True) as n:
         text = job_text(["bank", "bureau"], "  - psi: {result_to: [nobody]}\n")
         job = n["bank"].service.submit(text, "user:op")
         for x in n.values():
@@ -250,7 +247,6 @@ def test_a_job_that_cannot_start_fails_everywhere_with_the_field(tmp_path: Path,
         assert j is not None and j.error is not None
         assert "cannot start: steps[0].psi.result_to" in j.error and "nobody" in j.error
         assert "\n" not in j.error
-        launcher.close()
 
 
 def test_a_message_lost_while_a_peer_was_away_is_resent(tmp_path: Path, ca: Path) -> None:

@@ -28,14 +28,18 @@ from veil.audit.heads import AuditError, NodeKey, SignedHead, load_node_key, ver
 from veil.audit.store import AuditLog, audit_metadata, configure_sqlite, sign_head
 from veil.audit.verify import Finding, Report, verify_log
 from veil.audit.witness import (
+    WIRE_KIND,
+    accept_head,
     check_consistency,
     check_witness,
+    head_message,
     locate_rewrite,
     record_witness,
     witnessed_heads,
 )
 
 __all__ = [
+    "WIRE_KIND",
     "AuditError",
     "AuditLog",
     "Event",
@@ -44,12 +48,14 @@ __all__ = [
     "NodeKey",
     "Report",
     "SignedHead",
+    "accept_head",
     "audit_metadata",
     "canonical_json",
     "check_consistency",
     "check_witness",
     "configure_sqlite",
     "export_log",
+    "head_message",
     "load_node_key",
     "locate_rewrite",
     "record_witness",

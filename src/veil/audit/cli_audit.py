@@ -1,11 +1,15 @@
 """``veil audit``: verify, export and prove a node's tamper-evident audit log.
 
 veil audit verify --node DIR [--deep] [--witness OTHER.jsonl ...]
-veil audit verify FILE.jsonl --ca ca.crt [--witness OTHER.jsonl ...]
+veil audit verify FILE.jsonl [FILE.jsonl ...] --ca ca.crt [--job ID] [--witness OTHER.jsonl ...]
 veil audit export --node DIR --out FILE.jsonl [--job ID] [--since T]
 veil audit prove --node DIR SEQ [--size N]
 
-``--node DIR`` reads ``DIR/node.toml`` (see :mod:`veil.audit.config`). Exit 0 when
+Several exports (one per party) are verified each with the others as its witnesses;
+then every job they share (or ``--job ID``) is listed as each party's log tells it
+(datasets and columns, outputs, bytes per peer) and the logs are checked to agree on it
+(:mod:`veil.audit.jobs`). ``--node DIR`` reads the folder ``veil node init`` made
+(see :mod:`veil.audit.config`). Exit 0 when
 the log verifies, 1 when a check fails (the first failing entry is named), 2 on bad input.
 """
 
@@ -22,6 +26,7 @@ from veil.audit.config import NodeFiles, read_node_dir
 from veil.audit.events import parse_time
 from veil.audit.export import export_log, verify_export, witnessed_in
 from veil.audit.heads import NodeKey, SignedHead, cert_name, load_cert, load_node_key
+from veil.audit.jobs import describe, disagreements, job_views
 from veil.audit.store import AuditLog, configure_sqlite
 from veil.audit.verify import Report, verify_log
 from veil.errors import ConfigError
@@ -33,7 +38,10 @@ def add_parser(subparsers: Any) -> None:
     sub = p.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
 
     v = sub.add_parser("verify", help="recompute a node's log, or check an export offline")
-    v.add_argument("file", nargs="?", type=Path, metavar="FILE.jsonl", help="an export")
+    v.add_argument(
+        "files", nargs="*", type=Path, metavar="FILE.jsonl", help="exports (one per party)"
+    )
+    v.add_argument("--job", metavar="ID", help="list and cross-check this job only")
     v.add_argument("--node", type=Path, metavar="DIR", help="the node directory")
     v.add_argument("--ca", type=Path, metavar="CA.crt", help="the federation CA certificate")
     v.add_argument(
@@ -93,13 +101,13 @@ def _print(report: Report) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    if (args.file is None) == (args.node is None):
-        raise ConfigError("verify", "give either FILE.jsonl or --node DIR", "not both")
-    if args.file is not None:
+    if bool(args.files) == (args.node is not None):
+        raise ConfigError("verify", "give either FILE.jsonl ... or --node DIR", "not both")
+    if args.files:
         ca = _ca(args.ca)
         if ca is None:
             raise ConfigError("--ca", "offline verification needs the federation CA certificate")
-        return _print(verify_export(args.file, ca, args.witness))
+        return _verify_files(args.files, ca, args.witness, args.job)
     files = read_node_dir(args.node)
     ca = _ca(args.ca or files.ca)
     cert = load_cert(files.cert.read_bytes()) if files.cert and files.cert.is_file() else None
@@ -113,6 +121,36 @@ def _verify(args: argparse.Namespace) -> int:
     with engine.connect() as conn:
         report = verify_log(conn, cert=cert, ca=ca, witnessed=witnessed, deep=args.deep)
     return _print(report)
+
+
+def _verify_files(files: list[Path], ca: Any, witness: list[Path], job: str | None) -> int:
+    ok = True
+    for f in files:
+        others = [g for g in files if g != f]
+        report = verify_export(f, ca, [*others, *witness])
+        ok = ok and report.ok
+        text = report.summary()
+        print(f"{f}: {text}" if len(files) > 1 else text)
+    if len(files) == 1 and job is None:
+        return 0 if ok else 1
+    views = job_views(files)
+    jobs = [job] if job is not None else [j for j, v in views.items() if len(v) > 1]
+    for j in jobs:
+        if j not in views:
+            print(f"job {j}: in none of the exports")
+            ok = False
+            continue
+        print("\n".join(describe(j, views[j])))
+        if len(views[j]) < len(files):
+            missing = len(files) - len(views[j])
+            print(f"  note: {missing} of the exports do not mention the job")
+        problems = disagreements(views[j])
+        for p in problems:
+            print(f"  DISAGREE: {p}")
+        if not problems:
+            print(f"  the {len(views[j])} logs agree on job {j}")
+        ok = ok and not problems
+    return 0 if ok else 1
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import NoReturn
 
 from veil.errors import ConfigError
 
@@ -53,50 +53,50 @@ _TEXT_MAX = 300
 _CERT_MAX = 8192
 MAX_COLUMNS = 10_000
 
-Check = Callable[[Any, str], None]
+Check = Callable[[object, str], None]
 
 
-def _fail(where: str, problem: str, fix: str = "") -> None:
+def _fail(where: str, problem: str, fix: str = "") -> NoReturn:
     raise ConfigError(where, problem, fix)
 
 
-def name(v: Any, where: str) -> None:
+def name(v: object, where: str) -> None:
     """An identifier: dataset, step, party, rule, column name."""
     if not isinstance(v, str) or not _NAME_RE.match(v):
         _fail(where, f"{v!r} is not a name", "1-128 of A-Z a-z 0-9 _ . : @ / + -")
 
 
-def hex64(v: Any, where: str) -> None:
+def hex64(v: object, where: str) -> None:
     """A SHA-256 digest, lowercase hex."""
     if not isinstance(v, str) or not _HEX64_RE.match(v):
         _fail(where, f"{v!r} is not a SHA-256 hex digest", "pass hashlib.sha256(...).hexdigest()")
 
 
-def hexbytes(v: Any, where: str) -> None:
+def hexbytes(v: object, where: str) -> None:
     """Short binary data (a signature), lowercase hex."""
     if not isinstance(v, str) or not _HEX_RE.match(v):
         _fail(where, "is not lowercase hex of at most 512 bytes")
 
 
-def count(v: Any, where: str) -> None:
+def count(v: object, where: str) -> None:
     """A non-negative integer (rows, bytes, tree size)."""
     if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**53:
         _fail(where, f"{v!r} is not a non-negative integer count")
 
 
-def text(v: Any, where: str) -> None:
+def text(v: object, where: str) -> None:
     """A short human-readable reason; never data."""
     if not isinstance(v, str) or not v or len(v) > _TEXT_MAX or not v.isprintable():
         _fail(where, f"must be 1-{_TEXT_MAX} printable characters", "summarise; log no data")
 
 
-def timestamp(v: Any, where: str) -> None:
+def timestamp(v: object, where: str) -> None:
     """An RFC 3339 UTC time as this module writes it."""
     if not isinstance(v, str) or not _TIME_RE.match(v):
         _fail(where, f"{v!r} is not an RFC 3339 UTC time", "e.g. 2026-01-01T00:00:00.000000Z")
 
 
-def cert_pem(v: Any, where: str) -> None:
+def cert_pem(v: object, where: str) -> None:
     """A PEM certificate (public)."""
     if (
         not isinstance(v, str)
@@ -107,14 +107,14 @@ def cert_pem(v: Any, where: str) -> None:
 
 
 def one_of(*values: str) -> Check:
-    def check(v: Any, where: str) -> None:
+    def check(v: object, where: str) -> None:
         if v not in values:
             _fail(where, f"{v!r} is not one of {list(values)}")
 
     return check
 
 
-def names(v: Any, where: str) -> None:
+def names(v: object, where: str) -> None:
     if not isinstance(v, list) or not v or len(v) > MAX_COLUMNS:
         _fail(where, f"must be a non-empty list of at most {MAX_COLUMNS} names")
     for i, x in enumerate(v):
@@ -205,7 +205,7 @@ def now() -> str:
     return format_time(dt.datetime.now(dt.UTC))
 
 
-def check_payload(kind: EventKind, payload: Mapping[str, Any], where: str = "payload") -> None:
+def check_payload(kind: EventKind, payload: object, where: str = "payload") -> None:
     """Raise ConfigError unless ``payload`` is exactly what ``kind``'s schema allows."""
     schema = SCHEMAS[kind]
     if not isinstance(payload, Mapping):
@@ -227,7 +227,7 @@ class Event:
 
     kind: EventKind
     actor: str
-    payload: Mapping[str, Any] = field(default_factory=dict)
+    payload: Mapping[str, object] = field(default_factory=dict)
     job: str | None = None
     time: str | None = None
 
@@ -248,7 +248,7 @@ class Event:
         check_payload(kind, self.payload)
         object.__setattr__(self, "payload", dict(self.payload))
 
-    def record(self, seq: int, time: str) -> dict[str, Any]:
+    def record(self, seq: int, time: str) -> dict[str, object]:
         """The entry as stored: this event at position ``seq`` (0-based leaf index)."""
         return {
             "seq": seq,
@@ -260,7 +260,7 @@ class Event:
         }
 
 
-def event_of_record(record: Mapping[str, Any]) -> Event:
+def event_of_record(record: object) -> Event:
     """Rebuild and re-validate the event of a stored entry; ConfigError if it is not one."""
     if not isinstance(record, Mapping) or set(record) != {
         "seq",

@@ -7,12 +7,16 @@ log (:func:`record_witness`). Later, anyone holding such a head asks the partner
 log to prove it is an extension of it (:func:`check_witness`: an RFC 9162
 consistency proof). A node that truncated or rewrote its log and re-signed it with
 its own key cannot: the proof fails, or the log is now shorter than the head.
+
+On the wire (the node's peer channel) a head travels as :func:`head_message`; the
+receiver checks it with :func:`accept_head`, which takes the sender's name from the
+authenticated channel, never from the message.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from cryptography import x509
 from sqlalchemy import Connection, select
@@ -21,6 +25,9 @@ from veil.audit.events import Event, EventKind
 from veil.audit.heads import AuditError, SignedHead, cert_name, cert_pem, load_cert, verify_head
 from veil.audit.merkle import EMPTY_ROOT, verify_consistency
 from veil.audit.store import AuditLog, entries_table
+from veil.errors import ConfigError, ProtocolError
+
+WIRE_KIND = "audit.head"  # the peer message that carries a signed head
 
 
 def record_witness(
@@ -37,6 +44,37 @@ def record_witness(
     payload = {**partner_head.to_dict(), "cert": cert_pem(c)}
     ev = Event(EventKind.HEAD_WITNESSED, f"peer:{cert_name(c)}", payload, job=job)
     return AuditLog(conn.engine).append(conn, ev)
+
+
+def head_message(head: SignedHead, cert: bytes | str | x509.Certificate) -> dict[str, object]:
+    """A signed head and the certificate that verifies it, as a peer message body."""
+    return {"head": head.to_dict(), "cert": cert_pem(load_cert(cert))}
+
+
+def accept_head(
+    conn: Connection,
+    msg: Mapping[str, object],
+    sender: str,
+    ca: bytes | str | x509.Certificate,
+    *,
+    job: str | None = None,
+) -> int:
+    """Check a partner's :func:`head_message` and record it in our log; return its seq.
+
+    ``sender`` is the partner's name from its verified TLS certificate: a head of any
+    other node is refused. ProtocolError for a malformed message, AuditError for a head
+    that does not verify (wrong CA, wrong name, bad signature).
+    """
+    raw, cert = msg.get("head"), msg.get("cert")
+    if not isinstance(raw, Mapping) or not isinstance(cert, str):
+        raise ProtocolError(f"{WIRE_KIND}: needs a head object and a PEM cert string")
+    try:
+        head = SignedHead.from_dict(raw, f"{WIRE_KIND}.head")
+    except ConfigError as e:
+        raise ProtocolError(f"{WIRE_KIND}: {e}") from None
+    if head.node != sender:
+        raise ProtocolError(f"{WIRE_KIND}: {sender!r} sent a head of {head.node!r}")
+    return record_witness(conn, head, cert, ca, job=job)
 
 
 def witnessed_heads(conn: Connection, node: str | None = None) -> list[tuple[int, SignedHead]]:

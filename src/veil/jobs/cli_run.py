@@ -6,10 +6,10 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from veil.errors import ConfigError
 from veil.jobs.display import Display, LineDisplay, LiveDisplay
+from veil.jobs.engines import parse_engine
 from veil.jobs.runner import RunOptions, run_job
 from veil.jobs.spec import load_job
 from veil.net.certs import TlsFiles
@@ -18,7 +18,7 @@ EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130  # Ctrl-C; a signal N gives 128 + N (SIGTERM: 143)
 
 
-def add_parser(subparsers: Any) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``run`` command to the ``veil`` command line."""
     p: argparse.ArgumentParser = subparsers.add_parser(
         "run",
@@ -63,6 +63,12 @@ def add_parser(subparsers: Any) -> None:
     fed.add_argument("--ca", metavar="FILE", type=Path, help="the federation CA certificate")
     fed.add_argument("--cert", metavar="FILE", type=Path, help="this party's certificate")
     fed.add_argument("--key", metavar="FILE", type=Path, help="this party's private key")
+    fed.add_argument(
+        "--engine",
+        metavar="URL",
+        help="where this party runs its heavy kernels: 'local' (default) or ray://HOST:PORT "
+        "(its own Ray cluster; pip install 'veil[ray]'); overrides the job file's engine:",
+    )
     p.set_defaults(func=run_command)
 
 
@@ -75,10 +81,15 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
             raise ConfigError("--address", f"'{item}' is not PARTY=HOST:PORT", "e.g. bank=h:9443")
         addresses[party] = addr
     tls_given = [f for f in ("ca", "cert", "key") if getattr(args, f) is not None]
+    engine = getattr(args, "engine", None)
+    if engine is not None:
+        engine = parse_engine(engine, "--engine").url
     if args.party is None:
-        if tls_given or addresses or args.listen or args.tls:
+        if tls_given or addresses or args.listen or args.tls or engine is not None:
             raise ConfigError(
-                "--party", "missing", "--address, --listen, --tls, --ca, --cert, --key need --party"
+                "--party",
+                "missing",
+                "--address, --listen, --tls, --ca, --cert, --key, --engine need --party",
             )
         return RunOptions(timeout=args.timeout)
     if args.tls is not None:
@@ -103,6 +114,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         addresses=addresses,
         listen=args.listen,
         tls=tls,
+        engine=engine,
     )
 
 

@@ -38,7 +38,7 @@ class Display:
     def start(self, job: str, steps: Sequence[str], parties: Sequence[str]) -> None:
         """The job is about to start."""
 
-    def update(self, step: int, *, status: str | None = None, **fields: Any) -> None:
+    def update(self, step: int, *, status: str | None = None, **fields: object) -> None:
         """Step ``step`` changed: ``status``, ``seconds``, or ``party`` + ``fraction``/``msg``."""
 
     def waiting(self, party: str, peer: str | None, state: str = "", seconds: int = 0) -> None:
@@ -72,7 +72,7 @@ class LiveDisplay(Display):
         self._live = Live(self._render(), console=self.console, refresh_per_second=4)
         self._live.start()
 
-    def update(self, step: int, *, status: str | None = None, **fields: Any) -> None:
+    def update(self, step: int, *, status: str | None = None, **fields: object) -> None:
         if not 0 <= step < len(self._steps):
             return
         row = self._steps[step]
@@ -174,7 +174,7 @@ class LineDisplay(Display):
         self._steps, self._parties = list(steps), list(parties)
         self._say(f"veil run: {job}: {len(steps)} steps, parties here: {', '.join(parties)}")
 
-    def update(self, step: int, *, status: str | None = None, **fields: Any) -> None:
+    def update(self, step: int, *, status: str | None = None, **fields: object) -> None:
         if not 0 <= step < len(self._steps):
             return
         name = f"step {step} '{self._steps[step]}'"
@@ -183,7 +183,7 @@ class LineDisplay(Display):
             secs = fields.get("seconds")
             self._say(f"{name}: {status}" + ("" if secs is None else f" in {secs:.1f} s"))
         party, fraction = fields.get("party"), fields.get("fraction")
-        if party is not None and fraction is not None:
+        if isinstance(party, str) and isinstance(fraction, int | float):
             reached = sum(fraction >= m for m in MILESTONES)
             if reached > self._marks.get((step, party), 0):
                 self._marks[(step, party)] = reached

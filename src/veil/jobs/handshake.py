@@ -39,7 +39,8 @@ class WorkerConfig:
     ``staging`` is the run's private folder (outputs, throw-away keys, logs): a
     worker whose parent dies removes it before exiting. ``tell_peers``: whether the
     worker must send an abort to its peers when the parent stops it (false when
-    every peer runs here and is stopped too).
+    every peer runs here and is stopped too). ``route``: the job id under which
+    the nodes relay the traffic (:class:`veil.net.grpc_config.GrpcConfig` ``job``).
     """
 
     job: str
@@ -54,6 +55,8 @@ class WorkerConfig:
     listen: str | None = None
     staging: str | None = None
     tell_peers: bool = True
+    route: str | None = None
+    engine: str | None = None  # this party's engine URL (veil.jobs.engines); None: local
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__ | {"names": list(self.names)})
@@ -71,14 +74,14 @@ class JobSummary:
 
     name: str
     parties: tuple[str, ...]
-    steps: tuple[tuple[str, dict[str, Any]], ...]
+    steps: tuple[tuple[str, dict[str, object]], ...]
 
     @classmethod
     def of(cls, spec: JobSpec) -> JobSummary:
         steps = tuple((s.name, json.loads(json.dumps(dict(s.params)))) for s in spec.steps)
         return cls(spec.name, tuple(sorted(spec.party_names)), steps)
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         return {
             "name": self.name,
             "parties": list(self.parties),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from veil.errors import ConfigError
 
@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from veil.jobs.spec import JobSpec
 
 
-def check_keys(params: Mapping[str, Any], allowed: Iterable[str], field: str) -> None:
+def check_keys(params: Mapping[str, object], allowed: Iterable[str], field: str) -> None:
     """Reject keys not in ``allowed`` (typos must not be ignored silently)."""
     from veil.jobs.spec import suggest
 
@@ -22,7 +22,9 @@ def check_keys(params: Mapping[str, Any], allowed: Iterable[str], field: str) ->
             raise ConfigError(f"{field}.{k}", "unknown parameter", fix)
 
 
-def party_list(value: Any, job: JobSpec, field: str, *, default: Any = None) -> tuple[str, ...]:
+def party_list(
+    value: object, job: JobSpec, field: str, *, default: object = None
+) -> tuple[str, ...]:
     """A non-empty list of distinct party names of ``job`` (a single name is accepted)."""
     from veil.jobs.spec import one_of, suggest
 
@@ -42,7 +44,7 @@ def party_list(value: Any, job: JobSpec, field: str, *, default: Any = None) -> 
     return tuple(out)
 
 
-def positive_int(value: Any, field: str, *, default: int | None = None) -> int | None:
+def positive_int(value: object, field: str, *, default: int | None = None) -> int | None:
     """A positive integer, or ``default`` when absent."""
     if value is None:
         return default
@@ -52,7 +54,7 @@ def positive_int(value: Any, field: str, *, default: int | None = None) -> int |
 
 
 def label_holder_of(
-    params: Mapping[str, Any], job: JobSpec, field: str, *, need_label: bool = True
+    params: Mapping[str, object], job: JobSpec, field: str, *, need_label: bool = True
 ) -> str:
     """The party holding the label: ``params['label_holder']`` or the one party with a label.
 
@@ -81,3 +83,90 @@ def label_holder_of(
             "give exactly one party a 'label:' column or set label_holder",
         )
     return with_label[0]
+
+
+class Checked:
+    """Parameters a validator has normalised, read back with their types by the step.
+
+    ``validate`` stores JSON-able values; the step reads each one here with the type it
+    needs. A value of another type means the validator and its step disagree: a
+    :class:`ConfigError` naming the key, never a value of the wrong type passed on.
+    """
+
+    def __init__(self, params: Mapping[str, object], field: str = "params") -> None:
+        self.params, self.field = params, field
+
+    def _bad(self, key: str, want: str) -> ConfigError:
+        v = self.params.get(key)
+        return ConfigError(f"{self.field}.{key}", f"expected {want}, got {v!r}", "fix the step")
+
+    def get_int(self, key: str) -> int:
+        v = self.params.get(key)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self._bad(key, "an integer")
+        return v
+
+    def opt_int(self, key: str) -> int | None:
+        return None if self.params.get(key) is None else self.get_int(key)
+
+    def get_float(self, key: str, default: float | None = None) -> float:
+        """A number; ``default`` if the key is absent and a default is given."""
+        if default is not None and key not in self.params:
+            return default
+        v = self.params.get(key)
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise self._bad(key, "a number")
+        return float(v)
+
+    def opt_float(self, key: str) -> float | None:
+        return None if self.params.get(key) is None else self.get_float(key)
+
+    def get_bool(self, key: str) -> bool:
+        v = self.params.get(key)
+        if not isinstance(v, bool):
+            raise self._bad(key, "true or false")
+        return v
+
+    def get_str(self, key: str) -> str:
+        v = self.params.get(key)
+        if not isinstance(v, str):
+            raise self._bad(key, "a string")
+        return v
+
+    def opt_str(self, key: str) -> str | None:
+        return None if self.params.get(key) is None else self.get_str(key)
+
+    def strs(self, key: str) -> tuple[str, ...]:
+        v = self.params.get(key)
+        if not isinstance(v, list | tuple) or not all(isinstance(x, str) for x in v):
+            raise self._bad(key, "a list of strings")
+        return tuple(str(x) for x in v)
+
+    def ints(self, key: str) -> tuple[int, ...]:
+        v = self.params.get(key)
+        if not isinstance(v, list | tuple) or any(
+            isinstance(x, bool) or not isinstance(x, int) for x in v
+        ):
+            raise self._bad(key, "a list of integers")
+        return tuple(int(x) for x in v)
+
+    def floats(self, key: str) -> tuple[float, ...]:
+        v = self.params.get(key)
+        if not isinstance(v, list | tuple) or any(
+            isinstance(x, bool) or not isinstance(x, int | float) for x in v
+        ):
+            raise self._bad(key, "a list of numbers")
+        return tuple(float(x) for x in v)
+
+    def mapping(self, key: str) -> dict[str, object]:
+        v = self.params.get(key)
+        if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
+            raise self._bad(key, "a mapping")
+        return dict(v)
+
+
+def sitting_out(params: Mapping[str, object]) -> list[str]:
+    """The parties without data that a step's validator set aside (``sit_out``): they
+    take no part in the step (an SS-LR dealer in psi and split)."""
+    v = params.get("sit_out")
+    return [str(p) for p in v] if isinstance(v, list) else []

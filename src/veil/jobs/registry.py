@@ -16,7 +16,7 @@ import pkgutil
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from veil.errors import ConfigError
 
@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from veil.jobs.context import StepContext
     from veil.jobs.spec import JobSpec
 
-StepFn = Callable[["StepContext", Mapping[str, Any]], dict[str, Any]]
-Validator = Callable[[Mapping[str, Any], "JobSpec", str], Mapping[str, Any]]
+StepFn = Callable[["StepContext", Mapping[str, object]], dict[str, object]]
+Validator = Callable[[Mapping[str, object], "JobSpec", str], Mapping[str, object]]
 PLUGINS_ENV = "VEIL_STEP_MODULES"
 
 
@@ -44,7 +44,7 @@ _loaded: list[bool] = []  # non-empty once the step modules are imported
 _lock = threading.Lock()
 
 
-def _accept_any(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str, Any]:
+def _accept_any(params: Mapping[str, object], job: JobSpec, field: str) -> Mapping[str, object]:
     return params
 
 

@@ -23,10 +23,10 @@ class StepRecord:
     status: str = "not run"  # -> running -> ok | failed
     started: float | None = None
     ended: float | None = None
-    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outputs: dict[str, dict[str, object]] = field(default_factory=dict)
     traffic: dict[str, dict[str, int]] = field(default_factory=dict)
     error: str | None = None
-    seed: dict[str, Any] | None = None  # {"value", "source"} when the seed was derived
+    seed: dict[str, object] | None = None  # {"value", "source"} when the seed was derived
 
     @property
     def seconds(self) -> float | None:
@@ -36,7 +36,7 @@ class StepRecord:
         return round(self.ended - self.started, 3)
 
 
-def merge_outputs(per_party: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def merge_outputs(per_party: Mapping[str, Mapping[str, object]]) -> dict[str, object]:
     """One value per key where the parties agree, else ``{party: value}``.
 
     ``intersection_size`` reported alike by both PSI parties becomes one number;
@@ -51,6 +51,16 @@ def merge_outputs(per_party: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         distinct = {json.dumps(v, sort_keys=True) for v in vals.values()}
         merged[k] = next(iter(vals.values())) if len(distinct) == 1 else (vals or None)
     return merged
+
+
+def _per_peer(traffic: Mapping[str, int]) -> dict[str, dict[str, int]]:
+    """``{peer: {bytes_sent, bytes_received}}`` from a worker's ``bytes_sent:PEER`` keys."""
+    out: dict[str, dict[str, int]] = {}
+    for k, v in traffic.items():
+        what, sep, peer = k.partition(":")
+        if sep and what in ("bytes_sent", "bytes_received"):
+            out.setdefault(peer, {"bytes_sent": 0, "bytes_received": 0})[what] = int(v)
+    return out
 
 
 def build_report(
@@ -76,6 +86,9 @@ def build_report(
                 if p in s.traffic
             },
         }
+        peers = {p: _per_peer(s.traffic[p]) for p in parties if p in s.traffic}
+        if any(peers.values()):
+            row["peer_traffic"] = {p: v for p, v in peers.items() if v}
         if s.error:
             row["error"] = s.error
         if s.seed is not None:

@@ -55,6 +55,10 @@ class RunOptions:
     ``listen``: where the local party's server binds (default: its address).
     ``tls``: certificates of the local parties (default: a throw-away CA; a
     federation's certificates from ``veil ca`` when running across machines).
+    ``job``: a node's job id; the traffic then goes through the nodes' peer endpoints,
+    multiplexed by it, and ``listen`` is a ``unix:`` socket only the node reaches.
+    ``engine``: where the local party runs its kernels (``ray://HOST:PORT``), over the
+    ``engine:`` of its party in the job file (:mod:`veil.jobs.engines`).
     """
 
     timeout: float = 300.0
@@ -62,6 +66,8 @@ class RunOptions:
     addresses: Mapping[str, str] | None = None
     listen: str | None = None
     tls: Mapping[str, TlsFiles] | None = None
+    job: str | None = None
+    engine: str | None = None  # --engine: the local party's engine, over its job-file entry
 
     def local(self, spec: JobSpec) -> tuple[str, ...]:
         """The parties this process runs, checked against the job."""
@@ -243,6 +249,8 @@ def _grpc(spec: JobSpec, party: str, addresses: tuple[str, ...], options: RunOpt
         names=names,
         addresses=tuple(addresses[spec.party_names.index(n)] for n in names),
         tls=options.tls[party],
+        listen=options.listen if options.job else None,
+        job=options.job,
     )
 
 
@@ -310,4 +318,6 @@ def _worker_config(
         listen=options.listen,
         staging=str(staging.root),
         tell_peers=options.parties is not None and len(options.parties) < len(spec.party_names),
+        route=options.job,
+        engine=options.engine or spec.party(name).engine,
     )

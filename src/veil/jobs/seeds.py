@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from veil.errors import ConfigError
 from veil.jobs import registry
@@ -27,7 +27,7 @@ DERIVED = "derived from the job (SHA-256 of its name, parties and steps) and the
 
 
 def job_digest(
-    name: str, parties: Sequence[str], steps: Sequence[tuple[str, Mapping[str, Any]]]
+    name: str, parties: Sequence[str], steps: Sequence[tuple[str, Mapping[str, object]]]
 ) -> bytes:
     """SHA-256 of what every site's job file must agree on (not data paths or columns)."""
     doc = {"name": name, "parties": sorted(parties), "steps": [[n, dict(p)] for n, p in steps]}
@@ -42,13 +42,13 @@ def step_seed(digest: bytes, index: int) -> int:
 
 def with_seed(
     step: str,
-    raw: Mapping[str, Any],
-    checked: Mapping[str, Any],
+    raw: Mapping[str, object],
+    checked: Mapping[str, object],
     *,
     job: JobSpec,
     field: str,
     seed: int,
-) -> Mapping[str, Any] | None:
+) -> Mapping[str, object] | None:
     """``checked`` with ``seed`` filled in if step ``step`` takes a seed and has none, else None."""
     sdef = registry.get(step)
     if not registry.has_validator(sdef) or checked.get(SEED_KEY) is not None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -29,11 +29,12 @@ import yaml
 
 from veil.errors import ConfigError
 from veil.jobs import registry, seeds
+from veil.jobs.engines import LOCAL, parse_engine
 
 PARTY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")  # also a certificate name
 RESERVED_NAMES = ("ca",)  # its certificate would clash with the CA's file (ca.crt)
 JOB_KEYS = ("name", "parties", "steps")
-PARTY_KEYS = ("data", "id", "label", "test")
+PARTY_KEYS = ("data", "id", "label", "test", "engine")
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 FIX_READ = "check that it is a readable CSV (with a header) or Parquet file"
@@ -44,13 +45,16 @@ class PartySpec:
     """One party of the job: its name, its data file and the id/label columns.
 
     ``data`` is None for a party without rows (an aggregator); ``test`` is an optional
-    file of held-out rows with the same columns, scored by ``evaluate``."""
+    file of held-out rows with the same columns, scored by ``evaluate``; ``engine`` where
+    this party runs its kernels (``ray://HOST:PORT``; None: this machine), its own choice:
+    the other parties neither see nor check it (:mod:`veil.jobs.engines`)."""
 
     name: str
     data: Path | None
     id: str
     label: str | None = None
     test: Path | None = None
+    engine: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,7 @@ class StepSpec:
     """One step: its registered name and its validated parameters."""
 
     name: str
-    params: Mapping[str, Any]
+    params: Mapping[str, object]
     index: int
     derived_seed: bool = False  # True: ``params['seed']`` was derived from the job, not given
 
@@ -90,16 +94,17 @@ class JobSpec:
         raise ConfigError("party", f"unknown party '{name}'", one_of(self.party_names))
 
 
-def one_of(choices: Any) -> str:
+def one_of(choices: Iterable[object]) -> str:
     """The usual fix text: ``use one of a, b, c``."""
     return "use one of " + ", ".join(str(c) for c in choices)
 
 
-def suggest(word: str, choices: Any) -> str:
+def suggest(word: str, choices: Iterable[object]) -> str:
     """A fix text that proposes the closest choice, then lists them all."""
-    close = difflib.get_close_matches(word, list(choices), n=1)
+    names = [str(c) for c in choices]
+    close = difflib.get_close_matches(word, names, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
-    return hint + one_of(choices)
+    return hint + one_of(names)
 
 
 def load_job(path: str | Path, *, check_data: bool | Collection[str] = True) -> JobSpec:
@@ -128,7 +133,7 @@ def load_job(path: str | Path, *, check_data: bool | Collection[str] = True) -> 
     return parse_job(raw, path, check_data=check_data)
 
 
-def parse_job(raw: Any, path: Path, *, check_data: bool | Collection[str] = True) -> JobSpec:
+def parse_job(raw: object, path: Path, *, check_data: bool | Collection[str] = True) -> JobSpec:
     """Validate an already-parsed job document (``path`` anchors relative data paths)."""
     if not isinstance(raw, dict):
         raise ConfigError(
@@ -190,6 +195,7 @@ def _parse_parties(
             id=id_col,
             label=label,
             test=_test_path(body.get("test"), base, field),
+            engine=_engine(body.get("engine"), f"{field}.engine"),
         )
         if check_data is True or (not isinstance(check_data, bool) and pname in check_data):
             check_party_data(p, field)
@@ -373,3 +379,10 @@ def _test_path(raw: Any, base: Path, field: str) -> Path | None:
     if not isinstance(raw, str) or not raw:
         raise ConfigError(f"{field}.test", "must be a file path", "or leave it out")
     return (base / raw).resolve()
+
+
+def _engine(raw: Any, field: str) -> str | None:
+    if raw is None:
+        return None
+    spec = parse_engine(raw, field)
+    return None if spec.kind == LOCAL else spec.url

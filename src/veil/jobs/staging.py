@@ -24,9 +24,8 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from veil.errors import ConfigError
 from veil.fileio import write_json
@@ -61,7 +60,7 @@ class Staging:
         """Staged outputs, one folder per local party."""
         return self.root / "parties"
 
-    def publish(self, names: Sequence[str], report: dict[str, Any]) -> Path:
+    def publish(self, names: Sequence[str], report: Mapping[str, object]) -> Path:
         """Rename each staged party folder into ``out``, then write ``report.json``."""
         old = self.root / "old"
         old.mkdir(exist_ok=True)
@@ -101,7 +100,7 @@ def remove_tree(path: Path) -> None:
         os.close(fd)
 
 
-def write_failure_report(out: Path, report: dict[str, Any]) -> Path:
+def write_failure_report(out: Path, report: Mapping[str, object]) -> Path:
     """Write a failed run's report without touching an earlier successful run's."""
     return write_json(report, out / (FAILED_REPORT if _holds_success(out) else REPORT))
 

@@ -23,7 +23,8 @@ from veil.jobs.spec import JobSpec, PartySpec, load_frame
 from veil.ml.labels import check_labels
 
 ROWS_ONLY_STEPS = frozenset({"psi"})  # steps that use the ids only, never features or labels
-NO_DATA_STEPS = frozenset({"fedavg", "evaluate"})  # also run at a party without data
+# also run at a party without data (split: to sit it out; hetero_lr: an SS-LR dealer)
+NO_DATA_STEPS = frozenset({"fedavg", "evaluate", "split", "hetero_lr"})
 DUPLICATE_WARN = 0.10  # warn when more than this share of a file's rows repeat an id
 TINY_INTERSECTION = 100  # warn when fewer rows are shared
 
@@ -88,7 +89,7 @@ def _text_columns(df: pd.DataFrame, columns: list[str]) -> list[tuple[str, Any, 
     return out
 
 
-def step_warnings(step: str, outputs: Mapping[str, Any]) -> list[str]:
+def step_warnings(step: str, outputs: Mapping[str, object]) -> list[str]:
     """Warnings about one party's outputs of step ``step`` (an empty or tiny intersection)."""
     size = outputs.get("intersection_size")
     if isinstance(size, bool) or not isinstance(size, int):

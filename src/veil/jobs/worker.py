@@ -57,7 +57,7 @@ class Events:
         self._lock = threading.Lock()
         self._last: tuple[int, float, float] = (-1, -1.0, 0.0)  # step, fraction, time
 
-    def emit(self, event: str, **fields: Any) -> None:
+    def emit(self, event: str, **fields: object) -> None:
         line = json.dumps({"event": event, **fields}, default=str)
         with self._lock:
             try:
@@ -148,6 +148,7 @@ def grpc_config(cfg: WorkerConfig) -> GrpcConfig:
         tls=TlsFiles(ca_cert=Path(cfg.ca_cert), cert=Path(cfg.cert), key=Path(cfg.key)),
         connect_timeout=cfg.timeout,
         listen=cfg.listen,
+        job=cfg.route,
     )
 
 
@@ -158,18 +159,24 @@ def connect(cfg: WorkerConfig) -> GrpcTransport:
     return GrpcTransport(grpc_config(cfg))
 
 
-def _traffic(t: Transport) -> dict[str, int]:
+def _traffic(t: Transport, names: Sequence[str]) -> dict[str, int]:
+    """Totals, and bytes per peer as ``bytes_sent:NAME`` / ``bytes_received:NAME``."""
     s = t.stats.totals()
-    return {
+    out = {
         "bytes_sent": s.bytes_sent,
         "bytes_received": s.bytes_received,
         "messages_sent": s.messages_sent,
         "messages_received": s.messages_received,
     }
+    for rank, p in list(t.stats.peers.items()):
+        if 0 <= rank < len(names):
+            out[f"bytes_sent:{names[rank]}"] = p.bytes_sent
+            out[f"bytes_received:{names[rank]}"] = p.bytes_received
+    return out
 
 
 def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
-    return {k: after[k] - before[k] for k in after}
+    return {k: after[k] - before.get(k, 0) for k in after}
 
 
 def watch_waits(t: Transport, names: Sequence[str], events: Events, done: threading.Event) -> None:
@@ -199,6 +206,7 @@ def watch_waits(t: Transport, names: Sequence[str], events: Events, done: thread
 def run_steps(cfg: WorkerConfig, events: Events, guard: Guard) -> None:
     """Load the job and this party's data, connect, run every step, say goodbye."""
     from veil.jobs.context import StepContext
+    from veil.jobs.engines import installed_engine
     from veil.jobs.handshake import check_same_job, say_done
     from veil.jobs.registry import get
     from veil.jobs.spec import load_frame, load_job
@@ -221,7 +229,9 @@ def run_steps(cfg: WorkerConfig, events: Events, guard: Guard) -> None:
     threading.Thread(
         target=watch_waits, args=(transport, cfg.names, events, stop_watch), daemon=True
     ).start()
+    engine = contextlib.ExitStack()  # this party's own engine (veil.jobs.engines), if any
     try:
+        engine.enter_context(installed_engine(cfg.engine))
         transport.connect(cfg.timeout)
         transport.start_heartbeats()
         root = Session(transport, cfg.names, cfg.party, timeout=cfg.timeout, progress=on_progress)
@@ -242,7 +252,7 @@ def run_steps(cfg: WorkerConfig, events: Events, guard: Guard) -> None:
             guard.where = f"{step.index} '{step.name}'"
             events.emit("step_start", step=step.index)
             check_rows(step.name, step.index, len(ctx.frame), bool(ctx.state.aligned))
-            before, t0 = _traffic(transport), time.perf_counter()
+            before, t0 = _traffic(transport, cfg.names), time.perf_counter()
             ctx.session = root.sub(f"step{step.index}.{step.name}")
             outputs = get(step.name).run(ctx, step.params)
             seconds = time.perf_counter() - t0
@@ -251,7 +261,7 @@ def run_steps(cfg: WorkerConfig, events: Events, guard: Guard) -> None:
                 step=step.index,
                 seconds=round(seconds, 4),
                 outputs=json.loads(json.dumps(outputs, default=_jsonable)),
-                traffic=_delta(_traffic(transport), before),
+                traffic=_delta(_traffic(transport, cfg.names), before),
             )
         guard.where = "end"
         say_done(root.sub("end"))
@@ -264,6 +274,7 @@ def run_steps(cfg: WorkerConfig, events: Events, guard: Guard) -> None:
     finally:
         stop_watch.set()
         transport.close()
+        engine.close()
 
 
 def describe(e: BaseException) -> str:

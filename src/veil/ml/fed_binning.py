@@ -66,7 +66,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from veil.crypto.he import HEScheme
+from veil.crypto.he import HEPublicKey, HEScheme, HESecretKey
 from veil.errors import ConfigError, ProtocolError
 from veil.ml import he_keys
 from veil.ml.binning import (
@@ -184,7 +184,7 @@ def run_label_holder(
     opts: FedBinningOptions = FedBinningOptions(),
     *,
     partners: Sequence[str] | None = None,
-    keys: tuple[Any, Any] | None = None,
+    keys: tuple[HEPublicKey, HESecretKey] | None = None,
     policy: SecurityPolicy = DEFAULT_POLICY,
 ) -> LabelHolderBinning:
     """Bin own features in plaintext and every partner's under encrypted labels.

@@ -11,14 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 from veil.crypto.encrypted import EncryptedArray
 from veil.crypto.he import HEPublicKey
 from veil.errors import ConfigError, ProtocolError
+from veil.messages import Fields
 from veil.ml import he_keys
 from veil.ml.binning import FineBins, FloatArray, IntArr, regroup
-from veil.ml.messages import Fields
 from veil.policy import SecurityPolicy
 
 __all__ = [
@@ -64,7 +63,7 @@ class KeyMsg:
 
     pk: HEPublicKey
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         return {"pk": self.pk.to_wire()}
 
     @classmethod
@@ -83,7 +82,7 @@ class EncLabels:
 
     labels: EncryptedArray
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         return {"labels": self.labels.to_wire()}
 
     @classmethod
@@ -100,7 +99,7 @@ class FeatureSums:
     has_missing: bool
     events: EncryptedArray
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         return {"counts": self.counts, "has_missing": self.has_missing,
                 "events": self.events.to_wire()}  # fmt: skip
 
@@ -112,7 +111,7 @@ class BinSums:
     features: list[FeatureSums]
     names: list[str] | None
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         return {"features": [f.to_wire() for f in self.features], "names": self.names}
 
     @classmethod
@@ -131,8 +130,9 @@ class BinSums:
             feats.append(FeatureSums(counts, has_missing, _encrypted(g, "events", pk, counts.size)))
         names = None
         if f.is_set("names"):
-            names = f.get_list("names", size=len(feats))
-            if not all(isinstance(n, str) for n in names):
+            sent = f.get_list("names", size=len(feats))
+            names = [n for n in sent if isinstance(n, str)]
+            if len(names) != len(sent):
                 raise f.error("names", "holds a value that is not a str")
         return cls(feats, names)
 
@@ -146,7 +146,7 @@ class FeatureWoe:
     woe: FloatArray
     iv: float
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         return {"starts": self.starts, "woe": self.woe, "iv": self.iv}
 
 
@@ -156,7 +156,7 @@ class WoeMsg:
 
     features: list[FeatureWoe] | None
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         return {"features": None if self.features is None else [f.to_wire() for f in self.features]}
 
     @classmethod

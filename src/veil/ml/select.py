@@ -16,14 +16,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from veil.errors import ConfigError
+from veil.messages import Fields
 from veil.ml.fed_binning import BinStats, LabelHolderBinning
-from veil.ml.messages import Fields
 from veil.net.session import Session
 
 LABEL_HOLDER = "label_holder"
@@ -41,7 +40,7 @@ class Keep:
 
     keep: npt.NDArray[np.int64]
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         return {"keep": self.keep.astype(np.int64)}
 
     @classmethod

@@ -117,8 +117,7 @@ def train_label_holder(
     y = check_labels(data.y, "label_holder.label").astype(np.float64)
     sw = sample_weights(y, opts.class_weight)
     X, mean, std = _prepare(data, opts, "label_holder", opts.fit_intercept)
-    run = _hello(s, data, opts, X.shape[1], policy)
-    _check_range(X, data.feature_names, run, opts, where="label_holder", weight=float(sw.max()))
+    run = _hello(s, data, opts, X, float(sw.max()), policy)
     e, report = _engine(s, 0, run, opts, policy)
     Xs = _block_shares(e, run, FixedPoint(opts.feature_frac_bits).encode(X))
     ys = e.share_input(e.fp.encode(y.reshape(-1, 1)))
@@ -132,10 +131,16 @@ def train_label_holder(
     return model, report
 
 
-def _hello(
-    s: Session, data: PartyData, opts: SSLROptions, width: int, policy: SecurityPolicy
+def _hello(  # noqa: PLR0917
+    s: Session,
+    data: PartyData,
+    opts: SSLROptions,
+    X: np.ndarray,
+    weight: float,
+    policy: SecurityPolicy,
 ) -> RunParams:
-    """L's side of step 1: agree on the run's public parameters with every partner."""
+    """L's side of step 1: agree on the run's public parameters with every partner
+    (every party stops, with the reason, if any party's input is refused)."""
     partners = [p for p in s.peers() if p != opts.dealer]
     if not partners and opts.dealer:
         raise ConfigError(
@@ -147,6 +152,7 @@ def _hello(
         raise ConfigError("parties", "SS-LR needs at least one partner", "add a partner")
     seed = opts.seed if opts.seed is not None else secrets.randbits(62)
     model_id = secrets.token_hex(16)
+    width = X.shape[1]
     hello = {
         "digest": opts.digest(),
         "n": data.n_rows,
@@ -157,15 +163,21 @@ def _hello(
     }
     for p in [*partners, *([opts.dealer] if opts.dealer else [])]:
         s.send(p, Tag.HELLO, hello)
-    widths, problems = [width], []
+    widths: list[int] = [width]
+    problems: list[str] = []
+    mine: ConfigError | None = None
+    try:
+        _check_range(X, data.feature_names, (data.n_rows, seed), opts, "label_holder", weight)
+    except ConfigError as refused:
+        mine, problems = refused, [str(refused)]
     for p in partners:
         ready = s.recv(p, Tag.READY)
         if not isinstance(ready, dict) or not ready.get("ok"):
-            err = ready.get("error") if isinstance(ready, dict) else "malformed ready"
-            problems.append(f"partner '{p}': {err}")
+            why = ready.get("error") if isinstance(ready, dict) else "malformed ready"
+            problems.append(f"partner '{p}': {why}")
         else:
             widths.append(expect_int(ready.get("width"), Tag.READY, "width", 1))
-    if not problems:
+    if len(problems) == (mine is not None):
         smallest = min(len(b) for b in partition(data.n_rows, opts.batch_size, seed))
         floor = policy.min_batch(max(widths))
         if smallest < floor:
@@ -175,6 +187,8 @@ def _hello(
             )
     for p in partners:
         s.send(p, Tag.START, {"widths": widths, "error": "; ".join(problems)})
+    if mine is not None:
+        raise mine
     if problems:
         raise ConfigError("hetero_lr", "; ".join(problems), "fix the inputs named")
     return RunParams(data.n_rows, seed, model_id, (s.me, *partners), tuple(widths))
@@ -185,7 +199,6 @@ def train_partner(
 ) -> tuple[PartyModel, SSLRReport]:
     """Train as a partner; returns this party's model part."""
     run, X, mean, std = _join(s, data, opts)
-    _check_range(X, data.feature_names, run, opts, where=f"partner[{s.me}]", weight=None)
     fx = FixedPoint(opts.feature_frac_bits)
     me = run.parties.index(s.me)
     if me >= 2:  # an input party: share the block, receive the coefficients
@@ -224,12 +237,13 @@ def _join(
     if problem is None:
         try:
             X, mean, std = _prepare(data, opts, f"partner[{s.me}]", False)
+            _check_range(X, data.feature_names, (data.n_rows, seed), opts, f"partner[{s.me}]")
         except ConfigError as err:
             problem = str(err)
     width = 0 if X is None else X.shape[1]
     s.send(lh, Tag.READY, {"ok": problem is None, "error": problem, "width": width})
     if problem is not None or X is None:
-        raise ConfigError(f"partner[{s.me}]", problem or "cannot train", "fix this party's input")
+        raise ConfigError(f"partner[{s.me}]", problem or "cannot train")
     start = s.recv(lh, Tag.START)
     if expect_field(start, Tag.START, "error"):
         raise ConfigError("hetero_lr", str(start["error"]), "fix the inputs named")
@@ -310,18 +324,19 @@ def _prepare(
     return (X, mean, std) if opts.standardize else (X, None, None)
 
 
-def _check_range(
+def _check_range(  # noqa: PLR0917
     X: np.ndarray,
     names: Sequence[str],
-    run: RunParams,
+    rows_seed: tuple[int, int],
     opts: SSLROptions,
-    *,
     where: str,
-    weight: float | None,
+    weight: float | None = None,
 ) -> None:
     """Refuse a column whose largest batch gradient risks a truncation failure
-    (``weight``: the largest class weight, known to the label holder only)."""
-    rows = max(len(b) for b in partition(run.n, opts.batch_size, run.seed))
+    (``rows_seed``: the row count and batch seed; ``weight``: the largest class weight,
+    known to the label holder only)."""
+    n, seed = rows_seed
+    rows = max(len(b) for b in partition(n, opts.batch_size, seed))
     limit = 64 - 1 - TRUNC_SAFETY_BITS
     frac = opts.frac_bits + opts.feature_frac_bits
     for j, name in enumerate([*names, "intercept"][: X.shape[1]]):

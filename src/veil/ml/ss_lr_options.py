@@ -22,14 +22,12 @@ their neutral value only (``patience: 0``, ``tol: 0``, ``penalty`` other than ``
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from veil.errors import ConfigError
+from veil.ml.checks import check_int, check_number, class_weight_keys, options_digest
 from veil.ml.labels import check_class_weight
 from veil.mpc.nonlinear import Sigmoid
 
@@ -66,18 +64,17 @@ class SSLROptions:
     key_bits: int = 2048
 
     def __post_init__(self) -> None:
-        _int("epochs", self.epochs, 1)
-        _int("batch_size", self.batch_size, 0)
-        _int("frac_bits", self.frac_bits, 8, 24)
-        _int("feature_frac_bits", self.feature_frac_bits, 4, self.frac_bits)
-        _int("key_bits", self.key_bits, 512)
+        f = "hetero_lr."
+        check_int(f + "epochs", self.epochs, 1)
+        check_int(f + "batch_size", self.batch_size, 0)
+        check_int(f + "frac_bits", self.frac_bits, 8, 24)
+        check_int(f + "feature_frac_bits", self.feature_frac_bits, 4, self.frac_bits)
+        check_int(f + "key_bits", self.key_bits, 512)
         if self.seed is not None:
-            _int("seed", self.seed, 0)
-        for name in ("learning_rate", "decay", "alpha", "clip"):
-            v = getattr(self, name)
-            ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-            if not ok or v < 0 or (name == "learning_rate" and v == 0):
-                raise ConfigError(f"hetero_lr.{name}", f"must be a number >= 0, got {v!r}")
+            check_int(f + "seed", self.seed, 0)
+        check_number(f + "learning_rate", self.learning_rate, positive=True)
+        for name in ("decay", "alpha", "clip"):
+            check_number(f + name, getattr(self, name))
         for name, allowed in (("schedule", _SCHEDULES), ("penalty", _PENALTIES), ("he", _HE)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(
@@ -104,7 +101,7 @@ class SSLROptions:
             return self.learning_rate / (1.0 + self.decay * epoch)
         return self.learning_rate
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         d = asdict(self)
         if isinstance(self.class_weight, Mapping):
             d["class_weight"] = {str(k): v for k, v in self.class_weight.items()}
@@ -112,7 +109,7 @@ class SSLROptions:
 
     def digest(self) -> str:
         """Short hash every party compares before training starts."""
-        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:16]
+        return options_digest(self.to_json())
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any]) -> SSLROptions:
@@ -133,13 +130,6 @@ class SSLROptions:
             if k not in known:
                 raise ConfigError(f"hetero_lr.{k}", "unknown option", f"use one of {sorted(known)}")
             d[k] = v
-        cw = d.get("class_weight")
-        if isinstance(cw, Mapping):
-            d["class_weight"] = {int(k): v for k, v in cw.items()}
+        if "class_weight" in d:
+            d["class_weight"] = class_weight_keys(d["class_weight"], "hetero_lr.class_weight")
         return cls(**d)
-
-
-def _int(name: str, v: object, lo: int, hi: int | None = None) -> None:
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
-        span = f">= {lo}" if hi is None else f"in {lo}..{hi}"
-        raise ConfigError(f"hetero_lr.{name}", f"must be an integer {span}, got {v!r}")

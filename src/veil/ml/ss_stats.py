@@ -127,7 +127,7 @@ class StatsResult:
     correlation: np.ndarray | None = None
     vif: dict[str, float] | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         out: dict[str, Any] = {"rows": self.rows, "summary": self.summary}
         if self.correlation is not None:
             out["correlation"] = {
@@ -193,7 +193,7 @@ def _pair_plan(n: int, wa: int, wb: int) -> Plan:
     return plan
 
 
-def ids_digest(ids: Sequence[Any]) -> str:
+def ids_digest(ids: Sequence[object]) -> str:
     """SHA-256 of the id column, to check that every party holds the same rows."""
     h = hashlib.sha256()
     for i in ids:
@@ -204,7 +204,7 @@ def ids_digest(ids: Sequence[Any]) -> str:
 # -- the roles ---------------------------------------------------------------------------
 def run_party(
     s: Session,
-    ids: Sequence[Any],
+    ids: Sequence[object],
     names: Sequence[str],
     X: np.ndarray,
     opts: StatsOptions,

@@ -28,7 +28,6 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -189,7 +188,7 @@ class Plan:
         return total
 
     # -- wire --------------------------------------------------------------------
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         return {
             "masks": {
                 k: {"rows": m.rows, "blocks": [list(b) for b in m.blocks]}
@@ -212,7 +211,7 @@ class Plan:
         return h.hexdigest()
 
     @classmethod
-    def from_wire(cls, msg: Any, tag: str) -> Plan:
+    def from_wire(cls, msg: object, tag: str) -> Plan:
         """Rebuild a plan a peer sent; ProtocolError naming the field if malformed."""
         plan = cls()
         masks = expect_field(msg, tag, "masks")
@@ -226,6 +225,8 @@ class Plan:
             for k, m in masks.items():
                 rows = expect_int(expect_field(m, tag, "rows"), tag, "masks.rows", 1)
                 blocks = expect_field(m, tag, "blocks")
+                if not isinstance(blocks, list | tuple):
+                    raise TypeError(f"blocks is a {type(blocks).__name__}, not a list")
                 plan.add_mask(k, rows, [(int(w), int(o)) for w, o in blocks])
             for r in rowsets:
                 if not isinstance(r, np.ndarray) or r.dtype.kind != "i" or r.ndim != 1:

@@ -9,13 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from veil.errors import ConfigError
 from veil.net.certs import init_ca, issue_party
 
 
-def add_parser(subparsers: Any) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``veil ca`` on the top-level subparsers."""
     ca = subparsers.add_parser("ca", help="federation CA and party certificates")
     ca_sub = ca.add_subparsers(dest="ca_command", metavar="ACTION", required=True)

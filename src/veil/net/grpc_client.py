@@ -20,7 +20,7 @@ import grpc
 
 from veil.errors import NetworkError, PeerAborted
 from veil.net.certs import own_certificate_problem
-from veil.net.grpc_config import GrpcConfig
+from veil.net.grpc_config import JOB_METADATA, GrpcConfig
 from veil.net.grpc_receiver import SERVICE
 from veil.net.proto import header_pb2, link_pb2
 from veil.net.transport import ABORT_KEY_PREFIX, Mailbox, abort_payload, describe_abort
@@ -46,6 +46,20 @@ class Refused(NetworkError):
     def __init__(self, message: str, *, by_us: bool) -> None:
         super().__init__(message)
         self.by_us = by_us
+
+
+class _Named:
+    """A Push stub whose every call carries the job's metadata (relayed by the nodes)."""
+
+    def __init__(self, stub: Any, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._stub = stub
+        self._md = metadata
+
+    def __call__(self, req: Any, timeout: float | None = None) -> Any:
+        return self._stub(req, timeout=timeout, metadata=self._md)
+
+    def future(self, req: Any, timeout: float | None = None) -> Any:
+        return self._stub.future(req, timeout=timeout, metadata=self._md)
 
 
 class PushClient:
@@ -103,11 +117,13 @@ class PushClient:
                     )
                     opts = [*self._options, ("grpc.ssl_target_name_override", self.cfg.names[dst])]
                     ch = grpc.secure_channel(addr, creds, options=opts)
-                stub = ch.unary_unary(
+                stub: Any = ch.unary_unary(
                     PUSH_METHOD,
                     request_serializer=link_pb2.PushRequest.SerializeToString,
                     response_deserializer=link_pb2.PushResponse.FromString,
                 )
+                if self.cfg.job is not None:
+                    stub = _Named(stub, ((JOB_METADATA, self.cfg.job),))
                 self._channels[dst] = (ch, stub)
             return self._channels[dst][1]
 

@@ -40,12 +40,24 @@ job queues is a PSI or SecureBoost peer running ahead by a whole stage: at 10**7
 down to about 300 rows."""
 
 
+JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+JOB_METADATA = "veil-job"  # a relayed push names its job (sender -> the peer's node)
+PEER_METADATA = "veil-peer"  # the node names the verified sender (node -> its job's party)
+
+
 @dataclass(frozen=True)
 class GrpcConfig:
     """Where the parties are and how this one talks to them.
 
     ``names[r]`` is rank r's party name (and certificate name); ``addresses[r]`` is
     its ``host:port``; we listen on ``listen`` or ``addresses[rank]``.
+
+    ``job``: set when the parties' traffic travels through their nodes' peer endpoints
+    (:mod:`veil.node`), multiplexed by job id: every push names the job (gRPC metadata
+    ``veil-job``) and goes to the peer's node, and ``listen`` is a ``unix:`` socket in a
+    private folder that only this party's node reaches. The node checks each caller's
+    certificate and relays its pushes with the caller's party name (metadata
+    ``veil-peer``), which the receiver then checks as it checks a certificate.
 
     Receive limits, per peer (a peer that breaks one is refused with RESOURCE_EXHAUSTED
     naming the limit, and our waits on it raise :class:`~veil.errors.ProtocolError`):
@@ -67,6 +79,7 @@ class GrpcConfig:
     max_pending_messages: int = MAX_PENDING_MESSAGES
     max_held_messages: int = MAX_HELD_MESSAGES
     max_held_bytes: int = MAX_HELD_BYTES
+    job: str | None = None
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad field."""
@@ -84,7 +97,17 @@ class GrpcConfig:
         if not 0 <= self.rank < n:
             raise ConfigError("rank", f"{self.rank} is not in 0..{n - 1}")
         spots = [(f"addresses[{i}]", a) for i, a in enumerate(self.addresses)]
-        for field, a in [*spots, *([("listen", self.listen)] if self.listen else [])]:
+        if self.job is not None:
+            if not JOB_ID.match(self.job):
+                raise ConfigError("job", f"'{self.job}' is not a job id", "letters, digits, -_.")
+            if not str(self.listen or "").startswith("unix:"):
+                raise ConfigError(
+                    "listen", "a relayed job listens on a unix: socket", "e.g. unix:/tmp/j/s"
+                )
+        elif str(self.listen or "").startswith("unix:"):
+            raise ConfigError("listen", "a unix: socket is only for a relayed job", "set job")
+        listen = [("listen", self.listen)] if self.listen and self.job is None else []
+        for field, a in [*spots, *listen]:
             m = re.match(r"^\S+:(\d{1,5})$", str(a))
             if not m or not 0 < int(m.group(1)) < 65536:
                 raise ConfigError(field, f"'{a}' is not host:port", "e.g. 10.0.0.5:9443")

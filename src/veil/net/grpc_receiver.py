@@ -30,7 +30,7 @@ from typing import Any, NoReturn, cast
 import grpc
 
 from veil.errors import NetworkError, ProtocolError
-from veil.net.grpc_config import GrpcConfig
+from veil.net.grpc_config import PEER_METADATA, GrpcConfig
 from veil.net.proto import header_pb2, link_pb2
 from veil.net.transport import ABORT_KEY_PREFIX, Mailbox
 
@@ -111,6 +111,7 @@ class PushReceiver:
         self._partial: dict[tuple[int, str], _Reassembly] = {}
         self._finished: OrderedDict[tuple[int, str], None] = OrderedDict()  # recent, bounded
         self._tls = cfg.tls is not None
+        self._relayed = cfg.job is not None  # our node checked the caller's certificate
         self._pool = futures.ThreadPoolExecutor(
             max_workers=max(4, 2 * len(cfg.names)), thread_name_prefix=f"veil-grpc-{self.name}"
         )
@@ -126,7 +127,7 @@ class PushReceiver:
         )
         bind = cfg.listen or cfg.addresses[cfg.rank]
         try:
-            if cfg.tls is None:
+            if cfg.tls is None or self._relayed:  # relayed: a unix socket in a private folder
                 port = self._server.add_insecure_port(bind)
             else:
                 creds = grpc.ssl_server_credentials(
@@ -153,7 +154,7 @@ class PushReceiver:
         if src >= len(names) or src == self.rank:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"sender_rank {src} is not a peer")
         if self._tls:
-            got = _caller_names(context)
+            got = _relayed_names(context) if self._relayed else _caller_names(context)
             if names[src] not in got:
                 context.abort(
                     grpc.StatusCode.PERMISSION_DENIED,
@@ -325,6 +326,11 @@ class PushReceiver:
 
 def _ok() -> Any:
     return link_pb2.PushResponse(header=header_pb2.ResponseHeader(error_code=header_pb2.OK))
+
+
+def _relayed_names(context: grpc.ServicerContext) -> set[str]:
+    """The sender's party name as the relaying node verified it (``veil-peer``)."""
+    return {str(v) for k, v in context.invocation_metadata() if k == PEER_METADATA}
 
 
 def _caller_names(context: grpc.ServicerContext) -> set[str]:

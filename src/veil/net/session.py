@@ -55,7 +55,11 @@ class Session:
         timeout: float = 120.0,
         progress: ProgressFn | None = None,
         _counters: _Counters | None = None,
+        _wire: Sequence[str] | None = None,
     ) -> None:
+        self._wire = list(_wire if _wire is not None else parties)  # wire ranks: the job's
+        if not set(parties) <= set(self._wire):
+            raise ConfigError("parties", f"{list(parties)} are not all in {self._wire}")
         if me not in parties:
             raise ConfigError("party", f"'{me}' is not one of the job's parties {list(parties)}")
         if len(set(parties)) != len(parties):
@@ -63,7 +67,7 @@ class Session:
         self.transport = transport
         self.parties = list(parties)
         self.me = me
-        self.rank = self.parties.index(me)
+        self.rank = self._wire.index(me)
         self.roles = dict(roles or {})
         for role, party in self.roles.items():
             if party not in self.parties:
@@ -86,10 +90,9 @@ class Session:
         return [p for p in self.parties if p != self.me]
 
     def _rank(self, party: str) -> int:
-        try:
-            return self.parties.index(party)
-        except ValueError:
-            raise ConfigError("party", f"unknown party '{party}'") from None
+        if party not in self.parties:
+            raise ConfigError("party", f"unknown party '{party}'")
+        return self._wire.index(party)
 
     # -- messages ---------------------------------------------------------
     def key(self, tag: str, src: int, dst: int) -> str:
@@ -98,7 +101,7 @@ class Session:
         n = self._counters.next(channel, src, dst)
         return f"{channel}:P2P-{n}:{src}->{dst}"
 
-    def send(self, to: str, tag: str, value: Any) -> None:
+    def send(self, to: str, tag: str, value: object) -> None:
         """Encode ``value`` (see :mod:`veil.codec`) and send it to party ``to``."""
         dst = self._rank(to)
         if dst == self.rank:
@@ -127,6 +130,7 @@ class Session:
             timeout=self.timeout,
             progress=self._progress,
             _counters=self._counters,
+            _wire=self._wire,
         )
 
     def with_roles(self, roles: Mapping[str, str]) -> Session:
@@ -140,6 +144,24 @@ class Session:
             timeout=self.timeout,
             progress=self._progress,
             _counters=self._counters,
+            _wire=self._wire,
+        )
+
+    def among(self, parties: Sequence[str]) -> Session:
+        """The same session for a protocol that only ``parties`` (this one included) run,
+        e.g. PSI without a party that holds no data: ``parties`` and ``peers()`` list
+        only them; wire ranks stay the job's."""
+        keep = [p for p in self._wire if p in set(parties)]
+        return Session(
+            self.transport,
+            keep,
+            self.me,
+            {r: p for r, p in self.roles.items() if p in keep},
+            scope=self.scope,
+            timeout=self.timeout,
+            progress=self._progress,
+            _counters=self._counters,
+            _wire=self._wire,
         )
 
     # -- utilities --------------------------------------------------------

@@ -43,7 +43,19 @@ def open_store(cfg: NodeConfig) -> Store:
     """The node's database (migrated to the newest schema)."""
     from veil.node.auditmap import AuditSink
 
-    return SqlStore(cfg.database_url, sink=AuditSink)
+    tls = cfg.tls
+    return SqlStore(cfg.database_url, sink=lambda e: AuditSink(e, (tls.cert, tls.key)))
+
+
+def _certificate(ca_dir: Path, name: str, out: Path, hosts: list[str]) -> None:
+    """Issue the node's certificate from a CA folder (``veil ca init``), or take the one
+    ``veil ca issue NAME --out DIR`` made (a site that does not hold the CA's key)."""
+    files = [ca_dir / "ca.crt", ca_dir / f"{name}.crt", ca_dir / f"{name}.key"]
+    if (ca_dir / "ca.key").is_file() or not all(f.is_file() for f in files):
+        issue_party(ca_dir, name, out, hosts=hosts)
+        return
+    for f in files:
+        write_atomic(out / f.name, f.read_bytes(), mode=0o600 if f.suffix == ".key" else 0o644)
 
 
 def init_node(
@@ -70,7 +82,7 @@ def init_node(
             raise ConfigError("--peer", f"'{p}' is this node's own name", "list the other nodes")
     d.mkdir(parents=True, exist_ok=True)
     hosts = sorted({host, "localhost", "127.0.0.1"} - {"0.0.0.0", "::"})
-    issue_party(Path(ca_dir), name, d / TLS_DIR, hosts=hosts)
+    _certificate(Path(ca_dir), name, d / TLS_DIR, hosts)
     cfg = NodeConfig(
         dir=d,
         name=name,

@@ -3,6 +3,8 @@
 Routers only parse, authorise and call the service functions the CLI uses too.
 Roles: ``operator`` (datasets, submit, cancel, outputs), ``approver`` (approve,
 reject), ``auditor`` (read-only: jobs and events, never data); ``admin`` has all.
+The read-only views for people are in :mod:`veil.node.api_views`; the dashboard
+(:mod:`veil.web`, under ``/ui``) is mounted on the same app and calls only these.
 No token or an unknown one: 401. A known token without the role: 403.
 """
 
@@ -18,9 +20,11 @@ from pydantic import BaseModel
 
 from veil.errors import ConfigError, NetworkError, VeilError
 from veil.node.admin import token_digest
+from veil.node.api_views import add_views
 from veil.node.datasets import add_dataset
 from veil.node.model import Event, Role
 from veil.node.service import Conflict, NodeService, NotFound, outputs_dir
+from veil.web import mount_dashboard
 
 _bearer = HTTPBearer(auto_error=False)
 Peers = Callable[[], list[dict[str, Any]]]
@@ -160,7 +164,9 @@ def create_app(service: NodeService, peers: Peers | None = None) -> FastAPI:
     def list_peers(actor: str = reader) -> list[dict[str, Any]]:
         return peers() if peers is not None else []
 
+    add_views(r, service, lambda names: _auth(service, tuple(Role(n) for n in names)))
     app.include_router(r)
+    mount_dashboard(app, service.name)
     for exc, code in (
         (NotFound, 404),
         (Conflict, 409),

@@ -17,17 +17,34 @@ inside the node's transaction is all the audit log needs::
 
 Events with no audit meaning (a pending vote, token issue) map to nothing.
 :class:`AuditSink` is that sink; every node database uses it (:func:`veil.node.admin.open_store`).
+
+The node's other hooks into the audit trail, each called from one line of node code:
+:func:`job_changed` (after every job state change: the dataset access when the job
+starts running here; at the job's end a signed head sent to every other party),
+:func:`receive_head` (the peer message ``audit.head``: a partner's head, checked and
+recorded) and :func:`record_traffic` (the bytes exchanged with each peer per step,
+from the worker's report).
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from veil.node.model import Event
+from veil.node.model import Event, Job, JobState
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from sqlalchemy import Engine
+
+    from veil.audit import NodeKey
+    from veil.node.service import NodeService
+
+log = logging.getLogger(__name__)
 
 Record = tuple[str, str, dict[str, Any]]
 _TEXT = 300
@@ -114,6 +131,29 @@ def audit_records(ev: Event) -> list[Record]:
             )
             for f in d["files"]
         ]
+    if k == "dataset.accessed":
+        cols = [_name(c) for c in d["columns"]]
+        return [
+            (
+                "dataset.accessed",
+                a,
+                {"dataset": _name(d["dataset"]), "columns": cols, "rows": d["rows"]},
+            )
+        ]
+    if k == "job.traffic":
+        return [
+            (
+                "step.bytes",
+                a,
+                {
+                    "step": _name(t["step"]),
+                    "peer": _name(t["peer"]),
+                    "sent": t["sent"],
+                    "received": t["received"],
+                },
+            )
+            for t in d["steps"]
+        ]
     if k == "auth.failed":
         client = a.partition(":")[2] or a
         return [("auth.failed", a, {"client": _name(client), "reason": _text(d["reason"])})]
@@ -127,12 +167,26 @@ class AuditSink:
     its audit entries commit together or not at all.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, key_files: tuple[Path, Path] | None = None) -> None:
         from veil.audit import AuditLog
 
         self.log = AuditLog(engine)
+        self.key_files = key_files
+        self._key: NodeKey | None = None
+
+    def node_key(self) -> NodeKey | None:
+        """The node's signing key (its TLS key), read once; None before it exists."""
+        if self._key is None and self.key_files is not None:
+            from veil.audit import load_node_key
+
+            cert, key = self.key_files
+            if cert.exists() and key.exists():
+                self._key = load_node_key(cert, key)
+        return self._key
 
     def append(self, conn: Any, ev: Event) -> None:
+        """Record ``ev``; after a job's batch of entries, a signed head in the same
+        transaction (so every job event batch ends at a head the node signed)."""
         from veil.audit import Event as AuditEvent
         from veil.audit import EventKind
         from veil.node.sqlstore import TableSink
@@ -142,3 +196,94 @@ class AuditSink:
         if records:
             entries = [AuditEvent(EventKind(k), a, p, job=ev.job_id) for k, a, p in records]
             self.log.append_many(conn, entries)
+            key = self.node_key() if ev.job_id is not None else None
+            if key is not None:
+                self.log.sign_head(conn, key)
+
+
+def _sink(svc: NodeService) -> AuditSink | None:
+    sink = getattr(svc.store, "sink", None)
+    return sink if isinstance(sink, AuditSink) else None
+
+
+def job_changed(svc: NodeService, job: Job) -> None:
+    """After a state change of ``job``: record its dataset access or witness its end.
+
+    Running here: the dataset this node gives and its columns and rows (the worker reads
+    them). Final: sign this node's tree head and send it to every other party, in a
+    thread (a dead peer must not hold up the job's end); each records it in its log.
+    """
+    if _sink(svc) is None:
+        return
+    if job.state == JobState.RUNNING:
+        from veil.node.jobfile import parse_node_job
+
+        ds = svc.store.dataset(parse_node_job(job.text).datasets[svc.name])
+        if ds is not None:
+            detail = {"dataset": ds.name, "columns": list(ds.columns), "rows": ds.rows}
+            with svc.store.change(Event("dataset.accessed", job.id, svc.me, detail)):
+                pass
+    elif job.state.final:
+        t = threading.Thread(target=_witness, args=(svc, job), daemon=True, name=f"wit-{job.id}")
+        t.start()
+
+
+def _witness(svc: NodeService, job: Job) -> None:
+    from veil.audit import WIRE_KIND, head_message, load_node_key
+
+    sink = _sink(svc)
+    assert sink is not None
+    try:
+        tls = svc.cfg.tls
+        key = load_node_key(tls.cert, tls.key)
+        with sink.log.engine.begin() as conn:
+            head = sink.log.sign_head(conn, key)
+    except Exception as e:  # a thread of its own: say why, never die silently
+        log.warning("node %s: cannot sign a tree head for %s: %s", svc.name, job.id, e)
+        return
+    msg = {"kind": WIRE_KIND, "job_id": job.id, **head_message(head, key.cert)}
+    for p in job.parties:
+        if p == svc.name:
+            continue
+        try:
+            ans = svc.link.call(p, msg, min(svc.cfg.peer_timeout, 10.0))
+        except Exception as e:  # unreachable, or the node is closing its channels
+            ans = {"ok": False, "error": str(e)}
+        if not ans.get("ok"):
+            log.warning(
+                "node %s: %s did not witness head %d: %s", svc.name, p, head.size, ans.get("error")
+            )
+
+
+def receive_head(svc: NodeService, sender: str, msg: Mapping[str, object]) -> dict[str, object]:
+    """The ``audit.head`` peer message: check ``sender``'s head and record it in our log."""
+    from veil.audit import accept_head
+
+    sink = _sink(svc)
+    if sink is None:
+        return {"ok": False, "error": f"node '{svc.name}' keeps no audit log"}
+    job_id = str(msg.get("job_id"))
+    job = svc.store.job(job_id)
+    if job is None or sender not in job.parties:
+        return {"ok": False, "error": f"party '{sender}' is not in a job '{job_id}' here"}
+    ca = svc.cfg.tls.ca_cert.read_bytes()
+    with sink.log.engine.begin() as conn:
+        seq = accept_head(conn, msg, sender, ca, job=job_id)
+    return {"ok": True, "seq": seq}
+
+
+def record_traffic(svc: NodeService, job_id: str, report: Mapping[str, object]) -> None:
+    """Record the bytes this node's worker sent to and received from each peer, per step."""
+    rows = []
+    steps = report.get("steps")
+    for row in steps if isinstance(steps, list) else []:
+        per_party = row.get("peer_traffic") if isinstance(row, dict) else None
+        mine = per_party.get(svc.name) if isinstance(per_party, dict) else None
+        for peer, t in sorted((mine or {}).items()):
+            sent, got = int(t.get("bytes_sent", 0)), int(t.get("bytes_received", 0))
+            rows.append(
+                {"step": str(row["name"]), "peer": str(peer), "sent": sent, "received": got}
+            )
+    if rows:
+        with svc.store.change(Event("job.traffic", job_id, svc.me, {"steps": rows})):
+            pass

@@ -16,6 +16,14 @@ from veil.errors import ConfigError
 from veil.node.client import Client
 
 EXIT_FAILED = 1
+# ``veil node ACTION DIR``: API path and help (the dashboard reads the same endpoints)
+NODE_VIEWS = {
+    "whoami": ("/whoami", "the node and the role of the token"),
+    "events": ("/events", "the node's event log"),
+    "policy": ("/policy", "the node's auto-approve rules"),
+    "audit-status": ("/audit/verify", "recompute the audit log through the API (auditor)"),
+}
+JOB_VIEWS = ("proposal", "parties", "report", "log", "model")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -25,7 +33,13 @@ def add_parser(subparsers: Any) -> None:
     p = ns.add_parser("init", help="make a node folder: node.toml, certificate, admin token")
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--name", required=True, help="the node's party name")
-    p.add_argument("--ca", required=True, type=Path, help="the federation CA folder (veil ca init)")
+    p.add_argument(
+        "--ca",
+        required=True,
+        type=Path,
+        help="the federation CA folder (veil ca init), or this node's certificate folder "
+        "from 'veil ca issue NAME --out DIR'",
+    )
     p.add_argument("--peer-listen", default="127.0.0.1:7400", metavar="HOST:PORT")
     p.add_argument("--api", default="127.0.0.1:7500", metavar="HOST:PORT")
     p.add_argument("--peer", action="append", default=[], metavar="NAME=HOST:PORT")
@@ -42,6 +56,14 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_peers)
+    for action, (_, about) in NODE_VIEWS.items():
+        p = ns.add_parser(action, help=about)
+        p.add_argument("dir", metavar="DIR")
+        p.add_argument(
+            "--token", help="an API token (default: $VEIL_NODE_TOKEN or DIR/admin.token)"
+        )
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=_node_view, action=action)
 
     ds = subparsers.add_parser("dataset", help="register and list a node's datasets")
     dss = ds.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
@@ -71,6 +93,11 @@ def add_parser(subparsers: Any) -> None:
         ("approve", "approve the job (approver)"),
         ("cancel", "stop the job on every party (operator)"),
         ("reject", "reject the job (approver)"),
+        ("proposal", "the proposal in readable form and this node's policy decision"),
+        ("parties", "each party's own step seconds and bytes (asked of its node)"),
+        ("report", "this node's run report: steps, errors, traffic (operator)"),
+        ("log", "this node's worker log (operator)"),
+        ("model", "this party's model report: metrics and curves (operator)"),
     ):
         p = js.add_parser(action, help=helptext)
         _node_arg(p)
@@ -145,6 +172,18 @@ def _peers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _node_view(args: argparse.Namespace) -> int:
+    out = Client(args.dir, args.token).request("GET", NODE_VIEWS[args.action][0])
+    if args.json or args.action in ("policy", "whoami"):
+        print(json.dumps(out, indent=2))
+    elif args.action == "events":
+        _show("logs", out)
+    else:
+        print(out["summary"])
+        return 0 if out["ok"] else EXIT_FAILED
+    return 0
+
+
 def _dataset_add(args: argparse.Namespace) -> int:
     c = Client(args.node, args.token)
     body = {
@@ -192,6 +231,8 @@ def _job_action(args: argparse.Namespace) -> int:
         out = c.request("GET", f"/jobs/{args.id}/events")
     elif a == "outputs":
         out = c.request("GET", f"/jobs/{args.id}/outputs")
+    elif a in JOB_VIEWS:
+        out = c.request("GET", f"/jobs/{args.id}/{a}")
     elif a == "reject":
         out = c.request("POST", f"/jobs/{args.id}/reject", {"reason": args.reason})
     else:
@@ -204,7 +245,11 @@ def _job_action(args: argparse.Namespace) -> int:
 
 
 def _show(action: str, out: Any) -> None:
-    if action == "list":
+    if action == "log":
+        print(out["log"], end="")
+    elif action in JOB_VIEWS:
+        print(json.dumps(out, indent=2))
+    elif action == "list":
         for j in out:
             print(f"{j['id']}  {j['state']:<10} {j['name']:<24} from {j['initiator']}")
     elif action == "logs":

@@ -9,6 +9,7 @@ Written by ``veil node init``; the ``[[policy.approve]]`` rules are edited by ha
     database = "sqlite:////srv/bureau/node.db"
     peer_timeout = 30.0
     heartbeat = 1.0
+    job_nice = 10                 # optional: job processes run this much nicer than the node
 
     [peers]
     bank = "127.0.0.1:7400"
@@ -63,6 +64,7 @@ class NodeConfig:
     rules: tuple[Rule, ...] = ()
     peer_timeout: float = 30.0
     heartbeat: float = 1.0
+    job_nice: int = 10  # job processes yield the CPU to the node (API, peer endpoint)
 
     @property
     def tls(self) -> TlsFiles:
@@ -77,7 +79,7 @@ class NodeConfig:
 
     @property
     def peer_host(self) -> str:
-        """The host part of ``peer_listen`` (job traffic binds there too)."""
+        """The host part of ``peer_listen``."""
         return split_address(self.peer_listen, "peer_listen")[0]
 
     def peer_address(self, party: str) -> str:
@@ -159,12 +161,19 @@ def load_config(node_dir: str | Path) -> NodeConfig:
         rules=tuple(_rule(r, i) for i, r in enumerate(rules)),
         peer_timeout=float(node.get("peer_timeout", 30.0)),
         heartbeat=float(node.get("heartbeat", 1.0)),
+        job_nice=_nice(node.get("job_nice", 10)),
     )
     split_address(cfg.peer_listen, "node.peer_listen")
     split_address(cfg.api, "node.api")
     if cfg.peer_timeout <= 0 or cfg.heartbeat <= 0:
         raise ConfigError("node.peer_timeout", "must be positive", "e.g. peer_timeout = 30")
     return cfg
+
+
+def _nice(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 19:
+        raise ConfigError("node.job_nice", f"{v!r} is not 0..19", "e.g. job_nice = 10")
+    return v
 
 
 def _q(s: str) -> str:
@@ -181,7 +190,10 @@ def render(cfg: NodeConfig) -> str:
     ]
     if cfg.database:
         lines.append(f"database = {_q(cfg.database)}")
-    lines += [f"peer_timeout = {cfg.peer_timeout}", f"heartbeat = {cfg.heartbeat}", "", "[peers]"]
+    lines += [f"peer_timeout = {cfg.peer_timeout}", f"heartbeat = {cfg.heartbeat}"]
+    if cfg.job_nice != NodeConfig.job_nice:
+        lines.append(f"job_nice = {cfg.job_nice}")
+    lines += ["", "[peers]"]
     lines += [f"{p} = {_q(a)}" for p, a in sorted(cfg.peers.items())]
     lines += ["", "# The default policy approves nothing: add [[policy.approve]] rules (see docs)."]
     for r in cfg.rules:

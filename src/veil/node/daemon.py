@@ -21,6 +21,7 @@ from veil.node.config import NodeConfig, load_config, split_address
 from veil.node.launch import ProcessLauncher
 from veil.node.model import JobState
 from veil.node.peer import GrpcLink, Heartbeats, PeerServer
+from veil.node.relay import Relay
 from veil.node.service import NodeService
 
 log = logging.getLogger(__name__)
@@ -36,9 +37,10 @@ class Node:
         self.cfg = cfg
         self.store = open_store(cfg)
         self.link = GrpcLink(cfg)
-        self.launcher = ProcessLauncher()
+        self.relay = Relay(cfg.name, self.store.job)
+        self.launcher = ProcessLauncher(self.relay)
         self.service = NodeService(cfg, self.store, self.link, self.launcher)
-        self.server = PeerServer(cfg, self.service.handle)
+        self.server = PeerServer(cfg, self.service.handle, self.relay)
         self.heartbeats = Heartbeats(self.service, self.link, self.server)
         self.service.recover()
         self.heartbeats.start()
@@ -70,6 +72,7 @@ class Node:
             if job.state in (JobState.APPROVED, JobState.RUNNING):
                 self.service.fail(job.id, f"party '{self.cfg.name}': {STOPPED}")
         self.launcher.close()
+        self.relay.close_all()
         self.heartbeats.stop()
         self.api.should_exit = True
         self._api_thread.join(10.0)

@@ -38,9 +38,14 @@ def handle(svc: NodeService, sender: str, msg: dict[str, Any]) -> dict[str, Any]
                 "name": svc.name,
                 "time": time.time(),
                 "open": svc.open_with(sender),
+                "proposed": svc.open_with(sender, proposed=True),
             }
         if kind == "status":
             return {"ok": True, "status": svc.status(str(msg["job_id"]))}
+        if kind == "audit.head":  # a partner's signed tree head at a job's end (witnessing)
+            from veil.node.auditmap import receive_head
+
+            return receive_head(svc, sender, msg)
     except (KeyError, ValueError, TypeError) as e:
         return {"ok": False, "error": f"malformed '{kind}' message: {type(e).__name__} {e}"}
     except VeilError as e:

@@ -79,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             addresses=dict(cfg["addresses"]),
             listen=str(cfg["listen"]),
             tls={party: TlsFiles(Path(cfg["ca"]), Path(cfg["cert"]), Path(cfg["key"]))},
+            job=str(cfg["route"]),
         )
         result = run_job(spec, cfg["out"], options, display)
         display.emit(event="result", ok=result.ok, error=result.error, report=result.report)

@@ -96,7 +96,7 @@ class Vote:
     state: VoteState
     sha256: str
     reason: str = ""
-    info: dict[str, Any] = field(default_factory=dict)  # id/label column names, job port
+    info: dict[str, Any] = field(default_factory=dict)  # id/label column names
     at: float = field(default_factory=time.time)
 
 

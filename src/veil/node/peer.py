@@ -6,7 +6,9 @@ from the federation CA; the server takes the caller's party name from its verifi
 certificate (never from the message) and answers only the node's configured peers.
 A certificate from another CA fails the TLS handshake. Messages: ``propose``,
 ``vote``, ``cancel``, ``fail``, ``status``, ``heartbeat``
-(:meth:`veil.node.service.NodeService.handle`).
+(:meth:`veil.node.service.NodeService.handle`). The same port carries the jobs'
+protocol traffic (``ReceiverService/Push``), multiplexed by job id and relayed to
+each job's worker by :class:`veil.node.relay.Relay`.
 
 :class:`Heartbeats` pings every peer each ``heartbeat`` seconds; a peer silent
 for ``peer_timeout`` fails every job it takes part in, naming the peer and step.
@@ -30,6 +32,7 @@ from veil.codec import decode, encode
 from veil.errors import NetworkError, ProtocolError
 from veil.node.config import NodeConfig
 from veil.node.model import JobState
+from veil.node.relay import MAX_FRAME, PUSH_SERVICE, Relay
 
 log = logging.getLogger(__name__)
 SERVICE = "veil.node.v1.Peer"
@@ -59,18 +62,28 @@ def _caller(context: grpc.ServicerContext) -> tuple[str, bytes | None]:
 class PeerServer:
     """The node's gRPC server for its peers."""
 
-    def __init__(self, cfg: NodeConfig, handler: Handler) -> None:
+    def __init__(self, cfg: NodeConfig, handler: Handler, relay: Relay | None = None) -> None:
         self.cfg = cfg
         self.handler = handler
+        self.relay = relay
         self.cert_expiry: dict[str, float] = {}  # peer -> not_valid_after (from its TLS cert)
-        self._pool = futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="veil-peer")
-        self._server = grpc.server(self._pool, options=[("grpc.so_reuseport", 0)])
+        self._pool = futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="veil-peer")
+        opts = [
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", MAX_FRAME),
+            ("grpc.max_send_message_length", MAX_FRAME),
+        ]
+        self._server = grpc.server(self._pool, options=opts)
         h = grpc.unary_unary_rpc_method_handler(
             self._call, request_deserializer=_ident, response_serializer=_ident
         )
-        self._server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(SERVICE, {"Call": h}),)
-        )
+        handlers = [grpc.method_handlers_generic_handler(SERVICE, {"Call": h})]
+        if relay is not None:
+            push = grpc.unary_unary_rpc_method_handler(
+                self._push, request_deserializer=_ident, response_serializer=_ident
+            )
+            handlers.append(grpc.method_handlers_generic_handler(PUSH_SERVICE, {"Push": push}))
+        self._server.add_generic_rpc_handlers(tuple(handlers))
         tls = cfg.tls
         creds = grpc.ssl_server_credentials(
             [(Path(tls.key).read_bytes(), Path(tls.cert).read_bytes())],
@@ -88,13 +101,22 @@ class PeerServer:
             )
         self._server.start()
 
-    def _call(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+    def _peer(self, context: grpc.ServicerContext) -> tuple[str, bytes | None]:
         sender, pem = _caller(context)
         if sender not in self.cfg.peers:
             context.abort(
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"'{sender}' is not a peer of node '{self.cfg.name}'",
             )
+        return sender, pem
+
+    def _push(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        sender, _ = self._peer(context)
+        assert self.relay is not None
+        return self.relay.push(sender, request, context)
+
+    def _call(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        sender, pem = self._peer(context)
         if pem is not None:
             with_cert = x509.load_pem_x509_certificate(pem)
             self.cert_expiry[sender] = with_cert.not_valid_after_utc.timestamp()
@@ -228,19 +250,19 @@ class Heartbeats:
                 self.rtt[peer] = time.monotonic() - t0
                 self.last_ok[peer] = time.monotonic()
                 self.error.pop(peer, None)
-                self._sync(peer, ans.get("open") or [])
+                self._sync(peer, ans.get("open") or [], ans.get("proposed"))
             except NetworkError as e:
                 self.error[peer] = str(e)
             self._stop.wait(max(0.0, self.cfg.heartbeat - (time.monotonic() - t0)))
 
-    def _sync(self, peer: str, open_there: list[str]) -> None:
+    def _sync(self, peer: str, open_there: list[str], proposed: list[str] | None) -> None:
         """Re-send lost votes and endings, each job at most every ``SYNC_S`` seconds."""
         now = time.monotonic()
         due = [j for j in open_there if now - self._synced.get((peer, str(j)), -SYNC_S) >= SYNC_S]
         for j in due:
             self._synced[(peer, str(j))] = now
         if due:
-            self.service.sync(peer, due)
+            self.service.sync(peer, due, None if proposed is None else [str(p) for p in proposed])
 
     def _watch(self) -> None:
         while not self._stop.wait(min(self.cfg.heartbeat, 1.0)):

@@ -133,6 +133,7 @@ class NodeService:
             tx.put_job(new)
         if self.on_change is not None:
             self.on_change(job.id)
+        _audit_hook(self, new)
         return new
 
     def submit(self, text: str, actor: str) -> Job:
@@ -192,9 +193,7 @@ class NodeService:
         return ds
 
     def _info(self, ds: Dataset) -> dict[str, Any]:
-        from veil.node.launch import job_port
-
-        return {**party_info(ds), "port": job_port(self.cfg.peer_host)}
+        return party_info(ds)
 
     @staticmethod
     def vote_msg(v: Vote) -> dict[str, Any]:
@@ -292,16 +291,25 @@ class NodeService:
         if self.launcher is not None:
             self.launcher.start(self, job)
 
-    def open_with(self, party: str) -> list[str]:
-        """Jobs with ``party`` that are not over here (a peer's heartbeat asks)."""
-        return [j.id for j in self.store.jobs() if party in j.parties and not j.state.final]
+    def open_with(self, party: str, proposed: bool = False) -> list[str]:
+        """Jobs with ``party`` that are not over here (a peer's heartbeat asks); only
+        those still waiting for votes if ``proposed``."""
+        return [
+            j.id
+            for j in self.store.jobs()
+            if party in j.parties
+            and not j.state.final
+            and (not proposed or j.state == JobState.PROPOSED)
+        ]
 
-    def sync(self, peer: str, open_there: list[str]) -> None:
+    def sync(self, peer: str, open_there: list[str], proposed: list[str] | None = None) -> None:
         """Re-send what ``peer`` may have missed about the jobs it still has open.
 
-        A job over here gets its final message again; a proposed one our vote. Both are
-        idempotent at the peer, so a message lost while it was unreachable is never lost.
+        A job over here gets its final message again; one still waiting for votes there
+        (``proposed``; all open ones if not given) our vote. Both are idempotent at the
+        peer, so a message lost while it was unreachable is never lost.
         """
+        waiting = set(open_there if proposed is None else proposed)
         for job_id in open_there:
             job = self.store.job(str(job_id))
             if job is None or peer not in job.parties:
@@ -310,18 +318,20 @@ class NodeService:
                 msg: dict[str, Any] = {"kind": "cancel", "job_id": job.id, "reason": job.error}
             elif job.state == JobState.FAILED:
                 msg = {"kind": "fail", "job_id": job.id, "reason": job.error or ""}
-            else:
+            elif job_id in waiting:
                 mine = {v.party: v for v in self.store.votes(job.id)}.get(self.name)
                 if mine is None or mine.state == VoteState.PENDING:
                     continue
                 msg = {"kind": "vote", **self.vote_msg(mine)}
+            else:
+                continue  # running on both sides: nothing to re-send
             try:
                 self.link.call(peer, msg, min(self.cfg.peer_timeout, 10.0))
             except NetworkError as e:
                 log.info("node %s: sync of %s with %s failed: %s", self.name, job.id, peer, e)
 
     def infos(self, job_id: str) -> dict[str, dict[str, Any]]:
-        """Each party's vote info (id/label column names, job port)."""
+        """Each party's vote info (id/label column names)."""
         return {v.party: v.info for v in self.store.votes(job_id)}
 
     def cancel(self, job_id: str, actor: str) -> Job:
@@ -380,6 +390,13 @@ class NodeService:
                 self.fail(job.id, f"party '{self.name}': {RESTARTED}", actor=self.me)
                 failed.append(job.id)
         return failed
+
+
+def _audit_hook(svc: NodeService, job: Job) -> None:
+    """The audit trail's hook after each job state change (dataset access, witnessing)."""
+    from veil.node.auditmap import job_changed
+
+    job_changed(svc, job)
 
 
 def outputs_dir(cfg: NodeConfig, job_id: str) -> Path:

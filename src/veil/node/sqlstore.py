@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, insert, select, update
+from sqlalchemy import Connection, Engine, create_engine, event, insert, select, update
 from sqlalchemy.engine import Row
 
 from veil.errors import ConfigError
@@ -58,6 +58,28 @@ def make_engine(url: str) -> Engine:
     from veil.audit import configure_sqlite
 
     return configure_sqlite(engine)  # SQLite: WAL, a busy wait, BEGIN IMMEDIATE
+
+
+def read_engine(engine: Engine) -> Engine:
+    """An engine for reads only: on a SQLite file, one whose reads take no lock.
+
+    The writing engine begins every transaction with ``BEGIN IMMEDIATE`` (the write
+    lock), reads too; readers of a WAL database need no lock at all, so the API's reads
+    do not queue behind the jobs' progress writes. Other databases: ``engine`` itself.
+    """
+    db = engine.url.database
+    if engine.dialect.name != "sqlite" or db in (None, "", ":memory:"):
+        return engine
+    reader = create_engine(engine.url, future=True)
+
+    @event.listens_for(reader, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout = 60000")
+        cur.execute("PRAGMA query_only = ON")
+        cur.close()
+
+    return reader
 
 
 class TableSink:
@@ -163,6 +185,7 @@ class SqlStore:
     def __init__(self, url: str, sink: Callable[[Engine], EventSink] | None = None) -> None:
         self.engine = make_engine(url)
         migrate(self.engine)
+        self.reader = read_engine(self.engine)
         self.sink: EventSink = TableSink() if sink is None else sink(self.engine)
 
     @contextmanager
@@ -179,7 +202,7 @@ class SqlStore:
             _put_step(conn, s)
 
     def _rows(self, stmt: Any) -> list[Row[Any]]:
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             return list(conn.execute(stmt))
 
     def token_role(self, digest: str) -> Role | None:
@@ -228,6 +251,8 @@ class SqlStore:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self.reader is not self.engine:
+            self.reader.dispose()
 
 
 def _dataset(r: Row[Any]) -> Dataset:

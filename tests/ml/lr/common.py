@@ -4,12 +4,12 @@ the test policy, the scaled blocks the protocol trains on."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from tests.paths import DATA
 from veil.ml.lr import (
     LROptions,
     PartyData,
@@ -25,7 +25,7 @@ from veil.policy import TEST_POLICY, SecurityPolicy
 
 NAMES = ["bank", "bureau", "telco"]
 FAST: dict[str, Any] = {"scheme": "ou", "key_bits": 1024, "seed": 7, "protocol": "he"}
-DATA = Path("/work/shared/data")
+
 Tap = Callable[[int, int, str, bytes], None]
 
 

@@ -14,12 +14,13 @@ A training step (``hetero_lr``) is expected to leave ``model`` (this party's
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from veil.errors import ConfigError
+from veil.jobs.params import Checked
 
 if TYPE_CHECKING:
     from veil.jobs.context import StepContext
@@ -29,7 +30,7 @@ LABEL_HOLDER = "label_holder"
 
 
 def number(
-    params: Mapping[str, Any],
+    params: Mapping[str, object],
     key: str,
     field: str,
     default: float,
@@ -46,19 +47,19 @@ def number(
     return float(v)
 
 
-def flag(params: Mapping[str, Any], key: str, field: str, default: bool) -> bool:
+def flag(params: Mapping[str, object], key: str, field: str, default: bool) -> bool:
     v = params.get(key, default)
     if not isinstance(v, bool):
         raise ConfigError(f"{field}.{key}", f"must be true or false, got {v!r}")
     return v
 
 
-def session(ctx: StepContext, params: Mapping[str, Any]) -> Session:
+def session(ctx: StepContext, params: Mapping[str, object]) -> Session:
     """The step's session with the label holder bound to its role."""
-    return ctx.session.with_roles({LABEL_HOLDER: params["label_holder"]})
+    return ctx.session.with_roles({LABEL_HOLDER: Checked(params).get_str(LABEL_HOLDER)})
 
 
-def is_label_holder(ctx: StepContext, params: Mapping[str, Any]) -> bool:
+def is_label_holder(ctx: StepContext, params: Mapping[str, object]) -> bool:
     return bool(ctx.party == params["label_holder"])
 
 

@@ -30,15 +30,16 @@ from typing import Any
 
 import pandas as pd
 
+from veil.crypto.he import HEScheme
 from veil.errors import ConfigError
 from veil.fileio import write_csv, write_json
 from veil.jobs.context import StepContext
-from veil.jobs.params import check_keys, label_holder_of, party_list, positive_int
+from veil.jobs.params import Checked, check_keys, label_holder_of, party_list, positive_int
 from veil.jobs.registry import register
 from veil.jobs.spec import JobSpec
 from veil.jobs.steps import _credit as c
 from veil.ml import fed_binning
-from veil.ml.binning import BinningOptions, Bins
+from veil.ml.binning import BinMethod, BinningOptions, Bins
 from veil.ml.fed_binning import FedBinningOptions
 from veil.policy import DEFAULT_POLICY
 
@@ -48,14 +49,19 @@ KEYS = (
 )  # fmt: skip
 
 
-def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str, Any]:
+def validate(params: Mapping[str, object], job: JobSpec, field: str) -> Mapping[str, object]:
     check_keys(params, KEYS, field)
     n_bins = positive_int(params.get("n_bins"), f"{field}.n_bins", default=10)
     fine = positive_int(params.get("fine_bins"), f"{field}.fine_bins", default=max(20, n_bins or 0))
     chi = params.get("chi_threshold")
+    # the options' __post_init__ check and convert method and he (hence the loose dict)
+    loose: dict[str, Any] = {
+        "method": params.get("method", "quantile"),
+        "he": params.get("he", "paillier"),
+    }
     opts = FedBinningOptions(
         BinningOptions(
-            method=params.get("method", "quantile"),
+            method=loose["method"],
             n_bins=n_bins or 10,
             fine_bins=fine or 20,
             min_bin_size=positive_int(
@@ -64,7 +70,7 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
             or 50,
             chi_threshold=None if chi is None else c.number(params, "chi_threshold", field, 3.841),
         ),
-        he=params.get("he", "paillier"),
+        he=loose["he"],
         key_bits=positive_int(params.get("key_bits"), f"{field}.key_bits", default=2048) or 2048,
     )
     DEFAULT_POLICY.check_key_bits(opts.he.value, opts.key_bits, f"{field}.key_bits")
@@ -97,18 +103,19 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
     }
 
 
-def _options(params: Mapping[str, Any]) -> FedBinningOptions:
+def _options(params: Mapping[str, object]) -> FedBinningOptions:
+    p = Checked(params)
     return FedBinningOptions(
         BinningOptions(
-            params["method"],
-            params["n_bins"],
-            params["fine_bins"],
-            params["min_bin_size"],
-            params["chi_threshold"],
+            BinMethod(p.get_str("method")),
+            p.get_int("n_bins"),
+            p.get_int("fine_bins"),
+            p.get_int("min_bin_size"),
+            p.opt_float("chi_threshold"),
         ),
-        he=params["he"],
-        key_bits=params["key_bits"],
-        share_woe=params["woe_transform"],
+        he=HEScheme(p.get_str("he")),
+        key_bits=p.get_int("key_bits"),
+        share_woe=p.get_bool("woe_transform"),
     )
 
 
@@ -128,11 +135,17 @@ def _bins_json(bins: Mapping[str, Bins]) -> list[dict[str, Any]]:
 
 
 @register("binning", validate=validate)
-def binning(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+def binning(ctx: StepContext, params: Mapping[str, object]) -> dict[str, object]:
     """Federated binning with WOE/IV; optional WOE transform of every party's columns."""
     s = c.session(ctx, params)
     opts = _options(params)
-    names = (params["features"] or {}).get(ctx.party) or c.feature_columns(ctx)
+    p = Checked(params)
+    chosen = p.mapping("features") if params.get("features") else {}
+    names = (
+        list(Checked(chosen, "params.features").strs(ctx.party))
+        if chosen.get(ctx.party)
+        else c.feature_columns(ctx)
+    )
     rows = c.train_rows(ctx)
     cols = {n: c.column(ctx, n)[rows] for n in names}
     out: dict[str, Any] = {"features": len(names)}
@@ -158,14 +171,14 @@ def binning(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         write_json({"own": _bins_json(bins), "partners": partners}, ctx.out_dir / "bins.json")
         out["iv"] = {b.key: round(b.iv, 6) for b in res.stats}
     else:
-        reveal = ctx.party in params["reveal_names"]
+        reveal = ctx.party in p.strs("reveal_names")
         bins = fed_binning.run_partner(
             s, cols, opts.binning, reveal_names=reveal, policy=DEFAULT_POLICY
         )
         write_json({"own": _bins_json(bins)}, ctx.out_dir / "bins.json")
     ctx.state.bins = bins
     ctx.state.features = list(names)
-    if params["woe_transform"]:
+    if p.get_bool("woe_transform"):
         if ctx.state.raw_frame is None:
             ctx.state.raw_frame = ctx.frame.copy()
         frame = ctx.frame.copy()

@@ -24,7 +24,7 @@ import pandas as pd
 
 from veil.errors import ConfigError
 from veil.jobs.context import StepContext
-from veil.jobs.params import check_keys, label_holder_of
+from veil.jobs.params import Checked, check_keys, label_holder_of
 from veil.jobs.registry import register
 from veil.jobs.spec import JobSpec
 from veil.jobs.steps import _credit as c
@@ -35,7 +35,7 @@ KEYS = ("threshold", "label_holder", "top_k")
 PREDICTIONS = "predictions.csv"
 
 
-def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str, Any]:
+def validate(params: Mapping[str, object], job: JobSpec, field: str) -> Mapping[str, object]:
     check_keys(params, KEYS, field)
     out = {
         "threshold": c.number(params, "threshold", field, 0.5, lo=0.0, hi=1.0),
@@ -64,10 +64,11 @@ def _predictions(ctx: StepContext) -> pd.DataFrame:
 
 
 @register("evaluate", validate=validate)
-def evaluate(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+def evaluate(ctx: StepContext, params: Mapping[str, object]) -> dict[str, object]:
     """Metrics and plots of the label holder's train/test predictions."""
     if ctx.state.fedavg is not None:
-        return fed.evaluate_federated(ctx, params["threshold"], params["top_k"])
+        p = Checked(params)
+        return fed.evaluate_federated(ctx, p.get_float("threshold"), p.ints("top_k"))
     if params["label_holder"] is None:
         raise ConfigError("steps.evaluate", "found no fedavg model", "run fedavg before evaluate")
     if not c.is_label_holder(ctx, params):
@@ -77,9 +78,10 @@ def evaluate(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     sets = {str(k): (g["label"].to_numpy(), g["score"].to_numpy()) for k, g in groups}
     binning = ctx.state.binning
     iv = [(b.key, b.iv) for b in binning.stats] if binning is not None else []
-    evals = write_report(ctx.out_dir, sets, iv=iv, threshold=params["threshold"])
+    p = Checked(params)
+    evals = write_report(ctx.out_dir, sets, iv=iv, threshold=p.get_float("threshold"))
     out: dict[str, Any] = {}
-    fed.add_top_k(ctx.out_dir, sets, params["top_k"])
+    fed.add_top_k(ctx.out_dir, sets, p.ints("top_k"))
     for name, e in evals.items():
         out[f"auc_{name}"] = round(e.auc, 6)
         out[f"ks_{name}"] = round(e.ks, 6)

@@ -23,15 +23,17 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from veil.errors import ConfigError
 from veil.fileio import write_csv, write_json
 from veil.jobs.context import StepContext
-from veil.jobs.params import check_keys
+from veil.jobs.params import Checked, check_keys
 from veil.jobs.registry import register
 from veil.jobs.spec import JobSpec, load_test, one_of
 from veil.ml.horizontal import (
@@ -50,7 +52,7 @@ PREDICTIONS = "predictions.csv"
 OPTION_KEYS = tuple(f.name for f in fields(FedAvgOptions))
 
 
-def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str, Any]:
+def validate(params: Mapping[str, object], job: JobSpec, field: str) -> Mapping[str, object]:
     """Check the options and find the aggregator and the banks."""
     check_keys(params, (*OPTION_KEYS, "aggregator"), field)
     opts = _options(params, field)
@@ -94,7 +96,7 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
     return {**params, "aggregator": agg, "banks": banks}
 
 
-def _options(params: Mapping[str, Any], field: str = "steps.fedavg") -> FedAvgOptions:
+def _options(params: Mapping[str, object], field: str = "steps.fedavg") -> FedAvgOptions:
     try:
         return FedAvgOptions.from_mapping({k: v for k, v in params.items() if k in OPTION_KEYS})
     except ConfigError as e:
@@ -102,10 +104,11 @@ def _options(params: Mapping[str, Any], field: str = "steps.fedavg") -> FedAvgOp
 
 
 @register("fedavg", validate=validate)
-def fedavg(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+def fedavg(ctx: StepContext, params: Mapping[str, object]) -> dict[str, object]:
     """Train one model across the banks; every party keeps it."""
     opts = _options(params)
-    agg, banks = str(params["aggregator"]), list(params["banks"])
+    p = Checked(params)
+    agg, banks = p.get_str("aggregator"), list(p.strs("banks"))
     s = ctx.session.with_roles({AGGREGATOR: agg})
     data = None
     if ctx.party in banks:
@@ -131,7 +134,9 @@ def fedavg(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
 # -- evaluation of the global model (called by the evaluate step) ------------------------
 
 
-def evaluate_federated(ctx: StepContext, threshold: float, top_k: Sequence[int]) -> dict[str, Any]:
+def evaluate_federated(
+    ctx: StepContext, threshold: float, top_k: Sequence[int]
+) -> dict[str, object]:
     """Score this party's training and held-out rows (a bank) and its test file (any
     party) with the global model; write ``predictions.csv`` (``id, score, label, set``),
     ``metrics.json`` (AUC, KS, precision and recall of the top-k alerts per set) and
@@ -203,7 +208,7 @@ def top_k_alerts(y: np.ndarray, scores: np.ndarray, k: int) -> dict[str, float]:
 
 
 def add_top_k(
-    out_dir: Any, sets: Mapping[str, tuple[Any, Any]], top_k: Sequence[int]
+    out_dir: Path, sets: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]], top_k: Sequence[int]
 ) -> dict[str, list[dict[str, float]]]:
     """Add precision/recall at each k of ``top_k`` per set to ``metrics.json``."""
     alerts = {
@@ -217,13 +222,13 @@ def add_top_k(
     return alerts
 
 
-def horizontal(params: Mapping[str, Any], job: JobSpec) -> bool:
+def horizontal(params: Mapping[str, object], job: JobSpec) -> bool:
     """True when ``evaluate`` follows horizontal training: no label holder named and
     several parties with labels (each then evaluates its own rows)."""
     return params.get("label_holder") is None and sum(p.label is not None for p in job.parties) > 1
 
 
-def top_k_param(params: Mapping[str, Any], field: str) -> list[int]:
+def top_k_param(params: Mapping[str, object], field: str) -> list[int]:
     """``top_k``: alert counts (positive integers), default [100]."""
     v = params.get("top_k", [100])
     v = [v] if isinstance(v, int) and not isinstance(v, bool) else v

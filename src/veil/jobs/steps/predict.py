@@ -40,7 +40,7 @@ PREDICTIONS = "predictions.csv"
 FIELD = "steps.predict.model"
 
 
-def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str, Any]:
+def validate(params: Mapping[str, object], job: JobSpec, field: str) -> Mapping[str, object]:
     check_keys(params, ("model", "label_holder"), field)
     model = params.get("model")
     if model is not None and not isinstance(model, str):
@@ -70,7 +70,7 @@ def _load(path: Path) -> Any:
 
 
 @register("predict", validate=validate)
-def predict(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+def predict(ctx: StepContext, params: Mapping[str, object]) -> dict[str, object]:
     """Score every current row with this party's part of the model; scores to the label holder."""
     path = params.get("model")
     model = _load(Path(str(path).replace("{party}", ctx.party))) if path else ctx.state.model

@@ -9,9 +9,10 @@ vertical steps, and the same data give the same row order, hence the same ``spli
 in every run: the protocol's own order depends on its fresh keys), and gets
 ``psi.csv``: those rows, first occurrence of each id. What each party learns is what the PSI
 protocol reveals: the receivers learn the intersection; nobody learns ids
-outside it.
+outside it. A party listed without ``data:`` (e.g. an SS-LR dealer) sits the step out;
+the others run PSI among themselves (:meth:`veil.net.session.Session.among`).
 
-Parameters: ``result_to`` (parties that learn the intersection; default all),
+Parameters: ``result_to`` (parties that learn the intersection; default all with data),
 ``batch_size`` (ids per message), ``threads`` (worker threads, default all cores),
 ``interconnect`` (true: run the PPCA 9-2023 interconnection variant of the protocol,
 :mod:`veil.protocols.interconnect`, same result; default false), ``protocol`` (``ecdh``,
@@ -31,7 +32,7 @@ from veil.crypto import ecc
 from veil.errors import ConfigError
 from veil.fileio import write_csv
 from veil.jobs.context import StepContext
-from veil.jobs.params import check_keys, party_list, positive_int
+from veil.jobs.params import Checked, check_keys, party_list, positive_int, sitting_out
 from veil.jobs.registry import register
 from veil.jobs.spec import JobSpec
 from veil.policy import DEFAULT_POLICY
@@ -41,33 +42,40 @@ KEYS = ("result_to", "batch_size", "threads", "interconnect", "protocol")
 OUTPUT_FILE = "psi.csv"
 
 
-def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str, Any]:
+def validate(params: Mapping[str, object], job: JobSpec, field: str) -> Mapping[str, object]:
     """Check the psi parameters against the job (known names; KKRT and interconnection
     between two parties only)."""
     check_keys(params, KEYS, field)
+    sit_out = [p.name for p in job.parties if p.data is None]  # e.g. an SS-LR dealer
+    data_parties = [p for p in job.party_names if p not in sit_out]
     out: dict[str, Any] = {
         "result_to": list(
-            party_list(
-                params.get("result_to"), job, f"{field}.result_to", default=list(job.party_names)
-            )
+            party_list(params.get("result_to"), job, f"{field}.result_to", default=data_parties)
         ),
         "batch_size": positive_int(params.get("batch_size"), f"{field}.batch_size", default=4096),
         "threads": positive_int(params.get("threads"), f"{field}.threads"),
         "interconnect": _flag(params.get("interconnect", False), f"{field}.interconnect"),
         "protocol": _protocol(params.get("protocol", "ecdh"), params, f"{field}.protocol"),
     }
-    if len(job.parties) > 2 and (out["protocol"] != Protocol.ECDH or out["interconnect"]):
+    named = [p for p in out["result_to"] if p in sit_out]
+    if named:
+        raise ConfigError(
+            f"{field}.result_to", f"{named} have no data", "leave parties without data out"
+        )
+    if sit_out:  # parties without data take no part in PSI
+        out["sit_out"] = sit_out
+    if len(data_parties) > 2 and (out["protocol"] != Protocol.ECDH or out["interconnect"]):
         what = "interconnect" if out["interconnect"] else "protocol"
         raise ConfigError(
             f"{field}.{what}",
             f"{'interconnection' if what == 'interconnect' else out['protocol']} PSI runs "
-            f"between two parties, this job has {len(job.parties)}",
+            f"between two parties, this job has {len(data_parties)} with data",
             "use protocol ecdh (the default) for three or more parties",
         )
     return out
 
 
-def _protocol(value: Any, params: Mapping[str, Any], field: str) -> str:
+def _protocol(value: Any, params: Mapping[str, object], field: str) -> str:
     names = [p.value for p in Protocol]
     if value not in names:
         raise ConfigError(
@@ -87,28 +95,33 @@ def _flag(value: Any, field: str) -> bool:
 
 
 @register("psi", validate=validate)
-def psi(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+def psi(ctx: StepContext, params: Mapping[str, object]) -> dict[str, object]:
     """Private set intersection on the id column; receivers keep the aligned rows."""
+    sit_out = sitting_out(params)
+    if ctx.party in sit_out:
+        return {"sat_out": True}
+    session = ctx.session.among([p for p in ctx.session.parties if p not in sit_out])
     ids = ctx.frame[ctx.id_col].astype(str).tolist()
-    if not ids and ctx.session.me in params["result_to"]:
+    c = Checked(params)
+    if not ids and session.me in c.strs("result_to"):
         raise ConfigError(
             "psi.result_to",
-            f"party '{ctx.session.me}' holds no data (its table has no rows)",
+            f"party '{session.me}' holds no data (its table has no rows)",
             "give it a data file with rows, or leave it out of result_to",
         )
     p = PsiParams(
-        result_to=tuple(params["result_to"]),
-        batch_size=int(params["batch_size"]),
-        threads=params["threads"],
-        protocol=Protocol(params.get("protocol", "ecdh")),
+        result_to=c.strs("result_to"),
+        batch_size=c.get_int("batch_size"),
+        threads=c.opt_int("threads"),
+        protocol=Protocol(c.opt_str("protocol") or "ecdh"),
     )
     if params.get("interconnect"):
         from veil.protocols.interconnect.party import run_psi_interconnect
 
         DEFAULT_POLICY.check_suite(ecc.HASH_AS_X.name)  # the interconnection suite
-        res = run_psi_interconnect(ctx.session, ids, p)
+        res = run_psi_interconnect(session, ids, p)
     else:
-        res = run_psi(ctx.session, ids, p)
+        res = run_psi(session, ids, p)
     out: dict[str, Any] = {
         "n_input": res.n_input,
         "duplicates_dropped": res.n_input - res.n_distinct,

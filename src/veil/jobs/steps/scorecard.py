@@ -23,7 +23,7 @@ import pandas as pd
 from veil.errors import ConfigError
 from veil.fileio import write_csv
 from veil.jobs.context import StepContext
-from veil.jobs.params import check_keys, label_holder_of
+from veil.jobs.params import Checked, check_keys, label_holder_of
 from veil.jobs.registry import register
 from veil.jobs.spec import JobSpec
 from veil.jobs.steps import _credit as c
@@ -32,7 +32,7 @@ from veil.ml import scorecard as ml_card
 KEYS = ("base_score", "pdo", "base_odds", "round_points", "label_holder")
 
 
-def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str, Any]:
+def validate(params: Mapping[str, object], job: JobSpec, field: str) -> Mapping[str, object]:
     check_keys(params, KEYS, field)
     opts = ml_card.ScorecardOptions(
         c.number(params, "base_score", field, 600.0),
@@ -50,7 +50,7 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
 
 
 @register("scorecard", validate=validate)
-def scorecard(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+def scorecard(ctx: StepContext, params: Mapping[str, object]) -> dict[str, object]:
     """Points per bin for this party's features; the label holder gets every row's score."""
     model = ctx.state.model
     bins = ctx.state.bins
@@ -60,8 +60,12 @@ def scorecard(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
             "needs bins with WOE and a trained model",
             "run binning (woe_transform: true) and hetero_lr before scorecard",
         )
+    p = Checked(params)
     opts = ml_card.ScorecardOptions(
-        params["base_score"], params["pdo"], params["base_odds"], params["round_points"]
+        p.get_float("base_score"),
+        p.get_float("pdo"),
+        p.get_float("base_odds"),
+        p.get_bool("round_points"),
     )
     part = model if isinstance(model, ml_card.LinearPart) else ml_card.LinearPart.of(model)
     holder = c.is_label_holder(ctx, params)

@@ -35,7 +35,7 @@ import pandas as pd
 from veil.errors import ConfigError
 from veil.fileio import write_csv, write_json
 from veil.jobs.context import StepContext
-from veil.jobs.params import check_keys, label_holder_of
+from veil.jobs.params import Checked, check_keys, label_holder_of
 from veil.jobs.registry import register
 from veil.jobs.spec import JobSpec
 from veil.ml import metrics
@@ -48,17 +48,14 @@ _PARAMS = tuple(f.name for f in dataclasses.fields(sbt.SBTParams))
 KEYS = (*_PARAMS, "test_size", "valid_size", "label_holder")
 
 
-def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str, Any]:
+def validate(params: Mapping[str, object], job: JobSpec, field: str) -> Mapping[str, object]:
     """Check the parameters by building :class:`SBTParams` (its errors name the field)."""
     check_keys(params, KEYS, field)
     lh = label_holder_of(params, job, field)
     if len(job.parties) < 2:
         raise ConfigError(field, "needs a label holder and at least one partner", "")
-    kw = {k: params[k] for k in _PARAMS if k in params}
-    if "class_weight" in kw and kw["class_weight"] is not None:
-        kw["class_weight"] = tuple(kw["class_weight"])
     try:
-        p = sbt.SBTParams(**kw)
+        p = _params(params)
     except TypeError as e:
         raise ConfigError(field, str(e), "check the parameter types") from None
     DEFAULT_POLICY.check_key_bits(str(p.he), p.key_bits, f"{field}.key_bits")
@@ -69,10 +66,14 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
     return {**params, "label_holder": lh}
 
 
-def _params(params: Mapping[str, Any]) -> sbt.SBTParams:
-    kw = {k: params[k] for k in _PARAMS if k in params}
-    if kw.get("class_weight") is not None:
-        kw["class_weight"] = tuple(kw["class_weight"])
+def _params(params: Mapping[str, object]) -> sbt.SBTParams:
+    """SBTParams from the step's parameters; its ``__post_init__`` checks every value
+    (a value of the wrong type is a ConfigError or TypeError there), hence the loose
+    ``dict`` of keywords."""
+    kw: dict[str, Any] = {k: params[k] for k in _PARAMS if k in params}
+    cw = kw.get("class_weight")
+    if cw is not None:
+        kw["class_weight"] = tuple(cw)
     return sbt.SBTParams(**kw)
 
 
@@ -101,7 +102,7 @@ def _test_mask(ctx: StepContext, n: int, test_size: float, seed: int) -> np.ndar
 
 
 @register("secureboost", validate=validate)
-def secureboost(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+def secureboost(ctx: StepContext, params: Mapping[str, object]) -> dict[str, object]:
     """Train vertical SecureBoost; the label holder gets train/test predictions."""
     p = _params(params)
     lh = str(params["label_holder"])  # set by validate from the job's label column
@@ -109,12 +110,13 @@ def secureboost(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     feats = _features(ctx)
     x = ctx.frame[feats].to_numpy()
     n = x.shape[0]
-    test = _test_mask(ctx, n, float(params.get("test_size", 0.3)), p.seed)
+    checked = Checked(params)
+    test = _test_mask(ctx, n, checked.get_float("test_size", 0.3), p.seed)
     train = np.flatnonzero(~test)
     valid = np.zeros(0, dtype=np.int64)
     if p.early_stopping_rounds:
         rng = np.random.default_rng([p.seed, 8])
-        k = round(float(params.get("valid_size", 0.2)) * len(train))
+        k = round(checked.get_float("valid_size", 0.2) * len(train))
         shuffled = rng.permutation(train)
         valid, train = np.sort(shuffled[:k]), np.sort(shuffled[k:])
     vx = x[valid] if len(valid) else None

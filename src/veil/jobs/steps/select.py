@@ -19,7 +19,7 @@ import pandas as pd
 from veil.errors import ConfigError
 from veil.fileio import write_csv
 from veil.jobs.context import StepContext
-from veil.jobs.params import check_keys, label_holder_of, positive_int
+from veil.jobs.params import Checked, check_keys, label_holder_of, positive_int
 from veil.jobs.registry import register
 from veil.jobs.spec import JobSpec
 from veil.jobs.steps import _credit as c
@@ -28,7 +28,7 @@ from veil.ml import select as ml_select
 KEYS = ("min_iv", "top_k", "label_holder")
 
 
-def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str, Any]:
+def validate(params: Mapping[str, object], job: JobSpec, field: str) -> Mapping[str, object]:
     check_keys(params, KEYS, field)
     return {
         "min_iv": c.number(params, "min_iv", field, 0.02, lo=0.0),
@@ -38,7 +38,7 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
 
 
 @register("select", validate=validate)
-def select(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+def select(ctx: StepContext, params: Mapping[str, object]) -> dict[str, object]:
     """Keep the features with the highest IV; each party drops its other columns."""
     if ctx.state.bins is None or ctx.state.features is None:
         raise ConfigError("steps.select", "needs the IVs of a binning step", "add binning first")
@@ -48,7 +48,8 @@ def select(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     if c.is_label_holder(ctx, params):
         if ctx.state.binning is None:
             raise ConfigError("steps.select", "the label holder has no IVs", "add binning first")
-        opts = ml_select.SelectOptions(params["min_iv"], params["top_k"])
+        p = Checked(params)
+        opts = ml_select.SelectOptions(p.get_float("min_iv"), p.opt_int("top_k"))
         sel = ml_select.run_label_holder(s, ctx.state.binning, opts)
         kept = sel.kept_of(ctx.party)
         rows = [{"party": b.party, "feature": b.name, "iv": b.iv, "kept": True} for b in sel.kept]

@@ -24,14 +24,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from io import BytesIO
-from typing import Any
 
 import numpy as np
 
 from veil.errors import ConfigError
 from veil.fileio import write_atomic, write_json
 from veil.jobs.context import StepContext
-from veil.jobs.params import check_keys, party_list
+from veil.jobs.params import Checked, check_keys, party_list
 from veil.jobs.registry import register
 from veil.jobs.spec import JobSpec, suggest
 from veil.jobs.steps import _credit as c
@@ -43,7 +42,7 @@ STATS_FILE = "stats.json"
 HEATMAP = "correlation.png"
 
 
-def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str, Any]:
+def validate(params: Mapping[str, object], job: JobSpec, field: str) -> Mapping[str, object]:
     check_keys(params, KEYS, field)
     dealer = params.get("dealer")
     if dealer is not None and dealer not in job.party_names:
@@ -85,7 +84,7 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
         )
     he = params.get("he", "ou")
     bits = params.get("key_bits", 2048)
-    if he not in ("ou", "paillier"):
+    if not isinstance(he, str) or he not in ("ou", "paillier"):
         raise ConfigError(f"{field}.he", f"unknown scheme {he!r}", "use ou or paillier")
     DEFAULT_POLICY.check_key_bits(he, bits, f"{field}.key_bits")
     out = {
@@ -103,19 +102,21 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
     return out
 
 
-def _options(params: Mapping[str, Any]) -> ss_stats.StatsOptions:
+def _options(params: Mapping[str, object]) -> ss_stats.StatsOptions:
+    p = Checked(params)
+    reveal = Checked(p.mapping("reveal_to"), "params.reveal_to")
     return ss_stats.StatsOptions(
-        parties=tuple(params["parties"]),
-        reveal_to={p: tuple(v) for p, v in params["reveal_to"].items()},
-        quantiles=tuple(params["quantiles"]),
-        dealer=params["dealer"],
-        he=params["he"],
-        key_bits=params["key_bits"],
+        parties=p.strs("parties"),
+        reveal_to={k: reveal.strs(k) for k in reveal.params},
+        quantiles=p.floats("quantiles"),
+        dealer=p.opt_str("dealer"),
+        he=p.get_str("he"),
+        key_bits=p.get_int("key_bits"),
     )
 
 
 @register("stats", validate=validate)
-def stats(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+def stats(ctx: StepContext, params: Mapping[str, object]) -> dict[str, object]:
     """Per-column statistics, the Pearson matrix and VIF across all parties' columns."""
     opts = _options(params)
     if ctx.party == opts.dealer:

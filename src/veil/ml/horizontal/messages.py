@@ -11,8 +11,8 @@ from typing import Any, Self
 import numpy as np
 
 from veil.errors import ProtocolError
+from veil.messages import field
 from veil.ml.horizontal.models import FloatArray
-from veil.protocols.secagg.messages import field
 
 
 class Tag(StrEnum):
@@ -25,7 +25,7 @@ class Tag(StrEnum):
     UPDATE = "update"  # bank -> aggregator: its update, only with secure_aggregation off
 
 
-def _floats(v: Any, tag: Tag, name: str, size: int | None = None) -> FloatArray:
+def _floats(v: object, tag: Tag, name: str, size: int | None = None) -> FloatArray:
     a = field(v, tag, name, np.ndarray)
     if a.dtype != np.float64 or a.ndim != 1 or (size is not None and a.size != size):
         raise ProtocolError(f"{tag}.{name}: expected {size or 'a vector of'} float64")
@@ -34,7 +34,7 @@ def _floats(v: Any, tag: Tag, name: str, size: int | None = None) -> FloatArray:
     return a
 
 
-def _strs(v: Any, tag: Tag, name: str) -> list[str]:
+def _strs(v: object, tag: Tag, name: str) -> list[str]:
     items = field(v, tag, name, list)
     if not all(isinstance(x, str) for x in items):
         raise ProtocolError(f"{tag}.{name}: expected a list of str")
@@ -48,11 +48,11 @@ class Schema:
     columns: list[str]
     kinds: list[str]
 
-    def pack(self) -> dict[str, Any]:
+    def pack(self) -> dict[str, object]:
         return {"columns": self.columns, "kinds": self.kinds}
 
     @classmethod
-    def unpack(cls, v: Any) -> Self:
+    def unpack(cls, v: object) -> Self:
         out = cls(_strs(v, Tag.SCHEMA, "columns"), _strs(v, Tag.SCHEMA, "kinds"))
         if len(out.kinds) != len(out.columns) or len(set(out.columns)) != len(out.columns):
             raise ProtocolError(f"{Tag.SCHEMA}.kinds: one kind per distinct column expected")
@@ -66,11 +66,11 @@ class SchemaOk:
     columns: list[str]
     abort: str = ""
 
-    def pack(self) -> dict[str, Any]:
+    def pack(self) -> dict[str, object]:
         return {"columns": self.columns, "abort": self.abort}
 
     @classmethod
-    def unpack(cls, v: Any) -> Self:
+    def unpack(cls, v: object) -> Self:
         return cls(_strs(v, Tag.SCHEMA_OK, "columns"), field(v, Tag.SCHEMA_OK, "abort", str))
 
 
@@ -82,11 +82,11 @@ class Scaling:
     scale: FloatArray
     abort: str = ""
 
-    def pack(self) -> dict[str, Any]:
+    def pack(self) -> dict[str, object]:
         return {"mean": self.mean, "scale": self.scale, "abort": self.abort}
 
     @classmethod
-    def unpack(cls, v: Any, dim: int) -> Self:
+    def unpack(cls, v: object, dim: int) -> Self:
         t = Tag.SCALING
         mean, scale = _floats(v, t, "mean", dim), _floats(v, t, "scale", dim)
         out = cls(mean, scale, field(v, t, "abort", str))
@@ -109,11 +109,11 @@ class Model:
     history: list[dict[str, Any]]
     abort: str = ""
 
-    def pack(self) -> dict[str, Any]:
+    def pack(self) -> dict[str, object]:
         return dict(self.__dict__)
 
     @classmethod
-    def unpack(cls, v: Any, dim: int) -> Self:
+    def unpack(cls, v: object, dim: int) -> Self:
         t = Tag.MODEL
         hist = field(v, t, "history", list)
         if not all(isinstance(h, dict) for h in hist):
@@ -135,9 +135,9 @@ class Update:
 
     v: FloatArray
 
-    def pack(self) -> dict[str, Any]:
+    def pack(self) -> dict[str, object]:
         return {"v": self.v}
 
     @classmethod
-    def unpack(cls, v: Any, dim: int) -> Self:
+    def unpack(cls, v: object, dim: int) -> Self:
         return cls(_floats(v, Tag.UPDATE, "v", dim))

@@ -45,7 +45,7 @@ class GlobalModel:
         X, _ = feature_matrix(frame, self.columns, who)
         return self.score(X)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {
             "format": FORMAT,
             "model": self.spec.kind,

@@ -51,7 +51,8 @@ import numpy as np
 
 from veil.crypto.he import EncryptedArray, HEPublicKey
 from veil.errors import ProtocolError
-from veil.ml.lr._fields import CipherMessage, Fields
+from veil.messages import Fields
+from veil.ml.lr._fields import CipherMessage, read_cipher, read_ciphers
 from veil.ml.lr._gram_shares import (
     W_FRAC,
     Layout,
@@ -102,12 +103,12 @@ class Rows:
     @classmethod
     def from_wire(cls, obj: object, pk: HEPublicKey, want: Layout, n: int) -> Rows:
         """Rows of a batch of ``n`` rows in the layout both sides derive."""
-        f = Fields(obj, GramTag.ROWS)
+        f = Fields(GramTag.ROWS, obj)
         for name, v in (("n_cols", want.n_cols), ("per_ct", want.per_ct), ("slot", want.slot)):
-            if f.integer(name, 1) != v:
+            if f.get_int(name, lo=1) != v:
                 f.fail(name, f"differs from the agreed layout ({v})")
-        scale = f.integer("f", -MAX_SCALE, MAX_SCALE)
-        return cls(want, scale, f.ciphers("ct", pk, [n] * want.n_ct))
+        scale = f.get_int("f", lo=-MAX_SCALE, hi=MAX_SCALE)
+        return cls(want, scale, read_ciphers(f, "ct", pk, [n] * want.n_ct))
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,11 @@ class Cross:
 
     @classmethod
     def from_wire(cls, obj: object, pk: HEPublicKey, lay: Layout, F_L: int) -> Cross:
-        f = Fields(obj, GramTag.CROSS)
-        return cls(f.ciphers("ct", pk, [F_L + 1] * lay.n_ct), f.integer("f", -MAX_SCALE, MAX_SCALE))
+        f = Fields(GramTag.CROSS, obj)
+        return cls(
+            read_ciphers(f, "ct", pk, [F_L + 1] * lay.n_ct),
+            f.get_int("f", lo=-MAX_SCALE, hi=MAX_SCALE),
+        )
 
 
 @dataclass(frozen=True)
@@ -135,9 +139,11 @@ class Step:
 
     @classmethod
     def from_wire(cls, obj: object, pk: HEPublicKey, n_out: int) -> Step:
-        f = Fields(obj, GramTag.STEP)
-        ct = f.cipher("ct", pk, n_out)
-        return cls(ct, f.integers("part", n_out, MAX_MASKED_BITS + 1), f.integer("fw", 0, W_FRAC))
+        f = Fields(GramTag.STEP, obj)
+        ct = read_cipher(f, "ct", pk, n_out)
+        return cls(
+            ct, f.integers("part", n_out, MAX_MASKED_BITS + 1), f.get_int("fw", lo=0, hi=W_FRAC)
+        )
 
 
 def _peer_share(bs: Session, run: Run, peer: str, size: int) -> EncryptedArray:

@@ -9,15 +9,13 @@ the role functions are given.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from enum import StrEnum
 
 from veil.crypto.he import HEScheme
 from veil.errors import ConfigError
+from veil.ml.checks import check_int, check_number, class_weight_keys, options_digest
 from veil.ml.labels import check_class_weight
 
 JSONValue = str | int | float | bool | None | dict[str, float]
@@ -104,19 +102,20 @@ class LROptions:
     protocol: LRProtocol = LRProtocol.AUTO
 
     def __post_init__(self) -> None:
-        _check_int("epochs", self.epochs, 1, "use at least one epoch")
-        _check_int("batch_size", self.batch_size, 0, "use 0 for full batch or a positive size")
-        _check_pos("learning_rate", self.learning_rate)
-        _check_nonneg("decay", self.decay)
-        _check_nonneg("alpha", self.alpha)
-        _check_nonneg("tol", self.tol)
-        _check_nonneg("clip", self.clip)
-        _check_int("patience", self.patience, 0, "use 0 to disable early stopping")
-        _check_int("feature_bits", self.feature_bits, 4, "use 8 (fast) to 16 (near exact)")
-        _check_int("key_bits", self.key_bits, 1, "use 2048 or more")
-        _check_int("seed", self.seed, 0, "use a non-negative integer")
-        if self.feature_bits > 32:
-            raise ConfigError("hetero_lr.feature_bits", "above 32", "use 8 (fast) to 16")
+        f = "hetero_lr."
+        check_int(f + "epochs", self.epochs, 1, fix="use at least one epoch")
+        check_int(
+            f + "batch_size", self.batch_size, 0, fix="use 0 for full batch or a positive size"
+        )
+        check_number(f + "learning_rate", self.learning_rate, positive=True)
+        for name in ("decay", "alpha", "tol", "clip"):
+            check_number(f + name, getattr(self, name))
+        check_int(f + "patience", self.patience, 0, fix="use 0 to disable early stopping")
+        check_int(
+            f + "feature_bits", self.feature_bits, 4, 32, fix="use 8 (fast) to 16 (near exact)"
+        )
+        check_int(f + "key_bits", self.key_bits, 1, fix="use 2048 or more")
+        check_int(f + "seed", self.seed, 0, fix="use a non-negative integer")
         for name, enum in (
             ("schedule", Schedule),
             ("penalty", Penalty),
@@ -156,8 +155,7 @@ class LROptions:
 
     def digest(self) -> str:
         """Short hash every party compares before training starts."""
-        raw = json.dumps(self.to_json(), sort_keys=True).encode()
-        return hashlib.sha256(raw).hexdigest()[:16]
+        return options_digest(self.to_json())
 
     @classmethod
     def job_keys(cls) -> tuple[str, ...]:
@@ -174,26 +172,6 @@ class LROptions:
             if k not in known:
                 raise ConfigError(f"hetero_lr.{k}", "unknown option", f"use one of {sorted(known)}")
             kwargs[py_name.get(k, k)] = v
-            if k == "class_weight" and isinstance(v, Mapping):
-                try:
-                    kwargs[k] = {int(c): w for c, w in v.items()}
-                except (TypeError, ValueError):
-                    raise ConfigError(
-                        "hetero_lr.class_weight", f"got {v!r}", "use {0: w0, 1: w1}"
-                    ) from None
+            if k == "class_weight":
+                kwargs[k] = class_weight_keys(v, "hetero_lr.class_weight")
         return cls(**kwargs)  # type: ignore[arg-type]
-
-
-def _check_int(name: str, v: object, lo: int, fix: str) -> None:
-    if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-        raise ConfigError(f"hetero_lr.{name}", f"must be an integer >= {lo}, got {v!r}", fix)
-
-
-def _check_pos(name: str, v: object) -> None:
-    if not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
-        raise ConfigError(f"hetero_lr.{name}", f"must be a positive number, got {v!r}")
-
-
-def _check_nonneg(name: str, v: object) -> None:
-    if not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
-        raise ConfigError(f"hetero_lr.{name}", f"must be a number >= 0, got {v!r}")

@@ -22,7 +22,7 @@ import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
 from veil.errors import ConfigError
-from veil.ml.lr._fields import Fields
+from veil.messages import MAX_TEXT, Fields
 from veil.ml.lr._math import FloatArray, sigmoid
 from veil.ml.lr._model import PartyData, PartyModel
 from veil.ml.lr._setup import LABEL_HOLDER, MAX_ROWS, PARTNER
@@ -51,8 +51,12 @@ class PredictHello:
 
     @classmethod
     def from_wire(cls, obj: object) -> PredictHello:
-        f = Fields(obj, PredictTag.PREDICT_HELLO)
-        return cls(f.text("model_id"), f.integer("n", 0, MAX_ROWS), f.text("ids"))
+        f = Fields(PredictTag.PREDICT_HELLO, obj)
+        return cls(
+            f.get_str("model_id", max_len=MAX_TEXT),
+            f.get_int("n", lo=0, hi=MAX_ROWS),
+            f.get_str("ids", max_len=MAX_TEXT),
+        )
 
 
 @dataclass(frozen=True)
@@ -65,8 +69,8 @@ class PredictOk:
 
     @classmethod
     def from_wire(cls, obj: object) -> PredictOk:
-        f = Fields(obj, PredictTag.PREDICT_OK)
-        return cls(f.flag("ok"), f.text("error"))
+        f = Fields(PredictTag.PREDICT_OK, obj)
+        return cls(f.get_bool("ok"), f.get_str("error", max_len=MAX_TEXT))
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,7 @@ class PairSeed:
 
     @classmethod
     def from_wire(cls, obj: object) -> PairSeed:
-        return cls(Fields(obj, PredictTag.PAIR_SEED).data("seed", 32))
+        return cls(Fields(PredictTag.PAIR_SEED, obj).get_bytes("seed", 32))
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,7 @@ class PartialScore:
 
     @classmethod
     def from_wire(cls, obj: object, n: int) -> PartialScore:
-        return cls(Fields(obj, PredictTag.PARTIAL_SCORE).array("z", n, np.uint64))
+        return cls(Fields(PredictTag.PARTIAL_SCORE, obj).array("z", n, np.uint64))
 
 
 def _check_model(model: PartyModel, role: str, me: str) -> None:

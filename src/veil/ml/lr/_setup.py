@@ -20,7 +20,7 @@ import numpy as np
 
 from veil.crypto.he import HEPublicKey, HESecretKey
 from veil.errors import ConfigError, ProtocolError
-from veil.ml.lr._fields import Fields
+from veil.messages import MAX_TEXT, Fields
 from veil.ml.lr._homomorphic import keygen, peer_key
 from veil.ml.lr._math import FloatArray, clip_block, prepare_block
 from veil.ml.lr._model import PartyData
@@ -114,24 +114,24 @@ class Hello:
 
     @classmethod
     def from_wire(cls, obj: object, opts: LROptions, policy: SecurityPolicy) -> Hello:
-        f = Fields(obj, Tag.HELLO)
-        proto = f.text("protocol")
+        f = Fields(Tag.HELLO, obj)
+        proto = f.get_str("protocol", max_len=MAX_TEXT)
         if proto not in {str(p) for p in LRProtocol} - {str(LRProtocol.AUTO)}:
             f.fail("protocol", f"unknown protocol {proto!r}")
         try:
-            pk = peer_key(f.mapping("pk"), opts.scheme, opts.key_bits, policy)
+            pk = peer_key(f.get_dict("pk"), opts.scheme, opts.key_bits, policy)
         except ProtocolError as e:
             f.fail("pk", str(e))
         return cls(
-            digest=f.text("digest"),
-            n=f.integer("n", 1, MAX_ROWS),
-            ids=f.text("ids"),
-            n_valid=f.integer("n_valid", 0, MAX_ROWS),
-            valid_ids=f.text("valid_ids"),
-            model_id=f.text("model_id"),
-            partners=f.texts("partners", MAX_PARTIES),
+            digest=f.get_str("digest", max_len=MAX_TEXT),
+            n=f.get_int("n", lo=1, hi=MAX_ROWS),
+            ids=f.get_str("ids", max_len=MAX_TEXT),
+            n_valid=f.get_int("n_valid", lo=0, hi=MAX_ROWS),
+            valid_ids=f.get_str("valid_ids", max_len=MAX_TEXT),
+            model_id=f.get_str("model_id", max_len=MAX_TEXT),
+            partners=f.get_strs("partners", max_items=MAX_PARTIES),
             protocol=LRProtocol(proto),
-            width=f.integer("width", 1, MAX_WIDTH),
+            width=f.get_int("width", lo=1, hi=MAX_WIDTH),
             pk=pk,
         )
 
@@ -151,14 +151,14 @@ class Ready:
 
     @classmethod
     def from_wire(cls, obj: object, opts: LROptions, policy: SecurityPolicy) -> Ready:
-        f = Fields(obj, Tag.READY)
-        if not f.flag("ok"):
-            return cls(False, f.text("error"))
+        f = Fields(Tag.READY, obj)
+        if not f.get_bool("ok"):
+            return cls(False, f.get_str("error", max_len=MAX_TEXT))
         try:
-            pk = peer_key(f.mapping("pk"), opts.scheme, opts.key_bits, policy)
+            pk = peer_key(f.get_dict("pk"), opts.scheme, opts.key_bits, policy)
         except ProtocolError as e:
             f.fail("pk", str(e))
-        return cls(True, "", f.integer("width", 1, MAX_WIDTH), pk)
+        return cls(True, "", f.get_int("width", lo=1, hi=MAX_WIDTH), pk)
 
 
 @dataclass(frozen=True)
@@ -184,16 +184,16 @@ class Start:
 
     @classmethod
     def from_wire(cls, obj: object) -> Start:
-        f = Fields(obj, Tag.START)
-        ok = f.flag("ok")
+        f = Fields(Tag.START, obj)
+        ok = f.get_bool("ok")
         return cls(
             ok,
-            f.text("field"),
-            f.text("problem"),
-            f.text("fix"),
-            f.integer("max_width", 1 if ok else 0, MAX_WIDTH),
-            f.integer("min_batch", 1 if ok else 0, MAX_ROWS),
-            f.integer("stat_sec", 1 if ok else 0, 256),
+            f.get_str("field", max_len=MAX_TEXT),
+            f.get_str("problem", max_len=MAX_TEXT),
+            f.get_str("fix", max_len=MAX_TEXT),
+            f.get_int("max_width", lo=1 if ok else 0, hi=MAX_WIDTH),
+            f.get_int("min_batch", lo=1 if ok else 0, hi=MAX_ROWS),
+            f.get_int("stat_sec", lo=1 if ok else 0, hi=256),
         )
 
 

@@ -41,7 +41,8 @@ import numpy as np
 
 from veil.crypto.he import EncryptedArray, HEPublicKey
 from veil.errors import ProtocolError
-from veil.ml.lr._fields import CipherMessage, Fields
+from veil.messages import Fields
+from veil.ml.lr._fields import CipherMessage, read_cipher
 from veil.ml.lr._homomorphic import decrypt_bounded, encrypt
 from veil.ml.lr._loop import Decision
 from veil.ml.lr._math import FloatArray
@@ -62,7 +63,7 @@ class EpochReport:
 
     @classmethod
     def from_wire(cls, obj: object) -> EpochReport:
-        return cls(Fields(obj, Tag.EPOCH_REPORT).flag("converged"))
+        return cls(Fields(Tag.EPOCH_REPORT, obj).get_bool("converged"))
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,8 @@ class EpochDecision:
 
     @classmethod
     def from_wire(cls, obj: object) -> EpochDecision:
-        f = Fields(obj, Tag.EPOCH_DECISION)
-        return cls(f.flag("stop"), f.flag("keep"))
+        f = Fields(Tag.EPOCH_DECISION, obj)
+        return cls(f.get_bool("stop"), f.get_bool("keep"))
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,8 @@ class ValidChain:
 
     @classmethod
     def from_wire(cls, obj: object, pk: HEPublicKey, n: int) -> ValidChain:
-        f = Fields(obj, Tag.VALID_CHAIN)
-        return cls(f.cipher("vec", pk, n), f.cipher("total", pk, 1))
+        f = Fields(Tag.VALID_CHAIN, obj)
+        return cls(read_cipher(f, "vec", pk, n), read_cipher(f, "total", pk, 1))
 
 
 def valid_loss_label_holder(es: Session, run: Run, yv: FloatArray, zv: FloatArray) -> float:

@@ -13,7 +13,6 @@ packing sums is ``c^(2^slot) * c'`` (``E(a)^k = E(k a)``), the engine's ``fold_c
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import gmpy2
 import numpy as np
@@ -21,7 +20,7 @@ import numpy as np
 from veil.crypto import he as engine
 from veil.crypto.encrypted import EncryptedArray
 from veil.crypto.he import HEScheme
-from veil.crypto.kernels import mulmod_list, objects
+from veil.crypto.kernels import BigInt, mulmod_list, objects
 from veil.crypto.packing import fold_chunks
 from veil.errors import ProtocolError
 from veil.ml import he_keys
@@ -30,7 +29,7 @@ from veil.policy import SecurityPolicy
 __all__ = ["HEKeys", "HEPublic", "as_objects"]
 
 
-def as_objects(values: Sequence[Any]) -> np.ndarray:
+def as_objects(values: Sequence[BigInt]) -> np.ndarray:
     """A 1-D object array of big integers (ciphertexts), without numpy probing each."""
     return objects(list(values))
 
@@ -46,7 +45,7 @@ class HEPublic:
         self.width = int(pk.ct_bytes)
         self.key_bits = int(pk.bits)
 
-    def check(self, cts: Sequence[int]) -> list[Any]:
+    def check(self, cts: Sequence[int]) -> list[BigInt]:
         """Ciphertexts from the wire, each checked to lie in ``[1, modulus)``."""
         m = self.modulus
         out = [gmpy2.mpz(c) for c in cts]
@@ -55,8 +54,12 @@ class HEPublic:
         return out
 
     def group_sum(
-        self, cts: Sequence[Any] | np.ndarray, rows: np.ndarray, groups: np.ndarray, n_groups: int
-    ) -> list[Any]:
+        self,
+        cts: Sequence[BigInt] | np.ndarray,
+        rows: np.ndarray,
+        groups: np.ndarray,
+        n_groups: int,
+    ) -> list[BigInt]:
         """out[k] = sum of cts[rows[i]] over (i, j) with groups[i, j] == k (< 0 skipped).
 
         Runs column by column on the engine's kernel (whole columns per worker process, the
@@ -82,7 +85,7 @@ class HEPublic:
         picked = arr[np.asarray(rows, dtype=np.int64)]
         ea = EncryptedArray(self.pk, picked, 0, False, 0)
         res = ea.group_sum(local, width).ct.tolist() if width else []
-        out: list[Any] = [gmpy2.mpz(1)] * n_groups
+        out: list[BigInt] = [gmpy2.mpz(1)] * n_groups
         mod = self.modulus
         for j, uniq in enumerate(ids):
             for u, k in enumerate(uniq.tolist()):
@@ -90,11 +93,11 @@ class HEPublic:
                 out[k] = c if out[k] == 1 else out[k] * c % mod
         return out
 
-    def add(self, a: Sequence[Any], b: Sequence[Any]) -> list[Any]:
+    def add(self, a: Sequence[BigInt], b: Sequence[BigInt]) -> list[BigInt]:
         """Element-wise sum of two ciphertext lists (product mod the modulus)."""
         return mulmod_list(list(a), list(b), self.modulus)
 
-    def pack(self, cts: Sequence[Any], slot: int, k: int) -> list[Any]:
+    def pack(self, cts: Sequence[BigInt], slot: int, k: int) -> list[BigInt]:
         """Pack ``k`` sums per ciphertext: Enc(sum_j m_j << (j * slot)), Horner style."""
         chunks = [list(cts[i : i + k]) for i in range(0, len(cts), k)]
         return fold_chunks(chunks, slot, self.modulus)
@@ -115,11 +118,11 @@ class HEKeys:
         """Fill the randomiser pool in the background (encryption takes from it first)."""
         self.public.pk.precompute_async(count)
 
-    def encrypt(self, values: Sequence[int]) -> list[Any]:
+    def encrypt(self, values: Sequence[int]) -> list[BigInt]:
         """One fresh ciphertext per (signed) integer."""
         return list(self.public.pk.raw_encrypt(as_objects(values)))
 
-    def decrypt(self, cts: Sequence[Any], value_bits: int) -> list[int]:
+    def decrypt(self, cts: Sequence[BigInt], value_bits: int) -> list[int]:
         """Signed plaintexts ``|v| < 2**value_bits`` (centred lift of the residues)."""
         res, n = self._sk.raw_decrypt(as_objects(cts), (1 << (value_bits + 1)) + 1)
         half = n // 2

@@ -20,8 +20,8 @@ import numpy.typing as npt
 from veil.codec import IntArray
 from veil.crypto.he import HEPublicKey
 from veil.errors import ProtocolError
+from veil.messages import Fields
 from veil.ml import he_keys
-from veil.ml.messages import Fields
 from veil.policy import SecurityPolicy
 
 IntArr = npt.NDArray[np.int64]
@@ -66,7 +66,7 @@ class Hello:
     valid_rows: int
     features: int
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         return {"rows": self.rows, "valid_rows": self.valid_rows, "features": self.features}
 
     @classmethod
@@ -87,7 +87,7 @@ class Setup:
     pk: HEPublicKey
     params: dict[str, Any]
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         return {"pk": self.pk.to_wire(), "params": self.params}
 
     @classmethod
@@ -113,7 +113,7 @@ class TreeStep:
     rows: IntArr | None = None
     chunk: int = 0
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         out: dict[str, Any] = {"op": str(Op.TREE), "t": self.t, "slot": self.slot, "k": self.k}
         if self.rows is not None:
             out["rows"], out["chunk"] = self.rows.astype(np.int32), self.chunk
@@ -142,7 +142,7 @@ class BuildStep:
     node_of: IntArr | None = None
     ct: list[IntArray] | None = None
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         out: dict[str, Any] = {"op": str(Op.BUILD), "nodes": self.nodes}
         if self.ct is not None:
             out["ct"] = self.ct
@@ -171,7 +171,7 @@ class SplitStep:
     default_left: IntArr
     rows: list[IntArr]
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         return {
             "op": str(Op.SPLIT),
             "slots": self.slots.astype(np.int32),
@@ -206,7 +206,7 @@ class DoneStep:
     records: IntArr
     gains: npt.NDArray[np.float64]
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         return {
             "op": str(Op.DONE),
             "trees": self.trees,
@@ -256,7 +256,7 @@ class Ciphertexts:
 
     ct: IntArray
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         return {"ct": self.ct}
 
     @classmethod
@@ -270,7 +270,7 @@ class NBins:
 
     n_bins: IntArr
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         return {"n_bins": self.n_bins.astype(np.int64)}
 
     @classmethod
@@ -287,7 +287,7 @@ class Partition:
     left: list[Bits]
     valid_left: list[Bits]
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         return {
             "records": self.records.astype(np.int64),
             "left": [pack_bits(b) for b in self.left],
@@ -319,7 +319,7 @@ class Route:
     rows: int
     left: list[Bits]
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         return {"rows": self.rows, "left": [pack_bits(b) for b in self.left]}
 
     @classmethod

@@ -82,7 +82,7 @@ class LabelHolderModel:
                     o["gain"] += nd.gain
         return {**_importance(self.feature_names, self.records, gains), **other}
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {
             "format": FORMAT,
             "role": "label_holder",
@@ -134,7 +134,7 @@ class PartnerModel:
         """Split count and total gain per own feature."""
         return _importance(self.feature_names, self.records, self.gains)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {
             "format": FORMAT,
             "role": "partner",

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from veil.codec import IntArray
 from veil.crypto import he as engine
@@ -41,11 +42,11 @@ __all__ = ["run_partner"]
 
 def run_partner(
     s: Session,
-    x: Any,
+    x: npt.ArrayLike,
     feature_names: Sequence[str],
     p: SBTParams,
     *,
-    valid_x: Any = None,
+    valid_x: npt.ArrayLike | None = None,
     policy: SecurityPolicy = DEFAULT_POLICY,
 ) -> PartnerModel:
     """Serve the label holder's requests; return this partner's model (its split records).

@@ -10,9 +10,8 @@ nothing (it sends only).
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
+import numpy.typing as npt
 
 from veil.errors import ConfigError
 from veil.ml.secureboost.binning import as_features
@@ -26,7 +25,7 @@ from veil.net.session import Session
 __all__ = ["run_predict_label_holder", "run_predict_partner"]
 
 
-def run_predict_label_holder(s: Session, model: LabelHolderModel, x: Any) -> np.ndarray:
+def run_predict_label_holder(s: Session, model: LabelHolderModel, x: npt.ArrayLike) -> np.ndarray:
     """Scores for the aligned rows: probabilities (binary) or values (regression)."""
     xa = as_features(x, model.feature_names, "label_holder")
     n = xa.shape[0]
@@ -53,7 +52,7 @@ def run_predict_label_holder(s: Session, model: LabelHolderModel, x: Any) -> np.
     return margin
 
 
-def run_predict_partner(s: Session, model: PartnerModel, x: Any) -> None:
+def run_predict_partner(s: Session, model: PartnerModel, x: npt.ArrayLike) -> None:
     """Send the routing bits of this partner's splits for its aligned rows."""
     xb = as_features(x, model.feature_names, f"partner.{s.me}")
     msg = Route(xb.shape[0], [r.goes_left(xb) for r in model.records])

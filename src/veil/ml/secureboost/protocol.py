@@ -53,6 +53,7 @@ from enum import StrEnum
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from veil.codec import IntArray
 from veil.crypto import he as engine
@@ -159,8 +160,8 @@ class RemoteSide:
         reply = Ciphertexts.from_wire(
             Tag.HIST, self.s.recv(self.party, Tag.HIST), size=-(-need // self.per_ct)
         )
-        cts = self.keys.public.check(reply.ct.values)
-        sums = self.keys.decrypt(cts, self.per_ct * self.codec.slot)
+        hist_cts = self.keys.public.check(reply.ct.values)
+        sums = self.keys.decrypt(hist_cts, self.per_ct * self.codec.slot)
         flat = [v for t in sums for v in split_slots(t, self.codec.slot, self.per_ct)]
         out, pos = [], 0
         for _ in build:
@@ -212,13 +213,13 @@ def _labels(y: Any, n: int, objective: Objective, field: str) -> np.ndarray:
 
 def run_label_holder(
     s: Session,
-    x: Any,
-    y: Any,
+    x: npt.ArrayLike,
+    y: npt.ArrayLike,
     feature_names: Sequence[str],
     p: SBTParams,
     *,
-    valid_x: Any = None,
-    valid_y: Any = None,
+    valid_x: npt.ArrayLike | None = None,
+    valid_y: npt.ArrayLike | None = None,
     policy: SecurityPolicy = DEFAULT_POLICY,
 ) -> LabelHolderModel:
     """Train; return the label holder's model (trees, leaf weights, its own splits).

@@ -18,7 +18,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from veil.errors import ConfigError
 from veil.fileio import write_atomic_with
@@ -33,7 +33,7 @@ INSECURE_WARNING = (
 )
 
 
-def add_parser(subparsers: Any) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``veil psi`` on the top-level CLI."""
     p = subparsers.add_parser(
         "psi",

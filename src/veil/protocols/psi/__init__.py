@@ -6,8 +6,8 @@
   all sets is revealed, no pairwise intersection).
 - :mod:`.kkrt`: two-party KKRT-PSI from OT extension (faster, Veil to Veil), built on
   :mod:`.cuckoo` and :mod:`.ot`.
-- :mod:`.common`: the parameters, result type and input handling they share;
-  :mod:`.messages`: the typed message schemas every received message is checked by.
+- :mod:`.common`: the parameters, result type, input handling and HELLO they share;
+  every received message is checked by :mod:`veil.messages`.
 
 :func:`run_psi` plays this party's role of the protocol ``params`` name. ``result_to``
 means the same in every protocol: each party it names ends with the intersection, all

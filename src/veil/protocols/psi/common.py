@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from veil import messages as msg
 from veil.crypto import ecc
 from veil.errors import ConfigError
 from veil.net.session import Session
 from veil.policy import SecurityPolicy
-from veil.protocols.psi import messages as msg
 
 STATISTICAL_BITS = 40  # DEFAULT_POLICY.stat_sec: what the helpers assume when not told
 MIN_TRUNCATE_BITS = 64
@@ -131,6 +131,38 @@ def check_params(
 
 
 # -- the HELLO exchange ------------------------------------------------------------------
+
+_HELLO_SPECS: dict[str, msg.Spec[object]] = {
+    "protocol": msg.Str(),
+    "version": msg.Int(),
+    "n": msg.Int(0, MAX_IDS),
+    "result_to": msg.StrList(MAX_PARTIES),
+}
+TRUNCATION_SPECS: dict[str, msg.Spec[object]] = {
+    "truncate_bits": msg.Nullable(msg.Int(1, 256)),
+    "stat_sec": msg.Int(1, 256),
+}
+"""The HELLO fields of the protocols that truncate compared values (ECDH, KKRT)."""
+
+
+def hello_schema(**extra: msg.Spec[object]) -> msg.Record:
+    """The HELLO every PSI protocol sends (protocol, version, its set size, who learns the
+    result) plus the protocol's ``extra`` fields."""
+    return msg.Record({**_HELLO_SPECS, **extra})
+
+
+def hello(
+    protocol: str, version: int, n: int, params: PsiParams, **extra: object
+) -> dict[str, object]:
+    """This party's HELLO for :func:`hello_schema`: ``n`` distinct ids, ``params.result_to``
+    (sorted: every party sends the same list) and ``extra``."""
+    return {
+        "protocol": protocol,
+        "version": version,
+        "n": n,
+        "result_to": sorted(params.result_to),
+        **extra,
+    }
 
 
 def exchange_hello(
@@ -295,6 +327,12 @@ def _reject(pos: int, x: object) -> None:
             f"id at position {pos} is a {type(x).__name__}, not a string",
             "convert the id column to strings first",
         )
+
+
+def distinct_ids(ids: Iterable[str] | Sequence[str]) -> tuple[list[bytes], np.ndarray]:
+    """:func:`encode_ids` of ``ids`` and the :func:`first_occurrences` among them."""
+    raw = encode_ids(ids)
+    return raw, first_occurrences(raw)
 
 
 def first_occurrences(raw: list[bytes]) -> np.ndarray:

@@ -40,30 +40,32 @@ Duplicates are removed before the protocol (first occurrence kept).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from veil import messages as msg
 from veil.crypto import ecc
 from veil.errors import ConfigError
 from veil.net.session import Session
 from veil.policy import DEFAULT_POLICY, SecurityPolicy
-from veil.protocols.psi import messages as msg
 from veil.protocols.psi.common import (
-    MAX_IDS,
-    MAX_PARTIES,
+    TRUNCATION_SPECS,
     Outbox,
     Protocol,
     PsiParams,
     PsiResult,
     check_params,
-    encode_ids,
+    distinct_ids,
     exchange_hello,
-    first_occurrences,
+    hello,
+    hello_schema,
     match_duals,
     secure_permutation,
     truncate_bytes,
 )
+from veil.protocols.psi.kernels import open_point_kernels
 
 PROTOCOL_VERSION = 2  # 2: the suite is named by group and truncation (ristretto255 added)
 MAX_BATCH = 1 << 20
@@ -77,18 +79,7 @@ class Tag(StrEnum):
     DUAL = "dual"  # a batch of truncated [ab]H(x), returned to the owner in its order
 
 
-HELLO = msg.Record(
-    {
-        "protocol": msg.Str(),
-        "version": msg.Int(),
-        "suite": msg.Str(),
-        "n": msg.Int(0, MAX_IDS),
-        "batch_size": msg.Int(1, MAX_BATCH),
-        "result_to": msg.StrList(MAX_PARTIES),
-        "truncate_bits": msg.Nullable(msg.Int(1, 256)),
-        "stat_sec": msg.Int(1, 256),
-    }
-)
+HELLO = hello_schema(suite=msg.Str(), batch_size=msg.Int(1, MAX_BATCH), **TRUNCATION_SPECS)
 # ENC: msg.Blob(size=count * 32); DUAL: msg.Blob(size=count * t) -- sizes from HELLO.
 
 
@@ -141,8 +132,7 @@ def _run(
     params: PsiParams,
     policy: SecurityPolicy,
 ) -> PsiResult:
-    raw = encode_ids(ids)
-    distinct = first_occurrences(raw)
+    raw, distinct = distinct_ids(ids)
     order = distinct[secure_permutation(len(distinct))]  # send order -> input position
     plan = _handshake(session, params, len(distinct), policy.stat_sec)
     suite = params.suite
@@ -152,16 +142,16 @@ def _run(
     nb_own = -(-plan.n // plan.my_batch)
     nb_peer = -(-plan.m // plan.peer_batch)
     total = max(nb_own + nb_peer, 1)
-    with ecc.ScalarMultiplier(params.threads, suite) as mul, Outbox(session, plan.peer) as out:
+    kernels = open_point_kernels(params.threads)  # this party's engine (local by default)
+    with contextlib.closing(kernels), Outbox(session, plan.peer) as out:
         for i in range(max(nb_own, nb_peer)):
             if i < nb_own:
                 idx = order[i * plan.my_batch : (i + 1) * plan.my_batch]
-                points = ecc.hash_to_points([raw[j] for j in idx], suite)
-                out.send(Tag.ENC, b"".join(mul(scalar, points)))
+                out.send(Tag.ENC, kernels.hash_blind(scalar, [raw[j] for j in idx], suite))
             if i < nb_peer:
                 expect = min(plan.peer_batch, plan.m - i * plan.peer_batch)
                 enc = msg.recv(session, plan.peer, Tag.ENC, msg.Blob(expect * ecc.POINT_BYTES))
-                dual = ecc.truncate(mul(scalar, ecc.split_points(enc)), plan.tbytes, suite)
+                dual = kernels.blind_truncate(scalar, enc, plan.tbytes, suite)
                 if plan.peer_learns:
                     out.send(Tag.DUAL, dual)
                 if plan.me_learns:
@@ -178,16 +168,16 @@ def _run(
 
 def _handshake(session: Session, params: PsiParams, n: int, stat_sec: int) -> _Plan:
     peer = session.peers()[0]
-    mine = {
-        "protocol": str(Protocol.ECDH),
-        "version": PROTOCOL_VERSION,
-        "suite": params.suite.wire_name,
-        "n": n,
-        "batch_size": params.batch_size,
-        "result_to": sorted(params.result_to),
-        "truncate_bits": params.truncate_bits,
-        "stat_sec": stat_sec,
-    }
+    mine = hello(
+        str(Protocol.ECDH),
+        PROTOCOL_VERSION,
+        n,
+        params,
+        suite=params.suite.wire_name,
+        batch_size=params.batch_size,
+        truncate_bits=params.truncate_bits,
+        stat_sec=stat_sec,
+    )
     agree = ("version", "suite", "result_to", "truncate_bits", "stat_sec")
     theirs = exchange_hello(session, peer, Tag.HELLO, mine, schema=HELLO, agree=agree)
     m = theirs["n"]

@@ -52,23 +52,24 @@ from enum import StrEnum
 
 import numpy as np
 
+from veil import messages as msg
 from veil.errors import ConfigError, ProtocolError
 from veil.net.session import Session
 from veil.policy import DEFAULT_POLICY, SecurityPolicy
 from veil.protocols.psi import cuckoo, ot
-from veil.protocols.psi import messages as msg
 from veil.protocols.psi.common import (
     MAX_IDS,
-    MAX_PARTIES,
     STATISTICAL_BITS,
+    TRUNCATION_SPECS,
     Outbox,
     Protocol,
     PsiParams,
     PsiResult,
     check_params,
-    encode_ids,
+    distinct_ids,
     exchange_hello,
-    first_occurrences,
+    hello,
+    hello_schema,
     kept_bits,
     secure_permutation,
 )
@@ -93,16 +94,7 @@ class Tag(StrEnum):
     RESULT = "result"  # R -> S: positions of the matched values, in the shared order
 
 
-HELLO = msg.Record(
-    {
-        "protocol": msg.Str(),
-        "version": msg.Int(),
-        "n": msg.Int(0, MAX_IDS),
-        "result_to": msg.StrList(MAX_PARTIES),
-        "truncate_bits": msg.Nullable(msg.Int(1, 256)),
-        "stat_sec": msg.Int(1, 256),
-    }
-)
+HELLO = hello_schema(**TRUNCATION_SPECS)
 SETUP = msg.Record(
     {"seed": msg.Blob(16), "bins": msg.Int(1, MAX_IDS), "point": msg.Blob(ot.POINT_BYTES)}
 )
@@ -151,23 +143,18 @@ def _handshake(
     session: Session, params: PsiParams, mine_n: int, receiver: bool, stat_sec: int
 ) -> _Plan:
     peer = session.peers()[0]
-    mine = {
-        "protocol": PROTOCOL,
-        "version": PROTOCOL_VERSION,
-        "n": mine_n,
-        "result_to": sorted(params.result_to),
-        "truncate_bits": params.truncate_bits,
-        "stat_sec": stat_sec,
-    }
+    mine = hello(
+        PROTOCOL,
+        PROTOCOL_VERSION,
+        mine_n,
+        params,
+        truncate_bits=params.truncate_bits,
+        stat_sec=stat_sec,
+    )
     agree = ("version", "result_to", "truncate_bits", "stat_sec")
     other = exchange_hello(session, peer, Tag.HELLO, mine, schema=HELLO, agree=agree)["n"]
     n, m = (mine_n, other) if receiver else (other, mine_n)
     return _Plan(peer, n, m, value_bytes(n, m, params.truncate_bits, stat_sec), stat_sec)
-
-
-def _prepare(ids: Iterable[str] | Sequence[str]) -> tuple[list[bytes], np.ndarray]:
-    raw = encode_ids(ids)
-    return raw, first_occurrences(raw)
 
 
 # -- receiver --------------------------------------------------------------------------
@@ -187,7 +174,7 @@ def run_oprf_receiver(
         raise ConfigError(
             "result_to", f"'{session.me}' is not the KKRT receiver of {params.result_to}"
         )
-    raw, distinct = _prepare(ids)
+    raw, distinct = distinct_ids(ids)
     plan = _handshake(session, params, len(distinct), True, policy.stat_sec)
     peer_learns = plan.peer in params.result_to
     if plan.n == 0 or plan.m == 0:
@@ -197,8 +184,8 @@ def run_oprf_receiver(
     base = ot.BaseOtSender()
     session.send(plan.peer, Tag.SETUP, {"seed": seed, "bins": bins, "point": base.message})
     reply = msg.recv(session, plan.peer, Tag.BASE_OT, BASE_OT)
-    code_key = reply["code_key"]
-    oprf = ot.OprfReceiver(base.keys(reply["points"], ot.WIDTH))
+    code_key = msg.field(reply, Tag.BASE_OT, "code_key", bytes)
+    oprf = ot.OprfReceiver(base.keys(msg.field(reply, Tag.BASE_OT, "points", bytes), ot.WIDTH))
     own = np.empty((plan.n, plan.width), dtype=np.uint8)  # this party's OPRF value per id
     with Outbox(session, plan.peer) as out:
         for lo in range(0, bins, CHUNK_ROWS):
@@ -275,7 +262,7 @@ def run_oprf_sender(
     check_params(session, params, policy, Protocol.KKRT)
     if session.me == receiver_party(session, params):
         raise ConfigError("result_to", f"'{session.me}' is the KKRT receiver of {params.result_to}")
-    raw, distinct = _prepare(ids)
+    raw, distinct = distinct_ids(ids)
     plan = _handshake(session, params, len(distinct), False, policy.stat_sec)
     me_learns = session.me in params.result_to
     if plan.n == 0 or plan.m == 0:
@@ -317,10 +304,8 @@ def run_oprf_sender(
 
 def _recv_setup(session: Session, plan: _Plan) -> tuple[bytes, int, bytes]:
     setup = msg.recv(session, plan.peer, Tag.SETUP, SETUP)
-    bins = setup["bins"]
+    f = msg.Fields(Tag.SETUP, setup)
+    bins = f.get("bins", int)
     if bins < plan.n or bins % ot.ROW_ALIGN or bins > MAX_BIN_FACTOR * plan.n + 512:
-        raise ProtocolError(
-            f"peer {plan.peer} sent a malformed '{Tag.SETUP}' message: field 'bins': "
-            f"{bins} bins for {plan.n} ids"
-        )
-    return setup["seed"], bins, setup["point"]
+        f.fail("bins", f"{bins} bins for {plan.n} ids (from {plan.peer})")
+    return f.get("seed", bytes), bins, f.get("point", bytes)

@@ -61,13 +61,12 @@ from typing import Any
 
 import numpy as np
 
+from veil import messages as msg
 from veil.crypto import ecc, ristretto
 from veil.errors import ConfigError
 from veil.net.session import Session
 from veil.policy import DEFAULT_POLICY, SecurityPolicy
-from veil.protocols.psi import messages as msg
 from veil.protocols.psi.common import (
-    MAX_IDS,
     MAX_PARTIES,
     Outbox,
     Protocol,
@@ -75,8 +74,9 @@ from veil.protocols.psi.common import (
     PsiResult,
     check_hello,
     check_params,
-    encode_ids,
-    first_occurrences,
+    distinct_ids,
+    hello,
+    hello_schema,
     match_duals,
     secure_permutation,
 )
@@ -100,17 +100,7 @@ class Tag(StrEnum):
     RESULT = "result"  # U -> receivers: u W H(x) of the common ids, sorted
 
 
-HELLO = msg.Record(
-    {
-        "protocol": msg.Str(),
-        "version": msg.Int(),
-        "suite": msg.Str(),
-        "n": msg.Int(0, MAX_IDS),
-        "batch_size": msg.Int(1, MAX_BATCH),
-        "result_to": msg.StrList(MAX_PARTIES),
-        "key": msg.Blob(P),
-    }
-)
+HELLO = hello_schema(suite=msg.Str(), batch_size=msg.Int(1, MAX_BATCH), key=msg.Blob(P))
 # POOL/MIX: Blob(count * 64); RING: Blob(count * 32); COMMON/RESULT: Blob(max_size=
 # 32 * min n_j, multiple=32) -- sizes from HELLO.
 
@@ -159,8 +149,7 @@ def run_party(
             f"multi-party PSI runs on ristretto255, not {params.suite.name}",
             "use the default suite",
         )
-    raw = encode_ids(ids)
-    distinct = first_occurrences(raw)
+    raw, distinct = distinct_ids(ids)
     order = distinct[secure_permutation(len(distinct))]
     keys = new_keys()
     plan = _handshake(session, params, len(distinct), keys)
@@ -196,15 +185,15 @@ def run_party(
 
 
 def _handshake(session: Session, params: PsiParams, n: int, keys: Keys) -> _Plan:
-    mine: dict[str, Any] = {
-        "protocol": PROTOCOL,
-        "version": PROTOCOL_VERSION,
-        "suite": params.suite.wire_name,
-        "n": n,
-        "batch_size": params.batch_size,
-        "result_to": sorted(params.result_to),
-        "key": ristretto.base_mult(keys.y),
-    }
+    mine = hello(
+        PROTOCOL,
+        PROTOCOL_VERSION,
+        n,
+        params,
+        suite=params.suite.wire_name,
+        batch_size=params.batch_size,
+        key=ristretto.base_mult(keys.y),
+    )
     for peer in session.peers():
         session.send(peer, Tag.HELLO, mine)
     hellos: dict[str, dict[str, Any]] = {session.me: mine}

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Self, TypeVar
+from typing import Self, TypeVar
 
 import numpy as np
 
 from veil.errors import ProtocolError
+from veil.messages import Fields, field
 from veil.protocols.secagg import shamir
 from veil.protocols.secagg.masks import KEY_BYTES, Ring
 
@@ -36,27 +37,11 @@ class Tag(StrEnum):
     RESULT = "result"  # aggregator -> bank: the round's outcome
 
 
-def field(value: Any, tag: str, name: str, typ: type[T]) -> T:
-    """``value[name]`` checked to be a ``typ`` (bool is not an int here)."""
-    if not isinstance(value, dict):
-        raise ProtocolError(f"{tag}: expected a mapping, got {type(value).__name__}")
-    if name not in value:
-        raise ProtocolError(f"{tag}.{name}: missing")
-    v = value[name]
-    if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
-        raise ProtocolError(f"{tag}.{name}: expected {typ.__name__}, got {type(v).__name__}")
-    return v
+def _str_map(value: object, tag: Tag, name: str, typ: type[T]) -> dict[str, T]:
+    return Fields(tag, value).get_map(name, typ)
 
 
-def _str_map(value: Any, tag: Tag, name: str, typ: type[T]) -> dict[str, T]:
-    d = field(value, tag, name, dict)
-    for k, v in d.items():
-        if not isinstance(v, typ):
-            raise ProtocolError(f"{tag}.{name}[{k}]: expected {typ.__name__}")
-    return d
-
-
-def _names(value: Any, tag: Tag, name: str) -> list[str]:
+def _names(value: object, tag: Tag, name: str) -> list[str]:
     items = field(value, tag, name, list)
     if not all(isinstance(x, str) for x in items) or len(set(items)) != len(items):
         raise ProtocolError(f"{tag}.{name}: expected distinct party names")
@@ -75,11 +60,11 @@ class Setup:
     n_terms: int  # contributions summed (for the ring's range)
     abort: str = ""
 
-    def pack(self) -> dict[str, Any]:
+    def pack(self) -> dict[str, object]:
         return dict(self.__dict__)
 
     @classmethod
-    def unpack(cls, v: Any) -> Self:
+    def unpack(cls, v: object) -> Self:
         t = Tag.SETUP
         out = cls(
             index=field(v, t, "index", int),
@@ -107,11 +92,11 @@ class Keys:
     enc: bytes
     masks: list[bytes]
 
-    def pack(self) -> dict[str, Any]:
+    def pack(self) -> dict[str, object]:
         return {"enc": self.enc, "masks": self.masks}
 
     @classmethod
-    def unpack(cls, v: Any, tag: Tag = Tag.KEYS, sums: int | None = None) -> Self:
+    def unpack(cls, v: object, tag: Tag = Tag.KEYS, sums: int | None = None) -> Self:
         enc, mks = field(v, tag, "enc", bytes), field(v, tag, "masks", list)
         if len(enc) != KEY_BYTES or not all(isinstance(k, bytes) for k in mks):
             raise ProtocolError(f"{tag}.enc: public keys are {KEY_BYTES} bytes")
@@ -127,11 +112,11 @@ class PeerKeys:
     keys: dict[str, Keys]
     abort: str = ""
 
-    def pack(self) -> dict[str, Any]:
+    def pack(self) -> dict[str, object]:
         return {"keys": {k: v.pack() for k, v in self.keys.items()}, "abort": self.abort}
 
     @classmethod
-    def unpack(cls, v: Any, sums: int) -> Self:
+    def unpack(cls, v: object, sums: int) -> Self:
         t = Tag.PEER_KEYS
         raw = _str_map(v, t, "keys", dict)
         keys = {k: Keys.unpack(x, t, sums) for k, x in raw.items()}
@@ -146,11 +131,11 @@ class Shares:
     boxes: dict[str, bytes]
     abort: str = ""
 
-    def pack(self) -> dict[str, Any]:
+    def pack(self) -> dict[str, object]:
         return {"boxes": self.boxes, "abort": self.abort}
 
     @classmethod
-    def unpack(cls, v: Any, tag: Tag) -> Self:
+    def unpack(cls, v: object, tag: Tag) -> Self:
         return cls(_str_map(v, tag, "boxes", bytes), field(v, tag, "abort", str))
 
 
@@ -160,11 +145,11 @@ class Masked:
 
     y: Ring
 
-    def pack(self) -> dict[str, Any]:
+    def pack(self) -> dict[str, object]:
         return {"y": self.y}
 
     @classmethod
-    def unpack(cls, v: Any, dim: int) -> Self:
+    def unpack(cls, v: object, dim: int) -> Self:
         y = field(v, Tag.MASKED, "y", np.ndarray)
         if y.dtype != np.uint64 or y.shape != (dim,):
             raise ProtocolError(f"{Tag.MASKED}.y: expected {dim} uint64, got {y.dtype}{y.shape}")
@@ -179,11 +164,11 @@ class Unmask:
     survivors: list[str]
     abort: str = ""
 
-    def pack(self) -> dict[str, Any]:
+    def pack(self) -> dict[str, object]:
         return {"dropped": self.dropped, "survivors": self.survivors, "abort": self.abort}
 
     @classmethod
-    def unpack(cls, v: Any) -> Self:
+    def unpack(cls, v: object) -> Self:
         t = Tag.UNMASK
         out = cls(_names(v, t, "dropped"), _names(v, t, "survivors"), field(v, t, "abort", str))
         if set(out.dropped) & set(out.survivors):
@@ -199,11 +184,11 @@ class Reveal:
     mask_keys: dict[str, bytes]
     seeds: dict[str, bytes]
 
-    def pack(self) -> dict[str, Any]:
+    def pack(self) -> dict[str, object]:
         return {"mask_keys": self.mask_keys, "seeds": self.seeds}
 
     @classmethod
-    def unpack(cls, v: Any) -> Self:
+    def unpack(cls, v: object) -> Self:
         t = Tag.REVEAL
         out = cls(_str_map(v, t, "mask_keys", bytes), _str_map(v, t, "seeds", bytes))
         if set(out.mask_keys) & set(out.seeds):
@@ -218,11 +203,11 @@ class Result:
     survivors: int
     abort: str = ""
 
-    def pack(self) -> dict[str, Any]:
+    def pack(self) -> dict[str, object]:
         return {"survivors": self.survivors, "abort": self.abort}
 
     @classmethod
-    def unpack(cls, v: Any) -> Self:
+    def unpack(cls, v: object) -> Self:
         return cls(field(v, Tag.RESULT, "survivors", int), field(v, Tag.RESULT, "abort", str))
 
 
@@ -236,7 +221,7 @@ class SharePlain:
     mask_keys: list[int]
     seeds: list[int]
 
-    def pack(self) -> dict[str, Any]:
+    def pack(self) -> dict[str, object]:
         return {
             "from": self.sender,
             "to": self.recipient,
@@ -245,7 +230,7 @@ class SharePlain:
         }
 
     @classmethod
-    def unpack(cls, v: Any, tag: Tag, sums: int) -> Self:
+    def unpack(cls, v: object, tag: Tag, sums: int) -> Self:
         lists = []
         for name in ("mask_keys", "seeds"):
             items = field(v, tag, name, list)

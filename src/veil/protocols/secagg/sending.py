@@ -14,7 +14,6 @@ import contextlib
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
 
 from veil.errors import NetworkError
 from veil.net.session import Session
@@ -57,7 +56,7 @@ class Posted:
             raise error
 
 
-def post(session: Session, messages: Mapping[str, Any], tag: str) -> Posted:
+def post(session: Session, messages: Mapping[str, object], tag: str) -> Posted:
     """Start sending ``messages[party]`` to each party in the background.
 
     If a send fails, this party's waits on that peer stop at once (with a
@@ -66,7 +65,7 @@ def post(session: Session, messages: Mapping[str, Any], tag: str) -> Posted:
     return Posted([pool.submit(_send, session, p, tag, v) for p, v in messages.items()])
 
 
-def recv_after(sending: Posted, session: Session, frm: str, tag: str) -> Any:
+def recv_after(sending: Posted, session: Session, frm: str, tag: str) -> object:
     """``session.recv(frm, tag)``: the reply to what ``sending`` sends. Raises the
     send's error if it failed."""
     try:
@@ -78,7 +77,7 @@ def recv_after(sending: Posted, session: Session, frm: str, tag: str) -> Any:
     return value
 
 
-def broadcast(session: Session, messages: Mapping[str, Any], tag: str) -> None:
+def broadcast(session: Session, messages: Mapping[str, object], tag: str) -> None:
     """Send ``messages[party]`` to each party, concurrently (n sends one after the other
     would cost n round trips); the first error is raised once every send has ended."""
     items = list(messages.items())
@@ -94,7 +93,7 @@ def broadcast(session: Session, messages: Mapping[str, Any], tag: str) -> None:
     rest.wait()
 
 
-def _send(session: Session, party: str, tag: str, value: Any) -> None:
+def _send(session: Session, party: str, tag: str, value: object) -> None:
     try:
         session.send(party, tag, value)
     except BaseException as e:
