@@ -86,10 +86,8 @@ def synth20k(folder: Path, clients: int) -> None:
     table(Xte, yte, "t").to_csv(folder / "test.csv", index=False)
 
 
-def veil_job(
-    folder: Path, clients: int, secure: bool, rounds: int, repeat: int = 1
-) -> dict[str, Any]:
-    """Run the task as a Veil job; wall seconds, step seconds, round seconds, AUC."""
+def veil_job(folder: Path, clients: int, secure: bool, rounds: int) -> Path:
+    """The task as a Veil job file (``secure_aggregation`` on or off)."""
     parties: dict[str, Any] = {"hub": {"test": "test.csv", "id": "id", "label": "y"}}
     for c in range(clients):
         parties[f"client{c}"] = {"data": f"client{c}.csv", "id": "id", "label": "y"}
@@ -101,20 +99,35 @@ def veil_job(
         "validation_share": 0.0,
         "standardize": False,  # the tables are z-scored already
         "secure_aggregation": secure,
+        "seed": 0,  # else the jobs layer derives one from the job, which differs
     }
     job = {"name": "fedavg-bench", "parties": parties, "steps": [{"fedavg": fed}]}
     path = folder / f"job_{'sec' if secure else 'plain'}.yaml"
     path.write_text(yaml.safe_dump(job, sort_keys=False))
-    return _runs(path, folder / f"out_{'sec' if secure else 'plain'}", repeat)
+    return path
 
 
-def _runs(job_path: Path, out: Path, repeat: int) -> dict[str, Any]:
-    """``repeat`` runs; the median of each timing, the last run's other figures."""
-    runs = [_run(job_path, out.with_name(f"{out.name}-{i}")) for i in range(repeat)]
-    res = dict(runs[-1])
-    for key in ("wall_s", "step_s", "round_s_median"):
-        res[key] = round(float(np.median([r[key] for r in runs])), 5)
-    res["runs"] = repeat
+def alternating(jobs: dict[str, Path], out: Path, repeat: int) -> dict[str, Any]:
+    """``repeat`` runs of each job, one of each in turn (so the machine's load moves
+    them alike): the median of each timing, the last run's other figures, and the
+    per-turn ratio of median round times of the first job over the second."""
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in jobs}
+    for i in range(repeat):
+        for k, path in jobs.items():
+            runs[k].append(_run(path, out / f"{k}-{i}"))
+    res: dict[str, Any] = {}
+    for k, rs in runs.items():
+        res[k] = dict(rs[-1])
+        for key in ("wall_s", "step_s", "round_s_median"):
+            res[k][key] = round(float(np.median([r[key] for r in rs])), 5)
+        res[k]["round_s_medians"] = [r["round_s_median"] for r in rs]
+        res[k]["runs"] = repeat
+    a, b = list(jobs)[:2]
+    res["ratio"] = round(res[a]["round_s_median"] / res[b]["round_s_median"], 3)
+    res["ratio_per_turn"] = [
+        round(x["round_s_median"] / y["round_s_median"], 3)
+        for x, y in zip(runs[a], runs[b], strict=True)
+    ]
     return res
 
 
@@ -180,7 +193,7 @@ def flower(venv: Path, harness: Path, clients: int, rounds: int, secagg: bool) -
 def example_overhead(name: str, folder: Path, repeat: int) -> dict[str, Any]:
     """Median round seconds of an example job with and without secure aggregation."""
     src = yaml.safe_load((ROOT / "examples" / name).read_text())
-    out: dict[str, Any] = {}
+    paths: dict[str, Path] = {}
     for secure in (True, False):
         job = json.loads(json.dumps(src))
         for p in job["parties"].values():
@@ -188,11 +201,11 @@ def example_overhead(name: str, folder: Path, repeat: int) -> dict[str, Any]:
                 if key in p:
                     p[key] = str(ROOT / "examples" / p[key])
         job["steps"][0]["fedavg"]["secure_aggregation"] = secure
+        job["steps"][0]["fedavg"].setdefault("seed", 0)  # the same rows held out, same init
         path = folder / f"{name}.{secure}.yaml"
         path.write_text(yaml.safe_dump(job, sort_keys=False))
-        out["secure" if secure else "plain"] = _runs(path, folder / f"out-{name}-{secure}", repeat)
-    out["ratio"] = round(out["secure"]["round_s_median"] / out["plain"]["round_s_median"], 3)
-    return out
+        paths["secure" if secure else "plain"] = path
+    return alternating(paths, folder / f"out-{name}", repeat)
 
 
 # -- (c) scaling --------------------------------------------------------------------------------
@@ -269,19 +282,19 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--scaling", default="10,50,100")
     ap.add_argument("--params", type=int, default=100_000)
-    ap.add_argument("--repeat", type=int, default=3, help="runs of each Veil job (medians)")
+    ap.add_argument("--repeat", type=int, default=5, help="runs of each Veil job (medians)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     results: dict[str, Any] = {"load_average": os.getloadavg()}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         synth20k(folder, args.clients)
-        task: dict[str, Any] = {}
-        task["veil_secagg"] = veil_job(folder, args.clients, True, args.rounds, args.repeat)
-        task["veil_plain"] = veil_job(folder, args.clients, False, args.rounds, args.repeat)
-        task["round_ratio"] = round(
-            task["veil_secagg"]["round_s_median"] / task["veil_plain"]["round_s_median"], 3
-        )
+        jobs = {
+            "veil_secagg": veil_job(folder, args.clients, True, args.rounds),
+            "veil_plain": veil_job(folder, args.clients, False, args.rounds),
+        }
+        task: dict[str, Any] = alternating(jobs, folder / "out", args.repeat)
+        task["round_ratio"] = task.pop("ratio")
         if not args.skip_flower:
             task["flower_plain"] = flower(args.flower_venv, args.flower_dir, args.clients,
                                           args.rounds, False)  # fmt: skip
@@ -294,7 +307,7 @@ def main() -> None:
                 results[name] = example_overhead(name, folder, args.repeat)
                 print(json.dumps({name: results[name]}, indent=1), flush=True)
     scaling = []
-    for n in (int(v) for v in args.scaling.split(",")):
+    for n in (int(v) for v in args.scaling.split(",") if v):  # --scaling "": none
         complete = default_neighbours(n) == n - 1  # SecAgg+ is SecAgg at this size
         for k in (None,) if complete else (None, n - 1):
             row = secagg_round(n, args.params, k)

@@ -368,3 +368,44 @@ def test_more_contributions_than_planned_sums_are_refused() -> None:
         run_parties(
             {AGG: agg, **{b: bank(b) for b in xs}}, parties=[AGG, *xs], roles={AGGREGATOR: AGG}
         )
+
+
+def test_masks_made_in_advance_are_used_only_when_they_fit() -> None:
+    """Each sum's masks are made while the previous one is unmasked, for the size the
+    bank announces; a wrong guess, or none, is made again on the spot. Without RESULT
+    (``confirm=False``) the bank learns nothing more, and the sums are right."""
+    xs = _banks(3, 6, seed=9)
+    dims = [6, 6, 4, 4]
+    hints = [6, 5, None, None]  # right, wrong (sum 2 has 4 values), none (4 = dim)
+    ready: dict[str, list[Any]] = {b: [] for b in xs}
+
+    def bank(name: str) -> Callable[[Session], Any]:
+        def run(s: Session) -> Any:
+            keys = setup_client(s, 4)
+            got = []
+            for j, d in enumerate(dims):
+                res = contribute(s, keys, xs[name][:d] * (j + 1), next_dim=hints[j], confirm=False)
+                got.append(res.survivors)
+                ready[name].append(None if keys.ready is None else keys.ready[:2])
+                assert keys.sending is not None
+                keys.sending.wait()
+                keys.sending = None
+            return got
+
+        return run
+
+    def agg(s: Session) -> list[Any]:
+        st = setup_aggregator(s, 4)
+        sums = [aggregate(s, st, d, confirm=False) for d in dims]
+        assert st.pending is None and st.waiting == tuple(xs)
+        return sums
+
+    out = run_parties(
+        {AGG: agg, **{b: bank(b) for b in xs}}, parties=[AGG, *xs], roles={AGGREGATOR: AGG}
+    )
+    for j, (d, r) in enumerate(zip(dims, out[AGG], strict=True)):
+        want = sum(x[:d] for x in xs.values()) * (j + 1)
+        assert np.abs(r.total - want).max() <= 3 * (j + 1) * PRECISION
+    for b in xs:
+        assert out[b] == [None] * 4
+        assert ready[b] == [(1, 6), (2, 5), (3, 4), None]  # the last sum has no next

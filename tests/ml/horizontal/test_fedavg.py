@@ -4,6 +4,9 @@ any aggregator, clear errors, early stopping, and a clean wire."""
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,10 +22,21 @@ from tests.ml.horizontal.helpers import (
 )
 from tests.wire_check import Recorder, assert_no_leak
 from veil.errors import ConfigError
-from veil.ml.horizontal import BankData, FedAvgOptions, GlobalModel, fit_central, score
+from veil.ml.horizontal import (
+    BankData,
+    FedAvgOptions,
+    GlobalModel,
+    fit_central,
+    score,
+    train_aggregator,
+    train_client,
+)
 from veil.ml.horizontal.fedavg import _Local
 from veil.ml.horizontal.local import local_train, row_weights
 from veil.ml.metrics import auc
+from veil.net import Session, run_parties
+from veil.protocols.secagg import AGGREGATOR, RoundAborted
+from veil.protocols.secagg import Tag as SecAggTag
 from veil.protocols.secagg.masks import DEFAULT_FRAC_BITS
 
 
@@ -233,3 +247,68 @@ def test_class_weights_raise_scores_of_rare_positives() -> None:
     w = np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
     assert abs(p.mean() - y.mean()) < 0.02
     assert (w * p).sum() / w.sum() < 0.25 < (w * pw).sum() / w.sum() < 0.55
+
+
+class _GoneAtReveal(Exception):
+    pass
+
+
+class _SilentAtReveal:
+    """A bank's session (and its subs) that goes silent instead of revealing its shares."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def send(self, to: str, tag: str, value: Any) -> None:
+        if tag == SecAggTag.REVEAL:
+            raise _GoneAtReveal
+        self._inner.send(to, tag, value)
+
+    def sub(self, name: str) -> _SilentAtReveal:
+        return _SilentAtReveal(self._inner.sub(name))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+@pytest.mark.parametrize("standardize", [True, False], ids=["scaling", "model"])
+def test_a_sum_aborted_after_the_reveals_is_explained_to_the_waiting_banks(
+    standardize: bool,
+) -> None:
+    """Secure aggregation sends no RESULT in FedAvg: the aggregator's next message (the
+    scaling, or the next model) carries why the sum aborted."""
+    data = bank_data(small_banks(5, 120, seed=4))
+    opts = FedAvgOptions(rounds=2, standardize=standardize, phase_timeout=1.0)
+    silent = {"bank0", "bank2", "bank4"}  # 3 of 5 banks; at most 2 may drop
+    out: dict[str, object] = {}
+
+    def bank(name: str) -> Callable[[Session], None]:
+        def run(s: Session) -> None:
+            sess: Any = _SilentAtReveal(s) if name in silent else s
+            try:
+                out[name] = train_client(sess, data[name], opts)
+            except (_GoneAtReveal, RoundAborted) as e:
+                out[name] = e
+
+        return run
+
+    def hub(s: Session) -> None:
+        try:
+            out[HUB] = train_aggregator(s, opts, banks=list(data))
+        except RoundAborted as e:
+            out[HUB] = e
+
+    t0 = time.monotonic()
+    run_parties(
+        {HUB: hub, **{b: bank(b) for b in data}},
+        parties=[HUB, *data],
+        roles={AGGREGATOR: HUB},
+        timeout=30,
+    )
+    assert time.monotonic() - t0 < 15  # nobody waited for the 30 s timeout
+    assert isinstance(out[HUB], RoundAborted)
+    assert "3 of 5 banks dropped" in str(out[HUB]) and "reveal" in str(out[HUB])
+    for b in silent:
+        assert isinstance(out[b], _GoneAtReveal)
+    for b in ("bank1", "bank3"):
+        assert isinstance(out[b], RoundAborted) and str(out[b]) == str(out[HUB])

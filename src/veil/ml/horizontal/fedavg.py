@@ -12,7 +12,9 @@ Flow:
              with the same kinds (else every party stops with an error naming the bank
              and the column); A -> B SCHEMA_OK: the column order.
   2. secure aggregation's setup, once for every sum of the training (keys and shares
-     for each sum made in advance; each sum then costs MASKED, UNMASK, REVEAL, RESULT).
+     for each sum made in advance; each sum then costs MASKED, UNMASK, REVEAL, and
+     secure aggregation's RESULT rides on A's next message, SCALING or MODEL, which
+     carries ``abort`` if the sum failed after the reveals).
      With ``standardize``: a secure sum of (sum x, sum x^2, n) over each bank's
      training rows; A -> B SCALING: pooled means and standard deviations.
   3. each round r: A -> B MODEL (global parameters, how many banks are in the round).
@@ -42,6 +44,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from itertools import count
 from typing import Any
 
@@ -59,7 +62,7 @@ from veil.ml.horizontal.summing import AggregatorSums, BankSums
 from veil.net.session import Session
 from veil.policy import DEFAULT_POLICY, SecurityPolicy
 from veil.protocols import secagg
-from veil.protocols.secagg import AGGREGATOR, RoundAborted, broadcast
+from veil.protocols.secagg import AGGREGATOR, RoundAborted, broadcast, post
 
 
 @dataclass(frozen=True)
@@ -146,15 +149,17 @@ def train_client(
     d = len(ok.columns)
     sums = BankSums(session, opts, policy)
     mean, scale = np.zeros(d), np.ones(d)
+    p = opts.spec.n_params(d)
     if opts.standardize:
-        sums.add(local.stats(), 2 * d + 1)
-        sc = Scaling.unpack(session.sub("scaling").recv(agg, Tag.SCALING), d)
+        sums.add(local.stats(), 2 * d + 1, dims(p, opts, True))
+        sc = Scaling.unpack(sums.reply(session.sub("scaling"), Tag.SCALING), d)
+        if sc.abort:
+            raise RoundAborted(sc.abort)
         mean, scale = sc.mean, sc.scale
         local.set_scaling(mean, scale)
-    p = opts.spec.n_params(d)
     for r in count(1):
         sr = session.sub(f"round{r}")
-        msg = Model.unpack(sr.recv(agg, Tag.MODEL), p)
+        msg = Model.unpack(sums.reply(sr, Tag.MODEL), p)
         if msg.abort:
             raise RoundAborted(msg.abort)
         if msg.stop:
@@ -162,10 +167,9 @@ def train_client(
                 opts, data=data, mean=mean, scale=scale, params=msg.params, history=msg.history
             )
             return FedResult(model, local.holdout)
-        # Train while the masks of this sum are made (they need no update).
-        with ThreadPoolExecutor(1, thread_name_prefix="fedavg-train") as pool:
-            job = pool.submit(local.contribution, msg.params, msg.train, max(msg.banks, 1))
-            sums.add(job.result, dims(p, opts, msg.train))
+        # The masks of this sum were made while the last one was unmasked: train now.
+        update = partial(local.contribution, msg.params, msg.train, max(msg.banks, 1))
+        sums.add(update, dims(p, opts, msg.train), dims(p, opts, r + 1 <= opts.rounds))
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -218,7 +222,11 @@ def train_aggregator(
     mean, scale = np.zeros(d), np.ones(d)
     if opts.standardize:
         ss = session.sub("scaling")
-        total = sums.total(2 * d + 1, local.stats() if local else None)
+        try:
+            total = sums.total(2 * d + 1, local.stats() if local else None)
+        except RoundAborted as e:
+            _tell(ss, sums.waiting, Tag.SCALING, Scaling(mean, scale, str(e)).pack())
+            raise
         n = total[-1]
         mean = total[:d] / n
         scale = np.sqrt(np.maximum(total[d : 2 * d] / n - mean**2, 0.0))
@@ -269,6 +277,13 @@ def _agree_schema(
     return tuple(ref.columns), tuple(ref.kinds)
 
 
+def _tell(s: Session, banks: Sequence[str], tag: Tag, message: dict[str, Any]) -> None:
+    """Tell the banks why training stopped, best effort (the error raised next is the
+    one that counts; a bank that cannot be told stops on the aggregator's abort)."""
+    with contextlib.suppress(Exception):
+        broadcast(s, dict.fromkeys(banks, message), tag)
+
+
 def schema_difference(ref_name: str, ref: Schema, name: str, other: Schema) -> str:
     """Why bank ``name``'s columns differ from ``ref_name``'s, or "" if they match."""
     theirs = dict(zip(other.columns, other.kinds, strict=True))
@@ -302,6 +317,17 @@ class _Rounds:
     def run(
         self, session: Session, sums: AggregatorSums, theta: FloatArray, local: _Local | None
     ) -> _Rounds:
+        with ThreadPoolExecutor(1, thread_name_prefix="fedavg-train") as pool:
+            return self._run(session, sums, theta, local, pool)
+
+    def _run(
+        self,
+        session: Session,
+        sums: AggregatorSums,
+        theta: FloatArray,
+        local: _Local | None,
+        pool: ThreadPoolExecutor,
+    ) -> _Rounds:
         o, p = self.opts, theta.size
         active = list(sums.live)
         last = o.rounds + (1 if o.early_stopping else 0)  # one more round scores the last model
@@ -311,12 +337,19 @@ class _Rounds:
             sr = session.sub(f"round{r}")
             planned = len(active) + (local is not None)
             msg = Model(r, theta, planned, train, False, []).pack()
-            broadcast(sr, dict.fromkeys(active, msg), Tag.MODEL)
-            with ThreadPoolExecutor(1, thread_name_prefix="fedavg-train") as pool:
-                own = None  # the aggregator's own update, if it is a bank, trained meanwhile
-                if local is not None:
-                    own = pool.submit(local.contribution, theta, train, planned).result
+            sending = post(sr, dict.fromkeys(active, msg), Tag.MODEL)  # no need to wait
+            own = None  # the aggregator's own update, if it is a bank, trained meanwhile
+            if local is not None:
+                own = pool.submit(local.contribution, theta, train, planned).result
+            try:
                 total = sums.total(dims(p, o, train), own)
+            except RoundAborted as e:  # the banks wait for the next model: they get why
+                with contextlib.suppress(Exception):
+                    sending.wait()
+                stop = Model(r + 1, theta, 0, False, True, [], str(e)).pack()
+                _tell(session.sub(f"round{r + 1}"), sums.waiting, Tag.MODEL, stop)
+                raise
+            sending.wait()
             dropped = [b for b in active if b not in sums.live]
             active = list(sums.live)
             row: dict[str, Any] = {"round": r, "banks": len(active) + (local is not None)}

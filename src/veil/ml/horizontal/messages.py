@@ -76,17 +76,20 @@ class SchemaOk:
 
 @dataclass(frozen=True)
 class Scaling:
-    """Pooled feature means and standard deviations."""
+    """Pooled feature means and standard deviations, or why their secure sum aborted."""
 
     mean: FloatArray
     scale: FloatArray
+    abort: str = ""
 
     def pack(self) -> dict[str, object]:
-        return {"mean": self.mean, "scale": self.scale}
+        return {"mean": self.mean, "scale": self.scale, "abort": self.abort}
 
     @classmethod
     def unpack(cls, v: object, dim: int) -> Self:
-        out = cls(_floats(v, Tag.SCALING, "mean", dim), _floats(v, Tag.SCALING, "scale", dim))
+        t = Tag.SCALING
+        mean, scale = _floats(v, t, "mean", dim), _floats(v, t, "scale", dim)
+        out = cls(mean, scale, field(v, t, "abort", str))
         if (out.scale <= 0).any():
             raise ProtocolError(f"{Tag.SCALING}.scale: not positive")
         return out

@@ -30,18 +30,32 @@ class BankSums:
     def __init__(self, session: Session, opts: FedAvgOptions, policy: SecurityPolicy) -> None:
         self.s, self.secure, self.n = session.sub("sums"), opts.secure_aggregation, 0
         self.keys: secagg.ClientKeys | None = None
+        self.sending: secagg.Posted | None = None  # the plain update, maybe still going out
         if self.secure:
             n, params = planned_sums(opts), opts.secagg_params()
             self.keys = secagg.setup_client(self.s, n, params, policy=policy)
 
-    def add(self, vec: Vector, dim: int) -> None:
-        """Contribute ``vec`` (a function is called once the masks are ready)."""
+    def add(self, vec: Vector, dim: int, next_dim: int | None = None) -> None:
+        """Contribute ``vec`` (a function is called once the masks are ready) to a sum
+        of ``dim`` values; the next sum will have ``next_dim``. Returns before the
+        aggregator has the sum: its next message says whether the sum completed."""
         if self.keys is not None:
-            secagg.contribute(self.s, self.keys, vec, dim)
+            secagg.contribute(self.s, self.keys, vec, dim, next_dim=next_dim, confirm=False)
             return
         v = np.asarray(vec() if callable(vec) else vec, dtype=np.float64)
-        self.s.sub(f"sum{self.n}").send(self.s.party_of(AGGREGATOR), Tag.UPDATE, Update(v).pack())
+        s = self.s.sub(f"sum{self.n}")
+        self.sending = secagg.post(s, {s.party_of(AGGREGATOR): Update(v).pack()}, Tag.UPDATE)
         self.n += 1
+
+    def reply(self, s: Session, tag: str) -> object:
+        """The aggregator's next message after :meth:`add` (it says how the sum went);
+        raises the error of this bank's last message instead if that did not go out."""
+        sending = self.sending or (self.keys.sending if self.keys is not None else None)
+        self.sending = None
+        if self.keys is not None:
+            self.keys.sending = None
+        agg = s.party_of(AGGREGATOR)
+        return s.recv(agg, tag) if sending is None else secagg.recv_after(sending, s, agg, tag)
 
 
 class AggregatorSums:
@@ -67,10 +81,14 @@ class AggregatorSums:
             self.live = [b for b in banks if b not in self.state.out]
 
     def total(self, dim: int, own: Vector | None) -> FloatArray:
-        """The sum of the live banks' vectors (and ``own``); :attr:`live` is updated."""
+        """The sum of the live banks' vectors (and ``own``); :attr:`live` is updated.
+
+        The banks learn the outcome from the aggregator's next message (the scaling or
+        the next model), which must go to :attr:`live`, or, if this raised
+        :class:`RoundAborted`, say why to :attr:`waiting`."""
         if self.state is not None:
-            res = secagg.aggregate(self.s, self.state, dim, own)
-            self.live = list(res.survivors)
+            res = secagg.aggregate(self.s, self.state, dim, own, confirm=False)
+            self.live = [b for b in res.survivors if b not in res.dropped]
             return res.total
         s = self.s.sub(f"sum{self.n}")
         self.n += 1
@@ -80,6 +98,11 @@ class AggregatorSums:
         if own is not None:
             total += np.asarray(own() if callable(own) else own, dtype=np.float64)
         return total
+
+    @property
+    def waiting(self) -> list[str]:
+        """The banks waiting for the aggregator's next message after the last sum."""
+        return list(self.state.waiting) if self.state is not None else self.live
 
     def close(self) -> None:
         """Wait for the last messages of secure aggregation to reach the banks."""

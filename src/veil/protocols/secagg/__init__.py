@@ -1,7 +1,8 @@
 """Secure aggregation (SecAgg / SecAgg+): banks add vectors so that the aggregator
 learns only their sum, even when some banks drop out. The protocol, what each party
 learns and the papers are in :mod:`veil.protocols.secagg.protocol`; the primitives in
-:mod:`~veil.protocols.secagg.shamir` and :mod:`~veil.protocols.secagg.masks`."""
+:mod:`~veil.protocols.secagg.shamir` and :mod:`~veil.protocols.secagg.masks`; sending
+without waiting for acknowledgements in :mod:`~veil.protocols.secagg.sending`."""
 
 from veil.protocols.secagg.aggregator import (
     AggregatorState,
@@ -24,10 +25,10 @@ from veil.protocols.secagg.protocol import (
     Plan,
     RoundAborted,
     SecAggParams,
-    broadcast,
     default_neighbours,
     make_plan,
 )
+from veil.protocols.secagg.sending import Posted, broadcast, post, recv_after
 
 __all__ = [
     "AGGREGATOR",
@@ -36,6 +37,7 @@ __all__ = [
     "ClientKeys",
     "ClientResult",
     "Plan",
+    "Posted",
     "RoundAborted",
     "SecAggParams",
     "Tag",
@@ -45,6 +47,8 @@ __all__ = [
     "default_neighbours",
     "finish",
     "make_plan",
+    "post",
+    "recv_after",
     "run_aggregator",
     "run_client",
     "setup_aggregator",

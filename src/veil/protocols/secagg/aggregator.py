@@ -4,7 +4,6 @@ setup once (:func:`setup_aggregator`), then one :func:`aggregate` per sum;
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,9 +33,9 @@ from veil.protocols.secagg.protocol import (
     Plan,
     RoundAborted,
     SecAggParams,
-    broadcast,
     make_plan,
 )
+from veil.protocols.secagg.sending import Posted, broadcast, post
 
 T = TypeVar("T")
 Vector = npt.ArrayLike | Callable[[], npt.ArrayLike]
@@ -57,28 +56,8 @@ class AggregatorState:
     dropped: dict[str, str] = field(default_factory=dict)  # bank -> where it dropped
     out: set[str] = field(default_factory=set)  # banks whose masks are gone for good
     used: int = 0
-    pending: _Sending | None = None  # the last sum's RESULT messages, still going out
-
-
-class _Sending(threading.Thread):
-    """A broadcast in the background; :meth:`wait` re-raises its error."""
-
-    def __init__(self, s: Session, messages: dict[str, Any], tag: Tag) -> None:
-        super().__init__(name="secagg-result", daemon=True)
-        self.args_ = (s, messages, tag)
-        self.error: BaseException | None = None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            broadcast(*self.args_)
-        except BaseException as e:  # re-raised by wait()
-            self.error = e
-
-    def wait(self) -> None:
-        self.join()
-        if self.error is not None:
-            raise self.error
+    pending: Posted | None = None  # the last sum's RESULT messages, still going out
+    waiting: tuple[str, ...] = ()  # banks that revealed in the last sum (told its outcome)
 
 
 def setup_aggregator(
@@ -134,11 +113,20 @@ def setup_aggregator(
 
 
 def aggregate(
-    session: Session, st: AggregatorState, dim: int, own: Vector | None = None
+    session: Session,
+    st: AggregatorState,
+    dim: int,
+    own: Vector | None = None,
+    *,
+    confirm: bool = True,
 ) -> AggregateResult:
     """Aggregator role, one sum of ``dim`` values: the sum of the live banks' vectors
     (and ``own``; a function is called once the masked vectors are in). The banks'
-    results go out in the background; :func:`finish` waits for the last ones."""
+    results go out in the background; :func:`finish` waits for the last ones.
+
+    ``confirm=False`` (the banks' ``contribute`` too): no RESULT; the caller's next
+    message to the banks in ``st.waiting`` must carry the outcome, also when this
+    raises :class:`RoundAborted` after the reveals (FedAvg's next model does)."""
     finish(st)
     j = st.used
     if j >= st.sums:
@@ -154,6 +142,7 @@ def aggregate(
         return Masked.unpack(v, dim)
 
     live = [c for c in expected if c not in silent]
+    st.waiting = ()
     masked = _gather(s, st, live, Tag.MASKED, masked_of, timeout=st.timeout)
     _check(s, st, Tag.UNMASK, masked, lambda r: Unmask([], [], r).pack())
     gone = [c for c in expected if c not in masked]  # their mask keys of this sum are needed
@@ -162,9 +151,15 @@ def aggregate(
         near = [v for v in p.graph[c] if v in expected]
         um = Unmask([v for v in near if v in gone], [v for v in near if v in masked] + [c])
         unmask[c] = um.pack()
-    broadcast(s, unmask, Tag.UNMASK)
+    sending = post(s, unmask, Tag.UNMASK)  # the reveals may come before the acks
     reveals = _gather(s, st, list(masked), Tag.REVEAL, Reveal.unpack, timeout=st.timeout)
-    _check(s, st, Tag.RESULT, reveals, lambda r: Result(0, r).pack())
+    sending.wait()
+    st.waiting = tuple(reveals)
+
+    def result(r: str) -> Any:
+        return Result(0, r).pack()
+
+    _check(s, st, Tag.RESULT, reveals, result, tell=confirm)
     try:
         total = _unmask(st, j=j, dim=dim, masked=masked, gone=gone, reveals=reveals)
         if own is not None:
@@ -173,10 +168,12 @@ def aggregate(
                 raise ConfigError("own", f"has {vec.size} values, expected {dim}")
             total += masks.quantize(vec, st.frac_bits, st.n_terms, f"'{session.me}' update")
     except RoundAborted as e:
-        _abort(s, Tag.RESULT, reveals, str(e), lambda r: Result(0, r).pack())
+        if not confirm:
+            raise
+        _abort(s, Tag.RESULT, reveals, str(e), result)
     st.out |= set(gone)
-    # The banks need not wait for their RESULT to go out before the next step begins.
-    st.pending = _Sending(s, dict.fromkeys(reveals, Result(len(masked)).pack()), Tag.RESULT)
+    if confirm:  # the banks need not wait for their RESULT before the next step begins
+        st.pending = post(s, dict.fromkeys(reveals, Result(len(masked)).pack()), Tag.RESULT)
     return AggregateResult(
         masks.dequantize(total, st.frac_bits), tuple(sorted(masked)), tuple(sorted(st.dropped))
     )
@@ -231,7 +228,10 @@ def _check(
     reply: Tag,
     present: dict[str, Any],
     aborted: Callable[[str], Any],
+    *,
+    tell: bool = True,
 ) -> None:
+    """Abort if more banks dropped than may; ``tell``: say why to those ``present``."""
     if len(st.dropped) <= st.plan.max_drops:
         return
     n = len(st.plan.clients)
@@ -240,6 +240,8 @@ def _check(
         f"({', '.join(f'{b} at {ph}' for b, ph in sorted(st.dropped.items()))}) but at "
         f"most {st.plan.max_drops} may (dropout_threshold); nothing was aggregated"
     )
+    if not tell:
+        raise RoundAborted(reason)
     _abort(s, reply, present, reason, aborted)
 
 

@@ -30,15 +30,17 @@ from veil.protocols.secagg.messages import (
     Unmask,
 )
 from veil.protocols.secagg.protocol import AGGREGATOR, DEFAULT_PARAMS, RoundAborted, SecAggParams
+from veil.protocols.secagg.sending import Posted, post, recv_after
 
 Vector = npt.ArrayLike | Callable[[], npt.ArrayLike]
 
 
 @dataclass(frozen=True)
 class ClientResult:
-    """What a bank learns of a sum: how many banks are in it, its neighbours' count."""
+    """What a bank learns of a sum: how many banks are in it (None when the caller
+    confirms the sum itself, ``confirm=False``), its neighbours' count."""
 
-    survivors: int
+    survivors: int | None
     neighbours: int
 
 
@@ -55,6 +57,8 @@ class ClientKeys:
     held: dict[str, SharePlain]
     gone: set[str] = field(default_factory=set)  # neighbours that dropped: no more masks
     used: int = 0  # sums done
+    ready: tuple[int, int, frozenset[str], masks.Ring] | None = None  # sum, dim, gone, mask
+    sending: Posted | None = None  # the last REVEAL, maybe still going out (confirm=False)
 
 
 def setup_client(
@@ -116,32 +120,42 @@ def setup_client(
 
 
 def contribute(
-    session: Session, keys: ClientKeys, x: Vector, dim: int | None = None
+    session: Session,
+    keys: ClientKeys,
+    x: Vector,
+    dim: int | None = None,
+    *,
+    next_dim: int | None = None,
+    confirm: bool = True,
 ) -> ClientResult:
     """Bank role, one sum: add the real vector ``x`` (nothing else of it leaves).
 
-    ``session`` is the setup's. ``x`` may be a function: with ``dim`` given, the masks
-    are made first and ``x()`` is called when they are ready (an offline/online split:
-    the bank can compute its update meanwhile)."""
+    ``session`` is the setup's. ``x`` may be a function, called once the masks are
+    ready (give ``dim`` then). The masks of the next sum, ``next_dim`` values (default
+    ``dim``), are made while the aggregator unmasks this one, so a sum's critical path
+    holds no mask expansion. ``confirm=False``: return once this bank's shares are
+    revealed, without RESULT; the caller's next message from the aggregator must then
+    say whether the sum completed (see :func:`~.aggregator.aggregate`); receive it with
+    :func:`~.sending.recv_after` ``(keys.sending, ...)``.
+
+    Messages are posted (:mod:`.sending`): the aggregator's reply, not the network's
+    acknowledgement, tells the bank its message arrived."""
     j, st = keys.used, keys.setup
     if j >= st.sums:
         raise ConfigError("secure_aggregation", f"the keys were made for {st.sums} sums")
     keys.used += 1
+    last, keys.sending = keys.sending, None
+    if last is not None:  # the last REVEAL: the aggregator has answered it since
+        last.wait()
     s, agg = session.sub(f"sum{j}"), session.party_of(AGGREGATOR)
     if dim is None:
         vec = _vector(x, None, keys.me)
         dim = vec.size
-    mask = masks.expand(keys.seeds[j], dim)
-    mk = keys.mask_keys[j]
-    for v, pk in keys.peers.items():
-        if v not in keys.gone:
-            pm = masks.expand(masks.pair_seed(mk.secret, mk.public, pk.masks[j]), dim)
-            mask = mask + pm if st.index < st.neighbours[v] else mask - pm
+    mask = _mask(keys, j, dim)
     vec = _vector(x, dim, keys.me)
     q = masks.quantize(vec, st.frac_bits, st.n_terms, f"bank '{keys.me}' update")
-    s.send(agg, Tag.MASKED, Masked(q + mask).pack())
-
-    um = Unmask.unpack(s.recv(agg, Tag.UNMASK))
+    sending = post(s, {agg: Masked(q + mask).pack()}, Tag.MASKED)
+    um = Unmask.unpack(recv_after(sending, s, agg, Tag.UNMASK))
     _raise_abort(um.abort)
     _subset(dict.fromkeys(um.dropped + um.survivors), keys.held, Tag.UNMASK, "survivors")
     if keys.me in um.dropped or keys.gone & set(um.dropped + um.survivors):
@@ -151,10 +165,31 @@ def contribute(
         mask_keys={v: shamir.to_bytes(keys.held[v].mask_keys[j]) for v in um.dropped},
         seeds={v: shamir.to_bytes(keys.held[v].seeds[j]) for v in um.survivors},
     )
-    s.send(agg, Tag.REVEAL, reveal.pack())
-    res = Result.unpack(s.recv(agg, Tag.RESULT))
+    sending = post(s, {agg: reveal.pack()}, Tag.REVEAL)
+    if j + 1 < st.sums:  # the aggregator unmasks now, and this bank would only wait
+        n = next_dim or dim
+        keys.ready = (j + 1, n, frozenset(keys.gone), _mask(keys, j + 1, n))
+    if not confirm:
+        keys.sending = sending
+        return ClientResult(None, len(st.neighbours))
+    res = Result.unpack(recv_after(sending, s, agg, Tag.RESULT))
     _raise_abort(res.abort)
     return ClientResult(res.survivors, len(st.neighbours))
+
+
+def _mask(keys: ClientKeys, j: int, dim: int) -> masks.Ring:
+    """Sum ``j``'s mask: the self-mask plus ± a pairwise mask per live neighbour (made
+    in advance by the previous sum if it knew the size and no neighbour dropped since)."""
+    ready, keys.ready = keys.ready, None
+    if ready is not None and ready[:3] == (j, dim, frozenset(keys.gone)):
+        return ready[3]
+    st, mk = keys.setup, keys.mask_keys[j]
+    mask = masks.expand(keys.seeds[j], dim)
+    for v, pk in keys.peers.items():
+        if v not in keys.gone:
+            pm = masks.expand(masks.pair_seed(mk.secret, mk.public, pk.masks[j]), dim)
+            mask = mask + pm if st.index < st.neighbours[v] else mask - pm
+    return mask
 
 
 def run_client(

@@ -29,11 +29,24 @@ Each sum j (its messages scoped ``sum{j}``):
              survivors' sum-j self-mask seeds (never both for one bank and sum).
   5. A       reconstructs each survivor's b_j and each dropped bank's sum-j mask key
              from t shares, removes every mask left, and gets sum q(x) of the survivors.
-     A -> B  RESULT: how many banks are in the sum.
+     A -> B  RESULT: how many banks are in the sum; or, with ``confirm=False`` (FedAvg),
+             nothing: the caller's next message (FedAvg's next model) carries it.
 A bank that drops takes no further part (its later keys stay unused). If more than d
 banks have dropped, or a secret has fewer than t shares, the sum aborts: every bank
 still present is told why and raises :class:`RoundAborted`, so does the aggregator; no
 sum is returned.
+
+Latency. Steps 3-4 are Bonawitz's rounds 2-4 and cannot be merged: a bank may reveal
+its shares of a neighbour's self-mask seed only once the aggregator has committed, in
+UNMASK, to that neighbour having sent y (else an aggregator that says a live bank
+dropped would get both its mask key and its seed, and so its update); and the sum,
+so the next round's model, needs the REVEALs. So a sum costs one round trip more than
+sending updates in the clear. Nothing else is on its path: every key and share is
+exchanged at setup; a bank makes the next sum's masks while the aggregator unmasks
+(:func:`~.client.contribute`); messages are posted without waiting for the network's
+acknowledgement, the reply being the proof of arrival (:mod:`.sending`); and with
+``confirm=False`` there is no RESULT. None of this changes what a message holds, when
+it may be sent, or to whom, so what each party learns (below) is unchanged.
 
 What each party learns:
   - the aggregator: per sum, the sum of the surviving banks' quantised vectors; which
@@ -53,20 +66,17 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from veil.errors import ConfigError, VeilError
-from veil.net.session import Session
 from veil.protocols.secagg import masks
 
 AGGREGATOR = "aggregator"
-_SENDERS = 16  # most sends in flight at once in a broadcast
 T = TypeVar("T")
 
 
@@ -162,17 +172,3 @@ def make_plan(clients: Sequence[str], params: SecAggParams) -> Plan:
             nb = [order[(i + j) % n] for j in range(-k // 2, k // 2 + 1) if j != 0]
         graph[c] = tuple(sorted(nb, key=names.index))
     return Plan(names, graph, k + 1 - d, d)
-
-
-def broadcast(session: Session, messages: Mapping[str, Any], tag: str) -> None:
-    """Send ``messages[party]`` to each party, concurrently: a network send waits for
-    the peer's acknowledgement, so sending to n banks one after the other would cost n
-    round trips."""
-    if len(messages) <= 1:
-        for party, value in messages.items():
-            session.send(party, tag, value)
-        return
-    with ThreadPoolExecutor(min(len(messages), _SENDERS), "secagg-send") as pool:
-        jobs = [pool.submit(session.send, p, tag, v) for p, v in messages.items()]
-        for job in jobs:
-            job.result()
