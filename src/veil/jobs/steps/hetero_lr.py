@@ -74,13 +74,7 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
     try:
         opts = LROptions.from_mapping(lr)
         DEFAULT_POLICY.check_key_bits(str(opts.scheme), opts.key_bits, "hetero_lr.key_bits")
-        if 0 < opts.batch_size < DEFAULT_POLICY.min_batch_rows:
-            raise ConfigError(
-                "hetero_lr.batch_size",
-                f"{opts.batch_size} rows is below the policy's minimum batch "
-                f"({DEFAULT_POLICY.min_batch_rows}, more for wide blocks)",
-                f"use batch_size: {DEFAULT_POLICY.min_batch_rows} or more (0 = full batch)",
-            )
+        _check_batch_floor(opts.batch_size)
     except ConfigError as e:
         raise ConfigError(f"{field}.{e.field.split('.')[-1]}", e.problem, e.fix) from None
     every = params.get("validation_every", 5)
@@ -92,6 +86,19 @@ def validate(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str
     return {**out, "validation_every": every, "label_holder": label_holder_of(params, job, field)}
 
 
+def _check_batch_floor(batch_size: int) -> None:
+    """Refuse a batch below the policy's floor (0 = full batch); wide blocks raise the
+    floor further when training starts, once the column counts are known."""
+    floor = DEFAULT_POLICY.min_batch_rows
+    if 0 < batch_size < floor:
+        raise ConfigError(
+            "hetero_lr.batch_size",
+            f"{batch_size} rows is below the policy's minimum batch "
+            f"({floor}, more for wide blocks)",
+            f"use batch_size: {floor} or more (0 = full batch)",
+        )
+
+
 def _validate_ss(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping[str, Any]:
     """``protocol: ss``: the options, the label holder and the dealer (a party without data)."""
     check_keys(params, (*SS_KEYS, "label_holder"), field)
@@ -100,13 +107,7 @@ def _validate_ss(params: Mapping[str, Any], job: JobSpec, field: str) -> Mapping
         opts = ss_lr.SSLROptions.from_mapping({k: v for k, v in params.items() if k in SS_KEYS})
         if opts.dealer is None:
             DEFAULT_POLICY.check_key_bits(opts.he, opts.key_bits, "hetero_lr.key_bits")
-        if 0 < opts.batch_size < DEFAULT_POLICY.min_batch_rows:
-            raise ConfigError(
-                "hetero_lr.batch_size",
-                f"{opts.batch_size} rows is below the policy's minimum batch "
-                f"({DEFAULT_POLICY.min_batch_rows}, more for wide blocks)",
-                f"use batch_size: {DEFAULT_POLICY.min_batch_rows} or more (0 = full batch)",
-            )
+        _check_batch_floor(opts.batch_size)
     except ConfigError as e:
         raise ConfigError(f"{field}.{e.field.split('.')[-1]}", e.problem, e.fix) from None
     dataless = [p.name for p in job.parties if p.data is None]
