@@ -8,6 +8,7 @@ import functools
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -229,24 +230,32 @@ LOST_HEAD = textwrap.dedent(
 @pytest.mark.slow
 def test_a_lost_head_fails_with_a_clear_message(ray_cluster: RayCluster) -> None:
     cluster = start_cluster(workers=0, env=cluster_env())
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", LOST_HEAD, cluster.client],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env=cluster_env(),
-        )
-        assert proc.stdout is not None and proc.stdin is not None
-        assert proc.stdout.readline().strip() == "ready"
-        cluster.nodes[0].stop()
-        t0 = time.monotonic()
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-        out, _ = proc.communicate(timeout=120)
-        assert proc.returncode == 0, out
-        assert out.startswith("lost: the Ray cluster at ray://") and "restart the cluster" in out
-        assert time.monotonic() - t0 < 90
-    finally:
-        cluster.stop()
+    with tempfile.TemporaryFile("w+") as err:
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", LOST_HEAD, cluster.client],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,  # a failed start says why in the assertion below
+                text=True,
+                env=cluster_env(),
+            )
+            assert proc.stdout is not None and proc.stdin is not None
+            first = proc.stdout.readline().strip()
+            if first != "ready":
+                proc.kill()
+                proc.wait(30)
+                err.seek(0)
+                first += " " + err.read()[-2000:]
+            assert first == "ready"
+            cluster.nodes[0].stop()
+            t0 = time.monotonic()
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            out, _ = proc.communicate(timeout=120)
+            assert proc.returncode == 0, out
+            assert out.startswith("lost: the Ray cluster at ray://")
+            assert "restart the cluster" in out
+            assert time.monotonic() - t0 < 90
+        finally:
+            cluster.stop()

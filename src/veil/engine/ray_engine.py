@@ -18,6 +18,7 @@ import inspect
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -54,6 +55,12 @@ class EngineLost(VeilError):
     """The Ray cluster went away (head lost, or unreachable): the job stops."""
 
 
+SERVER_START_TRIES = 4
+# the head accepted the connection but its per-client server did not come up (Ray's
+# proxy starts one process per client; seen failing now and then on a busy machine)
+_SERVER_START_FAILED = ("Starting Ray client server failed", "Initialization failure from server")
+
+
 def _connect(address: str) -> None:
     with _lock:
         if _connected and ray.is_initialized():
@@ -65,14 +72,24 @@ def _connect(address: str) -> None:
                 )
             return
         os.environ.setdefault("RAY_CLIENT_RECONNECT_GRACE_PERIOD", RECONNECT_GRACE_S)
-        try:
-            ray.init(address=f"ray://{address}", logging_level=logging.ERROR, log_to_driver=False)
-        except Exception as e:
-            raise ConfigError(
-                "engine",
-                f"cannot reach the Ray cluster at ray://{address}: {type(e).__name__}: {e}",
-                "start it with 'ray start --head' and give its client address (port 10001)",
-            ) from None
+        for attempt in range(SERVER_START_TRIES):
+            try:
+                ray.init(
+                    address=f"ray://{address}", logging_level=logging.ERROR, log_to_driver=False
+                )
+                break
+            except Exception as e:
+                # the head's client proxy starts one server process per client; on a busy
+                # machine that start can fail once: try again, never for a refused address
+                transient = any(m in str(e) for m in _SERVER_START_FAILED)
+                if transient and attempt + 1 < SERVER_START_TRIES:
+                    time.sleep(2.0 * (attempt + 1))
+                    continue
+                raise ConfigError(
+                    "engine",
+                    f"cannot reach the Ray cluster at ray://{address}: {type(e).__name__}: {e}",
+                    "start it with 'ray start --head' and give its client address (port 10001)",
+                ) from None
         _connected[:] = [address]
 
 

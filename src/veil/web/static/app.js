@@ -166,8 +166,12 @@
     const bad = st.steps.find((s) => s.state === "failed");
     const rsteps = (report && report.steps) || [];
     const rbad = rsteps.find((s) => s.status === "failed");
-    const n = bad ? bad.index : rbad ? rsteps.indexOf(rbad) : null;
-    const head = st.state === "failed" ? (n !== null ? `Step ${n + 1} of ${st.steps.length} (${st.steps[n].name}) failed.` : "The job failed before any step ran.")
+    // a party's failure reaches this node as an error naming the step ("in step 1 '_fail'",
+    // counted from 0) before, or instead of, this node's own step record
+    const said = /in step (\d+) '([^']+)'/.exec(st.error);
+    const n = bad ? bad.index : rbad ? rsteps.indexOf(rbad) : said ? Number(said[1]) : null;
+    const stepName = n === null ? "" : (st.steps[n] && st.steps[n].name) || (said ? said[2] : "?");
+    const head = st.state === "failed" ? (n !== null ? `Step ${n + 1} of ${st.steps.length} (${stepName}) failed.` : "The job failed before any step ran.")
       : `The job was ${st.state}.`;
     const hint = HINTS.find(([re]) => re.test(st.error));
     return h("div", { class: "error", id: "failure", role: "alert" }, h("strong", {}, head), h("p", {}, st.error),
