@@ -4,7 +4,7 @@ cost of SecAgg+ as the federation grows.
     python benchmarks/fedavg.py [--flower-venv /tmp/flwr-venv --flower-dir /tmp/peers/flower]
         [--skip-flower] [--scaling 10,50,100] [--params 100000] [--out results.json]
 
-(a) The Flower harness's task (``/work/shared/peers/flower/fedavg_lr.py``): synth20k
+(a) The Flower harness's task (``shared/peers/flower/fedavg_lr.py``): synth20k
     (``make_classification(20000, 30, n_informative=15, n_redundant=5, random_state=0)``,
     80/20 stratified split with seed 42, z-scored on train), 3 clients holding
     ``np.array_split`` of a seed-0 permutation of the training rows, 10 rounds of 5

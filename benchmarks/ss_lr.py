@@ -17,7 +17,7 @@ their HE pools) less those of the same job without the hetero_lr step.
 
 ``synth20k`` is the peers' synthetic split (``make_classification(20000, 30,
 n_informative=15, n_redundant=5, random_state=0)``, 80/20 stratified, z-scored on the
-training rows; guest x0..x9 + y, host x10..x29: /work/shared/peers/fate/make_data.py),
+training rows; guest x0..x9 + y, host x10..x29: shared/peers/fate/make_data.py),
 rebuilt here the same way. The defaults match the SecretFlow harness
 (``sf_vertical.py --algo sslr``: full batch, learning rate 0.3, 10 epochs, sigmoid t1,
 L2 0.01). Each party (label holder, partner and, with ``--triples dealer``, the dealer)
@@ -53,8 +53,8 @@ from veil.ml.ss_lr import SSLROptions, run_dealer, train_label_holder, train_par
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench import add_order_args, in_order
 from _pipe_transport import run_processes
+from vertical_lr import load_split, run_sklearn
 
-DATA = Path("/work/shared/data")
 ROLES = {"label_holder": "bank"}
 
 
@@ -75,26 +75,6 @@ def synth20k() -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
     h = pd.DataFrame(Xs[:, 10:], columns=[f"x{i}" for i in range(10, 30)])
     h.insert(0, "id", ids)
     return g, h, np.sort(tr), np.sort(te)
-
-
-def default_credit() -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
-    from sklearn.model_selection import train_test_split
-
-    g = pd.read_csv(DATA / "default_credit_hetero_guest.csv")
-    h = pd.read_csv(DATA / "default_credit_hetero_host.csv")
-    rows = np.arange(len(g))
-    tr, te = train_test_split(rows, test_size=0.3, random_state=42, stratify=g["y"])
-    return g, h, np.sort(tr), np.sort(te)
-
-
-def run_sklearn(g: pd.DataFrame, h: pd.DataFrame, tr: np.ndarray, te: np.ndarray) -> dict[str, Any]:
-    from sklearn.linear_model import LogisticRegression
-
-    X = np.hstack([g.drop(columns=["id", "y"]).to_numpy(), h.drop(columns=["id"]).to_numpy()])
-    y = g["y"].to_numpy()
-    t0 = time.perf_counter()
-    m = LogisticRegression(max_iter=1000).fit(X[tr], y[tr])
-    return {"fit_s": time.perf_counter() - t0, "test_auc": auc(y[te], m.decision_function(X[te]))}
 
 
 def write_peer_data(folder: Path) -> None:
@@ -255,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.job_demo:
         job_demo(a.repeats)
         return
-    g, h, tr, te = synth20k() if a.dataset == "synth20k" else default_credit()
+    g, h, tr, te = synth20k() if a.dataset == "synth20k" else load_split()
     sk = run_sklearn(g, h, tr, te)
     common = {
         "epochs": a.epochs,
