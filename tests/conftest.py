@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.require import unavailable
+
 
 def _pg_bin() -> Path | None:
     found = shutil.which("initdb")
@@ -38,9 +40,7 @@ def _free_port() -> int:
 
 
 def _unavailable(reason: str) -> None:
-    if os.environ.get("VEIL_REQUIRE_POSTGRES") == "1":
-        pytest.fail(f"PostgreSQL required (VEIL_REQUIRE_POSTGRES=1) but unavailable: {reason}")
-    pytest.skip(f"PostgreSQL unavailable: {reason}")
+    unavailable("PostgreSQL", "VEIL_REQUIRE_POSTGRES", reason)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from tests.require import unavailable
 
 ENV = "VEIL_SF_PEER"
 _HERE = Path(__file__).resolve()
@@ -27,9 +27,7 @@ SCRIPT_CANDIDATES = [
 
 
 def _skip(reason: str) -> None:
-    if os.environ.get("VEIL_REQUIRE_INTEROP") == "1":
-        pytest.fail(f"interop peer required (VEIL_REQUIRE_INTEROP=1) but unavailable: {reason}")
-    pytest.skip(reason)
+    unavailable("the interop peer", "VEIL_REQUIRE_INTEROP", reason)
 
 
 def sf_peer_venv() -> tuple[Path, Path]:

@@ -10,13 +10,13 @@ start, tests that use it are skipped with a one-line reason, except under ``CI=t
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.require import unavailable
 from veil.engine.loopback import RayCluster, ray_env, start_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,9 +30,7 @@ def cluster_env() -> dict[str, str]:
 
 def ray_unavailable(reason: str) -> None:
     """Skip with the reason, or fail where Ray is required (CI)."""
-    if os.environ.get("CI") == "true" or os.environ.get("VEIL_REQUIRE_RAY") == "1":
-        pytest.fail(f"Ray required (CI=true or VEIL_REQUIRE_RAY=1) but unavailable: {reason}")
-    pytest.skip(f"Ray unavailable: {reason}")
+    unavailable("Ray", "VEIL_REQUIRE_RAY", reason, ci=True)
 
 
 @pytest.fixture(scope="session")

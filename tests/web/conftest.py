@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.require import unavailable
 from veil.net.certs import init_ca
 from veil.node.admin import issue_token
 from veil.node.config import load_config
@@ -136,9 +137,7 @@ def jobs(fed: Fed) -> dict[str, str]:
 
 
 def _no_browser(reason: str) -> None:
-    if os.environ.get("VEIL_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"Chromium required (VEIL_REQUIRE_BROWSER=1) but unavailable: {reason}")
-    pytest.skip(f"browser tests need Chromium: {reason}")
+    unavailable("Chromium", "VEIL_REQUIRE_BROWSER", reason)
 
 
 @pytest.fixture(scope="session")
