@@ -11,7 +11,6 @@ it is missing the browser tests skip, except under ``VEIL_REQUIRE_BROWSER=1``
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -97,9 +96,7 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
 
     tmp = tmp_path_factory.mktemp("web")
     old = os.environ.get("VEIL_STEP_MODULES")
-    os.environ["VEIL_STEP_MODULES"] = STEPS  # the job processes import the test steps
-    for mod in STEPS.split(","):  # and this process's API validates with them: the step
-        importlib.import_module(mod)  # registry may have been loaded before this module
+    os.environ["VEIL_STEP_MODULES"] = STEPS  # the job processes and this process's API
     ca = tmp / "ca"
     init_ca(ca)
     dirs = make_nodes(tmp, ca, ["bank", "bureau"], {"bureau": BUREAU_POLICY})

@@ -40,7 +40,8 @@ class StepDef:
 
 
 _STEPS: dict[str, StepDef] = {}
-_loaded: list[bool] = []  # non-empty once the step modules are imported
+_loaded: list[bool] = []  # non-empty once the built-in step modules are imported
+_plugins: set[str] = set()  # the VEIL_STEP_MODULES entries imported so far
 _lock = threading.Lock()
 
 
@@ -68,22 +69,25 @@ def register(name: str, *, validate: Validator | None = None) -> Callable[[StepF
 
 
 def load_steps() -> None:
-    """Import the built-in step modules and those named in ``VEIL_STEP_MODULES``."""
+    """Import the built-in step modules (once) and those named in ``VEIL_STEP_MODULES``
+    now (a module named after the first call is imported on the next)."""
     with _lock:
-        if _loaded:
-            return
-        from veil.jobs import steps
+        if not _loaded:
+            from veil.jobs import steps
 
-        for mod in pkgutil.iter_modules(steps.__path__):
-            importlib.import_module(f"{steps.__name__}.{mod.name}")
+            for mod in pkgutil.iter_modules(steps.__path__):
+                importlib.import_module(f"{steps.__name__}.{mod.name}")
+            _loaded.append(True)
         for name in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
+            if name in _plugins:
+                continue
             try:
                 importlib.import_module(name)
             except ImportError as e:
                 raise ConfigError(
                     PLUGINS_ENV, f"cannot import step module '{name}': {e}", "fix the module name"
                 ) from None
-        _loaded.append(True)
+            _plugins.add(name)
 
 
 def has_validator(step: StepDef) -> bool:
