@@ -1,6 +1,6 @@
 """The ``psi`` step: align the parties' rows on the ids they share.
 
-Runs :func:`veil.protocols.psi.run_psi` on this party's ids: two-party ECDH or KKRT,
+Runs :func:`veil.protocols.psi.run_psi` on this party's ids: two-party ECDH, KKRT or RR22,
 or, with three or more parties, :mod:`veil.protocols.psi.multiparty` (the receivers
 learn the intersection of all sets and nothing about any pairwise one). Each party named
 in ``result_to`` keeps only its rows in the intersection, sorted by id (the common
@@ -18,7 +18,8 @@ Parameters: ``result_to`` (parties that learn the intersection; default all with
 :mod:`veil.protocols.interconnect`, same result; default false), ``protocol`` (``ecdh``,
 the default, on ristretto255, or with ``interconnect`` on the standard's Curve25519
 wire that SecretFlow speaks; ``kkrt``: OT-extension PSI,
-:mod:`veil.protocols.psi.kkrt`, several times faster, Veil to Veil only).
+:mod:`veil.protocols.psi.kkrt`, several times faster, Veil to Veil only; ``rr22``:
+VOLE-and-OKVS PSI, :mod:`veil.protocols.psi.rr22`, faster still, Veil to Veil only).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ OUTPUT_FILE = "psi.csv"
 
 
 def validate(params: Mapping[str, object], job: JobSpec, field: str) -> Mapping[str, object]:
-    """Check the psi parameters against the job (known names; KKRT and interconnection
+    """Check the psi parameters against the job (known names; KKRT, RR22 and interconnection
     between two parties only)."""
     check_keys(params, KEYS, field)
     sit_out = [p.name for p in job.parties if p.data is None]  # e.g. an SS-LR dealer
@@ -81,7 +82,7 @@ def _protocol(value: Any, params: Mapping[str, object], field: str) -> str:
         raise ConfigError(
             field, f"{value!r} is not a PSI protocol", f"use one of {', '.join(names)}"
         )
-    if value == Protocol.KKRT and params.get("interconnect"):
+    if value != Protocol.ECDH and params.get("interconnect"):
         raise ConfigError(
             field, "the interconnection wire speaks ECDH-PSI only", "drop interconnect or use ecdh"
         )

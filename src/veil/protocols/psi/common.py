@@ -38,11 +38,12 @@ MAX_PARTIES = 64
 class Protocol(StrEnum):
     """Which PSI protocol ``run_psi`` runs: ECDH (:mod:`.ecdh`; with three or more
     parties :mod:`.multiparty`; the interconnection wire SecretFlow speaks is
-    :mod:`veil.protocols.interconnect`) or KKRT (:mod:`.kkrt`, OT extension, faster, two
-    parties)."""
+    :mod:`veil.protocols.interconnect`), KKRT (:mod:`.kkrt`, OT extension, faster, two
+    parties) or RR22 (:mod:`.rr22`, VOLE and OKVS, the fastest, two parties)."""
 
     ECDH = "ecdh"
     KKRT = "kkrt"
+    RR22 = "rr22"
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def check_params(
         raise ConfigError(
             "protocol",
             f"{params.protocol!r} is not a PSI protocol",
-            "use 'ecdh' (default) or 'kkrt' (OT extension)",
+            "use 'ecdh' (default), 'kkrt' (OT extension) or 'rr22' (VOLE)",
         )
     if protocol is not None and params.protocol != protocol:
         raise ConfigError(
