@@ -251,3 +251,6 @@ def test_match_is_exact_when_leading_bytes_collide() -> None:
     assert pos.tolist() == [4, 1, 3]
     none, _ = rr22_psi.match(own.astype(np.uint8), theirs[:0])
     assert none.tolist() == []
+    unique = theirs[[0, 2, 4]]  # distinct first 8 bytes: the hash-join path
+    hits, pos = rr22_psi.match(own.astype(np.uint8), unique)
+    assert hits.tolist() == [3] and pos.tolist() == [2]  # 01..04 and 01..06 differ from 01..05

@@ -56,6 +56,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
+import pandas as pd
 
 from veil import messages as msg
 from veil.errors import ConfigError, ProtocolError
@@ -169,6 +170,10 @@ def _handshake(
     return _Plan(peer, n, m, width, okvs.params_for(n, stat_bits=stat_sec))
 
 
+def _distinct_items(raw: list[bytes], distinct: np.ndarray) -> list[bytes]:
+    return raw if len(distinct) == len(raw) else [raw[j] for j in distinct.tolist()]
+
+
 def _outputs(keys: _Keys, values: np.ndarray, width: int) -> np.ndarray:
     """The truncated output hash of each OPRF value: (count, width) uint8."""
     return aeshash.mmo(keys.out, values).view(np.uint8).reshape(-1, 16)[:, :width]
@@ -199,7 +204,7 @@ def run_oprf_receiver(
     seed = secrets.token_bytes(16)
     session.send(plan.peer, Tag.SETUP, {"seed": seed})
     keys = _keys(seed)
-    digests = aeshash.id_digests([raw[j] for j in distinct], keys.digest)
+    digests = aeshash.id_digests(_distinct_items(raw, distinct), keys.digest)
     del raw
     keys_u8 = digests.view(np.uint8).reshape(-1, 16)
     okvs_seed, p = _encode(keys_u8, aeshash.mmo(keys.h, digests), plan.okvs)
@@ -255,21 +260,38 @@ def _sort_keys(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def match(own: np.ndarray, theirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(rows of ``own`` found among the rows of ``theirs``, the row of ``theirs`` each
     matched), both in the byte order of the matched values (the order both parties
-    report). ``own`` and ``theirs`` are (count, w) uint8."""
+    report). ``own`` and ``theirs`` are (count, w) uint8; a hash join on the first 8
+    bytes (the values are pseudorandom), exact on the rest."""
     o1, o2 = _sort_keys(own)
     t1, t2 = _sort_keys(theirs)
+    index = pd.Index(t1)
+    if index.is_unique:
+        at = index.get_indexer(o1)
+        found = np.flatnonzero(at >= 0)
+        found = found[t2[at[found]] == o2[found]]
+        at = at[found]
+    else:  # two of the peer's values share 8 bytes: about (m^2 / 2^65), still exact
+        found, at = _match_sorted(o1, o2, t1, t2)
+    k1, k2 = o1[found], o2[found]
+    order = np.argsort(k1)
+    if len(k1) > 1 and (np.diff(k1[order]) == 0).any():
+        order = np.lexsort((k2, k1))
+    return found[order], at[order].astype(np.int64)
+
+
+def _match_sorted(
+    o1: np.ndarray, o2: np.ndarray, t1: np.ndarray, t2: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     order = np.lexsort((t2, t1))
-    t1, t2 = t1[order], t2[order]
-    lo = np.searchsorted(t1, o1, side="left")
-    hi = np.searchsorted(t1, o1, side="right")
-    at = np.minimum(lo, max(len(t1) - 1, 0))
-    hit = (lo < hi) & (t2[at] == o2) if len(t2) else np.zeros(len(own), dtype=bool)
-    for i in np.flatnonzero(hi - lo > 1).tolist():  # first words collide: rare, exact
-        k = lo[i] + np.searchsorted(t2[lo[i] : hi[i]], o2[i])
-        at[i], hit[i] = k, k < hi[i] and t2[k] == o2[i]
+    s1, s2 = t1[order], t2[order]
+    lo = np.searchsorted(s1, o1, side="left")
+    hi = np.searchsorted(s1, o1, side="right")
+    for i in np.flatnonzero(hi - lo > 1).tolist():  # same first word: search the second
+        lo[i] += np.searchsorted(s2[lo[i] : hi[i]], o2[i])
+    at = np.minimum(lo, max(len(s1) - 1, 0))
+    hit = (lo < hi) & (s2[at] == o2) if len(s2) else np.zeros(len(o1), dtype=bool)
     found = np.flatnonzero(hit)
-    by_value = found[np.lexsort((o2[found], o1[found]))]
-    return by_value, order[at[by_value]].astype(np.int64)
+    return found, order[at[found]]
 
 
 # -- sender ----------------------------------------------------------------------------
@@ -296,7 +318,7 @@ def run_oprf_sender(
     keys = _keys(
         msg.field(msg.recv(session, plan.peer, Tag.SETUP, SETUP), Tag.SETUP, "seed", bytes)
     )
-    digests = aeshash.id_digests([raw[j] for j in distinct], keys.digest)
+    digests = aeshash.id_digests(_distinct_items(raw, distinct), keys.digest)
     n_input = len(raw)
     del raw
     h = aeshash.mmo(keys.h, digests)
