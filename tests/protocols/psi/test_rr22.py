@@ -7,12 +7,15 @@ import random
 import types
 import uuid
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.jobs.conftest import write_job, write_table
 from tests.protocols.psi.test_ecdh import (
     BANK,
     PARTNER,
@@ -26,6 +29,7 @@ from tests.protocols.psi.test_ecdh import psi_pair as _psi_pair
 from tests.wire_check import Recorder, assert_no_leak
 from veil import messages as msg
 from veil.errors import ConfigError, ProtocolError
+from veil.jobs import RunOptions, load_job, run_job
 from veil.net import Session, run_parties
 from veil.protocols.psi import Protocol, PsiParams, PsiResult, gf128, run_psi
 from veil.protocols.psi import rr22 as rr22_psi
@@ -254,3 +258,26 @@ def test_match_is_exact_when_leading_bytes_collide() -> None:
     unique = theirs[[0, 2, 4]]  # distinct first 8 bytes: the hash-join path
     hits, pos = rr22_psi.match(own.astype(np.uint8), unique)
     assert hits.tolist() == [3] and pos.tolist() == [2]  # 01..04 and 01..06 differ from 01..05
+
+
+# -- the job step (worker processes: the real VOLE, not the dealer) -----------------------
+
+
+def test_job_step_with_protocol_rr22(tmp_path: Path) -> None:
+    common = [f"cust-{i:04d}" for i in range(90)]
+    write_table(tmp_path / "bank.csv", [*common, "b1", "b2", *common[:4]], label=True, seed=5)
+    write_table(tmp_path / "partner.csv", ["p1", *reversed(common), "p2"], label=False, seed=6)
+    job = write_job(tmp_path, [{"psi": {"protocol": "rr22"}}])
+    res = run_job(load_job(job), tmp_path / "out", RunOptions(timeout=60))
+    assert res.ok, res.error
+    got = {
+        p: pd.read_csv(tmp_path / "out" / p / "psi.csv", dtype={"id": str}) for p in (BANK, PARTNER)
+    }
+    assert sorted(got[BANK]["id"]) == sorted(common)
+    assert list(got[BANK]["id"]) == list(got[PARTNER]["id"])  # aligned row for row
+    assert res.report["steps"][0]["outputs"]["intersection_size"] == 90
+
+
+def test_job_step_rejects_rr22_with_interconnect(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"steps\[0\]\.psi\.protocol"):
+        load_job(write_job(tmp_path, [{"psi": {"protocol": "rr22", "interconnect": True}}]))
