@@ -7,8 +7,10 @@
  * mul_const(a, c, out[, portable])  out[i] = a[i] * c      (c: uint64[2])
  *   portable=True skips PCLMULQDQ (for the tests)
  * clmul_available()       whether the PCLMULQDQ path runs on this CPU
- * expand(x, idx, w, out)  out[i] ^= XOR_{k < w} x[idx[i*w + k]]  (idx: uint32[n*w],
- *                         x: uint64[2m*cols], out: uint64[2n*cols], cols = 1 or 2 elements)
+ * expand(x, rnd, w, sub, cols, out)  out[i] ^= XOR_{k < w} x[k*sub + (rnd[i*w+k]*sub >> 32)]
+ *                         (rnd: uint32[n*w], x: uint64[2m*cols], out: uint64[2n*cols],
+ *                         cols = 1 or 2 elements per row; a regular expander)
+ * accumulate(x, bits, acc, cols)  the convolution of expand-convolute codes (below)
  *
  * PCLMULQDQ is used when the compiler knows it and the CPU has it (checked at run time);
  * otherwise a portable 4-bit-window carry-less product. Same results as the numpy
@@ -209,51 +211,109 @@ static PyObject *vole_clmul_available(PyObject *self, PyObject *args) {
 }
 
 static PyObject *vole_expand(PyObject *self, PyObject *args) {
-    Py_buffer xb, ib, ob;
+    Py_buffer xb, rb, ob;
     int w, cols;
-    if (!PyArg_ParseTuple(args, "y*y*iiw*", &xb, &ib, &w, &cols, &ob)) return NULL;
+    Py_ssize_t sub;
+    if (!PyArg_ParseTuple(args, "y*y*iniw*", &xb, &rb, &w, &sub, &cols, &ob)) return NULL;
     PyObject *result = NULL;
     Py_ssize_t stride = 2 * (Py_ssize_t)cols;
     Py_ssize_t n = ob.len / (8 * stride), m = xb.len / (8 * stride);
     if (w < 1 || cols < 1 || cols > 2 || ob.len % (8 * stride) || xb.len % (8 * stride) ||
-        ib.len != n * w * 4) {
+        rb.len != n * w * 4 || sub < 1 || sub * w > m) {
         PyErr_SetString(PyExc_ValueError, "expand: buffer sizes do not match");
         goto done;
     }
     const uint64_t *x = xb.buf;
-    const uint32_t *idx = ib.buf;
+    const uint32_t *rnd = rb.buf;
     uint64_t *out = ob.buf;
-    int bad = 0;
+    const Py_ssize_t ahead = 16; /* rows prefetched ahead: the gathers miss the cache */
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < n && !bad; i++) {
-        uint64_t acc[4] = {0, 0, 0, 0};
-        const uint32_t *row = idx + (size_t)i * w;
-        for (int k = 0; k < w; k++) {
-            uint32_t j = row[k];
-            if ((Py_ssize_t)j >= m) {
-                bad = 1;
-                break;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (i + ahead < n) {
+            const uint32_t *pr = rnd + (size_t)(i + ahead) * w;
+            for (int k = 0; k < w; k++) {
+                uint64_t j = (uint64_t)k * sub + (((uint64_t)pr[k] * (uint64_t)sub) >> 32);
+                __builtin_prefetch(x + j * stride);
             }
-            const uint64_t *e = x + (size_t)j * stride;
+        }
+        uint64_t acc[4] = {0, 0, 0, 0};
+        const uint32_t *row = rnd + (size_t)i * w;
+        for (int k = 0; k < w; k++) {
+            uint64_t j = (uint64_t)k * sub + (((uint64_t)row[k] * (uint64_t)sub) >> 32);
+            const uint64_t *e = x + j * stride;
             for (int c = 0; c < stride; c++) acc[c] ^= e[c];
         }
         for (int c = 0; c < stride; c++) out[(size_t)i * stride + c] ^= acc[c];
     }
     Py_END_ALLOW_THREADS
-    if (bad) {
-        PyErr_SetString(PyExc_ValueError, "expand: an index is out of range");
-        goto done;
-    }
     Py_INCREF(Py_None);
     result = Py_None;
 done:
     PyBuffer_Release(&xb);
-    PyBuffer_Release(&ib);
+    PyBuffer_Release(&rb);
     PyBuffer_Release(&ob);
     return result;
 }
 
+/* accumulate(x, bits, acc, cols): the convolution of expand-convolute codes, in place.
+ * For i = 0 .. S-1 in order: x[i+1+k] ^= x[i] for each set bit k < acc of row i of
+ * bits (acc/8 bytes per row, LSB first), then x[i+1+acc] ^= x[i]; indices mod S. */
+static PyObject *vole_accumulate(PyObject *self, PyObject *args) {
+    Py_buffer xb, bb;
+    int acc, cols;
+    if (!PyArg_ParseTuple(args, "w*y*ii", &xb, &bb, &acc, &cols)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t stride = 2 * (Py_ssize_t)cols, nb = acc / 8;
+    Py_ssize_t size = xb.len / (8 * (stride ? stride : 1));
+    if (cols < 1 || cols > 2 || acc < 8 || acc % 8 || acc > 64 || xb.len % (8 * stride) ||
+        size < 1 || bb.len != size * nb) {
+        PyErr_SetString(PyExc_ValueError, "accumulate: buffer sizes do not match");
+        goto done;
+    }
+    uint64_t *x = xb.buf;
+    const uint8_t *bits = bb.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < size; i++) {
+        uint64_t xi[4];
+        for (int c = 0; c < stride; c++) xi[c] = x[i * stride + c];
+        const uint8_t *row = bits + i * nb;
+        if (i + acc + 1 < size) { /* no wrap: branch-free masked XORs */
+            uint64_t *xj = x + (i + 1) * stride;
+            for (Py_ssize_t byte = 0; byte < nb; byte++) {
+                unsigned v = row[byte];
+                for (int p = 0; p < 8; p++, xj += stride) {
+                    uint64_t mask = (uint64_t)0 - ((v >> p) & 1);
+                    for (int c = 0; c < stride; c++) xj[c] ^= xi[c] & mask;
+                }
+            }
+            for (int c = 0; c < stride; c++) xj[c] ^= xi[c];
+            continue;
+        }
+        Py_ssize_t j = i + 1 == size ? 0 : i + 1;
+        for (Py_ssize_t byte = 0; byte < nb; byte++) {
+            unsigned v = row[byte];
+            for (int p = 0; p < 8; p++) {
+                if ((v >> p) & 1) {
+                    uint64_t *xj = x + j * stride;
+                    for (int c = 0; c < stride; c++) xj[c] ^= xi[c];
+                }
+                j = j + 1 == size ? 0 : j + 1;
+            }
+        }
+        uint64_t *xj = x + j * stride;
+        for (int c = 0; c < stride; c++) xj[c] ^= xi[c];
+    }
+    Py_END_ALLOW_THREADS
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    PyBuffer_Release(&xb);
+    PyBuffer_Release(&bb);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"accumulate", vole_accumulate, METH_VARARGS, "Expand-convolute accumulator, in place."},
     {"mul", vole_mul, METH_VARARGS, "Element-wise GF(2^128) product."},
     {"mul_const", vole_mul_const, METH_VARARGS, "GF(2^128) vector times one element."},
     {"clmul_available", vole_clmul_available, METH_NOARGS, "Whether PCLMULQDQ is used."},

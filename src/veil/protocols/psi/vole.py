@@ -1,0 +1,208 @@
+"""Silent VOLE over GF(2^128): two parties, semi-honest, for RR22-PSI.
+
+Contract (what :mod:`.rr22` and anyone else may rely on):
+
+- :func:`vole_sender` (the party holding Delta; in RR22 the OPRF sender) returns
+  :class:`VoleSender` with ``delta`` (shape (2,), nonzero) and ``b`` (shape (n, 2));
+- :func:`vole_receiver` returns :class:`VoleReceiver` with ``a`` and ``c`` (n, 2);
+- for every row i: ``c[i] == b[i] ^ gf128.mul_const(a, delta)[i]``, i.e.
+  c = b + a * Delta in GF(2^128) (:mod:`.gf128`'s representation); a and b are
+  pseudorandom, Delta uniform and nonzero. Both roles must be called with the same n.
+
+Construction: the silent VOLE of Boyle, Couteau, Gilboa, Ishai, Kohl, Scholl
+("Efficient Pseudorandom Correlation Generators: Silent OT Extension and More",
+CRYPTO 2019; CCS 2019) with regular noise (Ferret, Yang et al. CCS 2020) and the
+expand-convolute code of Raghuraman, Rindal, Tanguy (CRYPTO 2023), as libOTe's
+``SilentVoleSender``/``SilentVoleReceiver`` and volePSI use it for RR22 (Raghuraman and
+Rindal, CCS 2022). Parameters (:mod:`.lpn`): T >= 256 noise blocks of 2^d entries,
+code size M = T 2^d >= 2n, expander weight 7, accumulator 24: 128-bit computational
+security against linear attacks on dual LPN with the code's estimated minimum distance.
+
+Flow (receiver R holds a, sender S holds Delta):
+  1. R -> S  SETUP: n and R's Chou-Orlandi base-OT point (:mod:`.ot`).
+  2. S -> R  BASE_OT: 128 base-OT points, S's choices = the bits of Delta.
+  3. R -> S  EXTEND: the IKNP message u for T*d + 128*T correlated OTs (:mod:`.cot`):
+             R's choices are the bits off its GGM paths (alpha_j: the noise position
+             of block j) and the 128 bits of each noise value beta_j.
+  4. S -> R  PPRF: per tree and level, the two GGM level sums masked by the random OT
+             (:mod:`.ggm`), and fix_j = (sum of tree j's leaves) + z_j, where
+             y_j = z_j + beta_j Delta is the Gilboa VOLE from the 128 COTs of beta_j.
+  Then, locally: S has b' = the leaves; R has e (beta_j at alpha_j in block j, else 0)
+  and c' = the leaves it knows, with c'[alpha_j] = fix_j + (its leaves of tree j) + y_j,
+  so c' = b' + e Delta; both apply the code: b = G b', a = G e, c = G c'.
+
+What each party learns:
+  - both: n (and so T and d);
+  - S: nothing about a (EXTEND is masked by AES-CTR streams of keys S does not know;
+    R's choices, hence alpha and beta, stay hidden by IKNP);
+  - R: nothing about Delta or b (it learns each tree's leaves except leaf alpha_j, and
+    fix_j is masked by that leaf; the COTs hide Delta under the base OTs).
+No frame carries Delta, a, b or c.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+
+from veil import messages as msg
+from veil.errors import ConfigError
+from veil.net.session import Session
+from veil.policy import DEFAULT_POLICY, SecurityPolicy
+from veil.protocols.psi import cot, gf128, ggm, lpn, ot
+
+__all__ = ["Tag", "VoleReceiver", "VoleSender", "vole_receiver", "vole_sender"]
+
+PROTOCOL_VERSION = 1
+
+
+class Tag(StrEnum):
+    """Every message of this protocol."""
+
+    SETUP = "vole_setup"  # R -> S: n, base-OT point A
+    BASE_OT = "vole_base_ot"  # S -> R: 128 base-OT points
+    EXTEND = "vole_extend"  # R -> S: IKNP columns u
+    PPRF = "vole_pprf"  # S -> R: masked GGM level sums and the leaf-sum fixes
+
+
+SETUP = msg.Record(
+    {
+        "version": msg.Int(PROTOCOL_VERSION, PROTOCOL_VERSION),
+        "n": msg.Int(1, lpn.MAX_N),
+        "point": msg.Blob(ot.POINT_BYTES),
+    }
+)
+BASE_OT = msg.Blob(cot.WIDTH * ot.POINT_BYTES)
+# EXTEND: msg.Array("uint8", (128, cots / 8)); PPRF: sums (T, d, 2, 2), fix (T, 2) uint64.
+
+
+@dataclass(frozen=True, eq=False)
+class VoleSender:
+    """The Delta holder's output: c = b + a * delta holds with the receiver's a, c."""
+
+    delta: np.ndarray = field(repr=False)
+    b: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True, eq=False)
+class VoleReceiver:
+    """The other party's output: c = b + a * delta holds with the sender's b, delta."""
+
+    a: np.ndarray = field(repr=False)
+    c: np.ndarray = field(repr=False)
+
+
+def _check_n(n: object) -> lpn.LpnParams:
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise ConfigError("n", f"{n!r} is not an integer", "give the number of VOLE outputs")
+    return lpn.params_for(n)
+
+
+def _cot_count(params: lpn.LpnParams) -> tuple[int, int]:
+    """(COTs for the GGM trees, all COTs padded for IKNP)."""
+    ggm_cots = params.trees * params.depth
+    return ggm_cots, cot.padded(ggm_cots + cot.WIDTH * params.trees)
+
+
+def _powers() -> np.ndarray:
+    """x^0 .. x^127 as a (128, 2) vector."""
+    out = np.zeros((128, 2), dtype=np.uint64)
+    k = np.arange(128)
+    out[k, k // 64] = np.uint64(1) << (k % 64).astype(np.uint64)
+    return out
+
+
+def _gilboa(rows: np.ndarray, trees: int) -> np.ndarray:
+    """sum_k x^k * rows[128 j + k] for each j: (T, 2)."""
+    prod = gf128.mul(rows, np.tile(_powers(), (trees, 1)))
+    out: np.ndarray = np.bitwise_xor.reduce(prod.reshape(trees, 128, 2), axis=1)
+    return out
+
+
+def _random_nonzero(n: int) -> np.ndarray:
+    out = gf128.random(n)
+    while True:
+        zero = ~out.any(axis=1)
+        if not zero.any():
+            return out
+        out[zero] = gf128.random(int(zero.sum()))
+
+
+def vole_sender(session: Session, n: int, *, policy: SecurityPolicy = DEFAULT_POLICY) -> VoleSender:
+    """Play the Delta holder for n VOLE outputs with the session's one peer."""
+    params = _check_n(n)
+    peer = session.peers()[0]
+    setup = msg.recv(session, peer, Tag.SETUP, SETUP)
+    peer_n, point = setup["n"], setup["point"]
+    if peer_n != n:
+        raise ConfigError("n", f"the peer asks for {peer_n} VOLE outputs, this party {n}")
+    if not isinstance(point, bytes):  # checked by SETUP; for the type checker
+        raise TypeError("base-OT point")
+    delta = _random_nonzero(1)[0]
+    base = ot.BaseOtReceiver(cot.delta_choices(delta))
+    points, keys = base.reply(point)
+    session.send(peer, Tag.BASE_OT, points)
+
+    ggm_cots, total = _cot_count(params)
+    u = msg.recv(session, peer, Tag.EXTEND, msg.Array("uint8", (cot.WIDTH, total // 8)))
+    q = cot.extend_sender(keys, delta, u)
+
+    t, d = params.trees, params.depth
+    leaves, sums = ggm.expand_full(_random_nonzero(t), d)
+    idx = np.arange(ggm_cots, dtype=np.uint64)
+    masked = sums.copy()
+    masked[:, :, 0] ^= cot.tccr(idx, q[:ggm_cots]).reshape(t, d, 2)
+    masked[:, :, 1] ^= cot.tccr(idx, q[:ggm_cots] ^ delta).reshape(t, d, 2)
+    z = _gilboa(q[ggm_cots : ggm_cots + cot.WIDTH * t], t)
+    fix = np.bitwise_xor.reduce(leaves, axis=1) ^ z
+    session.send(peer, Tag.PPRF, {"sums": masked, "fix": fix})
+    b = lpn.encode(params, leaves.reshape(params.size, 2))
+    return VoleSender(delta=delta, b=b)
+
+
+def vole_receiver(
+    session: Session, n: int, *, policy: SecurityPolicy = DEFAULT_POLICY
+) -> VoleReceiver:
+    """Play the party without Delta for n VOLE outputs with the session's one peer."""
+    params = _check_n(n)
+    peer = session.peers()[0]
+    base = ot.BaseOtSender()
+    session.send(peer, Tag.SETUP, {"version": PROTOCOL_VERSION, "n": n, "point": base.message})
+    key_pairs = base.keys(msg.recv(session, peer, Tag.BASE_OT, BASE_OT), cot.WIDTH)
+
+    t, d = params.trees, params.depth
+    ggm_cots, total = _cot_count(params)
+    alpha = np.frombuffer(secrets.token_bytes(8 * t), dtype="<u8") % np.uint64(1 << d)
+    beta = _random_nonzero(t)
+    choices = np.zeros(total, dtype=np.uint8)
+    choices[:ggm_cots] = 1 - ggm.path_bits(alpha, d).ravel()  # the side off the path
+    choices[ggm_cots : ggm_cots + cot.WIDTH * t] = cot.delta_choices(beta)
+    u, rows = cot.extend_receiver(key_pairs, choices)
+    session.send(peer, Tag.EXTEND, u)
+
+    spec = msg.Record(
+        {
+            "sums": msg.Array("uint64", (t, d, 2, 2)),
+            "fix": msg.Array("uint64", (t, 2)),
+        }
+    )
+    pprf = msg.recv(session, peer, Tag.PPRF, spec)
+    sums, fix = np.asarray(pprf["sums"]), np.asarray(pprf["fix"])
+    idx = np.arange(ggm_cots, dtype=np.uint64)
+    side = choices[:ggm_cots].astype(np.int64)
+    chosen = sums.reshape(ggm_cots, 2, 2)[np.arange(ggm_cots), side]
+    off_sums = (chosen ^ cot.tccr(idx, rows[:ggm_cots])).reshape(t, d, 2)
+    leaves = ggm.expand_punctured(alpha.astype(np.int64), off_sums, d)
+    y = _gilboa(rows[ggm_cots : ggm_cots + cot.WIDTH * t], t)
+
+    both = np.zeros((t, 1 << d, 4), dtype=np.uint64)  # columns: e (2), c' (2)
+    both[:, :, 2:] = leaves
+    trees = np.arange(t)
+    col = alpha.astype(np.int64)
+    both[trees, col, 2:] = fix ^ np.bitwise_xor.reduce(leaves, axis=1) ^ y
+    both[trees, col, :2] = beta
+    out = lpn.encode(params, both.reshape(params.size, 4))
+    return VoleReceiver(a=np.ascontiguousarray(out[:, :2]), c=np.ascontiguousarray(out[:, 2:]))
