@@ -4,9 +4,8 @@ option and message checks, the output matching, and the job step with ``protocol
 from __future__ import annotations
 
 import random
-import types
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,39 +26,11 @@ from tests.protocols.psi.test_ecdh import (
 )
 from tests.protocols.psi.test_ecdh import psi_pair as _psi_pair
 from tests.wire_check import Recorder, assert_no_leak
-from veil import messages as msg
 from veil.errors import ConfigError, ProtocolError
 from veil.jobs import RunOptions, load_job, run_job
 from veil.net import Session, run_parties
-from veil.protocols.psi import Protocol, PsiParams, PsiResult, gf128, run_psi
+from veil.protocols.psi import Protocol, PsiParams, PsiResult, run_psi
 from veil.protocols.psi import rr22 as rr22_psi
-
-
-def _dealer_sender(session: Session, n: int, **_: object) -> types.SimpleNamespace:
-    """TEST ONLY: a trusted dealer's VOLE (the sender draws everything and hands the
-    receiver its half over the session)."""
-    rng = np.random.default_rng()
-    delta = rng.integers(0, 2**64, size=2, dtype=np.uint64)
-    a = rng.integers(0, 2**64, size=(n, 2), dtype=np.uint64)
-    b = rng.integers(0, 2**64, size=(n, 2), dtype=np.uint64)
-    session.send(session.peers()[0], "dealt", {"a": a, "c": b ^ gf128.mul_const(a, delta)})
-    return types.SimpleNamespace(delta=delta, b=b)
-
-
-def _dealer_receiver(session: Session, n: int, **_: object) -> types.SimpleNamespace:
-    got = msg.check(
-        session.recv(session.peers()[0], "dealt"),
-        msg.Record({"a": msg.Array("uint64", (n, 2)), "c": msg.Array("uint64", (n, 2))}),
-        "dealt",
-    )
-    return types.SimpleNamespace(a=got["a"], c=got["c"])
-
-
-@pytest.fixture(autouse=True)
-def dealer_vole(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    fake = types.SimpleNamespace(vole_sender=_dealer_sender, vole_receiver=_dealer_receiver)
-    monkeypatch.setattr(rr22_psi, "vole", fake)
-    yield
 
 
 def psi_pair(bank: Sequence[str], partner: Sequence[str], **kw: object) -> dict[str, PsiResult]:
@@ -260,7 +231,7 @@ def test_match_is_exact_when_leading_bytes_collide() -> None:
     assert hits.tolist() == [3] and pos.tolist() == [2]  # 01..04 and 01..06 differ from 01..05
 
 
-# -- the job step (worker processes: the real VOLE, not the dealer) -----------------------
+# -- the job step ------------------------------------------------------------------------------
 
 
 def test_job_step_with_protocol_rr22(tmp_path: Path) -> None:
@@ -281,3 +252,9 @@ def test_job_step_with_protocol_rr22(tmp_path: Path) -> None:
 def test_job_step_rejects_rr22_with_interconnect(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"steps\[0\]\.psi\.protocol"):
         load_job(write_job(tmp_path, [{"psi": {"protocol": "rr22", "interconnect": True}}]))
+
+
+@pytest.mark.slow
+def test_1e3_against_1e6_ids() -> None:
+    a, b = overlapping_sets(1000, 1_000_000, 700, seed=36)
+    check_both(psi_pair(a, b), a, b)
