@@ -113,9 +113,11 @@ def test_ggm_puncturing() -> None:
     off = sums[np.arange(t)[:, None], np.arange(d)[None, :], 1 - ggm.path_bits(alpha, d)]
     got = ggm.expand_punctured(alpha, off, d)
     want = leaves.copy()
-    want[np.arange(t), alpha] = 0
+    want[alpha, np.arange(t)] = 0
     assert np.array_equal(got, want)
     assert len(np.unique(leaves.reshape(-1, 2), axis=0)) == t << d
+    # leaf i = sum of its path bits b_l 2^l: the last level's left side is the lower half
+    assert np.array_equal(sums[:, -1, 0], np.bitwise_xor.reduce(leaves[: 1 << (d - 1)], axis=0))
 
 
 def test_code_is_linear_and_native_matches_fallback() -> None:

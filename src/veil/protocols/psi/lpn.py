@@ -163,16 +163,22 @@ def native_ok() -> bool:
     return _native() is not None
 
 
-def encode(params: LpnParams, x: np.ndarray, *, mod: ModuleType | None = None) -> np.ndarray:
+def encode(
+    params: LpnParams, x: np.ndarray, *, inplace: bool = False, mod: ModuleType | None = None
+) -> np.ndarray:
     """G * x: x (M, 2 * cols) uint64 (cols = 1 or 2 stacked GF(2^128) vectors) ->
-    (n, 2 * cols). x is left unchanged. ``mod`` overrides the C helper (tests)."""
+    (n, 2 * cols). x is left unchanged unless ``inplace`` (then it is scratch space and
+    no copy of it is made). ``mod`` overrides the C helper (tests)."""
     m, width = x.shape
     if m != params.size or width not in (2, 4) or x.dtype != np.uint64:
         raise ConfigError("lpn.encode", f"x of shape {x.shape}, expected ({params.size}, 2|4)")
     native = _native() if mod is None else (None if mod is _NONE else mod)
     n = params.n
-    tail = np.array(x[n:], dtype=np.uint64, order="C")  # a copy: x stays unchanged
-    out = np.ascontiguousarray(x[:n]).copy()
+    if inplace and x.flags.c_contiguous:
+        tail, out = x[n:], x[:n]
+    else:
+        tail = np.array(x[n:], dtype=np.uint64, order="C")  # a copy: x stays unchanged
+        out = np.array(x[:n], dtype=np.uint64, order="C")
     for rnd in (0, 1):
         bits = acc_bits(params, rnd)
         if native is not None:
@@ -184,4 +190,4 @@ def encode(params: LpnParams, x: np.ndarray, *, mod: ModuleType | None = None) -
         native.expand(tail, words, EXPANDER_WEIGHT, sub, width // 2, out)
     else:
         _expand_np(tail, expander(params), out)
-    return out
+    return out.copy() if inplace else out  # a copy: frees the M rows of x

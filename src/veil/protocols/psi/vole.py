@@ -122,6 +122,11 @@ def _gilboa(rows: np.ndarray, trees: int) -> np.ndarray:
     return out
 
 
+def _blocks(leaves: np.ndarray) -> np.ndarray:
+    """GGM leaves (2^d, T, 2) -> the noise-vector layout (T * 2^d, 2), block j = tree j."""
+    return np.ascontiguousarray(leaves.transpose(1, 0, 2)).reshape(-1, 2)
+
+
 def _random_nonzero(n: int) -> np.ndarray:
     out = gf128.random(n)
     while True:
@@ -157,10 +162,11 @@ def vole_sender(session: Session, n: int, *, policy: SecurityPolicy = DEFAULT_PO
     masked[:, :, 0] ^= cot.tccr(idx, q[:ggm_cots]).reshape(t, d, 2)
     masked[:, :, 1] ^= cot.tccr(idx, q[:ggm_cots] ^ delta).reshape(t, d, 2)
     z = _gilboa(q[ggm_cots : ggm_cots + cot.WIDTH * t], t)
-    fix = np.bitwise_xor.reduce(leaves, axis=1) ^ z
+    fix = np.bitwise_xor.reduce(leaves, axis=0) ^ z
     session.send(peer, Tag.PPRF, {"sums": masked, "fix": fix})
-    b = lpn.encode(params, leaves.reshape(params.size, 2))
-    return VoleSender(delta=delta, b=b)
+    blocks = _blocks(leaves)  # b': block j = tree j's leaves
+    del leaves
+    return VoleSender(delta=delta, b=lpn.encode(params, blocks, inplace=True))
 
 
 def vole_receiver(
@@ -198,11 +204,13 @@ def vole_receiver(
     leaves = ggm.expand_punctured(alpha.astype(np.int64), off_sums, d)
     y = _gilboa(rows[ggm_cots : ggm_cots + cot.WIDTH * t], t)
 
-    both = np.zeros((t, 1 << d, 4), dtype=np.uint64)  # columns: e (2), c' (2)
-    both[:, :, 2:] = leaves
-    trees = np.arange(t)
-    col = alpha.astype(np.int64)
-    both[trees, col, 2:] = fix ^ np.bitwise_xor.reduce(leaves, axis=1) ^ y
-    both[trees, col, :2] = beta
-    out = lpn.encode(params, both.reshape(params.size, 4))
-    return VoleReceiver(a=np.ascontiguousarray(out[:, :2]), c=np.ascontiguousarray(out[:, 2:]))
+    trees, col = np.arange(t), alpha.astype(np.int64)
+    known = np.bitwise_xor.reduce(leaves, axis=0)  # leaf alpha_j is zero in `leaves`
+    c_prime = _blocks(leaves)
+    del leaves
+    c_prime.reshape(t, 1 << d, 2)[trees, col] = fix ^ known ^ y
+    c = lpn.encode(params, c_prime, inplace=True)
+    del c_prime
+    e = np.zeros((t, 1 << d, 2), dtype=np.uint64)  # regular noise: beta_j at alpha_j
+    e[trees, col] = beta
+    return VoleReceiver(a=lpn.encode(params, e.reshape(params.size, 2), inplace=True), c=c)
