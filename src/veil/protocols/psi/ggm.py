@@ -31,9 +31,9 @@ def _expand(level: np.ndarray) -> np.ndarray:
 
     AES writes straight into the output (one ECB call per key over all W * T nodes)."""
     w, t = level.shape[:2]
-    src = memoryview(np.ascontiguousarray(level, dtype="<u8")).cast("B")
+    src = np.ascontiguousarray(level, dtype="<u8").data.cast("B")
     out = np.empty((2 * w + 1, t, 2), dtype=np.uint64)  # one spare row: update_into's slack
-    flat = memoryview(out).cast("B")
+    flat = out.data.cast("B")
     half = w * t * 16
     for side, key in enumerate(_KEYS):
         enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
