@@ -209,8 +209,10 @@ def vole_receiver(
     c_prime = _blocks(leaves)
     del leaves
     c_prime.reshape(t, 1 << d, 2)[trees, col] = fix ^ known ^ y
-    c = lpn.encode(params, c_prime, inplace=True)
+    g = lpn.code(params)
+    c = lpn.encode(params, c_prime, inplace=True, the_code=g)
     del c_prime
     e = np.zeros((t, 1 << d, 2), dtype=np.uint64)  # regular noise: beta_j at alpha_j
     e[trees, col] = beta
-    return VoleReceiver(a=lpn.encode(params, e.reshape(params.size, 2), inplace=True), c=c)
+    a = lpn.encode(params, e.reshape(params.size, 2), inplace=True, the_code=g)
+    return VoleReceiver(a=a, c=c)
