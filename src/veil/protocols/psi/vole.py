@@ -37,7 +37,8 @@ What each party learns:
     R's choices, hence alpha and beta, stay hidden by IKNP);
   - R: nothing about Delta or b (it learns each tree's leaves except leaf alpha_j, and
     fix_j is masked by that leaf; the COTs hide Delta under the base OTs).
-No frame carries Delta, a, b or c.
+No frame carries Delta, a, b or c. ``policy`` is taken for the role-function convention;
+no parameter here depends on it (128-bit computational security is fixed).
 """
 
 from __future__ import annotations
