@@ -30,6 +30,8 @@ Flow (receiver R holds a, sender S holds Delta):
   Then, locally: S has b' = the leaves; R has e (beta_j at alpha_j in block j, else 0)
   and c' = the leaves it knows, with c'[alpha_j] = fix_j + (its leaves of tree j) + y_j,
   so c' = b' + e Delta; both apply the code: b = G b', a = G e, c = G c'.
+  Work that waits for no message runs while the peer computes: S expands its trees
+  before EXTEND arrives, R computes a = G e before PPRF arrives.
 
 What each party learns:
   - both: n (and so T and d);
@@ -152,21 +154,22 @@ def vole_sender(session: Session, n: int, *, policy: SecurityPolicy = DEFAULT_PO
     points, keys = base.reply(point)
     session.send(peer, Tag.BASE_OT, points)
 
+    # the trees while the peer extends the OTs (they need no message)
+    t, d = params.trees, params.depth
+    leaves, sums = ggm.expand_full(_random_nonzero(t), d)
+    leaf_sums = np.bitwise_xor.reduce(leaves, axis=0)
+    blocks = _blocks(leaves)  # b': block j = tree j's leaves
+    del leaves
+
     ggm_cots, total = _cot_count(params)
     u = msg.recv(session, peer, Tag.EXTEND, msg.Array("uint8", (cot.WIDTH, total // 8)))
     q = cot.extend_sender(keys, delta, u)
-
-    t, d = params.trees, params.depth
-    leaves, sums = ggm.expand_full(_random_nonzero(t), d)
     idx = np.arange(ggm_cots, dtype=np.uint64)
     masked = sums.copy()
     masked[:, :, 0] ^= cot.tccr(idx, q[:ggm_cots]).reshape(t, d, 2)
     masked[:, :, 1] ^= cot.tccr(idx, q[:ggm_cots] ^ delta).reshape(t, d, 2)
     z = _gilboa(q[ggm_cots : ggm_cots + cot.WIDTH * t], t)
-    fix = np.bitwise_xor.reduce(leaves, axis=0) ^ z
-    session.send(peer, Tag.PPRF, {"sums": masked, "fix": fix})
-    blocks = _blocks(leaves)  # b': block j = tree j's leaves
-    del leaves
+    session.send(peer, Tag.PPRF, {"sums": masked, "fix": leaf_sums ^ z})
     return VoleSender(delta=delta, b=lpn.encode(params, blocks, inplace=True))
 
 
@@ -190,6 +193,14 @@ def vole_receiver(
     u, rows = cot.extend_receiver(key_pairs, choices)
     session.send(peer, Tag.EXTEND, u)
 
+    # a = G e needs no message: compute it while the peer expands its trees
+    g = lpn.code(params)
+    trees, col = np.arange(t), alpha.astype(np.int64)
+    e = np.zeros((t, 1 << d, 2), dtype=np.uint64)  # regular noise: beta_j at alpha_j
+    e[trees, col] = beta
+    a = lpn.encode(params, e.reshape(params.size, 2), inplace=True, the_code=g)
+    del e
+
     spec = msg.Record(
         {
             "sums": msg.Array("uint64", (t, d, 2, 2)),
@@ -205,15 +216,9 @@ def vole_receiver(
     leaves = ggm.expand_punctured(alpha.astype(np.int64), off_sums, d)
     y = _gilboa(rows[ggm_cots : ggm_cots + cot.WIDTH * t], t)
 
-    trees, col = np.arange(t), alpha.astype(np.int64)
     known = np.bitwise_xor.reduce(leaves, axis=0)  # leaf alpha_j is zero in `leaves`
     c_prime = _blocks(leaves)
     del leaves
     c_prime.reshape(t, 1 << d, 2)[trees, col] = fix ^ known ^ y
-    g = lpn.code(params)
     c = lpn.encode(params, c_prime, inplace=True, the_code=g)
-    del c_prime
-    e = np.zeros((t, 1 << d, 2), dtype=np.uint64)  # regular noise: beta_j at alpha_j
-    e[trees, col] = beta
-    a = lpn.encode(params, e.reshape(params.size, 2), inplace=True, the_code=g)
     return VoleReceiver(a=a, c=c)
