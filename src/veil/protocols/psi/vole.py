@@ -11,7 +11,7 @@ Contract (what :mod:`.rr22` and anyone else may rely on):
 
 Construction: the silent VOLE of Boyle, Couteau, Gilboa, Ishai, Kohl, Scholl
 ("Efficient Pseudorandom Correlation Generators: Silent OT Extension and More",
-CRYPTO 2019; CCS 2019) with regular noise (Ferret, Yang et al. CCS 2020) and the
+CRYPTO 2019; with Rindal, CCS 2019) with regular noise (Ferret, Yang et al. CCS 2020) and the
 expand-convolute code of Raghuraman, Rindal, Tanguy (CRYPTO 2023), as libOTe's
 ``SilentVoleSender``/``SilentVoleReceiver`` and volePSI use it for RR22 (Raghuraman and
 Rindal, CCS 2022). Parameters (:mod:`.lpn`): T >= 256 noise blocks of 2^d entries,
