@@ -131,6 +131,14 @@ def test_code_is_linear_and_native_matches_fallback() -> None:
     assert np.array_equal(
         lpn.encode(p, both, mod=lpn._NONE), np.concatenate([gx, lpn.encode(p, y)], axis=1)
     )
+    mod = gf128.native()
+    if mod is not None:
+
+        class Broken:
+            accumulate = staticmethod(lambda x, bits, acc, cols: None)  # skips the convolution
+            expand = staticmethod(mod.expand)
+
+        assert lpn._self_test(mod) and not lpn._self_test(Broken)  # type: ignore[arg-type]
     big = lpn.params_for(1_250_000)
     assert (big.trees, big.depth) == (306, 13)
 
