@@ -47,6 +47,17 @@ def test_correlation_memory(n: int) -> None:
     check_correlation(snd, rcv, n)
 
 
+def test_correlation_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large n runs as independent LPN instances of at most CHUNK_MAX outputs."""
+    monkeypatch.setattr(vole, "CHUNK_MAX", 1000)
+    chunks, _ = vole._plan(2501)
+    assert [c.params.n for c in chunks] == [834, 834, 833]
+    rec = Recorder()
+    snd, rcv = run_vole(2501, tap=rec)
+    check_correlation(snd, rcv, 2501)
+    assert sum(vole.Tag.PPRF.value in f.key for f in rec.frames) == 3
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_correlation_transports(transport: str) -> None:
     snd, rcv = run_vole(777, transport=transport)
