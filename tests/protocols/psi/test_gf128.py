@@ -118,3 +118,23 @@ def test_bad_inputs() -> None:
         gf128.from_int(1 << 128)
     with pytest.raises(ConfigError):
         gf128.random(-1)
+
+
+def test_a_wrong_native_helper_is_refused() -> None:
+    """The load-time check catches a C helper that disagrees with the fallback."""
+    mod = gf128.native()
+    if mod is None:
+        pytest.skip(f"no C helper here: {gf128.native_status()}")
+
+    class Broken:
+        clmul_available = staticmethod(mod.clmul_available)
+
+        @staticmethod
+        def mul(a: np.ndarray, b: np.ndarray, out: np.ndarray, portable: bool = False) -> None:
+            mod.mul(a, b, out, portable)
+            out[-1, 0] ^= np.uint64(1)  # one wrong bit
+
+        mul_const = staticmethod(mod.mul_const)
+
+    with pytest.raises(ArithmeticError, match="mul disagrees"):
+        gf128._self_test(Broken)  # type: ignore[arg-type]

@@ -5,7 +5,7 @@ Semi-honest security only.
 
 [Ishai, Kilian, Nissim, Petrank, "Extending Oblivious Transfers Efficiently", CRYPTO
 2003] in its correlated form (as in Ferret, Yang et al. CCS 2020, and libOTe's
-``SoftSpokenOT``/``IknpOtExt`` correlated mode): the Delta holder plays base-OT
+``IknpOtExtSender``/``IknpOtExtReceiver`` before hashing): the Delta holder plays base-OT
 *receiver* of 128 Chou-Orlandi OTs (:mod:`.ot`) with the bits of Delta as choices; the
 other party (choice bits r, m of them) gets both keys of each base OT, expands column i
 as t^i = G(k_i^0) and sends u^i = t^i ^ G(k_i^1) ^ r. The Delta holder computes

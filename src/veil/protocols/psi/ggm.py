@@ -27,54 +27,63 @@ _KEYS = (
 
 
 def _expand(level: np.ndarray) -> np.ndarray:
-    """(T, W, 2) nodes -> (T, 2W, 2) children, left child at even positions."""
-    t, w = level.shape[:2]
-    raw = level.astype("<u8").tobytes()
-    out = np.empty((t, w, 2, 2), dtype=np.uint64)
+    """(W, T, 2) nodes -> (2W, T, 2) children: child b of node i of tree j at [b W + i, j].
+
+    AES writes straight into the output (one ECB call per key over all W * T nodes)."""
+    w, t = level.shape[:2]
+    src = np.ascontiguousarray(level, dtype="<u8").data.cast("B")
+    out = np.empty((2 * w + 1, t, 2), dtype=np.uint64)  # one spare row: update_into's slack
+    flat = out.data.cast("B")
+    half = w * t * 16
     for side, key in enumerate(_KEYS):
         enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
-        prf = np.frombuffer(enc.update(raw), dtype="<u8").reshape(t, w, 2)
-        np.bitwise_xor(prf, level, out=out[:, :, side])
-    return out.reshape(t, 2 * w, 2)
+        enc.update_into(src, flat[side * half : (side + 1) * half + 16])
+    out = out[: 2 * w]
+    out[:w] ^= level
+    out[w:] ^= level
+    return out
 
 
 def expand_full(roots: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
-    """The holder's side: leaves (T, 2^depth, 2) from roots (T, 2), and the level sums
-    (T, depth, 2 sides, 2): [j, l, b] = XOR of the side-b children at level l + 1."""
+    """The holder's side: leaves (2^depth, T, 2) from roots (T, 2) -- leaf i of tree j at
+    [i, j] -- and the level sums (T, depth, 2 sides, 2): [j, l, b] = XOR of the side-b
+    children of tree j at level l + 1."""
     t = len(roots)
-    cur = roots.reshape(t, 1, 2).astype(np.uint64)
+    cur = roots.reshape(1, t, 2).astype(np.uint64)
     sums = np.empty((t, depth, 2, 2), dtype=np.uint64)
     for lvl in range(depth):
+        w = cur.shape[0]
         cur = _expand(cur)
-        sums[:, lvl, 0] = np.bitwise_xor.reduce(cur[:, 0::2], axis=1)
-        sums[:, lvl, 1] = np.bitwise_xor.reduce(cur[:, 1::2], axis=1)
+        sums[:, lvl, 0] = np.bitwise_xor.reduce(cur[:w], axis=0)
+        sums[:, lvl, 1] = np.bitwise_xor.reduce(cur[w:], axis=0)
     return cur, sums
 
 
 def path_bits(alpha: np.ndarray, depth: int) -> np.ndarray:
-    """(T, depth) bits of each alpha, most significant (the root's child) first."""
-    shifts = np.arange(depth - 1, -1, -1, dtype=np.int64)
+    """(T, depth) path bits to leaf alpha, the root's child first: bit l of alpha (leaf
+    index = sum of b_l 2^l, the layout of :func:`_expand`)."""
+    shifts = np.arange(depth, dtype=np.int64)
     out: np.ndarray = ((alpha.astype(np.int64)[:, None] >> shifts) & 1).astype(np.uint8)
     return out
 
 
 def expand_punctured(alpha: np.ndarray, off_sums: np.ndarray, depth: int) -> np.ndarray:
-    """The other side: leaves (T, 2^depth, 2) with leaf alpha_j of tree j set to zero,
+    """The other side: leaves (2^depth, T, 2) with leaf alpha_j of tree j set to zero,
     from ``off_sums`` (T, depth, 2), the holder's level sums on the side off the path."""
     t = len(alpha)
-    rows = np.arange(t)
-    bits = path_bits(alpha, depth)
-    cur = np.zeros((t, 1, 2), dtype=np.uint64)
-    parent = np.zeros(t, dtype=np.int64)
+    trees = np.arange(t)
+    bits = path_bits(alpha, depth).astype(np.int64)
+    cur = np.zeros((1, t, 2), dtype=np.uint64)
+    node = np.zeros(t, dtype=np.int64)  # index of the unknown node on the path
     for lvl in range(depth):
+        w = cur.shape[0]
         cur = _expand(cur)
-        on = 2 * parent + bits[:, lvl]
-        off = 2 * parent + 1 - bits[:, lvl]
-        cur[rows, 2 * parent] = 0  # children of the unknown node: garbage so far
-        cur[rows, 2 * parent + 1] = 0
-        left = np.bitwise_xor.reduce(cur[:, 0::2], axis=1)
-        right = np.bitwise_xor.reduce(cur[:, 1::2], axis=1)
-        known = np.where(bits[:, lvl, None] == 1, left, right)  # the side of `off`
-        cur[rows, off] = off_sums[:, lvl] ^ known
-        parent = on
+        cur[node, trees] = 0  # children of the unknown node: garbage so far
+        cur[w + node, trees] = 0
+        left = np.bitwise_xor.reduce(cur[:w], axis=0)
+        right = np.bitwise_xor.reduce(cur[w:], axis=0)
+        on = bits[:, lvl]
+        known = np.where(on[:, None] == 1, left, right)  # the off side's other children
+        cur[(1 - on) * w + node, trees] = off_sums[:, lvl] ^ known
+        node = on * w + node
     return cur

@@ -163,25 +163,52 @@ def native_ok() -> bool:
     return _native() is not None
 
 
-def encode(params: LpnParams, x: np.ndarray, *, mod: ModuleType | None = None) -> np.ndarray:
+@dataclass(frozen=True, eq=False)
+class Code:
+    """The public code's random bits for one LpnParams (reused for several vectors)."""
+
+    params: LpnParams
+    acc: tuple[np.ndarray, np.ndarray]  # the two convolution passes' bits
+    words: np.ndarray  # the expander's random words
+    sub: int  # the width of each seventh of x_1
+
+
+def code(params: LpnParams) -> Code:
+    """Derive the code for ``params`` (AES-CTR under a key fixed by n and M)."""
+    words, sub = expander_stream(params)
+    return Code(params, (acc_bits(params, 0), acc_bits(params, 1)), words, sub)
+
+
+def encode(
+    params: LpnParams,
+    x: np.ndarray,
+    *,
+    inplace: bool = False,
+    the_code: Code | None = None,
+    mod: ModuleType | None = None,
+) -> np.ndarray:
     """G * x: x (M, 2 * cols) uint64 (cols = 1 or 2 stacked GF(2^128) vectors) ->
-    (n, 2 * cols). x is left unchanged. ``mod`` overrides the C helper (tests)."""
+    (n, 2 * cols). x is left unchanged unless ``inplace`` (then it is scratch space and
+    no copy of it is made). ``the_code`` saves deriving the code again for another
+    vector; ``mod`` overrides the C helper (tests)."""
     m, width = x.shape
     if m != params.size or width not in (2, 4) or x.dtype != np.uint64:
         raise ConfigError("lpn.encode", f"x of shape {x.shape}, expected ({params.size}, 2|4)")
     native = _native() if mod is None else (None if mod is _NONE else mod)
     n = params.n
-    tail = np.array(x[n:], dtype=np.uint64, order="C")  # a copy: x stays unchanged
-    out = np.ascontiguousarray(x[:n]).copy()
-    for rnd in (0, 1):
-        bits = acc_bits(params, rnd)
+    if inplace and x.flags.c_contiguous:
+        tail, out = x[n:], x[:n]
+    else:
+        tail = np.array(x[n:], dtype=np.uint64, order="C")  # a copy: x stays unchanged
+        out = np.array(x[:n], dtype=np.uint64, order="C")
+    g = the_code if the_code is not None and the_code.params == params else code(params)
+    for bits in g.acc:
         if native is not None:
             native.accumulate(tail, bits, ACC_WEIGHT, width // 2)
         else:
             _accumulate_py(tail, bits)
     if native is not None:
-        words, sub = expander_stream(params)
-        native.expand(tail, words, EXPANDER_WEIGHT, sub, width // 2, out)
+        native.expand(tail, g.words, EXPANDER_WEIGHT, g.sub, width // 2, out)
     else:
         _expand_np(tail, expander(params), out)
-    return out
+    return out.copy() if inplace else out  # a copy: frees the M rows of x

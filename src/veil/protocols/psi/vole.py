@@ -11,7 +11,7 @@ Contract (what :mod:`.rr22` and anyone else may rely on):
 
 Construction: the silent VOLE of Boyle, Couteau, Gilboa, Ishai, Kohl, Scholl
 ("Efficient Pseudorandom Correlation Generators: Silent OT Extension and More",
-CRYPTO 2019; CCS 2019) with regular noise (Ferret, Yang et al. CCS 2020) and the
+CRYPTO 2019; with Rindal, CCS 2019) with regular noise (Ferret, Yang et al. CCS 2020) and the
 expand-convolute code of Raghuraman, Rindal, Tanguy (CRYPTO 2023), as libOTe's
 ``SilentVoleSender``/``SilentVoleReceiver`` and volePSI use it for RR22 (Raghuraman and
 Rindal, CCS 2022). Parameters (:mod:`.lpn`): T >= 256 noise blocks of 2^d entries,
@@ -30,6 +30,8 @@ Flow (receiver R holds a, sender S holds Delta):
   Then, locally: S has b' = the leaves; R has e (beta_j at alpha_j in block j, else 0)
   and c' = the leaves it knows, with c'[alpha_j] = fix_j + (its leaves of tree j) + y_j,
   so c' = b' + e Delta; both apply the code: b = G b', a = G e, c = G c'.
+  Work that waits for no message runs while the peer computes: S expands its trees
+  before EXTEND arrives, R computes a = G e before PPRF arrives.
 
 What each party learns:
   - both: n (and so T and d);
@@ -37,7 +39,8 @@ What each party learns:
     R's choices, hence alpha and beta, stay hidden by IKNP);
   - R: nothing about Delta or b (it learns each tree's leaves except leaf alpha_j, and
     fix_j is masked by that leaf; the COTs hide Delta under the base OTs).
-No frame carries Delta, a, b or c.
+No frame carries Delta, a, b or c. ``policy`` is taken for the role-function convention;
+no parameter here depends on it (128-bit computational security is fixed).
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from veil.protocols.psi import cot, gf128, ggm, lpn, ot
 __all__ = ["Tag", "VoleReceiver", "VoleSender", "vole_receiver", "vole_sender"]
 
 PROTOCOL_VERSION = 1
+CHUNK_MAX = 1 << 21  # outputs per independent LPN instance: bounds memory beyond n
 
 
 class Tag(StrEnum):
@@ -76,7 +80,8 @@ SETUP = msg.Record(
     }
 )
 BASE_OT = msg.Blob(cot.WIDTH * ot.POINT_BYTES)
-# EXTEND: msg.Array("uint8", (128, cots / 8)); PPRF: sums (T, d, 2, 2), fix (T, 2) uint64.
+# EXTEND: msg.Array("uint8", (128, cots / 8)); PPRF (one per chunk): sums (T, d, 2, 2),
+# fix (T, 2) uint64.
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,16 +100,38 @@ class VoleReceiver:
     c: np.ndarray = field(repr=False)
 
 
-def _check_n(n: object) -> lpn.LpnParams:
+@dataclass(frozen=True)
+class _Chunk:
+    """One independent dual-LPN instance: outputs start .. start + params.n - 1, its COTs
+    from row cot0 (T d for the trees, then 128 T for the noise values)."""
+
+    start: int
+    params: lpn.LpnParams
+    cot0: int
+
+    @property
+    def ggm_cots(self) -> int:
+        return self.params.trees * self.params.depth
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.params.n
+
+
+def _plan(n: object) -> tuple[list[_Chunk], int]:
+    """n split into near-equal chunks of at most CHUNK_MAX outputs, and the COT count."""
     if isinstance(n, bool) or not isinstance(n, int):
         raise ConfigError("n", f"{n!r} is not an integer", "give the number of VOLE outputs")
-    return lpn.params_for(n)
-
-
-def _cot_count(params: lpn.LpnParams) -> tuple[int, int]:
-    """(COTs for the GGM trees, all COTs padded for IKNP)."""
-    ggm_cots = params.trees * params.depth
-    return ggm_cots, cot.padded(ggm_cots + cot.WIDTH * params.trees)
+    lpn.params_for(n)  # range check
+    k = -(-n // CHUNK_MAX)
+    size, extra = divmod(n, k)
+    chunks, start, row = [], 0, 0
+    for i in range(k):
+        params = lpn.params_for(size + (i < extra))
+        chunks.append(_Chunk(start, params, row))
+        start += params.n
+        row += params.trees * (params.depth + cot.WIDTH)
+    return chunks, cot.padded(row)
 
 
 def _powers() -> np.ndarray:
@@ -122,6 +149,11 @@ def _gilboa(rows: np.ndarray, trees: int) -> np.ndarray:
     return out
 
 
+def _blocks(leaves: np.ndarray) -> np.ndarray:
+    """GGM leaves (2^d, T, 2) -> the noise-vector layout (T * 2^d, 2), block j = tree j."""
+    return np.ascontiguousarray(leaves.transpose(1, 0, 2)).reshape(-1, 2)
+
+
 def _random_nonzero(n: int) -> np.ndarray:
     out = gf128.random(n)
     while True:
@@ -131,9 +163,24 @@ def _random_nonzero(n: int) -> np.ndarray:
         out[zero] = gf128.random(int(zero.sum()))
 
 
+class _Codes(dict[lpn.LpnParams, lpn.Code]):
+    """The code of each chunk size (at most two sizes), derived once."""
+
+    def __missing__(self, params: lpn.LpnParams) -> lpn.Code:
+        self[params] = lpn.code(params)
+        return self[params]
+
+
+def _sender_trees(ch: _Chunk) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Expand one chunk's trees: (b' in block layout, level sums, leaf sums)."""
+    leaves, sums = ggm.expand_full(_random_nonzero(ch.params.trees), ch.params.depth)
+    leaf_sums = np.bitwise_xor.reduce(leaves, axis=0)
+    return _blocks(leaves), sums, leaf_sums
+
+
 def vole_sender(session: Session, n: int, *, policy: SecurityPolicy = DEFAULT_POLICY) -> VoleSender:
     """Play the Delta holder for n VOLE outputs with the session's one peer."""
-    params = _check_n(n)
+    chunks, total = _plan(n)
     peer = session.peers()[0]
     setup = msg.recv(session, peer, Tag.SETUP, SETUP)
     peer_n, point = setup["n"], setup["point"]
@@ -146,20 +193,24 @@ def vole_sender(session: Session, n: int, *, policy: SecurityPolicy = DEFAULT_PO
     points, keys = base.reply(point)
     session.send(peer, Tag.BASE_OT, points)
 
-    ggm_cots, total = _cot_count(params)
+    trees = _sender_trees(chunks[0])  # while the peer extends the OTs (needs no message)
     u = msg.recv(session, peer, Tag.EXTEND, msg.Array("uint8", (cot.WIDTH, total // 8)))
     q = cot.extend_sender(keys, delta, u)
-
-    t, d = params.trees, params.depth
-    leaves, sums = ggm.expand_full(_random_nonzero(t), d)
-    idx = np.arange(ggm_cots, dtype=np.uint64)
-    masked = sums.copy()
-    masked[:, :, 0] ^= cot.tccr(idx, q[:ggm_cots]).reshape(t, d, 2)
-    masked[:, :, 1] ^= cot.tccr(idx, q[:ggm_cots] ^ delta).reshape(t, d, 2)
-    z = _gilboa(q[ggm_cots : ggm_cots + cot.WIDTH * t], t)
-    fix = np.bitwise_xor.reduce(leaves, axis=1) ^ z
-    session.send(peer, Tag.PPRF, {"sums": masked, "fix": fix})
-    b = lpn.encode(params, leaves.reshape(params.size, 2))
+    b = np.empty((n, 2), dtype=np.uint64)
+    codes = _Codes()
+    for i, ch in enumerate(chunks):
+        blocks, sums, leaf_sums = trees if i == 0 else _sender_trees(ch)
+        t, d, g = ch.params.trees, ch.params.depth, ch.ggm_cots
+        rows = q[ch.cot0 : ch.cot0 + g]
+        idx = np.arange(ch.cot0, ch.cot0 + g, dtype=np.uint64)
+        sums[:, :, 0] ^= cot.tccr(idx, rows).reshape(t, d, 2)
+        sums[:, :, 1] ^= cot.tccr(idx, rows ^ delta).reshape(t, d, 2)
+        z = _gilboa(q[ch.cot0 + g : ch.cot0 + g + cot.WIDTH * t], t)
+        session.send(peer, Tag.PPRF, {"sums": sums, "fix": leaf_sums ^ z})
+        b[ch.start : ch.stop] = lpn.encode(
+            ch.params, blocks, inplace=True, the_code=codes[ch.params]
+        )
+        del blocks
     return VoleSender(delta=delta, b=b)
 
 
@@ -167,42 +218,54 @@ def vole_receiver(
     session: Session, n: int, *, policy: SecurityPolicy = DEFAULT_POLICY
 ) -> VoleReceiver:
     """Play the party without Delta for n VOLE outputs with the session's one peer."""
-    params = _check_n(n)
+    chunks, total = _plan(n)
     peer = session.peers()[0]
     base = ot.BaseOtSender()
     session.send(peer, Tag.SETUP, {"version": PROTOCOL_VERSION, "n": n, "point": base.message})
     key_pairs = base.keys(msg.recv(session, peer, Tag.BASE_OT, BASE_OT), cot.WIDTH)
 
-    t, d = params.trees, params.depth
-    ggm_cots, total = _cot_count(params)
-    alpha = np.frombuffer(secrets.token_bytes(8 * t), dtype="<u8") % np.uint64(1 << d)
-    beta = _random_nonzero(t)
+    noise = []  # per chunk: alpha (the noise positions), beta (the noise values)
     choices = np.zeros(total, dtype=np.uint8)
-    choices[:ggm_cots] = 1 - ggm.path_bits(alpha, d).ravel()  # the side off the path
-    choices[ggm_cots : ggm_cots + cot.WIDTH * t] = cot.delta_choices(beta)
+    for ch in chunks:
+        t, d, g = ch.params.trees, ch.params.depth, ch.ggm_cots
+        pos = np.frombuffer(secrets.token_bytes(8 * t), dtype="<u8") % np.uint64(1 << d)
+        beta = _random_nonzero(t)
+        noise.append((pos.astype(np.int64), beta))
+        choices[ch.cot0 : ch.cot0 + g] = 1 - ggm.path_bits(pos, d).ravel()  # off the path
+        choices[ch.cot0 + g : ch.cot0 + g + cot.WIDTH * t] = cot.delta_choices(beta)
     u, rows = cot.extend_receiver(key_pairs, choices)
     session.send(peer, Tag.EXTEND, u)
 
-    spec = msg.Record(
-        {
-            "sums": msg.Array("uint64", (t, d, 2, 2)),
-            "fix": msg.Array("uint64", (t, 2)),
-        }
-    )
-    pprf = msg.recv(session, peer, Tag.PPRF, spec)
-    sums, fix = np.asarray(pprf["sums"]), np.asarray(pprf["fix"])
-    idx = np.arange(ggm_cots, dtype=np.uint64)
-    side = choices[:ggm_cots].astype(np.int64)
-    chosen = sums.reshape(ggm_cots, 2, 2)[np.arange(ggm_cots), side]
-    off_sums = (chosen ^ cot.tccr(idx, rows[:ggm_cots])).reshape(t, d, 2)
-    leaves = ggm.expand_punctured(alpha.astype(np.int64), off_sums, d)
-    y = _gilboa(rows[ggm_cots : ggm_cots + cot.WIDTH * t], t)
-
-    both = np.zeros((t, 1 << d, 4), dtype=np.uint64)  # columns: e (2), c' (2)
-    both[:, :, 2:] = leaves
-    trees = np.arange(t)
-    col = alpha.astype(np.int64)
-    both[trees, col, 2:] = fix ^ np.bitwise_xor.reduce(leaves, axis=1) ^ y
-    both[trees, col, :2] = beta
-    out = lpn.encode(params, both.reshape(params.size, 4))
-    return VoleReceiver(a=np.ascontiguousarray(out[:, :2]), c=np.ascontiguousarray(out[:, 2:]))
+    a = np.empty((n, 2), dtype=np.uint64)
+    c = np.empty((n, 2), dtype=np.uint64)
+    codes = _Codes()
+    for ch, (alpha, beta) in zip(chunks, noise, strict=True):
+        t, d, g = ch.params.trees, ch.params.depth, ch.ggm_cots
+        tree_ix = np.arange(t)
+        # a = G e needs no message: compute it while the peer expands its trees
+        e = np.zeros((t, 1 << d, 2), dtype=np.uint64)  # regular noise: beta_j at alpha_j
+        e[tree_ix, alpha] = beta
+        a[ch.start : ch.stop] = lpn.encode(
+            ch.params, e.reshape(-1, 2), inplace=True, the_code=codes[ch.params]
+        )
+        del e
+        spec = msg.Record(
+            {"sums": msg.Array("uint64", (t, d, 2, 2)), "fix": msg.Array("uint64", (t, 2))}
+        )
+        pprf = msg.recv(session, peer, Tag.PPRF, spec)
+        sums, fix = np.asarray(pprf["sums"]), np.asarray(pprf["fix"])
+        side = choices[ch.cot0 : ch.cot0 + g].astype(np.int64)
+        chosen = sums.reshape(g, 2, 2)[np.arange(g), side]
+        idx = np.arange(ch.cot0, ch.cot0 + g, dtype=np.uint64)
+        off_sums = (chosen ^ cot.tccr(idx, rows[ch.cot0 : ch.cot0 + g])).reshape(t, d, 2)
+        leaves = ggm.expand_punctured(alpha, off_sums, d)
+        y = _gilboa(rows[ch.cot0 + g : ch.cot0 + g + cot.WIDTH * t], t)
+        known = np.bitwise_xor.reduce(leaves, axis=0)  # leaf alpha_j is zero in `leaves`
+        c_prime = _blocks(leaves)
+        del leaves
+        c_prime.reshape(t, 1 << d, 2)[tree_ix, alpha] = fix ^ known ^ y
+        c[ch.start : ch.stop] = lpn.encode(
+            ch.params, c_prime, inplace=True, the_code=codes[ch.params]
+        )
+        del c_prime
+    return VoleReceiver(a=a, c=c)
