@@ -216,19 +216,17 @@ def test_value_width() -> None:
         rr22_psi.value_bytes(10**6, 10**6, 79)
 
 
-def test_match_is_exact_when_leading_bytes_collide() -> None:
-    theirs = np.array(
-        [[1] * 8 + [5, 0], [1] * 8 + [3, 0], [2] * 10, [1] * 8 + [4, 0], [0] * 10], dtype=np.uint8
-    )
-    own = np.array([[1] * 8 + [4, 0], [9] * 10, [1] * 8 + [6, 0], [0] * 10, [1] * 8 + [3, 0]])
-    hits, pos = rr22_psi.match(own.astype(np.uint8), theirs)
-    assert hits.tolist() == [3, 4, 0]  # sorted by value: 00.., 01..03, 01..04
+def test_match_is_exact_when_low_words_collide() -> None:
+    theirs = np.array([[1, 5], [1, 3], [2, 2], [1, 4], [0, 0]], dtype=np.uint64)
+    own = np.array([[1, 4], [9, 9], [1, 6], [0, 0], [1, 3]], dtype=np.uint64)
+    hits, pos = rr22_psi.match(own, theirs)  # three low words 1: the sorted path
+    assert hits.tolist() == [3, 4, 0]  # in value order: (0,0), (1,3), (1,4)
     assert pos.tolist() == [4, 1, 3]
-    none, _ = rr22_psi.match(own.astype(np.uint8), theirs[:0])
+    none, _ = rr22_psi.match(own, theirs[:0])
     assert none.tolist() == []
-    unique = theirs[[0, 2, 4]]  # distinct first 8 bytes: the hash-join path
-    hits, pos = rr22_psi.match(own.astype(np.uint8), unique)
-    assert hits.tolist() == [3] and pos.tolist() == [2]  # 01..04 and 01..06 differ from 01..05
+    unique = theirs[[0, 2, 4]]  # distinct low words: the hash-join path
+    hits, pos = rr22_psi.match(own, unique)
+    assert hits.tolist() == [3] and pos.tolist() == [2]  # (1,4), (1,6) differ from (1,5)
 
 
 # -- the job step ------------------------------------------------------------------------------

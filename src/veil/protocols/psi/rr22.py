@@ -174,9 +174,32 @@ def _distinct_items(raw: list[bytes], distinct: np.ndarray) -> list[bytes]:
     return raw if len(distinct) == len(raw) else [raw[j] for j in distinct.tolist()]
 
 
-def _outputs(keys: _Keys, values: np.ndarray, width: int) -> np.ndarray:
-    """The truncated output hash of each OPRF value: (count, width) uint8."""
-    return aeshash.mmo(keys.out, values).view(np.uint8).reshape(-1, 16)[:, :width]
+def _masks(width: int) -> np.ndarray:
+    """The (2,) uint64 mask that keeps the first ``width`` bytes of a 16-byte value."""
+    bits = [min(max(8 * width - 64 * i, 0), 64) for i in (0, 1)]
+    return np.array([(1 << b) - 1 for b in bits], dtype=np.uint64)
+
+
+def _evaluate(
+    table: np.ndarray,
+    digests: np.ndarray,
+    okvs_seed: bytes,
+    plan: _Plan,
+    keys: _Keys,
+    *,
+    delta: np.ndarray | None = None,
+) -> np.ndarray:
+    """Each id's OPRF value MMO(Decode(table, d(x)) [+ Delta * H(x)]), truncated to
+    ``plan.width`` bytes (the rest zero): (count, 2) uint64. By chunks of ids, so the
+    decoder's temporaries stay small."""
+    out = np.empty_like(digests)
+    for lo in range(0, len(digests), aeshash.CHUNK):
+        d = digests[lo : lo + aeshash.CHUNK]
+        v = okvs.decode(table, d.view(np.uint8).reshape(-1, 16), okvs_seed, plan.okvs)
+        if delta is not None:  # the sender: K = C + Delta * P, so add Delta * H(x)
+            v ^= gf128.mul_const(aeshash.mmo(keys.h, d), delta)
+        out[lo : lo + aeshash.CHUNK] = aeshash.mmo(keys.out, v) & _masks(plan.width)
+    return out
 
 
 # -- receiver --------------------------------------------------------------------------
@@ -217,7 +240,7 @@ def run_oprf_receiver(
             hi = min(lo + ROWS_PER_MESSAGE, plan.okvs.m)
             out.send(Tag.MASKED, p[lo:hi] ^ corr.a[lo:hi])
     del p
-    own = _outputs(keys, okvs.decode(corr.c, keys_u8, okvs_seed, plan.okvs), plan.width)
+    own = _evaluate(corr.c, digests, okvs_seed, plan, keys)
     del corr
     theirs = _recv_values(session, plan)
     hits, positions = match(own, theirs)
@@ -240,30 +263,24 @@ def _encode(
 
 
 def _recv_values(session: Session, plan: _Plan) -> np.ndarray:
-    out = np.empty((plan.m, plan.width), dtype=np.uint8)
+    """The sender's values, zero-padded to (m, 2) uint64 like :func:`_evaluate`'s."""
+    out = np.zeros((plan.m, 2), dtype=np.uint64)
+    as_bytes = out.view(np.uint8).reshape(plan.m, 16)
     for lo in range(0, plan.m, VALUES_PER_MESSAGE):
         hi = min(lo + VALUES_PER_MESSAGE, plan.m)
         got = msg.recv(session, plan.peer, Tag.VALUES, msg.Blob((hi - lo) * plan.width))
-        out[lo:hi] = np.frombuffer(got, dtype=np.uint8).reshape(hi - lo, plan.width)
+        as_bytes[lo:hi, : plan.width] = np.frombuffer(got, np.uint8).reshape(hi - lo, -1)
         session.progress("psi", 0.6 + 0.4 * hi / plan.m)
     return out
 
 
-def _sort_keys(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two uint64 keys whose lexicographic order is the byte order of the rows."""
-    padded = np.zeros((len(values), 16), dtype=np.uint8)
-    padded[:, : values.shape[1]] = values
-    words = padded.view(">u8").astype(np.uint64)
-    return words[:, 0], words[:, 1]
-
-
 def match(own: np.ndarray, theirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(rows of ``own`` found among the rows of ``theirs``, the row of ``theirs`` each
-    matched), both in the byte order of the matched values (the order both parties
-    report). ``own`` and ``theirs`` are (count, w) uint8; a hash join on the first 8
-    bytes (the values are pseudorandom), exact on the rest."""
-    o1, o2 = _sort_keys(own)
-    t1, t2 = _sort_keys(theirs)
+    matched), both in the order of the matched values as (low word, high word) (the
+    order both parties report). ``own`` and ``theirs`` are (count, 2) uint64; a hash
+    join on the low words (the values are pseudorandom), exact on the high words."""
+    o1, o2 = own[:, 0], own[:, 1]
+    t1, t2 = theirs[:, 0], theirs[:, 1]
     index = pd.Index(t1)
     if index.is_unique:
         at = index.get_indexer(o1)
@@ -321,7 +338,6 @@ def run_oprf_sender(
     digests = aeshash.id_digests(_distinct_items(raw, distinct), keys.digest)
     n_input = len(raw)
     del raw
-    h = aeshash.mmo(keys.h, digests)
     perm = secure_permutation(plan.m)  # wire position -> id
     corr = vole.vole_sender(session.sub("vole"), plan.okvs.m, policy=policy)
     session.progress("psi", 0.5)
@@ -334,13 +350,14 @@ def run_oprf_sender(
     session.progress("psi", 0.8)
     delta = corr.delta
     del corr
-    v = okvs.decode(k, digests.view(np.uint8).reshape(-1, 16), okvs_seed, plan.okvs)
+    values = (
+        _evaluate(k, digests, okvs_seed, plan, keys, delta=delta).view(np.uint8).reshape(-1, 16)
+    )
     del k
-    v ^= gf128.mul_const(h, delta)
-    values = _outputs(keys, v, plan.width)
     with Outbox(session, plan.peer) as out:
         for lo in range(0, plan.m, VALUES_PER_MESSAGE):
-            out.send(Tag.VALUES, values[perm[lo : lo + VALUES_PER_MESSAGE]].tobytes())
+            batch = as_bytes[perm[lo : lo + VALUES_PER_MESSAGE], : plan.width]
+            out.send(Tag.VALUES, batch.tobytes())
     session.progress("psi", 1.0)
     if not me_learns:
         return PsiResult(None, None, n_input, plan.m, plan.n)
