@@ -350,10 +350,9 @@ def run_oprf_sender(
     session.progress("psi", 0.8)
     delta = corr.delta
     del corr
-    values = (
-        _evaluate(k, digests, okvs_seed, plan, keys, delta=delta).view(np.uint8).reshape(-1, 16)
-    )
+    values = _evaluate(k, digests, okvs_seed, plan, keys, delta=delta)
     del k
+    as_bytes = values.view(np.uint8).reshape(-1, 16)
     with Outbox(session, plan.peer) as out:
         for lo in range(0, plan.m, VALUES_PER_MESSAGE):
             batch = as_bytes[perm[lo : lo + VALUES_PER_MESSAGE], : plan.width]
