@@ -15,11 +15,12 @@ the others run PSI among themselves (:meth:`veil.net.session.Session.among`).
 Parameters: ``result_to`` (parties that learn the intersection; default all with data),
 ``batch_size`` (ids per message), ``threads`` (worker threads, default all cores),
 ``interconnect`` (true: run the PPCA 9-2023 interconnection variant of the protocol,
-:mod:`veil.protocols.interconnect`, same result; default false), ``protocol`` (``ecdh``,
-the default, on ristretto255, or with ``interconnect`` on the standard's Curve25519
-wire that SecretFlow speaks; ``kkrt``: OT-extension PSI,
-:mod:`veil.protocols.psi.kkrt`, several times faster, Veil to Veil only; ``rr22``:
-VOLE-and-OKVS PSI, :mod:`veil.protocols.psi.rr22`, faster still, Veil to Veil only).
+:mod:`veil.protocols.interconnect`, same result; default false), ``protocol``
+(``rr22``: VOLE-and-OKVS PSI, :mod:`veil.protocols.psi.rr22`, the fastest and the
+default between two Veil parties; ``kkrt``: OT-extension PSI,
+:mod:`veil.protocols.psi.kkrt`, Veil to Veil; ``ecdh`` on ristretto255, the default
+with three or more parties and with ``interconnect``, there on the standard's
+Curve25519 wire that SecretFlow speaks; a party's ``engine`` scales out ECDH's kernels).
 """
 
 from __future__ import annotations
@@ -49,14 +50,19 @@ def validate(params: Mapping[str, object], job: JobSpec, field: str) -> Mapping[
     check_keys(params, KEYS, field)
     sit_out = [p.name for p in job.parties if p.data is None]  # e.g. an SS-LR dealer
     data_parties = [p for p in job.party_names if p not in sit_out]
+    interconnect = _flag(params.get("interconnect", False), f"{field}.interconnect")
     out: dict[str, Any] = {
         "result_to": list(
             party_list(params.get("result_to"), job, f"{field}.result_to", default=data_parties)
         ),
         "batch_size": positive_int(params.get("batch_size"), f"{field}.batch_size", default=4096),
         "threads": positive_int(params.get("threads"), f"{field}.threads"),
-        "interconnect": _flag(params.get("interconnect", False), f"{field}.interconnect"),
-        "protocol": _protocol(params.get("protocol", "ecdh"), params, f"{field}.protocol"),
+        "interconnect": interconnect,
+        "protocol": _protocol(
+            params.get("protocol", default_protocol(data_parties, interconnect)),
+            params,
+            f"{field}.protocol",
+        ),
     }
     named = [p for p in out["result_to"] if p in sit_out]
     if named:
@@ -74,6 +80,15 @@ def validate(params: Mapping[str, object], job: JobSpec, field: str) -> Mapping[
             "use protocol ecdh (the default) for three or more parties",
         )
     return out
+
+
+def default_protocol(data_parties: list[str], interconnect: bool) -> str:
+    """RR22 between two Veil parties (the fastest: benchmarks/RESULTS.md, "RR22 PSI");
+    ECDH with three or more parties or on the interconnection wire. It depends only on
+    what every party's copy of the job shares, so all pick the same."""
+    if len(data_parties) == 2 and not interconnect:
+        return Protocol.RR22.value
+    return Protocol.ECDH.value
 
 
 def _protocol(value: Any, params: Mapping[str, object], field: str) -> str:
@@ -114,7 +129,7 @@ def psi(ctx: StepContext, params: Mapping[str, object]) -> dict[str, object]:
         result_to=c.strs("result_to"),
         batch_size=c.get_int("batch_size"),
         threads=c.opt_int("threads"),
-        protocol=Protocol(c.opt_str("protocol") or "ecdh"),
+        protocol=Protocol(c.get_str("protocol")),
     )
     if params.get("interconnect"):
         from veil.protocols.interconnect.party import run_psi_interconnect
