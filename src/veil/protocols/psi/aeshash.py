@@ -47,31 +47,27 @@ def mmo(key: bytes, blocks: np.ndarray) -> np.ndarray:
 def id_digests(items: Sequence[bytes], key: bytes) -> np.ndarray:
     """The (n, 2) uint64 CBC-MAC of each id in ``items`` under ``key`` (module docstring).
 
-    Ids are packed into fixed-width numpy rows by groups of similar length (widths of
-    1, 2, 4, ... blocks), so one long id does not widen every row."""
+    Ids are packed into fixed-width numpy rows, :data:`CHUNK` ids at a time, by groups of
+    similar length (widths of 1, 2, 4, ... blocks), so one long id does not widen every
+    row and the temporaries stay small."""
     n = len(items)
     out = np.empty((n, 2), dtype=np.uint64)
-    if n == 0:
-        return out
-    lens = np.fromiter(map(len, items), dtype=np.int64, count=n)
-    nblocks = (lens + 15) // 16
-    widths = np.ones(n, dtype=np.int64)  # blocks per packed row: a power of two
-    while (small := widths < nblocks).any():
-        widths[small] *= 2
-    groups = np.unique(widths).tolist()
-    for width in groups:  # usually one group: slice the list instead of gathering
-        rows = None if len(groups) == 1 else np.flatnonzero(widths == width)
-        count = n if rows is None else len(rows)
-        for lo in range(0, count, CHUNK):
-            hi = min(lo + CHUNK, count)
-            if rows is None:
-                part: Sequence[bytes] = items[lo:hi]
-                at: slice | np.ndarray = slice(lo, hi)
-            else:
-                at = rows[lo:hi]
-                got = operator.itemgetter(*at.tolist())(items)
-                part = got if len(at) > 1 else (got,)
-            out[at] = _cbc_mac(key, part, lens[at], nblocks[at], width)
+    for lo in range(0, n, CHUNK):
+        part = items[lo : lo + CHUNK]
+        lens = np.fromiter(map(len, part), dtype=np.int64, count=len(part))
+        nblocks = (lens + 15) // 16
+        widths = np.ones(len(part), dtype=np.int64)  # blocks per packed row: a power of 2
+        while (small := widths < nblocks).any():
+            widths[small] *= 2
+        groups = np.unique(widths).tolist()
+        if len(groups) == 1:  # the usual case: no gathering
+            out[lo : lo + len(part)] = _cbc_mac(key, part, lens, nblocks, groups[0])
+            continue
+        for width in groups:
+            at = np.flatnonzero(widths == width)
+            got = operator.itemgetter(*at.tolist())(part)
+            rows = got if len(at) > 1 else (got,)
+            out[lo + at] = _cbc_mac(key, rows, lens[at], nblocks[at], width)
     return out
 
 
