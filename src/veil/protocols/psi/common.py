@@ -53,8 +53,9 @@ class PsiParams:
     ``result_to``: the parties that learn the intersection (see the module docstring).
     ``truncate_bits=None`` picks max(log2(N*M)+40, 64) rounded up to whole bytes.
     ``threads=None`` uses every core this process may run on.
-    ``protocol``: ECDH (default) or KKRT; ``batch_size``, ``threads`` and ``suite`` are
-    ECDH's (KKRT picks its own message sizes and is single-threaded numpy).
+    ``protocol``: ECDH (default here; the ``psi`` job step picks RR22 between two
+    parties), KKRT or RR22; ``batch_size``, ``threads`` and ``suite`` are ECDH's (KKRT
+    and RR22 pick their own message sizes and run single-threaded numpy and C).
     """
 
     result_to: tuple[str, ...]
