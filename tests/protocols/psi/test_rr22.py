@@ -220,8 +220,8 @@ def test_match_is_exact_when_low_words_collide() -> None:
     theirs = np.array([[1, 5], [1, 3], [2, 2], [1, 4], [0, 0]], dtype=np.uint64)
     own = np.array([[1, 4], [9, 9], [1, 6], [0, 0], [1, 3]], dtype=np.uint64)
     hits, pos = rr22_psi.match(own, theirs)  # three low words 1: the sorted path
-    assert hits.tolist() == [3, 4, 0]  # in value order: (0,0), (1,3), (1,4)
-    assert pos.tolist() == [4, 1, 3]
+    assert hits.tolist() == [4, 0, 3]  # in the order of theirs: (1,3), (1,4), (0,0)
+    assert pos.tolist() == [1, 3, 4]
     none, _ = rr22_psi.match(own, theirs[:0])
     assert none.tolist() == []
     unique = theirs[[0, 2, 4]]  # distinct low words: the hash-join path

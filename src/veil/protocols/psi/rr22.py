@@ -30,8 +30,8 @@ Flow (R with n distinct ids Y, S with m distinct ids X; M = okvs.params_for(n).m
      S -> R   VALUES: the m values in an order shuffled by a secure permutation.
   5. R        F(y) = MMO(Decode(C, d(y))) for its ids (= S's value when y is in X);
               the ids whose value is among S's values are the intersection.
-     R -> S   RESULT (only if S is in result_to): the positions of the matched values,
-              in the order of the matched values (the order both parties report).
+     R -> S   RESULT (only if S is in result_to): the wire positions of the matched
+              values, ascending (the order both parties report).
 
 What each party learns:
   - both: the other's number of distinct ids (M is a function of n);
@@ -94,7 +94,7 @@ class Tag(StrEnum):
     OKVS = "okvs"  # R -> S: the OKVS seed
     MASKED = "masked"  # R -> S: a chunk of P + A
     VALUES = "values"  # S -> R: a batch of truncated OPRF values, shuffled
-    RESULT = "result"  # R -> S: positions of the matched values, in the shared order
+    RESULT = "result"  # R -> S: wire positions of the matched values, ascending
 
 
 HELLO = hello_schema(**TRUNCATION_SPECS)
@@ -276,9 +276,10 @@ def _recv_values(session: Session, plan: _Plan) -> np.ndarray:
 
 def match(own: np.ndarray, theirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(rows of ``own`` found among the rows of ``theirs``, the row of ``theirs`` each
-    matched), both in the order of the matched values as (low word, high word) (the
-    order both parties report). ``own`` and ``theirs`` are (count, 2) uint64; a hash
-    join on the low words (the values are pseudorandom), exact on the high words."""
+    matched), in ascending order of the latter: the sender's shuffled wire order, which
+    both parties report and which says nothing about the receiver's input order.
+    ``own`` and ``theirs`` are (count, 2) uint64; a hash join on the low words (the
+    values are pseudorandom), exact on the high words."""
     o1, o2 = own[:, 0], own[:, 1]
     t1, t2 = theirs[:, 0], theirs[:, 1]
     index = pd.Index(t1)
@@ -289,11 +290,10 @@ def match(own: np.ndarray, theirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         at = at[found]
     else:  # two of the peer's values share 8 bytes: about (m^2 / 2^65), still exact
         found, at = _match_sorted(o1, o2, t1, t2)
-    k1, k2 = o1[found], o2[found]
-    order = np.argsort(k1)
-    if len(k1) > 1 and (np.diff(k1[order]) == 0).any():
-        order = np.lexsort((k2, k1))
-    return found[order], at[order].astype(np.int64)
+    owner = np.full(len(theirs), -1, dtype=np.int64)  # theirs row -> own row (linear sort)
+    owner[at] = found  # a row of theirs matches at most one own row: own rows are distinct
+    positions = np.flatnonzero(owner >= 0)
+    return owner[positions], positions
 
 
 def _match_sorted(
