@@ -125,7 +125,7 @@ def train_label_holder(
     if opts.class_weight is not None:
         sws = e.share_input(e.fp.encode(sw.reshape(-1, 1)))
         wts = (sws, e.share_input(e.fp.encode((sw * y).reshape(-1, 1))))
-    mine = _reveal(e, run, fit(e, run, opts, Xs, ys, wts, report))
+    mine = _reveal(e, run, fit(e, run, opts, Xs, ys, wts, report, labels=y))
     coef, icpt = (mine[:-1], float(mine[-1])) if opts.fit_intercept else (mine, 0.0)
     model = _model(run, opts, LABEL_HOLDER, data, coef, icpt, me=s.me, scaling=(mean, std))
     return model, report
