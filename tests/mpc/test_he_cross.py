@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
@@ -10,8 +9,8 @@ import pytest
 
 from tests.mpc.helpers import COMPUTE
 from tests.wire_check import Recorder, assert_no_leak
+from veil.codec import IntArray
 from veil.errors import ConfigError, ProtocolError
-from veil.mpc import he_cross
 from veil.mpc.he_cross import Layout, Tag, cross_shares, gram_shares
 from veil.mpc.he_triples import exchange_keys
 from veil.mpc.ring import to_signed
@@ -23,7 +22,7 @@ N, W0, W1, BITS = 90, 3, 4, 12
 X0 = rng.integers(-(2**BITS) + 1, 2**BITS, (N, W0))
 X1 = rng.integers(-(2**BITS) + 1, 2**BITS, (N, W1))
 Y = rng.choice([-1, 1], size=(N, 1))  # 1 - 2y
-ROWS = [np.sort(rng.choice(N, 40, replace=False)), np.arange(N), np.arange(0)]
+ROWS = [np.sort(rng.choice(N, 40, replace=False)), np.arange(N), np.arange(0), np.arange(N)]
 X0[ROWS[1][:2]] = [-(2**BITS) + 1] * W0  # extremes: the offset keeps slots non-negative
 X1[ROWS[1][:2]] = [2**BITS - 1] * W1
 
@@ -53,6 +52,8 @@ def test_cross_shares_reconstruct_the_exact_product(scheme: str, widths: tuple[i
         total = got[COMPUTE[0]][k] + got[COMPUTE[1]][k]
         assert total.shape == (widths[0], widths[1])
         np.testing.assert_array_equal(to_signed(total), A[rows].T @ B[rows])
+    for p in COMPUTE:  # the same product twice: fresh masks, so other shares
+        assert not np.array_equal(got[p][1], got[p][3])
 
 
 def test_gram_shares_with_extra_columns_are_exact_mod_2_64() -> None:
@@ -80,54 +81,52 @@ def test_data_outside_the_agreed_bound_is_refused_naming_the_column() -> None:
     with pytest.raises(ConfigError, match=r"cross\[bob\]\.income.*outside the agreed bound"):
         cross_shares(None, 1, COMPUTE, None, bad, lay, ROWS, ["a", "b", "income", "d"])  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="slot"):  # a layout no key holds
-        Layout((1, 1), (400, 400), N, 40).slots(_keys().pk)
+        Layout((1, 1), (600, 600), N, 40).slots(_keys().pk)
+
+
+class _Peer:
+    """A peer that answers every receive with ``reply`` and swallows every send."""
+
+    def __init__(self, reply: object) -> None:
+        self.reply = reply
+        self.box: dict[str, object] = {}
+
+    def send(self, to: str, tag: str, value: object) -> None:
+        self.box[tag] = value
+
+    def recv(self, frm: str, tag: str, timeout: float | None = None) -> object:
+        return self.box[tag] if tag == "he_triple_key" else self.reply
 
 
 def _keys() -> Any:
-    class Loop:  # one party talking to itself: enough to make keys
-        box: dict[str, Any] = {}
-
-        def send(self, to: str, tag: str, value: object) -> None:
-            self.box[tag] = value
-
-        def recv(self, frm: str, tag: str, timeout: float | None = None) -> object:
-            return self.box[tag]
-
-    return exchange_keys(Loop(), 0, COMPUTE, scheme="paillier", key_bits=1024, policy=TEST_POLICY)
+    """Party 0's keys, its own public key standing in for the peer's."""
+    return exchange_keys(
+        _Peer(None), 0, COMPUTE, scheme="paillier", key_bits=1024, policy=TEST_POLICY
+    )
 
 
-@pytest.mark.parametrize(
-    ("field", "bad"),
-    [("ct", "missing"), ("ct", [1, 2]), ("ct", "short"), ("ct", "zero")],
-)
-def test_malformed_messages_name_tag_and_field(field: str, bad: object) -> None:
+@pytest.mark.parametrize("role", ["u", "v"])
+@pytest.mark.parametrize("bad", ["missing", "list", "short", "zero", "narrow"])
+def test_malformed_messages_name_tag_and_field(role: str, bad: str) -> None:
     lay = Layout((W0, W1), (BITS, BITS), N, TEST_POLICY.stat_sec)
     keys = _keys()
-    peer_side = dataclasses.replace(keys, peer_pk=keys.pk)
     v = lay.encryptor((keys.pk, keys.pk))
-    u = 1 - v
-    from veil.codec import IntArray
-
-    good = IntArray([5] * (len(ROWS[0]) * 1), keys.pk.ct_bytes)
-    msg: dict[str, object] = {
+    party = 1 - v if role == "u" else v
+    n = len(ROWS[0]) if role == "u" else lay.widths[1 - v]  # one slot group either way
+    width = keys.pk.ct_bytes
+    msg = {
         "missing": {},
-        "short": {field: IntArray([5], keys.pk.ct_bytes)},
-        "zero": {field: IntArray([0] * len(good), keys.pk.ct_bytes)},
-    }.get(bad, {field: bad}) if isinstance(bad, str) else {field: bad}
-
-    class Peer:
-        def send(self, to: str, tag: str, value: object) -> None:
-            pass
-
-        def recv(self, frm: str, tag: str, timeout: float | None = None) -> object:
-            return msg
-
-    mine = (X0, X1)[u]
-    with pytest.raises(ProtocolError, match=rf"{Tag.OPERAND}\.{field}"):
-        cross_shares(Peer(), u, COMPUTE, peer_side, mine, lay, ROWS[:1])
+        "list": {"ct": [5] * n},
+        "short": {"ct": IntArray([5] * (n - 1), width)},
+        "zero": {"ct": IntArray([0] * n, width)},
+        "narrow": {"ct": IntArray([5] * n, width - 1)},
+    }[bad]
+    tag = Tag.OPERAND if role == "u" else Tag.PRODUCT
+    with pytest.raises(ProtocolError, match=rf"{tag}\.ct"):
+        cross_shares(_Peer(msg), party, COMPUTE, keys, (X0, X1)[party], lay, ROWS[:1])
 
 
-def test_no_data_crosses_the_wire_and_masks_are_fresh() -> None:
+def test_no_data_crosses_the_wire() -> None:
     rec = Recorder()
     lay = Layout((W0 + 1, W1), (BITS, BITS), N, TEST_POLICY.stat_sec)
 
@@ -145,8 +144,5 @@ def test_no_data_crosses_the_wire_and_masks_are_fresh() -> None:
     XJ = np.hstack([X0, X1])
     secrets["gram"] = (XJ.T @ XJ).ravel()
     assert_no_leak(rec.frames, secrets)
-    assert {f.key.split(":")[0].rsplit("/", 1)[-1] for f in rec.frames} >= {
-        str(Tag.OPERAND),
-        str(Tag.PRODUCT),
-    } or any(str(Tag.PRODUCT) in f.key for f in rec.frames)
-    assert he_cross.ENCRYPTION_COST > 0
+    keys = " ".join(f.key for f in rec.frames)
+    assert str(Tag.OPERAND) in keys and str(Tag.PRODUCT) in keys

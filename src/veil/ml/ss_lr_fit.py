@@ -28,8 +28,8 @@ from math import ceil
 
 import numpy as np
 
-from veil.ml.ss_lr_options import SSLROptions
 from veil.errors import ConfigError
+from veil.ml.ss_lr_options import SSLROptions
 from veil.mpc.engine import Engine, Masked
 from veil.mpc.he_cross import Layout, gram_shares
 from veil.mpc.he_triples import HEStore
@@ -101,7 +101,7 @@ def data_bits(run: RunParams, opts: SSLROptions) -> int:
     clip what :mod:`veil.ml.ss_lr`'s truncation check already enforces
     (``rows * |x| * 2 < 2^(43 - frac_bits - feature_frac_bits)``)."""
     if opts.clip > 0:
-        return int(ceil(max(opts.clip, 1.0) * (1 << opts.feature_frac_bits))).bit_length()
+        return ceil(max(opts.clip, 1.0) * (1 << opts.feature_frac_bits)).bit_length()
     rows = max(len(b) for b in partition(run.n, opts.batch_size, run.seed))
     return max(2, 43 - opts.frac_bits - rows.bit_length() + 2)
 

@@ -124,7 +124,7 @@ def check_bound(X: npt.NDArray[np.int64], bits: int, names: Sequence[str], where
     if X.ndim != 2 or X.dtype != np.int64:
         raise ConfigError(where, f"expected a 2-D int64 matrix, got {X.dtype} {X.shape}")
     top = np.abs(X).max(axis=0) if len(X) else np.zeros(X.shape[1], dtype=np.int64)
-    for j in np.flatnonzero(top >= 1 << bits):
+    for j in np.flatnonzero(top >= 1 << bits).tolist():
         name = names[j] if j < len(names) else f"column {j}"
         raise ConfigError(
             f"{where}.{name}",
@@ -226,7 +226,7 @@ def _as_u(  # noqa: PLR0917
     return out
 
 
-def gram_shares(  # noqa: PLR0913, PLR0917
+def gram_shares(  # noqa: PLR0917
     ch: Channel,
     party: int,
     parties: tuple[str, str],

@@ -42,8 +42,8 @@ from typing import Any
 import numpy as np
 
 from veil.crypto import he
-from veil.errors import ConfigError, ProtocolError
 from veil.crypto.kernels import objects
+from veil.errors import ConfigError, ProtocolError
 from veil.mpc.channel import Channel, expect_bytes, expect_field
 from veil.mpc.multiexp import pippenger_cost, shared_base_multi_exp, straus_cost
 from veil.mpc.plan import Kind, Plan, Spec
