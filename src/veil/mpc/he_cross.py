@@ -181,7 +181,8 @@ def _as_v(  # noqa: PLR0917
     for _ in rowsets:
         f = Fields(Tag.PRODUCT, ch.recv(peer, Tag.PRODUCT))
         cts = _ciphertexts(f, "ct", w_u * groups, pk)
-        vals, _mod = keys.sk.raw_decrypt(cts, 1 << (slots * slot))
+        # the used slots only: a narrow span lets Paillier decrypt mod p alone (2x faster)
+        vals, _mod = keys.sk.raw_decrypt(cts, 1 << (min(slots, V.shape[1]) * slot))
         share = _unpack(vals, w_u, groups, slot, slots)[:, : V.shape[1]]
         out.append(share.T.copy() if v == 0 else share)  # A^T B either way
     return out
@@ -210,7 +211,7 @@ def _as_u(  # noqa: PLR0917
         cts = _ciphertexts(f, "ct", len(rows) * groups, pk).reshape(len(rows), groups)
         Ut = np.ascontiguousarray(U[rows].T)  # (w_u, |R|) signed small exponents
         prods = [pk.backend.multi_exp_columns(list(cts[:, g]), Ut, m) for g in range(groups)]
-        M = _uniform(prg, f"m{k}", (U.shape[1], groups * slots), val + 1 + layout.stat_sec)
+        M = _uniform(prg, f"m{k}", (U.shape[1], w_v), val + 1 + layout.stat_sec)
         sums = [int(x) << layout.bits[v] for x in U[rows].sum(axis=0)]
         offset = [[(1 << val) + x for x in row] for row in M]
         own = [[(1 << val) + x + si for x in row] for row, si in zip(M, sums, strict=True)]
@@ -219,9 +220,9 @@ def _as_u(  # noqa: PLR0917
         a = [prods[g][i] for i in range(U.shape[1]) for g in range(groups)]
         res = pk.backend.mulmod_list(a, list(enc.ravel()), m)
         ch.send(peer, Tag.PRODUCT, {"ct": IntArray(res, pk.ct_bytes)})
-        mine = np.array(
-            [[(-x) & _MASK64 for x in row[:w_v]] for row in own], dtype=np.uint64
-        ).reshape(U.shape[1], w_v)
+        mine = np.array([[(-x) & _MASK64 for x in row] for row in own], dtype=np.uint64).reshape(
+            U.shape[1], w_v
+        )
         out.append(mine.T.copy() if v == 0 else mine)
     return out
 
