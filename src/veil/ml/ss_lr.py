@@ -104,28 +104,48 @@ SSLRReport = FitReport
 
 # -- the roles ---------------------------------------------------------------------------
 def train_label_holder(
-    s: Session, data: PartyData, opts: SSLROptions, *, policy: SecurityPolicy = DEFAULT_POLICY
+    s: Session,
+    data: PartyData,
+    opts: SSLROptions,
+    valid: PartyData | None = None,
+    *,
+    policy: SecurityPolicy = DEFAULT_POLICY,
 ) -> tuple[PartyModel, SSLRReport]:
     """Train as the label holder with every other party of ``s`` (but the dealer) as a
-    partner; returns this party's model part (with the intercept)."""
+    partner; returns this party's model part (with the intercept). ``valid``: the
+    validation rows (every partner passes its block of the same rows) for early
+    stopping (``opts.patience``; :mod:`veil.ml.ss_lr_epochs`)."""
     if data.y is None:
         raise ConfigError("label_holder.label", "the label holder has no label column")
     if opts.dealer == s.me:
         raise ConfigError("hetero_lr.dealer", f"'{s.me}' is the label holder", "name a third party")
     if opts.dealer is not None and opts.dealer not in s.parties:
         raise ConfigError("hetero_lr.dealer", f"'{opts.dealer}' is not in the job")
+    if opts.patience > 0 and valid is None:
+        raise ConfigError("hetero_lr.patience", "early stopping needs a validation set")
     y = check_labels(data.y, "label_holder.label").astype(np.float64)
+    yv = None
+    if valid is not None:
+        if valid.y is None:
+            raise ConfigError("label_holder.valid.label", "the validation rows have no labels")
+        yv = check_labels(valid.y, "label_holder.valid.label").astype(np.float64)
     sw = sample_weights(y, opts.class_weight)
     X, mean, std = _prepare(data, opts, "label_holder", opts.fit_intercept)
-    run = _hello(s, data, opts, X, float(sw.max()), policy)
+    Xv = None if valid is None else _scaled(valid, opts, mean, std, "label_holder.valid")
+    run = _hello(s, (data, valid), opts, (X, Xv), float(sw.max()), policy)
     e, report = _engine(s, 0, run, opts, policy)
-    Xs = _block_shares(e, run, FixedPoint(opts.feature_frac_bits).encode(X))
+    fx = FixedPoint(opts.feature_frac_bits)
+    Xs = _block_shares(e, run, fx.encode(X), run.n)
+    Xvs = None if Xv is None else _block_shares(e, run, fx.encode(Xv), run.n_valid)
     ys = e.share_input(e.fp.encode(y.reshape(-1, 1)))
     wts = None
     if opts.class_weight is not None:
         sws = e.share_input(e.fp.encode(sw.reshape(-1, 1)))
         wts = (sws, e.share_input(e.fp.encode((sw * y).reshape(-1, 1))))
-    mine = _reveal(e, run, fit(e, run, opts, Xs, ys, wts, report))
+    vs = None
+    if Xvs is not None and yv is not None:
+        vs = (Xvs, e.share_input(e.fp.encode(yv.reshape(-1, 1))))
+    mine = _reveal(e, run, fit(e, run, opts, Xs, ys, wts, report, vs))
     coef, icpt = (mine[:-1], float(mine[-1])) if opts.fit_intercept else (mine, 0.0)
     model = _model(run, opts, LABEL_HOLDER, data, coef, icpt, me=s.me, scaling=(mean, std))
     return model, report
@@ -133,14 +153,16 @@ def train_label_holder(
 
 def _hello(  # noqa: PLR0917
     s: Session,
-    data: PartyData,
+    rows: tuple[PartyData, PartyData | None],
     opts: SSLROptions,
-    X: np.ndarray,
+    blocks: tuple[np.ndarray, np.ndarray | None],
     weight: float,
     policy: SecurityPolicy,
 ) -> RunParams:
     """L's side of step 1: agree on the run's public parameters with every partner
     (every party stops, with the reason, if any party's input is refused)."""
+    data, valid = rows
+    X, Xv = blocks
     partners = [p for p in s.peers() if p != opts.dealer]
     if not partners and opts.dealer:
         raise ConfigError(
@@ -152,22 +174,26 @@ def _hello(  # noqa: PLR0917
         raise ConfigError("parties", "SS-LR needs at least one partner", "add a partner")
     seed = opts.seed if opts.seed is not None else secrets.randbits(62)
     model_id = secrets.token_hex(16)
-    width = X.shape[1]
+    n_valid = 0 if valid is None else valid.n_rows
     hello = {
         "digest": opts.digest(),
         "n": data.n_rows,
         "ids": data.ids_digest(),
+        "n_valid": n_valid,
+        "valid_ids": "" if valid is None else valid.ids_digest(),
         "seed": seed,
         "model_id": model_id,
         "parties": [s.me, *partners],
     }
     for p in [*partners, *([opts.dealer] if opts.dealer else [])]:
         s.send(p, Tag.HELLO, hello)
-    widths: list[int] = [width]
+    widths: list[int] = [X.shape[1]]
     problems: list[str] = []
     mine: ConfigError | None = None
     try:
         _check_range(X, data.feature_names, (data.n_rows, seed), opts, "label_holder", weight)
+        if Xv is not None:
+            _check_valid_range(Xv, data.feature_names, opts, "label_holder.valid")
     except ConfigError as refused:
         mine, problems = refused, [str(refused)]
     for p in partners:
@@ -185,25 +211,38 @@ def _hello(  # noqa: PLR0917
                 f"batches of {smallest} rows are below the policy minimum {floor} for "
                 f"{max(widths)} features; use batch_size >= {floor} (or 0: full batch)"
             )
+        if valid is not None and n_valid < floor:
+            problems.append(
+                f"the validation set has {n_valid} rows, below the policy minimum {floor} "
+                f"for {max(widths)} features; hold out more rows (validation_every)"
+            )
     for p in partners:
         s.send(p, Tag.START, {"widths": widths, "error": "; ".join(problems)})
     if mine is not None:
         raise mine
     if problems:
         raise ConfigError("hetero_lr", "; ".join(problems), "fix the inputs named")
-    return RunParams(data.n_rows, seed, model_id, (s.me, *partners), tuple(widths))
+    return RunParams(data.n_rows, seed, model_id, (s.me, *partners), tuple(widths), n_valid)
 
 
 def train_partner(
-    s: Session, data: PartyData, opts: SSLROptions, *, policy: SecurityPolicy = DEFAULT_POLICY
+    s: Session,
+    data: PartyData,
+    opts: SSLROptions,
+    valid: PartyData | None = None,
+    *,
+    policy: SecurityPolicy = DEFAULT_POLICY,
 ) -> tuple[PartyModel, SSLRReport]:
-    """Train as a partner; returns this party's model part."""
-    run, X, mean, std = _join(s, data, opts)
+    """Train as a partner; returns this party's model part (``valid``: its block of the
+    label holder's validation rows, with early stopping)."""
+    run, X, Xv, scaling = _join(s, data, valid, opts)
     fx = FixedPoint(opts.feature_frac_bits)
     me = run.parties.index(s.me)
-    if me >= 2:  # an input party: share the block, receive the coefficients
+    if me >= 2:  # an input party: share the blocks, receive the coefficients
         report = SSLRReport(epochs_run=opts.epochs, triples="dealer" if opts.dealer else opts.he)
         send_input(s, fx.encode(X), run.compute)
+        if Xv is not None:
+            send_input(s, fx.encode(Xv), run.compute)
         mine = (
             FixedPoint(opts.frac_bits)
             .decode(receive_output(s, run.compute, (run.widths[me], 1)))
@@ -211,33 +250,39 @@ def train_partner(
         )
     else:
         e, report = _engine(s, 1, run, opts, policy)
-        Xs = _block_shares(e, run, fx.encode(X))
+        Xs = _block_shares(e, run, fx.encode(X), run.n)
+        Xvs = None if Xv is None else _block_shares(e, run, fx.encode(Xv), run.n_valid)
         ys = e.receive_input((run.n, 1))
         wts = None
         if opts.class_weight is not None:
             wts = (e.receive_input((run.n, 1)), e.receive_input((run.n, 1)))
-        mine = _reveal(e, run, fit(e, run, opts, Xs, ys, wts, report))
-    model = _model(run, opts, PARTNER, data, mine, None, me=s.me, scaling=(mean, std))
+        vs = None if Xvs is None else (Xvs, e.receive_input((run.n_valid, 1)))
+        mine = _reveal(e, run, fit(e, run, opts, Xs, ys, wts, report, vs))
+    model = _model(run, opts, PARTNER, data, mine, None, me=s.me, scaling=scaling)
     return model, report
 
 
 def _join(
-    s: Session, data: PartyData, opts: SSLROptions
-) -> tuple[RunParams, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    s: Session, data: PartyData, valid: PartyData | None, opts: SSLROptions
+) -> tuple[RunParams, np.ndarray, np.ndarray | None, tuple[np.ndarray | None, np.ndarray | None]]:
     """A partner's side of step 1: check the hello, send ready, receive start."""
     lh = s.party_of(LABEL_HOLDER)
     hello = s.recv(lh, Tag.HELLO)
     seed = expect_int(expect_field(hello, Tag.HELLO, "seed"), Tag.HELLO, "seed")
+    n_valid = expect_int(expect_field(hello, Tag.HELLO, "n_valid"), Tag.HELLO, "n_valid")
     model_id = expect_field(hello, Tag.HELLO, "model_id")
     parties = expect_field(hello, Tag.HELLO, "parties")
     if not isinstance(parties, list) or len(parties) < 2 or not isinstance(model_id, str):
         raise ProtocolError(f"{Tag.HELLO}.parties: expected the list of data parties")
-    problem = _check_hello(hello, s.me, data, opts)
-    X = mean = std = None
+    problem = _check_hello(hello, s.me, (data, valid), opts)
+    X = Xv = mean = std = None
     if problem is None:
         try:
             X, mean, std = _prepare(data, opts, f"partner[{s.me}]", False)
             _check_range(X, data.feature_names, (data.n_rows, seed), opts, f"partner[{s.me}]")
+            if valid is not None:
+                Xv = _scaled(valid, opts, mean, std, f"partner[{s.me}].valid")
+                _check_valid_range(Xv, data.feature_names, opts, f"partner[{s.me}].valid")
         except ConfigError as err:
             problem = str(err)
     width = 0 if X is None else X.shape[1]
@@ -256,8 +301,9 @@ def _join(
         model_id,
         tuple(str(p) for p in parties),
         tuple(expect_int(w, Tag.START, "widths", 1) for w in widths),
+        n_valid,
     )
-    return run, X, mean, std
+    return run, X, Xv, (mean, std)
 
 
 def run_dealer(s: Session, opts: SSLROptions) -> triples.DealerReport:
@@ -274,8 +320,11 @@ def run_dealer(s: Session, opts: SSLROptions) -> triples.DealerReport:
 
 
 # -- pieces --------------------------------------------------------------------------
-def _check_hello(hello: Any, me: str, data: PartyData, opts: SSLROptions) -> str | None:
+def _check_hello(
+    hello: Any, me: str, rows: tuple[PartyData, PartyData | None], opts: SSLROptions
+) -> str | None:
     """Why this partner cannot train with the label holder's parameters, or None."""
+    data, valid = rows
     if not isinstance(hello, dict):
         return "malformed hello"
     if opts.dealer == me:
@@ -288,6 +337,13 @@ def _check_hello(hello: Any, me: str, data: PartyData, opts: SSLROptions) -> str
         return (
             f"training rows differ from the label holder's ({data.n_rows} vs {hello.get('n')}"
             " rows or another id order); run PSI and the same split first"
+        )
+    n_valid = 0 if valid is None else valid.n_rows
+    valid_ids = "" if valid is None else valid.ids_digest()
+    if hello.get("n_valid") != n_valid or hello.get("valid_ids") != valid_ids:
+        return (
+            f"validation rows differ from the label holder's ({n_valid} vs "
+            f"{hello.get('n_valid')} rows or other ids); hold out the same rows"
         )
     if me not in (hello.get("parties") or []):
         return "this party is not a partner of the run"
@@ -322,6 +378,43 @@ def _prepare(
     if intercept:
         X = np.hstack([X, np.ones((len(X), 1))])
     return (X, mean, std) if opts.standardize else (X, None, None)
+
+
+def _scaled(
+    valid: PartyData,
+    opts: SSLROptions,
+    mean: np.ndarray | None,
+    std: np.ndarray | None,
+    where: str,
+) -> np.ndarray:
+    """The validation block with the training rows' scaling and clip (intercept last at
+    the label holder, as in :func:`_prepare`)."""
+    X = np.asarray(valid.X, dtype=np.float64)
+    if X.ndim != 2 or not len(X) or not np.isfinite(X).all():
+        raise ConfigError(f"{where}.rows", "no rows, or missing or infinite values", "check them")
+    if mean is not None and std is not None:
+        X = (X - mean) / std
+    if opts.clip > 0:
+        X = np.clip(X, -opts.clip, opts.clip)
+    if where.startswith("label_holder") and opts.fit_intercept:
+        X = np.hstack([X, np.ones((len(X), 1))])
+    return X
+
+
+def _check_valid_range(X: np.ndarray, names: Sequence[str], opts: SSLROptions, where: str) -> None:
+    """Refuse a validation column whose Gram sums (:mod:`veil.ml.ss_lr_epochs`) risk a
+    truncation failure: ``n_valid * max|x|^2`` with twice the features' fraction bits."""
+    limit = 64 - 1 - TRUNC_SAFETY_BITS
+    for j, name in enumerate([*names, "intercept"][: X.shape[1]]):
+        peak = float(np.max(np.abs(X[:, j])))
+        bits = float(np.log2(max(len(X) * peak * peak, 1.0))) + 2 * opts.feature_frac_bits
+        if bits > limit:
+            raise ConfigError(
+                f"{where}.{name}",
+                f"values up to {peak:.6g} over {len(X)} validation rows make a Gram sum of "
+                f"{bits:.1f} bits; above {limit} bits truncation may fail",
+                "standardize the column (standardize: true, clip: 3) or hold out fewer rows",
+            )
 
 
 def _check_range(  # noqa: PLR0917
@@ -369,16 +462,16 @@ def _engine(
     return Engine(s, run.compute, me, store, FixedPoint(opts.frac_bits)), report
 
 
-def _block_shares(e: Engine, run: RunParams, mine: Share) -> Share:
-    """This compute party's share of the joint feature matrix: its own block, zeros in the
-    other's, and its shares of further partners' blocks; then masked once."""
-    out = np.zeros((run.n, sum(run.widths)), dtype=np.uint64)
+def _block_shares(e: Engine, run: RunParams, mine: Share, n: int) -> Share:
+    """This compute party's share of the joint feature matrix of ``n`` rows: its own
+    block, zeros in the other's, and its shares of further partners' blocks."""
+    out = np.zeros((n, sum(run.widths)), dtype=np.uint64)
     start = 0
     for i, (party, w) in enumerate(zip(run.parties, run.widths, strict=True)):
         if i == e.me:
             out[:, start : start + w] = mine
         elif i >= 2:
-            out[:, start : start + w] = e.receive_input((run.n, w), frm=party)
+            out[:, start : start + w] = e.receive_input((n, w), frm=party)
         start += w
     return out
 
