@@ -13,7 +13,8 @@ partner only inputs its block and receives its coefficients. The triples come fr
 and the first partner under Paillier/OU (:mod:`veil.mpc.he_triples`).
 
 Flow:
-  1. L -> partners, dealer  ``ss_hello``: options digest, row count and id digest,
+  1. L -> partners, dealer  ``ss_hello``: options digest, row counts and id digests
+     (training and validation rows),
      batch seed, model id, the data and compute parties.
      partners -> L  ``ss_ready``: ok (or why not) and the block width;
      L -> partners  ``ss_start``: every block's width (or the error that stops the run).
@@ -34,6 +35,11 @@ What each party learns (semi-honest, the dealer colludes with nobody):
   - during training: nothing but uniform words (opened ``value - mask``); no gradient,
     residual, score, label or weight is opened. Public to all: row count, block widths,
     epochs, batch schedule. The dealer learns only these.
+  - per epoch, only with ``patience`` (a validation set) or ``tol``
+    (:mod:`veil.ml.ss_lr_epochs`): the label holder the validation Taylor log-loss and
+    the norm of the epoch's step (one number each), the first partner two bits (stop,
+    keep); both computed on shares, no per-row value is revealed. Public: the number of
+    validation rows and the epoch training stopped at.
   - at the end: each party its own coefficients (L also the intercept): what its model
     file holds and what joint prediction (:func:`veil.ml.lr.predict_label_holder`) needs.
 Batches obey ``policy.min_batch(widest block)`` like the HE protocol's, although no
@@ -52,7 +58,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -61,6 +66,7 @@ import numpy as np
 from veil.errors import ConfigError, ProtocolError
 from veil.ml.labels import check_labels, sample_weights
 from veil.ml.lr import PartyData, PartyModel
+from veil.ml.ss_lr_data import TRUNC_SAFETY_BITS, check_range, check_valid_range, prepare, scaled
 from veil.ml.ss_lr_fit import FitReport, RunParams, build_plan, fit, partition, visit_order
 from veil.ml.ss_lr_options import SSLROptions
 from veil.mpc import triples
@@ -74,6 +80,7 @@ from veil.policy import DEFAULT_POLICY, SecurityPolicy
 __all__ = [
     "LABEL_HOLDER",
     "PARTNER",
+    "TRUNC_SAFETY_BITS",
     "SSLROptions",
     "SSLRReport",
     "Tag",
@@ -87,7 +94,6 @@ __all__ = [
 
 LABEL_HOLDER = "label_holder"
 PARTNER = "partner"
-TRUNC_SAFETY_BITS = 20  # worst-case truncation failure per value: 2^-20
 
 
 class Tag(StrEnum):
@@ -130,8 +136,8 @@ def train_label_holder(
             raise ConfigError("label_holder.valid.label", "the validation rows have no labels")
         yv = check_labels(valid.y, "label_holder.valid.label").astype(np.float64)
     sw = sample_weights(y, opts.class_weight)
-    X, mean, std = _prepare(data, opts, "label_holder", opts.fit_intercept)
-    Xv = None if valid is None else _scaled(valid, opts, mean, std, "label_holder.valid")
+    X, mean, std = prepare(data, opts, "label_holder", opts.fit_intercept)
+    Xv = None if valid is None else scaled(valid, opts, mean, std, "label_holder.valid")
     run = _hello(s, (data, valid), opts, (X, Xv), float(sw.max()), policy)
     e, report = _engine(s, 0, run, opts, policy)
     fx = FixedPoint(opts.feature_frac_bits)
@@ -191,9 +197,9 @@ def _hello(  # noqa: PLR0917
     problems: list[str] = []
     mine: ConfigError | None = None
     try:
-        _check_range(X, data.feature_names, (data.n_rows, seed), opts, "label_holder", weight)
+        check_range(X, data.feature_names, (data.n_rows, seed), opts, "label_holder", weight)
         if Xv is not None:
-            _check_valid_range(Xv, data.feature_names, opts, "label_holder.valid")
+            check_valid_range(Xv, data.feature_names, opts, "label_holder.valid")
     except ConfigError as refused:
         mine, problems = refused, [str(refused)]
     for p in partners:
@@ -278,11 +284,11 @@ def _join(
     X = Xv = mean = std = None
     if problem is None:
         try:
-            X, mean, std = _prepare(data, opts, f"partner[{s.me}]", False)
-            _check_range(X, data.feature_names, (data.n_rows, seed), opts, f"partner[{s.me}]")
+            X, mean, std = prepare(data, opts, f"partner[{s.me}]", False)
+            check_range(X, data.feature_names, (data.n_rows, seed), opts, f"partner[{s.me}]")
             if valid is not None:
-                Xv = _scaled(valid, opts, mean, std, f"partner[{s.me}].valid")
-                _check_valid_range(Xv, data.feature_names, opts, f"partner[{s.me}].valid")
+                Xv = scaled(valid, opts, mean, std, f"partner[{s.me}].valid")
+                check_valid_range(Xv, data.feature_names, opts, f"partner[{s.me}].valid")
         except ConfigError as err:
             problem = str(err)
     width = 0 if X is None else X.shape[1]
@@ -348,102 +354,6 @@ def _check_hello(
     if me not in (hello.get("parties") or []):
         return "this party is not a partner of the run"
     return None
-
-
-def _prepare(
-    data: PartyData, opts: SSLROptions, where: str, intercept: bool
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Check, standardise and clip a block as the HE protocol does (and as
-    :meth:`PartyModel.partial_score` will at prediction); intercept column last.
-    (The checks repeat ``veil.ml.lr``'s private ``check_features``/``fit_scaling``, which
-    this module may not import; once SS-LR lives in that package it should use them.)"""
-    X = np.asarray(data.X, dtype=np.float64)
-    if X.ndim != 2 or X.shape[1] != len(data.feature_names) or not len(X):
-        raise ConfigError(f"{where}.rows", f"a {X.shape} table to train on", "run PSI first")
-    mean, std = X.mean(axis=0), X.std(axis=0)
-    for j, name in enumerate(data.feature_names):
-        bad = int((~np.isfinite(X[:, j])).sum())
-        if bad:
-            raise ConfigError(
-                f"{where}.{name}",
-                f"{bad} missing or infinite values",
-                "impute them or WOE-transform the column first (binning step)",
-            )
-        if not std[j] > 1e-12:
-            raise ConfigError(f"{where}.{name}", "is constant on the training rows", "drop it")
-    if opts.standardize:
-        X = (X - mean) / std
-    if opts.clip > 0:
-        X = np.clip(X, -opts.clip, opts.clip)
-    if intercept:
-        X = np.hstack([X, np.ones((len(X), 1))])
-    return (X, mean, std) if opts.standardize else (X, None, None)
-
-
-def _scaled(
-    valid: PartyData,
-    opts: SSLROptions,
-    mean: np.ndarray | None,
-    std: np.ndarray | None,
-    where: str,
-) -> np.ndarray:
-    """The validation block with the training rows' scaling and clip (intercept last at
-    the label holder, as in :func:`_prepare`)."""
-    X = np.asarray(valid.X, dtype=np.float64)
-    if X.ndim != 2 or not len(X) or not np.isfinite(X).all():
-        raise ConfigError(f"{where}.rows", "no rows, or missing or infinite values", "check them")
-    if mean is not None and std is not None:
-        X = (X - mean) / std
-    if opts.clip > 0:
-        X = np.clip(X, -opts.clip, opts.clip)
-    if where.startswith("label_holder") and opts.fit_intercept:
-        X = np.hstack([X, np.ones((len(X), 1))])
-    return X
-
-
-def _check_valid_range(X: np.ndarray, names: Sequence[str], opts: SSLROptions, where: str) -> None:
-    """Refuse a validation column whose Gram sums (:mod:`veil.ml.ss_lr_epochs`) risk a
-    truncation failure: ``n_valid * max|x|^2`` with twice the features' fraction bits."""
-    limit = 64 - 1 - TRUNC_SAFETY_BITS
-    for j, name in enumerate([*names, "intercept"][: X.shape[1]]):
-        peak = float(np.max(np.abs(X[:, j])))
-        bits = float(np.log2(max(len(X) * peak * peak, 1.0))) + 2 * opts.feature_frac_bits
-        if bits > limit:
-            raise ConfigError(
-                f"{where}.{name}",
-                f"values up to {peak:.6g} over {len(X)} validation rows make a Gram sum of "
-                f"{bits:.1f} bits; above {limit} bits truncation may fail",
-                "standardize the column (standardize: true, clip: 3) or hold out fewer rows",
-            )
-
-
-def _check_range(  # noqa: PLR0917
-    X: np.ndarray,
-    names: Sequence[str],
-    rows_seed: tuple[int, int],
-    opts: SSLROptions,
-    where: str,
-    weight: float | None = None,
-) -> None:
-    """Refuse a column whose largest batch gradient risks a truncation failure
-    (``rows_seed``: the row count and batch seed; ``weight``: the largest class weight,
-    known to the label holder only)."""
-    n, seed = rows_seed
-    rows = max(len(b) for b in partition(n, opts.batch_size, seed))
-    limit = 64 - 1 - TRUNC_SAFETY_BITS
-    frac = opts.frac_bits + opts.feature_frac_bits
-    for j, name in enumerate([*names, "intercept"][: X.shape[1]]):
-        peak = float(np.max(np.abs(X[:, j])))
-        bits = float(np.log2(max(rows * peak * 2.0 * (weight or 1.0), 1.0))) + frac
-        if bits > limit:
-            raise ConfigError(
-                f"{where}.{name}",
-                f"values up to {peak:.6g} make a batch gradient of {bits:.1f} bits with "
-                f"{opts.frac_bits}+{opts.feature_frac_bits} fraction bits; above {limit} bits "
-                f"SecureML truncation fails with probability over 2^-{TRUNC_SAFETY_BITS}",
-                "standardize the column (standardize: true, clip: 3), or lower batch_size, "
-                "frac_bits or feature_frac_bits",
-            )
 
 
 def _engine(
