@@ -131,9 +131,15 @@ def test_job_validation_names_the_dealer_field(tmp_path: Path) -> None:
         v({"protocol": "ss"}, _spec(tmp_path, dealer_data=False), field)
     with pytest.raises(ConfigError, match=r"hetero_lr\.key_bits.*2048"):
         v({"protocol": "ss", "key_bits": 1024}, _spec(tmp_path, dealer_data=True), field)
-    with pytest.raises(ConfigError, match=r"hetero_lr\.patience.*leave it at 0"):
+    with pytest.raises(ConfigError, match=r"hetero_lr\.penalty.*protocol: he"):
         v(
-            {"protocol": "ss", "dealer": "dealer", "patience": 2},
+            {"protocol": "ss", "dealer": "dealer", "penalty": "l1"},
+            _spec(tmp_path, dealer_data=False),
+            field,
+        )
+    with pytest.raises(ConfigError, match=r"hetero_lr\.validation_every"):
+        v(
+            {"protocol": "ss", "dealer": "dealer", "patience": 2, "validation_every": 1},
             _spec(tmp_path, dealer_data=False),
             field,
         )

@@ -56,6 +56,7 @@ the column. Typical values are far below that worst case.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 from enum import StrEnum
@@ -179,7 +180,10 @@ def _hello(  # noqa: PLR0917
     if not partners:
         raise ConfigError("parties", "SS-LR needs at least one partner", "add a partner")
     seed = opts.seed if opts.seed is not None else secrets.randbits(62)
-    model_id = secrets.token_hex(16)
+    # As the HE protocol's: from the options, the rows and the seed (a rerun with the
+    # same seed names its model alike).
+    key = f"{opts.digest()}|{data.ids_digest()}|{seed}".encode()
+    model_id = hashlib.sha256(key).hexdigest()[:32]
     n_valid = 0 if valid is None else valid.n_rows
     hello = {
         "digest": opts.digest(),
