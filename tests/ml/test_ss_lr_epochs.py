@@ -167,3 +167,19 @@ def test_what_cannot_run_is_refused(credit: tuple[pd.DataFrame, pd.DataFrame]) -
         run(data, tiny, SSLROptions(patience=1, dealer="dealer", batch_size=300))
     with pytest.raises(ConfigError, match=r"hetero_lr\.penalty.*protocol: he"):
         SSLROptions(penalty="l1")
+
+
+def test_a_rerun_with_the_same_seed_agrees_to_fixed_point_noise_only(
+    credit: tuple[pd.DataFrame, pd.DataFrame],  # noqa: F811
+) -> None:
+    """What reproducibility SS-LR has: the same seed gives the same batches and model id,
+    and coefficients equal up to the truncation noise of fresh random shares (so not
+    byte for byte, unlike ``he``/``gram``)."""
+    g, h = credit
+    data = blocks(g, h, ROWS)
+    o = SSLROptions(epochs=2, batch_size=300, seed=9, dealer="dealer")
+    a, b = run(data, None, o), run(data, None, o)
+    assert a["bank"][0].model_id == b["bank"][0].model_id == b["bureau"][0].model_id
+    ca, cb = np.concatenate(coefs(a, 2)), np.concatenate(coefs(b, 2))
+    np.testing.assert_allclose(ca, cb, atol=1e-3)
+    assert np.max(np.abs(ca)) > 0.05
