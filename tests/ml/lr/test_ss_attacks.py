@@ -41,7 +41,7 @@ from veil.net.local import run_parties
 from veil.policy import TEST_POLICY
 
 from .common import blocks, opts, plain_blocks, train
-from .test_attacks import cross_factor
+from .test_attacks import WEAK, cross_factor, run_label_attack, views  # noqa: F401 (fixture)
 
 ROWS = 640  # ten 64-row batches
 Steps = list[tuple[np.ndarray, list[np.ndarray]]]  # (batch rows, candidate score vectors)
@@ -122,15 +122,17 @@ def he_recovery(lr_credit: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[float,
 
 # -- SS-LR: everything the label holder holds ---------------------------------------------
 class LabelHolderView:
-    """Records, per training step, the label holder's opened values and its shares of
-    every product, and both parties' shares of w (to give the attacker the truth)."""
+    """Records, per training step, the label holder's (``who`` 0; the partner's: 1)
+    opened values and its shares of every product and triple, and both parties' shares
+    of w (to give the attacker the truth)."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, rec: Recorder) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, rec: Recorder, who: int = 0) -> None:
         self.lock = threading.Lock()
         self.rec = rec
-        self.steps: list[list[np.ndarray]] = []  # the label holder's, per step
+        self.who = who
+        self.steps: list[list[np.ndarray]] = []  # the attacker's, per step
         self.w: dict[int, list[np.ndarray]] = {0: [], 1: []}
-        self.marks: list[int] = []  # frames recorded when the partner starts each step
+        self.marks: list[int] = []  # frames recorded when the other starts each step
         view = self
 
         def wrap(name: str) -> None:
@@ -140,7 +142,7 @@ class LabelHolderView:
                 if name == "masked_matmul":  # each step's first product: X_B w or G_B w
                     view.start_step(self.me, np.asarray(a[2]))
                 out = orig(self, *a, **kw)
-                if self.me == 0:
+                if self.me == view.who:
                     view.add(out)
                 return out
 
@@ -152,7 +154,7 @@ class LabelHolderView:
 
         def take_parts(self: TripleStore, spec: Any) -> Any:  # its triple shares (under HE:
             out = take(self, spec)  # what it decrypted), per step
-            if self.party == 0:
+            if self.party == view.who:
                 view.add(list(out.values()))
             return out
 
@@ -161,7 +163,7 @@ class LabelHolderView:
     def start_step(self, me: int, w: np.ndarray) -> None:
         with self.lock:
             self.w[me].append(w.copy())
-            if me == 0:
+            if me == self.who:
                 self.steps.append([])
             else:
                 self.marks.append(len(self.rec.frames))
@@ -274,3 +276,75 @@ def test_the_reading_recovers_nothing_from_ss_lr(
 
 def rng_noise(n: int, t: int) -> np.ndarray:
     return np.random.default_rng(t).normal(size=n)
+
+
+# -- the partner's side: labels ----------------------------------------------------------
+def test_the_partner_reads_no_labels_from_the_job_default(
+    lr_credit: Any,
+    small: list[PartyData],
+    views: dict[str, Any],  # noqa: F811 (the fixture)
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The partner's view of the job default (ss, no third party, 64-row batches): every
+    per-row value it holds or receives, read as a residual sign, and its share of its
+    gradient block solved for residuals as in the ``he`` attack, guess the labels no
+    better than the majority class. Weakened, in the same test: the ``he`` protocol at
+    8-row batches under a policy with no batch minimum gives them away."""
+    g, h = lr_credit
+    data: list[PartyData] = blocks(g, h, np.arange(ROWS))
+    o = SSLROptions.from_mapping({"epochs": 1, "batch_size": 64, "seed": 11, "key_bits": 1024})
+    rec = Recorder()
+    view = LabelHolderView(monkeypatch, rec, who=1)
+    run_parties(
+        {
+            "bank": lambda s: train_label_holder(s, data[0], o, policy=TEST_POLICY),
+            "bureau": lambda s: train_partner(s, data[1], o, policy=TEST_POLICY),
+        },
+        roles={"label_holder": "bank"},
+        tap=rec,
+        timeout=120,
+    )
+    XL, XP = plain_blocks(data, opts())
+    y = np.asarray(data[0].y, dtype=np.float64)
+    wl_n = XL.shape[1]
+    parts = partition(ROWS, o.batch_size, o.seed or 0)
+    order = visit_order(len(parts), o.seed or 0, 0)
+    assert len(view.steps) == len(order) == 10
+    marks = [*view.marks, len(rec.frames)]
+    guesses: list[list[np.ndarray]] = []  # per step, candidate label vectors
+    rows: list[np.ndarray] = []
+    for t, k in enumerate(order):
+        idx = parts[k]
+        w = signed(view.w[0][t] + view.w[1][t]) / 2.0**o.frac_bits  # the true w, a gift
+        own = 0.25 * XP[idx].T @ (XP[idx] @ w[wl_n:])
+        reads: list[np.ndarray] = []
+        received = [
+            signed(a)
+            for f in rec.frames[marks[t] : marks[t + 1]]
+            if f.dst == 1
+            for a in frame_arrays(codec.decode(f.payload))
+            if a.dtype.kind in "iuf"
+        ]
+        n = len(idx)
+        for v in [signed(a) for a in view.steps[t]] + received:
+            if v.size >= n and v.size % n == 0:
+                reads += list(v.reshape(n, -1).T)
+            if v.size >= wl_n + XP.shape[1]:  # its block of a gradient, read as in he
+                gp = v[wl_n : wl_n + XP.shape[1]] / 2.0**o.frac_bits
+                reads.append(np.linalg.lstsq(XP[idx].T, gp - own, rcond=None)[0])
+        guesses.append([r < 0 for r in reads] + [r > 0 for r in reads])
+        rows.append(idx)
+    n_cand = min(len(c) for c in guesses)
+    assert n_cand >= 6
+    truth = np.concatenate([y[idx] for idx in rows])
+    base = max(truth.mean(), 1 - truth.mean())
+    acc = max(
+        float(np.mean(np.concatenate([c[j] for c in guesses]) == truth)) for j in range(n_cand)
+    )
+    print(f"partner: {n_cand} readings a step, best label accuracy {acc:.3f}, base {base:.3f}")
+    assert acc <= base + 0.02, (acc, base)
+    # Weakened: the he protocol at 8-row batches, no batch minimum.
+    he_acc, _, exact = run_label_attack(
+        views, small, opts(epochs=1, batch_size=8, protocol="he"), WEAK
+    )
+    assert he_acc > 0.95 and exact > 0.95, (he_acc, exact)
