@@ -114,6 +114,9 @@ def test_early_stopping_on_shares_equals_the_rule_in_the_clear(
     np.testing.assert_allclose(rep.valid_loss, losses[: rep.epochs_run], atol=2e-3)
     assert rep.stopped_by == "early_stopping" and rep.epochs_run == best + 3
     assert rep.best_epoch == best and out["bureau"][1].best_epoch == best
+    if split3:  # the further partner (an input party) is told where training stopped
+        assert out["telco"][1].epochs_run == best + 3
+        assert out["telco"][1].stopped_by == "early_stopping"
     got = np.concatenate(coefs(out, len(data)))
     np.testing.assert_allclose(got, ws[best], atol=3e-3)  # the best epoch's weights
     assert out["bureau"][1].valid_loss == []  # the partner learns no loss

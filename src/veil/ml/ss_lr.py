@@ -17,7 +17,8 @@ Flow:
      (training and validation rows),
      batch seed, model id, the data and compute parties.
      partners -> L  ``ss_ready``: ok (or why not) and the block width;
-     L -> partners  ``ss_start``: every block's width (or the error that stops the run).
+     L -> partners  ``ss_start``: every block's width (or the error that stops the run);
+     at the end L -> further partners ``ss_done``: the epochs run and why it stopped.
   2. Offline: both compute parties build the same plan from these public numbers
      (:func:`build_plan`); the dealer or the HE protocol fills their triple stores.
   3. Inputs: every block is masked once (``X_p - M_p`` opened between L and P1; a further
@@ -65,6 +66,7 @@ from typing import Any
 import numpy as np
 
 from veil.errors import ConfigError, ProtocolError
+from veil.messages import Fields
 from veil.ml.labels import check_labels, sample_weights
 from veil.ml.lr import PartyData, PartyModel
 from veil.ml.ss_lr_data import TRUNC_SAFETY_BITS, check_range, check_valid_range, prepare, scaled
@@ -103,6 +105,7 @@ class Tag(StrEnum):
     HELLO = "ss_hello"  # L -> partners, dealer
     READY = "ss_ready"  # partner -> L
     START = "ss_start"  # L -> partners
+    DONE = "ss_done"  # L -> further partners (input parties): epochs run, why it stopped
 
 
 SSLRReport = FitReport
@@ -153,6 +156,8 @@ def train_label_holder(
     if Xvs is not None and yv is not None:
         vs = (Xvs, e.share_input(e.fp.encode(yv.reshape(-1, 1))))
     mine = _reveal(e, run, fit(e, run, opts, Xs, ys, wts, report, vs))
+    for p in run.parties[2:]:
+        s.send(p, Tag.DONE, {"epochs_run": report.epochs_run, "stopped_by": report.stopped_by})
     coef, icpt = (mine[:-1], float(mine[-1])) if opts.fit_intercept else (mine, 0.0)
     model = _model(run, opts, LABEL_HOLDER, data, coef, icpt, me=s.me, scaling=(mean, std))
     return model, report
@@ -258,6 +263,9 @@ def train_partner(
             .decode(receive_output(s, run.compute, (run.widths[me], 1)))
             .ravel()
         )
+        done = Fields(Tag.DONE, s.recv(run.parties[0], Tag.DONE))
+        report.epochs_run = done.get_int("epochs_run", lo=1, hi=opts.epochs)
+        report.stopped_by = done.get_str("stopped_by", max_len=32)
     else:
         e, report = _engine(s, 1, run, opts, policy)
         Xs = _block_shares(e, run, fx.encode(X), run.n)
