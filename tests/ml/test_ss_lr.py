@@ -238,6 +238,10 @@ def test_bad_input_is_refused_with_a_clear_error(credit: tuple[pd.DataFrame, pd.
         )
     with pytest.raises(ConfigError, match=r"hetero_lr\.sigmoid"):
         SSLROptions(sigmoid="tanh")
+    with pytest.raises(ConfigError, match=r"hetero_lr\.penalty.*protocol: he"):
+        SSLROptions.from_mapping({"penalty": "l1"})  # no proximal step on shares
+    with pytest.raises(ConfigError, match=r"hetero_lr\.protocol"):
+        SSLROptions.from_mapping({"protocol": "gram"})
     with pytest.raises(ConfigError, match=r"hetero_lr\.patience"):
-        SSLROptions.from_mapping({"patience": 3})
+        SSLROptions.from_mapping({"patience": -1})
     assert SSLROptions.from_mapping({"protocol": "ss", "feature_bits": 8, "epochs": 2}).epochs == 2

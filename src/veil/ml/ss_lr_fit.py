@@ -29,6 +29,7 @@ from math import ceil
 import numpy as np
 
 from veil.errors import ConfigError
+from veil.ml.ss_lr_epochs import VALID_MASK, EpochEnd, plan_epoch_end, plan_valid
 from veil.ml.ss_lr_options import SSLROptions
 from veil.mpc.engine import Engine, Masked
 from veil.mpc.he_cross import Layout, gram_shares
@@ -62,6 +63,7 @@ class RunParams:
     model_id: str
     parties: tuple[str, ...]  # data parties: the label holder first, then the partners
     widths: tuple[int, ...]
+    n_valid: int = 0  # validation rows (early stopping), 0: none
 
     @property
     def compute(self) -> tuple[str, str]:
@@ -70,12 +72,14 @@ class RunParams:
 
 @dataclass
 class FitReport:
-    """What a party knows about its run (field names as the HE protocol's report)."""
+    """What a party knows about its run (field names as the HE protocol's report;
+    ``valid_loss`` and ``step_norms``: the label holder's, per epoch)."""
 
     epochs_run: int = 0
     best_epoch: int = -1
     seconds: list[float] = field(default_factory=list)
-    valid_auc: list[float] = field(default_factory=list)
+    valid_loss: list[float] = field(default_factory=list)
+    step_norms: list[float] = field(default_factory=list)
     stopped_by: str = "epochs"
     offline_seconds: float = 0.0
     rounds: int = 0
@@ -124,7 +128,8 @@ def build_plan(run: RunParams, opts: SSLROptions) -> Plan:
     after a set-up phase for the ``gram`` way."""
     plan = Plan()
     owners = [0, 1] + [SHARED] * (len(run.widths) - 2)
-    plan.add_mask(MASK, run.n, list(zip(run.widths, owners, strict=True)))
+    blocks = list(zip(run.widths, owners, strict=True))
+    plan.add_mask(MASK, run.n, blocks)
     parts = partition(run.n, opts.batch_size, run.seed)
     for rows in parts:
         plan.add_rowset(rows)
@@ -137,6 +142,8 @@ def build_plan(run: RunParams, opts: SSLROptions) -> Plan:
             if not use_direct(run, opts):
                 plan.cross(MASK, MASK, k)
                 plan.masked_t(MASK, k)
+    if run.n_valid:
+        plan_valid(plan, run.n_valid, blocks)
     for epoch in range(opts.epochs):
         plan.new_phase()
         for k in visit_order(len(parts), run.seed, epoch):
@@ -149,6 +156,7 @@ def build_plan(run: RunParams, opts: SSLROptions) -> Plan:
             if opts.class_weight is not None:
                 plan.mul(size)
             plan.masked_t(MASK, k)
+        plan_epoch_end(plan, opts, sum(run.widths), run.n_valid)
     return plan
 
 
@@ -160,15 +168,19 @@ def fit(  # noqa: PLR0917
     ys: Share,
     wts: tuple[Share, Share] | None,
     report: FitReport,
+    valid: tuple[Share, Share] | None = None,
     labels: np.ndarray | None = None,
 ) -> Share:
-    """Mini-batch SGD on shares; returns this party's share of the weights.
+    """Mini-batch SGD on shares; returns this party's share of the weights (with
+    ``patience``, of the best epoch's).
 
     ``Xs``: this party's share of the joint feature matrix (``feature_frac_bits``),
-    ``ys``: of the labels, ``wts``: of the class weights ``s`` and ``s * y``;
+    ``ys``: of the labels, ``wts``: of the class weights ``s`` and ``s * y``, ``valid``:
+    of the validation rows' features and labels (:mod:`veil.ml.ss_lr_epochs`);
     ``labels``: the label holder's own 0/1 labels (the ``direct`` way needs them)."""
     direct = use_direct(run, opts)
     M = None if direct else e.mask(MASK, Xs)
+    Mv = None if valid is None else e.mask(VALID_MASK, valid[0])
     width = sum(run.widths)
     w = e.constant(np.zeros((width, 1), dtype=np.uint64))
     pen = np.ones((width, 1), dtype=np.uint64)
@@ -185,9 +197,16 @@ def fit(  # noqa: PLR0917
     else:
         setup = _gram_setup(e, M, ys, parts, opts) if gram else []
     square = len(parts)  # the plan's rowset of the Gram matrices' rows
+    vrows = len(parts) + int(gram)  # the plan's rowset of the validation rows
+    end = None
+    if opts.tol > 0 or valid is not None:
+        vs = None if Mv is None or valid is None else (Mv, valid[1], vrows)
+        end = EpochEnd(e, opts, vs, lh=run.parties[0])
+    best = w
     for epoch in range(opts.epochs):
         t0 = time.perf_counter()
         lr = opts.learning_rate_at(epoch)
+        w_before = w
         for k in visit_order(len(parts), run.seed, epoch):
             if gram:
                 G, h = setup[k]
@@ -200,10 +219,21 @@ def fit(  # noqa: PLR0917
             if l2:
                 step = step + e.scale(w, lr * opts.alpha, sig_bits=_SCALE_BITS) * pen
             w = w - step
+        decision = None if end is None else end(w, w_before)
         report.seconds.append(time.perf_counter() - t0)
         report.epochs_run = epoch + 1
+        if decision is not None:
+            if decision.loss is not None:
+                report.valid_loss.append(decision.loss)
+            if decision.step_norm is not None:
+                report.step_norms.append(decision.step_norm)
+            if decision.keep:
+                best, report.best_epoch = w, epoch
+            if decision.stop:
+                report.stopped_by = decision.stopped_by
+                break
     report.rounds, report.words_opened = e.rounds, e.words_opened
-    return w
+    return best if opts.patience > 0 else w
 
 
 def _z_gradient(  # noqa: PLR0917
