@@ -12,7 +12,7 @@ from tests.wire_check import Recorder, assert_no_leak
 from veil.codec import IntArray
 from veil.errors import ConfigError, ProtocolError
 from veil.mpc.he_cross import Layout, Tag, cross_shares, gram_shares
-from veil.mpc.he_triples import exchange_keys
+from veil.mpc.he_keys import exchange_keys
 from veil.mpc.ring import to_signed
 from veil.net.local import run_parties
 from veil.policy import TEST_POLICY

@@ -56,7 +56,7 @@ from veil.crypto.kernels import objects
 from veil.errors import ConfigError
 from veil.messages import Fields
 from veil.mpc.channel import Channel
-from veil.mpc.he_triples import HEKeys
+from veil.mpc.he_keys import HEKeys
 from veil.mpc.prg import PRG, new_seed
 from veil.mpc.ring import Share
 
