@@ -281,8 +281,14 @@ def gram_shares(  # noqa: PLR0917
 
 # -- packing ------------------------------------------------------------------------------
 def _pack(V: npt.NDArray[np.int64], slot: int, slots: int) -> np.ndarray:
-    """Rows of signed ints, ``slots`` columns per (signed) integer: (rows, groups)."""
-    return _pack_ints(V.tolist(), slot, slots)
+    """Rows of non-negative ints, ``slots`` columns per integer: (rows, groups)."""
+    n, width = V.shape
+    groups = -(-width // slots)
+    out = np.zeros((n, groups), dtype=object)
+    for g in range(groups):
+        for t in range(min(slots, width - g * slots)):  # numpy loops over the rows
+            out[:, g] += V[:, g * slots + t].astype(object) << (slot * t)
+    return out
 
 
 def _pack_ints(rows: list[list[int]], slot: int, slots: int) -> np.ndarray:
