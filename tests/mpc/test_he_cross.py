@@ -84,6 +84,15 @@ def test_data_outside_the_agreed_bound_is_refused_naming_the_column() -> None:
         Layout((1, 1), (600, 600), N, 40).slots(_keys().pk)
 
 
+def test_the_parties_take_turns_encrypting_where_it_costs_about_the_same() -> None:
+    pk = _keys().pk  # 1024-bit Paillier: 13 slots of 74 bits
+    even = Layout((10, 9), (BITS, BITS), 100, 40).encryptors((pk, pk), [100] * 6)
+    assert sorted(even) == [0, 0, 0, 1, 1, 1]
+    lopsided = Layout((40, 1), (BITS, BITS), 100, 40).encryptors((pk, pk), [100] * 6)
+    assert lopsided == [1] * 6  # encrypting 40 columns (4 ciphertexts a row) never pays
+    assert Layout((20, 12), (BITS, BITS), 100, 40).encryptors((pk, pk), [100]) == [1]
+
+
 class _Peer:
     """A peer that answers every receive with ``reply`` and swallows every send."""
 
@@ -110,7 +119,7 @@ def _keys() -> Any:
 def test_malformed_messages_name_tag_and_field(role: str, bad: str) -> None:
     lay = Layout((W0, W1), (BITS, BITS), N, TEST_POLICY.stat_sec)
     keys = _keys()
-    v = lay.encryptor((keys.pk, keys.pk))
+    v = lay.encryptors((keys.pk, keys.pk), [len(ROWS[0])])[0]
     party = 1 - v if role == "u" else v
     n = len(ROWS[0]) if role == "u" else lay.widths[1 - v]  # one slot group either way
     width = keys.pk.ct_bytes
