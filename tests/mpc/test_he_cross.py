@@ -87,7 +87,7 @@ def test_data_outside_the_agreed_bound_is_refused_naming_the_column() -> None:
 def test_the_parties_take_turns_encrypting_where_it_costs_about_the_same() -> None:
     pk = _keys().pk  # 1024-bit Paillier: 13 slots of 74 bits
     even = Layout((10, 9), (BITS, BITS), 100, 40).encryptors((pk, pk), [100] * 6)
-    assert sorted(even) == [0, 0, 0, 1, 1, 1]
+    assert set(even) == {0, 1} and 2 <= even.count(1) <= 4
     lopsided = Layout((40, 1), (BITS, BITS), 100, 40).encryptors((pk, pk), [100] * 6)
     assert lopsided == [1] * 6  # encrypting 40 columns (4 ciphertexts a row) never pays
     assert Layout((20, 12), (BITS, BITS), 100, 40).encryptors((pk, pk), [100]) == [1]

@@ -11,7 +11,8 @@ arXiv:1711.10677, 2017; CAESAR, Chen et al., CCS 2021). The factors are integers
 
 * the exponents are ``b``-bit signed integers: a signed multi-exponentiation (Pippenger,
   :meth:`veil.crypto.backend.HEBackend.multi_exp_columns`) costs about a fifth of one
-  over 64-bit words (OU-2048: 3.1 against 14.5 us a product, both cores);
+  over 64-bit words (OU-2048: 3.1 against 14.5 us a product, wall time on both cores;
+  4.3 us of CPU, Paillier-2048 10.5);
 * a slot holds ``val = b_0 + b_1 + bitlen(rows)`` bits of product sum plus the mask
   (about 80 bits, against 180 for random words): 25 slots per Paillier-2048 plaintext,
   8 per OU-2048 one (11 and 3 for random words).
@@ -65,10 +66,10 @@ from veil.mpc.ring import Share
 __all__ = ["Layout", "Tag", "check_bound", "cross_shares", "gram_shares"]
 
 _MASK64 = (1 << 64) - 1
-ENCRYPTION_COST = 30
-"""One encryption costs about this many small-exponent products (measured: Paillier-2048
-30, OU-2048 18 with the offset's sparse plaintexts); :meth:`Layout.encryptors` weighs
-ciphertexts against products with it."""
+ENCRYPTION_COST = 8
+"""One encryption of an operand costs about this many 12-bit products (one core, CPU
+time: OU-2048 42 us a sparse encryption against 4.3 us a product, Paillier-2048 60
+against 10.5); :meth:`Layout.encryptors` weighs ciphertexts against products with it."""
 BALANCE = 1.3
 """An orientation up to this much dearer than the cheapest may take a subset, to even
 the parties' work (:meth:`Layout.encryptors`)."""
