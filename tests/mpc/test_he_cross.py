@@ -89,7 +89,8 @@ def test_the_parties_take_turns_encrypting_where_it_costs_about_the_same() -> No
     even = Layout((10, 9), (BITS, BITS), 100, 40).encryptors((pk, pk), [100] * 6)
     assert set(even) == {0, 1} and 2 <= even.count(1) <= 4
     lopsided = Layout((40, 1), (BITS, BITS), 100, 40).encryptors((pk, pk), [100] * 6)
-    assert lopsided == [1] * 6  # encrypting 40 columns (4 ciphertexts a row) never pays
+    # 4 ciphertexts a row and 1 exponent row beat 1 ciphertext and 40 exponent rows
+    assert lopsided == [0] * 6
     assert Layout((20, 12), (BITS, BITS), 100, 40).encryptors((pk, pk), [100]) == [1]
 
 
