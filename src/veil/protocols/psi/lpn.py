@@ -185,12 +185,14 @@ def encode(
     *,
     inplace: bool = False,
     the_code: Code | None = None,
+    dest: np.ndarray | None = None,
     mod: ModuleType | None = None,
 ) -> np.ndarray:
     """G * x: x (M, 2 * cols) uint64 (cols = 1 or 2 stacked GF(2^128) vectors) ->
     (n, 2 * cols). x is left unchanged unless ``inplace`` (then it is scratch space and
     no copy of it is made). ``the_code`` saves deriving the code again for another
-    vector; ``mod`` overrides the C helper (tests)."""
+    vector; ``dest`` (n, 2 * cols) receives the result (else a new array); ``mod``
+    overrides the C helper (tests)."""
     m, width = x.shape
     if m != params.size or width not in (2, 4) or x.dtype != np.uint64:
         raise ConfigError("lpn.encode", f"x of shape {x.shape}, expected ({params.size}, 2|4)")
@@ -211,4 +213,7 @@ def encode(
         native.expand(tail, g.words, EXPANDER_WEIGHT, g.sub, width // 2, out)
     else:
         _expand_np(tail, expander(params), out)
+    if dest is not None:
+        dest[...] = out
+        return dest
     return out.copy() if inplace else out  # a copy: frees the M rows of x

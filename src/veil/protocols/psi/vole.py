@@ -207,9 +207,8 @@ def vole_sender(session: Session, n: int, *, policy: SecurityPolicy = DEFAULT_PO
         sums[:, :, 1] ^= cot.tccr(idx, rows ^ delta).reshape(t, d, 2)
         z = _gilboa(q[ch.cot0 + g : ch.cot0 + g + cot.WIDTH * t], t)
         session.send(peer, Tag.PPRF, {"sums": sums, "fix": leaf_sums ^ z})
-        b[ch.start : ch.stop] = lpn.encode(
-            ch.params, blocks, inplace=True, the_code=codes[ch.params]
-        )
+        g_ = codes[ch.params]
+        lpn.encode(ch.params, blocks, inplace=True, the_code=g_, dest=b[ch.start : ch.stop])
         del blocks
     return VoleSender(delta=delta, b=b)
 
@@ -245,8 +244,9 @@ def vole_receiver(
         # a = G e needs no message: compute it while the peer expands its trees
         e = np.zeros((t, 1 << d, 2), dtype=np.uint64)  # regular noise: beta_j at alpha_j
         e[tree_ix, alpha] = beta
-        a[ch.start : ch.stop] = lpn.encode(
-            ch.params, e.reshape(-1, 2), inplace=True, the_code=codes[ch.params]
+        g_ = codes[ch.params]
+        lpn.encode(
+            ch.params, e.reshape(-1, 2), inplace=True, the_code=g_, dest=a[ch.start : ch.stop]
         )
         del e
         spec = msg.Record(
@@ -264,8 +264,6 @@ def vole_receiver(
         c_prime = _blocks(leaves)
         del leaves
         c_prime.reshape(t, 1 << d, 2)[tree_ix, alpha] = fix ^ known ^ y
-        c[ch.start : ch.stop] = lpn.encode(
-            ch.params, c_prime, inplace=True, the_code=codes[ch.params]
-        )
+        lpn.encode(ch.params, c_prime, inplace=True, the_code=g_, dest=c[ch.start : ch.stop])
         del c_prime
     return VoleReceiver(a=a, c=c)
