@@ -79,10 +79,14 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1_250_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--fallback", action="store_true", help="VEIL_NATIVE=0: no C helper")
+    ap.add_argument("--chunk", type=int, default=None, help="override vole.CHUNK_MAX")
     args = ap.parse_args()
     if args.fallback:
         os.environ["VEIL_NATIVE"] = "0"
     from veil.protocols.psi import gf128, vole
+
+    if args.chunk:
+        vole.CHUNK_MAX = args.chunk  # the forked parties inherit it
 
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False

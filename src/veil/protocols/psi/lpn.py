@@ -20,7 +20,8 @@ Noise weight (libOTe ``getRegNoiseWeight``): with the code's estimated minimum
 distance ratio delta = 0.15, linear tests have advantage (1 - 2 delta)^T, so
 T >= 128 / -log2(1 - 2 delta) = 249, rounded up to 256 for 128-bit security.
 :func:`params_for` takes M >= 2n with blocks of 2^d entries and T >= 256 blocks
-(n = 1.25 * 10^6: d = 13, T = 306, M = 2 506 752).
+(n = 6.25 * 10^5, one of the VOLE's two chunks at 1.25 * 10^6 outputs: d = 12, T = 306,
+M = 1 253 376).
 
 The convolution and the expander run in the optional C helper :mod:`._vole` once it
 reproduced this module's fallback on load (:func:`.gf128.native`).

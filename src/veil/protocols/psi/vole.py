@@ -18,14 +18,20 @@ Rindal, CCS 2022). Parameters (:mod:`.lpn`): T >= 256 noise blocks of 2^d entrie
 code size M = T 2^d >= 2n, expander weight 7, accumulator 24: 128-bit computational
 security against linear attacks on dual LPN with the code's estimated minimum distance.
 
+Chunks: n is split into near-equal chunks of at most ``CHUNK_MAX`` = 2^20 outputs, each
+an independent instance of the above (its own noise, trees and code application) that
+shares Delta, the base OTs and one IKNP extension: the work memory is that of one chunk
+whatever n (n = 1.25 * 10^6: two chunks of T = 306 trees of 2^12 leaves).
+
 Flow (receiver R holds a, sender S holds Delta):
   1. R -> S  SETUP: n and R's Chou-Orlandi base-OT point (:mod:`.ot`).
   2. S -> R  BASE_OT: 128 base-OT points, S's choices = the bits of Delta.
   3. R -> S  EXTEND: the IKNP message u for T*d + 128*T correlated OTs (:mod:`.cot`):
              R's choices are the bits off its GGM paths (alpha_j: the noise position
              of block j) and the 128 bits of each noise value beta_j.
-  4. S -> R  PPRF: per tree and level, the two GGM level sums masked by the random OT
-             (:mod:`.ggm`), and fix_j = (sum of tree j's leaves) + z_j, where
+  4. S -> R  PPRF (one per chunk): per tree and level, the two GGM level sums masked
+             by the random OT (:mod:`.ggm`), and fix_j = (sum of tree j's leaves) + z_j,
+             where
              y_j = z_j + beta_j Delta is the Gilboa VOLE from the 128 COTs of beta_j.
   Then, locally: S has b' = the leaves; R has e (beta_j at alpha_j in block j, else 0)
   and c' = the leaves it knows, with c'[alpha_j] = fix_j + (its leaves of tree j) + y_j,
@@ -60,7 +66,7 @@ from veil.protocols.psi import cot, gf128, ggm, lpn, ot
 __all__ = ["Tag", "VoleReceiver", "VoleSender", "vole_receiver", "vole_sender"]
 
 PROTOCOL_VERSION = 1
-CHUNK_MAX = 1 << 21  # outputs per independent LPN instance: bounds memory beyond n
+CHUNK_MAX = 1 << 20  # outputs per independent LPN instance: bounds memory beyond n
 
 
 class Tag(StrEnum):
