@@ -149,7 +149,7 @@ def _self_test(mod: ModuleType) -> bool:
     return True
 
 
-_NONE = ModuleType("_no_native")
+_NONE = ModuleType("_no_native")  # as encode(mod=...): run the fallback (self-test, tests)
 
 
 def _native() -> ModuleType | None:
