@@ -111,8 +111,9 @@ def run_secretflow(harness: Path, venv: Path, data: Path, a: argparse.Namespace)
     return r
 
 
-def job_demo(repeats: int) -> None:
-    """``--job-demo``: hetero_lr's wall and CPU time per protocol in a job."""
+def job_demo(repeats: int, only: list[str] | None = None) -> None:
+    """``--job-demo``: hetero_lr's wall and CPU time per protocol in a job (``only``: the
+    variants whose names start with one of these, beside the psi + split baseline)."""
     import resource
 
     import yaml
@@ -124,10 +125,20 @@ def job_demo(repeats: int) -> None:
     variants: dict[str, dict[str, Any] | None] = {
         "he": {**train, "protocol": "he", "he": "ou", "key_bits": 2048},
         "ss, dealer": {**train, "protocol": "ss", "dealer": "dealer"},
-        "ss, no third party": {**train, "protocol": "ss", "he": "ou", "key_bits": 2048},
+        "ss, no third party (ou)": {**train, "protocol": "ss", "he": "ou", "key_bits": 2048},
+        "ss, no third party (paillier)": {
+            **train,
+            "protocol": "ss",
+            "he": "paillier",
+            "key_bits": 2048,
+        },
         "(psi + split only)": None,
     }
-    results: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
+    if only:
+        variants = {
+            k: v for k, v in variants.items() if v is None or any(k.startswith(o) for o in only)
+        }
+    results: dict[str, list[tuple[float, float, float]]] = {k: [] for k in variants}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(repeats):
             names = list(variants)
@@ -154,18 +165,20 @@ def job_demo(repeats: int) -> None:
                     raise RuntimeError(f"{name}: {res.error}")
                 cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
                 wall = float(res.report["steps"][2]["seconds"]) if params is not None else 0.0
+                auc_test = float("nan")
                 if params is not None:
-                    auc_test = res.report["steps"][3]["party_outputs"]["bank"]["auc_test"]
+                    auc_test = float(res.report["steps"][3]["party_outputs"]["bank"]["auc_test"])
                     print(f"{name}: step {wall:.1f} s, job CPU {cpu:.1f} s, test AUC {auc_test}")
-                results[name].append((wall, cpu))
-    base = float(np.median([c for _, c in results.pop("(psi + split only)")]))
+                results[name].append((wall, cpu, auc_test))
+    base = float(np.median([c for _, c, _ in results.pop("(psi + split only)")]))
     print(f"hetero_lr on examples/credit_risk.yaml's data, median of {repeats}")
-    print("| protocol | step wall s | CPU s (all processes, less psi+split) |")
-    print("|---|---|---|")
+    print("| protocol | step wall s (runs) | CPU s (all processes, less psi+split) | test AUC |")
+    print("|---|---|---|---|")
     for name, runs in results.items():
-        wall = float(np.median([w for w, _ in runs]))
-        cpu = float(np.median([c for _, c in runs])) - base
-        print(f"| {name} | {wall:.1f} | {cpu:.1f} |")
+        wall = float(np.median([w for w, _, _ in runs]))
+        each = ", ".join(f"{w:.1f}" for w, _, _ in runs)
+        cpu = float(np.median([c for _, c, _ in runs])) - base
+        print(f"| {name} | {wall:.1f} ({each}) | {cpu:.1f} | {runs[0][2]:.4f} |")
 
 
 def _role(fn: Any, data: PartyData | None, o: SSLROptions) -> Any:
@@ -230,10 +243,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--secretflow", help="SecretFlow harness folder (run_pair.sh) to run here")
     ap.add_argument("--sf-venv", default="/tmp/mpc-sf-venv", help="SecretFlow's venv")
     ap.add_argument("--job-demo", action="store_true", help="time hetero_lr in veil run jobs")
+    ap.add_argument("--only", nargs="*", help="--job-demo: only the variants named so")
     add_order_args(ap)
     a = ap.parse_args(argv)
     if a.job_demo:
-        job_demo(a.repeats)
+        job_demo(a.repeats, a.only)
         return
     g, h, tr, te = synth20k() if a.dataset == "synth20k" else load_split()
     sk = run_sklearn(g, h, tr, te)

@@ -155,7 +155,7 @@ def train_label_holder(
     vs = None
     if Xvs is not None and yv is not None:
         vs = (Xvs, e.share_input(e.fp.encode(yv.reshape(-1, 1))))
-    mine = _reveal(e, run, fit(e, run, opts, Xs, ys, wts, report, vs))
+    mine = _reveal(e, run, fit(e, run, opts, Xs, ys, wts, report, vs, labels=y))
     for p in run.parties[2:]:
         s.send(p, Tag.DONE, {"epochs_run": report.epochs_run, "stopped_by": report.stopped_by})
     coef, icpt = (mine[:-1], float(mine[-1])) if opts.fit_intercept else (mine, 0.0)

@@ -14,24 +14,41 @@ flow and what each party learns; both open only masked values):
           once, and a step is one (width x width) masked product: the step's cost no
           longer depends on the batch size. Same algorithm, same result up to rounding.
 Without a dealer the ``gram`` way makes far fewer triples under HE (one Gram block per
-batch instead of a row-sized product per step), so it is used whenever it applies.
+batch instead of a row-sized product per step), so it is used whenever it applies; with
+two data parties its Gram matrices and vectors are then shares computed directly from
+the parties' bounded data (:func:`veil.mpc.he_cross.gram_shares`, ``direct``), not from
+Beaver triples over the masked matrix.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from math import ceil
 
 import numpy as np
 
+from veil.errors import ConfigError
 from veil.ml.ss_lr_epochs import VALID_MASK, EpochEnd, plan_epoch_end, plan_valid
 from veil.ml.ss_lr_options import SSLROptions
 from veil.mpc.engine import Engine, Masked
+from veil.mpc.he_cross import Layout, gram_shares
+from veil.mpc.he_triples import HEStore
 from veil.mpc.nonlinear import Sigmoid, plan_sigmoid, sigmoid
 from veil.mpc.plan import SHARED, Plan
-from veil.mpc.ring import Share
+from veil.mpc.ring import Share, to_signed
 
-__all__ = ["MASK", "FitReport", "RunParams", "build_plan", "fit", "partition", "use_gram"]
+__all__ = [
+    "MASK",
+    "FitReport",
+    "RunParams",
+    "build_plan",
+    "data_bits",
+    "fit",
+    "partition",
+    "use_direct",
+    "use_gram",
+]
 
 MASK = "X"
 _SCALE_BITS = 12  # significant bits of the learning rate and 1/|B| multipliers
@@ -76,6 +93,23 @@ def use_gram(opts: SSLROptions) -> bool:
     return Sigmoid(opts.sigmoid) is Sigmoid.LINEAR and opts.class_weight is None
 
 
+def use_direct(run: RunParams, opts: SSLROptions) -> bool:
+    """Whether the Gram matrices come straight from the two data parties' data under HE
+    (``gram`` way, no dealer, exactly two data parties)."""
+    return use_gram(opts) and opts.dealer is None and len(run.widths) == 2
+
+
+def data_bits(run: RunParams, opts: SSLROptions) -> int:
+    """The public bound ``|encoded feature| < 2^bits`` of the ``direct`` way, from agreed
+    options only: the clip (and the intercept's 1) at ``feature_frac_bits``, or without a
+    clip what :mod:`veil.ml.ss_lr`'s truncation check already enforces
+    (``rows * |x| * 2 < 2^(43 - frac_bits - feature_frac_bits)``)."""
+    if opts.clip > 0:
+        return ceil(max(opts.clip, 1.0) * (1 << opts.feature_frac_bits)).bit_length()
+    rows = max(len(b) for b in partition(run.n, opts.batch_size, run.seed))
+    return max(2, 43 - opts.frac_bits - rows.bit_length() + 2)
+
+
 def partition(n: int, batch_size: int, seed: int) -> list[np.ndarray]:
     """The fixed batches: a seeded permutation of the rows in ``n // batch_size`` nearly
     equal parts (each at least ``batch_size`` rows; 0 = one full batch)."""
@@ -105,8 +139,9 @@ def build_plan(run: RunParams, opts: SSLROptions) -> Plan:
         square = plan.add_rowset(np.arange(width))
         for k in range(len(parts)):
             plan.add_mask(f"G{k}", width, [(width, SHARED)])
-            plan.cross(MASK, MASK, k)
-            plan.masked_t(MASK, k)
+            if not use_direct(run, opts):
+                plan.cross(MASK, MASK, k)
+                plan.masked_t(MASK, k)
     if run.n_valid:
         plan_valid(plan, run.n_valid, blocks)
     for epoch in range(opts.epochs):
@@ -134,14 +169,17 @@ def fit(  # noqa: PLR0917
     wts: tuple[Share, Share] | None,
     report: FitReport,
     valid: tuple[Share, Share] | None = None,
+    labels: np.ndarray | None = None,
 ) -> Share:
     """Mini-batch SGD on shares; returns this party's share of the weights (with
     ``patience``, of the best epoch's).
 
     ``Xs``: this party's share of the joint feature matrix (``feature_frac_bits``),
     ``ys``: of the labels, ``wts``: of the class weights ``s`` and ``s * y``, ``valid``:
-    of the validation rows' features and labels (:mod:`veil.ml.ss_lr_epochs`)."""
-    M = e.mask(MASK, Xs)
+    of the validation rows' features and labels (:mod:`veil.ml.ss_lr_epochs`);
+    ``labels``: the label holder's own 0/1 labels (the ``direct`` way needs them)."""
+    direct = use_direct(run, opts)
+    M = None if direct else e.mask(MASK, Xs)
     Mv = None if valid is None else e.mask(VALID_MASK, valid[0])
     width = sum(run.widths)
     w = e.constant(np.zeros((width, 1), dtype=np.uint64))
@@ -152,7 +190,12 @@ def fit(  # noqa: PLR0917
     parts = partition(run.n, opts.batch_size, run.seed)
     gram = use_gram(opts)
     report.method = "gram" if gram else "z"
-    setup = _gram_setup(e, M, ys, parts, opts) if gram else []
+    if direct:
+        t0 = time.perf_counter()
+        setup = _gram_setup(e, M, ys, parts, opts, _direct(e, run, opts, Xs, labels, parts))
+        report.offline_seconds += time.perf_counter() - t0
+    else:
+        setup = _gram_setup(e, M, ys, parts, opts) if gram else []
     square = len(parts)  # the plan's rowset of the Gram matrices' rows
     vrows = len(parts) + int(gram)  # the plan's rowset of the validation rows
     end = None
@@ -170,6 +213,7 @@ def fit(  # noqa: PLR0917
                 g = e.masked_matmul(G, square, w) + h  # mean gradient
                 step = e.scale(g, lr, sig_bits=_SCALE_BITS)
             else:
+                assert M is not None
                 g = _z_gradient(e, M, k, parts[k], w, (ys, wts), opts)
                 step = e.scale(g, lr / len(parts[k]), sig_bits=_SCALE_BITS)
             if l2:
@@ -210,20 +254,55 @@ def _z_gradient(  # noqa: PLR0917
     return e.masked_tmatmul(M, k, d, shift=fx)
 
 
-def _gram_setup(
-    e: Engine, M: Masked, ys: Share, parts: list[np.ndarray], opts: SSLROptions
+def _gram_setup(  # noqa: PLR0917
+    e: Engine,
+    M: Masked | None,
+    ys: Share,
+    parts: list[np.ndarray],
+    opts: SSLROptions,
+    direct: list[tuple[Share, Share]] | None = None,
 ) -> list[tuple[Masked, Share]]:
-    """Per batch: ``0.25 X_B^T X_B / |B|`` (masked once) and ``X_B^T (0.5 - y_B) / |B|``."""
+    """Per batch: ``0.25 X_B^T X_B / |B|`` (masked once) and ``X_B^T (0.5 - y_B) / |B|``,
+    from triples over the masked matrix ``M``, or from ``direct``'s shares of
+    ``X_B^T X_B`` and ``X_B^T (1 - 2 y_B)`` (``feature_frac_bits``)."""
     fx, f = opts.feature_frac_bits, e.fp.frac_bits
-    half = e.constant(e.fp.encode(np.full(ys.shape, 0.5)))
-    v = half - ys
+    v = None if direct else e.constant(e.fp.encode(np.full(ys.shape, 0.5))) - ys
     out: list[tuple[Masked, Share]] = []
     for k, rows in enumerate(parts):
-        G = e.cross(M, M, k)  # 2 fx fraction bits
+        if direct is None:
+            assert M is not None and v is not None
+            G = e.cross(M, M, k)  # 2 fx fraction bits
+            h = e.masked_tmatmul(M, k, v[rows], shift=fx)
+        else:  # X^T (1 - 2y) = 2 X^T (0.5 - y) at fx bits, brought to f bits exactly
+            G, h = direct[k]
+            h = h * np.uint64(1 << (f - fx - 1)) if f > fx else e.trunc(h, 1)
         G = e.trunc(G, 2 * fx - f) if 2 * fx >= f else G * np.uint64(1 << (f - 2 * fx))
         G = e.scale(G, 0.25 / len(rows), sig_bits=_SCALE_BITS)
-        h = e.scale(
-            e.masked_tmatmul(M, k, v[rows], shift=fx), 1.0 / len(rows), sig_bits=_SCALE_BITS
-        )
+        h = e.scale(h, 1.0 / len(rows), sig_bits=_SCALE_BITS)
         out.append((e.mask(f"G{k}", G), h))
     return out
+
+
+def _direct(  # noqa: PLR0917
+    e: Engine,
+    run: RunParams,
+    opts: SSLROptions,
+    Xs: Share,
+    labels: np.ndarray | None,
+    parts: list[np.ndarray],
+) -> list[tuple[Share, Share]]:
+    """Shares of each batch's ``X_B^T X_B`` and ``X_B^T (1 - 2 y_B)`` from the two data
+    parties' own blocks (the label holder's labels as a further column)."""
+    if not isinstance(e.store, HEStore) or (e.me == 0) != (labels is not None):
+        raise ConfigError("hetero_lr", "the direct Gram way needs HE keys and the labels")
+    w0, w1 = run.widths
+    own = Xs[:, :w0] if e.me == 0 else Xs[:, w0 : w0 + w1]
+    keys = e.store.keys
+    bits = data_bits(run, opts)
+    layout = Layout((w0 + 1, w1), (bits, bits), max(len(p) for p in parts), keys.stat_sec)
+    extra = None
+    if labels is not None:
+        extra = (1 - 2 * np.asarray(labels, dtype=np.int64)).reshape(-1, 1)
+    return gram_shares(
+        e.ch, e.me, e.parties, keys, to_signed(own), layout, parts, n_extra=1, extra=extra
+    )

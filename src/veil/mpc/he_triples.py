@@ -42,15 +42,17 @@ from typing import Any
 import numpy as np
 
 from veil.crypto import he
+from veil.crypto.kernels import objects
 from veil.errors import ConfigError, ProtocolError
 from veil.mpc.channel import Channel, expect_bytes, expect_field
+from veil.mpc.multiexp import pippenger_cost, shared_base_multi_exp, straus_cost
 from veil.mpc.plan import Kind, Plan, Spec
 from veil.mpc.prg import PRG, SEED_BYTES, new_seed
 from veil.mpc.ring import Share
 from veil.mpc.triples import TripleStore, full_product, mask_share, random_part
 from veil.policy import DEFAULT_POLICY, SecurityPolicy
 
-__all__ = ["Tag", "he_store"]
+__all__ = ["HEKeys", "HEStore", "Tag", "exchange_keys", "he_store"]
 
 _MASK64 = (1 << 64) - 1
 
@@ -73,28 +75,29 @@ class _Job:
     members: list[int] = field(default_factory=list)
 
 
-class _TableStore(TripleStore):
-    def __init__(self, party: int, plan: Plan, prg: PRG, cs: list[Share], seconds: float):
-        super().__init__(party, plan, prg)
-        self._cs = cs
-        self.offline_seconds = seconds
+@dataclass(frozen=True)
+class HEKeys:
+    """One party's side of a key exchange for two-party HE work: its key pair, the
+    peer's public key and a seed both parties know (drawn by party 0)."""
 
-    def _c(self, index: int, phase: int, spec: Spec, shape: tuple[int, ...]) -> Share:
-        return self._cs[index]
+    pk: he.HEPublicKey
+    sk: he.HESecretKey
+    peer_pk: he.HEPublicKey
+    common: bytes
+    stat_sec: int  # the policy's: statistical hiding of every mask made with these keys
 
 
-def he_store(
+def exchange_keys(
     ch: Channel,
     party: int,
     parties: tuple[str, str],
-    plan: Plan,
     *,
     scheme: str = "ou",
     key_bits: int = 2048,
     policy: SecurityPolicy = DEFAULT_POLICY,
-) -> TripleStore:
-    """Generate every triple of ``plan`` with the peer under HE; return this party's store."""
-    t0 = time.perf_counter()
+) -> HEKeys:
+    """Make this party's key pair and swap public keys (party 0 also sends the common
+    seed): the ``he_triple_key`` message each way."""
     policy.check_key_bits(str(he.HEScheme(scheme)), key_bits, "triples.key_bits")
     pk, sk = he.generate_keypair(scheme, key_bits, policy=policy)
     peer = parties[1 - party]
@@ -109,6 +112,40 @@ def he_store(
         common = expect_bytes(expect_field(msg, Tag.KEY, "seed"), Tag.KEY, "seed", SEED_BYTES)
     if peer_pk.scheme != pk.scheme:
         raise ProtocolError(f"{Tag.KEY}.scheme: peer uses {peer_pk.scheme}, not {pk.scheme}")
+    return HEKeys(pk, sk, peer_pk, common, policy.stat_sec)
+
+
+class HEStore(TripleStore):
+    """A triple store filled under HE; ``keys`` may serve further HE work with the same
+    peer (:func:`veil.mpc.he_cross.gram_shares`)."""
+
+    def __init__(  # noqa: PLR0917
+        self, party: int, plan: Plan, prg: PRG, cs: list[Share], seconds: float, keys: HEKeys
+    ) -> None:
+        super().__init__(party, plan, prg)
+        self._cs = cs
+        self.offline_seconds = seconds
+        self.keys = keys
+
+    def _c(self, index: int, phase: int, spec: Spec, shape: tuple[int, ...]) -> Share:
+        return self._cs[index]
+
+
+def he_store(
+    ch: Channel,
+    party: int,
+    parties: tuple[str, str],
+    plan: Plan,
+    *,
+    scheme: str = "ou",
+    key_bits: int = 2048,
+    policy: SecurityPolicy = DEFAULT_POLICY,
+) -> HEStore:
+    """Generate every triple of ``plan`` with the peer under HE; return this party's store."""
+    t0 = time.perf_counter()
+    keys = exchange_keys(ch, party, parties, scheme=scheme, key_bits=key_bits, policy=policy)
+    pk, sk, peer_pk, common = keys.pk, keys.sk, keys.peer_pk, keys.common
+    peer = parties[1 - party]
     prg = PRG(new_seed())
     gen = _Generator(plan, party, prg, policy.stat_sec)
     cs = gen.local_products()
@@ -131,7 +168,7 @@ def he_store(
     for i, c in enumerate(cs):
         r = rerand.words(f"r{i}", c.shape)
         cs[i] = c + r if party == 0 else c - r
-    return _TableStore(party, plan, prg, cs, time.perf_counter() - t0)
+    return HEStore(party, plan, prg, cs, time.perf_counter() - t0, keys)
 
 
 class _Generator:
@@ -290,8 +327,19 @@ class _Generator:
         R = _big(self.prg, label, U.shape[0] * ncols, val + self.stat_sec)
         R2 = R.reshape(U.shape[0], ncols)
         Rp = _pack_ints(R2, slot, slots)
-        Ut = _ints(U.T)
-        outs = [c[:, g].matmul(Ut) + pk.encrypt(Rp[:, g]) for g in range(groups)]
+        k = U.shape[1]
+        if straus_cost(k, U.shape[0], 64)[0] < pippenger_cost(k, U.shape[0], 64):
+            m = pk.ct_modulus  # a short inner dimension: window tables shared by the rows
+            U = np.asarray(U, dtype=np.uint64)
+            cols = [list(c.ct[:, g]) for g in range(groups)]
+            prods = [
+                he.EncryptedArray(pk, objects(col), 0, False, 0)
+                for col in shared_base_multi_exp(pk.backend, cols, U, m)
+            ]
+        else:
+            Ut = _ints(U.T)
+            prods = [c[:, g].matmul(Ut) for g in range(groups)]
+        outs = [prods[g] + pk.encrypt(Rp[:, g]) for g in range(groups)]
         wire = he.concatenate(outs).to_wire() if outs else None
         return {"ct": wire, "rows": U.shape[0], "cols": ncols}, _neg_low64(R).reshape(R2.shape)
 
