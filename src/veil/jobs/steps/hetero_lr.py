@@ -18,8 +18,10 @@ files and predictions are the same whichever protocol trained them, so ``predict
   validation loss per epoch. With ``dealer: PARTY`` (a party of the job file without
   ``data:``, that only makes the Beaver triples, sees no data and saves no model) it is
   fast; without it the label holder and the first partner make the triples under
-  ``he`` with ``key_bits`` keys (no third party, slower). Options beyond the shared ones:
-  ``sigmoid``, ``frac_bits``, ``feature_frac_bits``, ``dealer``.
+  ``he`` with ``key_bits`` keys (no third party, slower; ``class_weight`` or a sigmoid
+  other than ``linear`` takes Beaver triples every step, several times slower again
+  without a dealer). Options beyond the shared ones: ``sigmoid``, ``frac_bits``,
+  ``feature_frac_bits``, ``dealer``.
 - ``he`` and ``gram`` (opt-in, :mod:`veil.ml.lr`; what each party learns is in
   :mod:`veil.ml.lr._train`): faster, but **each party learns its own batch gradient**
   (as in FATE's CoordinatedLR), from which the label holder reads much of the partner's
