@@ -85,7 +85,7 @@ GRADIENT_WARNING = (
 )
 
 
-def ss_unavailable(params: Mapping[str, Any]) -> str | None:
+def ss_unavailable(params: Mapping[str, object]) -> str | None:
     """Why ``protocol: auto`` cannot be secret-sharing LR here, or None (it is)."""
     if params.get("penalty") == "l1":
         return "penalty l1 needs comparisons on shares, which protocol ss lacks"
