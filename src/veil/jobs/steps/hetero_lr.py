@@ -40,7 +40,8 @@ Parameters: the options of :class:`veil.ml.lr.LROptions` under their job-file ke
 ``patience``: every k-th training row is held out for early stopping on the validation
 Taylor loss, computed under HE or on shares, default 5) and ``label_holder``.
 ``batch_size`` below the policy's minimum for the widest party's columns is refused when
-training starts.
+training starts. ``tol`` under ``ss`` compares the Euclidean norm of an epoch's whole
+step (at least its largest move, so ss never stops before ``he`` would).
 """
 
 from __future__ import annotations
