@@ -2,7 +2,7 @@
 
     python benchmarks/ss_lr.py [--dataset synth20k|default_credit] [--triples dealer he]
         [--epochs 10] [--batch-size 0] [--lr 0.3] [--schedule constant] [--alpha 0.01]
-        [--he ou] [--key-bits 2048] [--repeats 1] [--peer-json results/sslr.json ...]
+        [--he ou [paillier]] [--key-bits 2048] [--repeats 1] [--peer-json results/sslr.json ...]
         [--secretflow /tmp/peers/secretflow] [--sf-venv /tmp/mpc-sf-venv] [--first veil|peer]
 
     python benchmarks/ss_lr.py --job-demo [--repeats 3]
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--schedule", default="constant", choices=["constant", "decay"])
     ap.add_argument("--alpha", type=float, default=0.01)
     ap.add_argument("--sigmoid", default="linear")
-    ap.add_argument("--he", default="ou", choices=["ou", "paillier"])
+    ap.add_argument("--he", nargs="+", default=["ou"], choices=["ou", "paillier"])
     ap.add_argument("--key-bits", type=int, default=2048)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--peer-json", nargs="*", default=[])
@@ -258,27 +258,26 @@ def main(argv: list[str] | None = None) -> None:
         "schedule": a.schedule,
         "alpha": a.alpha,
         "sigmoid": a.sigmoid,
-        "he": a.he,
         "key_bits": a.key_bits,
         "seed": 1,
     }
-    raw: dict[str, list[dict[str, Any]]] = {m: [] for m in a.triples}
+    modes = [m for t in a.triples for m in (["dealer"] if t == "dealer" else a.he)]
+    raw: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
     sf: list[dict[str, Any]] = []
     tmp = tempfile.TemporaryDirectory()
     if a.secretflow:
         write_peer_data(Path(tmp.name))
 
     def veil_run(mode: str) -> Any:
-        o = SSLROptions(dealer="dealer" if mode == "dealer" else None, **common)
+        dealer = mode == "dealer"
+        o = SSLROptions(dealer="dealer" if dealer else None, he="ou" if dealer else mode, **common)
         return lambda: raw[mode].append(run_veil(g, h, tr, te, o))
 
     peer = [
         lambda: sf.append(run_secretflow(Path(a.secretflow), Path(a.sf_venv), Path(tmp.name), a))
     ]
     for i in range(a.repeats):
-        for run in in_order(
-            i, a.first, [veil_run(m) for m in a.triples], peer if a.secretflow else []
-        ):
+        for run in in_order(i, a.first, [veil_run(m) for m in modes], peer if a.secretflow else []):
             run()
     tmp.cleanup()
     rows = {
@@ -293,10 +292,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     print("| system | fit s | offline (triples) s | CPU s (all parties) | MB sent | test AUC |")
     print("|---|---|---|---|---|---|")
-    names = {
-        "dealer": "Veil SS-LR, dealer",
-        "he": f"Veil SS-LR, no third party ({a.he}-{a.key_bits})",
-    }
+    names = {"dealer": "Veil SS-LR, dealer"}
+    names.update({he: f"Veil SS-LR, no third party ({he}-{a.key_bits})" for he in a.he})
     for mode, r in rows.items():
         share = 100 * r["offline_s"] / r["fit_s"]
         print(

@@ -12,7 +12,7 @@ from tests.wire_check import Recorder, assert_no_leak
 from veil.codec import IntArray
 from veil.errors import ConfigError, ProtocolError
 from veil.mpc.he_cross import Layout, Tag, cross_shares, gram_shares
-from veil.mpc.he_triples import exchange_keys
+from veil.mpc.he_keys import exchange_keys
 from veil.mpc.ring import to_signed
 from veil.net.local import run_parties
 from veil.policy import TEST_POLICY
@@ -84,6 +84,16 @@ def test_data_outside_the_agreed_bound_is_refused_naming_the_column() -> None:
         Layout((1, 1), (600, 600), N, 40).slots(_keys().pk)
 
 
+def test_the_parties_take_turns_encrypting_where_it_costs_about_the_same() -> None:
+    pk = _keys().pk  # 1024-bit Paillier: 13 slots of 74 bits
+    even = Layout((10, 9), (BITS, BITS), 100, 40).encryptors((pk, pk), [100] * 6)
+    assert set(even) == {0, 1} and 2 <= even.count(1) <= 4
+    lopsided = Layout((40, 1), (BITS, BITS), 100, 40).encryptors((pk, pk), [100] * 6)
+    # 4 ciphertexts a row and 1 exponent row beat 1 ciphertext and 40 exponent rows
+    assert lopsided == [0] * 6
+    assert Layout((20, 12), (BITS, BITS), 100, 40).encryptors((pk, pk), [100]) == [1]
+
+
 class _Peer:
     """A peer that answers every receive with ``reply`` and swallows every send."""
 
@@ -110,7 +120,7 @@ def _keys() -> Any:
 def test_malformed_messages_name_tag_and_field(role: str, bad: str) -> None:
     lay = Layout((W0, W1), (BITS, BITS), N, TEST_POLICY.stat_sec)
     keys = _keys()
-    v = lay.encryptor((keys.pk, keys.pk))
+    v = lay.encryptors((keys.pk, keys.pk), [len(ROWS[0])])[0]
     party = 1 - v if role == "u" else v
     n = len(ROWS[0]) if role == "u" else lay.widths[1 - v]  # one slot group either way
     width = keys.pk.ct_bytes

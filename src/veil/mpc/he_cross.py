@@ -11,14 +11,17 @@ arXiv:1711.10677, 2017; CAESAR, Chen et al., CCS 2021). The factors are integers
 
 * the exponents are ``b``-bit signed integers: a signed multi-exponentiation (Pippenger,
   :meth:`veil.crypto.backend.HEBackend.multi_exp_columns`) costs about a fifth of one
-  over 64-bit words (OU-2048: 3.1 against 14.5 us a product, both cores);
+  over 64-bit words (OU-2048: 3.1 against 14.5 us a product, wall time on both cores;
+  4.3 us of CPU, Paillier-2048 10.5);
 * a slot holds ``val = b_0 + b_1 + bitlen(rows)`` bits of product sum plus the mask
   (about 80 bits, against 180 for random words): 25 slots per Paillier-2048 plaintext,
   8 per OU-2048 one (11 and 3 for random words).
 
 Protocol for ``C_R = A_Rᵀ B_R`` (party 0 holds ``A`` (n x a), party 1 ``B`` (n x b);
-``R`` runs over public row subsets); ``v``, the party whose matrix is encrypted, is
-chosen from public sizes (:meth:`Layout.encryptor`), ``u`` is the other:
+``R`` runs over public row subsets); ``v``, the party whose block of ``R`` is
+encrypted, is chosen per subset from public sizes (:meth:`Layout.encryptors`: the
+cheaper way, alternating between the parties where both cost about the same so that
+each encrypts some subsets while multiplying the other's), ``u`` is the other:
 
 1. v -> u  ``he_cross_operand`` (one per row subset): ``Enc_v(V_R + 2^b_v)``, ``slots``
    columns per plaintext, under v's own key (the offset makes every slot non-negative,
@@ -56,16 +59,20 @@ from veil.crypto.kernels import objects
 from veil.errors import ConfigError
 from veil.messages import Fields
 from veil.mpc.channel import Channel
-from veil.mpc.he_triples import HEKeys
+from veil.mpc.he_keys import HEKeys
 from veil.mpc.prg import PRG, new_seed
 from veil.mpc.ring import Share
 
 __all__ = ["Layout", "Tag", "check_bound", "cross_shares", "gram_shares"]
 
 _MASK64 = (1 << 64) - 1
-ENCRYPTION_COST = 40
-"""One encryption costs about this many small-exponent products (measured: Paillier-2048
-30, OU-2048 90); :meth:`Layout.encryptor` weighs ciphertexts against products with it."""
+ENCRYPTION_COST = 8
+"""One encryption of an operand costs about this many 12-bit products (one core, CPU
+time: OU-2048 42 us a sparse encryption against 4.3 us a product, Paillier-2048 60
+against 10.5); :meth:`Layout.encryptors` weighs ciphertexts against products with it."""
+BALANCE = 1.3
+"""An orientation up to this much dearer than the cheapest may take a subset, to even
+the parties' work (:meth:`Layout.encryptors`)."""
 
 
 class Tag(StrEnum):
@@ -108,14 +115,33 @@ class Layout:
             )
         return s
 
-    def encryptor(self, pks: tuple[he.HEPublicKey, he.HEPublicKey]) -> int:
-        """Which party encrypts its matrix (under ``pks[v]``, its own key): the one that
-        makes ciphertexts plus products cheapest; party 0 on a tie."""
-        cost = []
+    def encryptors(
+        self, pks: tuple[he.HEPublicKey, he.HEPublicKey], sizes: Sequence[int]
+    ) -> list[int]:
+        """Which party encrypts its block of each row subset (of ``sizes`` rows), under
+        ``pks[v]``, its own key. Orientations within ``BALANCE`` of the cheapest
+        (ciphertexts plus products) qualify; among them each subset goes, in order, to
+        the one that evens the two parties' work, so both encrypt some subsets while
+        multiplying the other's. Public sizes only: both get the same list."""
+        per_row = []  # (total, the encryptor's work, the other's) per row, v = 0 and 1
         for v in (0, 1):
             groups = -(-self.widths[v] // self.slots(pks[v]))
-            cost.append(groups * (self.widths[1 - v] + ENCRYPTION_COST))
-        return 0 if cost[0] <= cost[1] else 1
+            enc, mul = groups * ENCRYPTION_COST, groups * self.widths[1 - v]
+            per_row.append((enc + mul, enc, mul))
+        best = min(c[0] for c in per_row)
+        ok = [v for v in (0, 1) if per_row[v][0] <= BALANCE * best]
+        load = [0.0, 0.0]
+        out = []
+        for n in sizes:
+            after = []
+            for v in ok:
+                here = load.copy()
+                here[v] += n * per_row[v][1]
+                here[1 - v] += n * per_row[v][2]
+                after.append((max(here), per_row[v][0], v, here))
+            _, _, v, load = min(after)
+            out.append(v)
+        return out
 
 
 def check_bound(X: npt.NDArray[np.int64], bits: int, names: Sequence[str], where: str) -> None:
@@ -151,80 +177,76 @@ def cross_shares(  # noqa: PLR0917
     if any(len(r) > layout.rows for r in rowsets):
         raise ConfigError("cross.rowsets", f"a row subset is longer than {layout.rows}")
     pks = (keys.pk, keys.peer_pk) if party == 0 else (keys.peer_pk, keys.pk)
-    v = layout.encryptor(pks)
+    order = layout.encryptors(pks, [len(r) for r in rowsets])
     peer = parties[1 - party]
-    if party == v:
-        return _as_v(ch, peer, keys, mine, layout, rowsets, v=v)
-    return _as_u(ch, peer, keys, mine, layout, rowsets, v=v)
+    out: list[Share | None] = [None] * len(rowsets)
+    for k, rows in enumerate(rowsets):  # 1. encrypt our blocks of the subsets we encrypt
+        if order[k] == party:
+            ch.send(peer, Tag.OPERAND, _operand(keys, mine[rows], layout, party))
+    prg = PRG(new_seed())
+    for k, rows in enumerate(rowsets):  # 2. multiply the peer's, meanwhile it does ours
+        if order[k] != party:
+            msg = ch.recv(peer, Tag.OPERAND)
+            wire, out[k] = _product(keys, mine[rows], layout, 1 - party, msg, (prg, f"m{k}"))
+            ch.send(peer, Tag.PRODUCT, wire)
+    for k in range(len(rowsets)):  # 3. decrypt the products of our operands
+        if order[k] == party:
+            out[k] = _decrypt(keys, layout, party, ch.recv(peer, Tag.PRODUCT))
+    return [x for x in out if x is not None]
 
 
-def _as_v(  # noqa: PLR0917
-    ch: Channel,
-    peer: str,
-    keys: HEKeys,
-    V: npt.NDArray[np.int64],
-    layout: Layout,
-    rowsets: Sequence[npt.NDArray[np.int64]],
-    *,
-    v: int,
-) -> list[Share]:
-    """v: send Enc(V_R) per row subset, then decrypt ``U_Rᵀ V_R + mask``."""
+def _operand(keys: HEKeys, V: npt.NDArray[np.int64], layout: Layout, v: int) -> dict[str, object]:
+    """v: ``Enc_v(V_R + 2^b_v)``, packed."""
     pk = keys.pk
-    slot, slots = layout.slot_bits, layout.slots(pk)
-    groups = -(-V.shape[1] // slots)
-    for rows in rowsets:
-        packed = _pack(V[rows] + (1 << layout.bits[v]), slot, slots)
-        ct = pk.raw_encrypt(objects(packed.ravel().tolist()))
-        ch.send(peer, Tag.OPERAND, {"ct": IntArray(list(ct), pk.ct_bytes)})
-    w_u = layout.widths[1 - v]
-    out = []
-    for _ in rowsets:
-        f = Fields(Tag.PRODUCT, ch.recv(peer, Tag.PRODUCT))
-        cts = _ciphertexts(f, "ct", w_u * groups, pk)
-        # the used slots only: a narrow span lets Paillier decrypt mod p alone (2x faster)
-        vals, _mod = keys.sk.raw_decrypt(cts, 1 << (min(slots, V.shape[1]) * slot))
-        share = _unpack(vals, w_u, groups, slot, slots)[:, : V.shape[1]]
-        out.append(share.T.copy() if v == 0 else share)  # A^T B either way
-    return out
+    packed = _pack(V + (1 << layout.bits[v]), layout.slot_bits, layout.slots(pk))
+    ct = pk.raw_encrypt(objects(packed.ravel().tolist()))
+    return {"ct": IntArray(list(ct), pk.ct_bytes)}
 
 
-def _as_u(  # noqa: PLR0917
-    ch: Channel,
-    peer: str,
+def _product(  # noqa: PLR0917
     keys: HEKeys,
     U: npt.NDArray[np.int64],
     layout: Layout,
-    rowsets: Sequence[npt.NDArray[np.int64]],
-    *,
     v: int,
-) -> list[Share]:
-    """u: per row subset, ``Enc(U_Rᵀ V_R + 2^val + M)`` back to v; keep ``-(2^val + M)``."""
+    msg: object,
+    stream: tuple[PRG, str],
+) -> tuple[dict[str, object], Share]:
+    """u: ``Enc_v(U_Rᵀ (V_R + 2^b_v) + 2^val + M)`` for v, and u's share
+    ``-(2^b_v s + 2^val + M)`` (as ``A_Rᵀ B_R``'s share: transposed if v is party 0)."""
     pk = keys.peer_pk
     slot, slots = layout.slot_bits, layout.slots(pk)
-    w_v = layout.widths[v]
+    w_u, w_v = U.shape[1], layout.widths[v]
     groups = -(-w_v // slots)
-    prg = PRG(new_seed())
     val, m = layout.val_bits, pk.ct_modulus
-    out = []
-    for k, rows in enumerate(rowsets):
-        f = Fields(Tag.OPERAND, ch.recv(peer, Tag.OPERAND))
-        cts = _ciphertexts(f, "ct", len(rows) * groups, pk).reshape(len(rows), groups)
-        Ut = np.ascontiguousarray(U[rows].T)  # (w_u, |R|) signed small exponents
-        prods = [pk.backend.multi_exp_columns(list(cts[:, g]), Ut, m) for g in range(groups)]
-        M = _uniform(prg, f"m{k}", (U.shape[1], w_v), val + 1 + layout.stat_sec)
-        sums = [int(x) << layout.bits[v] for x in U[rows].sum(axis=0)]
-        offset = [[(1 << val) + x for x in row] for row in M]
-        own = [[(1 << val) + x + si for x in row] for row, si in zip(M, sums, strict=True)]
-        masks = _pack_ints(offset, slot, slots)  # (w_u, groups)
-        enc = pk.raw_encrypt(objects(masks.ravel().tolist())).reshape(masks.shape)
-        a = [prods[g][i] for i in range(U.shape[1]) for g in range(groups)]
-        res = pk.backend.mulmod_list(a, list(enc.ravel()), m)
-        ch.send(peer, Tag.PRODUCT, {"ct": IntArray(res, pk.ct_bytes)})
-        mine = np.array([[(-x) & _MASK64 for x in row] for row in own], dtype=np.uint64).reshape(
-            U.shape[1], w_v
-        )
-        out.append(mine.T.copy() if v == 0 else mine)
-    return out
+    f = Fields(Tag.OPERAND, msg)
+    cts = _ciphertexts(f, "ct", len(U) * groups, pk).reshape(len(U), groups)
+    Ut = np.ascontiguousarray(U.T)  # (w_u, |R|) signed small exponents
+    prods = [pk.backend.multi_exp_columns(list(cts[:, g]), Ut, m) for g in range(groups)]
+    M = _uniform(*stream, (w_u, w_v), val + 1 + layout.stat_sec)
+    sums = [int(x) << layout.bits[v] for x in U.sum(axis=0)]
+    offset = [[(1 << val) + x for x in row] for row in M]
+    own = [[(1 << val) + x + si for x in row] for row, si in zip(M, sums, strict=True)]
+    masks = _pack_ints(offset, slot, slots)  # (w_u, groups)
+    enc = pk.raw_encrypt(objects(masks.ravel().tolist()))
+    a = [prods[g][i] for i in range(w_u) for g in range(groups)]
+    res = pk.backend.mulmod_list(a, list(enc), m)
+    mine = np.array([[(-x) & _MASK64 for x in row] for row in own], dtype=np.uint64)
+    mine = mine.reshape(w_u, w_v)
+    return {"ct": IntArray(res, pk.ct_bytes)}, (mine.T.copy() if v == 0 else mine)
+
+
+def _decrypt(keys: HEKeys, layout: Layout, v: int, msg: object) -> Share:
+    """v: its share, each slot of ``U_Rᵀ V_R + ...`` mod 2^64 (as ``A_Rᵀ B_R``'s)."""
+    pk = keys.pk
+    slot, slots = layout.slot_bits, layout.slots(pk)
+    w_u, w_v = layout.widths[1 - v], layout.widths[v]
+    groups = -(-w_v // slots)
+    f = Fields(Tag.PRODUCT, msg)
+    cts = _ciphertexts(f, "ct", w_u * groups, pk)
+    # the used slots only: a narrow span lets Paillier decrypt mod p alone (2x faster)
+    vals, _mod = keys.sk.raw_decrypt(cts, 1 << (min(slots, w_v) * slot))
+    share = _unpack(vals, w_u, groups, slot, slots)[:, :w_v]
+    return share.T.copy() if v == 0 else share
 
 
 def gram_shares(  # noqa: PLR0917
@@ -281,8 +303,14 @@ def gram_shares(  # noqa: PLR0917
 
 # -- packing ------------------------------------------------------------------------------
 def _pack(V: npt.NDArray[np.int64], slot: int, slots: int) -> np.ndarray:
-    """Rows of signed ints, ``slots`` columns per (signed) integer: (rows, groups)."""
-    return _pack_ints(V.tolist(), slot, slots)
+    """Rows of non-negative ints, ``slots`` columns per integer: (rows, groups)."""
+    n, width = V.shape
+    groups = -(-width // slots)
+    out = np.zeros((n, groups), dtype=object)
+    for g in range(groups):
+        for t in range(min(slots, width - g * slots)):  # numpy loops over the rows
+            out[:, g] += V[:, g * slots + t].astype(object) << (slot * t)
+    return out
 
 
 def _pack_ints(rows: list[list[int]], slot: int, slots: int) -> np.ndarray:
