@@ -122,7 +122,8 @@ class Layout:
         ``pks[v]``, its own key. Orientations within ``BALANCE`` of the cheapest
         (ciphertexts plus products) qualify; among them each subset goes, in order, to
         the one that evens the two parties' work, so both encrypt some subsets while
-        multiplying the other's. Public sizes only: both get the same list."""
+        multiplying the other's (a single subset: the cheapest, as nothing overlaps).
+        Public sizes only: both get the same list."""
         per_row = []  # (total, the encryptor's work, the other's) per row, v = 0 and 1
         for v in (0, 1):
             groups = -(-self.widths[v] // self.slots(pks[v]))
@@ -138,7 +139,9 @@ class Layout:
                 here = load.copy()
                 here[v] += n * per_row[v][1]
                 here[1 - v] += n * per_row[v][2]
-                after.append((max(here), per_row[v][0], v, here))
+                # one subset: nothing overlaps, the total counts; several: the busier party
+                span = max(here) if len(sizes) > 1 else sum(here)
+                after.append((span, per_row[v][0], v, here))
             _, _, v, load = min(after)
             out.append(v)
         return out
