@@ -68,7 +68,9 @@ def test_psi_split_ss_lr_evaluate(tmp_path: Path, dealer: bool) -> None:
     # With the dealer, early stopping too (every 5th training row held out; patience 2 of
     # 3 epochs never stops early, so the run is comparable): the loss on shares, through
     # gRPC between processes.
-    train = {**SS, "dealer": "dealer", "patience": 2} if dealer else {**SS, "he": "ou"}
+    # Without a dealer: the job default (no ``protocol`` key at all).
+    default = {k: v for k, v in SS.items() if k != "protocol"}
+    train = {**SS, "dealer": "dealer", "patience": 2} if dealer else {**default, "he": "ou"}
     out = tmp_path / "out"
     res = run_job(
         load_job(_job(tmp_path, _steps(train), dealer=dealer)), out, RunOptions(timeout=240)
@@ -76,6 +78,8 @@ def test_psi_split_ss_lr_evaluate(tmp_path: Path, dealer: bool) -> None:
     assert res.ok, res.error
     step = res.report["steps"][2]["party_outputs"]
     assert step["bank"]["triples"] == ("dealer" if dealer else "ou")
+    assert step["bank"]["protocol"] == step["bureau"]["protocol"] == "ss"
+    assert not res.report.get("warnings"), res.report.get("warnings")
     assert step["bank"]["epochs_run"] == 3
     pred = pd.read_csv(out / "bank" / "predictions.csv")
     assert list(pred.columns) == ["id", "score", "label", "set"]

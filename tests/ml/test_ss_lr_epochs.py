@@ -186,3 +186,16 @@ def test_a_rerun_with_the_same_seed_agrees_to_fixed_point_noise_only(
     ca, cb = np.concatenate(coefs(a, 2)), np.concatenate(coefs(b, 2))
     np.testing.assert_allclose(ca, cb, atol=1e-3)
     assert np.max(np.abs(ca)) > 0.05
+
+
+def test_a_malformed_epoch_decision_names_the_tag_and_field() -> None:
+    from veil.errors import ProtocolError
+    from veil.ml.ss_lr_epochs import EpochDecision
+
+    assert EpochDecision.from_wire({"stop": True, "keep": False}).stop
+    with pytest.raises(ProtocolError, match=r"ss_epoch\.keep"):
+        EpochDecision.from_wire({"stop": True})
+    with pytest.raises(ProtocolError, match=r"ss_epoch\.stop"):
+        EpochDecision.from_wire({"stop": "yes", "keep": True})
+    with pytest.raises(ProtocolError, match=r"ss_epoch"):
+        EpochDecision.from_wire([True, False])

@@ -154,7 +154,7 @@ def train_label_holder(
         wts = (sws, e.share_input(e.fp.encode((sw * y).reshape(-1, 1))))
     vs = None
     if Xvs is not None and yv is not None:
-        vs = (Xvs, e.share_input(e.fp.encode(yv.reshape(-1, 1))))
+        vs = (Xvs, e.share_input(e.fp.encode(yv.reshape(-1, 1))), yv)
     mine = _reveal(e, run, fit(e, run, opts, Xs, ys, wts, report, vs, labels=y))
     for p in run.parties[2:]:
         s.send(p, Tag.DONE, {"epochs_run": report.epochs_run, "stopped_by": report.stopped_by})
@@ -274,7 +274,7 @@ def train_partner(
         wts = None
         if opts.class_weight is not None:
             wts = (e.receive_input((run.n, 1)), e.receive_input((run.n, 1)))
-        vs = None if Xvs is None else (Xvs, e.receive_input((run.n_valid, 1)))
+        vs = None if Xvs is None else (Xvs, e.receive_input((run.n_valid, 1)), None)
         mine = _reveal(e, run, fit(e, run, opts, Xs, ys, wts, report, vs))
     model = _model(run, opts, PARTNER, data, mine, None, me=s.me, scaling=scaling)
     return model, report

@@ -7,10 +7,13 @@ it is computed from a shared Gram matrix of the validation rows, made once:
 
     loss(w) = log 2 + h^T w + w^T G w,   G = X_v^T X_v / (8 n_v),  h = X_v^T (0.5 - y_v) / n_v
 
-(``X_v``: the joint validation block, standardised with the training rows' scaling and
-masked once like the training block; ``y_v``: the label holder's validation labels,
-shared). Per epoch it costs two small products (``G w`` and ``w^T (G w + h)``); the
-shared loss is then revealed to the label holder alone. With ``tol`` the squared norm of
+(``X_v``: the joint validation block, standardised with the training rows' scaling;
+``y_v``: the label holder's validation labels). The shares of ``X_v^T X_v`` and
+``X_v^T (0.5 - y_v)`` come from Beaver triples over ``X_v`` masked once (:func:`plan_valid`)
+or, where SS-LR's training takes its Gram matrices directly under HE
+(:func:`veil.mpc.he_cross.gram_shares`), from the same. Per epoch it costs two small
+products (``G w`` and ``w^T (G w + h)``); the shared loss is then revealed to the label
+holder alone. With ``tol`` the squared norm of
 the epoch's whole step ``|w - w_before|^2`` is computed alike (kept at ``2 f`` fraction
 bits: no truncation) and revealed to the label holder alone.
 
@@ -38,7 +41,15 @@ from veil.mpc.engine import Engine, Masked
 from veil.mpc.plan import Plan
 from veil.mpc.ring import Share
 
-__all__ = ["VALID_MASK", "EpochDecision", "EpochEnd", "Tag", "plan_epoch_end", "plan_valid"]
+__all__ = [
+    "VALID_MASK",
+    "EpochDecision",
+    "EpochEnd",
+    "Tag",
+    "plan_epoch_end",
+    "plan_valid",
+    "valid_sums",
+]
 
 VALID_MASK = "V"
 
@@ -86,6 +97,13 @@ def plan_epoch_end(plan: Plan, opts: SSLROptions, width: int, n_valid: int) -> N
         plan.matmul(1, width, 1)
 
 
+def valid_sums(e: Engine, M: Masked, yv: Share, rows: int, fx: int) -> tuple[Share, Share]:
+    """Shares of ``X_v^T X_v`` and ``X_v^T (0.5 - y_v)`` from ``X_v`` masked once
+    (consumes :func:`plan_valid`'s triples)."""
+    v = e.constant(e.fp.encode(np.full(yv.shape, 0.5))) - yv
+    return e.cross(M, M, rows), e.masked_tmatmul(M, rows, v, shift=fx)
+
+
 def mean_of(e: Engine, x: Share, n: int) -> Share:
     """``x / n`` for a large ``n``: truncate by ``ceil(log2 n)`` bits first, then scale by
     ``2^bits / n`` (in [1, 2)), so no intermediate value grows by ``n``'s bits."""
@@ -100,29 +118,25 @@ class EpochEnd:
         self,
         e: Engine,
         opts: SSLROptions,
-        valid: tuple[Masked, Share, int] | None,
+        valid: tuple[Share, Share, int] | None,
         *,
         lh: str,
     ) -> None:
+        """``valid``: shares of the validation rows' ``X_v^T X_v`` (2 ``feature_frac_bits``
+        fraction bits) and ``X_v^T (0.5 - y_v)`` (``frac_bits``), and their number."""
         self.e, self.opts, self.lh = e, opts, lh
         self.is_lh = e.parties[e.me] == lh
         self.best, self.since_best = math.inf, 0
         self.G: Share | None = None
         self.h: Share | None = None
         if valid is not None:
-            self._setup(*valid)
-
-    def _setup(self, M: Masked, yv: Share, rows: int) -> None:
-        """``G`` and ``h`` of the validation rows (consumes :func:`plan_valid`'s triples)."""
-        e, fx, f = self.e, self.opts.feature_frac_bits, self.e.fp.frac_bits
-        n = len(yv)
-        G = e.cross(M, M, rows)  # 2 fx fraction bits, sum over n rows
-        bits = max(0, math.ceil(math.log2(8 * n)))
-        shift = 2 * fx - f + bits
-        G = e.trunc(G, shift) if shift >= 0 else G * np.uint64(1 << -shift)
-        self.G = e.scale(G, 2.0**bits / (8 * n))
-        v = e.constant(e.fp.encode(np.full(yv.shape, 0.5))) - yv
-        self.h = mean_of(e, e.masked_tmatmul(M, rows, v, shift=fx), n)
+            G, h, n = valid
+            fx, f = opts.feature_frac_bits, e.fp.frac_bits
+            bits = max(0, math.ceil(math.log2(8 * n)))
+            shift = 2 * fx - f + bits
+            G = e.trunc(G, shift) if shift >= 0 else G * np.uint64(1 << -shift)
+            self.G = e.scale(G, 2.0**bits / (8 * n))
+            self.h = mean_of(e, h, n)
 
     def __call__(self, w: Share, w_before: Share) -> EpochDecision:
         """Reveal this epoch's scalars to the label holder, which decides; both compute

@@ -29,7 +29,7 @@ from math import ceil
 import numpy as np
 
 from veil.errors import ConfigError
-from veil.ml.ss_lr_epochs import VALID_MASK, EpochEnd, plan_epoch_end, plan_valid
+from veil.ml.ss_lr_epochs import VALID_MASK, EpochEnd, plan_epoch_end, plan_valid, valid_sums
 from veil.ml.ss_lr_options import SSLROptions
 from veil.mpc.engine import Engine, Masked
 from veil.mpc.he_cross import Layout, gram_shares
@@ -110,6 +110,12 @@ def data_bits(run: RunParams, opts: SSLROptions) -> int:
     return max(2, 43 - opts.frac_bits - rows.bit_length() + 2)
 
 
+def direct_valid(run: RunParams, opts: SSLROptions) -> bool:
+    """Whether the validation Gram sums come the ``direct`` way too (it needs the clip's
+    bound on the validation values, which the training rows' checks do not give)."""
+    return use_direct(run, opts) and opts.clip > 0
+
+
 def partition(n: int, batch_size: int, seed: int) -> list[np.ndarray]:
     """The fixed batches: a seeded permutation of the rows in ``n // batch_size`` nearly
     equal parts (each at least ``batch_size`` rows; 0 = one full batch)."""
@@ -142,7 +148,7 @@ def build_plan(run: RunParams, opts: SSLROptions) -> Plan:
             if not use_direct(run, opts):
                 plan.cross(MASK, MASK, k)
                 plan.masked_t(MASK, k)
-    if run.n_valid:
+    if run.n_valid and not direct_valid(run, opts):
         plan_valid(plan, run.n_valid, blocks)
     for epoch in range(opts.epochs):
         plan.new_phase()
@@ -168,7 +174,7 @@ def fit(  # noqa: PLR0917
     ys: Share,
     wts: tuple[Share, Share] | None,
     report: FitReport,
-    valid: tuple[Share, Share] | None = None,
+    valid: tuple[Share, Share, np.ndarray | None] | None = None,
     labels: np.ndarray | None = None,
 ) -> Share:
     """Mini-batch SGD on shares; returns this party's share of the weights (with
@@ -176,11 +182,12 @@ def fit(  # noqa: PLR0917
 
     ``Xs``: this party's share of the joint feature matrix (``feature_frac_bits``),
     ``ys``: of the labels, ``wts``: of the class weights ``s`` and ``s * y``, ``valid``:
-    of the validation rows' features and labels (:mod:`veil.ml.ss_lr_epochs`);
-    ``labels``: the label holder's own 0/1 labels (the ``direct`` way needs them)."""
+    of the validation rows' features and labels, and the label holder's own validation
+    labels (:mod:`veil.ml.ss_lr_epochs`); ``labels``: the label holder's own 0/1 labels
+    (the ``direct`` way needs them)."""
     direct = use_direct(run, opts)
     M = None if direct else e.mask(MASK, Xs)
-    Mv = None if valid is None else e.mask(VALID_MASK, valid[0])
+    Mv = None if valid is None or direct_valid(run, opts) else e.mask(VALID_MASK, valid[0])
     width = sum(run.widths)
     w = e.constant(np.zeros((width, 1), dtype=np.uint64))
     pen = np.ones((width, 1), dtype=np.uint64)
@@ -197,11 +204,12 @@ def fit(  # noqa: PLR0917
     else:
         setup = _gram_setup(e, M, ys, parts, opts) if gram else []
     square = len(parts)  # the plan's rowset of the Gram matrices' rows
-    vrows = len(parts) + int(gram)  # the plan's rowset of the validation rows
     end = None
     if opts.tol > 0 or valid is not None:
-        vs = None if Mv is None or valid is None else (Mv, valid[1], vrows)
-        end = EpochEnd(e, opts, vs, lh=run.parties[0])
+        sums = None
+        if valid is not None:
+            sums = _valid_sums(e, run, opts, valid, Mv, len(parts) + int(gram))
+        end = EpochEnd(e, opts, sums, lh=run.parties[0])
     best = w
     for epoch in range(opts.epochs):
         t0 = time.perf_counter()
@@ -234,6 +242,25 @@ def fit(  # noqa: PLR0917
                 break
     report.rounds, report.words_opened = e.rounds, e.words_opened
     return best if opts.patience > 0 else w
+
+
+def _valid_sums(  # noqa: PLR0917
+    e: Engine,
+    run: RunParams,
+    opts: SSLROptions,
+    valid: tuple[Share, Share, np.ndarray | None],
+    Mv: Masked | None,
+    rowset: int,
+) -> tuple[Share, Share, int]:
+    """Shares of the validation rows' ``X^T X`` and ``X^T (0.5 - y)`` and their number:
+    over the masked block (``rowset``: the plan's validation rows) or the ``direct`` way."""
+    Xv, yv, labels = valid
+    fx, f = opts.feature_frac_bits, e.fp.frac_bits
+    if Mv is not None:
+        return (*valid_sums(e, Mv, yv, rowset, fx), len(Xv))
+    ((G, h),) = _direct(e, run, opts, Xv, labels, [np.arange(len(Xv))])
+    h = h * np.uint64(1 << (f - fx - 1)) if f > fx else e.trunc(h, 1)  # as in _gram_setup
+    return G, h, len(Xv)
 
 
 def _z_gradient(  # noqa: PLR0917

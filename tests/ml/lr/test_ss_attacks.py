@@ -25,6 +25,7 @@ import pytest
 
 from tests.wire_check import Recorder
 from veil import codec
+from veil.ml import ss_lr_fit
 from veil.ml.lr import PartyData
 from veil.ml.lr._residuals import LabelHolderStep, PartnerStep
 from veil.ml.ss_lr import (
@@ -133,7 +134,23 @@ class LabelHolderView:
         self.steps: list[list[np.ndarray]] = []  # the attacker's, per step
         self.w: dict[int, list[np.ndarray]] = {0: [], 1: []}
         self.marks: list[int] = []  # frames recorded when the other starts each step
+        self.gram: dict[str, np.ndarray] = {}  # its shares of each batch's G (and h), set-up
         view = self
+        mask, setup = Engine.mask, ss_lr_fit._gram_setup
+
+        def keep_mask(self: Engine, key: str, x: Any) -> Any:
+            if self.me == view.who and key.startswith("G"):
+                view.gram[key] = np.asarray(x, dtype=np.uint64).copy()
+            return mask(self, key, x)
+
+        def keep_setup(e: Engine, *a: Any, **kw: Any) -> Any:
+            out = setup(e, *a, **kw)
+            if e.me == view.who:
+                view.gram |= {f"h{k}": np.asarray(h).copy() for k, (_, h) in enumerate(out)}
+            return out
+
+        monkeypatch.setattr(Engine, "mask", keep_mask)
+        monkeypatch.setattr(ss_lr_fit, "_gram_setup", keep_setup)
 
         def wrap(name: str) -> None:
             orig = getattr(Engine, name)
@@ -252,6 +269,9 @@ def test_the_reading_recovers_nothing_from_ss_lr(
                 cands += list(v.reshape(len(idx), -1).T)
             if v.size >= wl_n:  # read as a gradient, as in the he attack
                 cands.append(gradient_reading(XL[idx], v[:wl_n] / 2.0**o.frac_bits - own))
+        if f"G{k}" in view.gram:  # its shares of the batch's Gram set-up, at the true w
+            g = signed(view.gram[f"G{k}"]).reshape(len(w), len(w)) @ w + signed(view.gram[f"h{k}"])
+            cands.append(gradient_reading(XL[idx], g[:wl_n] * len(idx) / 2.0**o.frac_bits - own))
         for v in received(t):  # in pieces of one value per batch row
             n = len(idx)
             cands += [v[i : i + n] for i in range(0, len(v) - n + 1, n)]

@@ -18,8 +18,10 @@ files and predictions are the same whichever protocol trained them, so ``predict
   validation loss per epoch. With ``dealer: PARTY`` (a party of the job file without
   ``data:``, that only makes the Beaver triples, sees no data and saves no model) it is
   fast; without it the label holder and the first partner make the triples under
-  ``he`` with ``key_bits`` keys (no third party, slower). Options beyond the shared ones:
-  ``sigmoid``, ``frac_bits``, ``feature_frac_bits``, ``dealer``.
+  ``he`` with ``key_bits`` keys (no third party, slower; ``class_weight`` or a sigmoid
+  other than ``linear`` takes Beaver triples every step, several times slower again
+  without a dealer). Options beyond the shared ones: ``sigmoid``, ``frac_bits``,
+  ``feature_frac_bits``, ``dealer``.
 - ``he`` and ``gram`` (opt-in, :mod:`veil.ml.lr`; what each party learns is in
   :mod:`veil.ml.lr._train`): faster, but **each party learns its own batch gradient**
   (as in FATE's CoordinatedLR), from which the label holder reads much of the partner's
@@ -38,7 +40,8 @@ Parameters: the options of :class:`veil.ml.lr.LROptions` under their job-file ke
 ``patience``: every k-th training row is held out for early stopping on the validation
 Taylor loss, computed under HE or on shares, default 5) and ``label_holder``.
 ``batch_size`` below the policy's minimum for the widest party's columns is refused when
-training starts.
+training starts. ``tol`` under ``ss`` compares the Euclidean norm of an epoch's whole
+step (at least its largest move, so ss never stops before ``he`` would).
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ GRADIENT_WARNING = (
 )
 
 
-def ss_unavailable(params: Mapping[str, Any]) -> str | None:
+def ss_unavailable(params: Mapping[str, object]) -> str | None:
     """Why ``protocol: auto`` cannot be secret-sharing LR here, or None (it is)."""
     if params.get("penalty") == "l1":
         return "penalty l1 needs comparisons on shares, which protocol ss lacks"
