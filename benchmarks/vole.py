@@ -79,19 +79,24 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1_250_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--fallback", action="store_true", help="VEIL_NATIVE=0: no C helper")
+    ap.add_argument("--chunk", type=int, default=None, help="override vole.CHUNK_MAX")
     args = ap.parse_args()
     if args.fallback:
         os.environ["VEIL_NATIVE"] = "0"
-    from veil.protocols.psi import gf128, lpn
+    from veil.protocols.psi import gf128, vole
+
+    if args.chunk:
+        vole.CHUNK_MAX = args.chunk  # the forked parties inherit it
 
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
-    p = lpn.params_for(args.n)
+    chunks, cots = vole._plan(args.n)
+    shapes = sorted({(c.params.n, c.params.trees, c.params.depth) for c in chunks})
+    plan = ", ".join(f"n {n:,}: T = {t} trees of 2^{d}" for n, t, d in shapes)
     print(
-        f"# commit {commit}; load average {os.getloadavg()}; n = {args.n:,}: "
-        f"T = {p.trees} trees of 2^{p.depth}, M = {p.size:,}; "
-        f"C helper: {gf128.native_status()}",
+        f"# commit {commit}; load average {os.getloadavg()}; n = {args.n:,} in "
+        f"{len(chunks)} chunk(s) ({plan}); {cots:,} COTs; C helper: {gf128.native_status()}",
         flush=True,
     )
     rows = []

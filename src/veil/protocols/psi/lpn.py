@@ -20,7 +20,8 @@ Noise weight (libOTe ``getRegNoiseWeight``): with the code's estimated minimum
 distance ratio delta = 0.15, linear tests have advantage (1 - 2 delta)^T, so
 T >= 128 / -log2(1 - 2 delta) = 249, rounded up to 256 for 128-bit security.
 :func:`params_for` takes M >= 2n with blocks of 2^d entries and T >= 256 blocks
-(n = 1.25 * 10^6: d = 13, T = 306, M = 2 506 752).
+(n = 6.25 * 10^5, one of the VOLE's two chunks at 1.25 * 10^6 outputs: d = 12, T = 306,
+M = 1 253 376).
 
 The convolution and the expander run in the optional C helper :mod:`._vole` once it
 reproduced this module's fallback on load (:func:`.gf128.native`).
@@ -148,7 +149,7 @@ def _self_test(mod: ModuleType) -> bool:
     return True
 
 
-_NONE = ModuleType("_no_native")
+_NONE = ModuleType("_no_native")  # as encode(mod=...): run the fallback (self-test, tests)
 
 
 def _native() -> ModuleType | None:
@@ -185,12 +186,14 @@ def encode(
     *,
     inplace: bool = False,
     the_code: Code | None = None,
+    dest: np.ndarray | None = None,
     mod: ModuleType | None = None,
 ) -> np.ndarray:
     """G * x: x (M, 2 * cols) uint64 (cols = 1 or 2 stacked GF(2^128) vectors) ->
     (n, 2 * cols). x is left unchanged unless ``inplace`` (then it is scratch space and
     no copy of it is made). ``the_code`` saves deriving the code again for another
-    vector; ``mod`` overrides the C helper (tests)."""
+    vector; ``dest`` (n, 2 * cols) receives the result (else a new array); ``mod``
+    overrides the C helper (tests)."""
     m, width = x.shape
     if m != params.size or width not in (2, 4) or x.dtype != np.uint64:
         raise ConfigError("lpn.encode", f"x of shape {x.shape}, expected ({params.size}, 2|4)")
@@ -211,4 +214,7 @@ def encode(
         native.expand(tail, g.words, EXPANDER_WEIGHT, g.sub, width // 2, out)
     else:
         _expand_np(tail, expander(params), out)
+    if dest is not None:
+        dest[...] = out
+        return dest
     return out.copy() if inplace else out  # a copy: frees the M rows of x

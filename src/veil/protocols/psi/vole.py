@@ -18,14 +18,20 @@ Rindal, CCS 2022). Parameters (:mod:`.lpn`): T >= 256 noise blocks of 2^d entrie
 code size M = T 2^d >= 2n, expander weight 7, accumulator 24: 128-bit computational
 security against linear attacks on dual LPN with the code's estimated minimum distance.
 
+Chunks: n is split into near-equal chunks of at most ``CHUNK_MAX`` = 2^20 outputs, each
+an independent instance of the above (its own noise, trees and code application) that
+shares Delta, the base OTs and one IKNP extension: the work memory is that of one chunk
+whatever n (n = 1.25 * 10^6: two chunks of T = 306 trees of 2^12 leaves).
+
 Flow (receiver R holds a, sender S holds Delta):
   1. R -> S  SETUP: n and R's Chou-Orlandi base-OT point (:mod:`.ot`).
   2. S -> R  BASE_OT: 128 base-OT points, S's choices = the bits of Delta.
   3. R -> S  EXTEND: the IKNP message u for T*d + 128*T correlated OTs (:mod:`.cot`):
              R's choices are the bits off its GGM paths (alpha_j: the noise position
              of block j) and the 128 bits of each noise value beta_j.
-  4. S -> R  PPRF: per tree and level, the two GGM level sums masked by the random OT
-             (:mod:`.ggm`), and fix_j = (sum of tree j's leaves) + z_j, where
+  4. S -> R  PPRF (one per chunk): per tree and level, the two GGM level sums masked
+             by the random OT (:mod:`.ggm`), and fix_j = (sum of tree j's leaves) + z_j,
+             where
              y_j = z_j + beta_j Delta is the Gilboa VOLE from the 128 COTs of beta_j.
   Then, locally: S has b' = the leaves; R has e (beta_j at alpha_j in block j, else 0)
   and c' = the leaves it knows, with c'[alpha_j] = fix_j + (its leaves of tree j) + y_j,
@@ -60,7 +66,7 @@ from veil.protocols.psi import cot, gf128, ggm, lpn, ot
 __all__ = ["Tag", "VoleReceiver", "VoleSender", "vole_receiver", "vole_sender"]
 
 PROTOCOL_VERSION = 1
-CHUNK_MAX = 1 << 21  # outputs per independent LPN instance: bounds memory beyond n
+CHUNK_MAX = 1 << 20  # outputs per independent LPN instance: bounds memory beyond n
 
 
 class Tag(StrEnum):
@@ -207,9 +213,8 @@ def vole_sender(session: Session, n: int, *, policy: SecurityPolicy = DEFAULT_PO
         sums[:, :, 1] ^= cot.tccr(idx, rows ^ delta).reshape(t, d, 2)
         z = _gilboa(q[ch.cot0 + g : ch.cot0 + g + cot.WIDTH * t], t)
         session.send(peer, Tag.PPRF, {"sums": sums, "fix": leaf_sums ^ z})
-        b[ch.start : ch.stop] = lpn.encode(
-            ch.params, blocks, inplace=True, the_code=codes[ch.params]
-        )
+        g_ = codes[ch.params]
+        lpn.encode(ch.params, blocks, inplace=True, the_code=g_, dest=b[ch.start : ch.stop])
         del blocks
     return VoleSender(delta=delta, b=b)
 
@@ -245,8 +250,9 @@ def vole_receiver(
         # a = G e needs no message: compute it while the peer expands its trees
         e = np.zeros((t, 1 << d, 2), dtype=np.uint64)  # regular noise: beta_j at alpha_j
         e[tree_ix, alpha] = beta
-        a[ch.start : ch.stop] = lpn.encode(
-            ch.params, e.reshape(-1, 2), inplace=True, the_code=codes[ch.params]
+        g_ = codes[ch.params]
+        lpn.encode(
+            ch.params, e.reshape(-1, 2), inplace=True, the_code=g_, dest=a[ch.start : ch.stop]
         )
         del e
         spec = msg.Record(
@@ -264,8 +270,6 @@ def vole_receiver(
         c_prime = _blocks(leaves)
         del leaves
         c_prime.reshape(t, 1 << d, 2)[tree_ix, alpha] = fix ^ known ^ y
-        c[ch.start : ch.stop] = lpn.encode(
-            ch.params, c_prime, inplace=True, the_code=codes[ch.params]
-        )
+        lpn.encode(ch.params, c_prime, inplace=True, the_code=g_, dest=c[ch.start : ch.stop])
         del c_prime
     return VoleReceiver(a=a, c=c)
