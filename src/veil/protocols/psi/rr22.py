@@ -5,8 +5,8 @@
 Key-Value Stores for Efficient PSI, PSU and Volume-Hiding Multi-Maps", USENIX Security
 2023] (:mod:`.okvs`: band width 128, m = (1 + eps) n columns for a failure probability
 <= 2^-stat_sec, eps about 0.2) and the silent VOLE of :mod:`.vole` over GF(2^128)
-(:mod:`.gf128`; its docstring gives the LPN code and parameters for 128-bit
-computational security). Hashing as in RR22's reference implementation (volePSI,
+(:mod:`.gf128`; the VOLE's docstring and :mod:`.lpn` give the expand-convolute code and
+its parameters for 128-bit computational security). Hashing as in RR22's reference implementation (volePSI,
 ``RsOprf``), under keys drawn for the run (:mod:`.aeshash`): ids to 128-bit digests
 d(x) by AES CBC-MAC; H(x) = MMO(d(x)) into GF(2^128); the output hash MMO(v) (MMO:
 x -> AES_k(x) ^ x, a correlation-robust hash).
@@ -44,6 +44,10 @@ What each party learns:
     re-seed) <= 2^-stat_sec.
 Raw ids and their plain digests never leave a party: only VOLE messages, the masked
 OKVS and truncated OPRF values.
+
+Result order: both result parties list the common ids (first occurrence of each) in the
+order of the sender's shuffled wire positions, which both hold and which says nothing
+about either party's input order.
 """
 
 from __future__ import annotations
