@@ -1,7 +1,7 @@
 """PSI benchmarks: Veil at 1e6 ids per party over mutual-TLS gRPC (two or more parties),
-and Veil vs FATE 2.2 at 1e5.
+Veil vs FATE 2.2 at 1e5, and Veil's RR22 vs SecretFlow's RR22 at 1e5 to 1e7.
 
-``--protocol ecdh`` (default) or ``kkrt`` picks Veil's protocol, ``--suite`` the ECDH
+``--protocol ecdh`` (default), ``kkrt`` or ``rr22`` picks Veil's protocol, ``--suite`` the ECDH
 suite (``ristretto255``, the default, or ``curve25519-hash-as-x``); ``--parties 3``
 runs the multi-party ECDH-PSI (every party holds ``--n`` ids, ``--overlap`` of them
 shared by all). FATE always runs ECDH-PSI.
