@@ -4,18 +4,23 @@ fix, read whole or in bounded partitions."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
+from tests.jobs import fake_steps
 from tests.jobs.conftest import write_table
 from veil.errors import ConfigError
-from veil.jobs import load_job, sources
+from veil.jobs import RunOptions, load_job, run_job, sources
 from veil.jobs.spec import load_frame
 from veil.jobs.validate import check_data
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def spark_folder(folder: Path, df: pd.DataFrame, parts: int = 3) -> Path:
@@ -163,3 +168,57 @@ def test_postgres_table(tmp_path: Path, postgres_db: str) -> None:
     assert [len(x) for x in sources.partitions(p.data, ["id"], "id", "f", rows=20)] == [20, 20, 10]
     with pytest.raises(ConfigError, match=r"no table 'customer'.*did you mean 'customers'"):
         load_job(job_with(tmp_path / "job", {"sql": plain, "table": "customer"}))
+
+
+@pytest.fixture
+def fake_step_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers import the test-only steps too (and find the tests package)."""
+    assert fake_steps.echo is not None  # registered in this process by the import
+    monkeypatch.setenv("VEIL_STEP_MODULES", "tests.jobs.fake_steps")
+    path = os.environ.get("PYTHONPATH", "")
+    monkeypatch.setenv("PYTHONPATH", f"{ROOT}{os.pathsep}{path}" if path else str(ROOT))
+
+
+def test_psi_job_streams_a_sql_table_and_a_parquet_folder(
+    tmp_path: Path, fake_step_env: None
+) -> None:
+    """The receiver (a SQLite table with repeated ids) streams its ids and reads back only
+    the intersection's rows; the sender (a Spark folder) is read whole before the next
+    step needs it."""
+    rng = np.random.default_rng(5)
+    universe = [f"cust-{i:04d}" for i in rng.permutation(400)]
+    common, only_bank, only_partner = universe[:120], universe[120:220], universe[220:300]
+    folder = tmp_path / "job"
+    folder.mkdir()
+    bank = write_table(folder / "b.csv", common + only_bank, label=True, seed=3)
+    bank = pd.concat([bank, bank.iloc[:5]], ignore_index=True)  # 5 repeated rows
+    sqlite_table(folder / "bank.db", bank)
+    partner = write_table(
+        folder / "p.csv", list(rng.permutation(common + only_partner)), label=False
+    )
+    spark_folder(folder / "partner_parquet", partner, parts=4)
+    job = {
+        "name": "sources-run",
+        "parties": {
+            "bank": {
+                "data": {"sql": "sqlite:///bank.db", "table": "customers"},
+                "id": "id",
+                "label": "y",
+            },
+            "partner": {"data": "partner_parquet", "id": "id"},
+        },
+        "steps": [{"psi": {"result_to": ["bank"], "batch_size": 64}}, "_echo"],
+    }
+    (folder / "job.yaml").write_text(yaml.safe_dump(job, sort_keys=False))
+    res = run_job(load_job(folder / "job.yaml"), folder / "out", RunOptions(timeout=60))
+    assert res.ok, res.error
+    psi, echo = res.report["steps"]
+    assert psi["outputs"]["intersection_size"] == 120
+    assert psi["outputs"]["n_input"] == {"bank": 225, "partner": 200}
+    assert echo["outputs"]["rows"] == {"bank": 120, "partner": 200}
+    got = pd.read_csv(folder / "out" / "bank" / "psi.csv", dtype={"id": str})
+    assert list(got["id"]) == sorted(common)
+    # (a SQL table is read in id order: which of two rows of one id is first is the
+    # database's choice, so the repeated rows here are copies)
+    want = bank.drop_duplicates("id").set_index("id").loc[got["id"]].reset_index()
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)

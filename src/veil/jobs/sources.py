@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from veil.engine.partitions import parquet_files, parquet_partitions
@@ -294,3 +295,46 @@ def _sql_partitions(
         raise ConfigError(field, f"cannot read {t.name}: {reason}", FIX_SQL) from None
     finally:
         engine.dispose()
+
+
+# -- a party's table, read when needed -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Table:
+    """A party's table not read into memory (a Parquet folder or SQL table): what the
+    ``psi`` step streams its ids from, then reads only the rows of the intersection."""
+
+    data: Data
+    id: str
+    field: str  # ``parties.P.data``, for errors
+
+    def ids(self, rows: int = DEFAULT_ROWS) -> Iterator[list[str]]:
+        """The ids as text, a partition at a time, in the table's order."""
+        for part in partitions(self.data, [self.id], self.id, self.field, rows):
+            yield part[self.id].astype(str).tolist()
+
+    def take(self, positions: np.ndarray) -> pd.DataFrame:
+        """The rows at ``positions`` (row numbers in the table's order), in that order,
+        read partition by partition (memory: those rows and one partition)."""
+        want = np.asarray(positions, dtype=np.int64)
+        order = np.argsort(want, kind="stable")
+        ranked = want[order]
+        picked, seen = [], 0
+        for part in partitions(self.data, None, self.id, self.field):
+            a, b = np.searchsorted(ranked, [seen, seen + len(part)])
+            if b > a:
+                picked.append(part.iloc[ranked[a:b] - seen])
+            seen += len(part)
+        got = pd.concat(picked, ignore_index=True) if picked else pd.DataFrame()
+        if len(got) != len(want):
+            raise ConfigError(
+                self.field,
+                f"{describe(self.data)} has {seen} rows now, fewer than when the job read it",
+                "run the job on data nobody changes while it runs (a snapshot)",
+            )
+        back = np.empty_like(order)
+        back[order] = np.arange(len(order))
+        out = got.iloc[back].reset_index(drop=True)
+        out[self.id] = out[self.id].astype(str)
+        return out

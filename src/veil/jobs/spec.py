@@ -297,9 +297,7 @@ def load_frame(p: PartySpec) -> pd.DataFrame:
     (steps find the party's test file there: :func:`load_test`)."""
     field = f"parties.{p.name}"
     if p.data is None:
-        empty = pd.DataFrame({p.id: pd.Series([], dtype=str)})
-        empty.attrs[PARTY_ATTR] = p
-        return empty
+        return empty_frame(p)
     src.check_exists(p.data, f"{field}.data")
     df = src.read(p.data, None, p.id, f"{field}.data")
     _check_columns(p, [str(c) for c in df.columns], field)
@@ -310,6 +308,22 @@ def load_frame(p: PartySpec) -> pd.DataFrame:
 
 
 PARTY_ATTR = "veil_party"
+
+
+def empty_frame(p: PartySpec) -> pd.DataFrame:
+    """A table of no rows for party ``p`` (a party without data, or one whose table
+    is not read yet: :func:`streamed_table`)."""
+    empty = pd.DataFrame({p.id: pd.Series([], dtype=str)})
+    empty.attrs[PARTY_ATTR] = p
+    return empty
+
+
+def streamed_table(first_step: str, p: PartySpec) -> src.Table | None:
+    """``p``'s table, not read, when a first ``psi`` step can stream it (a Parquet folder
+    or SQL table): the step reads only the rows of the intersection (None: read it)."""
+    if first_step != "psi" or p.data is None or not src.is_partitioned(p.data):
+        return None
+    return src.Table(p.data, p.id, f"parties.{p.name}.data")
 
 
 def load_test(frame: pd.DataFrame) -> pd.DataFrame | None:
