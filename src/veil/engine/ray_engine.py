@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -46,6 +47,7 @@ R = TypeVar("R")
 MAX_RETRIES = 3  # a task whose worker dies is re-run this many times (Ray's retries)
 MIN_IDS_PER_TASK = 256  # PSI: fewer ids per task cost more in scheduling than they save
 RECONNECT_GRACE_S = "5"  # Ray Client: how long a lost head may take to come back
+REACH_TIMEOUT_S = 10.0  # a TCP connect to the client port before Ray Client tries
 
 _lock = threading.Lock()
 _connected: list[str] = []  # the address this process's Ray Client is connected to
@@ -61,6 +63,20 @@ SERVER_START_TRIES = 4
 _SERVER_START_FAILED = ("Starting Ray client server failed", "Initialization failure from server")
 
 
+def _check_reachable(address: str) -> None:
+    """Fail at once, naming the address, when nothing listens there (Ray Client itself
+    waits about 30 s before it gives up on a refused port)."""
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=REACH_TIMEOUT_S).close()
+    except OSError as e:
+        raise ConfigError(
+            "engine",
+            f"cannot reach the Ray cluster at ray://{address}: {type(e).__name__}: {e}",
+            "start it with 'ray start --head' and give its client address (port 10001)",
+        ) from None
+
+
 def _connect(address: str) -> None:
     with _lock:
         if _connected and ray.is_initialized():
@@ -71,6 +87,7 @@ def _connect(address: str) -> None:
                     "give every engine of one process the same address",
                 )
             return
+        _check_reachable(address)
         os.environ.setdefault("RAY_CLIENT_RECONNECT_GRACE_PERIOD", RECONNECT_GRACE_S)
         for attempt in range(SERVER_START_TRIES):
             try:
