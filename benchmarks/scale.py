@@ -102,7 +102,7 @@ def _pair(args: argparse.Namespace) -> None:
 
     out = run_processes(
         {"a": party(str(args.dir / "a")), "b": party(str(args.dir / "b"))},  # type: ignore[dict-item]
-        {"a": "receiver", "b": "sender"},
+        {},
         timeout=7200,
     )
     print(json.dumps(out))

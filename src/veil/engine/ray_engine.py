@@ -32,7 +32,7 @@ from veil.crypto.kernels import BigInt, FixedBase
 from veil.engine import tasks
 from veil.engine.window import DEFAULT_WINDOW, ordered_window
 from veil.errors import ConfigError, VeilError
-from veil.protocols.psi.kernels import PointKernels
+from veil.protocols.psi.kernels import PointKernels, split_rows
 
 try:
     import ray
@@ -219,6 +219,9 @@ def _split(n: int, parts: int, least: int = 1) -> list[tuple[int, int]]:
     return [(i, min(i + step, n)) for i in range(0, n, step)]
 
 
+MIN_ROWS_PER_TASK = 4096  # KKRT: rows per task below which scheduling costs more
+
+
 class RayPointKernels:
     """ECDH-PSI's kernels on the cluster: each batch cut in one chunk per worker."""
 
@@ -238,6 +241,14 @@ class RayPointKernels:
         chunks = _split(len(points) // w, self._engine.workers, MIN_IDS_PER_TASK)
         args = [(scalar, points[a * w : b * w], nbytes, suite) for a, b in chunks]
         return b"".join(self._engine.run(tasks.blind_truncate, args))
+
+    def split(self, n: int) -> list[tuple[int, int]]:
+        return split_rows(n, self._engine.workers, MIN_ROWS_PER_TASK)
+
+    def map_chunks(self, fn: Callable[..., R], arg_lists: Sequence[tuple[object, ...]]) -> list[R]:
+        if len(arg_lists) == 1:  # one chunk: no task is worth its round trip
+            return [fn(*arg_lists[0])]
+        return self._engine.run(fn, arg_lists)
 
     def close(self) -> None:
         """Nothing held per run."""
