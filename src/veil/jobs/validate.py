@@ -124,7 +124,11 @@ def _text_columns(
 
 
 def step_warnings(step: str, outputs: Mapping[str, object]) -> list[str]:
-    """Warnings about one party's outputs of step ``step`` (an empty or tiny intersection)."""
+    """Warnings about one party's outputs of step ``step`` (an empty or tiny intersection,
+    or a ``warning`` the step gave itself)."""
+    own = outputs.get("warning")
+    if isinstance(own, str) and own:
+        return [own]
     size = outputs.get("intersection_size")
     if isinstance(size, bool) or not isinstance(size, int):
         return []
