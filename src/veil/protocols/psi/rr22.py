@@ -5,11 +5,11 @@
 Key-Value Stores for Efficient PSI, PSU and Volume-Hiding Multi-Maps", USENIX Security
 2023] (:mod:`.okvs`: band width 128, m = (1 + eps) n columns for a failure probability
 <= 2^-stat_sec, eps about 0.2) and the silent VOLE of :mod:`.vole` over GF(2^128)
-(:mod:`.gf128`; the VOLE's docstring and :mod:`.lpn` give the expand-convolute code and
-its parameters for 128-bit computational security). Hashing as in RR22's reference implementation (volePSI,
-``RsOprf``), under keys drawn for the run (:mod:`.aeshash`): ids to 128-bit digests
-d(x) by AES CBC-MAC; H(x) = MMO(d(x)) into GF(2^128); the output hash MMO(v) (MMO:
-x -> AES_k(x) ^ x, a correlation-robust hash).
+(:mod:`.gf128`; the VOLE's docstring and :mod:`.lpn` give the expand-convolute code
+and its parameters for 128-bit computational security). Hashing as in RR22's reference
+implementation (volePSI, ``RsOprf``), under keys drawn for the run (:mod:`.aeshash`):
+ids to 128-bit digests d(x) by AES CBC-MAC; H(x) = MMO(d(x)) into GF(2^128); the
+output hash MMO(v) (MMO: x -> AES_k(x) ^ x, a correlation-robust hash).
 
 Roles: the OPRF ``receiver`` R (VOLE receiver) computes the intersection; the OPRF
 ``sender`` S (VOLE sender) holds the OPRF key Delta. The OPRF receiver is the first
