@@ -45,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -92,12 +93,25 @@ def cmd_rate(_: argparse.Namespace) -> dict[str, Any]:
 # -- one party in its own process --------------------------------------------------------
 
 
-def load_ids(spec: dict[str, Any], rank: int) -> list[str]:
-    """The party's ids: synthetic (n, m, overlap) or a CSV's ``id`` column."""
+def load_ids(spec: dict[str, Any], rank: int) -> Iterable[str]:
+    """The party's ids: synthetic (n, m, overlap) or a CSV's ``id`` column. For rr22 the
+    CSV column is read into one compact Arrow string array (before the clock starts, as
+    before) and handed over as :class:`IdChunks` of Python strings, so the party never
+    holds all its ids as Python objects."""
     if "csv" in spec:
+        path = spec["csv"][rank]
+        if spec.get("protocol") == "rr22":
+            from pyarrow import csv as pacsv
+
+            from veil.protocols.psi.ecdh import IdChunks
+
+            opts = pacsv.ConvertOptions(include_columns=["id"], column_types={"id": "string"})
+            column = pacsv.read_csv(path, convert_options=opts).column("id").combine_chunks()
+            step = 1 << 18
+            parts = (column.slice(lo, step).to_pylist() for lo in range(0, len(column), step))
+            return IdChunks(parts)
         import pandas as pd
 
-        path = spec["csv"][rank]
         return list(pd.read_csv(path, usecols=["id"], dtype={"id": str})["id"])
     size = spec["n"] if rank == 0 else spec["m"]
     common = spec["common"]  # held by every party; the rest only by this one

@@ -157,8 +157,8 @@ def test_parties_must_run_the_same_protocol() -> None:
 
 
 def _liar_receiver(s: Session, masked: object) -> None:
-    s.send(BANK, rr22_psi.Tag.HELLO, s.recv(BANK, rr22_psi.Tag.HELLO) | {"n": 1})
     s.send(BANK, rr22_psi.Tag.SETUP, {"seed": bytes(16)})
+    s.send(BANK, rr22_psi.Tag.HELLO, s.recv(BANK, rr22_psi.Tag.HELLO) | {"n": 1})
     rr22_psi.vole.vole_receiver(s.sub("vole"), rr22_psi.okvs.params_for(1).m)
     s.send(BANK, rr22_psi.Tag.OKVS, {"seed": bytes(16)})
     s.send(BANK, rr22_psi.Tag.MASKED, masked)
@@ -188,7 +188,6 @@ def test_malformed_setup_and_values_are_protocol_errors() -> None:
     p = PsiParams(result_to=(PARTNER,), protocol=Protocol.RR22)
 
     def bad_setup(s: Session) -> None:
-        s.send(BANK, rr22_psi.Tag.HELLO, s.recv(BANK, rr22_psi.Tag.HELLO) | {"n": 1})
         s.send(BANK, rr22_psi.Tag.SETUP, {"seed": bytes(15)})
         s.recv(BANK, "never", timeout=5)
 
@@ -196,8 +195,8 @@ def test_malformed_setup_and_values_are_protocol_errors() -> None:
         run_parties({BANK: lambda s: rr22_psi.run_oprf_sender(s, ["a"], p), PARTNER: bad_setup})
 
     def short_values(s: Session) -> None:
-        s.send(PARTNER, rr22_psi.Tag.HELLO, s.recv(PARTNER, rr22_psi.Tag.HELLO) | {"n": 1})
         s.recv(PARTNER, rr22_psi.Tag.SETUP)
+        s.send(PARTNER, rr22_psi.Tag.HELLO, s.recv(PARTNER, rr22_psi.Tag.HELLO) | {"n": 1})
         rr22_psi.vole.vole_sender(s.sub("vole"), rr22_psi.okvs.params_for(1).m)
         s.send(PARTNER, rr22_psi.Tag.VALUES, b"\x00" * 3)
         s.recv(PARTNER, "never", timeout=5)

@@ -304,12 +304,13 @@ class Outbox:
 # -- input handling --------------------------------------------------------------------
 
 
-def encode_ids(ids: Iterable[str] | Sequence[str]) -> list[bytes]:
-    """utf-8 bytes of every id; rejects nulls and non-strings naming the position."""
+def encode_ids(ids: Iterable[str] | Sequence[str], start: int = 0) -> list[bytes]:
+    """utf-8 bytes of every id; rejects nulls and non-strings naming the position
+    (counted from ``start``, for a chunk of a longer input)."""
     if isinstance(ids, str | bytes):
         raise ConfigError("ids", "got a single string, not a collection of ids", "pass a list")
     out: list[bytes] = []
-    for pos, x in enumerate(ids):
+    for pos, x in enumerate(ids, start):
         if type(x) is not str:
             _reject(pos, x)
         try:

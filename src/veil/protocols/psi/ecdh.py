@@ -158,7 +158,8 @@ class IdChunks(Iterable[str]):
             yield from chunk
 
 
-def _chunks(ids: Iterable[str] | Sequence[str], size: int) -> Iterator[Sequence[str]]:
+def id_chunks(ids: Iterable[str] | Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    """The ids in chunks: an :class:`IdChunks`'s own, else slices of ``size``."""
     if isinstance(ids, IdChunks):
         yield from ids.chunks()
         return
@@ -200,7 +201,7 @@ def _blind_own(
     ids read."""
     known = len(ids) if isinstance(ids, Sequence) else 0
     buf, n = bytearray(), 0
-    for chunk in _chunks(ids, max(params.batch_size, CHUNK_IDS)):
+    for chunk in id_chunks(ids, max(params.batch_size, CHUNK_IDS)):
         buf += kernels.hash_blind(scalar, _encode(chunk, n), params.suite)
         n += len(chunk)
         if known:

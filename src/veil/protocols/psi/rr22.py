@@ -17,9 +17,11 @@ party of ``result_to`` in the job's party order; if the other party is in
 ``result_to`` too, R tells it the result (step 5), as in :mod:`.kkrt`.
 
 Flow (R with n distinct ids Y, S with m distinct ids X; M = okvs.params_for(n).m):
-  0. R <-> S  HELLO: protocol, version, number of distinct ids, result_to,
+  0. R -> S   SETUP: a fresh 16-byte seed; both derive the digest, H and output keys,
+              and hash their ids to digests chunk by chunk (:class:`IdChunks` streams;
+              the ids are never held as a whole), de-duplicated on the digests.
+  1. R <-> S  HELLO: protocol, version, number of distinct ids, result_to,
               truncate_bits, stat_sec (both must agree). An empty side ends it here.
-  1. R -> S   SETUP: a fresh 16-byte seed; both derive the digest, H and output keys.
   2. R        encodes P = Encode({(d(y), H(y)) : y in Y}) into M entries of GF(2^128)
               (re-seeding the OKVS locally in the <= 2^-stat_sec event that it fails).
   3. R <-> S  VOLE of length M: S gets Delta and B, R gets A and C = B + A * Delta.
@@ -67,6 +69,7 @@ from veil.errors import ConfigError, ProtocolError
 from veil.net.session import Session
 from veil.policy import DEFAULT_POLICY, SecurityPolicy
 from veil.protocols.psi import aeshash, gf128, okvs, vole
+from veil.protocols.psi.ecdh import IdChunks, id_chunks
 from veil.protocols.psi.common import (
     STATISTICAL_BITS,
     TRUNCATION_SPECS,
@@ -75,7 +78,7 @@ from veil.protocols.psi.common import (
     PsiParams,
     PsiResult,
     check_params,
-    distinct_ids,
+    encode_ids,
     exchange_hello,
     hello,
     hello_schema,
@@ -84,7 +87,7 @@ from veil.protocols.psi.common import (
 )
 
 PROTOCOL = "rr22"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: SETUP before HELLO
 ROWS_PER_MESSAGE = 1 << 16  # OKVS rows (16 bytes each) per MASKED message: 1 MiB
 VALUES_PER_MESSAGE = 1 << 17
 OKVS_RETRIES = 4
@@ -174,8 +177,40 @@ def _handshake(
     return _Plan(peer, n, m, width, okvs.params_for(n, stat_bits=stat_sec))
 
 
-def _distinct_items(raw: list[bytes], distinct: np.ndarray) -> list[bytes]:
-    return raw if len(distinct) == len(raw) else [raw[j] for j in distinct.tolist()]
+def _hashed_ids(
+    ids: Iterable[str] | Sequence[str], key: bytes
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """(the (n, 2) uint64 digests of the distinct ids, their input positions (first
+    occurrence, ascending), the number of input ids), hashing chunk by chunk so that
+    only the compact digests are kept, never the ids."""
+    parts: list[np.ndarray] = []
+    n_input = 0
+    for chunk in id_chunks(ids, aeshash.CHUNK):
+        raw = encode_ids(chunk, start=n_input)
+        parts.append(aeshash.id_digests(raw, key))
+        n_input += len(raw)
+        del raw
+    digests = np.concatenate(parts) if parts else np.zeros((0, 2), dtype=np.uint64)
+    del parts
+    distinct = _first_rows(digests)
+    if len(distinct) < len(digests):
+        digests = digests[distinct]
+    return digests, distinct, n_input
+
+
+def _first_rows(d: np.ndarray) -> np.ndarray:
+    """Positions of the first occurrence of each distinct row of ``d`` ((n, 2) uint64),
+    ascending: a hash on the low words, exact on both words where low words repeat."""
+    if len(d) == 0:
+        return np.zeros(0, dtype=np.int64)
+    low = pd.Index(d[:, 0])
+    dup = np.array(low.duplicated(keep="first"))
+    if dup.any():
+        same = np.flatnonzero(low.duplicated(keep=False))
+        pairs = pd.MultiIndex.from_arrays([d[same, 0], d[same, 1]])
+        dup[same] = pairs.duplicated(keep="first")
+    del low
+    return np.flatnonzero(~dup).astype(np.int64)
 
 
 def _masks(width: int) -> np.ndarray:
@@ -223,16 +258,13 @@ def run_oprf_receiver(
         raise ConfigError(
             "result_to", f"'{session.me}' is not the RR22 receiver of {params.result_to}"
         )
-    raw, distinct = distinct_ids(ids)
-    n_input = len(raw)
+    seed = secrets.token_bytes(16)
+    session.send(session.peers()[0], Tag.SETUP, {"seed": seed})
+    keys = _keys(seed)
+    digests, distinct, n_input = _hashed_ids(ids, keys.digest)
     plan = _handshake(session, params, len(distinct), True, policy.stat_sec)
     if plan.n == 0 or plan.m == 0:
         return PsiResult(np.zeros(0, dtype=np.int64), 0, n_input, plan.n, plan.m)
-    seed = secrets.token_bytes(16)
-    session.send(plan.peer, Tag.SETUP, {"seed": seed})
-    keys = _keys(seed)
-    digests = aeshash.id_digests(_distinct_items(raw, distinct), keys.digest)
-    del raw
     keys_u8 = digests.view(np.uint8).reshape(-1, 16)
     okvs_seed, p = _encode(keys_u8, aeshash.mmo(keys.h, digests), plan.okvs)
     session.progress("psi", 0.2)
@@ -330,18 +362,14 @@ def run_oprf_sender(
     check_params(session, params, policy, Protocol.RR22)
     if session.me == receiver_party(session, params):
         raise ConfigError("result_to", f"'{session.me}' is the RR22 receiver of {params.result_to}")
-    raw, distinct = distinct_ids(ids)
+    peer = session.peers()[0]
+    keys = _keys(msg.field(msg.recv(session, peer, Tag.SETUP, SETUP), Tag.SETUP, "seed", bytes))
+    digests, distinct, n_input = _hashed_ids(ids, keys.digest)
     plan = _handshake(session, params, len(distinct), False, policy.stat_sec)
     me_learns = session.me in params.result_to
     if plan.n == 0 or plan.m == 0:
         empty = np.zeros(0, dtype=np.int64) if me_learns else None
-        return PsiResult(empty, 0 if me_learns else None, len(raw), plan.m, plan.n)
-    keys = _keys(
-        msg.field(msg.recv(session, plan.peer, Tag.SETUP, SETUP), Tag.SETUP, "seed", bytes)
-    )
-    digests = aeshash.id_digests(_distinct_items(raw, distinct), keys.digest)
-    n_input = len(raw)
-    del raw
+        return PsiResult(empty, 0 if me_learns else None, n_input, plan.m, plan.n)
     perm = secure_permutation(plan.m)  # wire position -> id
     corr = vole.vole_sender(session.sub("vole"), plan.okvs.m, policy=policy)
     session.progress("psi", 0.5)
