@@ -33,8 +33,13 @@ _LEN_TAG = np.uint64(0x6C2D_6469_2D6C_6965)  # marks the length block (any const
 def ecb(key: bytes, blocks: np.ndarray) -> np.ndarray:
     """AES-128 under ``key`` of each row of ``blocks`` ((n, 2) uint64, a new array)."""
     enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
-    raw = enc.update(np.ascontiguousarray(blocks, dtype="<u8").tobytes()) + enc.finalize()
-    return np.frombuffer(raw, dtype="<u8").reshape(-1, 2).copy()
+    src = np.ascontiguousarray(blocks, dtype="<u8").reshape(-1, 2)
+    out = np.empty_like(src)
+    for lo in range(0, len(src), CHUNK):  # by chunks: no whole-input byte copies
+        raw = enc.update(src[lo : lo + CHUNK].tobytes())
+        out[lo : lo + CHUNK] = np.frombuffer(raw, dtype="<u8").reshape(-1, 2)
+    enc.finalize()
+    return out
 
 
 def mmo(key: bytes, blocks: np.ndarray) -> np.ndarray:

@@ -177,6 +177,9 @@ def _check_params(params: OkvsParams) -> None:
         raise ConfigError("params", f"w={params.w}, m={params.m}: need w in 64..512, m >= w")
 
 
+_ROWS_CHUNK = 1 << 18  # keys per AES call in rows()
+
+
 def rows(
     keys: Sequence[str | bytes] | np.ndarray, seed: bytes, params: OkvsParams
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -187,13 +190,18 @@ def rows(
     digests = _as_digests(keys)
     n, nw = len(digests), params.words
     blocks = 1 + (params.w + 63) // 128  # 64 bits of start, then the band
-    inp = np.repeat(digests, blocks, axis=0)
-    inp[:, 0] ^= np.tile(np.arange(blocks, dtype=np.uint8), n)
     enc = Cipher(algorithms.AES(seed), modes.ECB()).encryptor()  # a PRF on distinct blocks
-    raw = enc.update(inp.tobytes()) + enc.finalize()
-    words = np.frombuffer(raw, dtype="<u8").reshape(n, 2 * blocks)
-    starts = (words[:, 0] % np.uint64(params.m - params.w + 1)).astype(np.int64)
-    bands = np.ascontiguousarray(words[:, 1 : 1 + nw]).astype(np.uint64)
+    starts = np.empty(n, dtype=np.int64)
+    bands = np.empty((n, nw), dtype=np.uint64)
+    tweak = np.arange(blocks, dtype=np.uint8)
+    for lo in range(0, n, _ROWS_CHUNK):  # by chunks: the AES temporaries stay small
+        part = digests[lo : lo + _ROWS_CHUNK]
+        inp = np.repeat(part, blocks, axis=0)
+        inp[:, 0] ^= np.tile(tweak, len(part))
+        words = np.frombuffer(enc.update(inp.tobytes()), dtype="<u8").reshape(-1, 2 * blocks)
+        starts[lo : lo + len(part)] = words[:, 0] % np.uint64(params.m - params.w + 1)
+        bands[lo : lo + len(part)] = words[:, 1 : 1 + nw]
+    enc.finalize()
     bands[:, 0] |= np.uint64(1)
     return starts, bands
 

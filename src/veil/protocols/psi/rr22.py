@@ -69,7 +69,6 @@ from veil.errors import ConfigError, ProtocolError
 from veil.net.session import Session
 from veil.policy import DEFAULT_POLICY, SecurityPolicy
 from veil.protocols.psi import aeshash, gf128, okvs, vole
-from veil.protocols.psi.ecdh import IdChunks, id_chunks
 from veil.protocols.psi.common import (
     STATISTICAL_BITS,
     TRUNCATION_SPECS,
@@ -85,6 +84,7 @@ from veil.protocols.psi.common import (
     kept_bits,
     secure_permutation,
 )
+from veil.protocols.psi.ecdh import id_chunks
 
 PROTOCOL = "rr22"
 PROTOCOL_VERSION = 2  # 2: SETUP before HELLO
