@@ -41,8 +41,10 @@ static int first_bit(const uint64_t *b, int nw) {
 }
 
 static int solve_core(const int64_t *starts, const uint64_t *bands, const uint64_t *values,
-                      Py_ssize_t n, Py_ssize_t m, int nw, uint64_t *x, uint64_t *slot_b,
-                      uint64_t *slot_v) {
+                      Py_ssize_t n, Py_ssize_t m, int nw, uint64_t *x, uint64_t *slot_b) {
+    /* A pivot row's value is kept in x at its column (x there is overwritten by back
+     * substitution anyway; free columns keep their random entry): no m x 16-byte array. */
+    uint64_t *slot_v = x;
     uint64_t b[MAX_WORDS];
     for (Py_ssize_t i = 0; i < n; i++) {
         int64_t c = starts[i];
@@ -102,19 +104,15 @@ static PyObject *okvs_solve(PyObject *self, PyObject *args) {
         goto done;
     }
     uint64_t *slot_b = calloc((size_t)m * nw, sizeof(uint64_t));
-    uint64_t *slot_v = calloc((size_t)m * 2, sizeof(uint64_t));
-    if (!slot_b || !slot_v) {
-        free(slot_b);
-        free(slot_v);
+    if (!slot_b) {
         PyErr_NoMemory();
         goto done;
     }
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = solve_core(st.buf, bd.buf, vl.buf, n, m, nw, xb.buf, slot_b, slot_v);
+    rc = solve_core(st.buf, bd.buf, vl.buf, n, m, nw, xb.buf, slot_b);
     Py_END_ALLOW_THREADS
     free(slot_b);
-    free(slot_v);
     if (rc == 2) {
         PyErr_SetString(PyExc_ValueError, "solve: a band reaches past the last column");
         goto done;

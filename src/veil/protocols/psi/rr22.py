@@ -277,7 +277,7 @@ def run_oprf_receiver(
             out.send(Tag.MASKED, p[lo:hi] ^ corr.a[lo:hi])
     del p
     own = _evaluate(corr.c, digests, okvs_seed, plan, keys)
-    del corr
+    del corr, digests
     theirs = _recv_values(session, plan)
     hits, positions = match(own, theirs)
     if plan.peer in params.result_to:
@@ -383,18 +383,24 @@ def run_oprf_sender(
     delta = corr.delta
     del corr
     values = _evaluate(k, digests, okvs_seed, plan, keys, delta=delta)
-    del k
+    del k, digests
     as_bytes = values.view(np.uint8).reshape(-1, 16)
     with Outbox(session, plan.peer) as out:
         for lo in range(0, plan.m, VALUES_PER_MESSAGE):
             batch = as_bytes[perm[lo : lo + VALUES_PER_MESSAGE], : plan.width]
             out.send(Tag.VALUES, batch.tobytes())
+    del values, as_bytes
     session.progress("psi", 1.0)
     if not me_learns:
         return PsiResult(None, None, n_input, plan.m, plan.n)
     spec = msg.Array("int64", max_len=plan.m, lo=0, hi=plan.m - 1)
     pos = msg.recv(session, plan.peer, Tag.RESULT, spec)
     items = perm[pos]
-    _, first = np.unique(items, return_index=True)  # a false match could repeat an id
-    indices = distinct[items[np.sort(first)]]
+    del perm
+    if (
+        len(pos) > 1 and not (np.diff(np.asarray(pos, dtype=np.int64)) > 0).all()
+    ):  # repeats: first kept
+        _, first = np.unique(items, return_index=True)
+        items = items[np.sort(first)]
+    indices = distinct[items]
     return PsiResult(indices, len(indices), n_input, plan.m, plan.n)
