@@ -31,6 +31,7 @@ from veil.jobs import RunOptions, load_job, run_job
 from veil.net import Session, run_parties
 from veil.protocols.psi import Protocol, PsiParams, PsiResult, run_psi
 from veil.protocols.psi import rr22 as rr22_psi
+from veil.protocols.psi.ecdh import IdChunks
 
 
 def psi_pair(bank: Sequence[str], partner: Sequence[str], **kw: object) -> dict[str, PsiResult]:
@@ -255,3 +256,30 @@ def test_job_step_rejects_rr22_with_interconnect(tmp_path: Path) -> None:
 def test_1e3_against_1e6_ids() -> None:
     a, b = overlapping_sets(1000, 1_000_000, 700, seed=36)
     check_both(psi_pair(a, b), a, b)
+
+
+def test_id_chunks_give_the_list_result() -> None:
+    """IdChunks stream (small chunks, repeats across chunks): same indices as a list."""
+    a, b = overlapping_sets(400, 300, 90, seed=35)
+    a = a + a[::7]  # repeats, in later chunks than their first occurrence
+    p = PsiParams(result_to=(BANK, PARTNER), protocol=Protocol.RR22)
+
+    def chunked(ids: list[str]) -> IdChunks:
+        return IdChunks(ids[lo : lo + 37] for lo in range(0, len(ids), 37))
+
+    want = run_parties({BANK: lambda s: run_psi(s, a, p), PARTNER: lambda s: run_psi(s, b, p)})
+    got = run_parties(
+        {BANK: lambda s: run_psi(s, chunked(a), p), PARTNER: lambda s: run_psi(s, chunked(b), p)}
+    )
+    check_both(got, a, b)
+    for party in (BANK, PARTNER):
+        assert sorted(got[party].indices.tolist()) == sorted(want[party].indices.tolist())
+        assert got[party].n_input == want[party].n_input
+    bad: list[object] = ["x"] * 40 + [None]  # a null in the second chunk: its input position
+    with pytest.raises(ConfigError, match="position 40 is null"):
+        run_parties(
+            {
+                BANK: lambda s: run_psi(s, chunked(bad), p),  # type: ignore[arg-type]
+                PARTNER: lambda s: run_psi(s, b, p),
+            }
+        )
