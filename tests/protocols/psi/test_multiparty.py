@@ -231,12 +231,14 @@ def test_no_party_can_compute_a_pairwise_intersection(monkeypatch: pytest.Monkey
        the shares). With its own share y_P, P can compute B - y_P A; for every party but
        the last mixer D this matches no deterministic form (later parties' shares remain
        on it), and the KEY values (multiples of G) match none either (check 1).
-    3. D can decrypt the pool: it gets (W/w_D)*H(x) for every pooled id, which it can
-       raise to w_D. These are deterministic forms of everybody's ids, so D must hold no
-       id-labelled value under either exponent set: the only labelled values D holds are
-       its ring output and RESULT, both under W*u, and u belongs to U != D. So D can
-       count multiplicities (the histogram the module docstring lists) but cannot tie a
-       pooled value to an id or to the party that holds it.
+    3. D can decrypt the pool: it gets W*H(x) for every pooled id (W: the product of
+       the mixers' w_j; D adds no blinding, it would only hide the values from D
+       itself). These are deterministic forms of everybody's ids, so D must hold no
+       id-labelled value under W (nor under W*w_D): the only labelled value D receives
+       is RESULT, under W*u, and u belongs to U != D; its ring output is masked by its
+       own sigma_D (under W*u too once unmasked). Other receivers' rings skip D. So D
+       can count multiplicities (the histogram the module docstring lists) but cannot
+       tie a pooled value to an id or to the party that holds it.
     4. No raw id, digest or hashed point crosses the wire (wire_check and plain forms).
     """
     names = NAMES5[:3]
@@ -289,10 +291,12 @@ def test_no_party_can_compute_a_pairwise_intersection(monkeypatch: pytest.Monkey
             else:
                 pool = [forms[p] for p in pieces]  # each one a deterministic form
                 assert {lbl for _, lbl in pool} == {frozenset(f"w_{p}" for p in names[:-1])}
-    ring_back = frozenset([*(f"w_{p}" for p in names), "u"])
-    assert labelled_at_d <= {ring_back}, labelled_at_d
-    pool_sets = {frozenset(f"w_{p}" for p in names[:-1]), frozenset(f"w_{p}" for p in names)}
-    assert not labelled_at_d & pool_sets
+    mixers = frozenset(f"w_{p}" for p in names[:-1])
+    assert labelled_at_d == {mixers | {"u"}}, labelled_at_d  # RESULT only
+    assert not labelled_at_d & {mixers, mixers | {f"w_{d}"}}
+    rings_at_d = {f.key.split(":")[0] for f in rec.frames if f.dst == len(names) - 1}
+    rings_at_d = {k for k in rings_at_d if k.endswith("/ring")}
+    assert rings_at_d == {f"root.ring{len(names) - 1}/ring"}, rings_at_d  # its own only
 
     assert_no_leak(rec.frames, {"ids": universe, "hashed ids": list(hashed.values())})
     wire = b"\x00".join(f.payload for f in rec.frames)
