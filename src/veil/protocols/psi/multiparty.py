@@ -61,12 +61,13 @@ What each party learns (beyond its own input and output):
 Raw ids and plain hashes never leave a party. Full 32-byte points are compared, so
 ``truncate_bits`` is not used. Cost, in variable-base scalar multiplications: every
 party 1 per own id to encrypt (and a fixed-base one); a mixer 2 per pooled id (P_0: 1
-per own id, the encryption having done the rest), D 1 and a subtraction; in the rings, each mixer 1 per id of every
-other receiver, a receiver 1 per own id and 1 per common id (U: 2, RESULT too); one hash
-to the group per own id.
+per own id, its encryption did the rest), D 1 and a subtraction; in the rings, each
+mixer 1 per id of every other receiver, a receiver 1 per own id and 1 per common id (U:
+2, RESULT too); one hash to the group per own id.
 The mix runs party after party (each step must hold the whole pool to shuffle it).
-Memory per party: the pool, 64 bytes per pooled id (32 at D), and 32 per own id (its
-hashes). Figures: benchmarks/RESULTS.md, "Three-party ECDH-PSI".
+Memory per party: the pool, 64 bytes per pooled id (32 at D), its permutation (8), and
+32 per own id (its hashes); a mixer steps while it sends, so no unread backlog builds
+up at the next one. Figures: benchmarks/RESULTS.md, "Three-party ECDH-PSI".
 Collusion is outside the model (semi-honest, non-colluding): D and U together could tie
 U's ids to pooled values (U's ring output divided by u) and so learn how many parties
 hold each of U's ids; D with every other party learns everything.
@@ -328,11 +329,16 @@ def _mix(
     keys: Keys,
     own: Iterator[np.ndarray],
 ) -> np.ndarray:
-    """This party's turn in the mix; returns the decrypted pool at D (empty elsewhere)."""
+    """This party's turn in the mix; returns the decrypted pool at D (empty elsewhere).
+
+    A mixer files what it receives as it comes and does its step batch by batch as it
+    sends the shuffled pool on, so it works at the pace it sends and the next mixer,
+    which only files, never lets a backlog of unread batches pile up (the transport
+    holds whatever has not been read). D decrypts on receipt, faster than a mixer sends.
+    """
     me, parties = session.me, plan.parties
     pos = parties.index(me)
     last = me == plan.d
-
     wy = ristretto.scalar_mul(keys.w, keys.y)
 
     def step(lo: int, hi: int, cts: np.ndarray) -> bytes:
@@ -343,30 +349,38 @@ def _mix(
             return ristretto.sub(b, ristretto.scalar_mult(keys.y, a))
         return join_halves(ristretto.scalar_mult(wy, a), ristretto.scalar_mult(keys.w, b))
 
+    def stepped(cts: np.ndarray) -> np.ndarray:
+        return rows(b"".join(mul.map(step, len(cts), cts)), P if last else CT)
+
     sources = [(p, Tag.POOL) for p in parties] if pos == 0 else [(parties[pos - 1], Tag.MIX)]
     total = sum(plan.n.values())
-    width = P if last else CT
-    pool = np.empty((total, width), dtype=np.uint8)  # the one copy of the pool here
-    done = 0
+    pool = np.empty((total, P if last else CT), dtype=np.uint8)  # the one copy here
+    done = ready = 0  # rows filed; the first `ready` are stepped already (P_0's own)
     for src, tag in sources:
-        if src == me:  # P_0's own ids: _encrypt already left them as this step would
+        if src == me:  # first in the pool: _encrypt left them as this step would
             for cts in own:
                 pool[done : done + len(cts)] = cts
                 done += len(cts)
+            ready = done
             continue
         count = plan.n[src] if tag == Tag.POOL else total
         for cts in recv_batches(
             session, src, tag, count=count, batch=plan.batch[src], width=CT, wait=plan.wait
         ):
-            pool[done : done + len(cts)] = rows(b"".join(mul.map(step, len(cts), cts)), width)
+            pool[done : done + len(cts)] = stepped(cts) if last else cts
             done += len(cts)
-            session.progress("psi", 0.6 * done / max(total, 1))
+            session.progress("psi", 0.3 * done / max(total, 1))
     if last:
         return pool
     perm = secure_permutation(total)  # sent batch by batch: no shuffled copy of the pool
     with Outbox(session, parties[pos + 1]) as out:
         for lo in range(0, total, plan.batch[me]):
-            out.send(Tag.MIX, pool[perm[lo : lo + plan.batch[me]]].tobytes())
+            idx = perm[lo : lo + plan.batch[me]]
+            cts, todo = pool[idx], idx >= ready
+            if todo.any():
+                cts[todo] = stepped(cts[todo])
+            out.send(Tag.MIX, cts.tobytes())
+            session.progress("psi", 0.3 + 0.3 * (lo + len(idx)) / total)
     return pool[:0]
 
 
