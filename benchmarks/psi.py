@@ -173,7 +173,7 @@ def run_veil_pair(spec: dict[str, Any], workdir: Path) -> list[dict[str, Any]]:
         for r in range(len(names))
     ]
     for p in procs:
-        if p.wait(timeout=1800) != 0:
+        if p.wait(timeout=7200) != 0:
             for q in procs:
                 q.kill()
             raise SystemExit(f"a party exited with status {p.returncode}")
