@@ -25,6 +25,7 @@ from veil.errors import ConfigError, ProtocolError
 from veil.jobs import RunOptions, load_job, run_job
 from veil.net import Session, run_parties
 from veil.protocols.psi import Protocol, PsiParams, PsiResult, multiparty, run_psi
+from veil.protocols.psi.batches import hash_points, match_in_order
 
 NAMES5 = ["bank", "bureau", "telco", "insurer", "retailer"]
 
@@ -151,6 +152,23 @@ def test_bad_input() -> None:
             {p: (lambda s, p=p: run_psi(s, sets[p], PsiParams((p,)))) for p in sets},
             timeout=20,
         )
+
+
+def test_batch_helpers() -> None:
+    """hash_points matches the suite's hash over thread chunks; match_in_order finds each
+    target in the target order and refuses one that matches no own value."""
+    items = [f"id-{i}-é".encode() for i in range(70)]
+    with ecc.ScalarMultiplier(3) as mul:
+        got = hash_points(mul, items, chunk=8)
+    assert got.tobytes() == b"".join(ecc.hash_to_points(items))
+    own = got.tobytes()
+    pick = [41, 3, 69, 0]
+    assert match_in_order(own, b"".join(own[32 * i : 32 * i + 32] for i in pick)).tolist() == pick
+    assert match_in_order(own, b"").tolist() == []
+    with pytest.raises(ProtocolError, match=r"result\.values"):
+        match_in_order(own, ristretto.base_mult(ristretto.random_scalars(1)))
+    with pytest.raises(ProtocolError, match=r"result\.values"):
+        match_in_order(b"", own[:32])
 
 
 def test_malformed_pool_is_a_protocol_error() -> None:

@@ -193,23 +193,14 @@ def run_party(
     with ecc.ScalarMultiplier(params.threads) as mul:
         hashed = hash_points(mul, [raw[j] for j in order])  # H(x), once per own id
         del raw
+
         # The rings need nothing from the mix: they run beside it, so a party waiting
         # for the pool to reach it works on the rings meanwhile.
-        rings = {
-            r: Background(
-                partial(
-                    _ring,
-                    session.sub(f"ring{plan.parties.index(r)}"),
-                    mul,
-                    plan,
-                    keys,
-                    owner=r,
-                    hashed=hashed,
-                )
-            )
-            for r in plan.receivers
-            if me in _ring_members(plan, r)
-        }
+        def ring(r: str) -> Background:
+            sub = session.sub(f"ring{plan.parties.index(r)}")
+            return Background(partial(_ring, sub, mul, plan, keys, owner=r, hashed=hashed))
+
+        rings = {r: ring(r) for r in plan.receivers if me in _ring_members(plan, r)}
         own_pool = _encrypt(mul, hashed, plan, keys, me=me)
         if me != plan.parties[0]:
             with Outbox(session, plan.parties[0]) as out:
@@ -223,8 +214,8 @@ def run_party(
             session.send(plan.u, Tag.COMMON, vals[counts == len(plan.parties)].tobytes())
             del vals, counts
         own = rings[me].result() if me in plan.receivers else b""
-        for ring in rings.values():
-            ring.result()
+        for bg in rings.values():
+            bg.result()
         if me == plan.u:
             common = _recv_common(session, plan, plan.d, Tag.COMMON)
             result, base = sorted_result(mul, keys.u, common)
