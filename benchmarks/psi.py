@@ -378,6 +378,7 @@ def cmd_three(a: argparse.Namespace) -> dict[str, Any]:
                 assert ok or kind == "secretflow3", parties
                 summary = party_summary(parties) if ok else {"failed": parties}
                 runs[kind].append(summary | {"started_utc": t, "loadavg_1min": load})
+                print(json.dumps({"kind": kind} | runs[kind][-1]), file=sys.stderr, flush=True)
     done = {k: [r for r in v if "failed" not in r] for k, v in runs.items()}
     return {
         "bench": "psi_three_party",
