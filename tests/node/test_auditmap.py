@@ -171,3 +171,35 @@ def test_a_nodes_state_changes_land_in_its_audit_log(tmp_path: Path, ca: Path) -
         assert report.ok, report
         assert report.size >= 5  # dataset, proposal, two votes, cancel
     assert main(["audit", "verify", "--node", str(dirs["bureau"])]) == 0
+
+
+def test_a_head_is_retried_until_the_peer_takes_it() -> None:
+    from veil.node.auditmap import push_head
+
+    calls: list[str] = []
+    answers = {
+        "bureau": iter([{"ok": False, "error": "UNAVAILABLE"}, {"ok": True}]),
+        "telco": iter([{"ok": True}]),
+    }
+
+    def call(p: str) -> dict[str, object]:
+        calls.append(p)
+        return next(answers[p])
+
+    waits: list[float] = []
+    assert push_head(call, ["bureau", "telco"], (1.0, 2.0), waits.append) == {
+        "bureau": None,
+        "telco": None,
+    }
+    assert calls == ["bureau", "telco", "bureau"] and waits == [1.0]
+
+
+def test_a_peer_down_for_every_try_is_reported_with_its_last_error() -> None:
+    from veil.node.auditmap import push_head
+
+    def call(p: str) -> dict[str, object]:
+        raise ConnectionError(f"{p} refused")
+
+    waits: list[float] = []
+    assert push_head(call, ["bureau"], (1.0, 2.0), waits.append) == {"bureau": "bureau refused"}
+    assert waits == [1.0, 2.0]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from veil.node.admin import open_store
 from veil.node.config import load_config
 from veil.node.datasets import add_dataset
 from veil.node.model import JobState
+from veil.node.relay import sweep_stale
 
 from .conftest import table
 from .nodes import make_nodes, running, wait_for
@@ -190,3 +194,29 @@ def test_a_relayed_transport_listens_only_on_a_unix_socket(tmp_path: Path, ca: P
         GrpcConfig(**base, listen=f"unix:{tmp_path}/s").validate()
     with pytest.raises(ConfigError, match="job: 'a b' is not a job id"):
         GrpcConfig(**base, job="a b", listen=f"unix:{tmp_path}/s").validate()
+
+
+def test_socket_folders_of_stopped_nodes_are_swept(tmp_path: Path) -> None:
+    """A node killed with -9 leaves its job folders; the next node removes them, and only them."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = tmp_path / "veil-job-dead"
+    dead.mkdir()
+    (dead / "node.pid").write_text(f"{gone.pid}\n")
+    (dead / "push.sock").write_text("")
+    crashed_early = tmp_path / "veil-job-early"  # made just before a crash: no pid, no socket
+    crashed_early.mkdir()
+    live = tmp_path / "veil-job-live"
+    live.mkdir()
+    (live / "node.pid").write_text(f"{os.getpid()}\n")
+    unknown = tmp_path / "veil-job-old"  # a socket but no pid file: not ours to judge
+    unknown.mkdir()
+    (unknown / "push.sock").write_text("")
+    other = tmp_path / "not-a-job"
+    other.mkdir()
+
+    removed = sweep_stale(tmp_path)
+
+    assert sorted(p.name for p in removed) == ["veil-job-dead", "veil-job-early"]
+    assert not dead.exists() and not crashed_early.exists()
+    assert live.exists() and unknown.exists() and other.exists()

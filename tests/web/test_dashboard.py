@@ -42,6 +42,9 @@ def test_login_then_a_job_reaches_succeeded_live(
     flow = v.page.text_content(".flow")
     assert "_echo" in flow and "100.0 %" in flow and " s" in flow and "B sent" in flow
     assert "job.succeeded" in v.page.text_content("#content")
+    # this node's bytes to and from each peer, from the worker's report
+    v.page.wait_for_selector("#peer-traffic td:has-text('bureau')")
+    assert "_echo" in v.page.text_content("#peer-traffic")
     v.shot("job")
     # keyboard: the first Tab reaches the skip link
     v.page.keyboard.press("Tab")

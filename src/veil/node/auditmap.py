@@ -31,7 +31,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from veil.node.model import Event, Job, JobState
@@ -211,7 +212,8 @@ def job_changed(svc: NodeService, job: Job) -> None:
 
     Running here: the dataset this node gives and its columns and rows (the worker reads
     them). Final: sign this node's tree head and send it to every other party, in a
-    thread (a dead peer must not hold up the job's end); each records it in its log.
+    thread (a dead peer must not hold up the job's end), retrying a peer that fails
+    (:func:`push_head`); each records it in its log.
     """
     if _sink(svc) is None:
         return
@@ -242,17 +244,45 @@ def _witness(svc: NodeService, job: Job) -> None:
         log.warning("node %s: cannot sign a tree head for %s: %s", svc.name, job.id, e)
         return
     msg = {"kind": WIRE_KIND, "job_id": job.id, **head_message(head, key.cert)}
-    for p in job.parties:
-        if p == svc.name:
-            continue
-        try:
-            ans = svc.link.call(p, msg, min(svc.cfg.peer_timeout, 10.0))
-        except Exception as e:  # unreachable, or the node is closing its channels
-            ans = {"ok": False, "error": str(e)}
-        if not ans.get("ok"):
-            log.warning(
-                "node %s: %s did not witness head %d: %s", svc.name, p, head.size, ans.get("error")
-            )
+    peers = [p for p in job.parties if p != svc.name]
+    timeout = min(svc.cfg.peer_timeout, 10.0)
+    for p, error in push_head(lambda p: svc.link.call(p, msg, timeout), peers).items():
+        if error is not None:
+            log.warning("node %s: %s did not witness head %d: %s", svc.name, p, head.size, error)
+
+
+RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0)  # seconds between tries: a peer restarting is back
+
+
+def push_head(
+    call: Callable[[str], Mapping[str, object]],
+    peers: list[str],
+    delays: tuple[float, ...] = RETRY_DELAYS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, str | None]:
+    """Send a signed head to each peer, retrying those that fail after ``delays``.
+
+    Returns each peer's last error, or None once it accepted the head. A peer that is
+    down for longer than the retries misses this head only: the next job's head covers
+    every earlier entry, so its witness still pins this one.
+    """
+    errors: dict[str, str | None] = {}
+    pending = list(peers)
+    for delay in (*delays, None):
+        failed = []
+        for p in pending:
+            try:
+                ans = call(p)
+            except Exception as e:  # unreachable, or the node is closing its channels
+                ans = {"ok": False, "error": str(e)}
+            errors[p] = None if ans.get("ok") else str(ans.get("error"))
+            if errors[p] is not None:
+                failed.append(p)
+        pending = failed
+        if not pending or delay is None:
+            break
+        sleep(delay)
+    return errors
 
 
 def receive_head(svc: NodeService, sender: str, msg: Mapping[str, object]) -> dict[str, object]:

@@ -17,11 +17,16 @@ A job that is not started here yet answers UNAVAILABLE (the sender retries); one
 ended answers "Connection refused", as a stopped worker's port did, so the sender's
 transport sees the party gone within a second (abort, heartbeats and ``peer_timeout``
 behave as they did with a port per job).
+
+Each socket folder holds ``node.pid``, the node process's id. A node that was killed
+(``kill -9``) cannot remove its folders; the next node started by the same user removes
+every ``veil-job-*`` folder whose node process is gone (:func:`sweep_stale`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -53,6 +58,50 @@ def _ident(b: bytes) -> bytes:
     return b
 
 
+_PREFIX = "veil-job-"
+_PID_FILE = "node.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def sweep_stale(tmp: Path | None = None) -> list[Path]:
+    """Remove this user's job socket folders left by nodes that are no longer running.
+
+    A folder is stale when its ``node.pid`` names a process that is gone, or when it has
+    no ``node.pid`` and no socket (a folder made just before a crash). Returns what it
+    removed. Folders of running nodes (this one included) and other users' are kept.
+    """
+    removed: list[Path] = []
+    root = tmp if tmp is not None else Path(tempfile.gettempdir())
+    uid = os.getuid()
+    for folder in root.glob(f"{_PREFIX}*"):
+        try:
+            if not folder.is_dir() or folder.is_symlink() or folder.stat().st_uid != uid:
+                continue
+            pid_file = folder / _PID_FILE
+            if pid_file.exists():
+                text = pid_file.read_text().strip()
+                if text.isdigit() and _alive(int(text)):
+                    continue
+            elif (folder / "push.sock").exists():
+                continue  # no pid file but a socket: not ours to judge
+        except OSError:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    if removed:
+        log.info("removed %d job socket folder(s) left by stopped nodes", len(removed))
+    return removed
+
+
 @dataclass
 class _Route:
     names: tuple[str, ...]  # the job's parties in wire-rank order (sorted)
@@ -81,10 +130,12 @@ class Relay:
         self._job = job
         self._routes: dict[str, _Route] = {}
         self._lock = threading.Lock()
+        sweep_stale()
 
     def open(self, job_id: str, parties: Sequence[str]) -> str:
         """A private ``unix:`` socket address for the job's worker; pushes go there."""
-        folder = Path(tempfile.mkdtemp(prefix="veil-job-"))  # 0700: only this user
+        folder = Path(tempfile.mkdtemp(prefix=_PREFIX))  # 0700: only this user
+        (folder / _PID_FILE).write_text(f"{os.getpid()}\n")
         socket = f"unix:{folder / 'push.sock'}"
         with self._lock:
             self._routes[job_id] = _Route(tuple(sorted(parties)), folder, socket)

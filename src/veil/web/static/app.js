@@ -179,6 +179,20 @@
       hint ? h("p", {}, "What to do: ", hint[1]) : null);
   }
 
+  // Bytes this node exchanged with each peer, per step (the worker's report).
+  function peerTraffic(report, me) {
+    const rows = [];
+    for (const s of (report && report.steps) || []) {
+      const mine = (s.peer_traffic || {})[me] || {};
+      for (const [peer, t] of Object.entries(mine))
+        rows.push(h("tr", {}, h("td", {}, s.name), h("td", {}, peer),
+          h("td", { class: "num" }, bytes(t.bytes_sent || 0)), h("td", { class: "num" }, bytes(t.bytes_received || 0))));
+    }
+    if (!rows.length) return "";
+    return h("div", { id: "peer-traffic" }, h("h2", {}, "Bytes per peer (this node)"),
+      table(["Step", "Peer", "Sent", "Received"], rows));
+  }
+
   PAGES.job = function () {
     const top = h("div"), flow = h("ol", { class: "flow", "aria-label": "Steps" }), votes = h("div"),
       per = h("div"), logs = h("div"), extra = h("div"), fail = h("div", { "aria-live": "assertive" });
@@ -194,6 +208,7 @@
           extra.replaceChildren(h("h2", {}, "Worker log (this node)"), h("pre", { tabindex: 0 }, (lg.log || "(empty)") + (rl ? "\n--- last lines of failed workers ---\n" + rl : "")));
         } catch (e) { extra.replaceChildren(); }
       }
+      extra.prepend(peerTraffic(report, me && me.node));
       if (st.steps.some((s) => s.name === "evaluate") && st.state === "succeeded")
         top.append(h("p", {}, link(`/ui/jobs/${JOB}/model`, "Model report →")));
       fail.replaceChildren(failure(st, report) || "");
