@@ -280,8 +280,12 @@ def party_summary(parties: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "wall_s": max(p["wall_s"] for p in parties),
         "cpu_s": [p["cpu_s"] for p in parties],
-        "mb_sent": [round(p.get("bytes_sent", 0) / 1e6, 1) for p in parties],
-        "mb_received": [round(p.get("bytes_received", 0) / 1e6, 1) for p in parties],
+        "mb_sent": [
+            round(p["bytes_sent"] / 1e6, 1) if "bytes_sent" in p else None for p in parties
+        ],
+        "mb_received": [
+            round(p["bytes_received"] / 1e6, 1) if "bytes_received" in p else None for p in parties
+        ],
         "peak_rss_mb": [p["peak_rss_mb"] for p in parties],
     }
 
