@@ -343,7 +343,7 @@ def cmd_three(a: argparse.Namespace) -> dict[str, Any]:
     """Multi-party ECDH-PSI (``--parties``, default 3) beside two-party ECDH at the same
     ids per party and overlap, and beside SecretFlow's three-party ECDH-PSI with
     ``--secretflow PYTHON``: run alternately (each first in turn) on one machine."""
-    kinds = [f"veil{a.parties}"] + ([] if a.no_two else ["veil2"])
+    kinds = ([] if a.no_veil else [f"veil{a.parties}"]) + ([] if a.no_two else ["veil2"])
     kinds += ["secretflow3"] if a.secretflow else []
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
     order = []
@@ -595,6 +595,7 @@ def main() -> None:
     t.add_argument("--repeat", type=int, default=1)
     t.add_argument("--transport", choices=["grpc", "memory"], default="grpc")
     t.add_argument("--no-two", action="store_true", help="skip the two-party run")
+    t.add_argument("--no-veil", action="store_true", help="skip Veil's multi-party run")
     t.add_argument("--secretflow", help="SecretFlow's python (spu 0.9.4): its ECDH 3PC too")
     t.add_argument("--sf-curve", default="CURVE_25519")
     t.add_argument("--sf-timeout", type=float, default=3600)
