@@ -2,7 +2,8 @@
 
 ``veil.crypto._gmpkernel`` only needs a C compiler and the Python headers: it finds GMP
 at run time in the library gmpy2 loaded. ``veil.protocols.psi._okvs`` (the OKVS
-elimination of RR22-PSI) needs only the compiler. If one cannot be built, the install
+elimination of RR22-PSI) and ``veil.protocols.psi._vole`` (GF(2^128) products and the
+silent VOLE's code) need only the compiler. If one cannot be built, the install
 still succeeds and Veil uses its pure-Python kernels (same results, slower).
 """
 
@@ -24,6 +25,12 @@ setup(
         Extension(
             "veil.protocols.psi._okvs",
             ["src/veil/protocols/psi/_okvs.c"],
+            optional=True,
+            extra_compile_args=["-O2", "-fvisibility=hidden"],
+        ),
+        Extension(
+            "veil.protocols.psi._vole",
+            ["src/veil/protocols/psi/_vole.c"],
             optional=True,
             extra_compile_args=["-O2", "-fvisibility=hidden"],
         ),

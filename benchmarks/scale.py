@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import psutil
@@ -39,11 +40,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 
-def _write_ids(folder: Path, n: int, files: int = 10) -> None:
+def _write_ids(folder: Path, n: int, files: int = 10, start: int = 0) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     step = -(-n // files)
-    for i, a in enumerate(range(0, n, step)):
-        ids = [f"customer-{j:012d}" for j in range(a, min(a + step, n))]
+    for i, a in enumerate(range(start, start + n, step)):
+        ids = [f"customer-{j:012d}" for j in range(a, min(a + step, start + n))]
         pd.DataFrame({"id": ids}).to_parquet(folder / f"part-{i:05d}.parquet", index=False)
     (folder / "_SUCCESS").write_text("")
 
@@ -68,33 +69,53 @@ def _drive(args: argparse.Namespace) -> None:
     )
 
 
-def _psi(args: argparse.Namespace) -> None:
-    """Both parties of one PSI protocol in this process (a child process)."""
-    from veil.net.local import run_parties
+def _vm(field: str) -> float:
+    """``VmRSS``/``VmHWM`` of this process in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _pair(args: argparse.Namespace) -> None:
+    """One whole PSI (a child process): each party in its own forked process, reading
+    its ids from its Parquet folder either streamed (``IdChunks`` of the partitions) or
+    into a list first; prints each party's wall, CPU and peak RSS."""
+    from _pipe_transport import run_processes
+
+    from veil.engine.partitions import parquet_partitions
     from veil.protocols.psi import Protocol, PsiParams, run_psi
+    from veil.protocols.psi.ecdh import IdChunks
 
-    n = args.psi_n
-    a = [f"customer-{j:012d}" for j in range(n)]
-    b = [f"customer-{j:012d}" for j in range(n // 2, n + n // 2)]
-    params = PsiParams(result_to=("a", "b"), protocol=Protocol(args.protocol))
-    t0, c0 = time.perf_counter(), time.process_time()
-    out = run_parties(
-        {"a": lambda s: run_psi(s, a, params), "b": lambda s: run_psi(s, b, params)}, timeout=3600
+    params = PsiParams(result_to=("a",), protocol=Protocol(args.protocol))
+
+    def party(folder: str) -> object:
+        def fn(s: object) -> dict[str, float]:
+            base = _vm("VmRSS")
+            parts = parquet_partitions(folder, ["id"], rows=args.rows)
+            chunks = (p["id"].tolist() for p in parts)
+            ids = IdChunks(chunks) if args.input == "stream" else [x for c in chunks for x in c]
+            res = run_psi(s, ids, params)  # type: ignore[arg-type]
+            return {"size": res.size or 0, "base_mb": base, "peak_mb": _vm("VmHWM")}
+
+        return fn
+
+    out = run_processes(
+        {"a": party(str(args.dir / "a")), "b": party(str(args.dir / "b"))},  # type: ignore[dict-item]
+        {},
+        timeout=7200,
     )
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    assert out["a"].size == n - n // 2
-    print(json.dumps({"n": n, "wall": wall, "cpu": cpu, "rss_mb": rss}))
+    print(json.dumps(out))
 
 
-def _child(*argv: str) -> dict[str, float | str]:
+def _child(*argv: str) -> dict[str, Any]:
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     r = subprocess.run(
         [sys.executable, __file__, *argv], capture_output=True, text=True, env=env, check=False
     )
     if r.returncode != 0:
         raise SystemExit(f"child {argv[:3]} failed: {r.stderr[-2000:]}")
-    result: dict[str, float | str] = json.loads(r.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(r.stdout.strip().splitlines()[-1])
     return result
 
 
@@ -124,7 +145,7 @@ def _cluster_usage(roots: list[int]) -> tuple[float, float]:
     return cpu, hwm
 
 
-def _run_config(name: str, folder: Path, rows: int, scalar: str) -> dict[str, float | str]:
+def _run_config(name: str, folder: Path, rows: int, scalar: str) -> dict[str, Any]:
     base = ["_drive", "--dir", str(folder), "--rows", str(rows), "--scalar", scalar]
     if name == "local":
         res = _child(*base, "--engine", "local")
@@ -144,26 +165,10 @@ def _run_config(name: str, folder: Path, rows: int, scalar: str) -> dict[str, fl
     return res
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("mode", nargs="?", default="bench", choices=["bench", "_drive", "_psi"])
-    ap.add_argument("--n", type=int, default=100_000, help="ids in the Parquet directory")
-    ap.add_argument("--rows", type=int, default=8192, help="rows per partition")
-    ap.add_argument("--configs", default="local,ray1,ray2")
-    ap.add_argument("--rounds", type=int, default=1)
-    ap.add_argument("--psi-n", type=int, default=0, help="ids per party of whole PSI runs")
-    ap.add_argument("--protocol", default="ecdh")
-    ap.add_argument("--dir", type=Path)
-    ap.add_argument("--engine")
-    ap.add_argument("--scalar")
-    args = ap.parse_args()
-    if args.mode == "_drive":
-        return _drive(args)
-    if args.mode == "_psi":
-        return _psi(args)
+def _kernel_table(args: argparse.Namespace) -> None:
+    """The per-id kernel over a Parquet folder on each engine config, alternating."""
     from veil.crypto import ecc
 
-    print(f"load average at start: {os.getloadavg()}", flush=True)
     configs = args.configs.split(",")
     scalar = ecc.new_scalar().hex()
     rows = []
@@ -194,12 +199,69 @@ def main() -> None:
             f"| {float(r['ids_per_cpu_s']):,.0f} | {float(r['rss_mb']):.0f} "
             f"| {float(r['cluster_rss_mb']):.0f} |"
         )
-    for proto in ("ecdh", "kkrt") if args.psi_n else ():
-        r = _child("_psi", "--psi-n", str(args.psi_n), "--protocol", proto)
+
+
+def _psi_table(n: int, args: argparse.Namespace) -> None:
+    """Whole PSI at ``n`` ids per party (half in common): each protocol and input mode
+    in a fresh process, in alternating order by round; peak RSS per party."""
+    with tempfile.TemporaryDirectory(prefix="veil-scale-psi-") as tmp:
+        _write_ids(Path(tmp) / "a", n)
+        _write_ids(Path(tmp) / "b", n, start=n // 2)
+        runs = [(p, i) for p in args.protocols.split(",") for i in args.inputs.split(",")]
         print(
-            f"whole {proto} PSI, {args.psi_n} x {args.psi_n}: wall {float(r['wall']):.1f} s, "
-            f"CPU {float(r['cpu']):.1f} s, peak RSS (both parties) {float(r['rss_mb']):.0f} MB"
+            f"\nwhole PSI, {n:,} x {n:,} ids (Parquet folders of 10 files, partitions of "
+            f"{args.rows:,} rows), each party its own process, load {os.getloadavg()[0]:.1f}"
         )
+        print(
+            "| protocol | ids input | round | party | wall s | CPU s | RSS before MB "
+            "| peak RSS MB | peak - before, bytes per id |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
+        for rnd in range(args.psi_rounds):
+            for proto, mode in runs if rnd % 2 == 0 else runs[::-1]:
+                argv = ["_pair", "--dir", tmp, "--protocol", proto, "--input", mode]
+                r = _child(*argv, "--rows", str(args.rows))
+                assert r["a"]["result"]["size"] == n - n // 2, r
+                for who in ("a", "b"):
+                    p = r[who]
+                    res = p["result"]
+                    grow = (res["peak_mb"] - res["base_mb"]) * 2**20 / n
+                    role = "receiver" if who == "a" else "sender"
+                    print(
+                        f"| {proto} | {mode} | {rnd} | {who} ({role}) "
+                        f"| {p['wall_s']:.1f} | {p['cpu_s']:.1f} | {res['base_mb']:.0f} "
+                        f"| {res['peak_mb']:.0f} | {grow:.0f} |",
+                        flush=True,
+                    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("mode", nargs="?", default="bench", choices=["bench", "_drive", "_pair"])
+    ap.add_argument("--n", type=int, default=100_000, help="ids in the Parquet directory")
+    ap.add_argument("--rows", type=int, default=8192, help="rows per partition")
+    ap.add_argument("--configs", default="local,ray1,ray2")
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--psi-n", default="", help="ids per party of whole PSI runs: N,N,...")
+    ap.add_argument("--protocols", default="ecdh,kkrt", help="whole PSI runs: protocols")
+    ap.add_argument("--inputs", default="stream,list", help="whole PSI runs: id inputs")
+    ap.add_argument("--psi-rounds", type=int, default=1)
+    ap.add_argument("--skip-kernel", action="store_true", help="whole PSI runs only")
+    ap.add_argument("--protocol", default="ecdh")
+    ap.add_argument("--input", default="stream")
+    ap.add_argument("--dir", type=Path)
+    ap.add_argument("--engine")
+    ap.add_argument("--scalar")
+    args = ap.parse_args()
+    if args.mode == "_drive":
+        return _drive(args)
+    if args.mode == "_pair":
+        return _pair(args)
+    print(f"load average at start: {os.getloadavg()}", flush=True)
+    if not args.skip_kernel:
+        _kernel_table(args)
+    for n in [int(x) for x in args.psi_n.split(",") if x]:
+        _psi_table(n, args)
     print(f"load average at end: {os.getloadavg()}")
 
 

@@ -2,7 +2,7 @@
 
     python benchmarks/ss_lr.py [--dataset synth20k|default_credit] [--triples dealer he]
         [--epochs 10] [--batch-size 0] [--lr 0.3] [--schedule constant] [--alpha 0.01]
-        [--he ou] [--key-bits 2048] [--repeats 1] [--peer-json results/sslr.json ...]
+        [--he ou [paillier]] [--key-bits 2048] [--repeats 1] [--peer-json results/sslr.json ...]
         [--secretflow /tmp/peers/secretflow] [--sf-venv /tmp/mpc-sf-venv] [--first veil|peer]
 
     python benchmarks/ss_lr.py --job-demo [--repeats 3]
@@ -111,8 +111,9 @@ def run_secretflow(harness: Path, venv: Path, data: Path, a: argparse.Namespace)
     return r
 
 
-def job_demo(repeats: int) -> None:
-    """``--job-demo``: hetero_lr's wall and CPU time per protocol in a job."""
+def job_demo(repeats: int, only: list[str] | None = None) -> None:
+    """``--job-demo``: hetero_lr's wall and CPU time per protocol in a job (``only``: the
+    variants whose names start with one of these, beside the psi + split baseline)."""
     import resource
 
     import yaml
@@ -124,10 +125,20 @@ def job_demo(repeats: int) -> None:
     variants: dict[str, dict[str, Any] | None] = {
         "he": {**train, "protocol": "he", "he": "ou", "key_bits": 2048},
         "ss, dealer": {**train, "protocol": "ss", "dealer": "dealer"},
-        "ss, no third party": {**train, "protocol": "ss", "he": "ou", "key_bits": 2048},
+        "ss, no third party (ou)": {**train, "protocol": "ss", "he": "ou", "key_bits": 2048},
+        "ss, no third party (paillier)": {
+            **train,
+            "protocol": "ss",
+            "he": "paillier",
+            "key_bits": 2048,
+        },
         "(psi + split only)": None,
     }
-    results: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
+    if only:
+        variants = {
+            k: v for k, v in variants.items() if v is None or any(k.startswith(o) for o in only)
+        }
+    results: dict[str, list[tuple[float, float, float]]] = {k: [] for k in variants}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(repeats):
             names = list(variants)
@@ -154,18 +165,20 @@ def job_demo(repeats: int) -> None:
                     raise RuntimeError(f"{name}: {res.error}")
                 cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
                 wall = float(res.report["steps"][2]["seconds"]) if params is not None else 0.0
+                auc_test = float("nan")
                 if params is not None:
-                    auc_test = res.report["steps"][3]["party_outputs"]["bank"]["auc_test"]
+                    auc_test = float(res.report["steps"][3]["party_outputs"]["bank"]["auc_test"])
                     print(f"{name}: step {wall:.1f} s, job CPU {cpu:.1f} s, test AUC {auc_test}")
-                results[name].append((wall, cpu))
-    base = float(np.median([c for _, c in results.pop("(psi + split only)")]))
+                results[name].append((wall, cpu, auc_test))
+    base = float(np.median([c for _, c, _ in results.pop("(psi + split only)")]))
     print(f"hetero_lr on examples/credit_risk.yaml's data, median of {repeats}")
-    print("| protocol | step wall s | CPU s (all processes, less psi+split) |")
-    print("|---|---|---|")
+    print("| protocol | step wall s (runs) | CPU s (all processes, less psi+split) | test AUC |")
+    print("|---|---|---|---|")
     for name, runs in results.items():
-        wall = float(np.median([w for w, _ in runs]))
-        cpu = float(np.median([c for _, c in runs])) - base
-        print(f"| {name} | {wall:.1f} | {cpu:.1f} |")
+        wall = float(np.median([w for w, _, _ in runs]))
+        each = ", ".join(f"{w:.1f}" for w, _, _ in runs)
+        cpu = float(np.median([c for _, c, _ in runs])) - base
+        print(f"| {name} | {wall:.1f} ({each}) | {cpu:.1f} | {runs[0][2]:.4f} |")
 
 
 def _role(fn: Any, data: PartyData | None, o: SSLROptions) -> Any:
@@ -223,17 +236,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--schedule", default="constant", choices=["constant", "decay"])
     ap.add_argument("--alpha", type=float, default=0.01)
     ap.add_argument("--sigmoid", default="linear")
-    ap.add_argument("--he", default="ou", choices=["ou", "paillier"])
+    ap.add_argument("--he", nargs="+", default=["ou"], choices=["ou", "paillier"])
     ap.add_argument("--key-bits", type=int, default=2048)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--peer-json", nargs="*", default=[])
     ap.add_argument("--secretflow", help="SecretFlow harness folder (run_pair.sh) to run here")
     ap.add_argument("--sf-venv", default="/tmp/mpc-sf-venv", help="SecretFlow's venv")
     ap.add_argument("--job-demo", action="store_true", help="time hetero_lr in veil run jobs")
+    ap.add_argument("--only", nargs="*", help="--job-demo: only the variants named so")
     add_order_args(ap)
     a = ap.parse_args(argv)
     if a.job_demo:
-        job_demo(a.repeats)
+        job_demo(a.repeats, a.only)
         return
     g, h, tr, te = synth20k() if a.dataset == "synth20k" else load_split()
     sk = run_sklearn(g, h, tr, te)
@@ -244,27 +258,26 @@ def main(argv: list[str] | None = None) -> None:
         "schedule": a.schedule,
         "alpha": a.alpha,
         "sigmoid": a.sigmoid,
-        "he": a.he,
         "key_bits": a.key_bits,
         "seed": 1,
     }
-    raw: dict[str, list[dict[str, Any]]] = {m: [] for m in a.triples}
+    modes = [m for t in a.triples for m in (["dealer"] if t == "dealer" else a.he)]
+    raw: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
     sf: list[dict[str, Any]] = []
     tmp = tempfile.TemporaryDirectory()
     if a.secretflow:
         write_peer_data(Path(tmp.name))
 
     def veil_run(mode: str) -> Any:
-        o = SSLROptions(dealer="dealer" if mode == "dealer" else None, **common)
+        dealer = mode == "dealer"
+        o = SSLROptions(dealer="dealer" if dealer else None, he="ou" if dealer else mode, **common)
         return lambda: raw[mode].append(run_veil(g, h, tr, te, o))
 
     peer = [
         lambda: sf.append(run_secretflow(Path(a.secretflow), Path(a.sf_venv), Path(tmp.name), a))
     ]
     for i in range(a.repeats):
-        for run in in_order(
-            i, a.first, [veil_run(m) for m in a.triples], peer if a.secretflow else []
-        ):
+        for run in in_order(i, a.first, [veil_run(m) for m in modes], peer if a.secretflow else []):
             run()
     tmp.cleanup()
     rows = {
@@ -279,10 +292,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     print("| system | fit s | offline (triples) s | CPU s (all parties) | MB sent | test AUC |")
     print("|---|---|---|---|---|---|")
-    names = {
-        "dealer": "Veil SS-LR, dealer",
-        "he": f"Veil SS-LR, no third party ({a.he}-{a.key_bits})",
-    }
+    names = {"dealer": "Veil SS-LR, dealer"}
+    names.update({he: f"Veil SS-LR, no third party ({he}-{a.key_bits})" for he in a.he})
     for mode, r in rows.items():
         share = 100 * r["offline_s"] / r["fit_s"]
         print(

@@ -65,7 +65,12 @@ def _steps(train: dict[str, Any]) -> list[Any]:
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("dealer", [True, False], ids=["dealer", "no-third-party"])
 def test_psi_split_ss_lr_evaluate(tmp_path: Path, dealer: bool) -> None:
-    train = {**SS, "dealer": "dealer"} if dealer else {**SS, "he": "ou"}
+    # With the dealer, early stopping too (every 5th training row held out; patience 2 of
+    # 3 epochs never stops early, so the run is comparable): the loss on shares, through
+    # gRPC between processes.
+    # Without a dealer: the job default (no ``protocol`` key at all).
+    default = {k: v for k, v in SS.items() if k != "protocol"}
+    train = {**SS, "dealer": "dealer", "patience": 2} if dealer else {**default, "he": "ou"}
     out = tmp_path / "out"
     res = run_job(
         load_job(_job(tmp_path, _steps(train), dealer=dealer)), out, RunOptions(timeout=240)
@@ -73,6 +78,8 @@ def test_psi_split_ss_lr_evaluate(tmp_path: Path, dealer: bool) -> None:
     assert res.ok, res.error
     step = res.report["steps"][2]["party_outputs"]
     assert step["bank"]["triples"] == ("dealer" if dealer else "ou")
+    assert step["bank"]["protocol"] == step["bureau"]["protocol"] == "ss"
+    assert not res.report.get("warnings"), res.report.get("warnings")
     assert step["bank"]["epochs_run"] == 3
     pred = pd.read_csv(out / "bank" / "predictions.csv")
     assert list(pred.columns) == ["id", "score", "label", "set"]
@@ -102,6 +109,9 @@ def test_psi_split_ss_lr_evaluate(tmp_path: Path, dealer: bool) -> None:
     assert ev["auc_test"] > ref - 0.02, (ev, ref)
     assert (out / "bank" / "metrics.json").is_file()
     if dealer:
+        assert (
+            0.3 < step["bank"]["best_valid_loss"] < 0.7 and "best_valid_loss" not in step["bureau"]
+        )
         assert not (out / "dealer" / "model.json").exists()
         assert step["dealer"]["role"] == "dealer" and step["dealer"]["phases"] == 4
 
@@ -131,9 +141,15 @@ def test_job_validation_names_the_dealer_field(tmp_path: Path) -> None:
         v({"protocol": "ss"}, _spec(tmp_path, dealer_data=False), field)
     with pytest.raises(ConfigError, match=r"hetero_lr\.key_bits.*2048"):
         v({"protocol": "ss", "key_bits": 1024}, _spec(tmp_path, dealer_data=True), field)
-    with pytest.raises(ConfigError, match=r"hetero_lr\.patience.*leave it at 0"):
+    with pytest.raises(ConfigError, match=r"hetero_lr\.penalty.*protocol: he"):
         v(
-            {"protocol": "ss", "dealer": "dealer", "patience": 2},
+            {"protocol": "ss", "dealer": "dealer", "penalty": "l1"},
+            _spec(tmp_path, dealer_data=False),
+            field,
+        )
+    with pytest.raises(ConfigError, match=r"hetero_lr\.validation_every"):
+        v(
+            {"protocol": "ss", "dealer": "dealer", "patience": 2, "validation_every": 1},
             _spec(tmp_path, dealer_data=False),
             field,
         )

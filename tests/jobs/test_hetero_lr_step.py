@@ -14,6 +14,7 @@ from veil.errors import ConfigError
 from veil.jobs.context import StepContext, StepState
 from veil.jobs.registry import get
 from veil.jobs.spec import JobSpec, PartySpec
+from veil.jobs.validate import step_warnings
 from veil.ml.lr import PartyModel, load_model
 from veil.net.local import run_parties
 from veil.policy import TEST_POLICY
@@ -61,12 +62,21 @@ def _run(step: str, params: dict[str, Any], tmp: Path, states: dict[str, StepSta
     return run_parties({p: role(p) for p in frames}, timeout=120)
 
 
-def test_hetero_lr_then_predict_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("protocol", [None, "he"], ids=["default-ss", "he"])
+def test_hetero_lr_then_predict_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, protocol: str | None
+) -> None:
     # Steps always run under DEFAULT_POLICY; short test keys need the test policy here.
     monkeypatch.setattr("veil.jobs.steps.hetero_lr.DEFAULT_POLICY", TEST_POLICY)
     states = {p: StepState(split=_Split(300)) for p in ("bank", "bureau")}  # type: ignore[arg-type]
-    out = _run("hetero_lr", {**PARAMS, "key_bits": 1024}, tmp_path, states)
+    params = {**PARAMS, "key_bits": 1024, **({"protocol": protocol} if protocol else {})}
+    out = _run("hetero_lr", params, tmp_path, states)
     assert out["bank"]["epochs_run"] == 2
+    if protocol is None:  # the default: secret sharing, no third party (HE triples)
+        assert out["bank"]["protocol"] == "ss" and out["bank"]["triples"] == "ou"
+    else:
+        assert out["bank"]["protocol"] == "he" and "triples" not in out["bank"]
+    assert "warning" not in out["bank"]
     pred = pd.read_csv(tmp_path / "bank" / "predictions.csv")
     assert list(pred.columns) == ["id", "score", "label", "set"]
     assert (pred["set"] == "test").sum() == 100 and len(pred) == 300
@@ -81,15 +91,42 @@ def test_hetero_lr_then_predict_steps(tmp_path: Path, monkeypatch: pytest.Monkey
     np.testing.assert_allclose(again["score"], pred["score"], atol=1e-8)
 
 
-def test_early_stopping_in_a_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("protocol", ["auto", "he"])
+def test_early_stopping_in_a_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, protocol: str
+) -> None:
     """``patience`` holds out every 2nd training row; the label holder reports the best
-    validation loss, a number between 0 and log 2 + a little for a weak model."""
+    validation loss, a number between 0 and log 2 + a little for a weak model (under HE
+    with ``he``, on shares with the default)."""
     monkeypatch.setattr("veil.jobs.steps.hetero_lr.DEFAULT_POLICY", TEST_POLICY)
     states = {p: StepState(split=_Split(300)) for p in ("bank", "bureau")}  # type: ignore[arg-type]
     params = {**PARAMS, "key_bits": 1024, "patience": 1, "validation_every": 2, "epochs": 3}
-    out = _run("hetero_lr", params, tmp_path, states)
+    out = _run("hetero_lr", {**params, "protocol": protocol}, tmp_path, states)
+    assert out["bank"]["protocol"] == ("ss" if protocol == "auto" else "he")
     assert 0.3 < out["bank"]["best_valid_loss"] < 0.75
     assert "best_valid_loss" not in out["bureau"]
+
+
+def test_auto_falls_back_to_he_only_for_l1_and_says_what_that_reveals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job, field = _job(tmp_path), "steps[0].hetero_lr"
+    v = get("hetero_lr").validate
+    assert v({}, job, field)["protocol"] == "ss"  # the default
+    assert v({"protocol": "auto", "class_weight": "balanced"}, job, field)["protocol"] == "ss"
+    assert v({"protocol": "he"}, job, field).get("protocol") == "he"
+    with pytest.raises(ConfigError, match=r"hetero_lr\.sigmoid: unknown parameter"):
+        v({"protocol": "he", "sigmoid": "linear"}, job, field)  # an ss option
+    assert "fallback" not in v({"protocol": "he", "penalty": "l1"}, job, field)
+    norm = v({"penalty": "l1"}, job, field)
+    assert norm.get("protocol", "auto") == "auto" and "l1" in norm["fallback"]
+    monkeypatch.setattr("veil.jobs.steps.hetero_lr.DEFAULT_POLICY", TEST_POLICY)
+    states = {p: StepState(split=_Split(300)) for p in ("bank", "bureau")}  # type: ignore[arg-type]
+    out = _run("hetero_lr", {**PARAMS, "key_bits": 1024, "penalty": "l1"}, tmp_path, states)
+    for party in ("bank", "bureau"):
+        warning = out[party]["warning"]
+        assert "each party learns its own batch gradients" in warning and "l1" in warning
+        assert step_warnings("hetero_lr", out[party]) == [warning]  # printed and reported
 
 
 def test_step_parameters_are_checked(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -31,7 +32,7 @@ from veil.crypto.kernels import BigInt, FixedBase
 from veil.engine import tasks
 from veil.engine.window import DEFAULT_WINDOW, ordered_window
 from veil.errors import ConfigError, VeilError
-from veil.protocols.psi.kernels import PointKernels
+from veil.protocols.psi.kernels import PointKernels, split_rows
 
 try:
     import ray
@@ -46,6 +47,7 @@ R = TypeVar("R")
 MAX_RETRIES = 3  # a task whose worker dies is re-run this many times (Ray's retries)
 MIN_IDS_PER_TASK = 256  # PSI: fewer ids per task cost more in scheduling than they save
 RECONNECT_GRACE_S = "5"  # Ray Client: how long a lost head may take to come back
+REACH_TIMEOUT_S = 10.0  # a TCP connect to the client port before Ray Client tries
 
 _lock = threading.Lock()
 _connected: list[str] = []  # the address this process's Ray Client is connected to
@@ -61,6 +63,20 @@ SERVER_START_TRIES = 4
 _SERVER_START_FAILED = ("Starting Ray client server failed", "Initialization failure from server")
 
 
+def _check_reachable(address: str) -> None:
+    """Fail at once, naming the address, when nothing listens there (Ray Client itself
+    waits about 30 s before it gives up on a refused port)."""
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=REACH_TIMEOUT_S).close()
+    except OSError as e:
+        raise ConfigError(
+            "engine",
+            f"cannot reach the Ray cluster at ray://{address}: {type(e).__name__}: {e}",
+            "start it with 'ray start --head' and give its client address (port 10001)",
+        ) from None
+
+
 def _connect(address: str) -> None:
     with _lock:
         if _connected and ray.is_initialized():
@@ -71,6 +87,7 @@ def _connect(address: str) -> None:
                     "give every engine of one process the same address",
                 )
             return
+        _check_reachable(address)
         os.environ.setdefault("RAY_CLIENT_RECONNECT_GRACE_PERIOD", RECONNECT_GRACE_S)
         for attempt in range(SERVER_START_TRIES):
             try:
@@ -202,6 +219,9 @@ def _split(n: int, parts: int, least: int = 1) -> list[tuple[int, int]]:
     return [(i, min(i + step, n)) for i in range(0, n, step)]
 
 
+MIN_ROWS_PER_TASK = 4096  # KKRT: rows per task below which scheduling costs more
+
+
 class RayPointKernels:
     """ECDH-PSI's kernels on the cluster: each batch cut in one chunk per worker."""
 
@@ -221,6 +241,14 @@ class RayPointKernels:
         chunks = _split(len(points) // w, self._engine.workers, MIN_IDS_PER_TASK)
         args = [(scalar, points[a * w : b * w], nbytes, suite) for a, b in chunks]
         return b"".join(self._engine.run(tasks.blind_truncate, args))
+
+    def split(self, n: int) -> list[tuple[int, int]]:
+        return split_rows(n, self._engine.workers, MIN_ROWS_PER_TASK)
+
+    def map_chunks(self, fn: Callable[..., R], arg_lists: Sequence[tuple[object, ...]]) -> list[R]:
+        if len(arg_lists) == 1:  # one chunk: no task is worth its round trip
+            return [fn(*arg_lists[0])]
+        return self._engine.run(fn, arg_lists)
 
     def close(self) -> None:
         """Nothing held per run."""

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import pandas as pd
 
+from veil.jobs.sources import Table
 from veil.net.session import Session
 
 if TYPE_CHECKING:
@@ -57,6 +58,9 @@ class StepContext:
     ``frame`` is this party's table; a step that reorders or filters rows (PSI
     aligns them to the intersection) replaces it, and later steps see the new
     one. ``state`` (:class:`StepState`) carries everything else between steps.
+    ``table``: this party's Parquet folder or SQL table while it is not read yet (then
+    ``frame`` has no rows): a first ``psi`` step streams its ids and reads only the
+    rows of the intersection; before any other step the worker reads it whole.
     ``out_dir`` is this party's output folder; write files there atomically
     (:func:`veil.fileio.write_csv`), the runner publishes them only if the
     whole job succeeds.
@@ -70,6 +74,7 @@ class StepContext:
     out_dir: Path
     state: StepState = field(default_factory=StepState)
     report_progress: Callable[[float, str], None] | None = None
+    table: Table | None = None
 
     @property
     def parties(self) -> list[str]:

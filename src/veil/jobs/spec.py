@@ -5,7 +5,8 @@ A job file is YAML, kept stable as steps are added::
     name: psi-demo
     parties:
       bank:    {data: data/bank.csv, id: id, label: y}   # CSV or Parquet; label optional
-      partner: {data: data/partner.csv, id: id}
+      partner: {data: {sql: sqlite:///partner.db, table: customers}, id: id}
+      telco:   {data: data/telco_parquet/, id: id}       # a folder of part-*.parquet
     steps:
       - psi: {result_to: [bank, partner]}
 
@@ -29,28 +30,28 @@ import yaml
 
 from veil.errors import ConfigError
 from veil.jobs import registry, seeds
+from veil.jobs import sources as src
 from veil.jobs.engines import LOCAL, parse_engine
 
 PARTY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")  # also a certificate name
 RESERVED_NAMES = ("ca",)  # its certificate would clash with the CA's file (ca.crt)
 JOB_KEYS = ("name", "parties", "steps")
 PARTY_KEYS = ("data", "id", "label", "test", "engine")
-CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv")
-PARQUET_SUFFIXES = (".parquet", ".pq")
-FIX_READ = "check that it is a readable CSV (with a header) or Parquet file"
 
 
 @dataclass(frozen=True)
 class PartySpec:
-    """One party of the job: its name, its data file and the id/label columns.
+    """One party of the job: its name, its data and the id/label columns.
 
-    ``data`` is None for a party without rows (an aggregator); ``test`` is an optional
-    file of held-out rows with the same columns, scored by ``evaluate``; ``engine`` where
-    this party runs its kernels (``ray://HOST:PORT``; None: this machine), its own choice:
-    the other parties neither see nor check it (:mod:`veil.jobs.engines`)."""
+    ``data``: a CSV or Parquet file, a folder of Parquet files, or a SQL table
+    (:mod:`veil.jobs.sources`); None for a party without rows (an aggregator); ``test``
+    is an optional file of held-out rows with the same columns, scored by ``evaluate``;
+    ``engine`` where this party runs its kernels (``ray://HOST:PORT``; None: this
+    machine), its own choice: the other parties neither see nor check it
+    (:mod:`veil.jobs.engines`)."""
 
     name: str
-    data: Path | None
+    data: src.Data | None
     id: str
     label: str | None = None
     test: Path | None = None
@@ -176,9 +177,8 @@ def _parse_parties(
         if not isinstance(body, dict):
             raise ConfigError(field, "must be a mapping", "write '{data: FILE, id: COLUMN}'")
         _no_unknown_keys(body, PARTY_KEYS, field)
-        data, id_col, label = body.get("data"), body.get("id"), body.get("label")
-        if data is not None and (not isinstance(data, str) or not data):
-            raise ConfigError(f"{field}.data", "must be a file path", "or leave it out")
+        id_col, label = body.get("id"), body.get("label")
+        data = src.parse_data(body.get("data"), base, f"{field}.data")
         if data is None:  # a party without rows (e.g. an aggregator), maybe with a test file
             id_col = "id" if id_col is None else id_col
             if label is not None and body.get("test") is None:
@@ -191,7 +191,7 @@ def _parse_parties(
             raise ConfigError(f"{field}.label", "is the id column", "name the label column")
         p = PartySpec(
             name=pname,
-            data=(base / data).resolve() if data is not None else None,
+            data=data,
             id=id_col,
             label=label,
             test=_test_path(body.get("test"), base, field),
@@ -237,73 +237,26 @@ def _parse_steps(raw: Any, job: JobSpec) -> tuple[StepSpec, ...]:
     return tuple(out)
 
 
-def _format(path: Path, field: str = "parties") -> str:
-    name = path.name.lower()
-    if name.endswith(CSV_SUFFIXES):
-        return "csv"
-    if name.endswith(PARQUET_SUFFIXES):
-        return "parquet"
-    raise ConfigError(
-        f"{field}.data", f"'{path.name}' is neither CSV nor Parquet", "use .csv or .parquet"
-    )
-
-
-def _read(path: Path, columns: list[str] | None, id_col: str, field: str) -> pd.DataFrame:
-    fmt = _format(path, field)
-    try:
-        if fmt == "parquet":
-            return pd.read_parquet(path, columns=columns)
-        return pd.read_csv(path, usecols=columns, dtype={id_col: str}, sep=_sep(path))
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{field}.data", f"cannot read '{path}': {e}", FIX_READ) from None
-
-
-def _columns(path: Path, id_col: str, field: str) -> list[str]:
-    if _format(path, field) == "parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            return list(pq.read_schema(path).names)
-        except Exception as e:  # pyarrow raises its own error types
-            raise ConfigError(f"{field}.data", f"cannot read '{path}': {e}", FIX_READ) from None
-    try:
-        return list(pd.read_csv(path, nrows=0, sep=_sep(path)).columns)
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{field}.data", f"cannot read '{path}': {e}", FIX_READ) from None
-
-
-def _sep(path: Path) -> str:
-    return "\t" if path.name.lower().endswith(".tsv") else ","
-
-
 def check_party_data(p: PartySpec, field: str) -> None:
-    """Check that ``p``'s data file exists and has non-empty ids and the label column
-    (and its test file the same columns)."""
+    """Check that ``p``'s data exists (file, Parquet folder or SQL table) and has non-empty
+    ids and the label column (and its test file the same columns)."""
     if p.data is None:
         if p.test is not None:
-            cols = _columns(_existing(p.test, f"{field}.test"), p.id, f"{field}.test")
+            cols = src.columns(_existing(p.test, f"{field}.test"), f"{field}.test")
             if p.label is not None and p.label not in cols:
                 problem = f"no column '{p.label}' in {p.test.name}"
                 raise ConfigError(f"{field}.label", problem, suggest(p.label, cols))
         return
-    if not p.data.is_file():
-        raise ConfigError(
-            f"{field}.data", f"no such file '{p.data}'", "paths are relative to the job file"
-        )
-    _format(p.data, field)
-    cols = _columns(p.data, p.id, field)
-    if p.id not in cols:
-        raise ConfigError(
-            f"{field}.id", f"no column '{p.id}' in {p.data.name}", suggest(p.id, cols)
-        )
-    if p.label is not None and p.label not in cols:
-        raise ConfigError(
-            f"{field}.label", f"no column '{p.label}' in {p.data.name}", suggest(p.label, cols)
-        )
-    ids = _read(p.data, [p.id], p.id, field)[p.id]
-    _check_ids(ids, field)
+    where = f"{field}.data"
+    src.check_exists(p.data, where)
+    cols = src.columns(p.data, where)
+    _check_columns(p, cols, field)
+    seen = 0
+    for part in src.partitions(p.data, [p.id], p.id, where):
+        _check_ids(part[p.id], field, seen)
+        seen += len(part)
     if p.test is not None:
-        test_cols = _columns(_existing(p.test, f"{field}.test"), p.id, f"{field}.test")
+        test_cols = src.columns(_existing(p.test, f"{field}.test"), f"{field}.test")
         for c in cols:
             if c not in test_cols:
                 problem = f"column '{c}' of {p.data.name} is missing from {p.test.name}"
@@ -314,13 +267,25 @@ def check_party_data(p: PartySpec, field: str) -> None:
                 raise ConfigError(f"{field}.test", problem, "give the test file the same columns")
 
 
-def _check_ids(ids: pd.Series, field: str) -> None:
+def _check_columns(p: PartySpec, cols: list[str], field: str) -> None:
+    assert p.data is not None
+    if p.id not in cols:
+        raise ConfigError(
+            f"{field}.id", f"no column '{p.id}' in {p.data.name}", suggest(p.id, cols)
+        )
+    if p.label is not None and p.label not in cols:
+        raise ConfigError(
+            f"{field}.label", f"no column '{p.label}' in {p.data.name}", suggest(p.label, cols)
+        )
+
+
+def _check_ids(ids: pd.Series, field: str, offset: int = 0) -> None:
     bad = ids.isna() | (ids.astype(str).str.strip() == "")
     if bad.any():
         first = int(bad.to_numpy().nonzero()[0][0])
         raise ConfigError(
             f"{field}.id",
-            f"{int(bad.sum())} empty id(s), first at data row {first + 1}",
+            f"{int(bad.sum())} empty id(s), first at data row {offset + first + 1}",
             "fill or drop the rows without an id",
         )
 
@@ -332,16 +297,10 @@ def load_frame(p: PartySpec) -> pd.DataFrame:
     (steps find the party's test file there: :func:`load_test`)."""
     field = f"parties.{p.name}"
     if p.data is None:
-        empty = pd.DataFrame({p.id: pd.Series([], dtype=str)})
-        empty.attrs[PARTY_ATTR] = p
-        return empty
-    if not p.data.is_file():
-        raise ConfigError(f"{field}.data", f"no such file '{p.data}'", "")
-    df = _read(p.data, None, p.id, field)
-    if p.id not in df.columns:
-        raise ConfigError(f"{field}.id", f"no column '{p.id}' in {p.data.name}", "")
-    if p.label is not None and p.label not in df.columns:
-        raise ConfigError(f"{field}.label", f"no column '{p.label}' in {p.data.name}", "")
+        return empty_frame(p)
+    src.check_exists(p.data, f"{field}.data")
+    df = src.read(p.data, None, p.id, f"{field}.data")
+    _check_columns(p, [str(c) for c in df.columns], field)
     _check_ids(df[p.id], field)
     df[p.id] = df[p.id].astype(str)
     df.attrs[PARTY_ATTR] = p
@@ -351,13 +310,29 @@ def load_frame(p: PartySpec) -> pd.DataFrame:
 PARTY_ATTR = "veil_party"
 
 
+def empty_frame(p: PartySpec) -> pd.DataFrame:
+    """A table of no rows for party ``p`` (a party without data, or one whose table
+    is not read yet: :func:`streamed_table`)."""
+    empty = pd.DataFrame({p.id: pd.Series([], dtype=str)})
+    empty.attrs[PARTY_ATTR] = p
+    return empty
+
+
+def streamed_table(first_step: str, p: PartySpec) -> src.Table | None:
+    """``p``'s table, not read, when a first ``psi`` step can stream it (a Parquet folder
+    or SQL table): the step reads only the rows of the intersection (None: read it)."""
+    if first_step != "psi" or p.data is None or not src.is_partitioned(p.data):
+        return None
+    return src.Table(p.data, p.id, f"parties.{p.name}.data")
+
+
 def load_test(frame: pd.DataFrame) -> pd.DataFrame | None:
     """The test file of the party whose table is ``frame`` (None if it names none)."""
     p = frame.attrs.get(PARTY_ATTR)
     if not isinstance(p, PartySpec) or p.test is None:
         return None
     field = f"parties.{p.name}.test"
-    df = _read(_existing(p.test, field), None, p.id, field.removesuffix(".test"))
+    df = src.read(_existing(p.test, field), None, p.id, field)
     if p.id in df.columns:
         _check_ids(df[p.id], field)
         df[p.id] = df[p.id].astype(str)
@@ -367,7 +342,7 @@ def load_test(frame: pd.DataFrame) -> pd.DataFrame | None:
 def _existing(path: Path, field: str) -> Path:
     if not path.is_file():
         raise ConfigError(field, f"no such file '{path}'", "paths are relative to the job file")
-    if not path.name.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES):
+    if not path.name.lower().endswith(src.CSV_SUFFIXES + src.PARQUET_SUFFIXES):
         problem = f"'{path.name}' is neither CSV nor Parquet"
         raise ConfigError(field, problem, "use .csv or .parquet")
     return path

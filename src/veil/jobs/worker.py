@@ -209,14 +209,15 @@ def run_steps(cfg: WorkerConfig, events: Events, guard: Guard) -> None:
     from veil.jobs.engines import installed_engine
     from veil.jobs.handshake import check_same_job, say_done
     from veil.jobs.registry import get
-    from veil.jobs.spec import load_frame, load_job
+    from veil.jobs.spec import empty_frame, load_frame, load_job, streamed_table
     from veil.jobs.validate import check_rows
     from veil.net.grpc_client import Refused
     from veil.net.session import Session
 
     spec = load_job(cfg.job, check_data=False)
     me = spec.party(cfg.party)
-    frame = load_frame(me)
+    table = streamed_table(spec.steps[0].name, me)  # a big table PSI streams, read later
+    frame = load_frame(me) if table is None else empty_frame(me)
     current = {"step": -1}
 
     def on_progress(what: str, fraction: float) -> None:
@@ -245,12 +246,15 @@ def run_steps(cfg: WorkerConfig, events: Events, guard: Guard) -> None:
             label_col=me.label,
             out_dir=Path(cfg.out_dir),
             report_progress=lambda f, m: events.progress(current["step"], f, m),
+            table=table,
         )
         ctx.out_dir.mkdir(parents=True, exist_ok=True)
         for step in spec.steps:
             current["step"] = guard.step = step.index
             guard.where = f"{step.index} '{step.name}'"
             events.emit("step_start", step=step.index)
+            if ctx.table is not None and step.name != "psi":  # read it whole now
+                ctx.frame, ctx.table = load_frame(me), None
             check_rows(step.name, step.index, len(ctx.frame), bool(ctx.state.aligned))
             before, t0 = _traffic(transport, cfg.names), time.perf_counter()
             ctx.session = root.sub(f"step{step.index}.{step.name}")

@@ -13,10 +13,12 @@ partner only inputs its block and receives its coefficients. The triples come fr
 and the first partner under Paillier/OU (:mod:`veil.mpc.he_triples`).
 
 Flow:
-  1. L -> partners, dealer  ``ss_hello``: options digest, row count and id digest,
+  1. L -> partners, dealer  ``ss_hello``: options digest, row counts and id digests
+     (training and validation rows),
      batch seed, model id, the data and compute parties.
      partners -> L  ``ss_ready``: ok (or why not) and the block width;
-     L -> partners  ``ss_start``: every block's width (or the error that stops the run).
+     L -> partners  ``ss_start``: every block's width (or the error that stops the run);
+     at the end L -> further partners ``ss_done``: the epochs run and why it stopped.
   2. Offline: both compute parties build the same plan from these public numbers
      (:func:`build_plan`); the dealer or the HE protocol fills their triple stores.
   3. Inputs: every block is masked once (``X_p - M_p`` opened between L and P1; a further
@@ -34,6 +36,11 @@ What each party learns (semi-honest, the dealer colludes with nobody):
   - during training: nothing but uniform words (opened ``value - mask``); no gradient,
     residual, score, label or weight is opened. Public to all: row count, block widths,
     epochs, batch schedule. The dealer learns only these.
+  - per epoch, only with ``patience`` (a validation set) or ``tol``
+    (:mod:`veil.ml.ss_lr_epochs`): the label holder the validation Taylor log-loss and
+    the norm of the epoch's step (one number each), the first partner two bits (stop,
+    keep); both computed on shares, no per-row value is revealed. Public: the number of
+    validation rows and the epoch training stopped at.
   - at the end: each party its own coefficients (L also the intercept): what its model
     file holds and what joint prediction (:func:`veil.ml.lr.predict_label_holder`) needs.
 Batches obey ``policy.min_batch(widest block)`` like the HE protocol's, although no
@@ -50,17 +57,19 @@ the column. Typical values are far below that worst case.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
-from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
 from veil.errors import ConfigError, ProtocolError
+from veil.messages import Fields
 from veil.ml.labels import check_labels, sample_weights
 from veil.ml.lr import PartyData, PartyModel
+from veil.ml.ss_lr_data import TRUNC_SAFETY_BITS, check_range, check_valid_range, prepare, scaled
 from veil.ml.ss_lr_fit import FitReport, RunParams, build_plan, fit, partition, visit_order
 from veil.ml.ss_lr_options import SSLROptions
 from veil.mpc import triples
@@ -74,6 +83,7 @@ from veil.policy import DEFAULT_POLICY, SecurityPolicy
 __all__ = [
     "LABEL_HOLDER",
     "PARTNER",
+    "TRUNC_SAFETY_BITS",
     "SSLROptions",
     "SSLRReport",
     "Tag",
@@ -87,7 +97,6 @@ __all__ = [
 
 LABEL_HOLDER = "label_holder"
 PARTNER = "partner"
-TRUNC_SAFETY_BITS = 20  # worst-case truncation failure per value: 2^-20
 
 
 class Tag(StrEnum):
@@ -96,6 +105,7 @@ class Tag(StrEnum):
     HELLO = "ss_hello"  # L -> partners, dealer
     READY = "ss_ready"  # partner -> L
     START = "ss_start"  # L -> partners
+    DONE = "ss_done"  # L -> further partners (input parties): epochs run, why it stopped
 
 
 SSLRReport = FitReport
@@ -104,28 +114,50 @@ SSLRReport = FitReport
 
 # -- the roles ---------------------------------------------------------------------------
 def train_label_holder(
-    s: Session, data: PartyData, opts: SSLROptions, *, policy: SecurityPolicy = DEFAULT_POLICY
+    s: Session,
+    data: PartyData,
+    opts: SSLROptions,
+    valid: PartyData | None = None,
+    *,
+    policy: SecurityPolicy = DEFAULT_POLICY,
 ) -> tuple[PartyModel, SSLRReport]:
     """Train as the label holder with every other party of ``s`` (but the dealer) as a
-    partner; returns this party's model part (with the intercept)."""
+    partner; returns this party's model part (with the intercept). ``valid``: the
+    validation rows (every partner passes its block of the same rows) for early
+    stopping (``opts.patience``; :mod:`veil.ml.ss_lr_epochs`)."""
     if data.y is None:
         raise ConfigError("label_holder.label", "the label holder has no label column")
     if opts.dealer == s.me:
         raise ConfigError("hetero_lr.dealer", f"'{s.me}' is the label holder", "name a third party")
     if opts.dealer is not None and opts.dealer not in s.parties:
         raise ConfigError("hetero_lr.dealer", f"'{opts.dealer}' is not in the job")
+    if opts.patience > 0 and valid is None:
+        raise ConfigError("hetero_lr.patience", "early stopping needs a validation set")
     y = check_labels(data.y, "label_holder.label").astype(np.float64)
+    yv = None
+    if valid is not None:
+        if valid.y is None:
+            raise ConfigError("label_holder.valid.label", "the validation rows have no labels")
+        yv = check_labels(valid.y, "label_holder.valid.label").astype(np.float64)
     sw = sample_weights(y, opts.class_weight)
-    X, mean, std = _prepare(data, opts, "label_holder", opts.fit_intercept)
-    run = _hello(s, data, opts, X, float(sw.max()), policy)
+    X, mean, std = prepare(data, opts, "label_holder", opts.fit_intercept)
+    Xv = None if valid is None else scaled(valid, opts, mean, std, "label_holder.valid")
+    run = _hello(s, (data, valid), opts, (X, Xv), float(sw.max()), policy)
     e, report = _engine(s, 0, run, opts, policy)
-    Xs = _block_shares(e, run, FixedPoint(opts.feature_frac_bits).encode(X))
+    fx = FixedPoint(opts.feature_frac_bits)
+    Xs = _block_shares(e, run, fx.encode(X), run.n)
+    Xvs = None if Xv is None else _block_shares(e, run, fx.encode(Xv), run.n_valid)
     ys = e.share_input(e.fp.encode(y.reshape(-1, 1)))
     wts = None
     if opts.class_weight is not None:
         sws = e.share_input(e.fp.encode(sw.reshape(-1, 1)))
         wts = (sws, e.share_input(e.fp.encode((sw * y).reshape(-1, 1))))
-    mine = _reveal(e, run, fit(e, run, opts, Xs, ys, wts, report))
+    vs = None
+    if Xvs is not None and yv is not None:
+        vs = (Xvs, e.share_input(e.fp.encode(yv.reshape(-1, 1))), yv)
+    mine = _reveal(e, run, fit(e, run, opts, Xs, ys, wts, report, vs, labels=y))
+    for p in run.parties[2:]:
+        s.send(p, Tag.DONE, {"epochs_run": report.epochs_run, "stopped_by": report.stopped_by})
     coef, icpt = (mine[:-1], float(mine[-1])) if opts.fit_intercept else (mine, 0.0)
     model = _model(run, opts, LABEL_HOLDER, data, coef, icpt, me=s.me, scaling=(mean, std))
     return model, report
@@ -133,14 +165,16 @@ def train_label_holder(
 
 def _hello(  # noqa: PLR0917
     s: Session,
-    data: PartyData,
+    rows: tuple[PartyData, PartyData | None],
     opts: SSLROptions,
-    X: np.ndarray,
+    blocks: tuple[np.ndarray, np.ndarray | None],
     weight: float,
     policy: SecurityPolicy,
 ) -> RunParams:
     """L's side of step 1: agree on the run's public parameters with every partner
     (every party stops, with the reason, if any party's input is refused)."""
+    data, valid = rows
+    X, Xv = blocks
     partners = [p for p in s.peers() if p != opts.dealer]
     if not partners and opts.dealer:
         raise ConfigError(
@@ -151,23 +185,30 @@ def _hello(  # noqa: PLR0917
     if not partners:
         raise ConfigError("parties", "SS-LR needs at least one partner", "add a partner")
     seed = opts.seed if opts.seed is not None else secrets.randbits(62)
-    model_id = secrets.token_hex(16)
-    width = X.shape[1]
+    # As the HE protocol's: from the options, the rows and the seed (a rerun with the
+    # same seed names its model alike).
+    key = f"{opts.digest()}|{data.ids_digest()}|{seed}".encode()
+    model_id = hashlib.sha256(key).hexdigest()[:32]
+    n_valid = 0 if valid is None else valid.n_rows
     hello = {
         "digest": opts.digest(),
         "n": data.n_rows,
         "ids": data.ids_digest(),
+        "n_valid": n_valid,
+        "valid_ids": "" if valid is None else valid.ids_digest(),
         "seed": seed,
         "model_id": model_id,
         "parties": [s.me, *partners],
     }
     for p in [*partners, *([opts.dealer] if opts.dealer else [])]:
         s.send(p, Tag.HELLO, hello)
-    widths: list[int] = [width]
+    widths: list[int] = [X.shape[1]]
     problems: list[str] = []
     mine: ConfigError | None = None
     try:
-        _check_range(X, data.feature_names, (data.n_rows, seed), opts, "label_holder", weight)
+        check_range(X, data.feature_names, (data.n_rows, seed), opts, "label_holder", weight)
+        if Xv is not None:
+            check_valid_range(Xv, data.feature_names, opts, "label_holder.valid")
     except ConfigError as refused:
         mine, problems = refused, [str(refused)]
     for p in partners:
@@ -185,59 +226,81 @@ def _hello(  # noqa: PLR0917
                 f"batches of {smallest} rows are below the policy minimum {floor} for "
                 f"{max(widths)} features; use batch_size >= {floor} (or 0: full batch)"
             )
+        if valid is not None and n_valid < floor:
+            problems.append(
+                f"the validation set has {n_valid} rows, below the policy minimum {floor} "
+                f"for {max(widths)} features; hold out more rows (validation_every)"
+            )
     for p in partners:
         s.send(p, Tag.START, {"widths": widths, "error": "; ".join(problems)})
     if mine is not None:
         raise mine
     if problems:
         raise ConfigError("hetero_lr", "; ".join(problems), "fix the inputs named")
-    return RunParams(data.n_rows, seed, model_id, (s.me, *partners), tuple(widths))
+    return RunParams(data.n_rows, seed, model_id, (s.me, *partners), tuple(widths), n_valid)
 
 
 def train_partner(
-    s: Session, data: PartyData, opts: SSLROptions, *, policy: SecurityPolicy = DEFAULT_POLICY
+    s: Session,
+    data: PartyData,
+    opts: SSLROptions,
+    valid: PartyData | None = None,
+    *,
+    policy: SecurityPolicy = DEFAULT_POLICY,
 ) -> tuple[PartyModel, SSLRReport]:
-    """Train as a partner; returns this party's model part."""
-    run, X, mean, std = _join(s, data, opts)
+    """Train as a partner; returns this party's model part (``valid``: its block of the
+    label holder's validation rows, with early stopping)."""
+    run, X, Xv, scaling = _join(s, data, valid, opts)
     fx = FixedPoint(opts.feature_frac_bits)
     me = run.parties.index(s.me)
-    if me >= 2:  # an input party: share the block, receive the coefficients
+    if me >= 2:  # an input party: share the blocks, receive the coefficients
         report = SSLRReport(epochs_run=opts.epochs, triples="dealer" if opts.dealer else opts.he)
         send_input(s, fx.encode(X), run.compute)
+        if Xv is not None:
+            send_input(s, fx.encode(Xv), run.compute)
         mine = (
             FixedPoint(opts.frac_bits)
             .decode(receive_output(s, run.compute, (run.widths[me], 1)))
             .ravel()
         )
+        done = Fields(Tag.DONE, s.recv(run.parties[0], Tag.DONE))
+        report.epochs_run = done.get_int("epochs_run", lo=1, hi=opts.epochs)
+        report.stopped_by = done.get_str("stopped_by", max_len=32)
     else:
         e, report = _engine(s, 1, run, opts, policy)
-        Xs = _block_shares(e, run, fx.encode(X))
+        Xs = _block_shares(e, run, fx.encode(X), run.n)
+        Xvs = None if Xv is None else _block_shares(e, run, fx.encode(Xv), run.n_valid)
         ys = e.receive_input((run.n, 1))
         wts = None
         if opts.class_weight is not None:
             wts = (e.receive_input((run.n, 1)), e.receive_input((run.n, 1)))
-        mine = _reveal(e, run, fit(e, run, opts, Xs, ys, wts, report))
-    model = _model(run, opts, PARTNER, data, mine, None, me=s.me, scaling=(mean, std))
+        vs = None if Xvs is None else (Xvs, e.receive_input((run.n_valid, 1)), None)
+        mine = _reveal(e, run, fit(e, run, opts, Xs, ys, wts, report, vs))
+    model = _model(run, opts, PARTNER, data, mine, None, me=s.me, scaling=scaling)
     return model, report
 
 
 def _join(
-    s: Session, data: PartyData, opts: SSLROptions
-) -> tuple[RunParams, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    s: Session, data: PartyData, valid: PartyData | None, opts: SSLROptions
+) -> tuple[RunParams, np.ndarray, np.ndarray | None, tuple[np.ndarray | None, np.ndarray | None]]:
     """A partner's side of step 1: check the hello, send ready, receive start."""
     lh = s.party_of(LABEL_HOLDER)
     hello = s.recv(lh, Tag.HELLO)
     seed = expect_int(expect_field(hello, Tag.HELLO, "seed"), Tag.HELLO, "seed")
+    n_valid = expect_int(expect_field(hello, Tag.HELLO, "n_valid"), Tag.HELLO, "n_valid")
     model_id = expect_field(hello, Tag.HELLO, "model_id")
     parties = expect_field(hello, Tag.HELLO, "parties")
     if not isinstance(parties, list) or len(parties) < 2 or not isinstance(model_id, str):
         raise ProtocolError(f"{Tag.HELLO}.parties: expected the list of data parties")
-    problem = _check_hello(hello, s.me, data, opts)
-    X = mean = std = None
+    problem = _check_hello(hello, s.me, (data, valid), opts)
+    X = Xv = mean = std = None
     if problem is None:
         try:
-            X, mean, std = _prepare(data, opts, f"partner[{s.me}]", False)
-            _check_range(X, data.feature_names, (data.n_rows, seed), opts, f"partner[{s.me}]")
+            X, mean, std = prepare(data, opts, f"partner[{s.me}]", False)
+            check_range(X, data.feature_names, (data.n_rows, seed), opts, f"partner[{s.me}]")
+            if valid is not None:
+                Xv = scaled(valid, opts, mean, std, f"partner[{s.me}].valid")
+                check_valid_range(Xv, data.feature_names, opts, f"partner[{s.me}].valid")
         except ConfigError as err:
             problem = str(err)
     width = 0 if X is None else X.shape[1]
@@ -256,8 +319,9 @@ def _join(
         model_id,
         tuple(str(p) for p in parties),
         tuple(expect_int(w, Tag.START, "widths", 1) for w in widths),
+        n_valid,
     )
-    return run, X, mean, std
+    return run, X, Xv, (mean, std)
 
 
 def run_dealer(s: Session, opts: SSLROptions) -> triples.DealerReport:
@@ -274,8 +338,11 @@ def run_dealer(s: Session, opts: SSLROptions) -> triples.DealerReport:
 
 
 # -- pieces --------------------------------------------------------------------------
-def _check_hello(hello: Any, me: str, data: PartyData, opts: SSLROptions) -> str | None:
+def _check_hello(
+    hello: Any, me: str, rows: tuple[PartyData, PartyData | None], opts: SSLROptions
+) -> str | None:
     """Why this partner cannot train with the label holder's parameters, or None."""
+    data, valid = rows
     if not isinstance(hello, dict):
         return "malformed hello"
     if opts.dealer == me:
@@ -289,68 +356,16 @@ def _check_hello(hello: Any, me: str, data: PartyData, opts: SSLROptions) -> str
             f"training rows differ from the label holder's ({data.n_rows} vs {hello.get('n')}"
             " rows or another id order); run PSI and the same split first"
         )
+    n_valid = 0 if valid is None else valid.n_rows
+    valid_ids = "" if valid is None else valid.ids_digest()
+    if hello.get("n_valid") != n_valid or hello.get("valid_ids") != valid_ids:
+        return (
+            f"validation rows differ from the label holder's ({n_valid} vs "
+            f"{hello.get('n_valid')} rows or other ids); hold out the same rows"
+        )
     if me not in (hello.get("parties") or []):
         return "this party is not a partner of the run"
     return None
-
-
-def _prepare(
-    data: PartyData, opts: SSLROptions, where: str, intercept: bool
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Check, standardise and clip a block as the HE protocol does (and as
-    :meth:`PartyModel.partial_score` will at prediction); intercept column last.
-    (The checks repeat ``veil.ml.lr``'s private ``check_features``/``fit_scaling``, which
-    this module may not import; once SS-LR lives in that package it should use them.)"""
-    X = np.asarray(data.X, dtype=np.float64)
-    if X.ndim != 2 or X.shape[1] != len(data.feature_names) or not len(X):
-        raise ConfigError(f"{where}.rows", f"a {X.shape} table to train on", "run PSI first")
-    mean, std = X.mean(axis=0), X.std(axis=0)
-    for j, name in enumerate(data.feature_names):
-        bad = int((~np.isfinite(X[:, j])).sum())
-        if bad:
-            raise ConfigError(
-                f"{where}.{name}",
-                f"{bad} missing or infinite values",
-                "impute them or WOE-transform the column first (binning step)",
-            )
-        if not std[j] > 1e-12:
-            raise ConfigError(f"{where}.{name}", "is constant on the training rows", "drop it")
-    if opts.standardize:
-        X = (X - mean) / std
-    if opts.clip > 0:
-        X = np.clip(X, -opts.clip, opts.clip)
-    if intercept:
-        X = np.hstack([X, np.ones((len(X), 1))])
-    return (X, mean, std) if opts.standardize else (X, None, None)
-
-
-def _check_range(  # noqa: PLR0917
-    X: np.ndarray,
-    names: Sequence[str],
-    rows_seed: tuple[int, int],
-    opts: SSLROptions,
-    where: str,
-    weight: float | None = None,
-) -> None:
-    """Refuse a column whose largest batch gradient risks a truncation failure
-    (``rows_seed``: the row count and batch seed; ``weight``: the largest class weight,
-    known to the label holder only)."""
-    n, seed = rows_seed
-    rows = max(len(b) for b in partition(n, opts.batch_size, seed))
-    limit = 64 - 1 - TRUNC_SAFETY_BITS
-    frac = opts.frac_bits + opts.feature_frac_bits
-    for j, name in enumerate([*names, "intercept"][: X.shape[1]]):
-        peak = float(np.max(np.abs(X[:, j])))
-        bits = float(np.log2(max(rows * peak * 2.0 * (weight or 1.0), 1.0))) + frac
-        if bits > limit:
-            raise ConfigError(
-                f"{where}.{name}",
-                f"values up to {peak:.6g} make a batch gradient of {bits:.1f} bits with "
-                f"{opts.frac_bits}+{opts.feature_frac_bits} fraction bits; above {limit} bits "
-                f"SecureML truncation fails with probability over 2^-{TRUNC_SAFETY_BITS}",
-                "standardize the column (standardize: true, clip: 3), or lower batch_size, "
-                "frac_bits or feature_frac_bits",
-            )
 
 
 def _engine(
@@ -369,16 +384,16 @@ def _engine(
     return Engine(s, run.compute, me, store, FixedPoint(opts.frac_bits)), report
 
 
-def _block_shares(e: Engine, run: RunParams, mine: Share) -> Share:
-    """This compute party's share of the joint feature matrix: its own block, zeros in the
-    other's, and its shares of further partners' blocks; then masked once."""
-    out = np.zeros((run.n, sum(run.widths)), dtype=np.uint64)
+def _block_shares(e: Engine, run: RunParams, mine: Share, n: int) -> Share:
+    """This compute party's share of the joint feature matrix of ``n`` rows: its own
+    block, zeros in the other's, and its shares of further partners' blocks."""
+    out = np.zeros((n, sum(run.widths)), dtype=np.uint64)
     start = 0
     for i, (party, w) in enumerate(zip(run.parties, run.widths, strict=True)):
         if i == e.me:
             out[:, start : start + w] = mine
         elif i >= 2:
-            out[:, start : start + w] = e.receive_input((run.n, w), frm=party)
+            out[:, start : start + w] = e.receive_input((n, w), frm=party)
         start += w
     return out
 

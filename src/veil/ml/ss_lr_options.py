@@ -3,11 +3,17 @@
 The shape follows :class:`veil.ml.lr.LROptions` (same names and meanings for
 ``epochs``, ``batch_size``, ``learning_rate``, ``schedule``, ``decay``, ``penalty``,
 ``alpha``, ``class_weight``, ``fit_intercept``, ``standardize``, ``clip``, ``he``,
-``key_bits``, ``seed``) so that ``hetero_lr: {protocol: ss, ...}`` can hand its mapping
-to :meth:`SSLROptions.from_mapping`. LR options with no meaning here are accepted at
-their neutral value only (``patience: 0``, ``tol: 0``, ``penalty`` other than ``l1``,
-``protocol: ss``) or ignored (``feature_bits``: HE rounding, replaced here by
-``feature_frac_bits``). Options of SS-LR only:
+``key_bits``, ``seed``, ``patience``, ``tol``) so that ``hetero_lr`` (``protocol: ss``, or
+``auto``, the default) can hand its mapping to :meth:`SSLROptions.from_mapping`.
+``patience`` > 0 stops on the validation Taylor log-loss computed on shares (only the
+scalar loss is revealed, to the label holder; :mod:`veil.ml.ss_lr_epochs`). ``tol`` > 0
+stops once the Euclidean norm of an epoch's whole step ``|w_after - w_before|_2`` is
+below it: a stricter test than the HE protocol's largest move per coefficient (the norm
+is at least the largest move), so SS-LR never stops earlier than ``he`` would; values
+below ``2^-frac_bits`` are below the weights' resolution. Not available: ``penalty:
+l1`` (its proximal step needs comparisons on shares; ``protocol: he`` offers it).
+``feature_bits`` (HE rounding) is ignored, replaced here by ``feature_frac_bits``.
+Options of SS-LR only:
 
 ``sigmoid``            ``linear`` (0.5 + z/4, default), ``minimax3`` or ``minimax5``
                        (:mod:`veil.mpc.nonlinear`).
@@ -36,7 +42,7 @@ __all__ = ["SSLROptions"]
 _SCHEDULES = ("constant", "decay")
 _PENALTIES = ("none", "l2")
 _HE = ("ou", "paillier")
-_NEUTRAL = {"patience": 0, "tol": 0, "protocol": "ss"}  # LR options SS-LR runs without
+_PROTOCOLS = ("ss", "auto")  # the values of the LR option ``protocol`` that mean SS-LR
 _IGNORED = ("feature_bits",)
 
 
@@ -52,6 +58,8 @@ class SSLROptions:
     penalty: str = "l2"
     alpha: float = 1e-4
     class_weight: str | Mapping[int, float] | None = None
+    patience: int = 0
+    tol: float = 0.0
     fit_intercept: bool = True
     standardize: bool = True
     clip: float = 3.0
@@ -66,6 +74,7 @@ class SSLROptions:
     def __post_init__(self) -> None:
         f = "hetero_lr."
         check_int(f + "epochs", self.epochs, 1)
+        check_int(f + "patience", self.patience, 0, fix="use 0 to disable early stopping")
         check_int(f + "batch_size", self.batch_size, 0)
         check_int(f + "frac_bits", self.frac_bits, 8, 24)
         check_int(f + "feature_frac_bits", self.feature_frac_bits, 4, self.frac_bits)
@@ -73,14 +82,15 @@ class SSLROptions:
         if self.seed is not None:
             check_int(f + "seed", self.seed, 0)
         check_number(f + "learning_rate", self.learning_rate, positive=True)
-        for name in ("decay", "alpha", "clip"):
+        for name in ("decay", "alpha", "clip", "tol"):
             check_number(f + name, getattr(self, name))
         for name, allowed in (("schedule", _SCHEDULES), ("penalty", _PENALTIES), ("he", _HE)):
             if getattr(self, name) not in allowed:
+                other = " (or protocol: he, which reveals each party's gradient)"
                 raise ConfigError(
                     f"hetero_lr.{name}",
                     f"{getattr(self, name)!r} is not supported by protocol ss",
-                    f"use one of {list(allowed)}",
+                    f"use one of {list(allowed)}" + (other if name == "penalty" else ""),
                 )
         try:
             object.__setattr__(self, "sigmoid", str(Sigmoid(self.sigmoid)))
@@ -119,12 +129,10 @@ class SSLROptions:
         for k, v in m.items():
             if k in _IGNORED:
                 continue
-            if k in _NEUTRAL:
-                if v != _NEUTRAL[k]:
+            if k == "protocol":
+                if v not in _PROTOCOLS:
                     raise ConfigError(
-                        f"hetero_lr.{k}",
-                        f"{v!r} is not supported by protocol ss",
-                        f"leave it at {_NEUTRAL[k]!r}",
+                        "hetero_lr.protocol", f"{v!r} is not secret-sharing LR", "use ss or auto"
                     )
                 continue
             if k not in known:

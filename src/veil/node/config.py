@@ -10,6 +10,8 @@ Written by ``veil node init``; the ``[[policy.approve]]`` rules are edited by ha
     peer_timeout = 30.0
     heartbeat = 1.0
     job_nice = 10                 # optional: job processes run this much nicer than the node
+    engine = "ray://10.0.0.5:10001"  # optional: this node's jobs run their kernels on its
+                                     # own Ray cluster (default "local"); never the partner's
 
     [peers]
     bank = "127.0.0.1:7400"
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from veil.engine.spec import LOCAL, parse_engine
 from veil.errors import ConfigError
 from veil.net.certs import TlsFiles, check_party_name
 
@@ -65,6 +68,7 @@ class NodeConfig:
     peer_timeout: float = 30.0
     heartbeat: float = 1.0
     job_nice: int = 10  # job processes yield the CPU to the node (API, peer endpoint)
+    engine: str | None = None  # where this node's jobs run their kernels (None: local)
 
     @property
     def tls(self) -> TlsFiles:
@@ -162,6 +166,7 @@ def load_config(node_dir: str | Path) -> NodeConfig:
         peer_timeout=float(node.get("peer_timeout", 30.0)),
         heartbeat=float(node.get("heartbeat", 1.0)),
         job_nice=_nice(node.get("job_nice", 10)),
+        engine=_engine(node.get("engine")),
     )
     split_address(cfg.peer_listen, "node.peer_listen")
     split_address(cfg.api, "node.api")
@@ -174,6 +179,12 @@ def _nice(v: Any) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 19:
         raise ConfigError("node.job_nice", f"{v!r} is not 0..19", "e.g. job_nice = 10")
     return v
+
+
+def _engine(v: Any) -> str | None:
+    """``local`` (None) or a ``ray://HOST:PORT`` URL, normalised (veil.engine.spec)."""
+    spec = parse_engine(v, "node.engine")
+    return None if spec.kind == LOCAL else spec.url
 
 
 def _q(s: str) -> str:
@@ -193,6 +204,8 @@ def render(cfg: NodeConfig) -> str:
     lines += [f"peer_timeout = {cfg.peer_timeout}", f"heartbeat = {cfg.heartbeat}"]
     if cfg.job_nice != NodeConfig.job_nice:
         lines.append(f"job_nice = {cfg.job_nice}")
+    if cfg.engine is not None:
+        lines.append(f"engine = {_q(cfg.engine)}")
     lines += ["", "[peers]"]
     lines += [f"{p} = {_q(a)}" for p, a in sorted(cfg.peers.items())]
     lines += ["", "# The default policy approves nothing: add [[policy.approve]] rules (see docs)."]

@@ -80,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             listen=str(cfg["listen"]),
             tls={party: TlsFiles(Path(cfg["ca"]), Path(cfg["cert"]), Path(cfg["key"]))},
             job=str(cfg["route"]),
+            engine=cfg.get("engine"),  # node.toml's engine: where this party's kernels run
         )
         result = run_job(spec, cfg["out"], options, display)
         display.emit(event="result", ok=result.ok, error=result.error, report=result.report)

@@ -112,6 +112,7 @@ class ProcessLauncher:
             "cert": str(cfg.tls.cert),
             "key": str(cfg.tls.key),
             "timeout": JOB_TIMEOUT,
+            "engine": cfg.engine,  # this node's own choice (node.toml), never a partner's
         }
         (work / "run.json").write_text(json.dumps(run_cfg), encoding="utf-8")
         with self._lock:

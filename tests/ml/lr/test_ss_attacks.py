@@ -10,7 +10,8 @@ at each step; it applies the same reading to each (as a per-row score estimate, 
 a "gradient" solved by least squares) and the best of them, together with its own
 columns, must predict the partner's scores no better than its own columns alone. The
 same reading applied to the ``he`` protocol's view (64-row batches) does recover them,
-so the test can fail.
+so the test can fail; ``job-default`` runs both, the default (``hetero_lr`` with no
+``protocol``: ss without a third party) and the ``he`` opt-in, in one test.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pytest
 
 from tests.wire_check import Recorder
 from veil import codec
+from veil.ml import ss_lr_fit
 from veil.ml.lr import PartyData
 from veil.ml.lr._residuals import LabelHolderStep, PartnerStep
 from veil.ml.ss_lr import (
@@ -35,11 +37,12 @@ from veil.ml.ss_lr import (
     visit_order,
 )
 from veil.mpc.engine import Engine
+from veil.mpc.triples import TripleStore
 from veil.net.local import run_parties
 from veil.policy import TEST_POLICY
 
 from .common import blocks, opts, plain_blocks, train
-from .test_attacks import cross_factor
+from .test_attacks import WEAK, cross_factor, run_label_attack, views  # noqa: F401 (fixture)
 
 ROWS = 640  # ten 64-row batches
 Steps = list[tuple[np.ndarray, list[np.ndarray]]]  # (batch rows, candidate score vectors)
@@ -83,6 +86,12 @@ def gradient_reading(XL_B: np.ndarray, g_minus_own: np.ndarray) -> np.ndarray:
 def test_the_reading_recovers_scores_from_the_he_protocols_gradient(
     lr_credit: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    best, base = he_recovery(lr_credit, monkeypatch)
+    assert best > base + 0.1, (best, base)  # the gradient gives the scores away (0.65 vs 0.52)
+
+
+def he_recovery(lr_credit: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[float, float]:
+    """(R² of the reading of the ``he`` protocol's gradients, R² of the columns alone)."""
     g, h = lr_credit
     data = blocks(g, h, np.arange(ROWS))
     o = opts(epochs=1, batch_size=64, protocol="he")
@@ -109,22 +118,39 @@ def test_the_reading_recovers_scores_from_the_he_protocols_gradient(
         own = XL[idx].T @ (0.25 * (XL[idx] @ wl) + 0.5 - y[idx])
         zP[len(steps)] = XP[idx] @ wp
         steps.append((idx, [gradient_reading(cross_factor(XL[idx], o, "he"), gl - own)]))
-    best, base = recovery(steps, XL, zP)
-    assert best > base + 0.1, (best, base)  # the gradient gives the scores away (0.65 vs 0.52)
+    return recovery(steps, XL, zP)
 
 
 # -- SS-LR: everything the label holder holds ---------------------------------------------
 class LabelHolderView:
-    """Records, per training step, the label holder's opened values and its shares of
-    every product, and both parties' shares of w (to give the attacker the truth)."""
+    """Records, per training step, the label holder's (``who`` 0; the partner's: 1)
+    opened values and its shares of every product and triple, and both parties' shares
+    of w (to give the attacker the truth)."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, rec: Recorder) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, rec: Recorder, who: int = 0) -> None:
         self.lock = threading.Lock()
         self.rec = rec
-        self.steps: list[list[np.ndarray]] = []  # the label holder's, per step
+        self.who = who
+        self.steps: list[list[np.ndarray]] = []  # the attacker's, per step
         self.w: dict[int, list[np.ndarray]] = {0: [], 1: []}
-        self.marks: list[int] = []  # frames recorded when the partner starts each step
+        self.marks: list[int] = []  # frames recorded when the other starts each step
+        self.gram: dict[str, np.ndarray] = {}  # its shares of each batch's G (and h), set-up
         view = self
+        mask, setup = Engine.mask, ss_lr_fit._gram_setup
+
+        def keep_mask(self: Engine, key: str, x: Any) -> Any:
+            if self.me == view.who and key.startswith("G"):
+                view.gram[key] = np.asarray(x, dtype=np.uint64).copy()
+            return mask(self, key, x)
+
+        def keep_setup(e: Engine, *a: Any, **kw: Any) -> Any:
+            out = setup(e, *a, **kw)
+            if e.me == view.who:
+                view.gram |= {f"h{k}": np.asarray(h).copy() for k, (_, h) in enumerate(out)}
+            return out
+
+        monkeypatch.setattr(Engine, "mask", keep_mask)
+        monkeypatch.setattr(ss_lr_fit, "_gram_setup", keep_setup)
 
         def wrap(name: str) -> None:
             orig = getattr(Engine, name)
@@ -133,7 +159,7 @@ class LabelHolderView:
                 if name == "masked_matmul":  # each step's first product: X_B w or G_B w
                     view.start_step(self.me, np.asarray(a[2]))
                 out = orig(self, *a, **kw)
-                if self.me == 0:
+                if self.me == view.who:
                     view.add(out)
                 return out
 
@@ -141,11 +167,20 @@ class LabelHolderView:
 
         for name in ("open", "masked_matmul", "masked_tmatmul", "mul", "scale", "trunc"):
             wrap(name)
+        take = TripleStore.take
+
+        def take_parts(self: TripleStore, spec: Any) -> Any:  # its triple shares (under HE:
+            out = take(self, spec)  # what it decrypted), per step
+            if self.party == view.who:
+                view.add(list(out.values()))
+            return out
+
+        monkeypatch.setattr(TripleStore, "take", take_parts)
 
     def start_step(self, me: int, w: np.ndarray) -> None:
         with self.lock:
             self.w[me].append(w.copy())
-            if me == 0:
+            if me == self.who:
                 self.steps.append([])
             else:
                 self.marks.append(len(self.rec.frames))
@@ -174,25 +209,31 @@ def frame_arrays(v: Any) -> Iterator[np.ndarray]:
             yield from frame_arrays(x)
 
 
-@pytest.mark.parametrize("sigmoid", ["minimax3", "linear"], ids=["z-method", "gram-method"])
+@pytest.mark.parametrize(
+    ("sigmoid", "dealer"),
+    [("minimax3", "dealer"), ("linear", "dealer"), ("linear", None)],
+    ids=["z-method", "gram-method", "job-default"],
+)
 def test_the_reading_recovers_nothing_from_ss_lr(
-    lr_credit: Any, monkeypatch: pytest.MonkeyPatch, sigmoid: str
+    lr_credit: Any, monkeypatch: pytest.MonkeyPatch, sigmoid: str, dealer: str | None
 ) -> None:
+    """``job-default`` is what ``hetero_lr`` runs with no ``protocol`` (ss, no third
+    party: HE triples; the label holder's view includes what it decrypts)."""
     g, h = lr_credit
     data: list[PartyData] = blocks(g, h, np.arange(ROWS))
-    o = SSLROptions(epochs=1, batch_size=64, seed=11, dealer="dealer", sigmoid=sigmoid)
+    o = SSLROptions(epochs=1, batch_size=64, seed=11, dealer=dealer, sigmoid=sigmoid, key_bits=1024)
+    if dealer is None:  # the job default's options, but for the keys (TEST_POLICY)
+        assert SSLROptions.from_mapping({"protocol": "auto"}).sigmoid == sigmoid
     rec = Recorder()
     view = LabelHolderView(monkeypatch, rec)
+    targets: dict[str, Any] = {
+        "bank": lambda s: train_label_holder(s, data[0], o, policy=TEST_POLICY),
+        "bureau": lambda s: train_partner(s, data[1], o, policy=TEST_POLICY),
+    }
+    if dealer:
+        targets[dealer] = lambda s: run_dealer(s, o)
     run_parties(
-        {
-            "bank": lambda s: train_label_holder(s, data[0], o, policy=TEST_POLICY),
-            "bureau": lambda s: train_partner(s, data[1], o, policy=TEST_POLICY),
-            "dealer": lambda s: run_dealer(s, o),
-        },
-        parties=["bank", "bureau", "dealer"],
-        roles={"label_holder": "bank"},
-        tap=rec,
-        timeout=120,
+        targets, parties=list(targets), roles={"label_holder": "bank"}, tap=rec, timeout=120
     )
     XL, XP = plain_blocks(data, opts())
     y = np.asarray(data[0].y, dtype=np.float64)
@@ -228,6 +269,9 @@ def test_the_reading_recovers_nothing_from_ss_lr(
                 cands += list(v.reshape(len(idx), -1).T)
             if v.size >= wl_n:  # read as a gradient, as in the he attack
                 cands.append(gradient_reading(XL[idx], v[:wl_n] / 2.0**o.frac_bits - own))
+        if f"G{k}" in view.gram:  # its shares of the batch's Gram set-up, at the true w
+            g = signed(view.gram[f"G{k}"]).reshape(len(w), len(w)) @ w + signed(view.gram[f"h{k}"])
+            cands.append(gradient_reading(XL[idx], g[:wl_n] * len(idx) / 2.0**o.frac_bits - own))
         for v in received(t):  # in pieces of one value per batch row
             n = len(idx)
             cands += [v[i : i + n] for i in range(0, len(v) - n + 1, n)]
@@ -245,7 +289,82 @@ def test_the_reading_recovers_nothing_from_ss_lr(
         (idx, [zP[t] + 0.1 * rng_noise(len(idx), t), *c]) for t, (idx, c) in enumerate(steps)
     ]
     assert recovery(planted, XL, zP)[0] > 0.95
+    if dealer is None:  # weakened: the opt-in he protocol on the same rows reveals them
+        he_best, he_base = he_recovery(lr_credit, monkeypatch)
+        assert he_best > he_base + 0.1, (he_best, he_base)
 
 
 def rng_noise(n: int, t: int) -> np.ndarray:
     return np.random.default_rng(t).normal(size=n)
+
+
+# -- the partner's side: labels ----------------------------------------------------------
+def test_the_partner_reads_no_labels_from_the_job_default(
+    lr_credit: Any,
+    small: list[PartyData],
+    views: dict[str, Any],  # noqa: F811 (the fixture)
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The partner's view of the job default (ss, no third party, 64-row batches): every
+    per-row value it holds or receives, read as a residual sign, and its share of its
+    gradient block solved for residuals as in the ``he`` attack, guess the labels no
+    better than the majority class. Weakened, in the same test: the ``he`` protocol at
+    8-row batches under a policy with no batch minimum gives them away."""
+    g, h = lr_credit
+    data: list[PartyData] = blocks(g, h, np.arange(ROWS))
+    o = SSLROptions.from_mapping({"epochs": 1, "batch_size": 64, "seed": 11, "key_bits": 1024})
+    rec = Recorder()
+    view = LabelHolderView(monkeypatch, rec, who=1)
+    run_parties(
+        {
+            "bank": lambda s: train_label_holder(s, data[0], o, policy=TEST_POLICY),
+            "bureau": lambda s: train_partner(s, data[1], o, policy=TEST_POLICY),
+        },
+        roles={"label_holder": "bank"},
+        tap=rec,
+        timeout=120,
+    )
+    XL, XP = plain_blocks(data, opts())
+    y = np.asarray(data[0].y, dtype=np.float64)
+    wl_n = XL.shape[1]
+    parts = partition(ROWS, o.batch_size, o.seed or 0)
+    order = visit_order(len(parts), o.seed or 0, 0)
+    assert len(view.steps) == len(order) == 10
+    marks = [*view.marks, len(rec.frames)]
+    guesses: list[list[np.ndarray]] = []  # per step, candidate label vectors
+    rows: list[np.ndarray] = []
+    for t, k in enumerate(order):
+        idx = parts[k]
+        w = signed(view.w[0][t] + view.w[1][t]) / 2.0**o.frac_bits  # the true w, a gift
+        own = 0.25 * XP[idx].T @ (XP[idx] @ w[wl_n:])
+        reads: list[np.ndarray] = []
+        received = [
+            signed(a)
+            for f in rec.frames[marks[t] : marks[t + 1]]
+            if f.dst == 1
+            for a in frame_arrays(codec.decode(f.payload))
+            if a.dtype.kind in "iuf"
+        ]
+        n = len(idx)
+        for v in [signed(a) for a in view.steps[t]] + received:
+            if v.size >= n and v.size % n == 0:
+                reads += list(v.reshape(n, -1).T)
+            if v.size >= wl_n + XP.shape[1]:  # its block of a gradient, read as in he
+                gp = v[wl_n : wl_n + XP.shape[1]] / 2.0**o.frac_bits
+                reads.append(np.linalg.lstsq(XP[idx].T, gp - own, rcond=None)[0])
+        guesses.append([r < 0 for r in reads] + [r > 0 for r in reads])
+        rows.append(idx)
+    n_cand = min(len(c) for c in guesses)
+    assert n_cand >= 6
+    truth = np.concatenate([y[idx] for idx in rows])
+    base = max(truth.mean(), 1 - truth.mean())
+    acc = max(
+        float(np.mean(np.concatenate([c[j] for c in guesses]) == truth)) for j in range(n_cand)
+    )
+    print(f"partner: {n_cand} readings a step, best label accuracy {acc:.3f}, base {base:.3f}")
+    assert acc <= base + 0.02, (acc, base)
+    # Weakened: the he protocol at 8-row batches, no batch minimum.
+    he_acc, _, exact = run_label_attack(
+        views, small, opts(epochs=1, batch_size=8, protocol="he"), WEAK
+    )
+    assert he_acc > 0.95 and exact > 0.95, (he_acc, exact)

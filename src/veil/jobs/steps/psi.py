@@ -11,6 +11,9 @@ in every run: the protocol's own order depends on its fresh keys), and gets
 protocol reveals: the receivers learn the intersection; nobody learns ids
 outside it. A party listed without ``data:`` (e.g. an SS-LR dealer) sits the step out;
 the others run PSI among themselves (:meth:`veil.net.session.Session.among`).
+A party whose data is a Parquet folder or SQL table (:mod:`veil.jobs.sources`) streams
+its ids partition by partition (:class:`veil.protocols.psi.ecdh.IdChunks`; ECDH holds
+no id in memory, only fixed-width values) and then reads only the intersection's rows.
 
 Parameters: ``result_to`` (parties that learn the intersection; default all with data),
 ``batch_size`` (ids per message), ``threads`` (worker threads, default all cores),
@@ -23,7 +26,7 @@ wire that SecretFlow speaks; ``kkrt``: OT-extension PSI,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,6 +40,7 @@ from veil.jobs.registry import register
 from veil.jobs.spec import JobSpec
 from veil.policy import DEFAULT_POLICY
 from veil.protocols.psi import Protocol, PsiParams, run_psi
+from veil.protocols.psi.ecdh import IdChunks
 
 KEYS = ("result_to", "batch_size", "threads", "interconnect", "protocol")
 OUTPUT_FILE = "psi.csv"
@@ -101,14 +105,18 @@ def psi(ctx: StepContext, params: Mapping[str, object]) -> dict[str, object]:
     if ctx.party in sit_out:
         return {"sat_out": True}
     session = ctx.session.among([p for p in ctx.session.parties if p not in sit_out])
-    ids = ctx.frame[ctx.id_col].astype(str).tolist()
     c = Checked(params)
-    if not ids and session.me in c.strs("result_to"):
-        raise ConfigError(
-            "psi.result_to",
-            f"party '{session.me}' holds no data (its table has no rows)",
-            "give it a data file with rows, or leave it out of result_to",
-        )
+    ids: Sequence[str] | IdChunks
+    if ctx.table is not None:  # a Parquet folder or SQL table: the ids stream by partition
+        ids = IdChunks(ctx.table.ids())
+    else:
+        ids = ctx.frame[ctx.id_col].astype(str).tolist()
+        if not ids and session.me in c.strs("result_to"):
+            raise ConfigError(
+                "psi.result_to",
+                f"party '{session.me}' holds no data (its table has no rows)",
+                "give it a data file with rows, or leave it out of result_to",
+            )
     p = PsiParams(
         result_to=c.strs("result_to"),
         batch_size=c.get_int("batch_size"),
@@ -119,7 +127,7 @@ def psi(ctx: StepContext, params: Mapping[str, object]) -> dict[str, object]:
         from veil.protocols.interconnect.party import run_psi_interconnect
 
         DEFAULT_POLICY.check_suite(ecc.HASH_AS_X.name)  # the interconnection suite
-        res = run_psi_interconnect(session, ids, p)
+        res = run_psi_interconnect(session, list(ids), p)
     else:
         res = run_psi(session, ids, p)
     out: dict[str, Any] = {
@@ -130,8 +138,13 @@ def psi(ctx: StepContext, params: Mapping[str, object]) -> dict[str, object]:
         out["intersection_size"] = int(res.size)
     if res.indices is not None:
         idx = np.asarray(res.indices, dtype=np.int64)
-        idx = idx[np.argsort(np.asarray(ids)[idx], kind="stable")]  # reproducible order
-        ctx.frame = ctx.frame.iloc[idx].reset_index(drop=True)
+        if ctx.table is not None:  # read only the rows of the intersection
+            rows = ctx.table.take(idx)
+            rows.attrs.update(ctx.frame.attrs)
+            ctx.frame, ctx.table = rows, None
+            idx = np.arange(len(rows))
+        by_id = np.argsort(ctx.frame[ctx.id_col].to_numpy(dtype=str)[idx], kind="stable")
+        ctx.frame = ctx.frame.iloc[idx[by_id]].reset_index(drop=True)  # reproducible order
         write_csv(ctx.frame, ctx.out_dir / OUTPUT_FILE)
         ctx.state.aligned = True
         out["intersection_size"] = len(ctx.frame)

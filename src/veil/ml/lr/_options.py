@@ -29,7 +29,11 @@ class LRProtocol(StrEnum):
     (:mod:`veil.ml.lr._residuals`; any number of partners, class weights). ``gram``: the
     cross-party Gram block of each (fixed) batch is built once under HE and secret-shared,
     after which a step costs a few dozen HE operations (:mod:`veil.ml.lr._gram`; one
-    partner, no class weights). ``auto`` (default): ``gram`` where it applies, else ``he``.
+    partner, no class weights). ``auto`` (default here): ``gram`` where it applies, else
+    ``he``. Both reveal each party's own batch gradient to it (see
+    :mod:`veil.ml.lr._train`). In a job file, ``hetero_lr``'s ``protocol: auto`` (the
+    default) means secret-sharing LR (:mod:`veil.ml.ss_lr`, no gradient revealed) and
+    comes here only for what that lacks (``penalty: l1``); ``he``/``gram`` are opt-ins.
     """
 
     AUTO = "auto"

@@ -247,7 +247,7 @@ def truncate_bytes(
     return min(math.ceil(bits / 8), suite.uniform_bytes)
 
 
-def match_duals(own: bytes, peer: bytes, width: int) -> np.ndarray:
+def match_duals(own: bytes | bytearray, peer: bytes | bytearray, width: int) -> np.ndarray:
     """Positions of ``own`` values found in ``peer``, sorted by value (a shared order)."""
     dtype = np.dtype(f"S{width}")  # fixed width: distinct byte strings stay distinct
     mine = np.frombuffer(own, dtype=dtype)

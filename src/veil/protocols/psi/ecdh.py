@@ -10,15 +10,20 @@ is a sender. With ``result_to`` naming both parties, both are receivers and each
 computes the intersection itself (the meaning of ``result_to`` in every PSI protocol).
 
 Flow (party A with scalar a, party B with scalar b; symmetric, both at once):
-  0. A <-> B  HELLO: number of distinct ids, batch size, suite, result_to and
+  0. A        computes [a]H(x) for all its ids, chunk by chunk on its engine (the ids
+              may stream from a Parquet folder or SQL table: :class:`IdChunks`), and
+              sorts the values: repeats of an id (equal values) are dropped, first
+              occurrence kept, and the sorted order is A's send order -- keyed by the
+              secret a, a random order that says nothing about A's input order.
+     A <-> B  HELLO: number of distinct ids, batch size, suite, result_to and
               truncate_bits (both must agree, else both stop with a ConfigError).
-  1. A -> B   ENC: [a]H(x) for A's distinct ids, in an order shuffled with a secure
-              permutation, in batches as they are computed (B likewise sends [b]H(y)).
+  1. A -> B   ENC: [a]H(x) for A's distinct ids in that order, in batches (B likewise
+              sends [b]H(y)).
   2. B        raises each batch to b: [ab]H(x), truncated to t bytes, where
               8t >= log2(N*M) + 40 so a false match has probability <= 2^-40.
               If A is a receiver: B -> A  DUAL, the truncated batch, same order.
               If B is a receiver: B keeps it (the other side of B's comparison).
-  3. A (receiver) matches its own duals (from B, in A's shuffled order) against the
+  3. A (receiver) matches its own duals (from B, in A's send order) against the
      duals of B's set it computed in step 2; the matches are A's intersection.
 
 What each party learns:
@@ -36,14 +41,23 @@ Result order: each receiver's ``indices`` are sorted by the truncated doubly
 exponentiated value, which both receivers hold for every common id, so two
 receivers list the common ids in the same order (vertical learning aligns rows so).
 Duplicates are removed before the protocol (first occurrence kept).
+
+Memory per party (fixed-width numpy arrays, never a Python object per id): its own
+values (32 bytes per distinct id, released after sending) and input positions (8); a
+receiver also the peer's duals (t bytes per peer id: the set it compares against,
+inherent to the protocol) and its own (t per id). The ids themselves are held one chunk
+at a time.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+
+import numpy as np
 
 from veil import messages as msg
 from veil.crypto import ecc
@@ -57,18 +71,19 @@ from veil.protocols.psi.common import (
     PsiParams,
     PsiResult,
     check_params,
-    distinct_ids,
+    encode_ids,
     exchange_hello,
     hello,
     hello_schema,
     match_duals,
-    secure_permutation,
     truncate_bytes,
 )
-from veil.protocols.psi.kernels import open_point_kernels
+from veil.protocols.psi.kernels import PointKernels, open_point_kernels
 
 PROTOCOL_VERSION = 2  # 2: the suite is named by group and truncation (ristretto255 added)
 MAX_BATCH = 1 << 20
+CHUNK_IDS = 1 << 16  # ids hashed and blinded per engine call (a partition's worth)
+POINT = np.dtype(f"S{ecc.POINT_BYTES}")
 
 
 class Tag(StrEnum):
@@ -126,28 +141,125 @@ class _Plan:
     tbytes: int
 
 
+class IdChunks(Iterable[str]):
+    """A party's ids read in chunks, one pass (e.g. the partitions of a Parquet folder or
+    a SQL table). Iterating gives the ids one by one, so every PSI protocol takes it;
+    ECDH-PSI reads it chunk by chunk and never holds the ids themselves."""
+
+    def __init__(self, chunks: Iterable[Sequence[str]]) -> None:
+        self._chunks = chunks
+
+    def chunks(self) -> Iterator[Sequence[str]]:
+        """The chunks, in input order."""
+        return iter(self._chunks)
+
+    def __iter__(self) -> Iterator[str]:
+        for chunk in self._chunks:
+            yield from chunk
+
+
+def _chunks(ids: Iterable[str] | Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    if isinstance(ids, IdChunks):
+        yield from ids.chunks()
+        return
+    if isinstance(ids, str | bytes):
+        encode_ids(ids)  # raises the ConfigError (a single string)
+    if isinstance(ids, Sequence):
+        for a in range(0, len(ids), size):
+            yield ids[a : a + size]
+        return
+    chunk: list[str] = []
+    for x in ids:
+        chunk.append(x)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    yield chunk
+
+
+def _encode(chunk: Sequence[str], offset: int) -> list[bytes]:
+    try:
+        return encode_ids(chunk)
+    except ConfigError as e:  # name the position in the whole input
+        at = re.sub(r"position (\d+)", lambda m: f"position {int(m[1]) + offset}", e.problem)
+        raise ConfigError(e.field, at, e.fix) from None
+
+
+def _blind_own(
+    session: Session,
+    kernels: PointKernels,
+    scalar: bytes,
+    ids: Iterable[str] | Sequence[str],
+    params: PsiParams,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """``[k]H(x)`` of every id, chunk by chunk on this party's engine, kept as 32-byte
+    values (not Python objects); then sorted by value, which is the send order (keyed
+    by the secret ``k``, so it says nothing about the input order) and puts repeats of
+    an id side by side, so only the first occurrence of each is kept. Returns the
+    sorted distinct values (S32), the input position of each (int64) and the count of
+    ids read."""
+    known = len(ids) if isinstance(ids, Sequence) else 0
+    buf, n = bytearray(), 0
+    for chunk in _chunks(ids, max(params.batch_size, CHUNK_IDS)):
+        buf += kernels.hash_blind(scalar, _encode(chunk, n), params.suite)
+        n += len(chunk)
+        if known:
+            session.progress("psi", 0.5 * n / known)
+    points = np.frombuffer(buf, dtype=POINT)
+    order = np.argsort(points, kind="stable")  # equal values: input order, first is first
+    ranked = points[order]
+    del points, buf
+    first = np.ones(n, dtype=bool)
+    first[1:] = ranked[1:] != ranked[:-1]
+    if first.all():
+        return ranked, order, n
+    return ranked[first], order[first], n
+
+
 def _run(
     session: Session,
     ids: Iterable[str] | Sequence[str],
     params: PsiParams,
     policy: SecurityPolicy,
 ) -> PsiResult:
-    raw, distinct = distinct_ids(ids)
-    order = distinct[secure_permutation(len(distinct))]  # send order -> input position
-    plan = _handshake(session, params, len(distinct), policy.stat_sec)
     suite = params.suite
     scalar = ecc.new_scalar(suite)
-    own_duals: list[bytes] = []
-    peer_duals: list[bytes] = []
+    kernels = open_point_kernels(params.threads)  # this party's engine (local by default)
+    with contextlib.closing(kernels):
+        points, rows, n_input = _blind_own(session, kernels, scalar, ids, params)
+        plan = _handshake(session, params, len(rows), policy.stat_sec)
+        peer_duals = _exchange(session, kernels, points, plan, scalar=scalar, suite=suite)
+        del points  # sent: only the positions stay
+    if not plan.me_learns:
+        return PsiResult(None, None, n_input, plan.n, plan.m)
+    own_duals = bytearray()
+    for i in range(-(-plan.n // plan.my_batch)):
+        expect = min(plan.my_batch, plan.n - i * plan.my_batch)
+        own_duals += msg.recv(session, plan.peer, Tag.DUAL, msg.Blob(expect * plan.tbytes))
+    hits = match_duals(own_duals, peer_duals, plan.tbytes)
+    return PsiResult(rows[hits], len(hits), n_input, plan.n, plan.m)
+
+
+def _exchange(
+    session: Session,
+    kernels: PointKernels,
+    points: np.ndarray,
+    plan: _Plan,
+    *,
+    scalar: bytes,
+    suite: ecc.Suite,
+) -> bytearray:
+    """Send this party's values, blind the peer's (and return them if it learns); the
+    peer's truncated duals are kept if this party learns (t bytes each: the receiver's
+    one O(peer's set) structure, inherent to the protocol)."""
+    peer_duals = bytearray()
     nb_own = -(-plan.n // plan.my_batch)
     nb_peer = -(-plan.m // plan.peer_batch)
     total = max(nb_own + nb_peer, 1)
-    kernels = open_point_kernels(params.threads)  # this party's engine (local by default)
-    with contextlib.closing(kernels), Outbox(session, plan.peer) as out:
+    with Outbox(session, plan.peer) as out:
         for i in range(max(nb_own, nb_peer)):
             if i < nb_own:
-                idx = order[i * plan.my_batch : (i + 1) * plan.my_batch]
-                out.send(Tag.ENC, kernels.hash_blind(scalar, [raw[j] for j in idx], suite))
+                out.send(Tag.ENC, points[i * plan.my_batch : (i + 1) * plan.my_batch].tobytes())
             if i < nb_peer:
                 expect = min(plan.peer_batch, plan.m - i * plan.peer_batch)
                 enc = msg.recv(session, plan.peer, Tag.ENC, msg.Blob(expect * ecc.POINT_BYTES))
@@ -155,15 +267,10 @@ def _run(
                 if plan.peer_learns:
                     out.send(Tag.DUAL, dual)
                 if plan.me_learns:
-                    peer_duals.append(dual)
-            session.progress("psi", (min(i + 1, nb_own) + min(i + 1, nb_peer)) / total)
-    if not plan.me_learns:
-        return PsiResult(None, None, len(raw), plan.n, plan.m)
-    for i in range(nb_own):
-        expect = min(plan.my_batch, plan.n - i * plan.my_batch)
-        own_duals.append(msg.recv(session, plan.peer, Tag.DUAL, msg.Blob(expect * plan.tbytes)))
-    hits = match_duals(b"".join(own_duals), b"".join(peer_duals), plan.tbytes)
-    return PsiResult(order[hits], len(hits), len(raw), plan.n, plan.m)
+                    peer_duals += dual
+            done = min(i + 1, nb_own) + min(i + 1, nb_peer)
+            session.progress("psi", 0.5 + 0.5 * done / total)
+    return peer_duals
 
 
 def _handshake(session: Session, params: PsiParams, n: int, stat_sec: int) -> _Plan:

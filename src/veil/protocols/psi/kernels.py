@@ -1,10 +1,17 @@
-"""Who runs ECDH-PSI's per-id work: hashing ids to points, blinding, truncating.
+"""Who runs a PSI party's per-id work: ECDH's hashing, blinding and truncating, and
+KKRT's OPRF code words and output hashes.
 
 ECDH-PSI (:mod:`.ecdh`) spends its time in two data-parallel kernels, each over one
 batch of ids or points and with this party's secret scalar:
 
 - :meth:`PointKernels.hash_blind`: ``[k]H(x)`` for each id, concatenated;
 - :meth:`PointKernels.blind_truncate`: ``[k]P`` for each peer point, truncated.
+
+KKRT-PSI (:mod:`.kkrt`) runs its per-row kernels through :meth:`PointKernels.map_chunks`
+(the batch cut in :meth:`PointKernels.split` ranges): :func:`oprf_receiver_values`
+(the receiver's OPRF outputs ``H(j, t_j)``) and :func:`oprf_sender_values` (the sender's
+``H(j, q_j ^ (C(y, i) & s))``, code words included); the OT extension itself, a
+sequential key stream, stays in the protocol's process.
 
 :class:`LocalPointKernels` (the default) runs them on a thread pool of this process. A
 scale-out engine (:mod:`veil.engine`, e.g. a Ray cluster of this party) installs its own
@@ -19,15 +26,21 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar, runtime_checkable
+
+import numpy as np
 
 from veil.crypto import ecc
 from veil.errors import ConfigError
+from veil.protocols.psi import ot
+
+R = TypeVar("R")
 
 
 @runtime_checkable
 class PointKernels(Protocol):
-    """The batch kernels of ECDH-PSI (one party's; results in input order)."""
+    """The batch kernels of a PSI party (its own; results in input order)."""
 
     def hash_blind(self, scalar: bytes, ids: Sequence[bytes], suite: ecc.Suite) -> bytes:
         """``[scalar]H(id)`` for each id (utf-8 bytes), 32-byte points concatenated."""
@@ -38,9 +51,57 @@ class PointKernels(Protocol):
         (which bytes: the suite's), concatenated."""
         ...
 
+    def split(self, n: int) -> list[tuple[int, int]]:
+        """``[a, b)`` ranges cutting a batch of ``n`` rows into this engine's chunks
+        (one range: the batch runs here whole)."""
+        ...
+
+    def map_chunks(self, fn: Callable[..., R], arg_lists: Sequence[tuple[object, ...]]) -> list[R]:
+        """``[fn(*args) for args in arg_lists]``, in order; ``fn`` must be a module-level
+        function (it may run in another process or machine of this party)."""
+        ...
+
     def close(self) -> None:
         """Release threads or connections this object holds for one run."""
         ...
+
+
+def split_rows(n: int, parts: int, least: int = 1) -> list[tuple[int, int]]:
+    """``[a, b)`` ranges cutting ``n`` rows into at most ``parts`` nearly equal parts of
+    at least ``least`` rows (one range, maybe empty, for a small ``n``)."""
+    parts = max(1, min(parts, n // max(least, 1)))
+    step = -(-n // parts) if n else 1
+    return [(i, min(i + step, n)) for i in range(0, n, step)] or [(0, 0)]
+
+
+def oprf_receiver_values(t_rows: np.ndarray, bins: np.ndarray, nbytes: int, person: bytes) -> bytes:
+    """KKRT receiver: its OPRF output ``H(j, t_j)`` for each row ``t_j`` at bin ``j``."""
+    return ot.row_hash(t_rows, bins, nbytes, person)
+
+
+@dataclass(frozen=True)
+class OprfSenderKey:
+    """What the KKRT sender's kernel needs for a whole run: the code key, its choice
+    vector ``s`` (its OPRF key: it goes only to this party's own engine), the output
+    width and the hash personalisation."""
+
+    code_key: bytes
+    s: np.ndarray
+    nbytes: int
+    person: bytes
+
+
+def oprf_sender_values(
+    key: OprfSenderKey,
+    tags: np.ndarray,
+    hash_index: np.ndarray,
+    q_rows: np.ndarray,
+    bins: np.ndarray,
+) -> bytes:
+    """KKRT sender: ``H(j, q_j ^ (C(y, i) & s))`` for each (tag of y, hash index i, row
+    q_j of its bin j): the OPRF of y under hash function i."""
+    codes = ot.code_words(key.code_key, tags, hash_index)
+    return ot.row_hash(q_rows ^ (codes & key.s), bins, key.nbytes, key.person)
 
 
 def hash_blind(scalar: bytes, ids: Sequence[bytes], suite: ecc.Suite) -> bytes:
@@ -71,6 +132,12 @@ class LocalPointKernels:
 
     def blind_truncate(self, scalar: bytes, points: bytes, nbytes: int, suite: ecc.Suite) -> bytes:
         return ecc.truncate(self._mul(suite)(scalar, ecc.split_points(points)), nbytes, suite)
+
+    def split(self, n: int) -> list[tuple[int, int]]:
+        return [(0, n)]  # KKRT's kernels are serial numpy/hashlib: one call, this thread
+
+    def map_chunks(self, fn: Callable[..., R], arg_lists: Sequence[tuple[object, ...]]) -> list[R]:
+        return [fn(*args) for args in arg_lists]
 
     def close(self) -> None:
         for mul in self._muls.values():

@@ -38,12 +38,18 @@ What each party learns:
 Raw ids and plain hashes never leave a party: only curve points, masked OT columns and
 truncated OPRF values.
 
+Where the work runs: the per-row kernels (the OPRF output hashes, and the sender's code
+words) go through this party's engine (:mod:`.kernels`: this process by default, or its
+own Ray cluster), chunk by chunk in order, so the bytes are the same; the OT extension's
+key streams stay in the protocol's process.
+
 Result order: each result party's ``indices`` list the common ids (first occurrence) in
 the order of their OPRF values, which both hold, so two result parties agree.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import secrets
 from collections.abc import Iterable, Sequence
@@ -72,6 +78,12 @@ from veil.protocols.psi.common import (
     hello_schema,
     kept_bits,
     secure_permutation,
+)
+from veil.protocols.psi.kernels import (
+    OprfSenderKey,
+    open_point_kernels,
+    oprf_receiver_values,
+    oprf_sender_values,
 )
 
 PROTOCOL = "kkrt"
@@ -187,7 +199,8 @@ def run_oprf_receiver(
     code_key = msg.field(reply, Tag.BASE_OT, "code_key", bytes)
     oprf = ot.OprfReceiver(base.keys(msg.field(reply, Tag.BASE_OT, "points", bytes), ot.WIDTH))
     own = np.empty((plan.n, plan.width), dtype=np.uint8)  # this party's OPRF value per id
-    with Outbox(session, plan.peer) as out:
+    kernels = open_point_kernels(params.threads)  # this party's engine (local by default)
+    with contextlib.closing(kernels), Outbox(session, plan.peer) as out:
         for lo in range(0, bins, CHUNK_ROWS):
             hi = min(lo + CHUNK_ROWS, bins)
             rows = np.zeros((hi - lo, ot.ROW_BYTES), dtype=np.uint8)
@@ -196,7 +209,10 @@ def run_oprf_receiver(
             rows[occ] = ot.code_words(code_key, tags[who], which[lo:hi][occ])
             u, t_rows = oprf.chunk(rows)
             out.send(Tag.OT_EXT, u)
-            vals = ot.row_hash(t_rows[occ], lo + occ, plan.width, _OPRF_PERSON)
+            t_occ, at = t_rows[occ], lo + occ
+            cuts = kernels.split(len(occ))
+            args = [(t_occ[a:b], at[a:b], plan.width, _OPRF_PERSON) for a, b in cuts]
+            vals = b"".join(kernels.map_chunks(oprf_receiver_values, args))
             own[who] = np.frombuffer(vals, dtype=np.uint8).reshape(-1, plan.width)
             session.progress("psi", 0.5 * hi / bins)
     theirs = _recv_values(session, plan)
@@ -275,18 +291,22 @@ def run_oprf_sender(
     code_key = secrets.token_bytes(ot.KEY_BYTES)
     session.send(plan.peer, Tag.BASE_OT, {"points": points, "code_key": code_key})
     oprf = ot.OprfSender(keys, s)
+    key = OprfSenderKey(code_key, s, plan.width, _OPRF_PERSON)
     entries, entry_bins = cuckoo.simple_hash_order(bin_of)  # entry = 3 * item + hash index
     values = np.empty((3 * plan.m, plan.width), dtype=np.uint8)
-    for lo in range(0, bins, CHUNK_ROWS):
-        hi = min(lo + CHUNK_ROWS, bins)
-        u = msg.recv(session, plan.peer, Tag.OT_EXT, msg.Array("uint8", (ot.WIDTH, (hi - lo) // 8)))
-        q_rows = oprf.chunk(u)
-        a, b = np.searchsorted(entry_bins, [lo, hi])
-        e, eb = entries[a:b], entry_bins[a:b]
-        codes = ot.code_words(code_key, tags[e // 3], (e % 3).astype(np.uint8))
-        vals = ot.row_hash(oprf.masked(q_rows[eb - lo], codes), eb, plan.width, _OPRF_PERSON)
-        values[e] = np.frombuffer(vals, dtype=np.uint8).reshape(-1, plan.width)
-        session.progress("psi", 0.8 * hi / bins)
+    kernels = open_point_kernels(params.threads)  # this party's engine (local by default)
+    with contextlib.closing(kernels):
+        for lo in range(0, bins, CHUNK_ROWS):
+            hi = min(lo + CHUNK_ROWS, bins)
+            shape = (ot.WIDTH, (hi - lo) // 8)
+            q_rows = oprf.chunk(msg.recv(session, plan.peer, Tag.OT_EXT, msg.Array("uint8", shape)))
+            a, b = np.searchsorted(entry_bins, [lo, hi])
+            e, eb = entries[a:b], entry_bins[a:b]
+            t, i, q = tags[e // 3], (e % 3).astype(np.uint8), q_rows[eb - lo]
+            args = [(key, t[x:y], i[x:y], q[x:y], eb[x:y]) for x, y in kernels.split(len(e))]
+            vals = b"".join(kernels.map_chunks(oprf_sender_values, args))
+            values[e] = np.frombuffer(vals, dtype=np.uint8).reshape(-1, plan.width)
+            session.progress("psi", 0.8 * hi / bins)
     perm = secure_permutation(3 * plan.m)  # wire position -> entry
     with Outbox(session, plan.peer) as out:
         for lo in range(0, 3 * plan.m, VALUES_PER_MESSAGE):
