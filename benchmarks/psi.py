@@ -1,7 +1,7 @@
 """PSI benchmarks: Veil at 1e6 ids per party over mutual-TLS gRPC (two or more parties),
-and Veil vs FATE 2.2 at 1e5.
+Veil vs FATE 2.2 at 1e5, and Veil's RR22 vs SecretFlow's RR22 at 1e5 to 1e7.
 
-``--protocol ecdh`` (default) or ``kkrt`` picks Veil's protocol, ``--suite`` the ECDH
+``--protocol ecdh`` (default), ``kkrt`` or ``rr22`` picks Veil's protocol, ``--suite`` the ECDH
 suite (``ristretto255``, the default, or ``curve25519-hash-as-x``); ``--parties 3``
 runs the multi-party ECDH-PSI (every party holds ``--n`` ids, ``--overlap`` of them
 shared by all). FATE always runs ECDH-PSI.
@@ -20,6 +20,13 @@ party process's ``ru_maxrss``. Results are printed as JSON lines.
     python benchmarks/psi.py sfcheck --secretflow /tmp/mpc-sf-venv/bin/python [--no-barrier]
     python benchmarks/psi.py ops --n 5000                  # 3 parties: CPU per libsodium call
     python benchmarks/psi.py fate --fate-python VENV/bin/python --repeat 3 [--protocol kkrt]
+    python benchmarks/psi.py secretflow --sizes 100000,1000000 --repeat 3 [--also kkrt]
+
+SecretFlow: ``secretflow`` runs SecretFlow's RR22 (spu 0.9.4 ``spu.psi``, its party
+script ``<peers>/secretflow/sf_psi_party.py``, one process per party over brpc
+loopback, CSV in and out) and Veil's rr22 (and ``--also`` protocols; one process per
+party over mutual-TLS gRPC, ids read from the same CSVs before the clock starts)
+alternately, ``--overlap`` of the ids common, both parties receiving the result.
 
 FATE: set it up as ``<shared>/peers/README.md`` says (``<shared>`` is the ``shared``
 folder beside this repository, or ``--shared``); ``--fate-dir`` is the copy of
@@ -43,6 +50,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _bench import PEERS_DIR, SF_VENV, add_order_args, in_order, need, peer_python
 
 from veil.crypto import ecc
 from veil.protocols.psi import Protocol
@@ -573,6 +582,134 @@ def cmd_fate(a: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# -- side by side with SecretFlow's RR22 ------------------------------------------------
+
+
+def write_pair_csvs(n: int, overlap: float, workdir: Path) -> tuple[list[str], int]:
+    """Two CSVs with an ``id`` column, ``n`` ids each, ``overlap`` of them common."""
+    common = int(n * overlap)
+    paths = []
+    for rank in (0, 1):
+        path = workdir / f"ids_{n}_{rank}.csv"
+        with path.open("w") as f:
+            f.write("id\n")
+            for lo in range(0, n, 1 << 20):
+                hi = min(lo + (1 << 20), n)
+                f.write(
+                    "".join(
+                        f"cust-{i:010d}\n" if i < common else f"p{rank}-{i:010d}\n"
+                        for i in range(lo, hi)
+                    )
+                )
+        paths.append(str(path))
+    return paths, common
+
+
+def run_sf_pair(py: Path, script: Path, csvs: list[str], workdir: Path) -> list[dict[str, Any]]:
+    """SecretFlow's two parties as OS processes over brpc loopback; their JSON lines."""
+    from veil.net.grpc_transport import free_port
+
+    ports = f"{free_port()},{free_port()}"
+    cmds = [
+        [str(py), str(script), "--rank", str(r), "--ports", ports, "--protocol", "PROTOCOL_RR22"]
+        for r in (0, 1)
+    ]
+    for r, cmd in enumerate(cmds):
+        cmd += ["--input", csvs[r], "--output", str(workdir / f"sf_out{r}.csv")]
+    procs = [
+        subprocess.Popen(
+            cmds[r],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=workdir,
+        )
+        for r in (0, 1)
+    ]
+    outs = []
+    for p in procs:
+        out, _ = p.communicate(timeout=1800)
+        lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+        if p.returncode != 0 or not lines:
+            for q in procs:
+                q.kill()
+            raise SystemExit(f"a SecretFlow party failed (status {p.returncode}):\n{out[-2000:]}")
+        j = json.loads(lines[-1])
+        outs.append(
+            {
+                "party": f"p{j['rank']}",
+                "intersection": j["intersection"],
+                "wall_s": j["psi_wall_s"],
+                "cpu_s": j["cpu_s"],
+                "peak_rss_mb": j["ru_maxrss_mb"],
+            }
+        )
+    return outs
+
+
+def cmd_secretflow(a: argparse.Namespace) -> dict[str, Any]:
+    py = peer_python(a.sf_venv, "SecretFlow")
+    script = need(
+        Path(a.peers) / "secretflow" / "sf_psi_party.py",
+        "SecretFlow's PSI party script",
+        "copy shared/peers to --peers as shared/peers/README.md says",
+    )
+    systems = ["veil-rr22", *(f"veil-{p}" for p in a.also)]
+    sizes = []
+    for n in (int(x) for x in a.sizes.split(",")):
+        with tempfile.TemporaryDirectory() as d:
+            work = Path(d)
+            csvs, common = write_pair_csvs(n, a.overlap, work)
+            runs: dict[str, list[dict[str, Any]]] = {s: [] for s in [*systems, "secretflow"]}
+            order = []
+            for i in range(a.repeat):
+                seq = in_order(i, a.first, systems, ["secretflow"])
+                order.append(seq)
+                for who in seq:
+                    started = time.strftime("%H:%M:%S", time.gmtime())
+                    if who == "secretflow":
+                        parties = run_sf_pair(py, script, csvs, work)
+                    else:
+                        spec = {
+                            "names": ["bank", "partner"],
+                            "csv": csvs,
+                            "result_to": ["bank", "partner"],
+                            "batch_size": 4096,
+                            "protocol": who.removeprefix("veil-"),
+                            "suite": "ristretto255",
+                        }
+                        parties = run_pair(spec, "grpc")
+                    assert all(p["intersection"] == common for p in parties), (who, parties)
+                    runs[who].append(party_summary(parties) | {"started_utc": started})
+            sizes.append(_sf_summary(n, common, runs, order))
+        print(json.dumps(sizes[-1]), flush=True)
+    return {"bench": "psi_vs_secretflow_rr22", "overlap": a.overlap, "sizes": sizes}
+
+
+def _sf_summary(
+    n: int, common: int, runs: dict[str, list[dict[str, Any]]], order: list[list[str]]
+) -> dict[str, Any]:
+    sf = [r["wall_s"] for r in runs["secretflow"]]
+    out: dict[str, Any] = {
+        "n_per_party": n,
+        "intersection": common,
+        "loadavg": os.getloadavg(),
+        "run_order": order,
+    }
+    for who, rs in runs.items():
+        walls = [r["wall_s"] for r in rs]
+        out[who] = {
+            "wall_s_median": statistics.median(walls),
+            "max_cpu_s_median": statistics.median(max(r["cpu_s"]) for r in rs),
+            "peak_rss_mb_max": [max(r["peak_rss_mb"][i] for r in rs) for i in (0, 1)],
+            "runs": rs,
+        }
+        if who != "secretflow":
+            ratios = [s / v for s, v in zip(sf, walls, strict=True)]
+            out[who]["sf_over_veil_median_of_pairs"] = round(statistics.median(ratios), 2)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -619,6 +756,14 @@ def main() -> None:
     f.add_argument("--repeat", type=int, default=3)
     f.add_argument("--transport", choices=["grpc", "memory"], default="grpc")
     f.add_argument("--protocol", choices=[p.value for p in Protocol], default="ecdh")
+    g = sub.add_parser("secretflow", help="Veil's rr22 beside SecretFlow's RR22, alternating")
+    g.add_argument("--sizes", default="100000,1000000", help="ids per party, comma-separated")
+    g.add_argument("--overlap", type=float, default=0.8)
+    g.add_argument("--repeat", type=int, default=3)
+    g.add_argument("--also", nargs="*", default=[], choices=["kkrt", "ecdh"], help="more Veil")
+    g.add_argument("--sf-venv", default=SF_VENV, help=f"SecretFlow's venv (default {SF_VENV})")
+    g.add_argument("--peers", default=PEERS_DIR, help=f"peers copy (default {PEERS_DIR})")
+    add_order_args(g)
     p = sub.add_parser("party")
     p.add_argument("--rank", type=int, required=True)
     p.add_argument("--spec", required=True)
@@ -634,6 +779,7 @@ def main() -> None:
         "sfcheck": cmd_sfcheck,
         "ops": cmd_ops,
         "fate": cmd_fate,
+        "secretflow": cmd_secretflow,
     }[a.cmd](a)
     print(json.dumps(result))
 

@@ -38,9 +38,10 @@ def _hello_liar(tag: str, change: dict[str, Any], drop: str | None = None) -> Li
 
 ECDH = PsiParams(result_to=(BANK, PARTNER))
 KKRT = PsiParams(result_to=(BANK, PARTNER), protocol=Protocol.KKRT)
+RR22 = PsiParams(result_to=(BANK, PARTNER), protocol=Protocol.RR22)
 
 
-@pytest.mark.parametrize("params", [ECDH, KKRT], ids=["ecdh", "kkrt"])
+@pytest.mark.parametrize("params", [ECDH, KKRT, RR22], ids=["ecdh", "kkrt", "rr22"])
 @pytest.mark.parametrize(
     ("change", "drop", "want"),
     [

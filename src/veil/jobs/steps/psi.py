@@ -1,6 +1,6 @@
 """The ``psi`` step: align the parties' rows on the ids they share.
 
-Runs :func:`veil.protocols.psi.run_psi` on this party's ids: two-party ECDH or KKRT,
+Runs :func:`veil.protocols.psi.run_psi` on this party's ids: two-party ECDH, KKRT or RR22,
 or, with three or more parties, :mod:`veil.protocols.psi.multiparty` (the receivers
 learn the intersection of all sets and nothing about any pairwise one). Each party named
 in ``result_to`` keeps only its rows in the intersection, sorted by id (the common
@@ -18,10 +18,12 @@ no id in memory, only fixed-width values) and then reads only the intersection's
 Parameters: ``result_to`` (parties that learn the intersection; default all with data),
 ``batch_size`` (ids per message), ``threads`` (worker threads, default all cores),
 ``interconnect`` (true: run the PPCA 9-2023 interconnection variant of the protocol,
-:mod:`veil.protocols.interconnect`, same result; default false), ``protocol`` (``ecdh``,
-the default, on ristretto255, or with ``interconnect`` on the standard's Curve25519
-wire that SecretFlow speaks; ``kkrt``: OT-extension PSI,
-:mod:`veil.protocols.psi.kkrt`, several times faster, Veil to Veil only).
+:mod:`veil.protocols.interconnect`, same result; default false), ``protocol``
+(``rr22``: VOLE-and-OKVS PSI, :mod:`veil.protocols.psi.rr22`, the fastest and the
+default between two Veil parties; ``kkrt``: OT-extension PSI,
+:mod:`veil.protocols.psi.kkrt`, Veil to Veil; ``ecdh`` on ristretto255, the default
+with three or more parties and with ``interconnect``, there on the standard's
+Curve25519 wire that SecretFlow speaks; a party's ``engine`` scales out ECDH's kernels).
 """
 
 from __future__ import annotations
@@ -47,19 +49,24 @@ OUTPUT_FILE = "psi.csv"
 
 
 def validate(params: Mapping[str, object], job: JobSpec, field: str) -> Mapping[str, object]:
-    """Check the psi parameters against the job (known names; KKRT and interconnection
+    """Check the psi parameters against the job (known names; KKRT, RR22 and interconnection
     between two parties only)."""
     check_keys(params, KEYS, field)
     sit_out = [p.name for p in job.parties if p.data is None]  # e.g. an SS-LR dealer
     data_parties = [p for p in job.party_names if p not in sit_out]
+    interconnect = _flag(params.get("interconnect", False), f"{field}.interconnect")
     out: dict[str, Any] = {
         "result_to": list(
             party_list(params.get("result_to"), job, f"{field}.result_to", default=data_parties)
         ),
         "batch_size": positive_int(params.get("batch_size"), f"{field}.batch_size", default=4096),
         "threads": positive_int(params.get("threads"), f"{field}.threads"),
-        "interconnect": _flag(params.get("interconnect", False), f"{field}.interconnect"),
-        "protocol": _protocol(params.get("protocol", "ecdh"), params, f"{field}.protocol"),
+        "interconnect": interconnect,
+        "protocol": _protocol(
+            params.get("protocol", default_protocol(data_parties, interconnect)),
+            params,
+            f"{field}.protocol",
+        ),
     }
     named = [p for p in out["result_to"] if p in sit_out]
     if named:
@@ -79,13 +86,22 @@ def validate(params: Mapping[str, object], job: JobSpec, field: str) -> Mapping[
     return out
 
 
+def default_protocol(data_parties: list[str], interconnect: bool) -> str:
+    """RR22 between two Veil parties (the fastest: benchmarks/RESULTS.md, "RR22 PSI");
+    ECDH with three or more parties or on the interconnection wire. It depends only on
+    what every party's copy of the job shares, so all pick the same."""
+    if len(data_parties) == 2 and not interconnect:
+        return Protocol.RR22.value
+    return Protocol.ECDH.value
+
+
 def _protocol(value: Any, params: Mapping[str, object], field: str) -> str:
     names = [p.value for p in Protocol]
     if value not in names:
         raise ConfigError(
             field, f"{value!r} is not a PSI protocol", f"use one of {', '.join(names)}"
         )
-    if value == Protocol.KKRT and params.get("interconnect"):
+    if value != Protocol.ECDH and params.get("interconnect"):
         raise ConfigError(
             field, "the interconnection wire speaks ECDH-PSI only", "drop interconnect or use ecdh"
         )
@@ -121,7 +137,7 @@ def psi(ctx: StepContext, params: Mapping[str, object]) -> dict[str, object]:
         result_to=c.strs("result_to"),
         batch_size=c.get_int("batch_size"),
         threads=c.opt_int("threads"),
-        protocol=Protocol(c.opt_str("protocol") or "ecdh"),
+        protocol=Protocol(c.get_str("protocol")),
     )
     if params.get("interconnect"):
         from veil.protocols.interconnect.party import run_psi_interconnect

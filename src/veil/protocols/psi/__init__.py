@@ -6,6 +6,8 @@
   all sets is revealed, no pairwise intersection).
 - :mod:`.kkrt`: two-party KKRT-PSI from OT extension (faster, Veil to Veil), built on
   :mod:`.cuckoo` and :mod:`.ot`.
+- :mod:`.rr22`: two-party RR22-PSI from VOLE and an OKVS (the fastest, Veil to Veil),
+  built on :mod:`.vole`, :mod:`.okvs` and :mod:`.aeshash`.
 - :mod:`.common`: the parameters, result type, input handling and HELLO they share;
   every received message is checked by :mod:`veil.messages`.
 
@@ -21,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from veil.errors import ConfigError
 from veil.net.session import Session
 from veil.policy import DEFAULT_POLICY, SecurityPolicy
-from veil.protocols.psi import ecdh, kkrt, multiparty
+from veil.protocols.psi import ecdh, kkrt, multiparty, rr22
 from veil.protocols.psi.common import (
     Protocol,
     PsiParams,
@@ -55,8 +57,8 @@ def run_psi(
     policy: SecurityPolicy = DEFAULT_POLICY,
 ) -> PsiResult:
     """Entry point for a job step: this party's role in the protocol ``params.protocol``,
-    as ``params.result_to`` says. Two parties run :mod:`.ecdh` or :mod:`.kkrt`; three or
-    more run :mod:`.multiparty`."""
+    as ``params.result_to`` says. Two parties run :mod:`.ecdh`, :mod:`.kkrt` or
+    :mod:`.rr22`; three or more run :mod:`.multiparty`."""
     if len(session.parties) > 2:
         if params.protocol != Protocol.ECDH:
             raise ConfigError(
@@ -68,6 +70,8 @@ def run_psi(
     check_params(session, params, policy)
     if params.protocol == Protocol.KKRT:
         return kkrt.run_psi(session, ids, params, policy=policy)
+    if params.protocol == Protocol.RR22:
+        return rr22.run_psi(session, ids, params, policy=policy)
     if session.me in params.result_to:
         return ecdh.run_receiver(session, ids, params, policy=policy)
     return ecdh.run_sender(session, ids, params, policy=policy)

@@ -38,11 +38,12 @@ MAX_PARTIES = 64
 class Protocol(StrEnum):
     """Which PSI protocol ``run_psi`` runs: ECDH (:mod:`.ecdh`; with three or more
     parties :mod:`.multiparty`; the interconnection wire SecretFlow speaks is
-    :mod:`veil.protocols.interconnect`) or KKRT (:mod:`.kkrt`, OT extension, faster, two
-    parties)."""
+    :mod:`veil.protocols.interconnect`), KKRT (:mod:`.kkrt`, OT extension, faster, two
+    parties) or RR22 (:mod:`.rr22`, VOLE and OKVS, the fastest, two parties)."""
 
     ECDH = "ecdh"
     KKRT = "kkrt"
+    RR22 = "rr22"
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,9 @@ class PsiParams:
     ``result_to``: the parties that learn the intersection (see the module docstring).
     ``truncate_bits=None`` picks max(log2(N*M)+40, 64) rounded up to whole bytes.
     ``threads=None`` uses every core this process may run on.
-    ``protocol``: ECDH (default) or KKRT; ``batch_size``, ``threads`` and ``suite`` are
-    ECDH's (KKRT picks its own message sizes and is single-threaded numpy).
+    ``protocol``: ECDH (default here; the ``psi`` job step picks RR22 between two
+    parties), KKRT or RR22; ``batch_size``, ``threads`` and ``suite`` are ECDH's (KKRT
+    and RR22 pick their own message sizes and run single-threaded numpy and C).
     """
 
     result_to: tuple[str, ...]
@@ -100,7 +102,7 @@ def check_params(
         raise ConfigError(
             "protocol",
             f"{params.protocol!r} is not a PSI protocol",
-            "use 'ecdh' (default) or 'kkrt' (OT extension)",
+            "use 'ecdh' (default), 'kkrt' (OT extension) or 'rr22' (VOLE)",
         )
     if protocol is not None and params.protocol != protocol:
         raise ConfigError(
