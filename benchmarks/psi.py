@@ -15,6 +15,9 @@ party process's ``ru_maxrss``. Results are printed as JSON lines.
     python benchmarks/psi.py scale --n 1000000 --m 1000000 --overlap 0.5
     python benchmarks/psi.py scale --parties 3 --n 100000 --overlap 0.5
     python benchmarks/psi.py three --n 100000 --repeat 2   # 3 parties beside 2, alternating
+    python benchmarks/psi.py three --n 100000 --repeat 3 --no-two \
+        --secretflow /tmp/mpc-sf-venv/bin/python          # beside SecretFlow's ECDH 3PC
+    python benchmarks/psi.py sfcheck --secretflow /tmp/mpc-sf-venv/bin/python [--no-barrier]
     python benchmarks/psi.py ops --n 5000                  # 3 parties: CPU per libsodium call
     python benchmarks/psi.py fate --fate-python VENV/bin/python --repeat 3 [--protocol kkrt]
     python benchmarks/psi.py secretflow --sizes 100000,1000000 --repeat 3 [--also kkrt]
@@ -194,7 +197,7 @@ def run_veil_pair(spec: dict[str, Any], workdir: Path) -> list[dict[str, Any]]:
         for r in range(len(names))
     ]
     for p in procs:
-        if p.wait(timeout=1800) != 0:
+        if p.wait(timeout=7200) != 0:
             for q in procs:
                 q.kill()
             raise SystemExit(f"a party exited with status {p.returncode}")
@@ -301,37 +304,110 @@ def party_summary(parties: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "wall_s": max(p["wall_s"] for p in parties),
         "cpu_s": [p["cpu_s"] for p in parties],
-        "mb_sent": [round(p.get("bytes_sent", 0) / 1e6, 1) for p in parties],
-        "mb_received": [round(p.get("bytes_received", 0) / 1e6, 1) for p in parties],
+        "mb_sent": [
+            round(p["bytes_sent"] / 1e6, 1) if "bytes_sent" in p else None for p in parties
+        ],
+        "mb_received": [
+            round(p["bytes_received"] / 1e6, 1) if "bytes_received" in p else None for p in parties
+        ],
         "peak_rss_mb": [p["peak_rss_mb"] for p in parties],
     }
 
 
+def write_id_csvs(spec: dict[str, Any], folder: Path) -> list[Path]:
+    """Each party's ids (:func:`load_ids`) as a one-column CSV, for SecretFlow."""
+    paths = []
+    for r in range(len(spec["names"])):
+        path = folder / f"ids{r}.csv"
+        path.write_text("id\n" + "\n".join(load_ids(spec, r)) + "\n")
+        paths.append(path)
+    return paths
+
+
+def run_secretflow(
+    python: str,
+    csvs: list[Path],
+    workdir: Path,
+    *,
+    protocol: str,
+    curve: str,
+    timeout: float,
+    no_barrier: bool = False,
+) -> list[dict[str, Any]]:
+    """SecretFlow's PSI (``sf_psi_party.py``, one process per party over brpc loopback);
+    each party's JSON line, or ``{"error": ...}`` for a party that failed or timed out."""
+    from veil.net.grpc_transport import free_port
+
+    ports = ",".join(str(free_port()) for _ in csvs)
+    cmd = [python, str(HERE.parent / "sf_psi_party.py"), "--ports", ports]
+    cmd += ["--protocol", protocol, "--curve", curve] + (["--no-barrier"] if no_barrier else [])
+    procs = [
+        subprocess.Popen(
+            [*cmd, "--rank", str(r), "--input", str(c), "--output", str(workdir / f"out{r}.csv")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for r, c in enumerate(csvs)
+    ]
+    deadline, outs = time.monotonic() + timeout, []
+    for r, proc in enumerate(procs):
+        try:
+            stdout, _ = proc.communicate(timeout=max(deadline - time.monotonic(), 1))
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            stdout = ""
+        lines = [ln for ln in stdout.splitlines() if ln.startswith('{"party"')]
+        outs.append(json.loads(lines[-1]) if lines else {"party": f"p{r}", "error": "no result"})
+    return outs
+
+
 def cmd_three(a: argparse.Namespace) -> dict[str, Any]:
-    """Multi-party ECDH-PSI (``--parties``, default 3) and two-party ECDH at the same ids
-    per party and overlap, run alternately (each first in turn) on one machine."""
-    counts = (a.parties, 2) if not a.no_two else (a.parties,)
-    runs: dict[int, list[dict[str, Any]]] = {c: [] for c in counts}
+    """Multi-party ECDH-PSI (``--parties``, default 3) beside two-party ECDH at the same
+    ids per party and overlap, and beside SecretFlow's three-party ECDH-PSI with
+    ``--secretflow PYTHON``: run alternately (each first in turn) on one machine."""
+    kinds = ([] if a.no_veil else [f"veil{a.parties}"]) + ([] if a.no_two else ["veil2"])
+    kinds += ["secretflow3"] if a.secretflow else []
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
     order = []
-    for i in range(a.repeat):
-        seq = counts if i % 2 == 0 else counts[::-1]
-        order.append(seq)
-        for c in seq:
-            t = time.strftime("%H:%M:%S", time.gmtime())
-            names = ["bank", "partner"] if c == 2 else [f"p{j}" for j in range(c)]
-            spec = {
-                "names": names,
-                "n": a.n,
-                "m": a.n,
-                "common": int(a.n * a.overlap),
-                "result_to": names,
-                "batch_size": a.batch_size,
-                "protocol": "ecdh",
-                "suite": "ristretto255",
-            }
-            parties = run_pair(spec, a.transport)
-            assert all(p["intersection"] == spec["common"] for p in parties), parties
-            runs[c].append(party_summary(parties) | {"started_utc": t})
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(a.repeat):
+            seq = kinds if i % 2 == 0 else kinds[::-1]
+            order.append(seq)
+            for kind in seq:
+                t, load = time.strftime("%H:%M:%S", time.gmtime()), os.getloadavg()[0]
+                c = 2 if kind == "veil2" else a.parties
+                names = ["bank", "partner"] if c == 2 else [f"p{j}" for j in range(c)]
+                spec = {
+                    "names": names,
+                    "n": a.n,
+                    "m": a.n,
+                    "common": int(a.n * a.overlap),
+                    "result_to": names,
+                    "batch_size": a.batch_size,
+                    "protocol": "ecdh",
+                    "suite": "ristretto255",
+                }
+                if kind == "secretflow3":
+                    folder = Path(tmp) / f"sf{i}"
+                    folder.mkdir()
+                    parties = run_secretflow(
+                        a.secretflow,
+                        write_id_csvs(spec, folder),
+                        folder,
+                        protocol="PROTOCOL_ECDH_3PC",
+                        curve=a.sf_curve,
+                        timeout=a.sf_timeout,
+                    )
+                else:
+                    parties = run_pair(spec, a.transport)
+                ok = all(p.get("intersection") == spec["common"] for p in parties)
+                assert ok or kind == "secretflow3", parties
+                summary = party_summary(parties) if ok else {"failed": parties}
+                runs[kind].append(summary | {"started_utc": t, "loadavg_1min": load})
+                print(json.dumps({"kind": kind} | runs[kind][-1]), file=sys.stderr, flush=True)
+    done = {k: [r for r in v if "failed" not in r] for k, v in runs.items()}
     return {
         "bench": "psi_three_party",
         "n_per_party": a.n,
@@ -339,11 +415,50 @@ def cmd_three(a: argparse.Namespace) -> dict[str, Any]:
         "transport": a.transport,
         "run_order": order,
         "loadavg": os.getloadavg(),
-        "median_wall_s": {c: statistics.median(r["wall_s"] for r in runs[c]) for c in counts},
+        "median_wall_s": {
+            k: statistics.median(r["wall_s"] for r in v) for k, v in done.items() if v
+        },
+        "median_cpu_s_per_party": {
+            k: [statistics.median(r["cpu_s"][j] for r in v) for j in range(len(v[0]["cpu_s"]))]
+            for k, v in done.items()
+            if v
+        },
         "median_max_cpu_s": {
-            c: statistics.median(max(r["cpu_s"]) for r in runs[c]) for c in counts
+            k: statistics.median(max(r["cpu_s"]) for r in v) for k, v in done.items() if v
         },
         "runs": runs,
+    }
+
+
+def cmd_sfcheck(a: argparse.Namespace) -> dict[str, Any]:
+    """Launch SecretFlow's three-party ECDH-PSI ``--launches`` times on small sets and count
+    the launches that finish (``--no-barrier``: as the old harness launched it)."""
+    spec = {"names": ["p0", "p1", "p2"], "n": a.n, "m": a.n, "common": a.n // 2}
+    outcomes = []
+    with tempfile.TemporaryDirectory() as tmp:
+        csvs = write_id_csvs(spec, Path(tmp))
+        for i in range(a.launches):
+            t0 = time.perf_counter()
+            parties = run_secretflow(
+                a.secretflow,
+                csvs,
+                Path(tmp),
+                protocol="PROTOCOL_ECDH_3PC",
+                curve="CURVE_25519",
+                timeout=a.sf_timeout,
+                no_barrier=a.no_barrier,
+            )
+            ok = all(p.get("intersection") == spec["common"] for p in parties)
+            outcomes.append({"launch": i, "ok": ok, "s": round(time.perf_counter() - t0, 1)})
+    return {
+        "bench": "secretflow_3pc_launches",
+        "barrier": not a.no_barrier,
+        "n_per_party": a.n,
+        "finished": sum(o["ok"] for o in outcomes),
+        "launches": a.launches,
+        "timeout_s": a.sf_timeout,
+        "loadavg": os.getloadavg(),
+        "outcomes": outcomes,
     }
 
 
@@ -632,6 +747,16 @@ def main() -> None:
     t.add_argument("--repeat", type=int, default=1)
     t.add_argument("--transport", choices=["grpc", "memory"], default="grpc")
     t.add_argument("--no-two", action="store_true", help="skip the two-party run")
+    t.add_argument("--no-veil", action="store_true", help="skip Veil's multi-party run")
+    t.add_argument("--secretflow", help="SecretFlow's python (spu 0.9.4): its ECDH 3PC too")
+    t.add_argument("--sf-curve", default="CURVE_25519")
+    t.add_argument("--sf-timeout", type=float, default=3600)
+    c = sub.add_parser("sfcheck", help="launch SecretFlow's ECDH 3PC repeatedly, count finishes")
+    c.add_argument("--secretflow", required=True, help="SecretFlow's python (spu 0.9.4)")
+    c.add_argument("--n", type=int, default=1500)
+    c.add_argument("--launches", type=int, default=10)
+    c.add_argument("--sf-timeout", type=float, default=40)
+    c.add_argument("--no-barrier", action="store_true", help="as the old harness launched it")
     o = sub.add_parser("ops", help="multi-party PSI: CPU per libsodium batch function")
     o.add_argument("--n", type=int, default=5000, help="ids per party")
     o.add_argument("--parties", type=int, default=3)
@@ -666,6 +791,7 @@ def main() -> None:
         "rate": cmd_rate,
         "scale": cmd_scale,
         "three": cmd_three,
+        "sfcheck": cmd_sfcheck,
         "ops": cmd_ops,
         "fate": cmd_fate,
         "secretflow": cmd_secretflow,

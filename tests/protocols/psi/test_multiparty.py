@@ -25,6 +25,7 @@ from veil.errors import ConfigError, ProtocolError
 from veil.jobs import RunOptions, load_job, run_job
 from veil.net import Session, run_parties
 from veil.protocols.psi import Protocol, PsiParams, PsiResult, multiparty, run_psi
+from veil.protocols.psi.batches import hash_points, match_in_order
 
 NAMES5 = ["bank", "bureau", "telco", "insurer", "retailer"]
 
@@ -153,6 +154,23 @@ def test_bad_input() -> None:
         )
 
 
+def test_batch_helpers() -> None:
+    """hash_points matches the suite's hash over thread chunks; match_in_order finds each
+    target in the target order and refuses one that matches no own value."""
+    items = [f"id-{i}-é".encode() for i in range(70)]
+    with ecc.ScalarMultiplier(3) as mul:
+        got = hash_points(mul, items, chunk=8)
+    assert got.tobytes() == b"".join(ecc.hash_to_points(items))
+    own = got.tobytes()
+    pick = [41, 3, 69, 0]
+    assert match_in_order(own, b"".join(own[32 * i : 32 * i + 32] for i in pick)).tolist() == pick
+    assert match_in_order(own, b"").tolist() == []
+    with pytest.raises(ProtocolError, match=r"result\.values"):
+        match_in_order(own, ristretto.base_mult(ristretto.random_scalars(1)))
+    with pytest.raises(ProtocolError, match=r"result\.values"):
+        match_in_order(b"", own[:32])
+
+
 def test_malformed_pool_is_a_protocol_error() -> None:
     sets = make_sets(NAMES5[:3], common=5, own=2, pair=1, seed=7)
     params = PsiParams(tuple(sets))
@@ -231,12 +249,14 @@ def test_no_party_can_compute_a_pairwise_intersection(monkeypatch: pytest.Monkey
        the shares). With its own share y_P, P can compute B - y_P A; for every party but
        the last mixer D this matches no deterministic form (later parties' shares remain
        on it), and the KEY values (multiples of G) match none either (check 1).
-    3. D can decrypt the pool: it gets (W/w_D)*H(x) for every pooled id, which it can
-       raise to w_D. These are deterministic forms of everybody's ids, so D must hold no
-       id-labelled value under either exponent set: the only labelled values D holds are
-       its ring output and RESULT, both under W*u, and u belongs to U != D. So D can
-       count multiplicities (the histogram the module docstring lists) but cannot tie a
-       pooled value to an id or to the party that holds it.
+    3. D can decrypt the pool: it gets W*H(x) for every pooled id (W: the product of
+       the mixers' w_j; D adds no blinding, it would only hide the values from D
+       itself). These are deterministic forms of everybody's ids, so D must hold no
+       id-labelled value under W (nor under W*w_D): the only labelled value D receives
+       is RESULT, under W*u, and u belongs to U != D; its ring output is masked by its
+       own sigma_D (under W*u too once unmasked). Other receivers' rings skip D. So D
+       can count multiplicities (the histogram the module docstring lists) but cannot
+       tie a pooled value to an id or to the party that holds it.
     4. No raw id, digest or hashed point crosses the wire (wire_check and plain forms).
     """
     names = NAMES5[:3]
@@ -289,10 +309,12 @@ def test_no_party_can_compute_a_pairwise_intersection(monkeypatch: pytest.Monkey
             else:
                 pool = [forms[p] for p in pieces]  # each one a deterministic form
                 assert {lbl for _, lbl in pool} == {frozenset(f"w_{p}" for p in names[:-1])}
-    ring_back = frozenset([*(f"w_{p}" for p in names), "u"])
-    assert labelled_at_d <= {ring_back}, labelled_at_d
-    pool_sets = {frozenset(f"w_{p}" for p in names[:-1]), frozenset(f"w_{p}" for p in names)}
-    assert not labelled_at_d & pool_sets
+    mixers = frozenset(f"w_{p}" for p in names[:-1])
+    assert labelled_at_d == {mixers | {"u"}}, labelled_at_d  # RESULT only
+    assert not labelled_at_d & {mixers, mixers | {f"w_{d}"}}
+    rings_at_d = {f.key.split(":")[0] for f in rec.frames if f.dst == len(names) - 1}
+    rings_at_d = {k for k in rings_at_d if k.endswith("/ring")}
+    assert rings_at_d == {f"root.ring{len(names) - 1}/ring"}, rings_at_d  # its own only
 
     assert_no_leak(rec.frames, {"ids": universe, "hashed ids": list(hashed.values())})
     wire = b"\x00".join(f.payload for f in rec.frames)

@@ -10,8 +10,9 @@ id is ElGamal-encrypted under a key held jointly by all parties, and the pool pa
 through every party, each of which removes its share of the decryption key, raises
 every ciphertext to its secret w_j and shuffles (a decryption mix-net with
 exponentiation, [Jakobsson, "A practical mix", Eurocrypt 1998; Huberman-Franklin-Hogg
-1999 for the commutative blinding]). The last party sees each id as W*H(x),
-W = w_0...w_{N-1}, in an order no single party knows, and counts how many parties hold
+1999 for the commutative blinding]). The last party D strips the last layer and sees
+each id as W*H(x), W = w_0...w_{N-2} (the mixers' exponents: one of D's own would hide
+nothing from D), in an order no single party knows, and counts how many parties hold
 it. Group: ristretto255 (prime order; :mod:`veil.crypto.ristretto`); H: the suite's
 hash to the group.
 
@@ -22,24 +23,29 @@ an additive key Y = sum y_j G needs 3 and a subtraction): P_j turns (A, B) into
 k = y_j...y_{N-1}: an ElGamal ciphertext of Q to the base G_j = y_{j-1}...y_0 G under
 the key Y = k G_j, uniformly re-randomised by every step; P_j knows G_j, Y and y_j but
 not k / y_j (DDH), so only D = P_{N-1}, for which k = y_D, can strip the last layer.
+P_0 encrypts its own ids straight into the form its step leaves,
+(r G, w_0 H(x) + r Y/y_0), which has the same distribution, one multiplication less.
 
 Positions (job order P_0..P_{N-1}; D = P_{N-1}; U = the first receiver other than D,
-else P_0), secrets per party: y_j (key share), w_j (blinding), sigma_j (a mask for
-its own ring); U also holds u.
+else P_0), secrets per party: y_j (key share), w_j (blinding; unused at D), sigma_j (a mask
+for its own ring); U also holds u. The mixers are P_0..P_{N-2}.
   0. all <-> all  HELLO: protocol, version, suite, n_j, batch size, result_to.
      P_j -> P_{j+1}  KEY: y_j...y_0 G (P_0 starts from G); D -> all  KEY: Y.
   1. P_j -> P_0   POOL: (r G, H(x) + r Y) for each distinct id x, fresh r, batch by batch.
-  2. P_0 -> ... -> P_{N-1}  MIX: each P_j turns every (A, B) into (w_j y_j A, w_j B),
+  2. P_0 -> ... -> P_{N-1}  MIX: each mixer P_j turns every (A, B) into (w_j y_j A, w_j B),
                   shuffles the whole pool with a secure permutation, and passes it on.
-  3. D            decrypts the last layer: w_D (B - y_D A) = W H(x) for every pooled id,
-                  counts each value;
+  3. D            decrypts the last layer: B - y_D A = W H(x) for every pooled id, counts
+                  each value;
      D -> U       COMMON: the values held N times (the intersection), sorted.
-  4. for each receiver R, a RING R -> R+1 -> ... -> R-1 -> R: R sends sigma_R H(r) for its
-     ids (in a secret random order); each P_j multiplies by w_j (U also by u); R removes
-     sigma_R and multiplies by w_R: u W H(r) for each of its ids. The rings need nothing
-     from the mix, so they run beside it (a party waiting for the pool works on them).
-  5. U -> receivers  RESULT: u (W H(x)) for the common values, sorted. Each receiver's
-     matches are its rows of the intersection.
+  4. for each receiver R, a RING through the mixers (and D only in D's own ring),
+     R -> next -> ... -> R: R sends sigma_R H(r) for its ids (in a secret random order);
+     each other member P_j multiplies by w_j (U also by u, except in its own ring). The
+     rings need nothing from the mix, so they run beside it (a party waiting for the pool
+     works on them).
+  5. U -> receivers  RESULT: u W H(x) for the common values, sorted. R raises each to
+     f = sigma_R / w_R (sigma_R at D; U takes COMMON instead of RESULT), which gives the
+     ring values of its common ids; those are its rows of the intersection, in RESULT's
+     order. Unmasking the |I| common values costs less than the n_R own ones.
 
 What each party learns (beyond its own input and output):
   - every party: the number of distinct ids of every other party (HELLO); the KEY
@@ -48,22 +54,26 @@ What each party learns (beyond its own input and output):
   - in a ring: nothing (values masked by the ring owner's sigma, DDH);
   - D: how many pooled values are held by exactly k parties, for each k (a histogram:
     for three parties, the sum of the three pairwise intersection sizes, not any one of
-    them), never which ids or which parties: W is unknown to D, so no pooled value can
-    be tied to an id or to its holder;
+    them), never which ids or which parties: W is unknown to D, and its own ring output
+    carries u, so no pooled value can be tied to an id or to its holder;
   - U: the intersection size (U is a receiver whenever one other than D exists);
   - a receiver: which of its ids are in the intersection of all sets.
 Raw ids and plain hashes never leave a party. Full 32-byte points are compared, so
-``truncate_bits`` is not used. Cost per party: 2 scalar multiplications per pooled id
-(all parties' ids; D: 2 and a subtraction), about 1.3 per own id to encrypt, and one per
-id of each receiver in the rings; the mix runs party after party (each step must hold
-the whole pool to shuffle it). Memory per party: the pool, 64 bytes per pooled id
-(32 at D), and the own ids. Figures: benchmarks/RESULTS.md, "Three-party ECDH-PSI".
+``truncate_bits`` is not used. Cost, in variable-base scalar multiplications: every
+party 1 per own id to encrypt (and a fixed-base one); a mixer 2 per pooled id (P_0: 1
+per own id, its encryption did the rest), D 1 and a subtraction; in the rings, each
+mixer 1 per id of every other receiver, a receiver 1 per own id and 1 per common id (U:
+2, RESULT too); one hash to the group per own id.
+The mix runs party after party (each step must hold the whole pool to shuffle it).
+Memory per party: the pool, 64 bytes per pooled id (32 at D), its permutation (8), and
+32 per own id (its hashes); a mixer steps while it sends, so no unread backlog builds
+up at the next one. Figures: benchmarks/RESULTS.md, "Three-party ECDH-PSI".
 Collusion is outside the model (semi-honest, non-colluding): D and U together could tie
 U's ids to pooled values (U's ring output divided by u) and so learn how many parties
 hold each of U's ids; D with every other party learns everything.
 
-Result order: each receiver's ``indices`` are sorted by u W H(x), which every receiver
-holds for each common id, so all receivers list the common ids in the same order.
+Result order: each receiver's ``indices`` follow RESULT, sorted by u W H(x), which
+every receiver holds for each common id, so all receivers list them in the same order.
 """
 
 from __future__ import annotations
@@ -81,7 +91,16 @@ from veil.crypto import ecc, ristretto
 from veil.errors import ConfigError
 from veil.net.session import Session
 from veil.policy import DEFAULT_POLICY, SecurityPolicy
-from veil.protocols.psi.batches import Background, join_halves, mult, recv_batches, rows
+from veil.protocols.psi.batches import (
+    Background,
+    hash_points,
+    join_halves,
+    match_in_order,
+    mult,
+    recv_batches,
+    rows,
+    sorted_result,
+)
 from veil.protocols.psi.common import (
     MAX_PARTIES,
     Outbox,
@@ -93,13 +112,12 @@ from veil.protocols.psi.common import (
     distinct_ids,
     hello,
     hello_schema,
-    match_duals,
     secure_permutation,
 )
 from veil.protocols.psi.ecdh import MAX_BATCH
 
 PROTOCOL = "ecdh-multiparty"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: D adds no blinding, rings skip D, receivers unmask RESULT
 P = ristretto.POINT_BYTES
 CT = 2 * P  # one ElGamal ciphertext: A || B
 _ONE = (1).to_bytes(ristretto.SCALAR_BYTES, "little")
@@ -168,29 +186,22 @@ def run_party(
             "use the default suite",
         )
     raw, distinct = distinct_ids(ids)
-    order = distinct[secure_permutation(len(distinct))]
+    n_input, order = len(raw), distinct[secure_permutation(len(distinct))]
     keys = new_keys()
     plan = _handshake(session, params, len(distinct), keys)
     me = session.me
     with ecc.ScalarMultiplier(params.threads) as mul:
-        items = [raw[j] for j in order]
+        hashed = hash_points(mul, [raw[j] for j in order])  # H(x), once per own id
+        del raw
+
         # The rings need nothing from the mix: they run beside it, so a party waiting
         # for the pool to reach it works on the rings meanwhile.
-        rings = [
-            Background(
-                partial(
-                    _ring,
-                    session.sub(f"ring{plan.parties.index(r)}"),
-                    mul,
-                    plan,
-                    keys,
-                    owner=r,
-                    items=items,
-                )
-            )
-            for r in plan.receivers
-        ]
-        own_pool = _encrypt(mul, items, plan.key, plan.batch[me])
+        def ring(r: str) -> Background:
+            sub = session.sub(f"ring{plan.parties.index(r)}")
+            return Background(partial(_ring, sub, mul, plan, keys, owner=r, hashed=hashed))
+
+        rings = {r: ring(r) for r in plan.receivers if me in _ring_members(plan, r)}
+        own_pool = _encrypt(mul, hashed, plan, keys, me=me)
         if me != plan.parties[0]:
             with Outbox(session, plan.parties[0]) as out:
                 for cts in own_pool:
@@ -202,21 +213,24 @@ def run_party(
             del values
             session.send(plan.u, Tag.COMMON, vals[counts == len(plan.parties)].tobytes())
             del vals, counts
-        outs = [ring.result() for ring in rings]
-        own = outs[plan.receivers.index(me)] if me in plan.receivers else b""
+        own = rings[me].result() if me in plan.receivers else b""
+        for bg in rings.values():
+            bg.result()
         if me == plan.u:
             common = _recv_common(session, plan, plan.d, Tag.COMMON)
-            result = mult(mul, keys.u, common)
+            result, base = sorted_result(mul, keys.u, common)
             for r in plan.receivers:
                 if r != me:
                     session.send(r, Tag.RESULT, result)
-    peer_n = min(v for p, v in plan.n.items() if p != me)
-    if me not in plan.receivers:
-        return PsiResult(None, None, len(raw), len(distinct), peer_n)
-    if me != plan.u:
-        result = _recv_common(session, plan, plan.u, Tag.RESULT)
-    hits = match_duals(own, result, P)
-    return PsiResult(order[hits], len(hits), len(raw), len(distinct), peer_n)
+        elif me in plan.receivers:
+            base = _recv_common(session, plan, plan.u, Tag.RESULT)
+        peer_n = min(v for p, v in plan.n.items() if p != me)
+        if me not in plan.receivers:
+            return PsiResult(None, None, n_input, len(distinct), peer_n)
+        # own holds f * base for each own common id (f: _unmask), so f * base, in RESULT's
+        # sorted order, finds this party's rows in the order every receiver shares.
+        hits = match_in_order(own, mult(mul, _unmask(plan, keys, me), base))
+    return PsiResult(order[hits], len(hits), n_input, len(distinct), peer_n)
 
 
 def _handshake(session: Session, params: PsiParams, n: int, keys: Keys) -> _Plan:
@@ -270,23 +284,32 @@ def _joint_key(session: Session, parties: list[str], keys: Keys) -> bytes:
 
 
 def _encrypt(
-    mul: ecc.ScalarMultiplier, items: list[bytes], key: bytes, batch: int
+    mul: ecc.ScalarMultiplier, hashed: np.ndarray, plan: _Plan, keys: Keys, *, me: str
 ) -> Iterator[np.ndarray]:
-    """ElGamal ciphertexts (r G, H(x) + r Y) of ``items``, a batch of 64-byte rows at a
-    time (the whole own pool is never held)."""
+    """ElGamal ciphertexts (r G, H(x) + r Y) of this party's ids, a batch of 64-byte rows
+    at a time (the whole own pool is never held). The first mixer P_0 encrypts its own
+    ids as its mix step would leave them, (r G, w_0 H(x) + r Y/y_0): the same
+    distribution as (w_0 y_0 A, w_0 B) of a fresh ciphertext (A = r' G, and r =
+    w_0 y_0 r' is uniform), for one scalar multiplication less."""
+    first = me == plan.parties[0]
+    key = plan.key
+    if first:
+        key = ristretto.scalar_mult(ristretto.scalar_invert(keys.y), key)
 
-    def part(lo: int, hi: int, chunk: list[bytes]) -> bytes:
+    def part(lo: int, hi: int, chunk: np.ndarray) -> bytes:
         k = hi - lo
         if k == 0:
             return b""
-        h = b"".join(ecc.hash_to_points(chunk[lo:hi], ecc.RISTRETTO255))
+        h = chunk[lo:hi].tobytes()
+        if first:
+            h = ristretto.scalar_mult(keys.w, h)
         r = ristretto.random_scalars(k)
-        a = ristretto.base_mult(r)
-        b = ristretto.add(h, ristretto.scalars_mult(r, key * k))
-        return join_halves(a, b)
+        rk = ristretto.scalars_mult(r, key * k)
+        return join_halves(ristretto.base_mult(r), ristretto.add(h, rk))
 
-    for lo in range(0, len(items), batch):
-        chunk = items[lo : lo + batch]
+    batch = plan.batch[me]
+    for lo in range(0, len(hashed), batch):
+        chunk = hashed[lo : lo + batch]
         yield rows(b"".join(mul.map(part, len(chunk), chunk)), CT)
 
 
@@ -297,45 +320,64 @@ def _mix(
     keys: Keys,
     own: Iterator[np.ndarray],
 ) -> np.ndarray:
-    """This party's turn in the mix; returns the decrypted pool at D (empty elsewhere)."""
+    """This party's turn in the mix; returns the decrypted pool at D (empty elsewhere).
+
+    A mixer files what it receives as it comes and does its step batch by batch as it
+    sends the shuffled pool on, so it works at the pace it sends and the next mixer,
+    which only files, never lets a backlog of unread batches pile up (the transport
+    holds whatever has not been read). D decrypts on receipt, faster than a mixer sends.
+    """
     me, parties = session.me, plan.parties
     pos = parties.index(me)
     last = me == plan.d
-
     wy = ristretto.scalar_mul(keys.w, keys.y)
 
     def step(lo: int, hi: int, cts: np.ndarray) -> bytes:
         if hi == lo:
             return b""
         a, b = cts[lo:hi, :P].tobytes(), cts[lo:hi, P:].tobytes()
-        if last:  # B - y_D A = W' H(x), then raised to w_D
-            return ristretto.scalar_mult(keys.w, ristretto.sub(b, ristretto.scalar_mult(keys.y, a)))
+        if last:  # B - y_D A = W H(x): D adds no blinding of its own (see _unmask)
+            return ristretto.sub(b, ristretto.scalar_mult(keys.y, a))
         return join_halves(ristretto.scalar_mult(wy, a), ristretto.scalar_mult(keys.w, b))
+
+    def stepped(cts: np.ndarray) -> np.ndarray:
+        return rows(b"".join(mul.map(step, len(cts), cts)), P if last else CT)
 
     sources = [(p, Tag.POOL) for p in parties] if pos == 0 else [(parties[pos - 1], Tag.MIX)]
     total = sum(plan.n.values())
-    width = P if last else CT
-    pool = np.empty((total, width), dtype=np.uint8)  # the one copy of the pool here
-    done = 0
+    pool = np.empty((total, P if last else CT), dtype=np.uint8)  # the one copy here
+    done = ready = 0  # rows filed; the first `ready` are stepped already (P_0's own)
     for src, tag in sources:
-        if src == me:
-            batches: Iterable[np.ndarray] = own
-        else:
-            count = plan.n[src] if tag == Tag.POOL else total
-            batches = recv_batches(
-                session, src, tag, count=count, batch=plan.batch[src], width=CT, wait=plan.wait
-            )
-        for cts in batches:
-            pool[done : done + len(cts)] = rows(b"".join(mul.map(step, len(cts), cts)), width)
+        if src == me:  # first in the pool: _encrypt left them as this step would
+            for cts in own:
+                pool[done : done + len(cts)] = cts
+                done += len(cts)
+            ready = done
+            continue
+        count = plan.n[src] if tag == Tag.POOL else total
+        for cts in recv_batches(
+            session, src, tag, count=count, batch=plan.batch[src], width=CT, wait=plan.wait
+        ):
+            pool[done : done + len(cts)] = stepped(cts) if last else cts
             done += len(cts)
-            session.progress("psi", 0.6 * done / max(total, 1))
+            session.progress("psi", 0.3 * done / max(total, 1))
     if last:
         return pool
     perm = secure_permutation(total)  # sent batch by batch: no shuffled copy of the pool
     with Outbox(session, parties[pos + 1]) as out:
         for lo in range(0, total, plan.batch[me]):
-            out.send(Tag.MIX, pool[perm[lo : lo + plan.batch[me]]].tobytes())
+            idx = perm[lo : lo + plan.batch[me]]
+            cts, todo = pool[idx], idx >= ready
+            if todo.any():
+                cts[todo] = stepped(cts[todo])
+            out.send(Tag.MIX, cts.tobytes())
+            session.progress("psi", 0.3 + 0.3 * (lo + len(idx)) / total)
     return pool[:0]
+
+
+def _ring_members(plan: _Plan, owner: str) -> list[str]:
+    """Who a receiver's ring passes: the mixers (every w_j of W), and D only in its own."""
+    return plan.parties if owner == plan.d else plan.parties[:-1]
 
 
 def _ring(
@@ -345,11 +387,13 @@ def _ring(
     keys: Keys,
     *,
     owner: str,
-    items: list[bytes],
+    hashed: np.ndarray,
 ) -> bytes:
-    """One receiver's ring; returns u W H(x) of the owner's ids at the owner, else b""."""
-    parties, me = plan.parties, session.me
-    nxt, prv = parties[(parties.index(me) + 1) % len(parties)], parties[parties.index(me) - 1]
+    """One receiver's ring; returns, at the owner, its ids as they come back (sigma_R W u
+    H(x) without the owner's own w_R, and without u at U), else b""."""
+    members, me = _ring_members(plan, owner), session.me
+    i = members.index(me)
+    nxt, prv = members[(i + 1) % len(members)], members[i - 1]
     count, batch = plan.n[owner], plan.batch[owner]
 
     def incoming() -> Iterator[bytes]:
@@ -365,13 +409,19 @@ def _ring(
                 out.send(Tag.RING, mult(mul, k, pts))
         return b""
     with Outbox(session, nxt) as out:
-        for lo in range(0, len(items), batch):
-            hashed = ecc.hash_to_points(items[lo : lo + batch], ecc.RISTRETTO255)
-            out.send(Tag.RING, mult(mul, keys.sigma, b"".join(hashed)))
-    k = ristretto.scalar_mul(keys.w, ristretto.scalar_invert(keys.sigma))
-    if me == plan.u:
-        k = ristretto.scalar_mul(k, keys.u)
-    return b"".join([mult(mul, k, pts) for pts in incoming()])
+        for lo in range(0, len(hashed), batch):
+            out.send(Tag.RING, mult(mul, keys.sigma, hashed[lo : lo + batch].tobytes()))
+    return b"".join(list(incoming()))
+
+
+def _unmask(plan: _Plan, keys: Keys, me: str) -> bytes:
+    """The factor f with own ring value = f * base for a common id: base is RESULT = u W
+    H(x) (W: the mixers' w_j), or at U the COMMON value W H(x) (U's ring skips u); the
+    ring left out the owner's sigma_R and, at a mixer, its w_R. Applying f to the |I|
+    common values instead of 1/f to every own value saves the owner n_R - |I|."""
+    if me == plan.d:
+        return keys.sigma
+    return ristretto.scalar_mul(keys.sigma, ristretto.scalar_invert(keys.w))
 
 
 # -- wire ------------------------------------------------------------------------------
