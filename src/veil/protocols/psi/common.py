@@ -83,6 +83,12 @@ class PsiResult:
     peer_n_distinct: int
 
 
+def oprf_receiver(session: Session, params: PsiParams) -> str:
+    """The OPRF receiver of a two-party OPRF-based PSI (KKRT, RR22): the first party of
+    ``result_to`` in the job's party order; the other party plays OPRF sender."""
+    return next(p for p in session.parties if p in params.result_to)
+
+
 def check_params(
     session: Session,
     params: PsiParams,

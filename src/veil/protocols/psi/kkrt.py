@@ -77,6 +77,7 @@ from veil.protocols.psi.common import (
     hello,
     hello_schema,
     kept_bits,
+    oprf_receiver,
     secure_permutation,
 )
 from veil.protocols.psi.kernels import (
@@ -123,11 +124,6 @@ def value_bytes(n: int, m: int, truncate_bits: int | None, stat_sec: int = STATI
     return math.ceil(kept_bits(n, m, truncate_bits, pairs=3, stat_sec=stat_sec) / 8)
 
 
-def receiver_party(session: Session, params: PsiParams) -> str:
-    """The party that plays OPRF receiver: the first of ``result_to`` in party order."""
-    return next(p for p in session.parties if p in params.result_to)
-
-
 def run_psi(
     session: Session,
     ids: Iterable[str] | Sequence[str],
@@ -135,9 +131,9 @@ def run_psi(
     *,
     policy: SecurityPolicy = DEFAULT_POLICY,
 ) -> PsiResult:
-    """Play OPRF receiver or sender as ``params.result_to`` says (see :func:`receiver_party`)."""
+    """Play OPRF receiver or sender as ``params.result_to`` says (:func:`oprf_receiver`)."""
     check_params(session, params, policy, Protocol.KKRT)
-    if session.me == receiver_party(session, params):
+    if session.me == oprf_receiver(session, params):
         return run_oprf_receiver(session, ids, params, policy=policy)
     return run_oprf_sender(session, ids, params, policy=policy)
 
@@ -182,7 +178,7 @@ def run_oprf_receiver(
     """OPRF receiver role: computes which of ``ids`` the peer also holds (and tells the
     peer if it is in ``result_to``)."""
     check_params(session, params, policy, Protocol.KKRT)
-    if session.me != receiver_party(session, params):
+    if session.me != oprf_receiver(session, params):
         raise ConfigError(
             "result_to", f"'{session.me}' is not the KKRT receiver of {params.result_to}"
         )
@@ -276,7 +272,7 @@ def run_oprf_sender(
     """OPRF sender role: holds the OPRF key; learns the intersection only if in
     ``result_to`` (the OPRF receiver tells it)."""
     check_params(session, params, policy, Protocol.KKRT)
-    if session.me == receiver_party(session, params):
+    if session.me == oprf_receiver(session, params):
         raise ConfigError("result_to", f"'{session.me}' is the KKRT receiver of {params.result_to}")
     raw, distinct = distinct_ids(ids)
     plan = _handshake(session, params, len(distinct), False, policy.stat_sec)

@@ -82,6 +82,7 @@ from veil.protocols.psi.common import (
     hello,
     hello_schema,
     kept_bits,
+    oprf_receiver,
     secure_permutation,
 )
 from veil.protocols.psi.ecdh import id_chunks
@@ -116,11 +117,6 @@ def value_bytes(n: int, m: int, truncate_bits: int | None, stat_sec: int = STATI
     return min(math.ceil(kept_bits(n, m, truncate_bits, stat_sec=stat_sec) / 8), 16)
 
 
-def receiver_party(session: Session, params: PsiParams) -> str:
-    """The party that plays OPRF receiver: the first of ``result_to`` in party order."""
-    return next(p for p in session.parties if p in params.result_to)
-
-
 def run_psi(
     session: Session,
     ids: Iterable[str] | Sequence[str],
@@ -128,9 +124,9 @@ def run_psi(
     *,
     policy: SecurityPolicy = DEFAULT_POLICY,
 ) -> PsiResult:
-    """Play OPRF receiver or sender as ``params.result_to`` says (see :func:`receiver_party`)."""
+    """Play OPRF receiver or sender as ``params.result_to`` says (:func:`oprf_receiver`)."""
     check_params(session, params, policy, Protocol.RR22)
-    if session.me == receiver_party(session, params):
+    if session.me == oprf_receiver(session, params):
         return run_oprf_receiver(session, ids, params, policy=policy)
     return run_oprf_sender(session, ids, params, policy=policy)
 
@@ -254,7 +250,7 @@ def run_oprf_receiver(
     """OPRF receiver role: computes which of ``ids`` the peer also holds (and tells the
     peer if it is in ``result_to``)."""
     check_params(session, params, policy, Protocol.RR22)
-    if session.me != receiver_party(session, params):
+    if session.me != oprf_receiver(session, params):
         raise ConfigError(
             "result_to", f"'{session.me}' is not the RR22 receiver of {params.result_to}"
         )
@@ -360,7 +356,7 @@ def run_oprf_sender(
     """OPRF sender role: holds the OPRF key; learns the intersection only if in
     ``result_to`` (the OPRF receiver tells it)."""
     check_params(session, params, policy, Protocol.RR22)
-    if session.me == receiver_party(session, params):
+    if session.me == oprf_receiver(session, params):
         raise ConfigError("result_to", f"'{session.me}' is the RR22 receiver of {params.result_to}")
     peer = session.peers()[0]
     keys = _keys(msg.field(msg.recv(session, peer, Tag.SETUP, SETUP), Tag.SETUP, "seed", bytes))
