@@ -43,7 +43,9 @@ def _job(folder: Path, steps: list[object]) -> Path:
 def test_secureboost_step_trains_predicts_and_writes_per_party_files(tmp_path: Path) -> None:
     pytest.importorskip("veil.protocols.psi", reason="needs veil.protocols.psi")
     _tables(tmp_path)
-    sbt = {"n_trees": 3, "max_depth": 2, "max_bin": 8}
+    # an explicit seed: a derived one changes with every default of the job's steps (the
+    # psi step's default protocol, for one), and with it which party's splits win
+    sbt = {"n_trees": 3, "max_depth": 2, "max_bin": 8, "seed": 1}
     job = _job(tmp_path, [{"psi": {}}, {"secureboost": sbt}, {"predict": {}}])
     out = tmp_path / "out"
     res = run_job(load_job(job), out, RunOptions(timeout=120))
@@ -59,7 +61,10 @@ def test_secureboost_step_trains_predicts_and_writes_per_party_files(tmp_path: P
     bank_imp = json.loads((out / "bank" / "importance.json").read_text())
     partner_imp = json.loads((out / "partner" / "importance.json").read_text())
     assert set(partner_imp) == {f"x{i}" for i in range(20)}  # the partner's own columns
-    assert "<partner>" in bank_imp
+    # the bank sees the partner's splits only as one "<partner>" entry, with their count
+    partner_splits = sum(v["split"] for v in partner_imp.values())
+    assert partner_splits > 0 and bank_imp["<partner>"]["split"] == partner_splits
+    assert set(bank_imp) - {"<partner>"} == {f"x{i}" for i in range(10)}
     partner_model = json.loads((out / "partner" / "secureboost_model.json").read_text())
     assert partner_model["role"] == "partner" and "trees" not in partner_model
     assert not (out / "partner" / "predictions.csv").exists()
