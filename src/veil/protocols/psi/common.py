@@ -190,6 +190,31 @@ def exchange_hello(
     return check_hello(session, peer, tag, theirs, mine=mine, schema=schema, agree=agree)
 
 
+def exchange_oprf_sizes(
+    session: Session,
+    params: PsiParams,
+    *,
+    protocol: str,
+    version: int,
+    tag: str,
+    schema: msg.Record,
+    mine_n: int,
+    receiver: bool,
+    stat_sec: int,
+) -> tuple[str, int, int]:
+    """The HELLO of a two-party OPRF-based PSI (KKRT, RR22): both must agree on version,
+    ``result_to``, truncation and ``stat_sec``. Returns the peer, the OPRF receiver's
+    distinct-id count ``n`` and the sender's ``m``."""
+    peer = session.peers()[0]
+    mine = hello(
+        protocol, version, mine_n, params, truncate_bits=params.truncate_bits, stat_sec=stat_sec
+    )
+    agree = ("version", "result_to", "truncate_bits", "stat_sec")
+    other = int(exchange_hello(session, peer, tag, mine, schema=schema, agree=agree)["n"])
+    n, m = (mine_n, other) if receiver else (other, mine_n)
+    return peer, n, m
+
+
 def check_hello(
     session: Session,
     peer: str,

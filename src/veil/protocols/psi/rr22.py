@@ -78,8 +78,7 @@ from veil.protocols.psi.common import (
     PsiResult,
     check_params,
     encode_ids,
-    exchange_hello,
-    hello,
+    exchange_oprf_sizes,
     hello_schema,
     kept_bits,
     oprf_receiver,
@@ -157,18 +156,17 @@ def _keys(seed: bytes) -> _Keys:
 def _handshake(
     session: Session, params: PsiParams, mine_n: int, receiver: bool, stat_sec: int
 ) -> _Plan:
-    peer = session.peers()[0]
-    mine = hello(
-        PROTOCOL,
-        PROTOCOL_VERSION,
-        mine_n,
+    peer, n, m = exchange_oprf_sizes(
+        session,
         params,
-        truncate_bits=params.truncate_bits,
+        protocol=PROTOCOL,
+        version=PROTOCOL_VERSION,
+        tag=Tag.HELLO,
+        schema=HELLO,
+        mine_n=mine_n,
+        receiver=receiver,
         stat_sec=stat_sec,
     )
-    agree = ("version", "result_to", "truncate_bits", "stat_sec")
-    other = exchange_hello(session, peer, Tag.HELLO, mine, schema=HELLO, agree=agree)["n"]
-    n, m = (mine_n, other) if receiver else (other, mine_n)
     width = value_bytes(n, m, params.truncate_bits, stat_sec)
     return _Plan(peer, n, m, width, okvs.params_for(n, stat_bits=stat_sec))
 
