@@ -26,6 +26,7 @@ from tests.protocols.psi.test_ecdh import (
 )
 from tests.protocols.psi.test_ecdh import psi_pair as _psi_pair
 from tests.wire_check import Recorder, assert_no_leak
+from veil import codec
 from veil.errors import ConfigError, ProtocolError
 from veil.jobs import RunOptions, load_job, run_job
 from veil.net import Session, run_parties
@@ -283,3 +284,75 @@ def test_id_chunks_give_the_list_result() -> None:
                 PARTNER: lambda s: run_psi(s, b, p),
             }
         )
+
+
+# -- buckets (protocol version 3) -------------------------------------------------------------
+
+
+def _plan_of(n: int, m: int) -> tuple[int, int, int]:
+    """(B, the receiver's bound, the sender's bound) for n and m distinct ids."""
+    b = rr22_psi.buckets.bucket_count(n, m, 40, rr22_psi.BUCKET_TARGET)
+    return b, rr22_psi.buckets.bound(n, b, 40), rr22_psi.buckets.bound(m, b, 40)
+
+
+@pytest.mark.parametrize(("n", "m"), [(3000, 2000), (300, 2500), (2500, 40), (1, 900)])
+def test_small_buckets_give_the_set_result(monkeypatch: pytest.MonkeyPatch, n: int, m: int) -> None:
+    """B > 1 at small n (a small bucket target), with repeats and unequal sizes."""
+    monkeypatch.setattr(rr22_psi, "BUCKET_TARGET", 200)
+    a, b = overlapping_sets(n, m, min(n, m) // 3, seed=37)
+    a, b = a + a[::5], b + b[::3]
+    buckets, _, bound_m = _plan_of(len(set(a)), len(set(b)))
+    assert buckets > 1 and bound_m < len(set(b))
+    rec = Recorder()
+    out = psi_pair(a, b, tap=rec)
+    check_both(out, a, b)
+    for res, mine, theirs in ((out[BANK], a, b), (out[PARTNER], b, a)):
+        assert res.n_input == len(mine) and res.peer_n_distinct == len(set(theirs))
+    assert len(_frames_by_tag(rec, rr22_psi.Tag.OKVS)) == buckets
+
+
+def _frames_by_tag(rec: Recorder, tag: str) -> list[bytes]:
+    return [f.payload for f in rec.frames if f"/{tag}:" in f.key]
+
+
+def test_bucket_counts_never_reach_the_wire(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs with the same n, m and intersection size but different ids per bucket
+    send the same frames with the same sizes; every bucket's VALUES decode to the padded
+    count; nothing raw crosses."""
+    monkeypatch.setattr(rr22_psi, "BUCKET_TARGET", 150)
+    counts: list[list[int]] = []  # the real ids per bucket, as each party found them
+    starts = rr22_psi._bucket_starts
+
+    def spy(grouped: object, plan: object, bound: int) -> np.ndarray:
+        out = starts(grouped, plan, bound)  # type: ignore[arg-type]
+        counts.append(np.diff(out).tolist())
+        return out
+
+    monkeypatch.setattr(rr22_psi, "_bucket_starts", spy)
+    recs = []
+    for seed in (38, 39):
+        a, b = overlapping_sets(400, 300, 100, seed=seed)
+        rec = Recorder()
+        check_both(psi_pair(a, b, tap=rec), a, b)
+        recs.append(rec)
+        if seed == 38:
+            forms = [p for x in a + b for p in plain_forms(x)]
+            assert_no_leak(rec.frames, {"ids": a + b, "hashed ids": forms})
+    buckets, _, bound_m = _plan_of(400, 300)
+    assert buckets > 1 and len(counts) == 4
+    assert sorted(counts[:2]) != sorted(counts[2:])  # the counts differed: the check can fail
+    width = rr22_psi.value_bytes(400, 300, None)
+    for rec in recs:
+        values = [codec.decode(p) for p in _frames_by_tag(rec, rr22_psi.Tag.VALUES)]
+        assert len(values) == buckets  # one frame per bucket here (bound_m < a batch)
+        assert all(isinstance(v, bytes) and len(v) == bound_m * width for v in values)
+    shapes = [sorted((f.key, len(f.payload)) for f in rec.frames) for rec in recs]
+    assert shapes[0] == shapes[1]
+
+
+def test_a_bucket_over_its_bound_is_a_protocol_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rr22_psi, "BUCKET_TARGET", 100)
+    monkeypatch.setattr(rr22_psi.buckets, "bound", lambda n, b, s: max(n // b // 2, 1))
+    a, b = overlapping_sets(600, 500, 100, seed=40)
+    with pytest.raises(ProtocolError, match="more than its bound"):
+        psi_pair(a, b)

@@ -58,6 +58,33 @@ def test_correlation_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     assert sum(vole.Tag.PPRF.value in f.key for f in rec.frames) == 3
 
 
+def test_chunked_api_gives_each_size_its_correlation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """vole_*_chunks: one output per size, in order, c = b + a * Delta in each, the same
+    Delta; a size above CHUNK_MAX spans several LPN instances, all on one setup."""
+    monkeypatch.setattr(vole, "CHUNK_MAX", 2000)
+    sizes = [1000, 3, 4500, 128]
+
+    def sender(s: Session) -> list[vole.VoleSender]:
+        return list(vole.vole_sender_chunks(s, sizes, policy=TEST_POLICY))
+
+    def receiver(s: Session) -> list[vole.VoleReceiver]:
+        return list(vole.vole_receiver_chunks(s, sizes, policy=TEST_POLICY))
+
+    rec = Recorder()
+    out = run_parties({S: sender, R: receiver}, tap=rec)
+    snd, rcv = out[S], out[R]
+    assert len(snd) == len(rcv) == len(sizes)
+    for size, sc, rc in zip(sizes, snd, rcv, strict=True):
+        check_correlation(sc, rc, size)
+        assert np.array_equal(sc.delta, snd[0].delta)
+    assert sum(vole.Tag.PPRF.value in f.key for f in rec.frames) == 1 + 1 + 3 + 1
+    assert sum(vole.Tag.SETUP.value in f.key for f in rec.frames) == 1  # one setup for all
+    with pytest.raises(ConfigError, match="sizes"):
+        vole._plan()
+    with pytest.raises(ConfigError, match="n"):
+        vole._plan(5, 0)
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_correlation_transports(transport: str) -> None:
     snd, rcv = run_vole(777, transport=transport)

@@ -1,4 +1,4 @@
-"""RR22-PSI: two parties, semi-honest, from an OPRF built on VOLE and an OKVS.
+"""RR22-PSI: two parties, semi-honest, from an OPRF built on VOLE and an OKVS, by buckets.
 
 [Raghuraman, Rindal, "Blazing Fast PSI from Improved OKVS and Subfield VOLE", CCS 2022
 (RR22)], with the banded OKVS of [Bienstock, Patel, Seo, Yeo, "Near-Optimal Oblivious
@@ -10,40 +10,59 @@ and its parameters for 128-bit computational security). Hashing as in RR22's ref
 implementation (volePSI, ``RsOprf``), under keys drawn for the run (:mod:`.aeshash`):
 ids to 128-bit digests d(x) by AES CBC-MAC; H(x) = MMO(d(x)) into GF(2^128); the
 output hash MMO(v) (MMO: x -> AES_k(x) ^ x, a correlation-robust hash).
+Large sets run as B independent RR22 instances over hash buckets of the digests
+(:mod:`.buckets`; SecretFlow's bucket PSI bins the same way), each bucket padded to a
+public bound, so the memory of a run is that of one bucket besides the digests.
 
 Roles: the OPRF ``receiver`` R (VOLE receiver) computes the intersection; the OPRF
 ``sender`` S (VOLE sender) holds the OPRF key Delta. The OPRF receiver is the first
 party of ``result_to`` in the job's party order; if the other party is in
 ``result_to`` too, R tells it the result (step 5), as in :mod:`.kkrt`.
 
-Flow (R with n distinct ids Y, S with m distinct ids X; M = okvs.params_for(n).m):
+Flow (R with n distinct ids Y, S with m distinct ids X):
   0. R -> S   SETUP: a fresh 16-byte seed; both derive the digest, H and output keys,
               and hash their ids to digests chunk by chunk (:class:`IdChunks` streams;
-              the ids are never held as a whole), de-duplicated on the digests.
+              the ids are never held as a whole), grouped by shard (the digest's top
+              bits) and de-duplicated shard by shard (:func:`.buckets.group`).
   1. R <-> S  HELLO: protocol, version, number of distinct ids, result_to,
               truncate_bits, stat_sec (both must agree). An empty side ends it here.
-  2. R        encodes P = Encode({(d(y), H(y)) : y in Y}) into M entries of GF(2^128)
+              Both derive B (:func:`.buckets.bucket_count`: 1 up to BUCKET_TARGET ids)
+              and the padded bounds n_B = bound(n, B), m_B = bound(m, B) (n_B = n and
+              m_B = m when B = 1); M = okvs.params_for(n_B).m. A party whose bucket
+              holds more ids than its bound stops with a ProtocolError (probability
+              <= 2^-stat_sec per party).
+  2. R <-> S  VOLE of length M per bucket (one base-OT and IKNP setup for all; one
+              bucket's output alive at a time): S gets Delta and B_b, R gets A_b and
+              C_b = B_b + A_b * Delta.
+  For each bucket b, in order:
+  3. R        encodes P_b = Encode({(d(y), H(y)) : y in Y_b}) into M entries
               (re-seeding the OKVS locally in the <= 2^-stat_sec event that it fails).
-  3. R <-> S  VOLE of length M: S gets Delta and B, R gets A and C = B + A * Delta.
-  4. R -> S   OKVS: the OKVS seed; then MASKED: P + A, by chunks.
-     S        K = B + Delta * (P + A) = C + Delta * P, and for each x in X the value
+     R -> S   OKVS: the OKVS seed; then MASKED: P_b + A_b, by chunks.
+  4. S        K = B_b + Delta * (P_b + A_b) = C_b + Delta * P_b, and for each x in X_b
               F(x) = MMO(Decode(K, d(x)) + Delta * H(x)), truncated to w bytes,
-              8w >= stat_sec + log2(n m).
-     S -> R   VALUES: the m values in an order shuffled by a secure permutation.
-  5. R        F(y) = MMO(Decode(C, d(y))) for its ids (= S's value when y is in X);
-              the ids whose value is among S's values are the intersection.
-     R -> S   RESULT (only if S is in result_to): the wire positions of the matched
-              values, ascending (the order both parties report).
+              8w >= stat_sec + log2(n m); padded with uniformly random w-byte values
+              to m_B.
+     S -> R   VALUES: the m_B values in an order shuffled by a secure permutation.
+  5. R        F(y) = MMO(Decode(C_b, d(y))) for y in Y_b (= S's value when y is in X);
+              the ids whose value is among S's values of the bucket are in the
+              intersection. R matches bucket b - 1 after sending MASKED(b), so
+              neither party waits for the other's bucket.
+  6. R -> S   RESULT (only if S is in result_to): the wire positions b * m_B + i of the
+              matched values, ascending (the order both parties report).
 
 What each party learns:
-  - both: the other's number of distinct ids (M is a function of n);
+  - both: the other's number of distinct ids, hence B and the bounds; nothing about
+    how many ids fall in each bucket (every bucket's OKVS has M entries and hides
+    its key count; every bucket's VALUES has m_B values);
   - the receiver: which of its ids are in the intersection. For x not in Y,
-    Decode(P, d(x)) + H(x) is non-zero except with probability 2^-128, so F(x) hides
-    behind Delta, which R never sees; S's values come shuffled;
-  - the sender: nothing from P + A (A is a uniform VOLE output S does not know); if it
-    is in result_to, the intersection, which R tells it;
-  - a false match has probability <= 2^-stat_sec (truncation), an OKVS failure (a local
-    re-seed) <= 2^-stat_sec.
+    Decode(P_b, d(x)) + H(x) is non-zero except with probability 2^-128, so F(x)
+    hides behind Delta, which R never sees, as the random padding does; S's values
+    come shuffled within their bucket;
+  - the sender: nothing from P_b + A_b (A_b is a uniform VOLE output S does not know);
+    if it is in result_to, the intersection, which R tells it;
+  - a false match has probability <= 2^-stat_sec (truncation; a padding value matching
+    is one), an OKVS failure (a local re-seed) <= 2^-stat_sec, a bucket over its bound
+    (the run stops) <= 2^-stat_sec per party.
 Raw ids and their plain digests never leave a party: only VOLE messages, the masked
 OKVS and truncated OPRF values.
 
@@ -58,7 +77,7 @@ import hashlib
 import math
 import secrets
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 import numpy as np
@@ -68,7 +87,7 @@ from veil import messages as msg
 from veil.errors import ConfigError, ProtocolError
 from veil.net.session import Session
 from veil.policy import DEFAULT_POLICY, SecurityPolicy
-from veil.protocols.psi import aeshash, gf128, okvs, vole
+from veil.protocols.psi import aeshash, buckets, gf128, okvs, vole
 from veil.protocols.psi.common import (
     STATISTICAL_BITS,
     TRUNCATION_SPECS,
@@ -87,7 +106,8 @@ from veil.protocols.psi.common import (
 from veil.protocols.psi.ecdh import id_chunks
 
 PROTOCOL = "rr22"
-PROTOCOL_VERSION = 2  # 2: SETUP before HELLO
+PROTOCOL_VERSION = 3  # 2: SETUP before HELLO; 3: buckets
+BUCKET_TARGET = 1 << 19  # the most ids in a padded bucket (part of the protocol version)
 ROWS_PER_MESSAGE = 1 << 16  # OKVS rows (16 bytes each) per MASKED message: 1 MiB
 VALUES_PER_MESSAGE = 1 << 17
 OKVS_RETRIES = 4
@@ -98,9 +118,9 @@ class Tag(StrEnum):
 
     HELLO = "hello"  # sizes and parameters, both directions
     SETUP = "setup"  # R -> S: the run's hashing seed
-    OKVS = "okvs"  # R -> S: the OKVS seed
-    MASKED = "masked"  # R -> S: a chunk of P + A
-    VALUES = "values"  # S -> R: a batch of truncated OPRF values, shuffled
+    OKVS = "okvs"  # R -> S: a bucket's OKVS seed
+    MASKED = "masked"  # R -> S: a chunk of a bucket's P + A
+    VALUES = "values"  # S -> R: a batch of a bucket's truncated OPRF values, shuffled
     RESULT = "result"  # R -> S: wire positions of the matched values, ascending
 
 
@@ -108,7 +128,7 @@ HELLO = hello_schema(**TRUNCATION_SPECS)
 SETUP = msg.Record({"seed": msg.Blob(16)})
 OKVS = msg.Record({"seed": msg.Blob(okvs.SEED_BYTES)})
 # MASKED: msg.Array("uint64", (rows, 2)); VALUES: msg.Blob(count * w);
-# RESULT: msg.Array("int64", max_len=m, lo=0, hi=m-1) -- sizes from HELLO.
+# RESULT: msg.Array("int64", max_len=B m_B, lo=0, hi=B m_B - 1) -- sizes from HELLO.
 
 
 def value_bytes(n: int, m: int, truncate_bits: int | None, stat_sec: int = STATISTICAL_BITS) -> int:
@@ -136,7 +156,11 @@ class _Plan:
     n: int  # receiver's distinct ids
     m: int  # sender's distinct ids
     width: int  # bytes per OPRF value
-    okvs: okvs.OkvsParams  # the receiver's OKVS (and the VOLE's length, okvs.m)
+    buckets: int  # B
+    bound_n: int  # the receiver's padded bucket
+    bound_m: int  # the sender's padded bucket: VALUES per bucket
+    okvs: okvs.OkvsParams  # each bucket's OKVS (and the VOLE's length per bucket, okvs.m)
+    stat_sec: int
 
 
 @dataclass(frozen=True)
@@ -168,43 +192,43 @@ def _handshake(
         stat_sec=stat_sec,
     )
     width = value_bytes(n, m, params.truncate_bits, stat_sec)
-    return _Plan(peer, n, m, width, okvs.params_for(n, stat_bits=stat_sec))
+    count = buckets.bucket_count(n, m, stat_sec, BUCKET_TARGET)
+    bn, bm = (buckets.bound(x, count, stat_sec) for x in (n, m))
+    table = okvs.params_for(bn, stat_bits=stat_sec)
+    return _Plan(peer, n, m, width, count, bn, bm, table, stat_sec)
 
 
 def _hashed_ids(
     ids: Iterable[str] | Sequence[str], key: bytes
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """(the (n, 2) uint64 digests of the distinct ids, their input positions (first
-    occurrence, ascending), the number of input ids), hashing chunk by chunk so that
-    only the compact digests are kept, never the ids."""
-    parts: list[np.ndarray] = []
+) -> tuple[np.ndarray, buckets.Grouped, int]:
+    """(the (count, 2) uint64 digests of the ids in input order, the distinct ones grouped
+    by shard, the number of input ids), hashing chunk by chunk so that only the compact
+    digests are kept, never the ids; the digest array grows in place."""
+    size = len(ids) if isinstance(ids, Sequence) else aeshash.CHUNK
+    digests = np.empty((max(size, 1), 2), dtype=np.uint64)
     n_input = 0
     for chunk in id_chunks(ids, aeshash.CHUNK):
-        raw = encode_ids(chunk, start=n_input)
-        parts.append(aeshash.id_digests(raw, key))
-        n_input += len(raw)
-        del raw
-    digests = np.concatenate(parts) if parts else np.zeros((0, 2), dtype=np.uint64)
-    del parts
-    distinct = _first_rows(digests)
-    if len(distinct) < len(digests):
-        digests = digests[distinct]
-    return digests, distinct, n_input
+        d = aeshash.id_digests(encode_ids(chunk, start=n_input), key)
+        if n_input + len(d) > len(digests):  # realloc: no second copy of the digests
+            digests.resize((max(len(digests) * 3 // 2, n_input + len(d)), 2), refcheck=False)
+        digests[n_input : n_input + len(d)] = d
+        n_input += len(d)
+        del d
+    digests.resize((n_input, 2), refcheck=False)
+    return digests, buckets.group(digests), n_input
 
 
-def _first_rows(d: np.ndarray) -> np.ndarray:
-    """Positions of the first occurrence of each distinct row of ``d`` ((n, 2) uint64),
-    ascending: a hash on the low words, exact on both words where low words repeat."""
-    if len(d) == 0:
-        return np.zeros(0, dtype=np.int64)
-    low = pd.Index(d[:, 0])
-    dup = np.array(low.duplicated(keep="first"))
-    if dup.any():
-        same = np.flatnonzero(low.duplicated(keep=False))
-        pairs = pd.MultiIndex.from_arrays([d[same, 0], d[same, 1]])
-        dup[same] = pairs.duplicated(keep="first")
-    del low
-    return np.flatnonzero(~dup).astype(np.int64)
+def _bucket_starts(grouped: buckets.Grouped, plan: _Plan, bound: int) -> np.ndarray:
+    """Where each bucket starts in ``grouped.order``; a ProtocolError if a bucket holds
+    more ids than its public bound (probability <= 2^-stat_sec)."""
+    starts = grouped.bucket_offsets(plan.buckets)
+    over = np.flatnonzero(np.diff(starts) > bound)
+    if len(over):
+        raise ProtocolError(
+            f"bucket {over[0]} of {plan.buckets} holds more than its bound of {bound} ids "
+            f"(probability <= 2^-{plan.stat_sec}): run again"
+        )
+    return starts
 
 
 def _masks(width: int) -> np.ndarray:
@@ -255,52 +279,77 @@ def run_oprf_receiver(
     seed = secrets.token_bytes(16)
     session.send(session.peers()[0], Tag.SETUP, {"seed": seed})
     keys = _keys(seed)
-    digests, distinct, n_input = _hashed_ids(ids, keys.digest)
-    plan = _handshake(session, params, len(distinct), True, policy.stat_sec)
+    digests, grouped, n_input = _hashed_ids(ids, keys.digest)
+    plan = _handshake(session, params, len(grouped), True, policy.stat_sec)
     if plan.n == 0 or plan.m == 0:
         return PsiResult(np.zeros(0, dtype=np.int64), 0, n_input, plan.n, plan.m)
-    keys_u8 = digests.view(np.uint8).reshape(-1, 16)
-    okvs_seed, p = _encode(keys_u8, aeshash.mmo(keys.h, digests), plan.okvs)
-    session.progress("psi", 0.2)
-    corr = vole.vole_receiver(session.sub("vole"), plan.okvs.m, policy=policy)
-    session.progress("psi", 0.6)
+    starts = _bucket_starts(grouped, plan, plan.bound_n)
+    sizes = [plan.okvs.m] * plan.buckets
+    voles = vole.vole_receiver_chunks(session.sub("vole"), sizes, policy=policy)
+    found: list[tuple[np.ndarray, np.ndarray]] = []  # per bucket: wire positions, ids
+    pending: tuple[int, np.ndarray, np.ndarray] | None = None  # bucket, values, ids
     with Outbox(session, plan.peer) as out:
-        out.send(Tag.OKVS, {"seed": okvs_seed})
-        for lo in range(0, plan.okvs.m, ROWS_PER_MESSAGE):
-            hi = min(lo + ROWS_PER_MESSAGE, plan.okvs.m)
-            out.send(Tag.MASKED, p[lo:hi] ^ corr.a[lo:hi])
-    del p
-    own = _evaluate(corr.c, digests, okvs_seed, plan, keys)
-    del corr, digests
-    theirs = _recv_values(session, plan)
-    hits, positions = match(own, theirs)
+        for b in range(plan.buckets):
+            rows = grouped.order[starts[b] : starts[b + 1]]
+            d = digests[rows]
+            okvs_seed, p = _encode(d, aeshash.mmo(keys.h, d), plan.okvs)
+            corr = next(voles)
+            out.send(Tag.OKVS, {"seed": okvs_seed})
+            for lo in range(0, plan.okvs.m, ROWS_PER_MESSAGE):
+                hi = min(lo + ROWS_PER_MESSAGE, plan.okvs.m)
+                out.send(Tag.MASKED, p[lo:hi] ^ corr.a[lo:hi])
+            del p
+            own = _evaluate(corr.c, d, okvs_seed, plan, keys)
+            del corr, d
+            if pending is not None:  # a bucket behind: the peer's values are there by now
+                found.append(_match_bucket(session, plan, *pending))
+            pending = (b, own, rows)
+            session.progress("psi", 0.9 * (b + 1) / plan.buckets)
+        if pending is not None:
+            found.append(_match_bucket(session, plan, *pending))
+    del digests, grouped, pending
+    positions = np.concatenate([f[0] for f in found]).astype(np.int64, copy=False)
     if plan.peer in params.result_to:
         session.send(plan.peer, Tag.RESULT, positions)
-    indices = distinct[hits]
+    indices = np.concatenate([f[1] for f in found]).astype(np.int64, copy=False)
+    session.progress("psi", 1.0)
     return PsiResult(indices, len(indices), n_input, plan.n, plan.m)
 
 
 def _encode(
-    keys_u8: np.ndarray, values: np.ndarray, params: okvs.OkvsParams
+    digests: np.ndarray, values: np.ndarray, params: okvs.OkvsParams
 ) -> tuple[bytes, np.ndarray]:
+    """A bucket's OKVS: its ``len(digests)`` <= params.n keys into params.m entries."""
+    keys_u8 = digests.view(np.uint8).reshape(-1, 16)
+    fewer = replace(params, n=len(digests))  # same m: fewer keys only fail less often
     for _ in range(OKVS_RETRIES):  # each try fails with probability <= 2^-stat_sec
         seed = secrets.token_bytes(okvs.SEED_BYTES)
         try:
-            return seed, okvs.encode(keys_u8, values, seed, params)
+            return seed, okvs.encode(keys_u8, values, seed, fewer)
         except okvs.OkvsFailure:
             continue
     raise ProtocolError(f"the OKVS of {len(keys_u8)} ids failed {OKVS_RETRIES} times")
 
 
+def _match_bucket(
+    session: Session, plan: _Plan, b: int, own: np.ndarray, ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(the wire positions matched in bucket b, ascending; the input positions of the
+    receiver's ids there)."""
+    hits, at = match(own, _recv_values(session, plan))
+    return b * plan.bound_m + at, ids[hits]
+
+
 def _recv_values(session: Session, plan: _Plan) -> np.ndarray:
-    """The sender's values, zero-padded to (m, 2) uint64 like :func:`_evaluate`'s."""
-    out = np.zeros((plan.m, 2), dtype=np.uint64)
-    as_bytes = out.view(np.uint8).reshape(plan.m, 16)
-    for lo in range(0, plan.m, VALUES_PER_MESSAGE):
-        hi = min(lo + VALUES_PER_MESSAGE, plan.m)
+    """A bucket's values from the sender, zero-padded to (m_B, 2) uint64 like
+    :func:`_evaluate`'s."""
+    m = plan.bound_m
+    out = np.zeros((m, 2), dtype=np.uint64)
+    as_bytes = out.view(np.uint8).reshape(m, 16)
+    for lo in range(0, m, VALUES_PER_MESSAGE):
+        hi = min(lo + VALUES_PER_MESSAGE, m)
         got = msg.recv(session, plan.peer, Tag.VALUES, msg.Blob((hi - lo) * plan.width))
         as_bytes[lo:hi, : plan.width] = np.frombuffer(got, np.uint8).reshape(hi - lo, -1)
-        session.progress("psi", 0.6 + 0.4 * hi / plan.m)
     return out
 
 
@@ -358,43 +407,63 @@ def run_oprf_sender(
         raise ConfigError("result_to", f"'{session.me}' is the RR22 receiver of {params.result_to}")
     peer = session.peers()[0]
     keys = _keys(msg.field(msg.recv(session, peer, Tag.SETUP, SETUP), Tag.SETUP, "seed", bytes))
-    digests, distinct, n_input = _hashed_ids(ids, keys.digest)
-    plan = _handshake(session, params, len(distinct), False, policy.stat_sec)
+    digests, grouped, n_input = _hashed_ids(ids, keys.digest)
+    plan = _handshake(session, params, len(grouped), False, policy.stat_sec)
     me_learns = session.me in params.result_to
     if plan.n == 0 or plan.m == 0:
         empty = np.zeros(0, dtype=np.int64) if me_learns else None
         return PsiResult(empty, 0 if me_learns else None, n_input, plan.m, plan.n)
-    perm = secure_permutation(plan.m)  # wire position -> id
-    corr = vole.vole_sender(session.sub("vole"), plan.okvs.m, policy=policy)
-    session.progress("psi", 0.5)
-    okvs_seed = msg.field(msg.recv(session, plan.peer, Tag.OKVS, OKVS), Tag.OKVS, "seed", bytes)
-    k = corr.b  # becomes K = B + Delta * (P + A), chunk by chunk
+    starts = _bucket_starts(grouped, plan, plan.bound_m)
+    total = plan.buckets * plan.bound_m  # wire positions
+    # the wire position of each id of grouped.order, ascending (the ids reordered to match)
+    wire = np.empty(plan.m, dtype=buckets.index_dtype(total)) if me_learns else None
+    sizes = [plan.okvs.m] * plan.buckets
+    voles = vole.vole_sender_chunks(session.sub("vole"), sizes, policy=policy)
+    with Outbox(session, plan.peer) as out:
+        for b in range(plan.buckets):
+            lo, hi = int(starts[b]), int(starts[b + 1])
+            rows = grouped.order[lo:hi]
+            values = _sender_bucket(session, plan, keys, digests[rows], next(voles))
+            perm = secure_permutation(plan.bound_m)  # wire position -> padded row
+            shuffled = _padded(values, plan)[perm]
+            del values
+            for v in range(0, plan.bound_m, VALUES_PER_MESSAGE):
+                out.send(Tag.VALUES, shuffled[v : v + VALUES_PER_MESSAGE].tobytes())
+            del shuffled
+            if wire is not None:
+                real = np.flatnonzero(perm < hi - lo)  # wire positions of real ids
+                grouped.order[lo:hi] = rows[perm[real]]
+                wire[lo:hi] = b * plan.bound_m + real
+            session.progress("psi", (b + 1) / plan.buckets)
+    del digests
+    if wire is None:
+        return PsiResult(None, None, n_input, plan.m, plan.n)
+    spec = msg.Array("int64", max_len=total, lo=0, hi=total - 1)
+    pos = np.unique(msg.recv(session, plan.peer, Tag.RESULT, spec))
+    at = np.minimum(np.searchsorted(wire, pos), plan.m - 1)
+    real = at[wire[at] == pos]  # a padding value's position: a false match, dropped
+    indices = grouped.order[real].astype(np.int64)
+    return PsiResult(indices, len(indices), n_input, plan.m, plan.n)
+
+
+def _sender_bucket(
+    session: Session, plan: _Plan, keys: _Keys, digests: np.ndarray, corr: vole.VoleSender
+) -> np.ndarray:
+    """A bucket's OPRF values for its ids: K = B + Delta * (P + A) from the MASKED
+    messages, then :func:`_evaluate` under Delta."""
+    seed = msg.field(msg.recv(session, plan.peer, Tag.OKVS, OKVS), Tag.OKVS, "seed", bytes)
+    k = corr.b  # becomes K, chunk by chunk
     for lo in range(0, plan.okvs.m, ROWS_PER_MESSAGE):
         hi = min(lo + ROWS_PER_MESSAGE, plan.okvs.m)
         masked = msg.recv(session, plan.peer, Tag.MASKED, msg.Array("uint64", (hi - lo, 2)))
         k[lo:hi] ^= gf128.mul_const(masked, corr.delta)
-    session.progress("psi", 0.8)
-    delta = corr.delta
-    del corr
-    values = _evaluate(k, digests, okvs_seed, plan, keys, delta=delta)
-    del k, digests
-    as_bytes = values.view(np.uint8).reshape(-1, 16)
-    with Outbox(session, plan.peer) as out:
-        for lo in range(0, plan.m, VALUES_PER_MESSAGE):
-            batch = as_bytes[perm[lo : lo + VALUES_PER_MESSAGE], : plan.width]
-            out.send(Tag.VALUES, batch.tobytes())
-    del values, as_bytes
-    session.progress("psi", 1.0)
-    if not me_learns:
-        return PsiResult(None, None, n_input, plan.m, plan.n)
-    spec = msg.Array("int64", max_len=plan.m, lo=0, hi=plan.m - 1)
-    pos = msg.recv(session, plan.peer, Tag.RESULT, spec)
-    items = perm[pos]
-    del perm
-    if (
-        len(pos) > 1 and not (np.diff(np.asarray(pos, dtype=np.int64)) > 0).all()
-    ):  # repeats: first kept
-        _, first = np.unique(items, return_index=True)
-        items = items[np.sort(first)]
-    indices = distinct[items]
-    return PsiResult(indices, len(indices), n_input, plan.m, plan.n)
+    return _evaluate(k, digests, seed, plan, keys, delta=corr.delta)
+
+
+def _padded(values: np.ndarray, plan: _Plan) -> np.ndarray:
+    """(m_B, w) uint8: the values' first w bytes, then uniformly random w-byte rows."""
+    out = np.empty((plan.bound_m, plan.width), dtype=np.uint8)
+    out[: len(values)] = values.view(np.uint8).reshape(-1, 16)[:, : plan.width]
+    pad = (plan.bound_m - len(values)) * plan.width
+    out[len(values) :] = np.frombuffer(secrets.token_bytes(pad), np.uint8).reshape(-1, plan.width)
+    return out

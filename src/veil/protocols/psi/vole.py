@@ -8,6 +8,11 @@ Contract (what :mod:`.rr22` and anyone else may rely on):
 - for every row i: ``c[i] == b[i] ^ gf128.mul_const(a, delta)[i]``, i.e.
   c = b + a * Delta in GF(2^128) (:mod:`.gf128`'s representation); a and b are
   pseudorandom, Delta uniform and nonzero. Both roles must be called with the same n.
+- streaming: :func:`vole_sender_chunks` / :func:`vole_receiver_chunks` take a list of
+  sizes and yield one :class:`VoleSender` / :class:`VoleReceiver` per size, in order,
+  each computed only when the caller asks for it (one size's outputs alive at a time),
+  with the same contract per size and the same Delta in all; both roles must be called
+  with the same sizes. ``vole_sender(n)`` is ``vole_sender_chunks([n])``'s one output.
 
 Construction: the silent VOLE of Boyle, Couteau, Gilboa, Ishai, Kohl, Scholl
 ("Efficient Pseudorandom Correlation Generators: Silent OT Extension and More",
@@ -18,13 +23,14 @@ Rindal, CCS 2022). Parameters (:mod:`.lpn`): T >= 256 noise blocks of 2^d entrie
 code size M = T 2^d >= 2n, expander weight 7, accumulator 24: 128-bit computational
 security against linear attacks on dual LPN with the code's estimated minimum distance.
 
-Chunks: n is split into near-equal chunks of at most ``CHUNK_MAX`` = 2^20 outputs, each
-an independent instance of the above (its own noise, trees and code application) that
-shares Delta, the base OTs and one IKNP extension: the work memory is that of one chunk
-whatever n (n = 1.25 * 10^6: two chunks of T = 306 trees of 2^12 leaves).
+Chunks: each size is split into near-equal chunks of at most ``CHUNK_MAX`` = 2^20
+outputs, each an independent instance of the above (its own noise, trees and code
+application) that shares Delta, the base OTs and one IKNP extension: the work memory
+is that of one chunk whatever n (n = 1.25 * 10^6: two chunks of T = 306 trees of 2^12
+leaves), besides the outputs of the size being computed.
 
 Flow (receiver R holds a, sender S holds Delta):
-  1. R -> S  SETUP: n and R's Chou-Orlandi base-OT point (:mod:`.ot`).
+  1. R -> S  SETUP: n (all sizes together) and R's Chou-Orlandi base-OT point (:mod:`.ot`).
   2. S -> R  BASE_OT: 128 base-OT points, S's choices = the bits of Delta.
   3. R -> S  EXTEND: the IKNP message u for T*d + 128*T correlated OTs (:mod:`.cot`):
              R's choices are the bits off its GGM paths (alpha_j: the noise position
@@ -52,6 +58,7 @@ no parameter here depends on it (128-bit computational security is fixed).
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -63,7 +70,15 @@ from veil.net.session import Session
 from veil.policy import DEFAULT_POLICY, SecurityPolicy
 from veil.protocols.psi import cot, gf128, ggm, lpn, ot
 
-__all__ = ["Tag", "VoleReceiver", "VoleSender", "vole_receiver", "vole_sender"]
+__all__ = [
+    "Tag",
+    "VoleReceiver",
+    "VoleSender",
+    "vole_receiver",
+    "vole_receiver_chunks",
+    "vole_sender",
+    "vole_sender_chunks",
+]
 
 PROTOCOL_VERSION = 1
 CHUNK_MAX = 1 << 20  # outputs per independent LPN instance: bounds memory beyond n
@@ -108,9 +123,11 @@ class VoleReceiver:
 
 @dataclass(frozen=True)
 class _Chunk:
-    """One independent dual-LPN instance: outputs start .. start + params.n - 1, its COTs
-    from row cot0 (T d for the trees, then 128 T for the noise values)."""
+    """One independent dual-LPN instance: outputs start .. start + params.n - 1 of output
+    ``out`` (one per requested size), its COTs from row cot0 (T d for the trees, then
+    128 T for the noise values)."""
 
+    out: int
     start: int
     params: lpn.LpnParams
     cot0: int
@@ -124,19 +141,27 @@ class _Chunk:
         return self.start + self.params.n
 
 
-def _plan(n: object) -> tuple[list[_Chunk], int]:
-    """n split into near-equal chunks of at most CHUNK_MAX outputs, and the COT count."""
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise ConfigError("n", f"{n!r} is not an integer", "give the number of VOLE outputs")
-    lpn.params_for(n)  # range check
-    k = -(-n // CHUNK_MAX)
-    size, extra = divmod(n, k)
-    chunks, start, row = [], 0, 0
-    for i in range(k):
-        params = lpn.params_for(size + (i < extra))
-        chunks.append(_Chunk(start, params, row))
-        start += params.n
-        row += params.trees * (params.depth + cot.WIDTH)
+def _plan(*sizes: object) -> tuple[list[_Chunk], int]:
+    """Each size split into near-equal chunks of at most CHUNK_MAX outputs, and the COT
+    count of them all."""
+    if not sizes:
+        raise ConfigError("sizes", "no VOLE outputs asked for", "give at least one size")
+    chunks, row = [], 0
+    for out, n in enumerate(sizes):
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise ConfigError("n", f"{n!r} is not an integer", "give the number of VOLE outputs")
+        lpn.params_for(n)  # range check
+        k = -(-n // CHUNK_MAX)
+        size, extra = divmod(n, k)
+        start = 0
+        for i in range(k):
+            params = lpn.params_for(size + (i < extra))
+            chunks.append(_Chunk(out, start, params, row))
+            start += params.n
+            row += params.trees * (params.depth + cot.WIDTH)
+    total = sum(c.params.n for c in chunks)
+    if total > lpn.MAX_N:
+        raise ConfigError("sizes", f"{total} VOLE outputs in all: at most {lpn.MAX_N}")
     return chunks, cot.padded(row)
 
 
@@ -186,7 +211,26 @@ def _sender_trees(ch: _Chunk) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def vole_sender(session: Session, n: int, *, policy: SecurityPolicy = DEFAULT_POLICY) -> VoleSender:
     """Play the Delta holder for n VOLE outputs with the session's one peer."""
-    chunks, total = _plan(n)
+    (out,) = vole_sender_chunks(session, [n], policy=policy)
+    return out
+
+
+def vole_receiver(
+    session: Session, n: int, *, policy: SecurityPolicy = DEFAULT_POLICY
+) -> VoleReceiver:
+    """Play the party without Delta for n VOLE outputs with the session's one peer."""
+    (out,) = vole_receiver_chunks(session, [n], policy=policy)
+    return out
+
+
+def vole_sender_chunks(
+    session: Session, sizes: Sequence[int], *, policy: SecurityPolicy = DEFAULT_POLICY
+) -> Iterator[VoleSender]:
+    """Play the Delta holder for outputs of ``sizes`` (one :class:`VoleSender` per size,
+    in order, the same Delta in each), computing each only when asked for: one size's
+    outputs are alive at a time unless the caller keeps them."""
+    chunks, total = _plan(*sizes)
+    n = sum(c.params.n for c in chunks)
     peer = session.peers()[0]
     setup = msg.recv(session, peer, Tag.SETUP, SETUP)
     peer_n, point = setup["n"], setup["point"]
@@ -199,31 +243,39 @@ def vole_sender(session: Session, n: int, *, policy: SecurityPolicy = DEFAULT_PO
     points, keys = base.reply(point)
     session.send(peer, Tag.BASE_OT, points)
 
-    trees = _sender_trees(chunks[0])  # while the peer extends the OTs (needs no message)
+    first = [_sender_trees(chunks[0])]  # while the peer extends the OTs (needs no message)
     u = msg.recv(session, peer, Tag.EXTEND, msg.Array("uint8", (cot.WIDTH, total // 8)))
     q = cot.extend_sender(keys, delta, u)
-    b = np.empty((n, 2), dtype=np.uint64)
+    del u
     codes = _Codes()
-    for i, ch in enumerate(chunks):
-        blocks, sums, leaf_sums = trees if i == 0 else _sender_trees(ch)
-        t, d, g = ch.params.trees, ch.params.depth, ch.ggm_cots
-        rows = q[ch.cot0 : ch.cot0 + g]
-        idx = np.arange(ch.cot0, ch.cot0 + g, dtype=np.uint64)
-        sums[:, :, 0] ^= cot.tccr(idx, rows).reshape(t, d, 2)
-        sums[:, :, 1] ^= cot.tccr(idx, rows ^ delta).reshape(t, d, 2)
-        z = _gilboa(q[ch.cot0 + g : ch.cot0 + g + cot.WIDTH * t], t)
-        session.send(peer, Tag.PPRF, {"sums": sums, "fix": leaf_sums ^ z})
-        g_ = codes[ch.params]
-        lpn.encode(ch.params, blocks, inplace=True, the_code=g_, dest=b[ch.start : ch.stop])
-        del blocks
-    return VoleSender(delta=delta, b=b)
+    i = 0
+    for out, size in enumerate(sizes):
+        b = np.empty((size, 2), dtype=np.uint64)
+        while i < len(chunks) and chunks[i].out == out:
+            ch = chunks[i]
+            blocks, sums, leaf_sums = first.pop() if first else _sender_trees(ch)
+            t, d, g = ch.params.trees, ch.params.depth, ch.ggm_cots
+            rows = q[ch.cot0 : ch.cot0 + g]
+            idx = np.arange(ch.cot0, ch.cot0 + g, dtype=np.uint64)
+            sums[:, :, 0] ^= cot.tccr(idx, rows).reshape(t, d, 2)
+            sums[:, :, 1] ^= cot.tccr(idx, rows ^ delta).reshape(t, d, 2)
+            z = _gilboa(q[ch.cot0 + g : ch.cot0 + g + cot.WIDTH * t], t)
+            session.send(peer, Tag.PPRF, {"sums": sums, "fix": leaf_sums ^ z})
+            g_ = codes[ch.params]
+            lpn.encode(ch.params, blocks, inplace=True, the_code=g_, dest=b[ch.start : ch.stop])
+            del blocks, sums
+            i += 1
+        yield VoleSender(delta=delta, b=b)
+        del b
 
 
-def vole_receiver(
-    session: Session, n: int, *, policy: SecurityPolicy = DEFAULT_POLICY
-) -> VoleReceiver:
-    """Play the party without Delta for n VOLE outputs with the session's one peer."""
-    chunks, total = _plan(n)
+def vole_receiver_chunks(
+    session: Session, sizes: Sequence[int], *, policy: SecurityPolicy = DEFAULT_POLICY
+) -> Iterator[VoleReceiver]:
+    """Play the party without Delta for outputs of ``sizes`` (one :class:`VoleReceiver`
+    per size, in order), computing each only when asked for."""
+    chunks, total = _plan(*sizes)
+    n = sum(c.params.n for c in chunks)
     peer = session.peers()[0]
     base = ot.BaseOtSender()
     session.send(peer, Tag.SETUP, {"version": PROTOCOL_VERSION, "n": n, "point": base.message})
@@ -240,36 +292,65 @@ def vole_receiver(
         choices[ch.cot0 + g : ch.cot0 + g + cot.WIDTH * t] = cot.delta_choices(beta)
     u, rows = cot.extend_receiver(key_pairs, choices)
     session.send(peer, Tag.EXTEND, u)
+    del u
 
-    a = np.empty((n, 2), dtype=np.uint64)
-    c = np.empty((n, 2), dtype=np.uint64)
     codes = _Codes()
-    for ch, (alpha, beta) in zip(chunks, noise, strict=True):
-        t, d, g = ch.params.trees, ch.params.depth, ch.ggm_cots
-        tree_ix = np.arange(t)
-        # a = G e needs no message: compute it while the peer expands its trees
-        e = np.zeros((t, 1 << d, 2), dtype=np.uint64)  # regular noise: beta_j at alpha_j
-        e[tree_ix, alpha] = beta
-        g_ = codes[ch.params]
-        lpn.encode(
-            ch.params, e.reshape(-1, 2), inplace=True, the_code=g_, dest=a[ch.start : ch.stop]
-        )
-        del e
-        spec = msg.Record(
-            {"sums": msg.Array("uint64", (t, d, 2, 2)), "fix": msg.Array("uint64", (t, 2))}
-        )
-        pprf = msg.recv(session, peer, Tag.PPRF, spec)
-        sums, fix = np.asarray(pprf["sums"]), np.asarray(pprf["fix"])
-        side = choices[ch.cot0 : ch.cot0 + g].astype(np.int64)
-        chosen = sums.reshape(g, 2, 2)[np.arange(g), side]
-        idx = np.arange(ch.cot0, ch.cot0 + g, dtype=np.uint64)
-        off_sums = (chosen ^ cot.tccr(idx, rows[ch.cot0 : ch.cot0 + g])).reshape(t, d, 2)
-        leaves = ggm.expand_punctured(alpha, off_sums, d)
-        y = _gilboa(rows[ch.cot0 + g : ch.cot0 + g + cot.WIDTH * t], t)
-        known = np.bitwise_xor.reduce(leaves, axis=0)  # leaf alpha_j is zero in `leaves`
-        c_prime = _blocks(leaves)
-        del leaves
-        c_prime.reshape(t, 1 << d, 2)[tree_ix, alpha] = fix ^ known ^ y
-        lpn.encode(ch.params, c_prime, inplace=True, the_code=g_, dest=c[ch.start : ch.stop])
-        del c_prime
-    return VoleReceiver(a=a, c=c)
+    i = 0
+    for out, size in enumerate(sizes):
+        a = np.empty((size, 2), dtype=np.uint64)
+        c = np.empty((size, 2), dtype=np.uint64)
+        while i < len(chunks) and chunks[i].out == out:
+            _receive_chunk(
+                session,
+                peer,
+                chunks[i],
+                noise=noise[i],
+                choices=choices,
+                rows=rows,
+                codes=codes,
+                a=a,
+                c=c,
+            )
+            i += 1
+        yield VoleReceiver(a=a, c=c)
+        del a, c
+
+
+def _receive_chunk(
+    session: Session,
+    peer: str,
+    ch: _Chunk,
+    *,
+    noise: tuple[np.ndarray, np.ndarray],
+    choices: np.ndarray,
+    rows: np.ndarray,
+    codes: _Codes,
+    a: np.ndarray,
+    c: np.ndarray,
+) -> None:
+    """One chunk's a = G e and c = G c' into a[ch.start:ch.stop], c[ch.start:ch.stop]."""
+    alpha, beta = noise
+    t, d, g = ch.params.trees, ch.params.depth, ch.ggm_cots
+    tree_ix = np.arange(t)
+    # a = G e needs no message: compute it while the peer expands its trees
+    e = np.zeros((t, 1 << d, 2), dtype=np.uint64)  # regular noise: beta_j at alpha_j
+    e[tree_ix, alpha] = beta
+    g_ = codes[ch.params]
+    lpn.encode(ch.params, e.reshape(-1, 2), inplace=True, the_code=g_, dest=a[ch.start : ch.stop])
+    del e
+    spec = msg.Record(
+        {"sums": msg.Array("uint64", (t, d, 2, 2)), "fix": msg.Array("uint64", (t, 2))}
+    )
+    pprf = msg.recv(session, peer, Tag.PPRF, spec)
+    sums, fix = np.asarray(pprf["sums"]), np.asarray(pprf["fix"])
+    side = choices[ch.cot0 : ch.cot0 + g].astype(np.int64)
+    chosen = sums.reshape(g, 2, 2)[np.arange(g), side]
+    idx = np.arange(ch.cot0, ch.cot0 + g, dtype=np.uint64)
+    off_sums = (chosen ^ cot.tccr(idx, rows[ch.cot0 : ch.cot0 + g])).reshape(t, d, 2)
+    leaves = ggm.expand_punctured(alpha, off_sums, d)
+    y = _gilboa(rows[ch.cot0 + g : ch.cot0 + g + cot.WIDTH * t], t)
+    known = np.bitwise_xor.reduce(leaves, axis=0)  # leaf alpha_j is zero in `leaves`
+    c_prime = _blocks(leaves)
+    del leaves
+    c_prime.reshape(t, 1 << d, 2)[tree_ix, alpha] = fix ^ known ^ y
+    lpn.encode(ch.params, c_prime, inplace=True, the_code=g_, dest=c[ch.start : ch.stop])

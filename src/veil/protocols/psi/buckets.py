@@ -1,0 +1,135 @@
+"""Hash-to-bucket helpers for RR22-PSI (:mod:`.rr22`, protocol version 3): pure functions.
+
+Each id's 128-bit digest (keyed AES, :mod:`.aeshash`: pseudorandom) falls into one of
+2^SHARD_BITS fine *shards* by its top bits; a party groups its digests by shard with a
+stable counting sort, so the input position of each row is the sort order itself and
+duplicates (equal digests, hence one shard) are found shard by shard, with no hash
+table over all n. For the protocol the shards are merged into B (a power of two)
+consecutive *buckets*, B fixed by the two set sizes alone; every bucket is padded to a
+public bound that a Binomial(n, 1/B) count exceeds with probability <= 2^-stat_sec over
+all B buckets (:func:`bound`), so nothing about the real per-bucket counts is revealed.
+SecretFlow's bucket PSI bins the same way, without the padding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from veil.errors import ConfigError
+
+SHARD_BITS = 10
+SHARDS = 1 << SHARD_BITS
+DEDUPE_ROWS = 1 << 18  # rows per de-duplication group (whole shards)
+
+
+@dataclass(frozen=True)
+class Grouped:
+    """A party's distinct digests grouped by shard: ``order`` holds the input positions
+    of the distinct rows (first occurrences), shard by shard, ascending within a shard;
+    ``offsets`` (SHARDS + 1) says where each shard starts in ``order``."""
+
+    order: np.ndarray
+    offsets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def bucket_offsets(self, buckets: int) -> np.ndarray:
+        """Where each of ``buckets`` buckets (consecutive shards) starts in ``order``."""
+        return self.offsets[:: SHARDS // buckets]
+
+
+def index_dtype(limit: int) -> type[np.signedinteger]:
+    """The smaller of int32 / int64 that holds every index below ``limit``."""
+    return np.int32 if limit < 1 << 31 else np.int64
+
+
+def shards(digests: np.ndarray) -> np.ndarray:
+    """The shard of each (n, 2) uint64 digest: the top SHARD_BITS bits of its second word."""
+    return (digests[:, 1] >> np.uint64(64 - SHARD_BITS)).astype(np.uint16)
+
+
+def group(digests: np.ndarray) -> Grouped:
+    """The distinct rows of ``digests`` (n, 2) uint64 grouped by shard (first occurrence
+    of each digest kept): a stable radix sort on the shard, then de-duplication shard
+    group by shard group."""
+    sh = shards(digests)
+    counts = np.bincount(sh, minlength=SHARDS)
+    order = np.argsort(sh, kind="stable").astype(index_dtype(len(digests)), copy=False)
+    del sh
+    offsets = np.zeros(SHARDS + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    drop: np.ndarray | None = None
+    for lo, hi in _groups(offsets):
+        dup = duplicate_rows(digests[order[lo:hi]])
+        if dup.any():
+            if drop is None:
+                drop = np.zeros(len(order), dtype=bool)
+            drop[lo:hi] = dup
+    if drop is None:
+        return Grouped(order, offsets)
+    before = np.zeros(len(order) + 1, dtype=np.int64)  # distinct rows before each row
+    np.cumsum(~drop, out=before[1:])
+    return Grouped(order[~drop], before[offsets])
+
+
+def _groups(offsets: np.ndarray) -> list[tuple[int, int]]:
+    """Ranges of ``order`` made of whole shards, about DEDUPE_ROWS rows each."""
+    out, lo = [], 0
+    for s in range(1, SHARDS + 1):
+        hi = int(offsets[s])
+        if hi - lo >= DEDUPE_ROWS or (s == SHARDS and hi > lo):
+            out.append((lo, hi))
+            lo = hi
+    return out
+
+
+def duplicate_rows(d: np.ndarray) -> np.ndarray:
+    """For each row of ``d`` ((k, 2) uint64), whether an earlier row equals it: a hash on
+    the first words, exact on both where first words repeat."""
+    if len(d) == 0:
+        return np.zeros(0, dtype=bool)
+    low = pd.Index(d[:, 0])
+    dup = np.array(low.duplicated(keep="first"))
+    if dup.any():
+        same = np.flatnonzero(low.duplicated(keep=False))
+        pairs = pd.MultiIndex.from_arrays([d[same, 0], d[same, 1]])
+        dup[same] = pairs.duplicated(keep="first")
+    return dup
+
+
+def bound(n: int, buckets: int, stat_sec: int) -> int:
+    """The public padded size of a bucket of n ids spread over ``buckets`` buckets: n when
+    there is one bucket, else k with buckets * P[Binomial(n, 1/buckets) > k] <=
+    2^-stat_sec, by Bernstein's inequality: with mu = n / B and L = (stat_sec + log2 B)
+    ln 2, k = ceil(mu + L/3 + sqrt(L^2/9 + 2 mu L)) (at most n)."""
+    _check(n, buckets, stat_sec)
+    if buckets == 1:
+        return n
+    mu = n / buckets
+    lam = (stat_sec + math.log2(buckets)) * math.log(2)
+    return min(n, math.ceil(mu + lam / 3 + math.sqrt(lam * lam / 9 + 2 * mu * lam)))
+
+
+def bucket_count(n: int, m: int, stat_sec: int, target: int) -> int:
+    """B, the number of buckets for sets of n and m ids: 1 when both fit ``target`` ids,
+    else the least power of two whose padded bound of the larger set is at most
+    ``target`` (at most SHARDS)."""
+    big = max(n, m)
+    buckets = 1
+    while buckets < SHARDS and bound(big, buckets, stat_sec) > target:
+        buckets *= 2
+    return buckets
+
+
+def _check(n: int, buckets: int, stat_sec: int) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ConfigError("n", f"must be a non-negative integer, got {n!r}")
+    if not isinstance(buckets, int) or not 1 <= buckets <= SHARDS or buckets & (buckets - 1):
+        raise ConfigError("buckets", f"must be a power of two in 1..{SHARDS}, got {buckets!r}")
+    if isinstance(stat_sec, bool) or not isinstance(stat_sec, int) or stat_sec < 1:
+        raise ConfigError("stat_sec", f"must be a positive integer, got {stat_sec!r}")
