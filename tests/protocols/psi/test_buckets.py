@@ -76,11 +76,13 @@ def _reference(d: np.ndarray) -> tuple[list[int], list[int]]:
     return order, [int(sh[i]) for i in order]
 
 
-@pytest.mark.parametrize("dedupe_rows", [buckets.DEDUPE_ROWS, 7])
+@pytest.mark.parametrize("rows", [None, 7])
 def test_group_keeps_first_occurrences_by_shard(
-    monkeypatch: pytest.MonkeyPatch, dedupe_rows: int
+    monkeypatch: pytest.MonkeyPatch, rows: int | None
 ) -> None:
-    monkeypatch.setattr(buckets, "DEDUPE_ROWS", dedupe_rows)  # many groups of whole shards
+    if rows is not None:  # many groups of whole shards, many blocks of the counting sort
+        monkeypatch.setattr(buckets, "DEDUPE_ROWS", rows)
+        monkeypatch.setattr(buckets, "SORT_ROWS", rows * 13)
     rng = np.random.default_rng(5)
     distinct = rng.integers(0, 2**64, size=(3000, 2), dtype=np.uint64)
     distinct[10, 0] = distinct[11, 0]  # same first word, different second: both kept

@@ -24,6 +24,7 @@ from veil.errors import ConfigError
 SHARD_BITS = 10
 SHARDS = 1 << SHARD_BITS
 DEDUPE_ROWS = 1 << 18  # rows per de-duplication group (whole shards)
+SORT_ROWS = 1 << 20  # rows per block of the counting sort
 
 
 @dataclass(frozen=True)
@@ -55,14 +56,9 @@ def shards(digests: np.ndarray) -> np.ndarray:
 
 def group(digests: np.ndarray) -> Grouped:
     """The distinct rows of ``digests`` (n, 2) uint64 grouped by shard (first occurrence
-    of each digest kept): a stable radix sort on the shard, then de-duplication shard
-    group by shard group."""
-    sh = shards(digests)
-    counts = np.bincount(sh, minlength=SHARDS)
-    order = np.argsort(sh, kind="stable").astype(index_dtype(len(digests)), copy=False)
-    del sh
-    offsets = np.zeros(SHARDS + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
+    of each digest kept): a stable counting sort on the shard, then de-duplication
+    shard group by shard group."""
+    order, offsets = shard_order(digests)
     drop: np.ndarray | None = None
     for lo, hi in _groups(offsets):
         dup = duplicate_rows(digests[order[lo:hi]])
@@ -75,6 +71,29 @@ def group(digests: np.ndarray) -> Grouped:
     before = np.zeros(len(order) + 1, dtype=np.int64)  # distinct rows before each row
     np.cumsum(~drop, out=before[1:])
     return Grouped(order[~drop], before[offsets])
+
+
+def shard_order(digests: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the row positions sorted by shard, stable; where each shard starts): a counting
+    sort in two passes over blocks of rows, so that the only array of size n made is
+    the order itself (int32 below 2^31 rows)."""
+    n = len(digests)
+    counts = np.zeros(SHARDS, dtype=np.int64)
+    for lo in range(0, n, SORT_ROWS):
+        counts += np.bincount(shards(digests[lo : lo + SORT_ROWS]), minlength=SHARDS)
+    offsets = np.zeros(SHARDS + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    order = np.empty(n, dtype=index_dtype(n))
+    cursor = offsets[:-1].copy()  # the next free slot of each shard
+    for lo in range(0, n, SORT_ROWS):
+        sh = shards(digests[lo : lo + SORT_ROWS])
+        local = np.argsort(sh, kind="stable")  # a radix sort on 16-bit keys
+        c = np.bincount(sh, minlength=SHARDS)
+        sorted_sh = sh[local]
+        rank = np.arange(len(sh)) - (np.cumsum(c) - c)[sorted_sh]  # rank within its shard
+        order[cursor[sorted_sh] + rank] = local + lo
+        cursor += c
+    return order, offsets
 
 
 def _groups(offsets: np.ndarray) -> list[tuple[int, int]]:

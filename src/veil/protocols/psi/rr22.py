@@ -308,10 +308,13 @@ def run_oprf_receiver(
         if pending is not None:
             found.append(_match_bucket(session, plan, *pending))
     del digests, grouped, pending
-    positions = np.concatenate([f[0] for f in found]).astype(np.int64, copy=False)
+    positions = np.concatenate([f[0] for f in found])
+    parts = [f[1] for f in found]
+    del found  # the parts of positions
     if plan.peer in params.result_to:
         session.send(plan.peer, Tag.RESULT, positions)
-    indices = np.concatenate([f[1] for f in found]).astype(np.int64, copy=False)
+    del positions
+    indices = np.concatenate(parts, dtype=np.int64)
     session.progress("psi", 1.0)
     return PsiResult(indices, len(indices), n_input, plan.n, plan.m)
 
@@ -439,11 +442,24 @@ def run_oprf_sender(
     if wire is None:
         return PsiResult(None, None, n_input, plan.m, plan.n)
     spec = msg.Array("int64", max_len=total, lo=0, hi=total - 1)
-    pos = np.unique(msg.recv(session, plan.peer, Tag.RESULT, spec))
-    at = np.minimum(np.searchsorted(wire, pos), plan.m - 1)
-    real = at[wire[at] == pos]  # a padding value's position: a false match, dropped
-    indices = grouped.order[real].astype(np.int64)
+    indices = _learned(msg.recv(session, plan.peer, Tag.RESULT, spec), wire, grouped.order)
     return PsiResult(indices, len(indices), n_input, plan.m, plan.n)
+
+
+def _learned(pos: np.ndarray, wire: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """The input positions of the ids at wire positions ``pos`` (RESULT), by blocks; a
+    padding value's position (a false match) is dropped, repeats are kept once."""
+    if len(pos) > 1 and not (pos[1:] > pos[:-1]).all():  # not as sent by Veil
+        pos = np.unique(pos)
+    out = np.empty(len(pos), dtype=np.int64)
+    k = 0
+    for lo in range(0, len(pos), aeshash.CHUNK):
+        p = pos[lo : lo + aeshash.CHUNK].astype(wire.dtype)
+        at = np.minimum(np.searchsorted(wire, p), len(wire) - 1)
+        real = at[wire[at] == p]
+        out[k : k + len(real)] = order[real]
+        k += len(real)
+    return out[:k]
 
 
 def _sender_bucket(
