@@ -60,7 +60,8 @@ def test_correlation_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_chunked_api_gives_each_size_its_correlation(monkeypatch: pytest.MonkeyPatch) -> None:
     """vole_*_chunks: one output per size, in order, c = b + a * Delta in each, the same
-    Delta; a size above CHUNK_MAX spans several LPN instances, all on one setup."""
+    Delta; a size above CHUNK_MAX spans several LPN instances; one base-OT setup, one
+    IKNP extension sent in one segment per size."""
     monkeypatch.setattr(vole, "CHUNK_MAX", 2000)
     sizes = [1000, 3, 4500, 128]
 
@@ -79,6 +80,7 @@ def test_chunked_api_gives_each_size_its_correlation(monkeypatch: pytest.MonkeyP
         assert np.array_equal(sc.delta, snd[0].delta)
     assert sum(vole.Tag.PPRF.value in f.key for f in rec.frames) == 1 + 1 + 3 + 1
     assert sum(vole.Tag.SETUP.value in f.key for f in rec.frames) == 1  # one setup for all
+    assert sum(vole.Tag.EXTEND.value in f.key for f in rec.frames) == len(sizes)
     with pytest.raises(ConfigError, match="sizes"):
         vole._plan()
     with pytest.raises(ConfigError, match="n"):
@@ -258,3 +260,26 @@ def test_malformed_pprf(bad: str) -> None:
 
     with pytest.raises(ProtocolError, match="vole_pprf"):
         _against_receiver(fake)
+
+
+def test_extension_in_segments_is_one_extension() -> None:
+    """cot.ExtendReceiver/Sender: segments continue the column streams, so two segments
+    give the rows of one extension of their total length."""
+    delta = gf128.random(1)[0]
+    recv = ot.BaseOtReceiver(cot.delta_choices(delta))
+    send = ot.BaseOtSender()
+    points, keys = recv.reply(send.message)
+    pairs = send.keys(points, cot.WIDTH)
+    choices = np.random.default_rng(2).integers(0, 2, 384).astype(np.uint8)
+    u_all, t_all = cot.extend_receiver(pairs, choices)
+    ext_r, ext_s = cot.ExtendReceiver(pairs), cot.ExtendSender(keys, delta)
+    rows_t, rows_q = [], []
+    for lo, hi in ((0, 128), (128, 384)):
+        u, t = ext_r.next(choices[lo:hi])
+        assert np.array_equal(u, u_all[:, lo // 8 : hi // 8])
+        rows_t.append(t)
+        rows_q.append(ext_s.next(u))
+    t, q = np.concatenate(rows_t), np.concatenate(rows_q)
+    assert np.array_equal(t, t_all)
+    mask = choices.astype(np.uint64)[:, None] * np.uint64(0xFFFFFFFFFFFFFFFF)
+    assert np.array_equal(t, q ^ (mask & delta))

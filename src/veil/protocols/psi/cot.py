@@ -63,23 +63,49 @@ def extend_receiver(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The chooser's side for choice bits ``choices`` (0/1, length a multiple of 128):
     the message u (128 x m/8 bytes) and its rows t (m, 2)."""
-    m = len(choices)
-    if len(key_pairs) != WIDTH or m % ROW_ALIGN:
-        raise ValueError(f"need {WIDTH} base OTs and a multiple of {ROW_ALIGN} choices")
-    t_cols = ot.ColumnPrg([k0 for k0, _ in key_pairs]).next(m // 8)
-    g1 = ot.ColumnPrg([k1 for _, k1 in key_pairs]).next(m // 8)
-    u = t_cols ^ g1 ^ np.packbits(choices.astype(np.uint8))[None, :]
-    return u, _rows(t_cols)
+    return ExtendReceiver(key_pairs).next(choices)
 
 
 def extend_sender(keys: list[bytes], delta: np.ndarray, u: np.ndarray) -> np.ndarray:
     """The Delta holder's rows q (m, 2) from its base-OT keys and the message u."""
-    if u.dtype != np.uint8 or u.ndim != 2 or u.shape[0] != WIDTH or u.shape[1] % 16:
-        raise ProtocolError(f"COT extension message of shape {u.shape}, dtype {u.dtype}")
-    q_cols = ot.ColumnPrg(keys).next(u.shape[1])
-    bits = delta_choices(delta).astype(bool)
-    q_cols[bits] ^= u[bits]
-    return _rows(q_cols)
+    return ExtendSender(keys, delta).next(u)
+
+
+class ExtendReceiver:
+    """The chooser's side of one extension made in segments: each :meth:`next` continues
+    the column streams, so the segments together are one extension (rows in order)."""
+
+    def __init__(self, key_pairs: list[tuple[bytes, bytes]]) -> None:
+        if len(key_pairs) != WIDTH:
+            raise ValueError(f"need {WIDTH} base OTs")
+        self._g0 = ot.ColumnPrg([k0 for k0, _ in key_pairs])
+        self._g1 = ot.ColumnPrg([k1 for _, k1 in key_pairs])
+
+    def next(self, choices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The segment's message u (128 x m/8 bytes) and rows t (m, 2) for its m choice
+        bits (a multiple of 128)."""
+        m = len(choices)
+        if m % ROW_ALIGN:
+            raise ValueError(f"need a multiple of {ROW_ALIGN} choices")
+        t_cols = self._g0.next(m // 8)
+        u = t_cols ^ self._g1.next(m // 8) ^ np.packbits(choices.astype(np.uint8))[None, :]
+        return u, _rows(t_cols)
+
+
+class ExtendSender:
+    """The Delta holder's side of an extension made in segments (:class:`ExtendReceiver`)."""
+
+    def __init__(self, keys: list[bytes], delta: np.ndarray) -> None:
+        self._g = ot.ColumnPrg(keys)
+        self._bits = delta_choices(delta).astype(bool)
+
+    def next(self, u: np.ndarray) -> np.ndarray:
+        """The segment's rows q (m, 2) from its message u."""
+        if u.dtype != np.uint8 or u.ndim != 2 or u.shape[0] != WIDTH or u.shape[1] % 16:
+            raise ProtocolError(f"COT extension message of shape {u.shape}, dtype {u.dtype}")
+        q_cols = self._g.next(u.shape[1])
+        q_cols[self._bits] ^= u[self._bits]
+        return _rows(q_cols)
 
 
 def tccr(index: np.ndarray, x: np.ndarray) -> np.ndarray:

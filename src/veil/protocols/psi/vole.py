@@ -32,9 +32,11 @@ leaves), besides the outputs of the size being computed.
 Flow (receiver R holds a, sender S holds Delta):
   1. R -> S  SETUP: n (all sizes together) and R's Chou-Orlandi base-OT point (:mod:`.ot`).
   2. S -> R  BASE_OT: 128 base-OT points, S's choices = the bits of Delta.
-  3. R -> S  EXTEND: the IKNP message u for T*d + 128*T correlated OTs (:mod:`.cot`):
+  3. R -> S  EXTEND (one per size, each continuing the one IKNP extension): the message
+             u for the size's T*d + 128*T correlated OTs per chunk (:mod:`.cot`):
              R's choices are the bits off its GGM paths (alpha_j: the noise position
-             of block j) and the 128 bits of each noise value beta_j.
+             of block j) and the 128 bits of each noise value beta_j. R sends the
+             next size's EXTEND before it works on a size, so S never waits for it.
   4. S -> R  PPRF (one per chunk): per tree and level, the two GGM level sums masked
              by the random OT (:mod:`.ggm`), and fix_j = (sum of tree j's leaves) + z_j,
              where
@@ -101,8 +103,8 @@ SETUP = msg.Record(
     }
 )
 BASE_OT = msg.Blob(cot.WIDTH * ot.POINT_BYTES)
-# EXTEND: msg.Array("uint8", (128, cots / 8)); PPRF (one per chunk): sums (T, d, 2, 2),
-# fix (T, 2) uint64.
+# EXTEND (one per size): msg.Array("uint8", (128, cots / 8)); PPRF (one per chunk):
+# sums (T, d, 2, 2), fix (T, 2) uint64.
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,12 +143,13 @@ class _Chunk:
         return self.start + self.params.n
 
 
-def _plan(*sizes: object) -> tuple[list[_Chunk], int]:
-    """Each size split into near-equal chunks of at most CHUNK_MAX outputs, and the COT
-    count of them all."""
+def _plan(*sizes: object) -> tuple[list[_Chunk], list[tuple[int, int]]]:
+    """Each size split into near-equal chunks of at most CHUNK_MAX outputs, and each
+    size's rows of COTs (its segment of the extension, a multiple of 128 rows)."""
     if not sizes:
         raise ConfigError("sizes", "no VOLE outputs asked for", "give at least one size")
     chunks, row = [], 0
+    segments: list[tuple[int, int]] = []
     for out, n in enumerate(sizes):
         if isinstance(n, bool) or not isinstance(n, int):
             raise ConfigError("n", f"{n!r} is not an integer", "give the number of VOLE outputs")
@@ -159,10 +162,13 @@ def _plan(*sizes: object) -> tuple[list[_Chunk], int]:
             chunks.append(_Chunk(out, start, params, row))
             start += params.n
             row += params.trees * (params.depth + cot.WIDTH)
+        lo = segments[-1][1] if segments else 0
+        segments.append((lo, lo + cot.padded(row - lo)))
+        row = segments[-1][1]
     total = sum(c.params.n for c in chunks)
     if total > lpn.MAX_N:
         raise ConfigError("sizes", f"{total} VOLE outputs in all: at most {lpn.MAX_N}")
-    return chunks, cot.padded(row)
+    return chunks, segments
 
 
 def _powers() -> np.ndarray:
@@ -229,7 +235,7 @@ def vole_sender_chunks(
     """Play the Delta holder for outputs of ``sizes`` (one :class:`VoleSender` per size,
     in order, the same Delta in each), computing each only when asked for: one size's
     outputs are alive at a time unless the caller keeps them."""
-    chunks, total = _plan(*sizes)
+    chunks, segments = _plan(*sizes)
     n = sum(c.params.n for c in chunks)
     peer = session.peers()[0]
     setup = msg.recv(session, peer, Tag.SETUP, SETUP)
@@ -244,27 +250,29 @@ def vole_sender_chunks(
     session.send(peer, Tag.BASE_OT, points)
 
     first = [_sender_trees(chunks[0])]  # while the peer extends the OTs (needs no message)
-    u = msg.recv(session, peer, Tag.EXTEND, msg.Array("uint8", (cot.WIDTH, total // 8)))
-    q = cot.extend_sender(keys, delta, u)
-    del u
+    extension = cot.ExtendSender(keys, delta)
     codes = _Codes()
     i = 0
     for out, size in enumerate(sizes):
+        lo, hi = segments[out]
+        spec = msg.Array("uint8", (cot.WIDTH, (hi - lo) // 8))
+        q = extension.next(msg.recv(session, peer, Tag.EXTEND, spec))  # rows lo .. hi - 1
         b = np.empty((size, 2), dtype=np.uint64)
         while i < len(chunks) and chunks[i].out == out:
             ch = chunks[i]
             blocks, sums, leaf_sums = first.pop() if first else _sender_trees(ch)
             t, d, g = ch.params.trees, ch.params.depth, ch.ggm_cots
-            rows = q[ch.cot0 : ch.cot0 + g]
+            rows = q[ch.cot0 - lo : ch.cot0 - lo + g]
             idx = np.arange(ch.cot0, ch.cot0 + g, dtype=np.uint64)
             sums[:, :, 0] ^= cot.tccr(idx, rows).reshape(t, d, 2)
             sums[:, :, 1] ^= cot.tccr(idx, rows ^ delta).reshape(t, d, 2)
-            z = _gilboa(q[ch.cot0 + g : ch.cot0 + g + cot.WIDTH * t], t)
+            z = _gilboa(q[ch.cot0 - lo + g : ch.cot0 - lo + g + cot.WIDTH * t], t)
             session.send(peer, Tag.PPRF, {"sums": sums, "fix": leaf_sums ^ z})
             g_ = codes[ch.params]
             lpn.encode(ch.params, blocks, inplace=True, the_code=g_, dest=b[ch.start : ch.stop])
             del blocks, sums
             i += 1
+        del q
         yield VoleSender(delta=delta, b=b)
         del b
 
@@ -274,7 +282,7 @@ def vole_receiver_chunks(
 ) -> Iterator[VoleReceiver]:
     """Play the party without Delta for outputs of ``sizes`` (one :class:`VoleReceiver`
     per size, in order), computing each only when asked for."""
-    chunks, total = _plan(*sizes)
+    chunks, segments = _plan(*sizes)
     n = sum(c.params.n for c in chunks)
     peer = session.peers()[0]
     base = ot.BaseOtSender()
@@ -282,7 +290,7 @@ def vole_receiver_chunks(
     key_pairs = base.keys(msg.recv(session, peer, Tag.BASE_OT, BASE_OT), cot.WIDTH)
 
     noise = []  # per chunk: alpha (the noise positions), beta (the noise values)
-    choices = np.zeros(total, dtype=np.uint8)
+    choices = np.zeros(segments[-1][1], dtype=np.uint8)
     for ch in chunks:
         t, d, g = ch.params.trees, ch.params.depth, ch.ggm_cots
         pos = np.frombuffer(secrets.token_bytes(8 * t), dtype="<u8") % np.uint64(1 << d)
@@ -290,13 +298,20 @@ def vole_receiver_chunks(
         noise.append((pos.astype(np.int64), beta))
         choices[ch.cot0 : ch.cot0 + g] = 1 - ggm.path_bits(pos, d).ravel()  # off the path
         choices[ch.cot0 + g : ch.cot0 + g + cot.WIDTH * t] = cot.delta_choices(beta)
-    u, rows = cot.extend_receiver(key_pairs, choices)
-    session.send(peer, Tag.EXTEND, u)
-    del u
+    extension = cot.ExtendReceiver(key_pairs)
 
+    def extend(out: int) -> np.ndarray:  # EXTEND for one size's COTs; their rows t
+        u, t = extension.next(choices[segments[out][0] : segments[out][1]])
+        session.send(peer, Tag.EXTEND, u)
+        return t
+
+    ahead = [extend(0)]
     codes = _Codes()
     i = 0
     for out, size in enumerate(sizes):
+        rows = ahead.pop()
+        if out + 1 < len(sizes):  # one size ahead: the peer never waits for its EXTEND
+            ahead.append(extend(out + 1))
         a = np.empty((size, 2), dtype=np.uint64)
         c = np.empty((size, 2), dtype=np.uint64)
         while i < len(chunks) and chunks[i].out == out:
@@ -307,11 +322,13 @@ def vole_receiver_chunks(
                 noise=noise[i],
                 choices=choices,
                 rows=rows,
+                rows_from=segments[out][0],
                 codes=codes,
                 a=a,
                 c=c,
             )
             i += 1
+        del rows
         yield VoleReceiver(a=a, c=c)
         del a, c
 
@@ -324,6 +341,7 @@ def _receive_chunk(
     noise: tuple[np.ndarray, np.ndarray],
     choices: np.ndarray,
     rows: np.ndarray,
+    rows_from: int,
     codes: _Codes,
     a: np.ndarray,
     c: np.ndarray,
@@ -346,9 +364,10 @@ def _receive_chunk(
     side = choices[ch.cot0 : ch.cot0 + g].astype(np.int64)
     chosen = sums.reshape(g, 2, 2)[np.arange(g), side]
     idx = np.arange(ch.cot0, ch.cot0 + g, dtype=np.uint64)
-    off_sums = (chosen ^ cot.tccr(idx, rows[ch.cot0 : ch.cot0 + g])).reshape(t, d, 2)
+    r0 = ch.cot0 - rows_from  # rows holds the COTs of this chunk's size only
+    off_sums = (chosen ^ cot.tccr(idx, rows[r0 : r0 + g])).reshape(t, d, 2)
     leaves = ggm.expand_punctured(alpha, off_sums, d)
-    y = _gilboa(rows[ch.cot0 + g : ch.cot0 + g + cot.WIDTH * t], t)
+    y = _gilboa(rows[r0 + g : r0 + g + cot.WIDTH * t], t)
     known = np.bitwise_xor.reduce(leaves, axis=0)  # leaf alpha_j is zero in `leaves`
     c_prime = _blocks(leaves)
     del leaves
