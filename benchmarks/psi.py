@@ -111,7 +111,7 @@ def load_ids(spec: dict[str, Any], rank: int) -> Iterable[str]:
             pa.set_memory_pool(pa.system_memory_pool())  # freed blocks go back to malloc
             conv = pacsv.ConvertOptions(include_columns=["id"], column_types={"id": pa.string()})
             reader = pacsv.open_csv(
-                path, read_options=pacsv.ReadOptions(block_size=1 << 22), convert_options=conv
+                path, read_options=pacsv.ReadOptions(block_size=1 << 18, use_threads=False), convert_options=conv
             )
             return IdChunks(batch.column(0).to_pylist() for batch in reader)
         import pandas as pd
