@@ -1,6 +1,7 @@
-"""Hash-to-bucket helpers for RR22-PSI (:mod:`.rr22`, protocol version 3): pure functions.
+"""Hash-to-bucket helpers for RR22-PSI (:mod:`.rr22`, protocol version 3): no I/O.
 
-Each id's 128-bit digest (keyed AES, :mod:`.aeshash`: pseudorandom) falls into one of
+:func:`hashed_ids` hashes a party's ids chunk by chunk into one digest array grown in
+place; each id's 128-bit digest (keyed AES, :mod:`.aeshash`: pseudorandom) falls into one of
 2^SHARD_BITS fine *shards* by its top bits; a party groups its digests by shard with a
 stable counting sort, so the input position of each row is the sort order itself and
 duplicates (equal digests, hence one shard) are found shard by shard, with no hash
@@ -8,23 +9,30 @@ table over all n. For the protocol the shards are merged into B (a power of two)
 consecutive *buckets*, B fixed by the two set sizes alone; every bucket is padded to a
 public bound that a Binomial(n, 1/B) count exceeds with probability <= 2^-stat_sec over
 all B buckets (:func:`bound`), so nothing about the real per-bucket counts is revealed.
-SecretFlow's bucket PSI bins the same way, without the padding.
+SecretFlow's bucket PSI bins the same way, without the padding. :func:`match` finds
+the receiver's values among the sender's within a bucket; :func:`learned` maps the
+RESULT's wire positions back to the sender's ids.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from veil.errors import ConfigError
+from veil.protocols.psi import aeshash
+from veil.protocols.psi.common import encode_ids
+from veil.protocols.psi.ecdh import id_chunks
 
 SHARD_BITS = 10
 SHARDS = 1 << SHARD_BITS
 DEDUPE_ROWS = 1 << 18  # rows per de-duplication group (whole shards)
 SORT_ROWS = 1 << 20  # rows per block of the counting sort
+LOOKUP_ROWS = 1 << 18  # result positions per block of learned()
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,24 @@ class Grouped:
     def bucket_offsets(self, buckets: int) -> np.ndarray:
         """Where each of ``buckets`` buckets (consecutive shards) starts in ``order``."""
         return self.offsets[:: SHARDS // buckets]
+
+
+def hashed_ids(ids: Iterable[str] | Sequence[str], key: bytes) -> tuple[np.ndarray, Grouped, int]:
+    """(the (count, 2) uint64 digests of the ids in input order, the distinct ones grouped
+    by shard, the number of input ids), hashing chunk by chunk so that only the compact
+    digests are kept, never the ids; the digest array grows in place."""
+    size = len(ids) if isinstance(ids, Sequence) else aeshash.CHUNK
+    digests = np.empty((max(size, 1), 2), dtype=np.uint64)
+    n_input = 0
+    for chunk in id_chunks(ids, aeshash.CHUNK):
+        d = aeshash.id_digests(encode_ids(chunk, start=n_input), key)
+        if n_input + len(d) > len(digests):  # realloc: no second copy of the digests
+            digests.resize((max(len(digests) * 3 // 2, n_input + len(d)), 2), refcheck=False)
+        digests[n_input : n_input + len(d)] = d
+        n_input += len(d)
+        del d
+    digests.resize((n_input, 2), refcheck=False)
+    return digests, group(digests), n_input
 
 
 def index_dtype(limit: int) -> type[np.signedinteger]:
@@ -152,3 +178,59 @@ def _check(n: int, buckets: int, stat_sec: int) -> None:
         raise ConfigError("buckets", f"must be a power of two in 1..{SHARDS}, got {buckets!r}")
     if isinstance(stat_sec, bool) or not isinstance(stat_sec, int) or stat_sec < 1:
         raise ConfigError("stat_sec", f"must be a positive integer, got {stat_sec!r}")
+
+
+# -- matching within buckets --------------------------------------------------------
+
+
+def match(own: np.ndarray, theirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows of ``own`` found among the rows of ``theirs``, the row of ``theirs`` each
+    matched), in ascending order of the latter: the sender's shuffled wire order, which
+    both parties report and which says nothing about the receiver's input order.
+    ``own`` and ``theirs`` are (count, 2) uint64; a hash join on the low words (the
+    values are pseudorandom), exact on the high words."""
+    o1, o2 = own[:, 0], own[:, 1]
+    t1, t2 = theirs[:, 0], theirs[:, 1]
+    index = pd.Index(t1)
+    if index.is_unique:
+        at = index.get_indexer(o1)
+        found = np.flatnonzero(at >= 0)
+        found = found[t2[at[found]] == o2[found]]
+        at = at[found]
+    else:  # two of the peer's values share 8 bytes: about (m^2 / 2^65), still exact
+        found, at = _match_sorted(o1, o2, t1, t2)
+    owner = np.full(len(theirs), -1, dtype=np.int64)  # theirs row -> own row (linear sort)
+    owner[at] = found  # a row of theirs matches at most one own row: own rows are distinct
+    positions = np.flatnonzero(owner >= 0)
+    return owner[positions], positions
+
+
+def _match_sorted(
+    o1: np.ndarray, o2: np.ndarray, t1: np.ndarray, t2: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    order = np.lexsort((t2, t1))
+    s1, s2 = t1[order], t2[order]
+    lo = np.searchsorted(s1, o1, side="left")
+    hi = np.searchsorted(s1, o1, side="right")
+    for i in np.flatnonzero(hi - lo > 1).tolist():  # same first word: search the second
+        lo[i] += np.searchsorted(s2[lo[i] : hi[i]], o2[i])
+    at = np.minimum(lo, max(len(s1) - 1, 0))
+    hit = (lo < hi) & (s2[at] == o2) if len(s2) else np.zeros(len(o1), dtype=bool)
+    found = np.flatnonzero(hit)
+    return found, order[at[found]]
+
+
+def learned(pos: np.ndarray, wire: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """The input positions of the ids at wire positions ``pos`` (RESULT), by blocks; a
+    padding value's position (a false match) is dropped, repeats are kept once."""
+    if len(pos) > 1 and not (pos[1:] > pos[:-1]).all():  # not as sent by Veil
+        pos = np.unique(pos)
+    out = np.empty(len(pos), dtype=np.int64)
+    k = 0
+    for lo in range(0, len(pos), LOOKUP_ROWS):
+        p = pos[lo : lo + LOOKUP_ROWS].astype(wire.dtype)
+        at = np.minimum(np.searchsorted(wire, p), len(wire) - 1)
+        real = at[wire[at] == p]
+        out[k : k + len(real)] = order[real]
+        k += len(real)
+    return out[:k]

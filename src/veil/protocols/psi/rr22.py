@@ -81,7 +81,6 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 import numpy as np
-import pandas as pd
 
 from veil import messages as msg
 from veil.errors import ConfigError, ProtocolError
@@ -96,14 +95,14 @@ from veil.protocols.psi.common import (
     PsiParams,
     PsiResult,
     check_params,
-    encode_ids,
     exchange_oprf_sizes,
     hello_schema,
     kept_bits,
     oprf_receiver,
     secure_permutation,
 )
-from veil.protocols.psi.ecdh import id_chunks
+
+match = buckets.match  # the per-bucket match (kept here: callers import it from rr22)
 
 PROTOCOL = "rr22"
 PROTOCOL_VERSION = 3  # 2: SETUP before HELLO; 3: buckets
@@ -198,26 +197,6 @@ def _handshake(
     return _Plan(peer, n, m, width, count, bn, bm, table, stat_sec)
 
 
-def _hashed_ids(
-    ids: Iterable[str] | Sequence[str], key: bytes
-) -> tuple[np.ndarray, buckets.Grouped, int]:
-    """(the (count, 2) uint64 digests of the ids in input order, the distinct ones grouped
-    by shard, the number of input ids), hashing chunk by chunk so that only the compact
-    digests are kept, never the ids; the digest array grows in place."""
-    size = len(ids) if isinstance(ids, Sequence) else aeshash.CHUNK
-    digests = np.empty((max(size, 1), 2), dtype=np.uint64)
-    n_input = 0
-    for chunk in id_chunks(ids, aeshash.CHUNK):
-        d = aeshash.id_digests(encode_ids(chunk, start=n_input), key)
-        if n_input + len(d) > len(digests):  # realloc: no second copy of the digests
-            digests.resize((max(len(digests) * 3 // 2, n_input + len(d)), 2), refcheck=False)
-        digests[n_input : n_input + len(d)] = d
-        n_input += len(d)
-        del d
-    digests.resize((n_input, 2), refcheck=False)
-    return digests, buckets.group(digests), n_input
-
-
 def _bucket_starts(grouped: buckets.Grouped, plan: _Plan, bound: int) -> np.ndarray:
     """Where each bucket starts in ``grouped.order``; a ProtocolError if a bucket holds
     more ids than its public bound (probability <= 2^-stat_sec)."""
@@ -279,7 +258,7 @@ def run_oprf_receiver(
     seed = secrets.token_bytes(16)
     session.send(session.peers()[0], Tag.SETUP, {"seed": seed})
     keys = _keys(seed)
-    digests, grouped, n_input = _hashed_ids(ids, keys.digest)
+    digests, grouped, n_input = buckets.hashed_ids(ids, keys.digest)
     plan = _handshake(session, params, len(grouped), True, policy.stat_sec)
     if plan.n == 0 or plan.m == 0:
         return PsiResult(np.zeros(0, dtype=np.int64), 0, n_input, plan.n, plan.m)
@@ -339,7 +318,7 @@ def _match_bucket(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(the wire positions matched in bucket b, ascending; the input positions of the
     receiver's ids there)."""
-    hits, at = match(own, _recv_values(session, plan))
+    hits, at = buckets.match(own, _recv_values(session, plan))
     return b * plan.bound_m + at, ids[hits]
 
 
@@ -354,43 +333,6 @@ def _recv_values(session: Session, plan: _Plan) -> np.ndarray:
         got = msg.recv(session, plan.peer, Tag.VALUES, msg.Blob((hi - lo) * plan.width))
         as_bytes[lo:hi, : plan.width] = np.frombuffer(got, np.uint8).reshape(hi - lo, -1)
     return out
-
-
-def match(own: np.ndarray, theirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(rows of ``own`` found among the rows of ``theirs``, the row of ``theirs`` each
-    matched), in ascending order of the latter: the sender's shuffled wire order, which
-    both parties report and which says nothing about the receiver's input order.
-    ``own`` and ``theirs`` are (count, 2) uint64; a hash join on the low words (the
-    values are pseudorandom), exact on the high words."""
-    o1, o2 = own[:, 0], own[:, 1]
-    t1, t2 = theirs[:, 0], theirs[:, 1]
-    index = pd.Index(t1)
-    if index.is_unique:
-        at = index.get_indexer(o1)
-        found = np.flatnonzero(at >= 0)
-        found = found[t2[at[found]] == o2[found]]
-        at = at[found]
-    else:  # two of the peer's values share 8 bytes: about (m^2 / 2^65), still exact
-        found, at = _match_sorted(o1, o2, t1, t2)
-    owner = np.full(len(theirs), -1, dtype=np.int64)  # theirs row -> own row (linear sort)
-    owner[at] = found  # a row of theirs matches at most one own row: own rows are distinct
-    positions = np.flatnonzero(owner >= 0)
-    return owner[positions], positions
-
-
-def _match_sorted(
-    o1: np.ndarray, o2: np.ndarray, t1: np.ndarray, t2: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    order = np.lexsort((t2, t1))
-    s1, s2 = t1[order], t2[order]
-    lo = np.searchsorted(s1, o1, side="left")
-    hi = np.searchsorted(s1, o1, side="right")
-    for i in np.flatnonzero(hi - lo > 1).tolist():  # same first word: search the second
-        lo[i] += np.searchsorted(s2[lo[i] : hi[i]], o2[i])
-    at = np.minimum(lo, max(len(s1) - 1, 0))
-    hit = (lo < hi) & (s2[at] == o2) if len(s2) else np.zeros(len(o1), dtype=bool)
-    found = np.flatnonzero(hit)
-    return found, order[at[found]]
 
 
 # -- sender ----------------------------------------------------------------------------
@@ -410,7 +352,7 @@ def run_oprf_sender(
         raise ConfigError("result_to", f"'{session.me}' is the RR22 receiver of {params.result_to}")
     peer = session.peers()[0]
     keys = _keys(msg.field(msg.recv(session, peer, Tag.SETUP, SETUP), Tag.SETUP, "seed", bytes))
-    digests, grouped, n_input = _hashed_ids(ids, keys.digest)
+    digests, grouped, n_input = buckets.hashed_ids(ids, keys.digest)
     plan = _handshake(session, params, len(grouped), False, policy.stat_sec)
     me_learns = session.me in params.result_to
     if plan.n == 0 or plan.m == 0:
@@ -442,24 +384,8 @@ def run_oprf_sender(
     if wire is None:
         return PsiResult(None, None, n_input, plan.m, plan.n)
     spec = msg.Array("int64", max_len=total, lo=0, hi=total - 1)
-    indices = _learned(msg.recv(session, plan.peer, Tag.RESULT, spec), wire, grouped.order)
+    indices = buckets.learned(msg.recv(session, plan.peer, Tag.RESULT, spec), wire, grouped.order)
     return PsiResult(indices, len(indices), n_input, plan.m, plan.n)
-
-
-def _learned(pos: np.ndarray, wire: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """The input positions of the ids at wire positions ``pos`` (RESULT), by blocks; a
-    padding value's position (a false match) is dropped, repeats are kept once."""
-    if len(pos) > 1 and not (pos[1:] > pos[:-1]).all():  # not as sent by Veil
-        pos = np.unique(pos)
-    out = np.empty(len(pos), dtype=np.int64)
-    k = 0
-    for lo in range(0, len(pos), aeshash.CHUNK):
-        p = pos[lo : lo + aeshash.CHUNK].astype(wire.dtype)
-        at = np.minimum(np.searchsorted(wire, p), len(wire) - 1)
-        real = at[wire[at] == p]
-        out[k : k + len(real)] = order[real]
-        k += len(real)
-    return out[:k]
 
 
 def _sender_bucket(
