@@ -346,8 +346,14 @@ def test_bucket_counts_never_reach_the_wire(monkeypatch: pytest.MonkeyPatch) -> 
         values = [codec.decode(p) for p in _frames_by_tag(rec, rr22_psi.Tag.VALUES)]
         assert len(values) == buckets  # one frame per bucket here (bound_m < a batch)
         assert all(isinstance(v, bytes) and len(v) == bound_m * width for v in values)
-    shapes = [sorted((f.key, len(f.payload)) for f in rec.frames) for rec in recs]
+    # RESULT (to a party that learns the intersection) holds each bucket's matches: the
+    # only frames whose sizes may differ
+    result = f"/{rr22_psi.Tag.RESULT}:"
+    shapes = [
+        sorted((f.key, len(f.payload)) for f in rec.frames if result not in f.key) for rec in recs
+    ]
     assert shapes[0] == shapes[1]
+    assert all(len(_frames_by_tag(rec, rr22_psi.Tag.RESULT)) == buckets for rec in recs)
 
 
 def test_a_bucket_over_its_bound_is_a_protocol_error(monkeypatch: pytest.MonkeyPatch) -> None:

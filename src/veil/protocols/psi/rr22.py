@@ -47,8 +47,8 @@ Flow (R with n distinct ids Y, S with m distinct ids X):
               the ids whose value is among S's values of the bucket are in the
               intersection. R matches bucket b - 1 after sending MASKED(b), so
               neither party waits for the other's bucket.
-  6. R -> S   RESULT (only if S is in result_to): the wire positions b * m_B + i of the
-              matched values, ascending (the order both parties report).
+     R -> S   RESULT (only if S is in result_to): the bucket's wire positions of the
+              matched values, ascending (bucket by bucket: the order both report).
 
 What each party learns:
   - both: the other's number of distinct ids, hence B and the bounds; nothing about
@@ -59,16 +59,17 @@ What each party learns:
     hides behind Delta, which R never sees, as the random padding does; S's values
     come shuffled within their bucket;
   - the sender: nothing from P_b + A_b (A_b is a uniform VOLE output S does not know);
-    if it is in result_to, the intersection, which R tells it;
+    if it is in result_to, the intersection, which R tells it bucket by bucket (so
+    also how many common ids each bucket holds, which the intersection gives anyway);
   - a false match has probability <= 2^-stat_sec (truncation; a padding value matching
     is one), an OKVS failure (a local re-seed) <= 2^-stat_sec, a bucket over its bound
     (the run stops) <= 2^-stat_sec per party.
 Raw ids and their plain digests never leave a party: only VOLE messages, the masked
 OKVS and truncated OPRF values.
 
-Result order: both result parties list the common ids (first occurrence of each) in the
-order of the sender's shuffled wire positions, which both hold and which says nothing
-about either party's input order.
+Result order: both result parties list the common ids (first occurrence of each) bucket
+by bucket, in the order of the sender's shuffled wire positions within a bucket, which
+both hold and which says nothing about either party's input order.
 """
 
 from __future__ import annotations
@@ -120,14 +121,14 @@ class Tag(StrEnum):
     OKVS = "okvs"  # R -> S: a bucket's OKVS seed
     MASKED = "masked"  # R -> S: a chunk of a bucket's P + A
     VALUES = "values"  # S -> R: a batch of a bucket's truncated OPRF values, shuffled
-    RESULT = "result"  # R -> S: wire positions of the matched values, ascending
+    RESULT = "result"  # R -> S: a bucket's wire positions of the matched values, ascending
 
 
 HELLO = hello_schema(**TRUNCATION_SPECS)
 SETUP = msg.Record({"seed": msg.Blob(16)})
 OKVS = msg.Record({"seed": msg.Blob(okvs.SEED_BYTES)})
 # MASKED: msg.Array("uint64", (rows, 2)); VALUES: msg.Blob(count * w);
-# RESULT: msg.Array("int64", max_len=B m_B, lo=0, hi=B m_B - 1) -- sizes from HELLO.
+# RESULT (per bucket): msg.Array("int64", max_len=m_B, lo=0, hi=m_B - 1) -- from HELLO.
 
 
 def value_bytes(n: int, m: int, truncate_bits: int | None, stat_sec: int = STATISTICAL_BITS) -> int:
@@ -265,9 +266,10 @@ def run_oprf_receiver(
     starts = _bucket_starts(grouped, plan, plan.bound_n)
     sizes = [plan.okvs.m] * plan.buckets
     voles = vole.vole_receiver_chunks(session.sub("vole"), sizes, policy=policy)
-    found: list[tuple[np.ndarray, np.ndarray]] = []  # per bucket: wire positions, ids
-    pending: tuple[int, np.ndarray, np.ndarray] | None = None  # bucket, values, ids
+    found: list[np.ndarray] = []  # per bucket: the input positions of the matched ids
+    pending: tuple[np.ndarray, np.ndarray] | None = None  # the last bucket's values, ids
     with Outbox(session, plan.peer) as out:
+        tell = out if plan.peer in params.result_to else None
         for b in range(plan.buckets):
             rows = grouped.order[starts[b] : starts[b + 1]]
             d = digests[rows]
@@ -281,20 +283,12 @@ def run_oprf_receiver(
             own = _evaluate(corr.c, d, okvs_seed, plan, keys)
             del corr, d
             if pending is not None:  # a bucket behind: the peer's values are there by now
-                found.append(_match_bucket(session, plan, *pending))
-            pending = (b, own, rows)
-            session.progress("psi", 0.9 * (b + 1) / plan.buckets)
+                found.append(_match_bucket(session, plan, tell, *pending))
+            pending = (own, rows)
+            session.progress("psi", (b + 1) / plan.buckets)
         if pending is not None:
-            found.append(_match_bucket(session, plan, *pending))
-    del digests, grouped, pending
-    positions = np.concatenate([f[0] for f in found])
-    parts = [f[1] for f in found]
-    del found  # the parts of positions
-    if plan.peer in params.result_to:
-        session.send(plan.peer, Tag.RESULT, positions)
-    del positions
-    indices = np.concatenate(parts, dtype=np.int64)
-    session.progress("psi", 1.0)
+            found.append(_match_bucket(session, plan, tell, *pending))
+    indices = np.concatenate(found, dtype=np.int64)
     return PsiResult(indices, len(indices), n_input, plan.n, plan.m)
 
 
@@ -314,12 +308,15 @@ def _encode(
 
 
 def _match_bucket(
-    session: Session, plan: _Plan, b: int, own: np.ndarray, ids: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """(the wire positions matched in bucket b, ascending; the input positions of the
-    receiver's ids there)."""
+    session: Session, plan: _Plan, tell: Outbox | None, own: np.ndarray, ids: np.ndarray
+) -> np.ndarray:
+    """The input positions of the receiver's ids matched in the next bucket, in the order
+    of their wire positions there, which go to the peer in RESULT if ``tell``."""
     hits, at = buckets.match(own, _recv_values(session, plan))
-    return b * plan.bound_m + at, ids[hits]
+    if tell is not None:
+        tell.send(Tag.RESULT, at)
+    out: np.ndarray = ids[hits]
+    return out
 
 
 def _recv_values(session: Session, plan: _Plan) -> np.ndarray:
@@ -359,32 +356,36 @@ def run_oprf_sender(
         empty = np.zeros(0, dtype=np.int64) if me_learns else None
         return PsiResult(empty, 0 if me_learns else None, n_input, plan.m, plan.n)
     starts = _bucket_starts(grouped, plan, plan.bound_m)
-    total = plan.buckets * plan.bound_m  # wire positions
-    # the wire position of each id of grouped.order, ascending (the ids reordered to match)
-    wire = np.empty(plan.m, dtype=buckets.index_dtype(total)) if me_learns else None
     sizes = [plan.okvs.m] * plan.buckets
     voles = vole.vole_sender_chunks(session.sub("vole"), sizes, policy=policy)
+    spec = msg.Array("int64", max_len=plan.bound_m, lo=0, hi=plan.bound_m - 1)
+    kept: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # bucket: wire positions, ids
+    found: list[np.ndarray] = []
+
+    def learn(b: int) -> None:  # RESULT of bucket b: the wire positions R matched there
+        found.append(buckets.learned(msg.recv(session, peer, Tag.RESULT, spec), *kept.pop(b)))
+
     with Outbox(session, plan.peer) as out:
         for b in range(plan.buckets):
-            lo, hi = int(starts[b]), int(starts[b + 1])
-            rows = grouped.order[lo:hi]
+            rows = grouped.order[starts[b] : starts[b + 1]]
             values = _sender_bucket(session, plan, keys, digests[rows], next(voles))
             perm = secure_permutation(plan.bound_m)  # wire position -> padded row
             shuffled = _padded(values, plan)[perm]
-            del values
             for v in range(0, plan.bound_m, VALUES_PER_MESSAGE):
                 out.send(Tag.VALUES, shuffled[v : v + VALUES_PER_MESSAGE].tobytes())
-            del shuffled
-            if wire is not None:
-                real = np.flatnonzero(perm < hi - lo)  # wire positions of real ids
-                grouped.order[lo:hi] = rows[perm[real]]
-                wire[lo:hi] = b * plan.bound_m + real
+            del values, shuffled
+            if me_learns:
+                real = np.flatnonzero(perm < len(rows))  # the wire positions of real ids
+                kept[b] = (real, rows[perm[real]])
+                if b >= 2:  # R sent RESULT(b - 2) before MASKED(b): no wait
+                    learn(b - 2)
             session.progress("psi", (b + 1) / plan.buckets)
-    del digests
-    if wire is None:
+    del digests, grouped
+    if not me_learns:
         return PsiResult(None, None, n_input, plan.m, plan.n)
-    spec = msg.Array("int64", max_len=total, lo=0, hi=total - 1)
-    indices = buckets.learned(msg.recv(session, plan.peer, Tag.RESULT, spec), wire, grouped.order)
+    for b in sorted(kept):
+        learn(b)
+    indices = np.concatenate(found, dtype=np.int64)
     return PsiResult(indices, len(indices), n_input, plan.m, plan.n)
 
 

@@ -48,7 +48,7 @@ Flow (receiver R holds a, sender S holds Delta):
   before EXTEND arrives, R computes a = G e before PPRF arrives.
 
 What each party learns:
-  - both: n (and so T and d);
+  - both: the sizes (and so T and d);
   - S: nothing about a (EXTEND is masked by AES-CTR streams of keys S does not know;
     R's choices, hence alpha and beta, stay hidden by IKNP);
   - R: nothing about Delta or b (it learns each tree's leaves except leaf alpha_j, and
