@@ -368,7 +368,7 @@ def test_sender_maps_result_positions_to_its_ids() -> None:
     wire = np.array([1, 5, 9, 12], dtype=np.int32)  # ascending wire positions of real ids
     order = np.array([10, 20, 30, 40], dtype=np.int32)  # their input positions
     got = rr22_psi.buckets.learned(np.array([1, 9, 12]), wire, order)
-    assert got.tolist() == [10, 30, 40] and got.dtype == np.int64
+    assert got.tolist() == [10, 30, 40] and got.dtype == order.dtype
     # repeats kept once, a padding position (4: a false match) dropped, in wire order
     assert rr22_psi.buckets.learned(np.array([9, 1, 1, 4]), wire, order).tolist() == [10, 30]
     assert rr22_psi.buckets.learned(np.zeros(0, dtype=np.int64), wire, order).tolist() == []

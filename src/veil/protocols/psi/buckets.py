@@ -225,7 +225,7 @@ def learned(pos: np.ndarray, wire: np.ndarray, order: np.ndarray) -> np.ndarray:
     padding value's position (a false match) is dropped, repeats are kept once."""
     if len(pos) > 1 and not (pos[1:] > pos[:-1]).all():  # not as sent by Veil
         pos = np.unique(pos)
-    out = np.empty(len(pos), dtype=np.int64)
+    out = np.empty(len(pos), dtype=order.dtype)
     k = 0
     for lo in range(0, len(pos), LOOKUP_ROWS):
         p = pos[lo : lo + LOOKUP_ROWS].astype(wire.dtype)
