@@ -63,6 +63,7 @@ from veil.mpc.channel import Channel
 from veil.mpc.he_keys import HEKeys
 from veil.mpc.prg import PRG, new_seed
 from veil.mpc.ring import Share
+from veil.mpc.slots import unpack
 
 __all__ = ["Layout", "Tag", "check_bound", "cross_shares", "gram_shares"]
 
@@ -249,7 +250,7 @@ def _decrypt(keys: HEKeys, layout: Layout, v: int, msg: object) -> Share:
     cts = _ciphertexts(f, "ct", w_u * groups, pk)
     # the used slots only: a narrow span lets Paillier decrypt mod p alone (2x faster)
     vals, _mod = keys.sk.raw_decrypt(cts, 1 << (min(slots, w_v) * slot))
-    share = _unpack(vals, w_u, groups, slot, slots)[:, :w_v]
+    share = unpack(vals, slot, slots).reshape(w_u, groups * slots)[:, :w_v]
     return share.T.copy() if v == 0 else share
 
 
@@ -328,18 +329,6 @@ def _pack_ints(rows: list[list[int]], slot: int, slots: int) -> np.ndarray:
             for t, x in enumerate(row[g * slots : (g + 1) * slots]):
                 acc += x << (slot * t)
             out[i, g] = acc
-    return out
-
-
-def _unpack(vals: list[int], rows: int, groups: int, slot: int, slots: int) -> Share:
-    """(rows, groups * slots) words: each slot's value mod 2^64."""
-    out = np.zeros((rows, groups * slots), dtype=np.uint64)
-    mask = (1 << slot) - 1
-    for i in range(rows):
-        for g in range(groups):
-            v = vals[i * groups + g]
-            for t in range(slots):
-                out[i, g * slots + t] = ((v >> (slot * t)) & mask) & _MASK64
     return out
 
 

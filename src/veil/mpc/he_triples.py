@@ -59,6 +59,7 @@ from veil.mpc.multiexp import pippenger_cost, shared_base_multi_exp, straus_cost
 from veil.mpc.plan import Kind, Plan, Spec
 from veil.mpc.prg import PRG, new_seed
 from veil.mpc.ring import Share
+from veil.mpc.slots import unpack
 from veil.mpc.triples import TripleStore, full_product, mask_share, random_part
 from veil.policy import DEFAULT_POLICY, SecurityPolicy
 
@@ -329,15 +330,9 @@ class _Generator:
         groups = -(-V.shape[1] // slots)
         if not isinstance(rows, int) or c.shape != (groups * rows,):
             raise ProtocolError(f"{Tag.PRODUCT}.ct: shape {c.shape} for {rows} rows")
-        vals = [int(v) for v in sk.decrypt(c)]
-        out = np.zeros((rows, groups * slots), dtype=np.uint64)
-        mask = (1 << slot) - 1
-        for g in range(groups):
-            for r in range(rows):
-                v = vals[g * rows + r]
-                for t in range(slots):
-                    out[r, g * slots + t] = ((v >> (slot * t)) & mask) & _MASK64
-        return out[:, : V.shape[1]]
+        words = unpack(sk.decrypt(c).tolist(), slot, slots)  # (groups * rows, slots)
+        out = words.reshape(groups, rows, slots).transpose(1, 0, 2)
+        return out.reshape(rows, groups * slots)[:, : V.shape[1]]
 
 
 def _ints(a: Share) -> np.ndarray:
