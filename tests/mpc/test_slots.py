@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from veil.errors import ConfigError
-from veil.mpc.slots import unpack
+from veil.mpc.slots import pack, unpack
 
 rng = np.random.default_rng(3)
 
@@ -30,7 +30,22 @@ def test_unpack_equals_shift_and_mask(slot: int, slots: int) -> None:
     assert got.tolist() == [_slot_words(v, slot, slots) for v in vals]
 
 
-def test_empty_input_and_a_bad_layout() -> None:
+def test_pack_then_unpack_round_trips_with_a_partial_last_group() -> None:
+    slot, slots = 90, 4
+    V = np.empty((6, 10), dtype=object)
+    V.ravel()[:] = [int.from_bytes(rng.bytes(11), "little") >> 2 for _ in range(V.size)]
+    packed = pack(V, slot, slots)
+    assert packed.shape == (6, 3)
+    words = unpack(packed.ravel().tolist(), slot, slots).reshape(6, 3 * slots)[:, :10]
+    assert words.tolist() == [[x & ((1 << 64) - 1) for x in row] for row in V.tolist()]
+    assert packed[0, 2] == V[0, 8] + (V[0, 9] << slot)  # low slot first
+    words64 = np.array(V.tolist(), dtype=object) & ((1 << 64) - 1)
+    assert (pack(words64.astype(np.uint64), 70, 3) == pack(words64, 70, 3)).all()
+
+
+def test_empty_inputs_and_a_bad_layout() -> None:
     assert unpack([], 80, 3).shape == (0, 3)
+    assert pack(np.zeros((2, 0), dtype=np.uint64), 80, 3).shape == (2, 0)
+    assert pack(np.zeros((0, 5), dtype=np.uint64), 80, 3).shape == (0, 2)
     with pytest.raises(ConfigError, match="slot layout"):
         unpack([1], 0, 3)

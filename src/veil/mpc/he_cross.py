@@ -63,7 +63,7 @@ from veil.mpc.channel import Channel
 from veil.mpc.he_keys import HEKeys
 from veil.mpc.prg import PRG, new_seed
 from veil.mpc.ring import Share
-from veil.mpc.slots import unpack
+from veil.mpc.slots import pack, unpack
 
 __all__ = ["Layout", "Tag", "check_bound", "cross_shares", "gram_shares"]
 
@@ -203,7 +203,7 @@ def cross_shares(  # noqa: PLR0917
 def _operand(keys: HEKeys, V: npt.NDArray[np.int64], layout: Layout, v: int) -> dict[str, object]:
     """v: ``Enc_v(V_R + 2^b_v)``, packed."""
     pk = keys.pk
-    packed = _pack(V + (1 << layout.bits[v]), layout.slot_bits, layout.slots(pk))
+    packed = pack(V + (1 << layout.bits[v]), layout.slot_bits, layout.slots(pk))
     ct = pk.raw_encrypt(objects(packed.ravel().tolist()))
     return {"ct": IntArray(list(ct), pk.ct_bytes)}
 
@@ -231,7 +231,7 @@ def _product(  # noqa: PLR0917
     sums = [int(x) << layout.bits[v] for x in U.sum(axis=0)]
     offset = [[(1 << val) + x for x in row] for row in M]
     own = [[(1 << val) + x + si for x in row] for row, si in zip(M, sums, strict=True)]
-    masks = _pack_ints(offset, slot, slots)  # (w_u, groups)
+    masks = pack(np.array(offset, dtype=object), slot, slots)  # (w_u, groups)
     enc = pk.raw_encrypt(objects(masks.ravel().tolist()))
     a = [prods[g][i] for i in range(w_u) for g in range(groups)]
     res = pk.backend.mulmod_list(a, list(enc), m)
@@ -306,32 +306,7 @@ def gram_shares(  # noqa: PLR0917
     return out
 
 
-# -- packing ------------------------------------------------------------------------------
-def _pack(V: npt.NDArray[np.int64], slot: int, slots: int) -> np.ndarray:
-    """Rows of non-negative ints, ``slots`` columns per integer: (rows, groups)."""
-    n, width = V.shape
-    groups = -(-width // slots)
-    out = np.zeros((n, groups), dtype=object)
-    for g in range(groups):
-        for t in range(min(slots, width - g * slots)):  # numpy loops over the rows
-            out[:, g] += V[:, g * slots + t].astype(object) << (slot * t)
-    return out
-
-
-def _pack_ints(rows: list[list[int]], slot: int, slots: int) -> np.ndarray:
-    n = len(rows)
-    width = len(rows[0]) if n else 0
-    groups = -(-width // slots)
-    out = np.empty((n, groups), dtype=object)
-    for i, row in enumerate(rows):
-        for g in range(groups):
-            acc = 0
-            for t, x in enumerate(row[g * slots : (g + 1) * slots]):
-                acc += x << (slot * t)
-            out[i, g] = acc
-    return out
-
-
+# -- helpers ------------------------------------------------------------------------------
 def _uniform(prg: PRG, label: str, shape: tuple[int, int], bits: int) -> list[list[int]]:
     """Uniform integers below ``2^bits`` from stream ``label``."""
     words = -(-bits // 64)

@@ -16,7 +16,20 @@ import numpy as np
 from veil.errors import ConfigError
 from veil.mpc.ring import Share
 
-__all__ = ["unpack"]
+__all__ = ["pack", "unpack"]
+
+
+def pack(V: np.ndarray, slot: int, slots: int) -> np.ndarray:
+    """The rows of a 2-D array of ints in ``[0, 2^slot)`` (any integer or object dtype),
+    ``slots`` columns to an integer, low slot first: an object array (rows, groups),
+    ``groups = ceil(width / slots)``, the last group possibly partial."""
+    n, width = V.shape
+    groups = -(-width // slots)
+    out = np.zeros((n, groups), dtype=object)
+    for g in range(groups):
+        for t in range(min(slots, width - g * slots)):  # numpy loops over the rows
+            out[:, g] += V[:, g * slots + t].astype(object) << (slot * t)
+    return out
 
 
 def unpack(vals: Sequence[int], slot: int, slots: int) -> Share:
