@@ -65,7 +65,7 @@ from veil.mpc.prg import PRG, new_seed
 from veil.mpc.ring import Share
 from veil.mpc.slots import pack, unpack
 
-__all__ = ["Layout", "Tag", "check_bound", "cross_shares", "gram_shares"]
+__all__ = ["Layout", "Link", "Tag", "check_bound", "cross_shares", "gram_shares"]
 
 _MASK64 = (1 << 64) - 1
 ENCRYPTION_COST = 8
@@ -164,11 +164,19 @@ def check_bound(X: npt.NDArray[np.int64], bits: int, names: Sequence[str], where
         )
 
 
-def cross_shares(  # noqa: PLR0917
-    ch: Channel,
-    party: int,
-    parties: tuple[str, str],
-    keys: HEKeys,
+@dataclass(frozen=True)
+class Link:
+    """This party's end of the two compute parties' HE session: the channel, its index
+    (0 or 1), both names and the exchanged keys (:func:`veil.mpc.he_keys.exchange_keys`)."""
+
+    ch: Channel
+    party: int
+    parties: tuple[str, str]
+    keys: HEKeys
+
+
+def cross_shares(
+    link: Link,
     mine: npt.NDArray[np.int64],
     layout: Layout,
     rowsets: Sequence[npt.NDArray[np.int64]],
@@ -176,6 +184,7 @@ def cross_shares(  # noqa: PLR0917
 ) -> list[Share]:
     """This party's shares of ``A_Rᵀ B_R`` (shape (a, b)) for each row subset ``R``;
     ``mine`` is ``A`` for party 0, ``B`` for party 1 (checked against the bound)."""
+    ch, party, parties, keys = link.ch, link.party, link.parties, link.keys
     if party not in (0, 1) or mine.ndim != 2 or mine.shape[1] != layout.widths[party]:
         raise ConfigError("cross.mine", f"party {party}: matrix {mine.shape} for {layout}")
     check_bound(mine, layout.bits[party], names, f"cross[{parties[party]}]")
@@ -254,11 +263,8 @@ def _decrypt(keys: HEKeys, layout: Layout, v: int, msg: object) -> Share:
     return share.T.copy() if v == 0 else share
 
 
-def gram_shares(  # noqa: PLR0917
-    ch: Channel,
-    party: int,
-    parties: tuple[str, str],
-    keys: HEKeys,
+def gram_shares(
+    link: Link,
     X: npt.NDArray[np.int64],
     layout: Layout,
     rowsets: Sequence[npt.NDArray[np.int64]],
@@ -275,6 +281,7 @@ def gram_shares(  # noqa: PLR0917
     The shares are re-randomised with the common stream of ``keys`` (as in
     :mod:`veil.mpc.he_triples`: SecureML's truncation needs a uniform share at party 1;
     it changes no party's knowledge)."""
+    party = link.party
     w0, w1 = layout.widths[0] - n_extra, layout.widths[1]
     if X.ndim != 2 or X.shape[1] != (w0, w1)[party] or w0 < 1:
         raise ConfigError("gram.X", f"party {party}: matrix {X.shape} for {layout}")
@@ -283,9 +290,9 @@ def gram_shares(  # noqa: PLR0917
     A = X if extra is None or party == 1 else np.hstack([X, extra])
     if extra is not None and party == 0 and extra.shape != (len(X), n_extra):
         raise ConfigError("gram.extra", f"shape {extra.shape}, expected ({len(X)}, {n_extra})")
-    cross = cross_shares(ch, party, parties, keys, A, layout, rowsets, names)
+    cross = cross_shares(link, A, layout, rowsets, names)
     w = w0 + w1
-    rerand = PRG(keys.common)
+    rerand = PRG(link.keys.common)
     out = []
     for k, (rows, C) in enumerate(zip(rowsets, cross, strict=True)):
         G = np.zeros((w, w), dtype=np.uint64)
