@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from tests.paths import DATA
+from veil.ml import ss_lr
 from veil.ml.lr import (
     LROptions,
     PartyData,
@@ -20,6 +21,7 @@ from veil.ml.lr import (
     train_partner,
 )
 from veil.ml.lr._math import clip_block
+from veil.ml.ss_lr import SSLROptions
 from veil.net.local import run_parties
 from veil.policy import TEST_POLICY, SecurityPolicy
 
@@ -67,21 +69,30 @@ def min_rows(data: Sequence[PartyData], o: LROptions, policy: SecurityPolicy = T
 
 def train(
     data: Sequence[PartyData],
-    o: LROptions,
+    o: LROptions | SSLROptions,
     valid: Sequence[PartyData] | None = None,
     *,
     tap: Tap | None = None,
     transport: str = "memory",
     policy: SecurityPolicy = TEST_POLICY,
+    timeout: float = 120,
 ) -> dict[str, Any]:
+    """Run training with ``data[0]`` at the label holder: ``veil.ml.lr``'s role functions
+    for ``LROptions``, ``veil.ml.ss_lr``'s for ``SSLROptions`` (with its dealer, if it
+    names one, as a further party)."""
     names = NAMES[: len(data)]
+    ss = isinstance(o, SSLROptions)
+    lh = ss_lr.train_label_holder if ss else train_label_holder
+    partner = ss_lr.train_partner if ss else train_partner
     targets: dict[str, Any] = {}
     for i, name in enumerate(names):
-        fn = train_label_holder if i == 0 else train_partner
+        fn = lh if i == 0 else partner
         v = None if valid is None else valid[i]
         targets[name] = lambda s, fn=fn, d=data[i], v=v: fn(s, d, o, v, policy=policy)
+    if isinstance(o, SSLROptions) and o.dealer:
+        targets[o.dealer] = lambda s: ss_lr.run_dealer(s, o)
     return run_parties(
-        targets, roles={"label_holder": "bank"}, tap=tap, timeout=120, transport=transport
+        targets, roles={"label_holder": "bank"}, tap=tap, timeout=timeout, transport=transport
     )
 
 

@@ -31,14 +31,10 @@ from veil.ml.lr._residuals import LabelHolderStep, PartnerStep
 from veil.ml.ss_lr import (
     SSLROptions,
     partition,
-    run_dealer,
-    train_label_holder,
-    train_partner,
     visit_order,
 )
 from veil.mpc.engine import Engine
 from veil.mpc.triples import TripleStore
-from veil.net.local import run_parties
 from veil.policy import TEST_POLICY
 
 from .common import blocks, opts, plain_blocks, train
@@ -226,15 +222,7 @@ def test_the_reading_recovers_nothing_from_ss_lr(
         assert SSLROptions.from_mapping({"protocol": "auto"}).sigmoid == sigmoid
     rec = Recorder()
     view = LabelHolderView(monkeypatch, rec)
-    targets: dict[str, Any] = {
-        "bank": lambda s: train_label_holder(s, data[0], o, policy=TEST_POLICY),
-        "bureau": lambda s: train_partner(s, data[1], o, policy=TEST_POLICY),
-    }
-    if dealer:
-        targets[dealer] = lambda s: run_dealer(s, o)
-    run_parties(
-        targets, parties=list(targets), roles={"label_holder": "bank"}, tap=rec, timeout=120
-    )
+    train(data, o, tap=rec)
     XL, XP = plain_blocks(data, opts())
     y = np.asarray(data[0].y, dtype=np.float64)
     wl_n = XL.shape[1]
@@ -315,15 +303,7 @@ def test_the_partner_reads_no_labels_from_the_job_default(
     o = SSLROptions.from_mapping({"epochs": 1, "batch_size": 64, "seed": 11, "key_bits": 1024})
     rec = Recorder()
     view = LabelHolderView(monkeypatch, rec, who=1)
-    run_parties(
-        {
-            "bank": lambda s: train_label_holder(s, data[0], o, policy=TEST_POLICY),
-            "bureau": lambda s: train_partner(s, data[1], o, policy=TEST_POLICY),
-        },
-        roles={"label_holder": "bank"},
-        tap=rec,
-        timeout=120,
-    )
+    train(data, o, tap=rec)
     XL, XP = plain_blocks(data, opts())
     y = np.asarray(data[0].y, dtype=np.float64)
     wl_n = XL.shape[1]

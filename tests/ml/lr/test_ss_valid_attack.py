@@ -24,14 +24,12 @@ import pytest
 
 from tests.wire_check import Recorder, assert_no_leak
 from veil import codec
-from veil.ml.ss_lr import SSLROptions, train_label_holder, train_partner
+from veil.ml.ss_lr import SSLROptions
 from veil.ml.ss_lr_epochs import EpochEnd
 from veil.mpc.engine import Engine
 from veil.mpc.triples import TripleStore
-from veil.net.local import run_parties
-from veil.policy import TEST_POLICY
 
-from .common import blocks
+from .common import blocks, train
 from .test_attacks import feature_recovery_r2
 
 EPOCHS = 14
@@ -108,15 +106,7 @@ def test_early_stopping_on_shares_gives_the_label_holder_no_validation_features(
 
     monkeypatch.setattr(EpochEnd, "__call__", epoch_end)
     rec = Recorder()
-    out = run_parties(
-        {
-            "bank": lambda s: train_label_holder(s, tr[0], o, va[0], policy=TEST_POLICY),
-            "bureau": lambda s: train_partner(s, tr[1], o, va[1], policy=TEST_POLICY),
-        },
-        roles={"label_holder": "bank"},
-        tap=rec,
-        timeout=300,
-    )
+    out = train(tr, o, va, tap=rec, timeout=300)
     assert len(out["bank"][1].valid_loss) == EPOCHS  # the loss was computed every epoch
     received = [a for f in rec.frames if f.dst == 0 for a in walk(codec.decode(f.payload))]
     readable = [v for a in [*received, *held] for v in vectors(a, n_v)]
