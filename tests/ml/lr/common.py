@@ -129,11 +129,11 @@ def taylor_loss(y: np.ndarray, z: np.ndarray) -> float:
 
 
 def arrays(v: Any) -> list[np.ndarray]:
-    """Every numpy array inside a decoded message."""
+    """Every numpy array inside a decoded message (or any nest of dicts, lists, tuples)."""
     if isinstance(v, np.ndarray):
         return [v]
     if isinstance(v, dict):
         return [a for x in v.values() for a in arrays(x)]
-    if isinstance(v, list):
+    if isinstance(v, list | tuple):
         return [a for x in v for a in arrays(x)]
     return []

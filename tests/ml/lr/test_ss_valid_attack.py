@@ -29,7 +29,7 @@ from veil.ml.ss_lr_epochs import EpochEnd
 from veil.mpc.engine import Engine
 from veil.mpc.triples import TripleStore
 
-from .common import blocks, train
+from .common import arrays, blocks, train
 from .test_attacks import feature_recovery_r2
 
 EPOCHS = 14
@@ -46,17 +46,6 @@ def vectors(a: Any, n: int) -> Iterator[np.ndarray]:
         yield from flat.reshape(a.shape).T
     for i in range(0, flat.size - n + 1, n):
         yield flat[i : i + n]
-
-
-def walk(v: Any) -> Iterator[Any]:
-    if isinstance(v, np.ndarray):
-        yield v
-    elif isinstance(v, dict):
-        for x in v.values():
-            yield from walk(x)
-    elif isinstance(v, list | tuple):
-        for x in v:
-            yield from walk(x)
 
 
 def test_early_stopping_on_shares_gives_the_label_holder_no_validation_features(
@@ -76,7 +65,7 @@ def test_early_stopping_on_shares_gives_the_label_holder_no_validation_features(
 
     def keep(a: Any) -> None:
         with lock:
-            held.extend(walk(a))
+            held.extend(arrays(a))
 
     for name in ("open", "masked_matmul", "masked_tmatmul", "matmul", "mul", "scale", "trunc"):
         orig = getattr(Engine, name)
@@ -108,7 +97,7 @@ def test_early_stopping_on_shares_gives_the_label_holder_no_validation_features(
     rec = Recorder()
     out = train(tr, o, va, tap=rec, timeout=300)
     assert len(out["bank"][1].valid_loss) == EPOCHS  # the loss was computed every epoch
-    received = [a for f in rec.frames if f.dst == 0 for a in walk(codec.decode(f.payload))]
+    received = [a for f in rec.frames if f.dst == 0 for a in arrays(codec.decode(f.payload))]
     readable = [v for a in [*received, *held] for v in vectors(a, n_v)]
     assert len(readable) > 100  # it holds many vectors of validation length: masked words
     # Shipped: all of them together predict the partner's features no better than nothing.
@@ -125,7 +114,7 @@ def test_early_stopping_on_shares_gives_the_label_holder_no_validation_features(
     ]
     assert len(per_epoch) == EPOCHS
     old = [(1, 0, "epoch_report", codec.encode({"valid": Xv @ w})) for w in per_epoch]
-    leaked = [v for f in old for a in walk(codec.decode(f[3])) for v in vectors(a, n_v)]
+    leaked = [v for f in old for a in arrays(codec.decode(f[3])) for v in vectors(a, n_v)]
     assert feature_recovery_r2(leaked, raw, known=30) > 0.9
     scores = {f"partner valid scores {e}": Xv @ w for e, w in enumerate(per_epoch)}
     features = {f"partner valid {n}": raw[:, j] for j, n in enumerate(va[1].feature_names)}
