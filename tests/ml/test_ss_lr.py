@@ -14,7 +14,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
 from tests.ml.lr import common
-from tests.paths import DATA
 from tests.wire_check import Recorder, assert_no_leak
 from veil.errors import ConfigError, ProtocolError
 from veil.ml.labels import sample_weights
@@ -37,21 +36,10 @@ NAMES = ["bank", "bureau", "telco"]
 
 @pytest.fixture(scope="module")
 def credit() -> tuple[pd.DataFrame, pd.DataFrame]:
-    g = pd.read_csv(DATA / "default_credit_hetero_guest.csv")
-    h = pd.read_csv(DATA / "default_credit_hetero_host.csv")
-    return g, h
+    return common.load_credit()
 
 
-def blocks(g: pd.DataFrame, h: pd.DataFrame, rows: Any, split3: bool = False) -> list[PartyData]:
-    lh = PartyData.from_frame(g.iloc[rows].reset_index(drop=True), label="y")
-    hh = h.iloc[rows].reset_index(drop=True)
-    if not split3:
-        return [lh, PartyData.from_frame(hh)]
-    cols = [c for c in hh.columns if c != "id"]
-    first, rest = cols[:4], cols[4:]
-    return [lh, PartyData.from_frame(hh, features=first), PartyData.from_frame(hh, features=rest)]
-
-
+blocks = partial(common.blocks, first=4)  # a three-way split: 4 host columns and 6
 train = partial(common.train, timeout=1800)  # the full-data runs: a long recv timeout
 
 

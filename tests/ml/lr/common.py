@@ -40,9 +40,15 @@ def load_credit() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def blocks(
-    g: pd.DataFrame, h: pd.DataFrame, rows: np.ndarray, split3: bool = False
+    g: pd.DataFrame,
+    h: pd.DataFrame,
+    rows: np.ndarray | slice,
+    split3: bool = False,
+    *,
+    first: int = 5,
 ) -> list[PartyData]:
-    """Label holder block first, then one partner block (or two: a three-way split)."""
+    """Label holder block first, then one partner block (or two: a three-way split, the
+    first ``first`` host columns and the rest)."""
     lh = PartyData.from_frame(g.iloc[rows].reset_index(drop=True), label="y")
     hh = h.iloc[rows].reset_index(drop=True)
     if not split3:
@@ -50,8 +56,8 @@ def blocks(
     cols = [c for c in hh.columns if c != "id"]
     return [
         lh,
-        PartyData.from_frame(hh, features=cols[:5]),
-        PartyData.from_frame(hh, features=cols[5:]),
+        PartyData.from_frame(hh, features=cols[:first]),
+        PartyData.from_frame(hh, features=cols[first:]),
     ]
 
 
