@@ -236,7 +236,9 @@ def _product(  # noqa: PLR0917
     cts = _ciphertexts(f, "ct", len(U) * groups, pk).reshape(len(U), groups)
     Ut = np.ascontiguousarray(U.T)  # (w_u, |R|) signed small exponents
     prods = [pk.backend.multi_exp_columns(list(cts[:, g]), Ut, m) for g in range(groups)]
-    M = _uniform(*stream, (w_u, w_v), val + 1 + layout.stat_sec)
+    prg, label = stream
+    flat = prg.below(label, w_u * w_v, val + 1 + layout.stat_sec)
+    M = [flat[i * w_v : (i + 1) * w_v] for i in range(w_u)]
     sums = [int(x) << layout.bits[v] for x in U.sum(axis=0)]
     offset = [[(1 << val) + x for x in row] for row in M]
     own = [[(1 << val) + x + si for x in row] for row, si in zip(M, sums, strict=True)]
@@ -314,15 +316,6 @@ def gram_shares(
 
 
 # -- helpers ------------------------------------------------------------------------------
-def _uniform(prg: PRG, label: str, shape: tuple[int, int], bits: int) -> list[list[int]]:
-    """Uniform integers below ``2^bits`` from stream ``label``."""
-    words = -(-bits // 64)
-    w = prg.words(label, (shape[0] * shape[1], words))
-    top = (1 << bits) - 1
-    flat = [int.from_bytes(r.tobytes(), "little") & top for r in w]
-    return [flat[i * shape[1] : (i + 1) * shape[1]] for i in range(shape[0])]
-
-
 def _ciphertexts(f: Fields, name: str, n: int, pk: he.HEPublicKey) -> np.ndarray:
     """``n`` ciphertexts in ``[1, modulus)`` at the key's width (ProtocolError naming
     the tag and field otherwise)."""

@@ -286,7 +286,7 @@ class _Generator:
             if c.shape != U.shape:
                 raise ProtocolError(f"{Tag.OPERAND}.ct: shape {c.shape}, expected {U.shape}")
             val, _, _ = self._layout(job, pk, 1)
-            R = _big(self.prg, label, U.shape[0], val + self.stat_sec)
+            R = objects(self.prg.below(label, U.shape[0], val + self.stat_sec))
             out = c * _ints(U) + pk.encrypt(R)
             return {"ct": out.to_wire()}, _neg_low64(R)
         ncols = msg.get("cols") if isinstance(msg, dict) else None
@@ -294,7 +294,7 @@ class _Generator:
         groups = -(-int(ncols or 0) // slots)
         if not isinstance(ncols, int) or c.shape != (U.shape[1], groups):
             raise ProtocolError(f"{Tag.OPERAND}.ct: shape {c.shape} does not fit U {U.shape}")
-        R = _big(self.prg, label, U.shape[0] * ncols, val + self.stat_sec)
+        R = objects(self.prg.below(label, U.shape[0] * ncols, val + self.stat_sec))
         R2 = R.reshape(U.shape[0], ncols)
         Rp = pack(R2, slot, slots)
         k = U.shape[1]
@@ -339,16 +339,6 @@ def _ints(a: Share) -> np.ndarray:
     """Ring words as an object array of non-negative Python ints."""
     out = np.empty(a.shape, dtype=object)
     out.ravel()[:] = [int(v) for v in np.asarray(a, dtype=np.uint64).ravel()]
-    return out
-
-
-def _big(prg: PRG, label: str, count: int, bits: int) -> np.ndarray:
-    """``count`` uniform integers below ``2^bits`` (object array) from stream ``label``."""
-    words = -(-bits // 64)
-    w = prg.words(label, (count, words))
-    top = (1 << bits) - 1
-    out = np.empty(count, dtype=object)
-    out[:] = [int.from_bytes(row.tobytes(), "little") & top for row in w]
     return out
 
 
