@@ -319,7 +319,7 @@ def test_bucket_counts_never_reach_the_wire(monkeypatch: pytest.MonkeyPatch) -> 
     """Two runs with the same n, m and intersection size but different ids per bucket
     send the same frames with the same sizes; every bucket's VALUES decode to the padded
     count; nothing raw crosses."""
-    monkeypatch.setattr(rr22_psi, "BUCKET_TARGET", 150)
+    monkeypatch.setattr(rr22_psi, "BUCKET_TARGET", 200)  # B = 4
     counts: list[list[int]] = []  # the real ids per bucket, as each party found them
     starts = rr22_psi._bucket_starts
 
