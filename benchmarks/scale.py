@@ -310,7 +310,8 @@ def _psi_run(name: str, folder: Path, proto: str, args: argparse.Namespace) -> d
     else:
         from veil.engine.loopback import start_cluster
 
-        cluster = start_cluster(int(name.removeprefix("ray")), head_cpus=0)
+        k, store = int(name.removeprefix("ray")), args.object_store_mb << 20
+        cluster = start_cluster(k, head_cpus=0, drivers=2, object_store_bytes=store)
         try:
             sampler = _ClusterSampler([n.proc.pid for n in cluster.nodes])
             try:
@@ -346,7 +347,7 @@ def _psi_table(n: int, args: argparse.Namespace) -> None:
         head = (
             "| protocol | engine | round | start UTC | load | wall s | CPU s a / b | cluster CPU s "
             "| CPU-s per 10^6 ids per party | peak RSS MB a / b | Ray worker / daemon peak RSS "
-            "MB | bytes sent per id a / b | intersection SHA-256 |"
+            "MB | bytes sent per id a / b | intersection SHA-256 | cluster processes seen |"
         )
         print(head + "\n" + "|---" * head.count(" | ") + "|---|", flush=True)
         shas: dict[str, set[str]] = {}
@@ -366,7 +367,7 @@ def _psi_table(n: int, args: argparse.Namespace) -> None:
                     f"| {a['result']['peak_mb']:.0f} / {b['result']['peak_mb']:.0f} "
                     f"| {r['worker_rss_mb']:.0f} / {r['daemon_rss_mb']:.0f} "
                     f"| {a['bytes_sent'] / n:.1f} / {b['bytes_sent'] / n:.1f} "
-                    f"| {a['result']['sha'][:12]} |",
+                    f"| {a['result']['sha'][:12]} | {r['cluster_procs']:.0f} |",
                     flush=True,
                 )
         for proto, seen in shas.items():
@@ -386,6 +387,7 @@ def main() -> None:
     ap.add_argument("--protocols", default="ecdh,kkrt", help="whole PSI runs: protocols")
     ap.add_argument("--inputs", default="stream", choices=["stream", "list"])
     ap.add_argument("--psi-configs", default="local,ray1,ray2", help="whole PSI: engines")
+    ap.add_argument("--object-store-mb", type=int, default=256, help="whole PSI: per node")
     ap.add_argument("--data", type=Path, help="whole PSI: keep (and reuse) the id folders here")
     ap.add_argument("--psi-rounds", type=int, default=1)
     ap.add_argument("--skip-kernel", action="store_true", help="whole PSI runs only")
