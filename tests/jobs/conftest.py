@@ -1,4 +1,5 @@
-"""Helpers for job tests: small CSV tables and job files in a temp folder."""
+"""Helpers for job tests: small CSV tables and job files in a temp folder, and a step
+run at every party in threads."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+
+from veil.jobs.context import StepContext, StepState
+from veil.jobs.registry import get
+from veil.net.local import run_parties
 
 
 def write_table(path: Path, ids: Sequence[str], *, label: bool, seed: int = 0) -> pd.DataFrame:
@@ -42,6 +47,37 @@ def write_job(folder: Path, steps: list[Any], **overrides: Any) -> Path:
     path = folder / "job.yaml"
     path.write_text(yaml.safe_dump(job, sort_keys=False))
     return path
+
+
+def run_step(  # noqa: PLR0917
+    step: str,
+    norm: Any,
+    frames: dict[str, pd.DataFrame],
+    out: Path,
+    states: dict[str, StepState] | None = None,
+    timeout: float = 120,
+) -> dict[str, Any]:
+    """Step ``step`` (validated parameters ``norm``) at every party of ``frames`` in
+    threads: ids in ``id``, labels ``y`` at bank, output in ``out / party``; ``states``
+    (default: a fresh one each)."""
+    sdef = get(step)
+
+    def role(party: str) -> Any:
+        def fn(s: Any) -> Any:
+            ctx = StepContext(
+                party=party,
+                session=s,
+                frame=frames[party],
+                id_col="id",
+                label_col="y" if party == "bank" else None,
+                out_dir=out / party,
+                state=StepState() if states is None else states[party],
+            )
+            return sdef.run(ctx, norm)
+
+        return fn
+
+    return run_parties({p: role(p) for p in frames}, timeout=timeout)
 
 
 @pytest.fixture

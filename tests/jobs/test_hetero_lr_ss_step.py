@@ -12,15 +12,14 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.jobs.conftest import run_step
 from tests.paths import DATA
 from veil.errors import ConfigError
 from veil.jobs import RunOptions, load_job, run_job
-from veil.jobs.context import StepContext, StepState
 from veil.jobs.registry import get
 from veil.jobs.spec import JobSpec, PartySpec
 from veil.ml.lr import load_model
 from veil.ml.metrics import auc
-from veil.net.local import run_parties
 
 pytest.importorskip("veil.net.certs", reason="needs veil.net.certs (gRPC branch)")
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"no shared data at {DATA}")
@@ -169,26 +168,10 @@ def test_job_validation_names_the_dealer_field(tmp_path: Path) -> None:
 
 def _run_step(tmp: Path, params: dict[str, Any], frames: dict[str, pd.DataFrame]) -> Any:
     """The step at every party of ``frames`` (plus the data-less dealer) in threads."""
-    sdef = get("hetero_lr")
-    norm = sdef.validate(params, _spec(tmp, dealer_data=False), "steps[0].hetero_lr")
+    norm = get("hetero_lr").validate(params, _spec(tmp, dealer_data=False), "steps[0].hetero_lr")
     frames = {**frames, "dealer": pd.DataFrame({"id": pd.Series([], dtype=str)})}
 
-    def role(party: str) -> Any:
-        def fn(s: Any) -> Any:
-            ctx = StepContext(
-                party=party,
-                session=s,
-                frame=frames[party],
-                id_col="id",
-                label_col="y" if party == "bank" else None,
-                out_dir=tmp / party,
-                state=StepState(),
-            )
-            return sdef.run(ctx, norm)
-
-        return fn
-
-    return run_parties({p: role(p) for p in ("bank", "bureau", "dealer")}, timeout=60)
+    return run_step("hetero_lr", norm, frames, tmp, timeout=60)
 
 
 def test_overflow_risk_and_empty_partner_are_config_errors(tmp_path: Path) -> None:

@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.jobs.conftest import run_step
 from tests.paths import DATA
 from veil.errors import ConfigError
-from veil.jobs.context import StepContext, StepState
+from veil.jobs.context import StepState
 from veil.jobs.registry import get
 from veil.jobs.spec import JobSpec, PartySpec
 from veil.jobs.validate import step_warnings
 from veil.ml.lr import PartyModel, load_model
-from veil.net.local import run_parties
 from veil.policy import TEST_POLICY
 
 PARAMS = {"epochs": 2, "batch_size": 100, "seed": 3, "he": "ou"}
@@ -41,25 +41,8 @@ def _run(step: str, params: dict[str, Any], tmp: Path, states: dict[str, StepSta
         "bank": pd.read_csv(DATA / "default_credit_hetero_guest.csv", nrows=300),
         "bureau": pd.read_csv(DATA / "default_credit_hetero_host.csv", nrows=300),
     }
-    sdef = get(step)
-    norm = sdef.validate(params, _job(tmp), f"steps[0].{step}")
-
-    def role(party: str) -> Any:
-        def fn(s: Any) -> Any:
-            ctx = StepContext(
-                party=party,
-                session=s,
-                frame=frames[party],
-                id_col="id",
-                label_col="y" if party == "bank" else None,
-                out_dir=tmp / party,
-                state=states[party],
-            )
-            return sdef.run(ctx, norm)
-
-        return fn
-
-    return run_parties({p: role(p) for p in frames}, timeout=120)
+    norm = get(step).validate(params, _job(tmp), f"steps[0].{step}")
+    return run_step(step, norm, frames, tmp, states)
 
 
 @pytest.mark.parametrize("protocol", [None, "he"], ids=["default-ss", "he"])

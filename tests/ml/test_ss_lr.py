@@ -3,7 +3,8 @@ scikit-learn's AUC, keeps everything off the wire, works with predict, refuses b
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
-from tests.paths import DATA
+from tests.ml.lr import common
 from tests.wire_check import Recorder, assert_no_leak
 from veil.errors import ConfigError, ProtocolError
 from veil.ml.labels import sample_weights
@@ -21,14 +22,12 @@ from veil.ml.metrics import auc
 from veil.ml.ss_lr import (
     SSLROptions,
     partition,
-    run_dealer,
     train_label_holder,
     train_partner,
     visit_order,
 )
 from veil.mpc.nonlinear import Sigmoid, sigmoid_plain
 from veil.net.local import run_parties
-from veil.policy import TEST_POLICY
 
 BAR = 0.005
 ROLES = {"label_holder": "bank"}
@@ -37,36 +36,11 @@ NAMES = ["bank", "bureau", "telco"]
 
 @pytest.fixture(scope="module")
 def credit() -> tuple[pd.DataFrame, pd.DataFrame]:
-    g = pd.read_csv(DATA / "default_credit_hetero_guest.csv")
-    h = pd.read_csv(DATA / "default_credit_hetero_host.csv")
-    return g, h
+    return common.load_credit()
 
 
-def blocks(g: pd.DataFrame, h: pd.DataFrame, rows: Any, split3: bool = False) -> list[PartyData]:
-    lh = PartyData.from_frame(g.iloc[rows].reset_index(drop=True), label="y")
-    hh = h.iloc[rows].reset_index(drop=True)
-    if not split3:
-        return [lh, PartyData.from_frame(hh)]
-    cols = [c for c in hh.columns if c != "id"]
-    first, rest = cols[:4], cols[4:]
-    return [lh, PartyData.from_frame(hh, features=first), PartyData.from_frame(hh, features=rest)]
-
-
-def train(
-    data: Sequence[PartyData],
-    o: SSLROptions,
-    tap: Callable[[int, int, str, bytes], None] | None = None,
-) -> dict[str, Any]:
-    names = NAMES[: len(data)]
-    targets: dict[str, Any] = {}
-    for i, name in enumerate(names):
-        fn = train_label_holder if i == 0 else train_partner
-        targets[name] = lambda s, fn=fn, d=data[i]: fn(s, d, o, policy=TEST_POLICY)
-    parties = list(names)
-    if o.dealer:
-        targets[o.dealer] = lambda s: run_dealer(s, o)
-        parties.append(o.dealer)
-    return run_parties(targets, parties=parties, roles=ROLES, tap=tap, timeout=1800)
+blocks = partial(common.blocks, first=4)  # a three-way split: 4 host columns and 6
+train = partial(common.train, timeout=1800)  # the full-data runs: a long recv timeout
 
 
 def scores(data: Sequence[PartyData], models: Sequence[PartyModel]) -> np.ndarray:

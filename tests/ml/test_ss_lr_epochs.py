@@ -5,7 +5,6 @@ scalars to the label holder, and refuse what they cannot do."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,38 +16,14 @@ from veil.ml.lr import PartyData
 from veil.ml.ss_lr import (
     SSLROptions,
     partition,
-    run_dealer,
-    train_label_holder,
-    train_partner,
     visit_order,
 )
 from veil.mpc.nonlinear import Sigmoid, sigmoid_plain
-from veil.net.local import run_parties
-from veil.policy import TEST_POLICY
 
-from .test_ss_lr import NAMES, ROLES, blocks, coefs, credit  # noqa: F401 (fixture)
+from .test_ss_lr import blocks, coefs, credit, train  # noqa: F401 (fixture)
 
 ROWS = slice(0, 900)
 VALID = slice(900, 1200)
-
-
-def run(
-    data: Sequence[PartyData],
-    valid: Sequence[PartyData] | None,
-    o: SSLROptions,
-    tap: Any = None,
-) -> dict[str, Any]:
-    names = NAMES[: len(data)]
-    targets: dict[str, Any] = {}
-    for i, name in enumerate(names):
-        fn = train_label_holder if i == 0 else train_partner
-        v = None if valid is None else valid[i]
-        targets[name] = lambda s, fn=fn, d=data[i], v=v: fn(s, d, o, v, policy=TEST_POLICY)
-    parties = list(names)
-    if o.dealer:
-        targets[o.dealer] = lambda s: run_dealer(s, o)
-        parties.append(o.dealer)
-    return run_parties(targets, parties=parties, roles=ROLES, tap=tap, timeout=600)
 
 
 def joint(data: Sequence[PartyData], ref: Sequence[PartyData], o: SSLROptions) -> np.ndarray:
@@ -109,7 +84,7 @@ def test_early_stopping_on_shares_equals_the_rule_in_the_clear(
     assert 0 < best < full.epochs - 2, losses  # the data make stopping matter
     assert min(abs(x - losses[best]) for i, x in enumerate(losses) if i != best) > 3e-3
     o = SSLROptions(**{**full.to_json(), "patience": 2})  # type: ignore[arg-type]
-    out = run(data, valid, o)
+    out = train(data, o, valid)
     rep = out["bank"][1]
     np.testing.assert_allclose(rep.valid_loss, losses[: rep.epochs_run], atol=2e-3)
     assert rep.stopped_by == "early_stopping" and rep.epochs_run == best + 3
@@ -131,7 +106,7 @@ def test_tol_stops_when_the_step_norm_falls_below_it(
     _, _, norms = plain_epochs(data, valid, o)
     tol = (norms[3] + norms[4]) / 2  # the clear-text rule stops after epoch 4 (0-based)
     assert norms[3] > tol > norms[4]
-    out = run(data, None, SSLROptions(**{**o.to_json(), "tol": tol}))  # type: ignore[arg-type]
+    out = train(data, SSLROptions(**{**o.to_json(), "tol": tol}))  # type: ignore[arg-type]
     rep = out["bank"][1]
     assert rep.stopped_by == "tol" and rep.epochs_run == 5, rep
     np.testing.assert_allclose(rep.step_norms, norms[:5], rtol=1e-2)
@@ -147,7 +122,7 @@ def test_he_triples_and_the_wire_carry_only_masked_words(
     data, valid = blocks(g, h, slice(0, 400)), blocks(g, h, slice(400, 600))
     o = SSLROptions(epochs=3, batch_size=200, seed=5, key_bits=1024, patience=5, tol=1e-6)
     rec = Recorder()
-    out = run(data, valid, o, tap=rec)
+    out = train(data, o, valid, tap=rec)
     ws, losses, _ = plain_epochs(data, valid, o)
     np.testing.assert_allclose(out["bank"][1].valid_loss, losses, atol=2e-3)
     Xv = joint(valid, data, o)
@@ -164,10 +139,10 @@ def test_what_cannot_run_is_refused(credit: tuple[pd.DataFrame, pd.DataFrame]) -
     g, h = credit
     data = blocks(g, h, ROWS)
     with pytest.raises(ConfigError, match=r"hetero_lr\.patience.*validation set"):
-        run(data, None, SSLROptions(patience=1, dealer="dealer", batch_size=300))
+        train(data, SSLROptions(patience=1, dealer="dealer", batch_size=300))
     tiny = blocks(g, h, slice(900, 910))
     with pytest.raises(ConfigError, match=r"validation set has 10 rows, below the policy"):
-        run(data, tiny, SSLROptions(patience=1, dealer="dealer", batch_size=300))
+        train(data, SSLROptions(patience=1, dealer="dealer", batch_size=300), tiny)
     with pytest.raises(ConfigError, match=r"hetero_lr\.penalty.*protocol: he"):
         SSLROptions(penalty="l1")
 
@@ -181,7 +156,7 @@ def test_a_rerun_with_the_same_seed_agrees_to_fixed_point_noise_only(
     g, h = credit
     data = blocks(g, h, ROWS)
     o = SSLROptions(epochs=2, batch_size=300, seed=9, dealer="dealer")
-    a, b = run(data, None, o), run(data, None, o)
+    a, b = train(data, o), train(data, o)
     assert a["bank"][0].model_id == b["bank"][0].model_id == b["bureau"][0].model_id
     ca, cb = np.concatenate(coefs(a, 2)), np.concatenate(coefs(b, 2))
     np.testing.assert_allclose(ca, cb, atol=1e-3)

@@ -11,7 +11,7 @@ from tests.mpc.helpers import COMPUTE
 from tests.wire_check import Recorder, assert_no_leak
 from veil.codec import IntArray
 from veil.errors import ConfigError, ProtocolError
-from veil.mpc.he_cross import Layout, Tag, cross_shares, gram_shares
+from veil.mpc.he_cross import Layout, Link, Tag, cross_shares, gram_shares
 from veil.mpc.he_keys import exchange_keys
 from veil.mpc.ring import to_signed
 from veil.net.local import run_parties
@@ -46,7 +46,7 @@ def test_cross_shares_reconstruct_the_exact_product(scheme: str, widths: tuple[i
     lay = Layout(widths, (BITS, BITS), N, TEST_POLICY.stat_sec)
     got = _run(
         scheme,
-        lambda s, i, keys: cross_shares(s, i, COMPUTE, keys, (A, B)[i], lay, ROWS),
+        lambda s, i, keys: cross_shares(Link(s, i, COMPUTE, keys), (A, B)[i], lay, ROWS),
     )
     for k, rows in enumerate(ROWS):
         total = got[COMPUTE[0]][k] + got[COMPUTE[1]][k]
@@ -62,7 +62,7 @@ def test_gram_shares_with_extra_columns_are_exact_mod_2_64() -> None:
     def body(s: Any, i: int, keys: Any) -> Any:
         X = X0 if i == 0 else X1
         extra = Y if i == 0 else None
-        return gram_shares(s, i, COMPUTE, keys, X, lay, ROWS, n_extra=1, extra=extra)
+        return gram_shares(Link(s, i, COMPUTE, keys), X, lay, ROWS, n_extra=1, extra=extra)
 
     got = _run("paillier", body)
     XJ = np.hstack([X0, X1])
@@ -79,7 +79,7 @@ def test_data_outside_the_agreed_bound_is_refused_naming_the_column() -> None:
     bad[5, 2] = 2**BITS
     lay = Layout((W0, W1), (BITS, BITS), N, TEST_POLICY.stat_sec)
     with pytest.raises(ConfigError, match=r"cross\[bob\]\.income.*outside the agreed bound"):
-        cross_shares(None, 1, COMPUTE, None, bad, lay, ROWS, ["a", "b", "income", "d"])  # type: ignore[arg-type]
+        cross_shares(Link(None, 1, COMPUTE, None), bad, lay, ROWS, ["a", "b", "income", "d"])  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="slot"):  # a layout no key holds
         Layout((1, 1), (600, 600), N, 40).slots(_keys().pk)
 
@@ -133,7 +133,7 @@ def test_malformed_messages_name_tag_and_field(role: str, bad: str) -> None:
     }[bad]
     tag = Tag.OPERAND if role == "u" else Tag.PRODUCT
     with pytest.raises(ProtocolError, match=rf"{tag}\.ct"):
-        cross_shares(_Peer(msg), party, COMPUTE, keys, (X0, X1)[party], lay, ROWS[:1])
+        cross_shares(Link(_Peer(msg), party, COMPUTE, keys), (X0, X1)[party], lay, ROWS[:1])
 
 
 def test_no_data_crosses_the_wire() -> None:
@@ -142,9 +142,8 @@ def test_no_data_crosses_the_wire() -> None:
 
     def body(s: Any, i: int, keys: Any) -> Any:
         X = X0 if i == 0 else X1
-        return gram_shares(
-            s, i, COMPUTE, keys, X, lay, ROWS[:2], n_extra=1, extra=Y if i == 0 else None
-        )
+        extra = Y if i == 0 else None
+        return gram_shares(Link(s, i, COMPUTE, keys), X, lay, ROWS[:2], n_extra=1, extra=extra)
 
     _run("ou", body, tap=rec)
     secrets: dict[str, Any] = {"y": Y.ravel()}

@@ -26,6 +26,15 @@ def test_words_are_uniform_bits() -> None:
     assert np.all(np.abs(bits - 0.5) < 0.02)  # 20000 draws: sd 0.0035, bound ~5.7 sd
 
 
+def test_below_reads_big_integers_off_the_stream() -> None:
+    g, bits = PRG(bytes(16)), 70
+    got = g.below("big", 4000, bits)
+    w = g.words("big", (4000, 2))  # two little-endian words each, bits above 70 dropped
+    assert got == [(int(lo) | int(hi) << 64) & ((1 << bits) - 1) for lo, hi in w]
+    assert all(0 <= v < 1 << bits for v in got) and max(got) >= 1 << (bits - 1)
+    assert len(set(got)) == len(got) and g.below("big", 0, bits) == []
+
+
 def test_bad_seed_is_refused_and_never_printed() -> None:
     with pytest.raises(ConfigError, match="seed"):
         PRG(b"short")

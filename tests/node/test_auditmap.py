@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from veil.node.auditmap import audit_records
 from veil.node.model import Event, JobState
 
-from .nodes import job_text, make_nodes, running, wait_for
+from .nodes import InProc, job_text, make_nodes, running, wait_for
 
 H = "a" * 64
 LATE = "party 'bureau' stopped answering heartbeats for 31 s during step 0"
@@ -125,7 +127,13 @@ def test_each_kind_maps_to_audit_entries() -> None:
         _audit_check(got, ev.job_id)
 
 
-def test_every_event_of_a_real_flow_maps(tmp_path: Path, ca: Path) -> None:
+@contextmanager
+def approved_then_cancelled(
+    tmp_path: Path, ca: Path, by: str, operator: str
+) -> Iterator[tuple[dict[str, InProc], dict[str, Path]]]:
+    """Two running nodes (bureau approves bank's psi jobs on its dataset) once a job of
+    bank's is approved everywhere and then cancelled at ``by`` by ``operator``: the
+    nodes and their folders."""
     policy = (
         '\n[[policy.approve]]\npartners = ["bank"]\nsteps = ["psi"]\ndatasets = ["bureau_data"]\n'
     )
@@ -134,9 +142,14 @@ def test_every_event_of_a_real_flow_maps(tmp_path: Path, ca: Path) -> None:
         job = n["bank"].service.submit(job_text(["bank", "bureau"]), "user:operator-00000000")
         for x in n.values():
             wait_for(lambda x=x: x.store.job(job.id).state == JobState.APPROVED, what="approved")
-        n["bank"].service.cancel(job.id, "user:operator-00000000")
+        n[by].service.cancel(job.id, operator)
         for x in n.values():
             wait_for(lambda x=x: x.store.job(job.id).state == JobState.CANCELLED, what="cancel")
+        yield n, dirs
+
+
+def test_every_event_of_a_real_flow_maps(tmp_path: Path, ca: Path) -> None:
+    with approved_then_cancelled(tmp_path, ca, "bank", "user:operator-00000000") as (n, _):
         for x in n.values():
             kinds = []
             for ev in x.store.events():
@@ -144,9 +157,8 @@ def test_every_event_of_a_real_flow_maps(tmp_path: Path, ca: Path) -> None:
                 _audit_check(recs, ev.job_id)
                 kinds += [k for k, _, _ in recs]
             assert kinds.count("job.proposed") == 1, kinds
-            assert (
-                "job.started" not in kinds
-            )  # no launcher here: approved, never started and "job.cancelled" in kinds
+            # no launcher here: approved, never started
+            assert "job.started" not in kinds and "job.cancelled" in kinds, kinds
             assert kinds.count("job.vote") == 2 and "dataset.registered" in kinds
 
 
@@ -154,17 +166,7 @@ def test_a_nodes_state_changes_land_in_its_audit_log(tmp_path: Path, ca: Path) -
     from veil.audit import verify_log
     from veil.cli import main
 
-    policy = (
-        '\n[[policy.approve]]\npartners = ["bank"]\nsteps = ["psi"]\ndatasets = ["bureau_data"]\n'
-    )
-    dirs = make_nodes(tmp_path, ca, ["bank", "bureau"], {"bureau": policy})
-    with running(dirs) as n:
-        job = n["bank"].service.submit(job_text(["bank", "bureau"]), "user:operator-00000000")
-        for x in n.values():
-            wait_for(lambda x=x: x.store.job(job.id).state == JobState.APPROVED, what="approved")
-        n["bureau"].service.cancel(job.id, "user:operator-11111111")
-        for x in n.values():
-            wait_for(lambda x=x: x.store.job(job.id).state == JobState.CANCELLED, what="cancel")
+    with approved_then_cancelled(tmp_path, ca, "bureau", "user:operator-11111111") as (n, dirs):
         engine = n["bureau"].store.engine  # type: ignore[attr-defined]
         with engine.connect() as conn:
             report = verify_log(conn, deep=True)

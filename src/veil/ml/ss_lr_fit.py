@@ -32,7 +32,7 @@ from veil.errors import ConfigError
 from veil.ml.ss_lr_epochs import VALID_MASK, EpochEnd, plan_epoch_end, plan_valid, valid_sums
 from veil.ml.ss_lr_options import SSLROptions
 from veil.mpc.engine import Engine, Masked
-from veil.mpc.he_cross import Layout, gram_shares
+from veil.mpc.he_cross import Layout, Link, gram_shares
 from veil.mpc.he_triples import HEStore
 from veil.mpc.nonlinear import Sigmoid, plan_sigmoid, sigmoid
 from veil.mpc.plan import SHARED, Plan
@@ -330,6 +330,5 @@ def _direct(  # noqa: PLR0917
     extra = None
     if labels is not None:
         extra = (1 - 2 * np.asarray(labels, dtype=np.int64)).reshape(-1, 1)
-    return gram_shares(
-        e.ch, e.me, e.parties, keys, to_signed(own), layout, parts, n_extra=1, extra=extra
-    )
+    link = Link(e.ch, e.me, e.parties, keys)
+    return gram_shares(link, to_signed(own), layout, parts, n_extra=1, extra=extra)

@@ -63,8 +63,9 @@ from veil.mpc.channel import Channel
 from veil.mpc.he_keys import HEKeys
 from veil.mpc.prg import PRG, new_seed
 from veil.mpc.ring import Share
+from veil.mpc.slots import pack, unpack
 
-__all__ = ["Layout", "Tag", "check_bound", "cross_shares", "gram_shares"]
+__all__ = ["Layout", "Link", "Tag", "check_bound", "cross_shares", "gram_shares"]
 
 _MASK64 = (1 << 64) - 1
 ENCRYPTION_COST = 8
@@ -163,11 +164,19 @@ def check_bound(X: npt.NDArray[np.int64], bits: int, names: Sequence[str], where
         )
 
 
-def cross_shares(  # noqa: PLR0917
-    ch: Channel,
-    party: int,
-    parties: tuple[str, str],
-    keys: HEKeys,
+@dataclass(frozen=True)
+class Link:
+    """This party's end of the two compute parties' HE session: the channel, its index
+    (0 or 1), both names and the exchanged keys (:func:`veil.mpc.he_keys.exchange_keys`)."""
+
+    ch: Channel
+    party: int
+    parties: tuple[str, str]
+    keys: HEKeys
+
+
+def cross_shares(
+    link: Link,
     mine: npt.NDArray[np.int64],
     layout: Layout,
     rowsets: Sequence[npt.NDArray[np.int64]],
@@ -175,6 +184,7 @@ def cross_shares(  # noqa: PLR0917
 ) -> list[Share]:
     """This party's shares of ``A_Rᵀ B_R`` (shape (a, b)) for each row subset ``R``;
     ``mine`` is ``A`` for party 0, ``B`` for party 1 (checked against the bound)."""
+    ch, party, parties, keys = link.ch, link.party, link.parties, link.keys
     if party not in (0, 1) or mine.ndim != 2 or mine.shape[1] != layout.widths[party]:
         raise ConfigError("cross.mine", f"party {party}: matrix {mine.shape} for {layout}")
     check_bound(mine, layout.bits[party], names, f"cross[{parties[party]}]")
@@ -202,7 +212,7 @@ def cross_shares(  # noqa: PLR0917
 def _operand(keys: HEKeys, V: npt.NDArray[np.int64], layout: Layout, v: int) -> dict[str, object]:
     """v: ``Enc_v(V_R + 2^b_v)``, packed."""
     pk = keys.pk
-    packed = _pack(V + (1 << layout.bits[v]), layout.slot_bits, layout.slots(pk))
+    packed = pack(V + (1 << layout.bits[v]), layout.slot_bits, layout.slots(pk))
     ct = pk.raw_encrypt(objects(packed.ravel().tolist()))
     return {"ct": IntArray(list(ct), pk.ct_bytes)}
 
@@ -226,11 +236,13 @@ def _product(  # noqa: PLR0917
     cts = _ciphertexts(f, "ct", len(U) * groups, pk).reshape(len(U), groups)
     Ut = np.ascontiguousarray(U.T)  # (w_u, |R|) signed small exponents
     prods = [pk.backend.multi_exp_columns(list(cts[:, g]), Ut, m) for g in range(groups)]
-    M = _uniform(*stream, (w_u, w_v), val + 1 + layout.stat_sec)
+    prg, label = stream
+    flat = prg.below(label, w_u * w_v, val + 1 + layout.stat_sec)
+    M = [flat[i * w_v : (i + 1) * w_v] for i in range(w_u)]
     sums = [int(x) << layout.bits[v] for x in U.sum(axis=0)]
     offset = [[(1 << val) + x for x in row] for row in M]
     own = [[(1 << val) + x + si for x in row] for row, si in zip(M, sums, strict=True)]
-    masks = _pack_ints(offset, slot, slots)  # (w_u, groups)
+    masks = pack(np.array(offset, dtype=object), slot, slots)  # (w_u, groups)
     enc = pk.raw_encrypt(objects(masks.ravel().tolist()))
     a = [prods[g][i] for i in range(w_u) for g in range(groups)]
     res = pk.backend.mulmod_list(a, list(enc), m)
@@ -249,15 +261,12 @@ def _decrypt(keys: HEKeys, layout: Layout, v: int, msg: object) -> Share:
     cts = _ciphertexts(f, "ct", w_u * groups, pk)
     # the used slots only: a narrow span lets Paillier decrypt mod p alone (2x faster)
     vals, _mod = keys.sk.raw_decrypt(cts, 1 << (min(slots, w_v) * slot))
-    share = _unpack(vals, w_u, groups, slot, slots)[:, :w_v]
+    share = unpack(vals, slot, slots).reshape(w_u, groups * slots)[:, :w_v]
     return share.T.copy() if v == 0 else share
 
 
-def gram_shares(  # noqa: PLR0917
-    ch: Channel,
-    party: int,
-    parties: tuple[str, str],
-    keys: HEKeys,
+def gram_shares(
+    link: Link,
     X: npt.NDArray[np.int64],
     layout: Layout,
     rowsets: Sequence[npt.NDArray[np.int64]],
@@ -274,6 +283,7 @@ def gram_shares(  # noqa: PLR0917
     The shares are re-randomised with the common stream of ``keys`` (as in
     :mod:`veil.mpc.he_triples`: SecureML's truncation needs a uniform share at party 1;
     it changes no party's knowledge)."""
+    party = link.party
     w0, w1 = layout.widths[0] - n_extra, layout.widths[1]
     if X.ndim != 2 or X.shape[1] != (w0, w1)[party] or w0 < 1:
         raise ConfigError("gram.X", f"party {party}: matrix {X.shape} for {layout}")
@@ -282,9 +292,9 @@ def gram_shares(  # noqa: PLR0917
     A = X if extra is None or party == 1 else np.hstack([X, extra])
     if extra is not None and party == 0 and extra.shape != (len(X), n_extra):
         raise ConfigError("gram.extra", f"shape {extra.shape}, expected ({len(X)}, {n_extra})")
-    cross = cross_shares(ch, party, parties, keys, A, layout, rowsets, names)
+    cross = cross_shares(link, A, layout, rowsets, names)
     w = w0 + w1
-    rerand = PRG(keys.common)
+    rerand = PRG(link.keys.common)
     out = []
     for k, (rows, C) in enumerate(zip(rowsets, cross, strict=True)):
         G = np.zeros((w, w), dtype=np.uint64)
@@ -305,53 +315,7 @@ def gram_shares(  # noqa: PLR0917
     return out
 
 
-# -- packing ------------------------------------------------------------------------------
-def _pack(V: npt.NDArray[np.int64], slot: int, slots: int) -> np.ndarray:
-    """Rows of non-negative ints, ``slots`` columns per integer: (rows, groups)."""
-    n, width = V.shape
-    groups = -(-width // slots)
-    out = np.zeros((n, groups), dtype=object)
-    for g in range(groups):
-        for t in range(min(slots, width - g * slots)):  # numpy loops over the rows
-            out[:, g] += V[:, g * slots + t].astype(object) << (slot * t)
-    return out
-
-
-def _pack_ints(rows: list[list[int]], slot: int, slots: int) -> np.ndarray:
-    n = len(rows)
-    width = len(rows[0]) if n else 0
-    groups = -(-width // slots)
-    out = np.empty((n, groups), dtype=object)
-    for i, row in enumerate(rows):
-        for g in range(groups):
-            acc = 0
-            for t, x in enumerate(row[g * slots : (g + 1) * slots]):
-                acc += x << (slot * t)
-            out[i, g] = acc
-    return out
-
-
-def _unpack(vals: list[int], rows: int, groups: int, slot: int, slots: int) -> Share:
-    """(rows, groups * slots) words: each slot's value mod 2^64."""
-    out = np.zeros((rows, groups * slots), dtype=np.uint64)
-    mask = (1 << slot) - 1
-    for i in range(rows):
-        for g in range(groups):
-            v = vals[i * groups + g]
-            for t in range(slots):
-                out[i, g * slots + t] = ((v >> (slot * t)) & mask) & _MASK64
-    return out
-
-
-def _uniform(prg: PRG, label: str, shape: tuple[int, int], bits: int) -> list[list[int]]:
-    """Uniform integers below ``2^bits`` from stream ``label``."""
-    words = -(-bits // 64)
-    w = prg.words(label, (shape[0] * shape[1], words))
-    top = (1 << bits) - 1
-    flat = [int.from_bytes(r.tobytes(), "little") & top for r in w]
-    return [flat[i * shape[1] : (i + 1) * shape[1]] for i in range(shape[0])]
-
-
+# -- helpers ------------------------------------------------------------------------------
 def _ciphertexts(f: Fields, name: str, n: int, pk: he.HEPublicKey) -> np.ndarray:
     """``n`` ciphertexts in ``[1, modulus)`` at the key's width (ProtocolError naming
     the tag and field otherwise)."""

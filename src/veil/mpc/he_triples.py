@@ -59,6 +59,7 @@ from veil.mpc.multiexp import pippenger_cost, shared_base_multi_exp, straus_cost
 from veil.mpc.plan import Kind, Plan, Spec
 from veil.mpc.prg import PRG, new_seed
 from veil.mpc.ring import Share
+from veil.mpc.slots import pack, unpack
 from veil.mpc.triples import TripleStore, full_product, mask_share, random_part
 from veil.policy import DEFAULT_POLICY, SecurityPolicy
 
@@ -271,7 +272,7 @@ class _Generator:
         if job.kind == "ew":
             return {"ct": pk.encrypt(_ints(V)).to_wire()}
         _, slot, slots = self._layout(job, pk, V.shape[0])
-        return {"ct": pk.encrypt(_pack(V, slot, slots)).to_wire(), "cols": V.shape[1]}
+        return {"ct": pk.encrypt(pack(V, slot, slots)).to_wire(), "cols": V.shape[1]}
 
     def product(self, job: _Job, msg: Any, pk: he.HEPublicKey) -> tuple[dict[str, Any], Share]:
         """u: Enc(U @ V + R) for the peer, and u's share ``-R``."""
@@ -285,7 +286,7 @@ class _Generator:
             if c.shape != U.shape:
                 raise ProtocolError(f"{Tag.OPERAND}.ct: shape {c.shape}, expected {U.shape}")
             val, _, _ = self._layout(job, pk, 1)
-            R = _big(self.prg, label, U.shape[0], val + self.stat_sec)
+            R = objects(self.prg.below(label, U.shape[0], val + self.stat_sec))
             out = c * _ints(U) + pk.encrypt(R)
             return {"ct": out.to_wire()}, _neg_low64(R)
         ncols = msg.get("cols") if isinstance(msg, dict) else None
@@ -293,9 +294,9 @@ class _Generator:
         groups = -(-int(ncols or 0) // slots)
         if not isinstance(ncols, int) or c.shape != (U.shape[1], groups):
             raise ProtocolError(f"{Tag.OPERAND}.ct: shape {c.shape} does not fit U {U.shape}")
-        R = _big(self.prg, label, U.shape[0] * ncols, val + self.stat_sec)
+        R = objects(self.prg.below(label, U.shape[0] * ncols, val + self.stat_sec))
         R2 = R.reshape(U.shape[0], ncols)
-        Rp = _pack_ints(R2, slot, slots)
+        Rp = pack(R2, slot, slots)
         k = U.shape[1]
         if straus_cost(k, U.shape[0], 64)[0] < pippenger_cost(k, U.shape[0], 64):
             m = pk.ct_modulus  # a short inner dimension: window tables shared by the rows
@@ -329,50 +330,15 @@ class _Generator:
         groups = -(-V.shape[1] // slots)
         if not isinstance(rows, int) or c.shape != (groups * rows,):
             raise ProtocolError(f"{Tag.PRODUCT}.ct: shape {c.shape} for {rows} rows")
-        vals = [int(v) for v in sk.decrypt(c)]
-        out = np.zeros((rows, groups * slots), dtype=np.uint64)
-        mask = (1 << slot) - 1
-        for g in range(groups):
-            for r in range(rows):
-                v = vals[g * rows + r]
-                for t in range(slots):
-                    out[r, g * slots + t] = ((v >> (slot * t)) & mask) & _MASK64
-        return out[:, : V.shape[1]]
+        words = unpack(sk.decrypt(c).tolist(), slot, slots)  # (groups * rows, slots)
+        out = words.reshape(groups, rows, slots).transpose(1, 0, 2)
+        return out.reshape(rows, groups * slots)[:, : V.shape[1]]
 
 
 def _ints(a: Share) -> np.ndarray:
     """Ring words as an object array of non-negative Python ints."""
     out = np.empty(a.shape, dtype=object)
     out.ravel()[:] = [int(v) for v in np.asarray(a, dtype=np.uint64).ravel()]
-    return out
-
-
-def _pack_ints(V: np.ndarray, slot: int, slots: int) -> np.ndarray:
-    """Rows of V (object ints) packed ``slots`` columns per integer."""
-    k, n = V.shape
-    groups = -(-n // slots)
-    out = np.empty((k, groups), dtype=object)
-    for j in range(k):
-        row = V[j]
-        for g in range(groups):
-            acc = 0
-            for t, v in enumerate(row[g * slots : (g + 1) * slots]):
-                acc |= int(v) << (slot * t)
-            out[j, g] = acc
-    return out
-
-
-def _pack(V: Share, slot: int, slots: int) -> np.ndarray:
-    return _pack_ints(_ints(V), slot, slots)
-
-
-def _big(prg: PRG, label: str, count: int, bits: int) -> np.ndarray:
-    """``count`` uniform integers below ``2^bits`` (object array) from stream ``label``."""
-    words = -(-bits // 64)
-    w = prg.words(label, (count, words))
-    top = (1 << bits) - 1
-    out = np.empty(count, dtype=object)
-    out[:] = [int.from_bytes(row.tobytes(), "little") & top for row in w]
     return out
 
 

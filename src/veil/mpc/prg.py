@@ -62,3 +62,10 @@ class PRG:
         enc = Cipher(algorithms.AES(self._key(label)), modes.CTR(_ZERO_IV)).encryptor()
         raw = enc.update(bytes(8 * n)) + enc.finalize()
         return np.frombuffer(raw, dtype="<u8").astype(np.uint64).reshape(dims)
+
+    def below(self, label: str, count: int, bits: int) -> list[int]:
+        """``count`` uniform integers below ``2^bits`` from stream ``label`` (each from
+        ``ceil(bits / 64)`` words, little-endian, the bits above ``bits`` dropped)."""
+        w = self.words(label, (count, -(-bits // 64)))
+        top = (1 << bits) - 1
+        return [int.from_bytes(r.tobytes(), "little") & top for r in w]

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from tests.paths import DATA
+from veil.ml import ss_lr
 from veil.ml.lr import (
     LROptions,
     PartyData,
@@ -20,6 +21,7 @@ from veil.ml.lr import (
     train_partner,
 )
 from veil.ml.lr._math import clip_block
+from veil.ml.ss_lr import SSLROptions
 from veil.net.local import run_parties
 from veil.policy import TEST_POLICY, SecurityPolicy
 
@@ -38,9 +40,15 @@ def load_credit() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def blocks(
-    g: pd.DataFrame, h: pd.DataFrame, rows: np.ndarray, split3: bool = False
+    g: pd.DataFrame,
+    h: pd.DataFrame,
+    rows: np.ndarray | slice,
+    split3: bool = False,
+    *,
+    first: int = 5,
 ) -> list[PartyData]:
-    """Label holder block first, then one partner block (or two: a three-way split)."""
+    """Label holder block first, then one partner block (or two: a three-way split, the
+    first ``first`` host columns and the rest)."""
     lh = PartyData.from_frame(g.iloc[rows].reset_index(drop=True), label="y")
     hh = h.iloc[rows].reset_index(drop=True)
     if not split3:
@@ -48,8 +56,8 @@ def blocks(
     cols = [c for c in hh.columns if c != "id"]
     return [
         lh,
-        PartyData.from_frame(hh, features=cols[:5]),
-        PartyData.from_frame(hh, features=cols[5:]),
+        PartyData.from_frame(hh, features=cols[:first]),
+        PartyData.from_frame(hh, features=cols[first:]),
     ]
 
 
@@ -67,21 +75,30 @@ def min_rows(data: Sequence[PartyData], o: LROptions, policy: SecurityPolicy = T
 
 def train(
     data: Sequence[PartyData],
-    o: LROptions,
+    o: LROptions | SSLROptions,
     valid: Sequence[PartyData] | None = None,
     *,
     tap: Tap | None = None,
     transport: str = "memory",
     policy: SecurityPolicy = TEST_POLICY,
+    timeout: float = 120,
 ) -> dict[str, Any]:
+    """Run training with ``data[0]`` at the label holder: ``veil.ml.lr``'s role functions
+    for ``LROptions``, ``veil.ml.ss_lr``'s for ``SSLROptions`` (with its dealer, if it
+    names one, as a further party)."""
     names = NAMES[: len(data)]
+    ss = isinstance(o, SSLROptions)
+    lh = ss_lr.train_label_holder if ss else train_label_holder
+    partner = ss_lr.train_partner if ss else train_partner
     targets: dict[str, Any] = {}
     for i, name in enumerate(names):
-        fn = train_label_holder if i == 0 else train_partner
+        fn = lh if i == 0 else partner
         v = None if valid is None else valid[i]
         targets[name] = lambda s, fn=fn, d=data[i], v=v: fn(s, d, o, v, policy=policy)
+    if isinstance(o, SSLROptions) and o.dealer:
+        targets[o.dealer] = lambda s: ss_lr.run_dealer(s, o)
     return run_parties(
-        targets, roles={"label_holder": "bank"}, tap=tap, timeout=120, transport=transport
+        targets, roles={"label_holder": "bank"}, tap=tap, timeout=timeout, transport=transport
     )
 
 
@@ -118,11 +135,11 @@ def taylor_loss(y: np.ndarray, z: np.ndarray) -> float:
 
 
 def arrays(v: Any) -> list[np.ndarray]:
-    """Every numpy array inside a decoded message."""
+    """Every numpy array inside a decoded message (or any nest of dicts, lists, tuples)."""
     if isinstance(v, np.ndarray):
         return [v]
     if isinstance(v, dict):
         return [a for x in v.values() for a in arrays(x)]
-    if isinstance(v, list):
+    if isinstance(v, list | tuple):
         return [a for x in v for a in arrays(x)]
     return []

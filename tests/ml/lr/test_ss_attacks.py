@@ -17,7 +17,6 @@ so the test can fail; ``job-default`` runs both, the default (``hetero_lr`` with
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -31,17 +30,13 @@ from veil.ml.lr._residuals import LabelHolderStep, PartnerStep
 from veil.ml.ss_lr import (
     SSLROptions,
     partition,
-    run_dealer,
-    train_label_holder,
-    train_partner,
     visit_order,
 )
 from veil.mpc.engine import Engine
 from veil.mpc.triples import TripleStore
-from veil.net.local import run_parties
 from veil.policy import TEST_POLICY
 
-from .common import blocks, opts, plain_blocks, train
+from .common import arrays, blocks, opts, plain_blocks, train
 from .test_attacks import WEAK, cross_factor, run_label_attack, views  # noqa: F401 (fixture)
 
 ROWS = 640  # ten 64-row batches
@@ -198,17 +193,6 @@ def signed(a: np.ndarray) -> np.ndarray:
     return np.asarray(a, dtype=np.uint64).view(np.int64).astype(np.float64).ravel()
 
 
-def frame_arrays(v: Any) -> Iterator[np.ndarray]:
-    if isinstance(v, np.ndarray):
-        yield v
-    elif isinstance(v, dict):
-        for x in v.values():
-            yield from frame_arrays(x)
-    elif isinstance(v, list | tuple):
-        for x in v:
-            yield from frame_arrays(x)
-
-
 @pytest.mark.parametrize(
     ("sigmoid", "dealer"),
     [("minimax3", "dealer"), ("linear", "dealer"), ("linear", None)],
@@ -226,15 +210,7 @@ def test_the_reading_recovers_nothing_from_ss_lr(
         assert SSLROptions.from_mapping({"protocol": "auto"}).sigmoid == sigmoid
     rec = Recorder()
     view = LabelHolderView(monkeypatch, rec)
-    targets: dict[str, Any] = {
-        "bank": lambda s: train_label_holder(s, data[0], o, policy=TEST_POLICY),
-        "bureau": lambda s: train_partner(s, data[1], o, policy=TEST_POLICY),
-    }
-    if dealer:
-        targets[dealer] = lambda s: run_dealer(s, o)
-    run_parties(
-        targets, parties=list(targets), roles={"label_holder": "bank"}, tap=rec, timeout=120
-    )
+    train(data, o, tap=rec)
     XL, XP = plain_blocks(data, opts())
     y = np.asarray(data[0].y, dtype=np.float64)
     wl_n = XL.shape[1]
@@ -249,7 +225,7 @@ def test_the_reading_recovers_nothing_from_ss_lr(
             signed(a)
             for f in rec.frames[marks[t] : marks[t + 1]]
             if f.dst == 0
-            for a in frame_arrays(codec.decode(f.payload))
+            for a in arrays(codec.decode(f.payload))
             if a.dtype.kind in "iuf"
         ]
 
@@ -315,15 +291,7 @@ def test_the_partner_reads_no_labels_from_the_job_default(
     o = SSLROptions.from_mapping({"epochs": 1, "batch_size": 64, "seed": 11, "key_bits": 1024})
     rec = Recorder()
     view = LabelHolderView(monkeypatch, rec, who=1)
-    run_parties(
-        {
-            "bank": lambda s: train_label_holder(s, data[0], o, policy=TEST_POLICY),
-            "bureau": lambda s: train_partner(s, data[1], o, policy=TEST_POLICY),
-        },
-        roles={"label_holder": "bank"},
-        tap=rec,
-        timeout=120,
-    )
+    train(data, o, tap=rec)
     XL, XP = plain_blocks(data, opts())
     y = np.asarray(data[0].y, dtype=np.float64)
     wl_n = XL.shape[1]
@@ -342,7 +310,7 @@ def test_the_partner_reads_no_labels_from_the_job_default(
             signed(a)
             for f in rec.frames[marks[t] : marks[t + 1]]
             if f.dst == 1
-            for a in frame_arrays(codec.decode(f.payload))
+            for a in arrays(codec.decode(f.payload))
             if a.dtype.kind in "iuf"
         ]
         n = len(idx)

@@ -24,14 +24,12 @@ import pytest
 
 from tests.wire_check import Recorder, assert_no_leak
 from veil import codec
-from veil.ml.ss_lr import SSLROptions, train_label_holder, train_partner
+from veil.ml.ss_lr import SSLROptions
 from veil.ml.ss_lr_epochs import EpochEnd
 from veil.mpc.engine import Engine
 from veil.mpc.triples import TripleStore
-from veil.net.local import run_parties
-from veil.policy import TEST_POLICY
 
-from .common import blocks
+from .common import arrays, blocks, train
 from .test_attacks import feature_recovery_r2
 
 EPOCHS = 14
@@ -48,17 +46,6 @@ def vectors(a: Any, n: int) -> Iterator[np.ndarray]:
         yield from flat.reshape(a.shape).T
     for i in range(0, flat.size - n + 1, n):
         yield flat[i : i + n]
-
-
-def walk(v: Any) -> Iterator[Any]:
-    if isinstance(v, np.ndarray):
-        yield v
-    elif isinstance(v, dict):
-        for x in v.values():
-            yield from walk(x)
-    elif isinstance(v, list | tuple):
-        for x in v:
-            yield from walk(x)
 
 
 def test_early_stopping_on_shares_gives_the_label_holder_no_validation_features(
@@ -78,7 +65,7 @@ def test_early_stopping_on_shares_gives_the_label_holder_no_validation_features(
 
     def keep(a: Any) -> None:
         with lock:
-            held.extend(walk(a))
+            held.extend(arrays(a))
 
     for name in ("open", "masked_matmul", "masked_tmatmul", "matmul", "mul", "scale", "trunc"):
         orig = getattr(Engine, name)
@@ -108,17 +95,9 @@ def test_early_stopping_on_shares_gives_the_label_holder_no_validation_features(
 
     monkeypatch.setattr(EpochEnd, "__call__", epoch_end)
     rec = Recorder()
-    out = run_parties(
-        {
-            "bank": lambda s: train_label_holder(s, tr[0], o, va[0], policy=TEST_POLICY),
-            "bureau": lambda s: train_partner(s, tr[1], o, va[1], policy=TEST_POLICY),
-        },
-        roles={"label_holder": "bank"},
-        tap=rec,
-        timeout=300,
-    )
+    out = train(tr, o, va, tap=rec, timeout=300)
     assert len(out["bank"][1].valid_loss) == EPOCHS  # the loss was computed every epoch
-    received = [a for f in rec.frames if f.dst == 0 for a in walk(codec.decode(f.payload))]
+    received = [a for f in rec.frames if f.dst == 0 for a in arrays(codec.decode(f.payload))]
     readable = [v for a in [*received, *held] for v in vectors(a, n_v)]
     assert len(readable) > 100  # it holds many vectors of validation length: masked words
     # Shipped: all of them together predict the partner's features no better than nothing.
@@ -135,7 +114,7 @@ def test_early_stopping_on_shares_gives_the_label_holder_no_validation_features(
     ]
     assert len(per_epoch) == EPOCHS
     old = [(1, 0, "epoch_report", codec.encode({"valid": Xv @ w})) for w in per_epoch]
-    leaked = [v for f in old for a in walk(codec.decode(f[3])) for v in vectors(a, n_v)]
+    leaked = [v for f in old for a in arrays(codec.decode(f[3])) for v in vectors(a, n_v)]
     assert feature_recovery_r2(leaked, raw, known=30) > 0.9
     scores = {f"partner valid scores {e}": Xv @ w for e, w in enumerate(per_epoch)}
     features = {f"partner valid {n}": raw[:, j] for j, n in enumerate(va[1].feature_names)}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import random
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -171,10 +171,19 @@ def test_batch_helpers() -> None:
         match_in_order(b"", own[:32])
 
 
-def test_malformed_pool_is_a_protocol_error() -> None:
-    sets = make_sets(NAMES5[:3], common=5, own=2, pair=1, seed=7)
+def _refused(seed: int, liar: Callable[[Session], None], match: str) -> None:
+    """Three parties, the last running ``liar`` in place of the protocol: the honest
+    ones stop with a ProtocolError matching ``match``."""
+    sets = make_sets(NAMES5[:3], common=5, own=2, pair=1, seed=seed)
     params = PsiParams(tuple(sets))
-    first, liar_name = NAMES5[0], NAMES5[2]
+    targets: dict[str, Any] = {p: (lambda s, p=p: run_psi(s, sets[p], params)) for p in sets}
+    targets[NAMES5[2]] = liar
+    with pytest.raises(ProtocolError, match=match):
+        run_parties(targets, timeout=20)
+
+
+def test_malformed_pool_is_a_protocol_error() -> None:
+    first = NAMES5[0]
 
     def liar(s: Session) -> None:
         hello = s.recv(first, multiparty.Tag.HELLO)
@@ -186,19 +195,14 @@ def test_malformed_pool_is_a_protocol_error() -> None:
         s.send(first, multiparty.Tag.POOL, b"\x01" * 65)
         s.recv(first, "never", timeout=5)
 
-    targets: dict[str, Any] = {p: (lambda s, p=p: run_psi(s, sets[p], params)) for p in sets}
-    targets[liar_name] = liar
-    with pytest.raises(ProtocolError, match=r"^pool: 65 bytes, expected 192"):
-        run_parties(targets, timeout=20)
+    _refused(7, liar, r"^pool: 65 bytes, expected 192")
 
 
 def test_identity_joint_key_is_refused() -> None:
     """A joint key Y that is the identity would encrypt every id as (r G, H(x)), in
     clear: the parties refuse it (and any encoding that is not a point) as the last
     party's KEY message."""
-    sets = make_sets(NAMES5[:3], common=5, own=2, pair=1, seed=11)
-    params = PsiParams(tuple(sets))
-    first, liar_name = NAMES5[0], NAMES5[2]
+    first = NAMES5[0]
 
     def liar(s: Session) -> None:
         hello = s.recv(first, multiparty.Tag.HELLO)
@@ -209,10 +213,7 @@ def test_identity_joint_key_is_refused() -> None:
             s.send(peer, multiparty.Tag.KEY, bytes(32))  # the identity's encoding
         s.recv(first, "never", timeout=5)
 
-    targets: dict[str, Any] = {p: (lambda s, p=p: run_psi(s, sets[p], params)) for p in sets}
-    targets[liar_name] = liar
-    with pytest.raises(ProtocolError, match="not a valid ristretto255 element"):
-        run_parties(targets, timeout=20)
+    _refused(11, liar, "not a valid ristretto255 element")
 
 
 # -- the recorded wire -------------------------------------------------------------------

@@ -3,7 +3,8 @@
 - :mod:`.ecdh`: two-party ECDH-PSI (default; on ristretto255, or the interconnection
   suite; the interconnection wire itself is :mod:`veil.protocols.interconnect`).
 - :mod:`.multiparty`: ECDH-PSI among three or more parties (only the intersection of
-  all sets is revealed, no pairwise intersection).
+  all sets is revealed, no pairwise intersection), with :mod:`.multiparty_steps` and
+  :mod:`.batches`.
 - :mod:`.kkrt`: two-party KKRT-PSI from OT extension (faster, Veil to Veil), built on
   :mod:`.cuckoo` and :mod:`.ot`.
 - :mod:`.rr22`: two-party RR22-PSI from VOLE and an OKVS (the fastest, Veil to Veil),

@@ -74,13 +74,15 @@ hold each of U's ids; D with every other party learns everything.
 
 Result order: each receiver's ``indices`` follow RESULT, sorted by u W H(x), which
 every receiver holds for each common id, so all receivers list them in the same order.
+
+This module holds the handshake, the key chain and each position's run; the messages
+(``Tag``), the secrets and the steps 1-5 are in :mod:`.multiparty_steps`, the batch
+helpers in :mod:`.batches`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from enum import StrEnum
+from collections.abc import Iterable, Sequence
 from functools import partial
 from typing import Any
 
@@ -91,16 +93,8 @@ from veil.crypto import ecc, ristretto
 from veil.errors import ConfigError
 from veil.net.session import Session
 from veil.policy import DEFAULT_POLICY, SecurityPolicy
-from veil.protocols.psi.batches import (
-    Background,
-    hash_points,
-    join_halves,
-    match_in_order,
-    mult,
-    recv_batches,
-    rows,
-    sorted_result,
-)
+from veil.protocols.psi import multiparty_steps as steps
+from veil.protocols.psi.batches import Background, hash_points, match_in_order, mult, sorted_result
 from veil.protocols.psi.common import (
     MAX_PARTIES,
     Outbox,
@@ -115,58 +109,19 @@ from veil.protocols.psi.common import (
     secure_permutation,
 )
 from veil.protocols.psi.ecdh import MAX_BATCH
+from veil.protocols.psi.multiparty_steps import Keys, P, Plan, Tag, new_keys
+
+__all__ = ["HELLO", "PROTOCOL", "Keys", "Tag", "new_keys", "run_party"]
 
 PROTOCOL = "ecdh-multiparty"
 PROTOCOL_VERSION = 2  # 2: D adds no blinding, rings skip D, receivers unmask RESULT
-P = ristretto.POINT_BYTES
-CT = 2 * P  # one ElGamal ciphertext: A || B
 _ONE = (1).to_bytes(ristretto.SCALAR_BYTES, "little")
 WAIT_PER_ID = 2e-3  # seconds a mixer may take per pooled id (about 10x a loaded core's)
-
-
-class Tag(StrEnum):
-    """Every message of this protocol."""
-
-    HELLO = "hello"  # sizes and parameters, all to all
-    KEY = "key"  # P_j -> P_{j+1}: y_j...y_0 G; then D -> all: the joint key Y
-    POOL = "pool"  # P_j -> P_0: ElGamal ciphertexts of its ids
-    MIX = "mix"  # P_j -> P_{j+1}: the pool, partly decrypted, blinded and shuffled
-    COMMON = "common"  # D -> U: W H(x) of the common ids, sorted
-    RING = "ring"  # around one receiver's ring: its masked ids
-    RESULT = "result"  # U -> receivers: u W H(x) of the common ids, sorted
 
 
 HELLO = hello_schema(suite=msg.Str(), batch_size=msg.Int(1, MAX_BATCH))
 # POOL/MIX: Blob(count * 64); RING: Blob(count * 32); COMMON/RESULT: Blob(max_size=
 # 32 * min n_j, multiple=32) -- sizes from HELLO.
-
-
-@dataclass(frozen=True)
-class Keys:
-    """One party's secrets for one run (fresh each run)."""
-
-    y: bytes  # ElGamal key share
-    w: bytes  # blinding exponent of the mix
-    sigma: bytes  # mask of this party's own ring
-    u: bytes  # result exponent (used by U only)
-
-
-def new_keys() -> Keys:
-    """Fresh uniform non-zero scalars mod L."""
-    s = ristretto.random_scalars(4)
-    return Keys(s[:32], s[32:64], s[64:96], s[96:])
-
-
-@dataclass(frozen=True)
-class _Plan:
-    parties: list[str]
-    n: dict[str, int]
-    batch: dict[str, int]
-    key: bytes  # the joint ElGamal public key Y
-    receivers: list[str]  # result_to in job order
-    d: str
-    u: str
-    wait: float  # seconds to wait for a message: the mix before it may be long
 
 
 def run_party(
@@ -198,16 +153,16 @@ def run_party(
         # for the pool to reach it works on the rings meanwhile.
         def ring(r: str) -> Background:
             sub = session.sub(f"ring{plan.parties.index(r)}")
-            return Background(partial(_ring, sub, mul, plan, keys, owner=r, hashed=hashed))
+            return Background(partial(steps.ring, sub, mul, plan, keys, owner=r, hashed=hashed))
 
-        rings = {r: ring(r) for r in plan.receivers if me in _ring_members(plan, r)}
-        own_pool = _encrypt(mul, hashed, plan, keys, me=me)
+        rings = {r: ring(r) for r in plan.receivers if me in steps.ring_members(plan, r)}
+        own_pool = steps.encrypt(mul, hashed, plan, keys, me=me)
         if me != plan.parties[0]:
             with Outbox(session, plan.parties[0]) as out:
                 for cts in own_pool:
                     out.send(Tag.POOL, cts.tobytes())
             own_pool = iter([])
-        values = _mix(session, mul, plan, keys, own_pool)
+        values = steps.mix(session, mul, plan, keys, own_pool)
         if me == plan.d:
             vals, counts = np.unique(values.view(f"S{P}").reshape(-1), return_counts=True)
             del values
@@ -217,23 +172,23 @@ def run_party(
         for bg in rings.values():
             bg.result()
         if me == plan.u:
-            common = _recv_common(session, plan, plan.d, Tag.COMMON)
+            common = steps.recv_common(session, plan, plan.d, Tag.COMMON)
             result, base = sorted_result(mul, keys.u, common)
             for r in plan.receivers:
                 if r != me:
                     session.send(r, Tag.RESULT, result)
         elif me in plan.receivers:
-            base = _recv_common(session, plan, plan.u, Tag.RESULT)
+            base = steps.recv_common(session, plan, plan.u, Tag.RESULT)
         peer_n = min(v for p, v in plan.n.items() if p != me)
         if me not in plan.receivers:
             return PsiResult(None, None, n_input, len(distinct), peer_n)
-        # own holds f * base for each own common id (f: _unmask), so f * base, in RESULT's
+        # own holds f * base for each own common id (f: steps.unmask), so f * base, in RESULT's
         # sorted order, finds this party's rows in the order every receiver shares.
-        hits = match_in_order(own, mult(mul, _unmask(plan, keys, me), base))
+        hits = match_in_order(own, mult(mul, steps.unmask(plan, keys, me), base))
     return PsiResult(order[hits], len(hits), n_input, len(distinct), peer_n)
 
 
-def _handshake(session: Session, params: PsiParams, n: int, keys: Keys) -> _Plan:
+def _handshake(session: Session, params: PsiParams, n: int, keys: Keys) -> Plan:
     mine = hello(
         PROTOCOL,
         PROTOCOL_VERSION,
@@ -260,7 +215,7 @@ def _handshake(session: Session, params: PsiParams, n: int, keys: Keys) -> _Plan
     # A party may wait for every mixer ahead of it: allow each WAIT_PER_ID per pooled id.
     wait = session.timeout + WAIT_PER_ID * len(parties) * sum(sizes.values())
     batch = {p: h["batch_size"] for p, h in hellos.items()}
-    return _Plan(parties, sizes, batch, key, receivers, d, u, wait)
+    return Plan(parties, sizes, batch, key, receivers, d, u, wait)
 
 
 def _joint_key(session: Session, parties: list[str], keys: Keys) -> bytes:
@@ -278,156 +233,3 @@ def _joint_key(session: Session, parties: list[str], keys: Keys) -> bytes:
     for peer in parties[:-1]:
         session.send(peer, Tag.KEY, partial)
     return partial
-
-
-# -- steps ---------------------------------------------------------------------------
-
-
-def _encrypt(
-    mul: ecc.ScalarMultiplier, hashed: np.ndarray, plan: _Plan, keys: Keys, *, me: str
-) -> Iterator[np.ndarray]:
-    """ElGamal ciphertexts (r G, H(x) + r Y) of this party's ids, a batch of 64-byte rows
-    at a time (the whole own pool is never held). The first mixer P_0 encrypts its own
-    ids as its mix step would leave them, (r G, w_0 H(x) + r Y/y_0): the same
-    distribution as (w_0 y_0 A, w_0 B) of a fresh ciphertext (A = r' G, and r =
-    w_0 y_0 r' is uniform), for one scalar multiplication less."""
-    first = me == plan.parties[0]
-    key = plan.key
-    if first:
-        key = ristretto.scalar_mult(ristretto.scalar_invert(keys.y), key)
-
-    def part(lo: int, hi: int, chunk: np.ndarray) -> bytes:
-        k = hi - lo
-        if k == 0:
-            return b""
-        h = chunk[lo:hi].tobytes()
-        if first:
-            h = ristretto.scalar_mult(keys.w, h)
-        r = ristretto.random_scalars(k)
-        rk = ristretto.scalars_mult(r, key * k)
-        return join_halves(ristretto.base_mult(r), ristretto.add(h, rk))
-
-    batch = plan.batch[me]
-    for lo in range(0, len(hashed), batch):
-        chunk = hashed[lo : lo + batch]
-        yield rows(b"".join(mul.map(part, len(chunk), chunk)), CT)
-
-
-def _mix(
-    session: Session,
-    mul: ecc.ScalarMultiplier,
-    plan: _Plan,
-    keys: Keys,
-    own: Iterator[np.ndarray],
-) -> np.ndarray:
-    """This party's turn in the mix; returns the decrypted pool at D (empty elsewhere).
-
-    A mixer files what it receives as it comes and does its step batch by batch as it
-    sends the shuffled pool on, so it works at the pace it sends and the next mixer,
-    which only files, never lets a backlog of unread batches pile up (the transport
-    holds whatever has not been read). D decrypts on receipt, faster than a mixer sends.
-    """
-    me, parties = session.me, plan.parties
-    pos = parties.index(me)
-    last = me == plan.d
-    wy = ristretto.scalar_mul(keys.w, keys.y)
-
-    def step(lo: int, hi: int, cts: np.ndarray) -> bytes:
-        if hi == lo:
-            return b""
-        a, b = cts[lo:hi, :P].tobytes(), cts[lo:hi, P:].tobytes()
-        if last:  # B - y_D A = W H(x): D adds no blinding of its own (see _unmask)
-            return ristretto.sub(b, ristretto.scalar_mult(keys.y, a))
-        return join_halves(ristretto.scalar_mult(wy, a), ristretto.scalar_mult(keys.w, b))
-
-    def stepped(cts: np.ndarray) -> np.ndarray:
-        return rows(b"".join(mul.map(step, len(cts), cts)), P if last else CT)
-
-    sources = [(p, Tag.POOL) for p in parties] if pos == 0 else [(parties[pos - 1], Tag.MIX)]
-    total = sum(plan.n.values())
-    pool = np.empty((total, P if last else CT), dtype=np.uint8)  # the one copy here
-    done = ready = 0  # rows filed; the first `ready` are stepped already (P_0's own)
-    for src, tag in sources:
-        if src == me:  # first in the pool: _encrypt left them as this step would
-            for cts in own:
-                pool[done : done + len(cts)] = cts
-                done += len(cts)
-            ready = done
-            continue
-        count = plan.n[src] if tag == Tag.POOL else total
-        for cts in recv_batches(
-            session, src, tag, count=count, batch=plan.batch[src], width=CT, wait=plan.wait
-        ):
-            pool[done : done + len(cts)] = stepped(cts) if last else cts
-            done += len(cts)
-            session.progress("psi", 0.3 * done / max(total, 1))
-    if last:
-        return pool
-    perm = secure_permutation(total)  # sent batch by batch: no shuffled copy of the pool
-    with Outbox(session, parties[pos + 1]) as out:
-        for lo in range(0, total, plan.batch[me]):
-            idx = perm[lo : lo + plan.batch[me]]
-            cts, todo = pool[idx], idx >= ready
-            if todo.any():
-                cts[todo] = stepped(cts[todo])
-            out.send(Tag.MIX, cts.tobytes())
-            session.progress("psi", 0.3 + 0.3 * (lo + len(idx)) / total)
-    return pool[:0]
-
-
-def _ring_members(plan: _Plan, owner: str) -> list[str]:
-    """Who a receiver's ring passes: the mixers (every w_j of W), and D only in its own."""
-    return plan.parties if owner == plan.d else plan.parties[:-1]
-
-
-def _ring(
-    session: Session,
-    mul: ecc.ScalarMultiplier,
-    plan: _Plan,
-    keys: Keys,
-    *,
-    owner: str,
-    hashed: np.ndarray,
-) -> bytes:
-    """One receiver's ring; returns, at the owner, its ids as they come back (sigma_R W u
-    H(x) without the owner's own w_R, and without u at U), else b""."""
-    members, me = _ring_members(plan, owner), session.me
-    i = members.index(me)
-    nxt, prv = members[(i + 1) % len(members)], members[i - 1]
-    count, batch = plan.n[owner], plan.batch[owner]
-
-    def incoming() -> Iterator[bytes]:
-        for pts in recv_batches(
-            session, prv, Tag.RING, count=count, batch=batch, width=P, wait=plan.wait
-        ):
-            yield pts.tobytes()
-
-    if me != owner:
-        k = ristretto.scalar_mul(keys.w, keys.u) if me == plan.u else keys.w
-        with Outbox(session, nxt) as out:
-            for pts in incoming():
-                out.send(Tag.RING, mult(mul, k, pts))
-        return b""
-    with Outbox(session, nxt) as out:
-        for lo in range(0, len(hashed), batch):
-            out.send(Tag.RING, mult(mul, keys.sigma, hashed[lo : lo + batch].tobytes()))
-    return b"".join(list(incoming()))
-
-
-def _unmask(plan: _Plan, keys: Keys, me: str) -> bytes:
-    """The factor f with own ring value = f * base for a common id: base is RESULT = u W
-    H(x) (W: the mixers' w_j), or at U the COMMON value W H(x) (U's ring skips u); the
-    ring left out the owner's sigma_R and, at a mixer, its w_R. Applying f to the |I|
-    common values instead of 1/f to every own value saves the owner n_R - |I|."""
-    if me == plan.d:
-        return keys.sigma
-    return ristretto.scalar_mul(keys.sigma, ristretto.scalar_invert(keys.w))
-
-
-# -- wire ------------------------------------------------------------------------------
-
-
-def _recv_common(session: Session, plan: _Plan, src: str, tag: Tag) -> bytes:
-    most = P * min(plan.n.values())
-    data: bytes = msg.recv(session, src, tag, msg.Blob(max_size=most, multiple=P), plan.wait)
-    return data
