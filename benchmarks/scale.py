@@ -15,8 +15,22 @@ Each run reports wall time, the driver's CPU and peak RSS, the cluster's CPU as 
 from its processes (a lower bound: the workers Ray ends with the driver are not seen)
 and its largest peak RSS, the per-core rate (ids per CPU-second; local engine only,
 where every CPU second is seen) and the SHA-256 of the output (one fixed scalar for the run: every
-engine must give the same bytes). ``psi``: the whole ECDH-PSI and KKRT protocols with
-``--psi-n`` ids per party (two parties in one process, memory transport, local engine).
+engine must give the same bytes).
+
+``psi`` (``--psi-n``): the whole two-party ECDH-PSI and KKRT, each party its own forked
+process (pipes between them), its ids streamed from its own Parquet folder, with each
+party's engine one of ``--psi-configs`` (``local`` | ``ray1`` | ``ray2``). ``rayK`` is
+ONE loopback cluster that both parties use (a head that runs no task plus K worker
+nodes of one CPU each; each party connects with its own Ray Client): K worker cores in
+all, which is what a 2-core box has. One cluster per party would double Ray's daemons
+(GCS, raylets, client servers) and put 2K one-CPU workers on 2 cores. A thread samples
+every process of the cluster twice a second: the CPU it used (workers included, seen
+before Ray ends them with their driver; processes shorter than a sample are missed, so
+it is a lower bound) and its peak RSS. Each run reports wall, CPU and peak RSS of each
+party, the cluster's CPU and largest peak RSS of a Ray worker and of a Ray daemon,
+CPU-s per 10^6 ids per party (all CPU seen, parties and cluster, halved), the bytes each
+party sent per id, and the SHA-256 of the sorted intersection (every engine must give
+the same).
 """
 
 from __future__ import annotations
@@ -29,10 +43,12 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import psutil
 
@@ -80,9 +96,12 @@ def _vm(field: str) -> float:
 def _pair(args: argparse.Namespace) -> None:
     """One whole PSI (a child process): each party in its own forked process, reading
     its ids from its Parquet folder either streamed (``IdChunks`` of the partitions) or
-    into a list first; prints each party's wall, CPU and peak RSS."""
+    into a list first, its kernels on ``--engine`` (each party connects for itself);
+    prints each party's wall, CPU, peak RSS and bytes sent, and the receiver's
+    SHA-256 of the sorted intersection."""
     from _pipe_transport import run_processes
 
+    from veil.engine import install
     from veil.engine.partitions import parquet_partitions
     from veil.protocols.psi import Protocol, PsiParams, run_psi
     from veil.protocols.psi.ecdh import IdChunks
@@ -90,13 +109,22 @@ def _pair(args: argparse.Namespace) -> None:
     params = PsiParams(result_to=("a",), protocol=Protocol(args.protocol))
 
     def party(folder: str) -> object:
-        def fn(s: object) -> dict[str, float]:
+        def fn(s: object) -> dict[str, object]:
             base = _vm("VmRSS")
             parts = parquet_partitions(folder, ["id"], rows=args.rows)
             chunks = (p["id"].tolist() for p in parts)
             ids = IdChunks(chunks) if args.input == "stream" else [x for c in chunks for x in c]
-            res = run_psi(s, ids, params)  # type: ignore[arg-type]
-            return {"size": res.size or 0, "base_mb": base, "peak_mb": _vm("VmHWM")}
+            with install(args.engine or "local"):  # this party's engine, opened by itself
+                res = run_psi(s, ids, params)  # type: ignore[arg-type]
+            sha = ""
+            if res.indices is not None:
+                sha = hashlib.sha256(np.sort(res.indices).astype("<i8").tobytes()).hexdigest()
+            return {
+                "size": res.size or 0,
+                "sha": sha,
+                "base_mb": base,
+                "peak_mb": _vm("VmHWM"),
+            }
 
         return fn
 
@@ -201,38 +229,151 @@ def _kernel_table(args: argparse.Namespace) -> None:
         )
 
 
+class _ClusterSampler:
+    """Samples every process of a loopback cluster (its nodes' process groups and their
+    descendants) every ``every`` seconds in a thread: CPU used since the start (per
+    process, its last sample) and peak RSS (``VmHWM``), Ray workers (``ray::`` or
+    ``default_worker`` in the command line) apart from Ray's daemons."""
+
+    def __init__(self, roots: list[int], every: float = 0.5) -> None:
+        self._roots, self._every = roots, every
+        self._cpu: dict[tuple[int, float], float] = {}
+        self._hwm: dict[tuple[int, float], tuple[float, bool]] = {}
+        self._base: dict[tuple[int, float], float] = {}
+        self.total_rss_mb = 0.0
+        self._stop = threading.Event()
+        self._sample()
+        self._base = dict(self._cpu)
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _procs(self) -> list[psutil.Process]:
+        out: list[psutil.Process] = []
+        for pid in self._roots:
+            try:
+                root = psutil.Process(pid)
+                out += [root, *root.children(recursive=True)]
+            except psutil.Error:
+                continue
+        return out
+
+    def _sample(self) -> None:
+        rss = 0.0
+        for p in self._procs():
+            try:
+                key = (p.pid, p.create_time())
+                t = p.cpu_times()
+                status = Path(f"/proc/{p.pid}/status").read_text().splitlines()
+                worker = "ray::" in " ".join(p.cmdline()) or "default_worker" in p.name()
+            except (psutil.Error, OSError):
+                continue
+            self._cpu[key] = t.user + t.system
+            fields = {ln.split(":")[0]: ln.split()[1:2] for ln in status if ":" in ln}
+            hwm = int((fields.get("VmHWM") or ["0"])[0]) / 1024
+            rss += int((fields.get("VmRSS") or ["0"])[0]) / 1024
+            old = self._hwm.get(key, (0.0, worker))
+            self._hwm[key] = (max(hwm, old[0]), worker or old[1])
+        self.total_rss_mb = max(self.total_rss_mb, rss)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._every):
+            self._sample()
+
+    def stop(self) -> dict[str, float]:
+        """Stop sampling; the cluster's CPU seconds since the start, the largest peak RSS
+        of a worker and of a daemon, the largest sum of RSS seen, and the process count."""
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        cpu = sum(c - self._base.get(k, 0.0) for k, c in self._cpu.items())
+        workers = [h for h, w in self._hwm.values() if w]
+        daemons = [h for h, w in self._hwm.values() if not w]
+        return {
+            "cluster_cpu": cpu,
+            "worker_rss_mb": max(workers, default=0.0),
+            "daemon_rss_mb": max(daemons, default=0.0),
+            "cluster_total_rss_mb": self.total_rss_mb,
+            "cluster_procs": float(len(self._hwm)),
+        }
+
+
+def _psi_run(name: str, folder: Path, proto: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One whole PSI with both parties' engines ``name``; the cluster (if any) is fresh."""
+    argv = ["_pair", "--dir", str(folder), "--protocol", proto, "--input", args.inputs]
+    argv += ["--rows", str(args.rows)]
+    start = time.strftime("%H:%M:%S", time.gmtime())
+    load = os.getloadavg()[0]
+    if name == "local":
+        r = _child(*argv, "--engine", "local")
+        usage = {"cluster_cpu": 0.0, "worker_rss_mb": 0.0, "daemon_rss_mb": 0.0}
+        usage.update(cluster_total_rss_mb=0.0, cluster_procs=0.0)
+    else:
+        from veil.engine.loopback import start_cluster
+
+        k, store = int(name.removeprefix("ray")), args.object_store_mb << 20
+        cluster = start_cluster(k, head_cpus=0, drivers=2, object_store_bytes=store)
+        try:
+            sampler = _ClusterSampler([n.proc.pid for n in cluster.nodes])
+            try:
+                r = _child(*argv, "--engine", f"ray://{cluster.client}")
+            finally:
+                usage = sampler.stop()
+        finally:
+            cluster.stop()
+    r.update(usage, config=name, protocol=proto, start_utc=start, load=load)
+    return r
+
+
+def _psi_data(n: int, root: Path) -> Path:
+    """Two Parquet folders of ``n`` ids (half in common) under ``root``, reused if there."""
+    folder = root / f"psi-{n}"
+    for who, start in (("a", 0), ("b", n // 2)):
+        if not (folder / who / "_SUCCESS").exists():
+            _write_ids(folder / who, n, start=start)
+    return folder
+
+
 def _psi_table(n: int, args: argparse.Namespace) -> None:
-    """Whole PSI at ``n`` ids per party (half in common): each protocol and input mode
-    in a fresh process, in alternating order by round; peak RSS per party."""
+    """Whole PSI at ``n`` ids per party (half in common): each protocol x engine config
+    in fresh processes (and a fresh cluster), alternating order by round."""
     with tempfile.TemporaryDirectory(prefix="veil-scale-psi-") as tmp:
-        _write_ids(Path(tmp) / "a", n)
-        _write_ids(Path(tmp) / "b", n, start=n // 2)
-        runs = [(p, i) for p in args.protocols.split(",") for i in args.inputs.split(",")]
+        folder = _psi_data(n, args.data or Path(tmp))
+        runs = [(p, c) for p in args.protocols.split(",") for c in args.psi_configs.split(",")]
         print(
             f"\nwhole PSI, {n:,} x {n:,} ids (Parquet folders of 10 files, partitions of "
-            f"{args.rows:,} rows), each party its own process, load {os.getloadavg()[0]:.1f}"
+            f"{args.rows:,} rows, {args.inputs}), each party its own process",
+            flush=True,
         )
-        print(
-            "| protocol | ids input | round | party | wall s | CPU s | RSS before MB "
-            "| peak RSS MB | peak - before, bytes per id |"
+        head = (
+            "| protocol | engine | round | start UTC | load | wall s | CPU s a / b | cluster CPU s "
+            "| CPU-s per 10^6 ids per party | peak RSS MB a / b | Ray worker / daemon peak RSS "
+            "MB | bytes sent per id a / b | intersection SHA-256 | cluster processes seen |"
         )
-        print("|---|---|---|---|---|---|---|---|---|")
+        print(head + "\n" + "|---" * head.count(" | ") + "|---|", flush=True)
+        shas: dict[str, set[str]] = {}
         for rnd in range(args.psi_rounds):
-            for proto, mode in runs if rnd % 2 == 0 else runs[::-1]:
-                argv = ["_pair", "--dir", tmp, "--protocol", proto, "--input", mode]
-                r = _child(*argv, "--rows", str(args.rows))
-                assert r["a"]["result"]["size"] == n - n // 2, r
-                for who in ("a", "b"):
-                    p = r[who]
-                    res = p["result"]
-                    grow = (res["peak_mb"] - res["base_mb"]) * 2**20 / n
-                    role = "receiver" if who == "a" else "sender"
-                    print(
-                        f"| {proto} | {mode} | {rnd} | {who} ({role}) "
-                        f"| {p['wall_s']:.1f} | {p['cpu_s']:.1f} | {res['base_mb']:.0f} "
-                        f"| {res['peak_mb']:.0f} | {grow:.0f} |",
-                        flush=True,
-                    )
+            for proto, name in runs if rnd % 2 == 0 else runs[::-1]:
+                r = _psi_run(name, folder, proto, args)
+                a, b = r["a"], r["b"]
+                if a["result"]["size"] != n - n // 2:
+                    raise SystemExit(f"wrong intersection size: {r}")
+                shas.setdefault(proto, set()).add(a["result"]["sha"])
+                cpu = a["cpu_s"] + b["cpu_s"] + r["cluster_cpu"]
+                print(json.dumps(r), file=sys.stderr, flush=True)
+                print(
+                    f"| {proto} | {name} | {rnd} | {r['start_utc']} | {r['load']:.1f} "
+                    f"| {max(a['wall_s'], b['wall_s']):.1f} | {a['cpu_s']:.1f} / {b['cpu_s']:.1f} "
+                    f"| {r['cluster_cpu']:.1f} | {cpu / 2 / (n / 1e6):.1f} "
+                    f"| {a['result']['peak_mb']:.0f} / {b['result']['peak_mb']:.0f} "
+                    f"| {r['worker_rss_mb']:.0f} / {r['daemon_rss_mb']:.0f} "
+                    f"| {a['bytes_sent'] / n:.1f} / {b['bytes_sent'] / n:.1f} "
+                    f"| {a['result']['sha'][:12]} | {r['cluster_procs']:.0f} |",
+                    flush=True,
+                )
+        for proto, seen in shas.items():
+            if len(seen) != 1:
+                raise SystemExit(f"{proto}: engines gave different intersections: {seen}")
+            print(f"{proto}: one intersection across engines, SHA-256 {next(iter(seen))}")
 
 
 def main() -> None:
@@ -244,7 +385,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--psi-n", default="", help="ids per party of whole PSI runs: N,N,...")
     ap.add_argument("--protocols", default="ecdh,kkrt", help="whole PSI runs: protocols")
-    ap.add_argument("--inputs", default="stream,list", help="whole PSI runs: id inputs")
+    ap.add_argument("--inputs", default="stream", choices=["stream", "list"])
+    ap.add_argument("--psi-configs", default="local,ray1,ray2", help="whole PSI: engines")
+    ap.add_argument("--object-store-mb", type=int, default=256, help="whole PSI: per node")
+    ap.add_argument("--data", type=Path, help="whole PSI: keep (and reuse) the id folders here")
     ap.add_argument("--psi-rounds", type=int, default=1)
     ap.add_argument("--skip-kernel", action="store_true", help="whole PSI runs only")
     ap.add_argument("--protocol", default="ecdh")

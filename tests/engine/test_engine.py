@@ -174,3 +174,38 @@ def test_parquet_directory_streams_in_order_with_bounded_window(tmp_path: Path) 
     assert b"".join(out) == want
     with pytest.raises(ConfigError, match="no Parquet files"):
         parquet_files(tmp_path)
+
+
+def test_loopback_nodes_keep_one_idle_worker_per_driver_per_cpu(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Two parties on one loopback cluster: each node is told to keep a worker per
+    driver per CPU (else Ray kills one party's idle worker whenever the other's starts),
+    and gets the object store asked for; one driver leaves Ray's default alone."""
+    from veil.engine import loopback
+
+    started: list[tuple[list[str], dict[str, str]]] = []
+
+    def fake_start(args: list[str], log: Path, env: dict[str, str]) -> loopback.RayNode:
+        started.append((args, dict(env)))
+        return loopback.RayNode(subprocess.Popen(["true"], start_new_session=True), log)
+
+    monkeypatch.setattr(loopback, "_start_node", fake_start)
+    monkeypatch.setattr(loopback, "_wait_started", lambda node: None)
+    base = {"PATH": "/bin"}
+    cluster = loopback.start_cluster(
+        2, head_cpus=0, worker_cpus=3, env=base, drivers=2, object_store_bytes=300 << 20
+    )
+    cluster.stop()
+    assert len(started) == 3
+    limits = [env.get("RAY_num_workers_soft_limit") for _, env in started]
+    assert limits == ["2", "6", "6"]
+    assert all(f"--object-store-memory={300 << 20}" in args for args, _ in started)
+    assert all(env["PATH"] == "/bin" for _, env in started)
+
+    started.clear()
+    loopback.start_cluster(1, env=base).stop()
+    assert all("RAY_num_workers_soft_limit" not in env for _, env in started)
+    assert all(f"--object-store-memory={loopback.OBJECT_STORE_BYTES}" in a for a, _ in started)
+    with pytest.raises(ValueError, match="drivers"):
+        loopback.node_env(base, 0, 1)

@@ -7,6 +7,13 @@ returns a :class:`RayCluster` whose ``client`` is the head's ``127.0.0.1:PORT`` 
 ``ray://``. :meth:`RayCluster.stop` stops exactly the process groups it started.
 Ray's processes get ``env`` (default: this process's, with ``src`` of this checkout on
 ``PYTHONPATH`` so they import the same Veil).
+
+``drivers``: how many drivers (parties, jobs) use the cluster at once. Ray keeps at most
+``num_cpus`` idle workers per node and kills the others after about a second; a worker
+serves one job, so two drivers on a one-CPU node kill and restart each other's workers
+between their batches (69 worker starts in one 10^6-id KKRT run with two parties, each
+import of Veil about a CPU-second). The nodes are told to keep ``drivers`` workers per
+CPU (Ray's ``num_workers_soft_limit``).
 """
 
 from __future__ import annotations
@@ -81,6 +88,17 @@ class RayCluster:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def node_env(env: Mapping[str, str], drivers: int, cpus: int) -> dict[str, str]:
+    """``env`` for a node of ``cpus`` CPUs that ``drivers`` drivers use at once: Ray's
+    idle-worker limit raised to one worker per driver per CPU (see the module docstring)."""
+    if drivers < 1 or cpus < 0:
+        raise ValueError(f"drivers must be >= 1 and cpus >= 0, got {drivers}, {cpus}")
+    out = dict(env)
+    if drivers > 1:
+        out["RAY_num_workers_soft_limit"] = str(max(cpus, 1) * drivers)
+    return out
+
+
 def _start_node(args: list[str], log: Path, env: Mapping[str, str]) -> RayNode:
     ray = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
     if ray is None:
@@ -115,14 +133,17 @@ def start_cluster(
     head_cpus: int = 1,
     worker_cpus: int = 1,
     env: Mapping[str, str] | None = None,
+    drivers: int = 1,
+    object_store_bytes: int = OBJECT_STORE_BYTES,
 ) -> RayCluster:
     """A head (``head_cpus``; 0: it runs no task) and ``workers`` more nodes
-    (``worker_cpus`` each) on loopback."""
+    (``worker_cpus`` each) on loopback, for ``drivers`` drivers at once, each node with
+    an object store of ``object_store_bytes``."""
     env = ray_env() if env is None else env
     tmp = Path(tempfile.mkdtemp(prefix="vr-", dir="/tmp"))  # short: Ray's socket paths
     port, client = _free_port(), _free_port()
     gcs = f"127.0.0.1:{port}"
-    common = ["--node-ip-address=127.0.0.1", f"--object-store-memory={OBJECT_STORE_BYTES}"]
+    common = ["--node-ip-address=127.0.0.1", f"--object-store-memory={object_store_bytes}"]
     cluster = RayCluster(f"127.0.0.1:{client}", gcs, [], tmp)
     try:
         head = [
@@ -132,11 +153,13 @@ def start_cluster(
             f"--temp-dir={tmp}",
         ]
         head += [f"--num-cpus={head_cpus}", *common]
-        cluster.nodes.append(_start_node(head, tmp / "head.log", env))
+        head_env = node_env(env, drivers, head_cpus)
+        cluster.nodes.append(_start_node(head, tmp / "head.log", head_env))
         _wait_started(cluster.nodes[0])
         for i in range(workers):
             args = [f"--address={gcs}", f"--num-cpus={worker_cpus}", *common]
-            cluster.nodes.append(_start_node(args, tmp / f"w{i}.log", env))
+            w_env = node_env(env, drivers, worker_cpus)
+            cluster.nodes.append(_start_node(args, tmp / f"w{i}.log", w_env))
             _wait_started(cluster.nodes[-1])  # one at a time: two joining at once can time out
     except BaseException:
         cluster.stop()
