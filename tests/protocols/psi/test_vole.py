@@ -131,12 +131,18 @@ def test_wire_carries_no_output() -> None:
 # -- the parts ------------------------------------------------------------------------------
 
 
-def test_cot_correlation() -> None:
+def _base_ots() -> tuple[np.ndarray, list[bytes], list[tuple[bytes, bytes]]]:
+    """A fresh Delta and the 128 base OTs of its bits: (Delta, the sender's keys, the
+    receiver's key pairs), as :func:`veil.protocols.psi.vole` sets them up."""
     delta = gf128.random(1)[0]
     recv = ot.BaseOtReceiver(cot.delta_choices(delta))
     send = ot.BaseOtSender()
     points, keys = recv.reply(send.message)
-    pairs = send.keys(points, cot.WIDTH)
+    return delta, keys, send.keys(points, cot.WIDTH)
+
+
+def test_cot_correlation() -> None:
+    delta, keys, pairs = _base_ots()
     choices = np.random.default_rng(1).integers(0, 2, 256).astype(np.uint8)
     u, t = cot.extend_receiver(pairs, choices)
     q = cot.extend_sender(keys, delta, u)
@@ -265,11 +271,7 @@ def test_malformed_pprf(bad: str) -> None:
 def test_extension_in_segments_is_one_extension() -> None:
     """cot.ExtendReceiver/Sender: segments continue the column streams, so two segments
     give the rows of one extension of their total length."""
-    delta = gf128.random(1)[0]
-    recv = ot.BaseOtReceiver(cot.delta_choices(delta))
-    send = ot.BaseOtSender()
-    points, keys = recv.reply(send.message)
-    pairs = send.keys(points, cot.WIDTH)
+    delta, keys, pairs = _base_ots()
     choices = np.random.default_rng(2).integers(0, 2, 384).astype(np.uint8)
     u_all, t_all = cot.extend_receiver(pairs, choices)
     ext_r, ext_s = cot.ExtendReceiver(pairs), cot.ExtendSender(keys, delta)
