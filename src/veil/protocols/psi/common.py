@@ -11,6 +11,7 @@ both receivers compute it; in KKRT the OPRF receiver computes it and tells the o
 from __future__ import annotations
 
 import math
+import os
 import queue
 import secrets
 import threading
@@ -56,6 +57,9 @@ class PsiParams:
     ``protocol``: ECDH (default here; the ``psi`` job step picks RR22 between two
     parties), KKRT or RR22; ``batch_size``, ``threads`` and ``suite`` are ECDH's (KKRT
     and RR22 pick their own message sizes and run single-threaded numpy and C).
+    ``spill_dir``: a folder where the run keeps its per-id state in files, bucket by
+    bucket, so its memory does not grow with the number of ids (ECDH, RR22); None keeps
+    it in memory. A local choice, never sent to the peer.
     """
 
     result_to: tuple[str, ...]
@@ -64,6 +68,7 @@ class PsiParams:
     truncate_bits: int | None = None
     suite: ecc.Suite = ecc.DEFAULT_SUITE
     protocol: Protocol = Protocol.ECDH
+    spill_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,11 @@ def check_params(
     tb, top = params.truncate_bits, 8 * params.suite.uniform_bytes
     if tb is not None and (isinstance(tb, bool) or not isinstance(tb, int) or not 1 <= tb <= top):
         raise ConfigError("truncate_bits", f"must be None or 1..{top}, got {tb!r}")
+    sd = params.spill_dir
+    if sd is not None and (not isinstance(sd, str) or not os.path.isdir(sd)):
+        raise ConfigError(
+            "spill_dir", f"{sd!r} is not an existing folder", "create it, or leave spill_dir unset"
+        )
 
 
 # -- the HELLO exchange ------------------------------------------------------------------
