@@ -12,6 +12,13 @@ all B buckets (:func:`bound`), so nothing about the real per-bucket counts is re
 SecretFlow's bucket PSI bins the same way, without the padding. :func:`match` finds
 the receiver's values among the sender's within a bucket; :func:`learned` maps the
 RESULT's wire positions back to the sender's ids.
+
+Memory: :func:`hold_ids` keeps a party's ids for a run (:class:`HeldIds`) either in
+memory (16 bytes of digest and 4-8 bytes of order per id) or, given a folder, spilled
+to one file per shard (:class:`.spill.BucketStore` of 24-byte records: digest, input
+position), hashed chunk by chunk and de-duplicated shard by shard before the protocol
+starts; then one protocol bucket at a time is read back, so the memory of a run does
+not grow with the number of ids.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from types import TracebackType
 
 import numpy as np
 import pandas as pd
@@ -27,12 +35,14 @@ from veil.errors import ConfigError
 from veil.protocols.psi import aeshash
 from veil.protocols.psi.common import encode_ids
 from veil.protocols.psi.ecdh import id_chunks
+from veil.protocols.psi.spill import BucketStore
 
 SHARD_BITS = 10
 SHARDS = 1 << SHARD_BITS
 DEDUPE_ROWS = 1 << 18  # rows per de-duplication group (whole shards)
 SORT_ROWS = 1 << 20  # rows per block of the counting sort
 LOOKUP_ROWS = 1 << 18  # result positions per block of learned()
+RECORD = np.dtype([("digest", "<u8", (2,)), ("pos", "<i8")])  # a spilled id: 24 bytes
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,103 @@ def hashed_ids(ids: Iterable[str] | Sequence[str], key: bytes) -> tuple[np.ndarr
         del d
     digests.resize((n_input, 2), refcheck=False)
     return digests, group(digests), n_input
+
+
+class HeldIds:
+    """A party's distinct digests by shard with their input positions, for one run:
+    in memory (the digests in input order and their :class:`Grouped` order) or spilled
+    (a :class:`.spill.BucketStore` of :data:`RECORD`, one file per shard, removed by
+    :meth:`close` or on leaving a ``with`` block). :meth:`bucket` gives the protocol
+    buckets one at a time, in the same order either way."""
+
+    def __init__(
+        self,
+        n_input: int,
+        offsets: np.ndarray,
+        *,
+        memory: tuple[np.ndarray, np.ndarray] | None = None,
+        store: BucketStore | None = None,
+    ) -> None:
+        self.n_input = n_input  # ids read, repeats included
+        self.offsets = offsets  # (SHARDS + 1): where each shard starts among the distinct
+        self._memory = memory  # (digests in input order, Grouped.order)
+        self._store = store
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def bucket_offsets(self, buckets: int) -> np.ndarray:
+        """Where each of ``buckets`` buckets (consecutive shards) starts among the
+        distinct ids."""
+        return self.offsets[:: SHARDS // buckets]
+
+    def bucket(self, b: int, buckets: int) -> tuple[np.ndarray, np.ndarray]:
+        """Bucket ``b`` of ``buckets``: (its distinct digests, (k, 2) uint64; their input
+        positions), shard by shard, ascending within a shard. A spilled bucket is read
+        once: its files are removed as it is read."""
+        lo, hi = b * (SHARDS // buckets), (b + 1) * (SHARDS // buckets)
+        if self._memory is not None:
+            digests, order = self._memory
+            rows = order[self.offsets[lo] : self.offsets[hi]]
+            return digests[rows], rows
+        assert self._store is not None
+        parts = []
+        for s in range(lo, hi):
+            parts.append(self._store.read(s))
+            self._store.drop(s)
+        rec = np.concatenate(parts)
+        return np.ascontiguousarray(rec["digest"]), rec["pos"].copy()
+
+    def close(self) -> None:
+        """Forget the ids; remove the spilled files."""
+        self._memory = None
+        if self._store is not None:
+            self._store.close()
+
+    def __enter__(self) -> HeldIds:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def hold_ids(ids: Iterable[str] | Sequence[str], key: bytes, folder: str | None) -> HeldIds:
+    """A party's ids hashed under ``key`` and grouped by shard (first occurrence of each
+    digest kept): in memory (:func:`hashed_ids`) with ``folder`` None, else spilled to a
+    private folder under ``folder``, chunk by chunk, then de-duplicated shard by shard
+    (each shard read and rewritten once), so that no array grows with the ids."""
+    if folder is None:
+        digests, grouped, n_input = hashed_ids(ids, key)
+        return HeldIds(n_input, grouped.offsets, memory=(digests, grouped.order))
+    store = BucketStore(RECORD, SHARD_BITS, folder)
+    try:
+        n_input = 0
+        for chunk in id_chunks(ids, aeshash.CHUNK):
+            d = aeshash.id_digests(encode_ids(chunk, start=n_input), key)
+            rec = np.empty(len(d), dtype=RECORD)
+            rec["digest"] = d
+            rec["pos"] = np.arange(n_input, n_input + len(d))
+            store.add(rec, shards(d))
+            n_input += len(d)
+        store.flush()
+        counts = np.zeros(SHARDS, dtype=np.int64)
+        for s in np.flatnonzero([store.count(s) for s in range(SHARDS)]).tolist():
+            rec = store.read(s)
+            dup = duplicate_rows(rec["digest"])
+            if dup.any():
+                store.write(s, rec[~dup])
+            counts[s] = store.count(s)
+        offsets = np.zeros(SHARDS + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        return HeldIds(n_input, offsets, store=store)
+    except BaseException:
+        store.close()
+        raise
 
 
 def index_dtype(limit: int) -> type[np.signedinteger]:

@@ -12,7 +12,10 @@ ids to 128-bit digests d(x) by AES CBC-MAC; H(x) = MMO(d(x)) into GF(2^128); the
 output hash MMO(v) (MMO: x -> AES_k(x) ^ x, a correlation-robust hash).
 Large sets run as B independent RR22 instances over hash buckets of the digests
 (:mod:`.buckets`; SecretFlow's bucket PSI bins the same way), each bucket padded to a
-public bound, so the memory of a run is that of one bucket besides the digests.
+public bound, so the memory of a run is that of one bucket besides the digests (16
+bytes and an index per id); with ``PsiParams.spill_dir`` a party keeps its digests in
+files there instead (:func:`.buckets.hold_ids`), and its memory does not grow with
+its number of ids (beyond the receiver's result). The wire is the same either way.
 
 Roles: the OPRF ``receiver`` R (VOLE receiver) computes the intersection; the OPRF
 ``sender`` S (VOLE sender) holds the OPRF key Delta. The OPRF receiver is the first
@@ -23,7 +26,8 @@ Flow (R with n distinct ids Y, S with m distinct ids X):
   0. R -> S   SETUP: a fresh 16-byte seed; both derive the digest, H and output keys,
               and hash their ids to digests chunk by chunk (:class:`IdChunks` streams;
               the ids are never held as a whole), grouped by shard (the digest's top
-              bits) and de-duplicated shard by shard (:func:`.buckets.group`).
+              bits) and de-duplicated shard by shard (:func:`.buckets.hold_ids`: in
+              memory, or in one file per shard under ``spill_dir``).
   1. R <-> S  HELLO: protocol, version, number of distinct ids, result_to,
               truncate_bits, stat_sec (both must agree). An empty side ends it here.
               Both derive B (:func:`.buckets.bucket_count`: 1 up to BUCKET_TARGET ids)
@@ -198,10 +202,10 @@ def _handshake(
     return _Plan(peer, n, m, width, count, bn, bm, table, stat_sec)
 
 
-def _bucket_starts(grouped: buckets.Grouped, plan: _Plan, bound: int) -> np.ndarray:
-    """Where each bucket starts in ``grouped.order``; a ProtocolError if a bucket holds
+def _bucket_starts(held: buckets.HeldIds, plan: _Plan, bound: int) -> np.ndarray:
+    """Where each bucket starts among the distinct ids; a ProtocolError if a bucket holds
     more ids than its public bound (probability <= 2^-stat_sec)."""
-    starts = grouped.bucket_offsets(plan.buckets)
+    starts = held.bucket_offsets(plan.buckets)
     over = np.flatnonzero(np.diff(starts) > bound)
     if len(over):
         raise ProtocolError(
@@ -259,11 +263,22 @@ def run_oprf_receiver(
     seed = secrets.token_bytes(16)
     session.send(session.peers()[0], Tag.SETUP, {"seed": seed})
     keys = _keys(seed)
-    digests, grouped, n_input = buckets.hashed_ids(ids, keys.digest)
-    plan = _handshake(session, params, len(grouped), True, policy.stat_sec)
+    with buckets.hold_ids(ids, keys.digest, params.spill_dir) as held:
+        return _receive(session, params, policy, keys, held)
+
+
+def _receive(
+    session: Session,
+    params: PsiParams,
+    policy: SecurityPolicy,
+    keys: _Keys,
+    held: buckets.HeldIds,
+) -> PsiResult:
+    """The receiver's run from HELLO on, over its held ids."""
+    plan = _handshake(session, params, len(held), True, policy.stat_sec)
     if plan.n == 0 or plan.m == 0:
-        return PsiResult(np.zeros(0, dtype=np.int64), 0, n_input, plan.n, plan.m)
-    starts = _bucket_starts(grouped, plan, plan.bound_n)
+        return PsiResult(np.zeros(0, dtype=np.int64), 0, held.n_input, plan.n, plan.m)
+    _bucket_starts(held, plan, plan.bound_n)
     sizes = [plan.okvs.m] * plan.buckets
     voles = vole.vole_receiver_chunks(session.sub("vole"), sizes, policy=policy)
     found: list[np.ndarray] = []  # per bucket: the input positions of the matched ids
@@ -271,8 +286,7 @@ def run_oprf_receiver(
     with Outbox(session, plan.peer) as out:
         tell = out if plan.peer in params.result_to else None
         for b in range(plan.buckets):
-            rows = grouped.order[starts[b] : starts[b + 1]]
-            d = digests[rows]
+            d, rows = held.bucket(b, plan.buckets)
             okvs_seed, p = _encode(d, aeshash.mmo(keys.h, d), plan.okvs)
             corr = next(voles)
             out.send(Tag.OKVS, {"seed": okvs_seed})
@@ -289,7 +303,7 @@ def run_oprf_receiver(
         if pending is not None:
             found.append(_match_bucket(session, plan, tell, *pending))
     indices = np.concatenate(found, dtype=np.int64)
-    return PsiResult(indices, len(indices), n_input, plan.n, plan.m)
+    return PsiResult(indices, len(indices), held.n_input, plan.n, plan.m)
 
 
 def _encode(
@@ -349,13 +363,25 @@ def run_oprf_sender(
         raise ConfigError("result_to", f"'{session.me}' is the RR22 receiver of {params.result_to}")
     peer = session.peers()[0]
     keys = _keys(msg.field(msg.recv(session, peer, Tag.SETUP, SETUP), Tag.SETUP, "seed", bytes))
-    digests, grouped, n_input = buckets.hashed_ids(ids, keys.digest)
-    plan = _handshake(session, params, len(grouped), False, policy.stat_sec)
+    with buckets.hold_ids(ids, keys.digest, params.spill_dir) as held:
+        return _send(session, params, policy, keys, held)
+
+
+def _send(
+    session: Session,
+    params: PsiParams,
+    policy: SecurityPolicy,
+    keys: _Keys,
+    held: buckets.HeldIds,
+) -> PsiResult:
+    """The sender's run from HELLO on, over its held ids."""
+    peer, n_input = session.peers()[0], held.n_input
+    plan = _handshake(session, params, len(held), False, policy.stat_sec)
     me_learns = session.me in params.result_to
     if plan.n == 0 or plan.m == 0:
         empty = np.zeros(0, dtype=np.int64) if me_learns else None
         return PsiResult(empty, 0 if me_learns else None, n_input, plan.m, plan.n)
-    starts = _bucket_starts(grouped, plan, plan.bound_m)
+    _bucket_starts(held, plan, plan.bound_m)
     sizes = [plan.okvs.m] * plan.buckets
     voles = vole.vole_sender_chunks(session.sub("vole"), sizes, policy=policy)
     spec = msg.Array("int64", max_len=plan.bound_m, lo=0, hi=plan.bound_m - 1)
@@ -367,20 +393,20 @@ def run_oprf_sender(
 
     with Outbox(session, plan.peer) as out:
         for b in range(plan.buckets):
-            rows = grouped.order[starts[b] : starts[b + 1]]
-            values = _sender_bucket(session, plan, keys, digests[rows], next(voles))
+            d, rows = held.bucket(b, plan.buckets)
+            values = _sender_bucket(session, plan, keys, d, next(voles))
             perm = secure_permutation(plan.bound_m)  # wire position -> padded row
             shuffled = _padded(values, plan)[perm]
             for v in range(0, plan.bound_m, VALUES_PER_MESSAGE):
                 out.send(Tag.VALUES, shuffled[v : v + VALUES_PER_MESSAGE].tobytes())
-            del values, shuffled
+            del values, shuffled, d
             if me_learns:
                 real = np.flatnonzero(perm < len(rows))  # the wire positions of real ids
                 kept[b] = (real, rows[perm[real]])
                 if b >= 2:  # R sent RESULT(b - 2) before MASKED(b): no wait
                     learn(b - 2)
             session.progress("psi", (b + 1) / plan.buckets)
-    del digests, grouped
+    held.close()
     if not me_learns:
         return PsiResult(None, None, n_input, plan.m, plan.n)
     for b in sorted(kept):

@@ -95,7 +95,7 @@ class BucketStore:
         records = np.concatenate([r for r, _ in self._pending])
         where = np.concatenate([b for _, b in self._pending])
         self._pending, self._pending_rows = [], 0
-        order = np.argsort(where, kind="stable")
+        order = np.argsort(where.astype(np.uint16), kind="stable")  # radix: bits <= 16
         counts = np.bincount(where, minlength=self.buckets)
         starts = np.zeros(self.buckets + 1, dtype=np.int64)
         np.cumsum(counts, out=starts[1:])
