@@ -108,7 +108,7 @@ def test_spilled_ids_are_grouped_as_in_memory(tmp_path: Path) -> None:
         assert held.offsets.tolist() == mem.offsets.tolist()
         for b in range(4):
             (dm, rm), (ds, rs) = mem.bucket(b, 4), held.bucket(b, 4)
-            assert dm.tobytes() == ds.tobytes() and rm.tolist() == rs.tolist()
+            assert dm.tobytes() == ds.tobytes() and rm.tobytes() == rs.tobytes()
         assert _empty(store)  # every shard read once, then removed
     assert _empty(tmp_path)
 

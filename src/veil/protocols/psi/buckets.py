@@ -110,8 +110,8 @@ class HeldIds:
 
     def bucket(self, b: int, buckets: int) -> tuple[np.ndarray, np.ndarray]:
         """Bucket ``b`` of ``buckets``: (its distinct digests, (k, 2) uint64; their input
-        positions), shard by shard, ascending within a shard. A spilled bucket is read
-        once: its files are removed as it is read."""
+        positions, :func:`index_dtype`), shard by shard, ascending within a shard. A
+        spilled bucket is read once: its files are removed as it is read."""
         lo, hi = b * (SHARDS // buckets), (b + 1) * (SHARDS // buckets)
         if self._memory is not None:
             digests, order = self._memory
@@ -123,7 +123,7 @@ class HeldIds:
             parts.append(self._store.read(s))
             self._store.drop(s)
         rec = np.concatenate(parts)
-        return np.ascontiguousarray(rec["digest"]), rec["pos"].copy()
+        return np.ascontiguousarray(rec["digest"]), rec["pos"].astype(index_dtype(self.n_input))
 
     def close(self) -> None:
         """Forget the ids; remove the spilled files."""
