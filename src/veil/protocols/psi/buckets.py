@@ -16,9 +16,10 @@ RESULT's wire positions back to the sender's ids.
 Memory: :func:`hold_ids` keeps a party's ids for a run (:class:`HeldIds`) either in
 memory (16 bytes of digest and 4-8 bytes of order per id) or, given a folder, spilled
 to one file per shard (:class:`.spill.BucketStore` of 24-byte records: digest, input
-position), hashed chunk by chunk and de-duplicated shard by shard before the protocol
-starts; then one protocol bucket at a time is read back, so the memory of a run does
-not grow with the number of ids.
+position), hashed chunk by chunk; each shard's distinct digests are counted before the
+protocol starts, then one protocol bucket at a time is read back (and de-duplicated,
+first occurrence kept, where its shards hold repeats), so the memory of a run does not
+grow with the number of ids.
 """
 
 from __future__ import annotations
@@ -93,12 +94,12 @@ class HeldIds:
         offsets: np.ndarray,
         *,
         memory: tuple[np.ndarray, np.ndarray] | None = None,
-        store: BucketStore | None = None,
+        store: tuple[BucketStore, np.ndarray] | None = None,
     ) -> None:
         self.n_input = n_input  # ids read, repeats included
         self.offsets = offsets  # (SHARDS + 1): where each shard starts among the distinct
         self._memory = memory  # (digests in input order, Grouped.order)
-        self._store = store
+        self._store = store  # (the shard files, whether each shard holds repeats)
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -118,10 +119,12 @@ class HeldIds:
             rows = order[self.offsets[lo] : self.offsets[hi]]
             return digests[rows], rows
         assert self._store is not None
+        store, repeats = self._store
         parts = []
         for s in range(lo, hi):
-            parts.append(self._store.read(s))
-            self._store.drop(s)
+            rec = store.read(s)
+            parts.append(rec[~duplicate_rows(rec["digest"])] if repeats[s] else rec)
+            store.drop(s)
         rec = np.concatenate(parts)
         return np.ascontiguousarray(rec["digest"]), rec["pos"].astype(index_dtype(self.n_input))
 
@@ -129,7 +132,7 @@ class HeldIds:
         """Forget the ids; remove the spilled files."""
         self._memory = None
         if self._store is not None:
-            self._store.close()
+            self._store[0].close()
 
     def __enter__(self) -> HeldIds:
         return self
@@ -147,7 +150,8 @@ def hold_ids(ids: Iterable[str] | Sequence[str], key: bytes, folder: str | None)
     """A party's ids hashed under ``key`` and grouped by shard (first occurrence of each
     digest kept): in memory (:func:`hashed_ids`) with ``folder`` None, else spilled to a
     private folder under ``folder``, chunk by chunk, then de-duplicated shard by shard
-    (each shard read and rewritten once), so that no array grows with the ids."""
+    (each shard read once to count its distinct digests; the few holding repeats are
+    de-duplicated again when read back), so that no array grows with the ids."""
     if folder is None:
         digests, grouped, n_input = hashed_ids(ids, key)
         return HeldIds(n_input, grouped.offsets, memory=(digests, grouped.order))
@@ -163,15 +167,13 @@ def hold_ids(ids: Iterable[str] | Sequence[str], key: bytes, folder: str | None)
             n_input += len(d)
         store.flush()
         counts = np.zeros(SHARDS, dtype=np.int64)
+        repeats = np.zeros(SHARDS, dtype=bool)
         for s in np.flatnonzero([store.count(s) for s in range(SHARDS)]).tolist():
-            rec = store.read(s)
-            dup = duplicate_rows(rec["digest"])
-            if dup.any():
-                store.write(s, rec[~dup])
-            counts[s] = store.count(s)
+            dup = duplicate_rows(store.read(s)["digest"])
+            counts[s], repeats[s] = len(dup) - int(dup.sum()), dup.any()
         offsets = np.zeros(SHARDS + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
-        return HeldIds(n_input, offsets, store=store)
+        return HeldIds(n_input, offsets, store=(store, repeats))
     except BaseException:
         store.close()
         raise
