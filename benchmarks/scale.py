@@ -30,8 +30,7 @@ it is a lower bound) and its peak RSS. Each run reports wall, CPU and peak RSS o
 party, the cluster's CPU and largest peak RSS of a Ray worker and of a Ray daemon,
 CPU-s per 10^6 ids per party (all CPU seen, parties and cluster, halved), the bytes each
 party sent per id, and the SHA-256 of the sorted intersection (every engine must give
-the same). ``--spill DIR``: each party runs with ``PsiParams.spill_dir`` = DIR (its
-per-id state in files there), to measure peak RSS against the ids per party.
+the same).
 """
 
 from __future__ import annotations
@@ -107,8 +106,7 @@ def _pair(args: argparse.Namespace) -> None:
     from veil.protocols.psi import Protocol, PsiParams, run_psi
     from veil.protocols.psi.ecdh import IdChunks
 
-    spill = str(args.spill) if args.spill else None
-    params = PsiParams(result_to=("a",), protocol=Protocol(args.protocol), spill_dir=spill)
+    params = PsiParams(result_to=("a",), protocol=Protocol(args.protocol), spill_dir=args.spill)
 
     def party(folder: str) -> object:
         def fn(s: object) -> dict[str, object]:
@@ -302,7 +300,9 @@ class _ClusterSampler:
 def _psi_run(name: str, folder: Path, proto: str, args: argparse.Namespace) -> dict[str, Any]:
     """One whole PSI with both parties' engines ``name``; the cluster (if any) is fresh."""
     argv = ["_pair", "--dir", str(folder), "--protocol", proto, "--input", args.inputs]
-    argv += ["--rows", str(args.rows)] + (["--spill", str(args.spill)] if args.spill else [])
+    argv += ["--rows", str(args.rows)]
+    if args.spill:
+        argv += ["--spill", args.spill]
     start = time.strftime("%H:%M:%S", time.gmtime())
     load = os.getloadavg()[0]
     if name == "local":
@@ -343,8 +343,8 @@ def _psi_table(n: int, args: argparse.Namespace) -> None:
         runs = [(p, c) for p in args.protocols.split(",") for c in args.psi_configs.split(",")]
         print(
             f"\nwhole PSI, {n:,} x {n:,} ids (Parquet folders of 10 files, partitions of "
-            f"{args.rows:,} rows, {args.inputs}), each party its own process, "
-            f"spill_dir {args.spill or 'none (in memory)'}",
+            f"{args.rows:,} rows, {args.inputs}), each party its own process"
+            + (f", per-id state in files under {args.spill}" if args.spill else ""),
             flush=True,
         )
         head = (
@@ -393,7 +393,7 @@ def main() -> None:
     ap.add_argument("--object-store-mb", type=int, default=256, help="whole PSI: per node")
     ap.add_argument("--data", type=Path, help="whole PSI: keep (and reuse) the id folders here")
     ap.add_argument("--psi-rounds", type=int, default=1)
-    ap.add_argument("--spill", type=Path, help="whole PSI: each party's spill_dir (a folder)")
+    ap.add_argument("--spill", help="whole PSI: PsiParams.spill_dir of both parties (a folder)")
     ap.add_argument("--skip-kernel", action="store_true", help="whole PSI runs only")
     ap.add_argument("--protocol", default="ecdh")
     ap.add_argument("--input", default="stream")

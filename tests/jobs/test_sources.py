@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -179,12 +180,18 @@ def fake_step_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", f"{ROOT}{os.pathsep}{path}" if path else str(ROOT))
 
 
+@pytest.mark.parametrize("protocol", ["rr22", "ecdh"])
 def test_psi_job_streams_a_sql_table_and_a_parquet_folder(
-    tmp_path: Path, fake_step_env: None
+    tmp_path: Path, fake_step_env: None, monkeypatch: pytest.MonkeyPatch, protocol: str
 ) -> None:
     """The receiver (a SQLite table with repeated ids) streams its ids and reads back only
     the intersection's rows; the sender (a Spark folder) is read whole before the next
-    step needs it."""
+    step needs it. Streamed ids keep their per-id state in bucket files under TMPDIR,
+    which are gone afterwards."""
+    spill = tmp_path / "tmpdir"
+    spill.mkdir()
+    monkeypatch.setenv("TMPDIR", str(spill))
+    monkeypatch.setattr(tempfile, "tempdir", None)
     rng = np.random.default_rng(5)
     universe = [f"cust-{i:04d}" for i in rng.permutation(400)]
     common, only_bank, only_partner = universe[:120], universe[120:220], universe[220:300]
@@ -207,7 +214,10 @@ def test_psi_job_streams_a_sql_table_and_a_parquet_folder(
             },
             "partner": {"data": "partner_parquet", "id": "id"},
         },
-        "steps": [{"psi": {"result_to": ["bank"], "batch_size": 64}}, "_echo"],
+        "steps": [
+            {"psi": {"result_to": ["bank"], "batch_size": 64, "protocol": protocol}},
+            "_echo",
+        ],
     }
     (folder / "job.yaml").write_text(yaml.safe_dump(job, sort_keys=False))
     res = run_job(load_job(folder / "job.yaml"), folder / "out", RunOptions(timeout=60))
@@ -222,3 +232,4 @@ def test_psi_job_streams_a_sql_table_and_a_parquet_folder(
     # database's choice, so the repeated rows here are copies)
     want = bank.drop_duplicates("id").set_index("id").loc[got["id"]].reset_index()
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    assert [p for p in spill.iterdir() if p.name.startswith("veil-psi-")] == []

@@ -66,3 +66,12 @@ def test_bad_input(tmp_path) -> None:
         store.add(np.zeros(3, dtype=np.int64), np.zeros(3, dtype=np.int64))
     with pytest.raises(ValueError, match="bits"):
         BucketStore(REC, 17, None)
+
+
+def test_bits_for_aims_at_bucket_rows() -> None:
+    from veil.protocols.psi.spill import BUCKET_ROWS, bits_for
+
+    assert bits_for(None, 12) == 12  # unknown count (streamed): the most
+    assert bits_for(0, 12) == bits_for(BUCKET_ROWS, 12) == 0
+    assert bits_for(BUCKET_ROWS + 1, 12) == 1
+    assert bits_for(10**9, 12) == 12

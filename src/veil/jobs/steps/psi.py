@@ -13,7 +13,9 @@ outside it. A party listed without ``data:`` (e.g. an SS-LR dealer) sits the ste
 the others run PSI among themselves (:meth:`veil.net.session.Session.among`).
 A party whose data is a Parquet folder or SQL table (:mod:`veil.jobs.sources`) streams
 its ids partition by partition (:class:`veil.protocols.psi.ecdh.IdChunks`; ECDH holds
-no id in memory, only fixed-width values) and then reads only the intersection's rows.
+no id in memory, only fixed-width values, and keeps those in bucket files under the
+system's temporary folder, ``TMPDIR``, so its memory does not grow with the row count:
+``PsiParams.spill_dir``) and then reads only the intersection's rows.
 
 Parameters: ``result_to`` (parties that learn the intersection; default all with data),
 ``batch_size`` (ids per message), ``threads`` (worker threads, default all cores),
@@ -28,6 +30,7 @@ Curve25519 wire that SecretFlow speaks; a party's ``engine`` scales out ECDH's k
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -123,8 +126,10 @@ def psi(ctx: StepContext, params: Mapping[str, object]) -> dict[str, object]:
     session = ctx.session.among([p for p in ctx.session.parties if p not in sit_out])
     c = Checked(params)
     ids: Sequence[str] | IdChunks
+    spill_dir = None
     if ctx.table is not None:  # a Parquet folder or SQL table: the ids stream by partition
         ids = IdChunks(ctx.table.ids())
+        spill_dir = tempfile.gettempdir()  # per-id state in files there (TMPDIR picks it)
     else:
         ids = ctx.frame[ctx.id_col].astype(str).tolist()
         if not ids and session.me in c.strs("result_to"):
@@ -138,6 +143,7 @@ def psi(ctx: StepContext, params: Mapping[str, object]) -> dict[str, object]:
         batch_size=c.get_int("batch_size"),
         threads=c.opt_int("threads"),
         protocol=Protocol(c.get_str("protocol")),
+        spill_dir=spill_dir,
     )
     if params.get("interconnect"):
         from veil.protocols.interconnect.party import run_psi_interconnect

@@ -42,17 +42,23 @@ exponentiated value, which both receivers hold for every common id, so two
 receivers list the common ids in the same order (vertical learning aligns rows so).
 Duplicates are removed before the protocol (first occurrence kept).
 
-Memory per party (fixed-width numpy arrays, never a Python object per id): its own
-values (32 bytes per distinct id, released after sending) and input positions (8); a
-receiver also the peer's duals (t bytes per peer id: the set it compares against,
-inherent to the protocol) and its own (t per id). The ids themselves are held one chunk
-at a time.
+Memory per party (fixed-width numpy records, never a Python object per id): its own
+values with their input positions (40 bytes per distinct id); a receiver also the
+peer's duals (t bytes per peer id: the set it compares against, inherent to the
+protocol) and its own with positions (t + 8). The ids themselves are held one chunk at
+a time. All three sets live in a :class:`~veil.protocols.psi.spill.BucketStore` by value
+prefix (up to 2^SPILL_BITS buckets), and sorting, de-duplication and matching run one
+bucket at a time, so no step needs a second copy of a set. With ``spill_dir`` set the
+buckets are files there, and the memory of a run does not grow with the number of ids
+(only the receiver's result does: 8 bytes per common id). The wire is the same either
+way.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -75,15 +81,18 @@ from veil.protocols.psi.common import (
     exchange_hello,
     hello,
     hello_schema,
-    match_duals,
     truncate_bytes,
 )
 from veil.protocols.psi.kernels import PointKernels, open_point_kernels
+from veil.protocols.psi.spill import BucketStore, bits_for, prefix_buckets
 
 PROTOCOL_VERSION = 2  # 2: the suite is named by group and truncation (ristretto255 added)
 MAX_BATCH = 1 << 20
 CHUNK_IDS = 1 << 16  # ids hashed and blinded per engine call (a partition's worth)
 POINT = np.dtype(f"S{ecc.POINT_BYTES}")
+OWN = np.dtype([("v", POINT), ("pos", "<i8")])  # a blinded value and its input position
+SPILL_BITS = 12  # buckets (by value prefix) of the per-id state kept in files
+DUAL_LAG = 4  # own batches in flight before their DUAL is read
 
 
 class Tag(StrEnum):
@@ -192,29 +201,34 @@ def _blind_own(
     scalar: bytes,
     ids: Iterable[str] | Sequence[str],
     params: PsiParams,
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """``[k]H(x)`` of every id, chunk by chunk on this party's engine, kept as 32-byte
-    values (not Python objects); then sorted by value, which is the send order (keyed
-    by the secret ``k``, so it says nothing about the input order) and puts repeats of
-    an id side by side, so only the first occurrence of each is kept. Returns the
-    sorted distinct values (S32), the input position of each (int64) and the count of
-    ids read."""
+    *,
+    own: BucketStore,
+) -> tuple[int, int]:
+    """``[k]H(x)`` of every id, chunk by chunk on this party's engine, kept with its input
+    position in ``own`` (by value prefix); then each bucket is sorted by value, which is
+    the send order (keyed by the secret ``k``, so it says nothing about the input order)
+    and puts repeats of an id side by side, so only the first occurrence of each is kept.
+    Returns (distinct ids, ids read)."""
     known = len(ids) if isinstance(ids, Sequence) else 0
-    buf, n = bytearray(), 0
+    n = 0
     for chunk in id_chunks(ids, max(params.batch_size, CHUNK_IDS)):
-        buf += kernels.hash_blind(scalar, _encode(chunk, n), params.suite)
+        points = np.frombuffer(kernels.hash_blind(scalar, _encode(chunk, n), params.suite), POINT)
+        rec = np.empty(len(points), dtype=OWN)
+        rec["v"], rec["pos"] = points, np.arange(n, n + len(points))
+        own.add(rec, prefix_buckets(points, own.bits))
         n += len(chunk)
         if known:
             session.progress("psi", 0.5 * n / known)
-    points = np.frombuffer(buf, dtype=POINT)
-    order = np.argsort(points, kind="stable")  # equal values: input order, first is first
-    ranked = points[order]
-    del points, buf
-    first = np.ones(n, dtype=bool)
-    first[1:] = ranked[1:] != ranked[:-1]
-    if first.all():
-        return ranked, order, n
-    return ranked[first], order[first], n
+    own.flush()
+    distinct = 0
+    for b in range(own.buckets):
+        rec = own.read(b)
+        rec = rec[np.argsort(rec["v"], kind="stable")]  # equal values: input order
+        first = np.ones(len(rec), dtype=bool)
+        first[1:] = rec["v"][1:] != rec["v"][:-1]
+        own.write(b, rec if first.all() else rec[first])
+        distinct += own.count(b)
+    return distinct, n
 
 
 def _run(
@@ -225,42 +239,99 @@ def _run(
 ) -> PsiResult:
     suite = params.suite
     scalar = ecc.new_scalar(suite)
+    hint = len(ids) if isinstance(ids, Sequence) else None
     kernels = open_point_kernels(params.threads)  # this party's engine (local by default)
-    with contextlib.closing(kernels):
-        points, rows, n_input = _blind_own(session, kernels, scalar, ids, params)
-        plan = _handshake(session, params, len(rows), policy.stat_sec)
-        peer_duals = _exchange(session, kernels, points, plan, scalar=scalar, suite=suite)
-        del points  # sent: only the positions stay
-    if not plan.me_learns:
-        return PsiResult(None, None, n_input, plan.n, plan.m)
-    own_duals = bytearray()
-    for i in range(-(-plan.n // plan.my_batch)):
-        expect = min(plan.my_batch, plan.n - i * plan.my_batch)
-        own_duals += msg.recv(session, plan.peer, Tag.DUAL, msg.Blob(expect * plan.tbytes))
-    hits = match_duals(own_duals, peer_duals, plan.tbytes)
-    return PsiResult(rows[hits], len(hits), n_input, plan.n, plan.m)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(contextlib.closing(kernels))
+        own = stack.enter_context(BucketStore(OWN, bits_for(hint, SPILL_BITS), params.spill_dir))
+        n, n_input = _blind_own(session, kernels, scalar, ids, params, own=own)
+        plan = _handshake(session, params, n, policy.stat_sec)
+        dual = np.dtype(f"S{plan.tbytes}")
+        own_duals = np.dtype([("v", dual), ("pos", "<i8")])
+        bits = bits_for(max(plan.n, plan.m), SPILL_BITS)
+        duals = _Duals(
+            stack.enter_context(BucketStore(own_duals, bits, params.spill_dir)),
+            stack.enter_context(BucketStore(dual, bits, params.spill_dir)),
+        )
+        _exchange(session, kernels, own, plan, duals, scalar=scalar, suite=suite)
+        if not plan.me_learns:
+            return PsiResult(None, None, n_input, plan.n, plan.m)
+        hits = duals.match()
+    return PsiResult(hits, len(hits), n_input, plan.n, plan.m)
+
+
+@dataclass(frozen=True)
+class _Duals:
+    """A receiver's two sets of truncated ``[ab]H(.)``: its own (with input positions,
+    returned by the peer in this party's send order) and the peer's (computed here), both
+    by value prefix, so that the intersection is found bucket by bucket."""
+
+    own: BucketStore
+    peer: BucketStore
+
+    def match(self) -> np.ndarray:
+        """Input positions of own ids whose dual the peer also has, sorted by dual value
+        (ascending buckets, sorted within: the order every receiver shares)."""
+        self.own.flush()
+        self.peer.flush()
+        hits = []
+        for b in range(self.own.buckets):
+            mine = self.own.read(b)
+            found = np.flatnonzero(np.isin(mine["v"], self.peer.read(b)))
+            found = found[np.argsort(mine["v"][found], kind="stable")]
+            hits.append(mine["pos"][found])
+            self.own.drop(b)
+            self.peer.drop(b)
+        return np.concatenate(hits) if hits else np.empty(0, dtype=np.int64)
+
+
+def _send_order(own: BucketStore, size: int) -> Iterator[np.ndarray]:
+    """This party's distinct records in send order (by value), in batches of ``size``
+    (the last one shorter); a bucket's file is dropped once read."""
+    held: list[np.ndarray] = []
+    count = 0
+    for b in range(own.buckets):
+        rec = own.read(b)
+        own.drop(b)
+        while len(rec):
+            take = rec[: size - count]
+            held.append(take)
+            count += len(take)
+            rec = rec[len(take) :]
+            if count == size:
+                yield held[0] if len(held) == 1 else np.concatenate(held)
+                held, count = [], 0
+    if count:
+        yield np.concatenate(held)
 
 
 def _exchange(
     session: Session,
     kernels: PointKernels,
-    points: np.ndarray,
+    own: BucketStore,
     plan: _Plan,
+    duals: _Duals,
     *,
     scalar: bytes,
     suite: ecc.Suite,
-) -> bytearray:
-    """Send this party's values, blind the peer's (and return them if it learns); the
-    peer's truncated duals are kept if this party learns (t bytes each: the receiver's
-    one O(peer's set) structure, inherent to the protocol)."""
-    peer_duals = bytearray()
+) -> None:
+    """Send this party's values, blind the peer's (and return them if it learns); a
+    receiver keeps the peer's truncated duals (t bytes each: its one O(peer's set)
+    structure, inherent to the protocol, on disk when spilling) and its own as they come
+    back, DUAL_LAG batches behind, so no reply piles up unread."""
     nb_own = -(-plan.n // plan.my_batch)
     nb_peer = -(-plan.m // plan.peer_batch)
     total = max(nb_own + nb_peer, 1)
+    batches = _send_order(own, plan.my_batch)
+    waiting: deque[np.ndarray] = deque()  # input positions of sent batches, DUAL due
+    bits = duals.own.bits
     with Outbox(session, plan.peer) as out:
         for i in range(max(nb_own, nb_peer)):
             if i < nb_own:
-                out.send(Tag.ENC, points[i * plan.my_batch : (i + 1) * plan.my_batch].tobytes())
+                batch = next(batches)
+                out.send(Tag.ENC, np.ascontiguousarray(batch["v"]).tobytes())
+                if plan.me_learns:
+                    waiting.append(batch["pos"].copy())
             if i < nb_peer:
                 expect = min(plan.peer_batch, plan.m - i * plan.peer_batch)
                 enc = msg.recv(session, plan.peer, Tag.ENC, msg.Blob(expect * ecc.POINT_BYTES))
@@ -268,10 +339,22 @@ def _exchange(
                 if plan.peer_learns:
                     out.send(Tag.DUAL, dual)
                 if plan.me_learns:
-                    peer_duals += dual
+                    values = np.frombuffer(dual, dtype=duals.peer.dtype)
+                    duals.peer.add(values, prefix_buckets(values, bits))
+            while len(waiting) > DUAL_LAG:
+                _take_dual(session, plan, duals.own, waiting.popleft())
             done = min(i + 1, nb_own) + min(i + 1, nb_peer)
             session.progress("psi", 0.5 + 0.5 * done / total)
-    return peer_duals
+        while waiting:
+            _take_dual(session, plan, duals.own, waiting.popleft())
+
+
+def _take_dual(session: Session, plan: _Plan, store: BucketStore, pos: np.ndarray) -> None:
+    """Receive the peer's DUAL of one of this party's batches (input positions ``pos``)."""
+    raw = msg.recv(session, plan.peer, Tag.DUAL, msg.Blob(len(pos) * plan.tbytes))
+    rec = np.empty(len(pos), dtype=store.dtype)
+    rec["v"], rec["pos"] = np.frombuffer(raw, dtype=rec.dtype["v"]), pos
+    store.add(rec, prefix_buckets(rec["v"], store.bits))
 
 
 def _handshake(session: Session, params: PsiParams, n: int, stat_sec: int) -> _Plan:

@@ -15,6 +15,7 @@ bucket is rewritten with a temporary file and a rename, and the folder is remove
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -27,6 +28,15 @@ from veil.errors import ConfigError
 
 FLUSH_ROWS = 1 << 20  # records buffered before they are written to their buckets' files
 MAX_BITS = 16
+BUCKET_ROWS = 1 << 12  # records per bucket that bits_for aims at
+
+
+def bits_for(count: int | None, most: int) -> int:
+    """Bucket bits for about ``count`` records (None: unknown, e.g. streamed): enough for
+    BUCKET_ROWS records per bucket, at most ``most``."""
+    if count is None:
+        return most
+    return max(0, min(most, math.ceil(math.log2(max(count, 1) / BUCKET_ROWS))))
 
 
 def prefix_buckets(values: np.ndarray, bits: int) -> np.ndarray:
@@ -50,14 +60,15 @@ class BucketStore:
         bits: int,
         folder: str | os.PathLike[str] | None,
         *,
-        flush_rows: int = FLUSH_ROWS,
+        flush_rows: int | None = None,
     ) -> None:
         if not 0 <= bits <= MAX_BITS:
             raise ValueError(f"bits must be in 0..{MAX_BITS}, got {bits}")
         self.dtype = np.dtype(dtype)
+        self.bits = bits
         self.buckets = 1 << bits
         self._counts = np.zeros(self.buckets, dtype=np.int64)
-        self._flush_rows = max(int(flush_rows), 1)
+        self._flush_rows = max(int(flush_rows or FLUSH_ROWS), 1)
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []
         self._pending_rows = 0
         self._held: list[list[np.ndarray]] | None = None
@@ -104,7 +115,7 @@ class BucketStore:
         for b in np.flatnonzero(counts).tolist():
             part = records[starts[b] : starts[b + 1]]
             if self._held is not None:
-                self._held[b].append(part)  # a view: the records are not copied
+                self._held[b].append(part.copy())  # so the buffer is freed now
             else:
                 with open(self._path(b), "ab") as f:
                     f.write(part.tobytes())
