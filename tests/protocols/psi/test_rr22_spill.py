@@ -9,6 +9,7 @@ from __future__ import annotations
 import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -95,21 +96,24 @@ def test_spill_gives_the_same_bytes(
     assert _empty(tmp_path)
 
 
-def test_spilled_ids_are_grouped_as_in_memory(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stream", [True, False])
+def test_spilled_ids_are_grouped_as_in_memory(tmp_path: Path, stream: bool) -> None:
     """hold_ids with a folder: same distinct count, shard offsets and buckets (digests
-    and input positions) as in memory; the shard files are there until read, then gone."""
+    and input positions) as in memory; the files (one per shard for a stream, one in
+    all for a list this short) are there until read, then gone."""
     a = [f"id{i % 700}" for i in range(2000)]  # repeats
     key = bytes(range(16))
     mem = psi_buckets.hold_ids(a, key, None)
-    with psi_buckets.hold_ids(_chunked(a), key, str(tmp_path)) as held:
+    with psi_buckets.hold_ids(_chunked(a) if stream else a, key, str(tmp_path)) as held:
         (store,) = tmp_path.iterdir()
-        assert len(list(store.iterdir())) > 100  # one file per non-empty shard
+        files = len(list(store.iterdir()))
+        assert files > 100 if stream else files == 1
         assert held.n_input == mem.n_input == 2000 and len(held) == len(mem) == 700
         assert held.offsets.tolist() == mem.offsets.tolist()
         for b in range(4):
             (dm, rm), (ds, rs) = mem.bucket(b, 4), held.bucket(b, 4)
             assert dm.tobytes() == ds.tobytes() and rm.tobytes() == rs.tobytes()
-        assert _empty(store)  # every shard read once, then removed
+        assert _empty(store)  # every file read once, then removed
     assert _empty(tmp_path)
 
 
@@ -118,8 +122,9 @@ def test_folder_is_emptied_when_the_peer_fails_mid_run(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, spiller: str
 ) -> None:
     """The other party fails mid-run (the receiver at its first match, after its second
-    bucket; the sender at its first bucket) while the spiller's shard files are on disk."""
-    monkeypatch.setattr(rr22_psi, "BUCKET_TARGET", 200)
+    bucket; the sender at its first bucket) while the spiller's files are on disk (its
+    9000 ids in 4 files, B = 8: a file holds two buckets)."""
+    monkeypatch.setattr(rr22_psi, "BUCKET_TARGET", 2000)
     seen: list[int] = []
 
     def failing(*args: object, **kw: object) -> np.ndarray:
@@ -130,9 +135,10 @@ def test_folder_is_emptied_when_the_peer_fails_mid_run(
     # PARTNER the sender (it calls _sender_bucket)
     where = "_sender_bucket" if spiller == BANK else "_match_bucket"
     monkeypatch.setattr(rr22_psi, where, failing)
-    a, b = overlapping_sets(1500, 1200, 300, seed=52)
+    big, small = overlapping_sets(9000, 1200, 300, seed=52)
+    assert psi_buckets.bucket_count(9000, 1200, 40, 2000) == 8
     with pytest.raises(RuntimeError, match="the peer failed"):
-        _pair(a, b, {spiller: str(tmp_path)})
+        _pair(*((big, small) if spiller == BANK else (small, big)), {spiller: str(tmp_path)})
     assert seen and seen[0] > 0  # the spiller's files were there when the peer failed
     assert _empty(tmp_path)
 
@@ -142,7 +148,16 @@ def test_folder_is_emptied_when_the_spiller_fails(
 ) -> None:
     monkeypatch.setattr(rr22_psi, "BUCKET_TARGET", 100)
     monkeypatch.setattr(rr22_psi.buckets, "bound", lambda n, b, s: max(n // b // 2, 1))
+    seen: list[int] = []
+    check = rr22_psi._bucket_starts
+
+    def spy(*args: Any) -> np.ndarray:
+        seen.append(sum(len(list(d.iterdir())) for d in tmp_path.iterdir()))
+        return check(*args)
+
+    monkeypatch.setattr(rr22_psi, "_bucket_starts", spy)
     a, b = overlapping_sets(600, 500, 100, seed=53)
     with pytest.raises(ProtocolError, match="more than its bound"):
         _pair(a, b, {BANK: str(tmp_path), PARTNER: str(tmp_path)})
+    assert seen and max(seen) > 0  # a spilled file was there when the check failed
     assert _empty(tmp_path)

@@ -15,11 +15,11 @@ RESULT's wire positions back to the sender's ids.
 
 Memory: :func:`hold_ids` keeps a party's ids for a run (:class:`HeldIds`) either in
 memory (16 bytes of digest and 4-8 bytes of order per id) or, given a folder, spilled
-to one file per shard (:class:`.spill.BucketStore` of 24-byte records: digest, input
-position), hashed chunk by chunk; each shard's distinct digests are counted before the
-protocol starts, then one protocol bucket at a time is read back (and de-duplicated,
-first occurrence kept, where its shards hold repeats), so the memory of a run does not
-grow with the number of ids.
+to files of consecutive shards (:class:`.spill.BucketStore` of 24-byte records: digest,
+input position), hashed chunk by chunk; each shard's distinct digests are counted
+before the protocol starts, then one protocol bucket at a time is read back (and
+de-duplicated, first occurrence kept, where a file holds repeats), so the memory of a
+run does not grow with the number of ids.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from veil.errors import ConfigError
 from veil.protocols.psi import aeshash
 from veil.protocols.psi.common import encode_ids
 from veil.protocols.psi.ecdh import id_chunks
-from veil.protocols.psi.spill import BucketStore
+from veil.protocols.psi.spill import BucketStore, bits_for
 
 SHARD_BITS = 10
 SHARDS = 1 << SHARD_BITS
@@ -84,7 +84,7 @@ def hashed_ids(ids: Iterable[str] | Sequence[str], key: bytes) -> tuple[np.ndarr
 class HeldIds:
     """A party's distinct digests by shard with their input positions, for one run:
     in memory (the digests in input order and their :class:`Grouped` order) or spilled
-    (a :class:`.spill.BucketStore` of :data:`RECORD`, one file per shard, removed by
+    (:data:`RECORD` s in the files of a :class:`.spill.BucketStore`, removed by
     :meth:`close` or on leaving a ``with`` block). :meth:`bucket` gives the protocol
     buckets one at a time, in the same order either way."""
 
@@ -94,12 +94,12 @@ class HeldIds:
         offsets: np.ndarray,
         *,
         memory: tuple[np.ndarray, np.ndarray] | None = None,
-        store: tuple[BucketStore, np.ndarray] | None = None,
+        spilled: _Spilled | None = None,
     ) -> None:
         self.n_input = n_input  # ids read, repeats included
         self.offsets = offsets  # (SHARDS + 1): where each shard starts among the distinct
         self._memory = memory  # (digests in input order, Grouped.order)
-        self._store = store  # (the shard files, whether each shard holds repeats)
+        self._spilled = spilled
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -111,28 +111,22 @@ class HeldIds:
 
     def bucket(self, b: int, buckets: int) -> tuple[np.ndarray, np.ndarray]:
         """Bucket ``b`` of ``buckets``: (its distinct digests, (k, 2) uint64; their input
-        positions, :func:`index_dtype`), shard by shard, ascending within a shard. A
-        spilled bucket is read once: its files are removed as it is read."""
+        positions, :func:`index_dtype`), shard by shard, ascending within a shard. Call
+        it for b = 0, 1, ... in turn: a spilled file is read once, then removed."""
         lo, hi = b * (SHARDS // buckets), (b + 1) * (SHARDS // buckets)
         if self._memory is not None:
             digests, order = self._memory
             rows = order[self.offsets[lo] : self.offsets[hi]]
             return digests[rows], rows
-        assert self._store is not None
-        store, repeats = self._store
-        parts = []
-        for s in range(lo, hi):
-            rec = store.read(s)
-            parts.append(rec[~duplicate_rows(rec["digest"])] if repeats[s] else rec)
-            store.drop(s)
-        rec = np.concatenate(parts)
+        assert self._spilled is not None
+        rec = self._spilled.shards(lo, hi)
         return np.ascontiguousarray(rec["digest"]), rec["pos"].astype(index_dtype(self.n_input))
 
     def close(self) -> None:
         """Forget the ids; remove the spilled files."""
         self._memory = None
-        if self._store is not None:
-            self._store[0].close()
+        if self._spilled is not None:
+            self._spilled.store.close()
 
     def __enter__(self) -> HeldIds:
         return self
@@ -146,34 +140,70 @@ class HeldIds:
         self.close()
 
 
+class _Spilled:
+    """Spilled records: file t of ``store`` holds shards [t << shift, (t + 1) << shift)
+    in input order, repeats included where ``repeats[t]``."""
+
+    def __init__(self, store: BucketStore, repeats: np.ndarray) -> None:
+        self.store, self.repeats = store, repeats
+        self.shift = SHARD_BITS - store.bits
+        self._last: tuple[int, np.ndarray, np.ndarray] | None = None  # t, records, shards
+
+    def shards(self, lo: int, hi: int) -> np.ndarray:
+        """The distinct records of shards [lo, hi), shard by shard, input order within."""
+        parts = []
+        for t in range(lo >> self.shift, ((hi - 1) >> self.shift) + 1):
+            rec, sh = self._load(t)
+            a, z = np.searchsorted(sh, [lo, hi]).tolist()
+            parts.append(rec[a:z])
+        return np.concatenate(parts)
+
+    def _load(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """File t's distinct records sorted by shard (stable), kept until the next file."""
+        if self._last is None or self._last[0] != t:
+            rec = self.store.read(t)
+            self.store.drop(t)
+            if self.repeats[t]:
+                rec = rec[~duplicate_rows(rec["digest"])]
+            sh = shards(rec["digest"])
+            order = np.argsort(sh, kind="stable")
+            self._last = (t, rec[order], sh[order])
+        return self._last[1], self._last[2]
+
+
 def hold_ids(ids: Iterable[str] | Sequence[str], key: bytes, folder: str | None) -> HeldIds:
     """A party's ids hashed under ``key`` and grouped by shard (first occurrence of each
     digest kept): in memory (:func:`hashed_ids`) with ``folder`` None, else spilled to a
-    private folder under ``folder``, chunk by chunk, then de-duplicated shard by shard
-    (each shard read once to count its distinct digests; the few holding repeats are
+    private folder under ``folder``, chunk by chunk, into files of consecutive shards
+    (one per shard for a stream; fewer for a list, :func:`.spill.bits_for`); each file
+    is read once to count its distinct digests per shard (a file holding repeats is
     de-duplicated again when read back), so that no array grows with the ids."""
     if folder is None:
         digests, grouped, n_input = hashed_ids(ids, key)
         return HeldIds(n_input, grouped.offsets, memory=(digests, grouped.order))
-    store = BucketStore(RECORD, SHARD_BITS, folder)
+    size = len(ids) if isinstance(ids, Sequence) else None
+    store = BucketStore(RECORD, bits_for(size, SHARD_BITS), folder)
     try:
-        n_input = 0
+        shift, n_input = SHARD_BITS - store.bits, 0
         for chunk in id_chunks(ids, aeshash.CHUNK):
             d = aeshash.id_digests(encode_ids(chunk, start=n_input), key)
             rec = np.empty(len(d), dtype=RECORD)
             rec["digest"] = d
             rec["pos"] = np.arange(n_input, n_input + len(d))
-            store.add(rec, shards(d))
+            store.add(rec, shards(d) >> shift)
             n_input += len(d)
         store.flush()
         counts = np.zeros(SHARDS, dtype=np.int64)
-        repeats = np.zeros(SHARDS, dtype=bool)
-        for s in np.flatnonzero([store.count(s) for s in range(SHARDS)]).tolist():
-            dup = duplicate_rows(store.read(s)["digest"])
-            counts[s], repeats[s] = len(dup) - int(dup.sum()), dup.any()
+        repeats = np.zeros(store.buckets, dtype=bool)
+        for t in range(store.buckets):
+            if store.count(t):
+                digests = store.read(t)["digest"]
+                dup = duplicate_rows(digests)
+                repeats[t] = dup.any()
+                counts += np.bincount(shards(digests[~dup]), minlength=SHARDS)
         offsets = np.zeros(SHARDS + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
-        return HeldIds(n_input, offsets, store=(store, repeats))
+        return HeldIds(n_input, offsets, spilled=_Spilled(store, repeats))
     except BaseException:
         store.close()
         raise
