@@ -48,7 +48,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import psutil
 
@@ -116,13 +115,16 @@ def _pair(args: argparse.Namespace) -> None:
             ids = IdChunks(chunks) if args.input == "stream" else [x for c in chunks for x in c]
             with install(args.engine or "local"):  # this party's engine, opened by itself
                 res = run_psi(s, ids, params)  # type: ignore[arg-type]
+            psi_peak = _vm("VmHWM")  # the run's own peak, before the result is hashed
             sha = ""
-            if res.indices is not None:
-                sha = hashlib.sha256(np.sort(res.indices).astype("<i8").tobytes()).hexdigest()
+            if res.indices is not None:  # sorted in place, hashed without a copy
+                res.indices.sort()
+                sha = hashlib.sha256(res.indices.astype("<i8", copy=False).data).hexdigest()
             return {
                 "size": res.size or 0,
                 "sha": sha,
                 "base_mb": base,
+                "psi_peak_mb": psi_peak,
                 "peak_mb": _vm("VmHWM"),
             }
 
