@@ -15,6 +15,7 @@ bucket is rewritten with a temporary file and a rename, and the folder is remove
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -146,7 +147,7 @@ class BucketStore:
         if self._held is not None:
             self._held[b] = [records]
         else:
-            tmp = self._path(b).with_suffix(".tmp")
+            tmp = self._path(b) + ".tmp"
             records.tofile(tmp)
             os.replace(tmp, self._path(b))
         self._counts[b] = len(records)
@@ -156,7 +157,8 @@ class BucketStore:
         if self._held is not None:
             self._held[b] = []
         elif self._dir is not None:
-            self._path(b).unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self._path(b))
 
     def close(self) -> None:
         """Forget everything; remove the folder."""
@@ -176,6 +178,7 @@ class BucketStore:
     ) -> None:
         self.close()
 
-    def _path(self, b: int) -> Path:
+    def _path(self, b: int) -> str:
+        # a str, not a Path: pathlib interns every name it parses, thousands per run
         assert self._dir is not None
-        return self._dir / f"{b:05d}.bin"
+        return os.path.join(self._dir, f"{b:05d}.bin")
