@@ -74,23 +74,7 @@ def test_streamed_ecdh_holds_fixed_width_values_not_ids() -> None:
     """Python-traced peak memory of both parties per id: a list of ids costs several
     hundred bytes an id (strings, bytes, a dedup index); streamed, the ids are held a
     chunk at a time and the rest is 32-byte values and 8-byte positions."""
-    n = 8_000
-    params = PsiParams(result_to=("a",), batch_size=512)
-    tracemalloc.start()
-    try:
-        out = run_parties(
-            {
-                "a": lambda s: run_psi(s, IdChunks(chunks(0, n, 512)), params, policy=TEST_POLICY),
-                "b": lambda s: run_psi(
-                    s, IdChunks(chunks(n // 2, n + n // 2, 512)), params, policy=TEST_POLICY
-                ),
-            }
-        )
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert out["a"].size == n // 2
-    per_id = peak / n  # both parties together
+    per_id = _traced_peak(8_000, None) / 8_000  # both parties together
     assert per_id < 250, f"{per_id:.0f} bytes per id"  # ~145 measured; a list: ~710
 
 
