@@ -97,15 +97,22 @@ class BucketStore:
             return
         self._pending.append((records, np.asarray(buckets, dtype=np.int64)))
         self._pending_rows += len(records)
-        if self._pending_rows >= self._flush_rows:
+        # in memory, records go to their buckets at once (no buffer: one copy of the set)
+        if self._held is not None or self._pending_rows >= self._flush_rows:
             self.flush()
 
     def flush(self) -> None:
         """Write the buffered records to their buckets (stable: input order is kept)."""
         if not self._pending:
             return
-        records = np.concatenate([r for r, _ in self._pending])
-        where = np.concatenate([b for _, b in self._pending])
+        records, where = (
+            self._pending[0]
+            if len(self._pending) == 1
+            else (
+                np.concatenate([r for r, _ in self._pending]),
+                np.concatenate([b for _, b in self._pending]),
+            )
+        )
         self._pending, self._pending_rows = [], 0
         order = np.argsort(where, kind="stable")
         counts = np.bincount(where, minlength=self.buckets)
