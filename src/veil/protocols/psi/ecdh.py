@@ -47,11 +47,11 @@ values with their input positions (40 bytes per distinct id); a receiver also th
 peer's duals (t bytes per peer id: the set it compares against, inherent to the
 protocol) and its own with positions (t + 8). The ids themselves are held one chunk at
 a time. All three sets live in a :class:`~veil.protocols.psi.spill.BucketStore` by value
-prefix (up to 2^SPILL_BITS buckets), and sorting, de-duplication and matching run one
-bucket at a time, so no step needs a second copy of a set. With ``spill_dir`` set the
-buckets are files there, and the memory of a run does not grow with the number of ids
-(only the receiver's result does: 8 bytes per common id). The wire is the same either
-way.
+prefix (up to 2^SPILL_BITS buckets in files, 2^MEMORY_BITS in memory), and sorting,
+de-duplication and matching run one bucket at a time, so no step needs a second copy
+of a set. With ``spill_dir`` set the buckets are files there, and the memory of a run
+does not grow with the number of ids (only the receiver's result does: 8 bytes per
+common id). The wire is the same either way.
 """
 
 from __future__ import annotations
@@ -91,7 +91,8 @@ MAX_BATCH = 1 << 20
 CHUNK_IDS = 1 << 16  # ids hashed and blinded per engine call (a partition's worth)
 POINT = np.dtype(f"S{ecc.POINT_BYTES}")
 OWN = np.dtype([("v", POINT), ("pos", "<i8")])  # a blinded value and its input position
-SPILL_BITS = 12  # buckets (by value prefix) of the per-id state kept in files
+SPILL_BITS = 12  # most bucket bits (by value prefix) of the per-id state kept in files
+MEMORY_BITS = 8  # ... and kept in memory, where a bucket costs only its sorting space
 DUAL_LAG = 4  # own batches in flight before their DUAL is read
 
 
@@ -243,12 +244,13 @@ def _run(
     kernels = open_point_kernels(params.threads)  # this party's engine (local by default)
     with contextlib.ExitStack() as stack:
         stack.enter_context(contextlib.closing(kernels))
-        own = stack.enter_context(BucketStore(OWN, bits_for(hint, SPILL_BITS), params.spill_dir))
+        most = SPILL_BITS if params.spill_dir is not None else MEMORY_BITS
+        own = stack.enter_context(BucketStore(OWN, bits_for(hint, most), params.spill_dir))
         n, n_input = _blind_own(session, kernels, scalar, ids, params, own=own)
         plan = _handshake(session, params, n, policy.stat_sec)
         dual = np.dtype(f"S{plan.tbytes}")
         own_duals = np.dtype([("v", dual), ("pos", "<i8")])
-        bits = bits_for(max(plan.n, plan.m), SPILL_BITS)
+        bits = bits_for(max(plan.n, plan.m), most)
         duals = _Duals(
             stack.enter_context(BucketStore(own_duals, bits, params.spill_dir)),
             stack.enter_context(BucketStore(dual, bits, params.spill_dir)),

@@ -15,6 +15,7 @@ bucket is rewritten with a temporary file and a rename, and the folder is remove
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -96,15 +97,22 @@ class BucketStore:
             return
         self._pending.append((records, np.asarray(buckets, dtype=np.int64)))
         self._pending_rows += len(records)
-        if self._pending_rows >= self._flush_rows:
+        # in memory, records go to their buckets at once (no buffer: one copy of the set)
+        if self._held is not None or self._pending_rows >= self._flush_rows:
             self.flush()
 
     def flush(self) -> None:
         """Write the buffered records to their buckets (stable: input order is kept)."""
         if not self._pending:
             return
-        records = np.concatenate([r for r, _ in self._pending])
-        where = np.concatenate([b for _, b in self._pending])
+        records, where = (
+            self._pending[0]
+            if len(self._pending) == 1
+            else (
+                np.concatenate([r for r, _ in self._pending]),
+                np.concatenate([b for _, b in self._pending]),
+            )
+        )
         self._pending, self._pending_rows = [], 0
         order = np.argsort(where.astype(np.uint16), kind="stable")  # radix: bits <= 16
         counts = np.bincount(where, minlength=self.buckets)
@@ -146,7 +154,7 @@ class BucketStore:
         if self._held is not None:
             self._held[b] = [records]
         else:
-            tmp = self._path(b).with_suffix(".tmp")
+            tmp = self._path(b) + ".tmp"
             records.tofile(tmp)
             os.replace(tmp, self._path(b))
         self._counts[b] = len(records)
@@ -156,7 +164,8 @@ class BucketStore:
         if self._held is not None:
             self._held[b] = []
         elif self._dir is not None:
-            self._path(b).unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self._path(b))
 
     def close(self) -> None:
         """Forget everything; remove the folder."""
@@ -176,6 +185,7 @@ class BucketStore:
     ) -> None:
         self.close()
 
-    def _path(self, b: int) -> Path:
+    def _path(self, b: int) -> str:
+        # a str, not a Path: pathlib interns every name it parses, thousands per run
         assert self._dir is not None
-        return self._dir / f"{b:05d}.bin"
+        return os.path.join(self._dir, f"{b:05d}.bin")
