@@ -69,7 +69,9 @@ What each party learns:
     is one), an OKVS failure (a local re-seed) <= 2^-stat_sec, a bucket over its bound
     (the run stops) <= 2^-stat_sec per party.
 Raw ids and their plain digests never leave a party: only VOLE messages, the masked
-OKVS and truncated OPRF values.
+OKVS and truncated OPRF values. A party's spill files (a private folder under
+``spill_dir``, removed when the run ends or fails) hold digests under the run's key,
+which is never written, and input positions: no id.
 
 Result order: both result parties list the common ids (first occurrence of each) bucket
 by bucket, in the order of the sender's shuffled wire positions within a bucket, which
