@@ -58,8 +58,9 @@ class PsiParams:
     parties), KKRT or RR22; ``batch_size``, ``threads`` and ``suite`` are ECDH's (KKRT
     and RR22 pick their own message sizes and run single-threaded numpy and C).
     ``spill_dir``: a folder where the run keeps its per-id state in files, bucket by
-    bucket, so its memory does not grow with the number of ids (ECDH, RR22); None keeps
-    it in memory. A local choice, never sent to the peer.
+    bucket, so its memory does not grow with the number of ids (ECDH, RR22; KKRT keeps
+    its cuckoo table and OT rows in memory whatever this says); None keeps it in memory.
+    A local choice, never sent to the peer.
     """
 
     result_to: tuple[str, ...]
