@@ -12,10 +12,10 @@ protocol reveals: the receivers learn the intersection; nobody learns ids
 outside it. A party listed without ``data:`` (e.g. an SS-LR dealer) sits the step out;
 the others run PSI among themselves (:meth:`veil.net.session.Session.among`).
 A party whose data is a Parquet folder or SQL table (:mod:`veil.jobs.sources`) streams
-its ids partition by partition (:class:`veil.protocols.psi.ecdh.IdChunks`; ECDH holds
-no id in memory, only fixed-width values, and keeps those in bucket files under the
-system's temporary folder, ``TMPDIR``, so its memory does not grow with the row count:
-``PsiParams.spill_dir``) and then reads only the intersection's rows.
+its ids partition by partition (:class:`veil.protocols.psi.ecdh.IdChunks`; ECDH and
+RR22 hold no id in memory, only fixed-width values, and keep those in bucket files under
+the system's temporary folder, ``TMPDIR``, so their memory does not grow with the row
+count: ``PsiParams.spill_dir``) and then reads only the intersection's rows.
 
 Parameters: ``result_to`` (parties that learn the intersection; default all with data),
 ``batch_size`` (ids per message), ``threads`` (worker threads, default all cores),
