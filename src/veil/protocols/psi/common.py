@@ -291,11 +291,15 @@ def truncate_bytes(
     return min(math.ceil(bits / 8), suite.uniform_bytes)
 
 
-def match_duals(own: bytes | bytearray, peer: bytes | bytearray, width: int) -> np.ndarray:
-    """Positions of ``own`` values found in ``peer``, sorted by value (a shared order)."""
+def match_duals(
+    own: bytes | bytearray | np.ndarray, peer: bytes | bytearray | np.ndarray, width: int
+) -> np.ndarray:
+    """Positions of ``own`` values found in ``peer``, sorted by value (a shared order);
+    each side concatenated values or an array of them (``S{width}``)."""
     dtype = np.dtype(f"S{width}")  # fixed width: distinct byte strings stay distinct
-    mine = np.frombuffer(own, dtype=dtype)
-    hits = np.flatnonzero(np.isin(mine, np.frombuffer(peer, dtype=dtype)))
+    mine = own if isinstance(own, np.ndarray) else np.frombuffer(own, dtype=dtype)
+    theirs = peer if isinstance(peer, np.ndarray) else np.frombuffer(peer, dtype=dtype)
+    hits = np.flatnonzero(np.isin(mine, theirs))
     return hits[np.argsort(mine[hits], kind="stable")]
 
 

@@ -81,6 +81,7 @@ from veil.protocols.psi.common import (
     exchange_hello,
     hello,
     hello_schema,
+    match_duals,
     truncate_bytes,
 )
 from veil.protocols.psi.kernels import PointKernels, open_point_kernels
@@ -279,8 +280,7 @@ class _Duals:
         hits = []
         for b in range(self.own.buckets):
             mine = self.own.read(b)
-            found = np.flatnonzero(np.isin(mine["v"], self.peer.read(b)))
-            found = found[np.argsort(mine["v"][found], kind="stable")]
+            found = match_duals(mine["v"], self.peer.read(b), self.peer.dtype.itemsize)
             hits.append(mine["pos"][found])
             self.own.drop(b)
             self.peer.drop(b)
